@@ -1,0 +1,60 @@
+"""pairio: compute every pipeline step once, ever.
+
+A key/value store of hashes (``get``/``set``), a content store of files by SHA-1,
+and a ``cached`` decorator built on both. This module is the public API.
+"""
+
+from ._version import __version__
+from .api import delete, get, get_many, set, set_many
+from .config import Config, config, get_config, reset_config, set_config
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentNotFoundError,
+    CorruptContentError,
+    InvalidKeyError,
+    InvalidURIError,
+    InvalidValueError,
+    PairioError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RemoteError,
+    ServerUnavailableError,
+    StoreUnavailableError,
+    UnhashableArgumentError,
+)
+from .hashing import key_string
+
+__all__ = [
+    "__version__",
+    # key/value
+    "get",
+    "set",
+    "delete",
+    "get_many",
+    "set_many",
+    "key_string",
+    # config
+    "Config",
+    "config",
+    "get_config",
+    "set_config",
+    "reset_config",
+    # errors
+    "PairioError",
+    "InvalidKeyError",
+    "InvalidValueError",
+    "ConfigurationError",
+    "InvalidURIError",
+    "UnhashableArgumentError",
+    "StoreUnavailableError",
+    "ContentNotFoundError",
+    "CorruptContentError",
+    "RemoteError",
+    "AuthenticationError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "ServerUnavailableError",
+    "BadRequestError",
+]

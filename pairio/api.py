@@ -1,0 +1,125 @@
+"""The module-level key/value functions: thin routing over the stores.
+
+``get_from`` and ``set_to`` decide which stores a call reads and writes:
+local (the embedded store), remote (the server) or both, in the order named.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from .config import Config, get_config
+from .errors import ConfigurationError
+from .hashing import MAX_KEY_LENGTH, check_value, key_string
+from .kv import local_store, remote_store
+
+Key = str | dict | list
+
+
+def _config(collection: str | None, overrides: dict[str, Any]) -> tuple[Config, str]:
+    cfg = get_config(**overrides) if overrides else get_config()
+    if collection is None:
+        return cfg, cfg.collection
+    if type(collection) is not str or not collection or len(collection) > MAX_KEY_LENGTH:
+        raise ConfigurationError(
+            f"collection must be a non-empty str of at most {MAX_KEY_LENGTH} characters, "
+            f"got {collection!r}"
+        )
+    return cfg, collection
+
+
+def get(key: Key, collection: str | None = None, **overrides: Any) -> str | None:
+    """The value stored under ``key`` (a str, or a dict/list hashed to its SHA-1), or None."""
+    cfg, collection = _config(collection, overrides)
+    k = key_string(key)
+    mode = cfg.get_from
+    if mode == "local":
+        return local_store(cfg).get(collection, k)
+    if mode == "remote":
+        return remote_store(cfg).get(collection, k)
+    if mode == "local_then_remote":
+        value = local_store(cfg).get(collection, k)
+        if value is None:
+            value = remote_store(cfg).get(collection, k)
+            if value is not None:
+                local_store(cfg).set(collection, k, value)
+        return value
+    # remote_then_local
+    value = remote_store(cfg).get(collection, k)
+    return value if value is not None else local_store(cfg).get(collection, k)
+
+
+def set(key: Key, value: str | None, collection: str | None = None, **overrides: Any) -> None:  # noqa: A001
+    """Store ``value`` (a str of at most 80 characters) under ``key``; None deletes the key."""
+    cfg, collection = _config(collection, overrides)
+    k = key_string(key)
+    if value is not None:
+        value = check_value(value, k)
+    for store in _write_stores(cfg):
+        if value is None:
+            store.delete(collection, k)
+        else:
+            store.set(collection, k, value)
+
+
+def delete(key: Key, collection: str | None = None, **overrides: Any) -> None:
+    """Remove ``key``; the same as ``set(key, None)``."""
+    set(key, None, collection, **overrides)
+
+
+def get_many(keys: Iterable[Key], collection: str | None = None, **overrides: Any) -> dict[str, str | None]:
+    """Values for many keys in one transaction (one request for a server).
+
+    The result maps each key's stored form (a str key as is, a dict/list key as
+    its SHA-1) to its value, or to None where the key is absent.
+    """
+    cfg, collection = _config(collection, overrides)
+    ks = list(dict.fromkeys(key_string(key) for key in keys))
+    mode = cfg.get_from
+    if mode == "local":
+        found = local_store(cfg).get_many(collection, ks)
+    elif mode == "remote":
+        found = remote_store(cfg).get_many(collection, ks)
+    else:
+        first, second = (
+            (local_store(cfg), remote_store(cfg))
+            if mode == "local_then_remote"
+            else (remote_store(cfg), local_store(cfg))
+        )
+        found = first.get_many(collection, ks)
+        missing = [k for k in ks if k not in found]
+        if missing:
+            more = second.get_many(collection, missing)
+            if more and mode == "local_then_remote":
+                local_store(cfg).set_many(collection, more)
+            found.update(more)
+    return {k: found.get(k) for k in ks}
+
+
+def set_many(pairs: Mapping[Key, str | None] | Iterable[tuple[Key, str | None]], collection: str | None = None, **overrides: Any) -> None:
+    """Store many pairs in one transaction; a None value deletes its key.
+
+    ``pairs`` is a mapping of str keys to values, or an iterable of (key, value)
+    pairs (for dict or list keys). Every pair is validated before anything is stored.
+    """
+    cfg, collection = _config(collection, overrides)
+    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    checked: dict[str, str | None] = {}
+    for key, value in items:
+        k = key_string(key)
+        checked[k] = None if value is None else check_value(value, k)
+    if not checked:
+        return
+    for store in _write_stores(cfg):
+        store.set_many(collection, checked)
+
+
+def _write_stores(cfg: Config) -> list:
+    if cfg.set_to == "local":
+        return [local_store(cfg)]
+    if cfg.set_to == "remote":
+        return [remote_store(cfg)]
+    # local_and_remote: resolve both before writing either, so a missing server
+    # configuration fails before anything is stored.
+    return [local_store(cfg), remote_store(cfg)]

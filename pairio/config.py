@@ -1,0 +1,222 @@
+"""Configuration as an immutable value, with scoped overrides.
+
+``Config`` is a frozen dataclass. The process-wide default comes from the
+environment (PAIRIO_*) and is replaced with :func:`set_config`; ``with config(...)``
+overrides fields for a block through a ContextVar, so overrides are local to a
+thread or an asyncio task. Every public call also takes the fields as keyword
+overrides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import dataclasses
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigurationError
+
+GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
+SET_TO_CHOICES = ("local", "remote", "local_and_remote")
+CACHE_CHOICES = ("on", "off", "readonly", "refresh")
+
+# Field name -> environment variable.
+ENV_VARS = {
+    "url": "PAIRIO_URL",
+    "channel": "PAIRIO_CHANNEL",
+    "password": "PAIRIO_PASSWORD",
+    "collection": "PAIRIO_COLLECTION",
+    "database_path": "PAIRIO_DB_PATH",
+    "content_dir": "PAIRIO_CONTENT_DIR",
+    "get_from": "PAIRIO_GET_FROM",
+    "set_to": "PAIRIO_SET_TO",
+    "verbose": "PAIRIO_VERBOSE",
+    "cache": "PAIRIO_CACHE",
+    "timeout": "PAIRIO_TIMEOUT",
+}
+
+_MAX_COLLECTION_LENGTH = 80
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything pairio needs to know about where pairs and files live.
+
+    ``password`` never appears in ``repr`` or in error messages.
+    """
+
+    url: str | None = None
+    channel: str | None = None
+    password: str | None = None
+    collection: str = "default"
+    database_path: str = "~/.pairio"
+    content_dir: str | None = None
+    get_from: str = "local"
+    set_to: str = "local"
+    verbose: bool = False
+    cache: str = "on"
+    timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        _check_choice("get_from", self.get_from, GET_FROM_CHOICES)
+        _check_choice("set_to", self.set_to, SET_TO_CHOICES)
+        _check_choice("cache", self.cache, CACHE_CHOICES)
+        for name in ("url", "channel", "password", "content_dir"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, (str, os.PathLike)):
+                raise ConfigurationError(
+                    f"config field {name!r} must be a str or None, got {type(value).__name__}"
+                )
+        if not isinstance(self.collection, str) or not self.collection:
+            raise ConfigurationError("config field 'collection' must be a non-empty str")
+        if len(self.collection) > _MAX_COLLECTION_LENGTH:
+            raise ConfigurationError(
+                f"config field 'collection' is {len(self.collection)} characters long; "
+                f"the limit is {_MAX_COLLECTION_LENGTH}"
+            )
+        if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
+            raise ConfigurationError("config field 'database_path' must be a non-empty path")
+        if not isinstance(self.verbose, bool):
+            raise ConfigurationError("config field 'verbose' must be True or False")
+        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
+            raise ConfigurationError(f"config field 'timeout' must be a positive number, got {self.timeout!r}")
+        if self.url is not None:
+            object.__setattr__(self, "url", str(self.url).rstrip("/"))
+
+    def __repr__(self) -> str:
+        fields = []
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "password" and value is not None:
+                fields.append("password='***'")
+            else:
+                fields.append(f"{f.name}={value!r}")
+        return f"Config({', '.join(fields)})"
+
+    @property
+    def database_dir(self) -> Path:
+        """The database directory, with ``~`` expanded."""
+        return Path(os.path.expanduser(os.fspath(self.database_path)))
+
+    @property
+    def content_path(self) -> Path:
+        """The content directory: ``content_dir``, or ``<database_path>/content``."""
+        if self.content_dir is not None:
+            return Path(os.path.expanduser(os.fspath(self.content_dir)))
+        return self.database_dir / "content"
+
+    def replace(self, **fields: Any) -> Config:
+        """A copy with ``fields`` changed; unknown names raise ConfigurationError."""
+        _check_names(fields)
+        return dataclasses.replace(self, **fields) if fields else self
+
+    def masked(self) -> dict[str, Any]:
+        """The fields as a dict, with the password masked: for display."""
+        out = dataclasses.asdict(self)
+        if out["password"] is not None:
+            out["password"] = "***"
+        return out
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        """The defaults, overridden by any PAIRIO_* environment variables."""
+        environ = os.environ if environ is None else environ
+        fields: dict[str, Any] = {}
+        for name, var in ENV_VARS.items():
+            raw = environ.get(var)
+            if raw is None or raw == "":
+                continue
+            if name == "verbose":
+                fields[name] = _parse_bool(var, raw)
+            elif name == "timeout":
+                try:
+                    fields[name] = float(raw)
+                except ValueError:
+                    raise ConfigurationError(f"{var} must be a number, got {raw!r}") from None
+            else:
+                fields[name] = raw
+        return cls(**fields)
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigurationError(
+            f"config field {name!r} is {value!r}; allowed: {', '.join(choices)}"
+        )
+
+
+_FIELD_NAMES = frozenset(f.name for f in dataclasses.fields(Config))
+
+
+def _check_names(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - _FIELD_NAMES
+    if unknown:
+        raise ConfigurationError(
+            f"unknown config field(s): {', '.join(sorted(unknown))}; "
+            f"known: {', '.join(sorted(_FIELD_NAMES))}"
+        )
+
+
+def _parse_bool(var: str, raw: str) -> bool:
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{var} must be true or false, got {raw!r}")
+
+
+# The process-wide default. Rebinding it (set_config) is the only way it changes;
+# the value itself is immutable. _generation lets scoped overrides notice.
+_default = Config.from_env()
+_generation = 0
+
+# (overrides, resolved config, generation of _default it was resolved against)
+_scoped: contextvars.ContextVar[tuple[dict[str, Any], Config, int] | None] = contextvars.ContextVar(
+    "pairio_config", default=None
+)
+
+
+def get_config(**overrides: Any) -> Config:
+    """The effective config here: default, then ``with config()`` blocks, then ``overrides``."""
+    scoped = _scoped.get()
+    if scoped is None:
+        current = _default
+    elif scoped[2] == _generation:
+        current = scoped[1]
+    else:  # set_config() was called inside a `with config()` block
+        current = _default.replace(**scoped[0])
+    return current.replace(**overrides) if overrides else current
+
+
+def set_config(**fields: Any) -> Config:
+    """Change fields of the process-wide default config; returns the new default."""
+    global _default, _generation
+    _default = _default.replace(**fields)
+    _generation += 1
+    return _default
+
+
+def reset_config() -> Config:
+    """Reset the process-wide default to the environment's values; returns it."""
+    global _default, _generation
+    _default = Config.from_env()
+    _generation += 1
+    return _default
+
+
+@contextlib.contextmanager
+def config(**fields: Any) -> Iterator[Config]:
+    """Override config fields for the duration of a ``with`` block (thread/task local)."""
+    _check_names(fields)
+    outer = _scoped.get()
+    merged = {**outer[0], **fields} if outer is not None else dict(fields)
+    resolved = _default.replace(**merged)
+    token = _scoped.set((merged, resolved, _generation))
+    try:
+        yield resolved
+    finally:
+        _scoped.reset(token)

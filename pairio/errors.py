@@ -1,0 +1,80 @@
+"""The exception tree: every error pairio raises is a :class:`PairioError`.
+
+Each family also derives from the builtin that fits, so ``except ValueError`` in
+user code keeps working.
+"""
+
+from __future__ import annotations
+
+
+class PairioError(Exception):
+    """Base of every error raised by pairio."""
+
+
+# --- bad input -------------------------------------------------------------------
+
+
+class InvalidKeyError(PairioError, ValueError):
+    """A key is of the wrong type, too long, or not JSON-serialisable."""
+
+
+class InvalidValueError(PairioError, ValueError):
+    """A value is not a str of at most 80 characters (or None to delete)."""
+
+
+class ConfigurationError(PairioError, ValueError):
+    """A configuration field has an invalid value, or a needed one is missing."""
+
+
+class InvalidURIError(PairioError, ValueError):
+    """A content URI is not of the form ``sha1://<40-hex>[/name]`` or ``sha1dir://...``."""
+
+
+class UnhashableArgumentError(PairioError, TypeError):
+    """An argument of a cached function cannot be hashed into a cache key."""
+
+
+# --- storage ---------------------------------------------------------------------
+
+
+class StoreUnavailableError(PairioError, OSError):
+    """A store cannot be opened or written (unwritable path, corrupt database, full disk)."""
+
+
+class ContentNotFoundError(PairioError, LookupError):
+    """No object with the requested SHA-1 is in the content store."""
+
+
+class CorruptContentError(PairioError, OSError):
+    """A stored object's bytes no longer match its SHA-1."""
+
+
+# --- talking to a server ---------------------------------------------------------
+
+
+class RemoteError(PairioError):
+    """Base of errors reported by, or about, a pairio server."""
+
+
+class AuthenticationError(RemoteError):
+    """The server rejected the request's signature (wrong channel or password)."""
+
+
+class PermissionDeniedError(RemoteError):
+    """The channel may not perform this operation on this collection."""
+
+
+class RateLimitedError(RemoteError):
+    """The server's rate limit for this channel and collection was exceeded."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class ServerUnavailableError(RemoteError, OSError):
+    """The server could not be reached, or kept failing (5xx) after retries."""
+
+
+class BadRequestError(RemoteError, ValueError):
+    """The server rejected the request as malformed (HTTP 400, 404, 413)."""

@@ -1,0 +1,105 @@
+"""SHA-1 hashing shared by every layer: key canonicalisation, bytes and streams.
+
+A dict or list key becomes the SHA-1 hex of its canonical JSON,
+``json.dumps(key, sort_keys=True, separators=(',', ':'))`` in UTF-8: the formula
+existing pairio clients use, so keys stay identical across clients.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable
+from typing import Any, BinaryIO
+
+from .errors import InvalidKeyError, InvalidValueError
+
+MAX_KEY_LENGTH = 80
+MAX_VALUE_LENGTH = 80
+CHUNK_SIZE = 1 << 20
+
+_SHA1_HEX = re.compile(r"[0-9a-f]{40}")
+
+
+def canonical_json(obj: Any) -> str:
+    """The canonical JSON text of ``obj``: sorted keys, no spaces."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def sha1_hex(data: bytes | bytearray | memoryview) -> str:
+    """SHA-1 hex digest of ``data``."""
+    return hashlib.sha1(data).hexdigest()
+
+
+def sha1_of_stream(stream: BinaryIO, chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
+    """SHA-1 hex digest and size of everything left in a binary stream, read in chunks."""
+    h = hashlib.sha1()
+    size = 0
+    buf = bytearray(chunk_size)
+    view = memoryview(buf)
+    while True:
+        n = stream.readinto(view)
+        if not n:
+            return h.hexdigest(), size
+        h.update(view[:n])
+        size += n
+
+
+def sha1_of_chunks(chunks: Iterable[bytes]) -> str:
+    """SHA-1 hex digest of the concatenation of ``chunks``."""
+    h = hashlib.sha1()
+    for chunk in chunks:
+        h.update(chunk)
+    return h.hexdigest()
+
+
+def is_sha1_hex(text: object) -> bool:
+    """True if ``text`` is a 40-character lowercase hex string."""
+    return isinstance(text, str) and len(text) == 40 and _SHA1_HEX.fullmatch(text) is not None
+
+
+def key_string(key: object) -> str:
+    """The stored form of a key: a str as is, a dict or list as its canonical-JSON SHA-1.
+
+    Raises InvalidKeyError for any other type, an empty or over-long str, or a
+    dict/list that is not JSON-serialisable.
+    """
+    if type(key) is str:
+        if 0 < len(key) <= MAX_KEY_LENGTH:
+            return key
+        if not key:
+            raise InvalidKeyError("key must not be empty")
+        raise InvalidKeyError(
+            f"key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH} "
+            "(pass a dict or list to have it hashed)"
+        )
+    if isinstance(key, (dict, list)):
+        try:
+            text = canonical_json(key)
+        except (TypeError, ValueError) as exc:
+            raise InvalidKeyError(f"key is not JSON-serialisable: {exc}") from None
+        return sha1_hex(text.encode("utf-8"))
+    if isinstance(key, str):  # a str subclass: normalise to a plain str
+        return key_string(str(key))
+    raise InvalidKeyError(
+        f"key must be a str (at most {MAX_KEY_LENGTH} characters), dict or list; "
+        f"got {type(key).__name__}"
+    )
+
+
+def check_value(value: object, key: str | None = None) -> str:
+    """``value`` if it is a str of at most 80 characters, else InvalidValueError."""
+    if type(value) is str and len(value) <= MAX_VALUE_LENGTH:
+        return value
+    where = f" for key {key!r}" if key is not None else ""
+    if isinstance(value, str):
+        if len(value) > MAX_VALUE_LENGTH:
+            raise InvalidValueError(
+                f"value{where} is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
+            )
+        return str(value)
+    raise InvalidValueError(
+        f"value{where} must be a str of at most {MAX_VALUE_LENGTH} characters "
+        f"(or None to delete); got {type(value).__name__}"
+    )

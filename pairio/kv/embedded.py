@@ -1,0 +1,225 @@
+"""The embedded key/value store: one SQLite database in WAL mode.
+
+One table keyed by (collection, key). WAL lets readers run beside one writer
+across threads and processes; every set commits before it returns, so it
+survives a crash of the process (``synchronous=NORMAL``: the commit is in the
+WAL, which the OS holds even if this process dies; only a power cut can lose
+the last commits). A process killed mid-write loses at most its uncommitted
+transaction.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+from ..errors import StoreUnavailableError
+from .base import KeyValueStore
+
+DATABASE_FILENAME = "kv.sqlite3"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS pairs (
+    collection TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    PRIMARY KEY (collection, key)
+) WITHOUT ROWID
+"""
+_GET = "SELECT value FROM pairs WHERE collection = ? AND key = ?"
+_SET = (
+    "INSERT INTO pairs (collection, key, value) VALUES (?, ?, ?) "
+    "ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE = "DELETE FROM pairs WHERE collection = ? AND key = ?"
+# Fixed-size IN lists keep the statement cache small; the last chunk is padded.
+_MANY_CHUNK = 500
+_GET_MANY = (
+    "SELECT key, value FROM pairs WHERE collection = ? AND key IN ("
+    + ",".join("?" * _MANY_CHUNK)
+    + ")"
+)
+_BUSY_TIMEOUT_MS = 60_000
+
+_stores: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
+# Connections inherited through fork() must never be used, nor closed, by the child:
+# closing could checkpoint a WAL the parent is still using. They are kept here.
+_inherited: list[object] = []
+
+
+def _forget_connections_after_fork() -> None:
+    for store in list(_stores):
+        _inherited.append(store._local)
+        store._local = threading.local()
+
+
+os.register_at_fork(after_in_child=_forget_connections_after_fork)
+
+
+class EmbeddedStore(KeyValueStore):
+    """A SQLite-backed store in ``directory`` (created if missing); thread- and process-safe."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / DATABASE_FILENAME
+        self._local = threading.local()
+        _stores.add(self)
+
+    def __repr__(self) -> str:
+        return f"EmbeddedStore({str(self.directory)!r})"
+
+    # --- connections ------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        try:
+            return self._local.connection
+        except AttributeError:
+            connection = self._connect()
+            self._local.connection = connection
+            return connection
+
+    def _connect(self) -> sqlite3.Connection:
+        if self.directory.exists() and not self.directory.is_dir():
+            raise StoreUnavailableError(
+                f"pairio database path {str(self.directory)!r} exists but is not a directory"
+            )
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreUnavailableError(
+                f"cannot create the pairio database directory {str(self.directory)!r}: {exc.strerror}"
+            ) from exc
+        try:
+            connection = sqlite3.connect(
+                self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
+            )
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            self._initialise(connection)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise self._error(exc) from exc
+        return connection
+
+    def _initialise(self, connection: sqlite3.Connection) -> None:
+        connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        # Switching to WAL takes an exclusive lock and does not wait on the busy
+        # handler when another process is doing the same, so retry for a while.
+        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
+        while True:
+            try:
+                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                connection.execute(_SCHEMA)
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+        if mode.lower() != "wal":
+            raise StoreUnavailableError(
+                f"pairio database {str(self.path)!r} could not be put in WAL mode (got {mode!r})"
+            )
+        connection.execute("PRAGMA synchronous = NORMAL")
+
+    def _error(self, exc: sqlite3.Error) -> StoreUnavailableError:
+        message = str(exc)
+        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
+            detail = "it is corrupt or not a pairio database"
+        elif "unable to open" in message:
+            detail = "it cannot be opened (is the directory writable?)"
+        elif "readonly" in message:
+            detail = "it is read-only"
+        elif "disk is full" in message or "disk I/O" in message:
+            detail = f"the disk failed ({message})"
+        else:
+            detail = message
+        return StoreUnavailableError(f"pairio database {str(self.path)!r}: {detail}")
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        connection = self._local.__dict__.pop("connection", None)
+        if connection is not None:
+            connection.close()
+
+    # --- operations --------------------------------------------------------------
+
+    def get(self, collection: str, key: str) -> str | None:
+        try:
+            row = self._connection().execute(_GET, (collection, key)).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return None if row is None else row[0]
+
+    def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, str]:
+        keys = list(dict.fromkeys(keys))
+        found: dict[str, str] = {}
+        if not keys:
+            return found
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN")
+            try:
+                for start in range(0, len(keys), _MANY_CHUNK):
+                    chunk = keys[start : start + _MANY_CHUNK]
+                    if len(chunk) < _MANY_CHUNK:
+                        chunk = chunk + [chunk[0]] * (_MANY_CHUNK - len(chunk))
+                    found.update(connection.execute(_GET_MANY, (collection, *chunk)).fetchall())
+            finally:
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return found
+
+    def set(self, collection: str, key: str, value: str) -> None:
+        try:
+            self._connection().execute(_SET, (collection, key, value))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
+        upserts = [(collection, k, v) for k, v in pairs.items() if v is not None]
+        deletes = [(collection, k) for k, v in pairs.items() if v is None]
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                if upserts:
+                    connection.executemany(_SET, upserts)
+                if deletes:
+                    connection.executemany(_DELETE, deletes)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def delete(self, collection: str, key: str) -> None:
+        try:
+            self._connection().execute(_DELETE, (collection, key))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def collections(self) -> list[str]:
+        """The names of the collections that hold at least one pair."""
+        try:
+            rows = self._connection().execute("SELECT DISTINCT collection FROM pairs").fetchall()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return [row[0] for row in rows]
+
+    def count(self, collection: str) -> int:
+        """How many pairs ``collection`` holds."""
+        try:
+            row = self._connection().execute(
+                "SELECT COUNT(*) FROM pairs WHERE collection = ?", (collection,)
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return row[0]
