@@ -26,6 +26,10 @@ from .errors import (
 )
 from .hashing import key_string
 
+# --- content store (issue 4): imports below this line ---
+
+# --- cached decorator (issue 5): imports below this line ---
+
 __all__ = [
     "__version__",
     # key/value
@@ -41,6 +45,8 @@ __all__ = [
     "get_config",
     "set_config",
     "reset_config",
+    # content store (issue 4): names below this line
+    # cached decorator (issue 5): names below this line
     # errors
     "PairioError",
     "InvalidKeyError",
