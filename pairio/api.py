@@ -39,9 +39,10 @@ def get(key: Key, collection: str | None = None, **overrides: Any) -> str | None
     if mode == "remote":
         return remote_store(cfg).get(collection, k)
     if mode == "local_then_remote":
+        remote = remote_store(cfg)  # a missing server configuration fails even on a local hit
         value = local_store(cfg).get(collection, k)
         if value is None:
-            value = remote_store(cfg).get(collection, k)
+            value = remote.get(collection, k)
             if value is not None:
                 local_store(cfg).set(collection, k, value)
         return value

@@ -169,10 +169,19 @@ def _parse_bool(var: str, raw: str) -> bool:
     raise ConfigurationError(f"{var} must be true or false, got {raw!r}")
 
 
-# The process-wide default. Rebinding it (set_config) is the only way it changes;
-# the value itself is immutable. _generation lets scoped overrides notice.
-_default = Config.from_env()
+# The process-wide default, read from the environment at first use (so a bad
+# PAIRIO_* variable is reported by the call that needs it, not by `import pairio`).
+# Rebinding it is the only way it changes; the value itself is immutable.
+# _generation lets scoped overrides notice a rebinding.
+_default: Config | None = None
 _generation = 0
+
+
+def _default_config() -> Config:
+    global _default
+    if _default is None:
+        _default = Config.from_env()
+    return _default
 
 # (overrides, resolved config, generation of _default it was resolved against)
 _scoped: contextvars.ContextVar[tuple[dict[str, Any], Config, int] | None] = contextvars.ContextVar(
@@ -184,18 +193,18 @@ def get_config(**overrides: Any) -> Config:
     """The effective config here: default, then ``with config()`` blocks, then ``overrides``."""
     scoped = _scoped.get()
     if scoped is None:
-        current = _default
+        current = _default if _default is not None else _default_config()
     elif scoped[2] == _generation:
         current = scoped[1]
     else:  # set_config() was called inside a `with config()` block
-        current = _default.replace(**scoped[0])
+        current = _default_config().replace(**scoped[0])
     return current.replace(**overrides) if overrides else current
 
 
 def set_config(**fields: Any) -> Config:
     """Change fields of the process-wide default config; returns the new default."""
     global _default, _generation
-    _default = _default.replace(**fields)
+    _default = _default_config().replace(**fields)
     _generation += 1
     return _default
 
@@ -214,7 +223,7 @@ def config(**fields: Any) -> Iterator[Config]:
     _check_names(fields)
     outer = _scoped.get()
     merged = {**outer[0], **fields} if outer is not None else dict(fields)
-    resolved = _default.replace(**merged)
+    resolved = _default_config().replace(**merged)
     token = _scoped.set((merged, resolved, _generation))
     try:
         yield resolved

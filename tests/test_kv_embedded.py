@@ -1,0 +1,80 @@
+"""The embedded SQLite store: errors naming the path, threads, and the store's own API."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import pairio as pa
+from pairio.kv import EmbeddedStore
+
+
+def test_database_path_that_is_a_file_is_a_clear_error(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("not a directory")
+    with pytest.raises(pa.StoreUnavailableError, match=f"{path}.*not a directory"):
+        pa.get("k", database_path=str(path))
+
+
+def test_database_path_that_cannot_be_created_names_the_path(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    path = blocker / "below-a-file"
+    with pytest.raises(pa.StoreUnavailableError, match=str(path)) as info:
+        pa.set("k", "v", database_path=str(path))
+    assert isinstance(info.value, OSError)
+
+
+def test_corrupt_database_is_a_clear_error_and_is_left_untouched(tmp_path):
+    (tmp_path / "kv.sqlite3").write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(pa.StoreUnavailableError, match="kv.sqlite3.*corrupt or not a pairio database"):
+        pa.get("k", database_path=str(tmp_path))
+    assert (tmp_path / "kv.sqlite3").read_bytes() == b"this is not sqlite" * 100
+
+
+def test_store_reports_collections_and_counts(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.set("a", "k1", "v")
+    store.set("a", "k2", "v")
+    store.set("b", "k1", "v")
+    assert sorted(store.collections()) == ["a", "b"]
+    assert store.count("a") == 2
+
+
+def test_store_reopens_after_close(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.set("c", "k", "v")
+    store.close()
+    assert store.get("c", "k") == "v"
+    assert EmbeddedStore(tmp_path).get("c", "k") == "v"
+
+
+def test_get_many_ignores_duplicate_keys(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.set("c", "k", "v")
+    assert store.get_many("c", ["k", "k", "x", "k"]) == {"k": "v"}
+    assert store.get_many("c", []) == {}
+
+
+def test_many_threads_set_and_get_at_once():
+    errors = []
+
+    def worker(n):
+        try:
+            for i in range(300):
+                pa.set(f"t{n}-{i}", f"v{n}-{i}")
+                pa.set("shared", f"v{n}-{i}")
+                assert pa.get(f"t{n}-{i}") == f"v{n}-{i}"
+                assert pa.get("shared").startswith("v")
+        except Exception as exc:  # collected and re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    found = pa.get_many([f"t{n}-{i}" for n in range(8) for i in range(300)])
+    assert all(found[f"t{n}-{i}"] == f"v{n}-{i}" for n in range(8) for i in range(300))
