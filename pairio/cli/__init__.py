@@ -16,7 +16,7 @@ _COMMAND_MODULES = (
     "pairio.cli.kv",
     # "pairio.cli.content",  (issue 4 adds its line here)
     # "pairio.cli.cache",  (issue 5)
-    # "pairio.cli.serve",  (issue 6)
+    "pairio.cli.serve",
 )
 
 

@@ -1,0 +1,248 @@
+"""The HTTP client of a pairio server: a KeyValueStore whose pairs live on the server.
+
+Every request is signed (:mod:`pairio.signing`); the password never leaves the
+process. One pooled ``requests.Session`` per store and process (a forked child
+makes its own). Connection errors, 5xx and 429 are retried with exponential
+backoff (honouring Retry-After up to ``max_retry_after``); then the error for
+the cause is raised, naming the server's URL:
+
+=========================  ====================================================
+401                        AuthenticationError
+403                        PermissionDeniedError
+404 (collection unknown    BadRequestError: the collection is not available to
+to the channel)            the channel (the server does not say whether it
+                           exists for others)
+400, 413                   BadRequestError, with the server's message
+429                        RateLimitedError (``retry_after`` in seconds)
+unreachable, 5xx           ServerUnavailableError
+=========================  ====================================================
+
+A server that is down never turns ``get`` into None.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from ..errors import (
+    AuthenticationError,
+    BadRequestError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RemoteError,
+    ServerUnavailableError,
+)
+from ..signing import sign_request
+from .base import KeyValueStore
+
+API = "/api/v1"
+MAX_PAIRS_PER_REQUEST = 10_000
+# Batches are split further so a request body stays well under the server's limit.
+MAX_BODY_BYTES = 4 * 1024 * 1024
+
+_stores: weakref.WeakSet[RemoteStore] = weakref.WeakSet()
+
+
+def _forget_sessions_after_fork() -> None:
+    # A pooled connection shared by two processes would interleave their requests.
+    for store in list(_stores):
+        store._session = None
+        store._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_sessions_after_fork)
+
+
+class RemoteStore(KeyValueStore):
+    """The pairs of ``collection``s on the pairio server at ``url``, as ``channel``."""
+
+    def __init__(
+        self,
+        url: str,
+        channel: str,
+        password: str,
+        *,
+        timeout: float = 30.0,
+        retries: int = 3,
+        backoff: float = 0.2,
+        max_retry_after: float = 10.0,
+        pool_size: int = 16,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self.channel = channel
+        self._password = password
+        self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.max_retry_after = max_retry_after
+        self.pool_size = pool_size
+        self._session: requests.Session | None = None
+        self._lock = threading.Lock()
+        _stores.add(self)
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r}, channel={self.channel!r})"
+
+    # --- the KeyValueStore interface --------------------------------------------------
+
+    def get(self, collection: str, key: str) -> str | None:
+        return self._call("get", {"collection": collection, "key": key})["value"]
+
+    def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        for chunk in _chunks(list(dict.fromkeys(keys))):
+            found.update(self._call("get_many", {"collection": collection, "keys": chunk})["values"])
+        return found
+
+    def set(self, collection: str, key: str, value: str) -> None:
+        self._call("set", {"collection": collection, "key": key, "value": value})
+
+    def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
+        """Store ``pairs``; each request of up to 10,000 pairs is one transaction on the server."""
+        items = list(pairs.items())
+        for chunk in _chunks(items):
+            self._call("set_many", {"collection": collection, "pairs": dict(chunk)})
+
+    def delete(self, collection: str, key: str) -> None:
+        self._call("delete", {"collection": collection, "key": key})
+
+    def probe(self) -> dict[str, Any]:
+        """The channel's name and, per collection, whether it may get and set."""
+        return self._request("GET", f"{API}/probe", b"")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                self._session.close()
+                self._session = None
+
+    # --- the wire ------------------------------------------------------------------
+
+    @property
+    def session(self) -> requests.Session:
+        """This process's pooled session."""
+        session = self._session
+        if session is None:
+            with self._lock:
+                if self._session is None:
+                    self._session = self._new_session()
+                session = self._session
+        return session
+
+    def _new_session(self) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size, max_retries=0)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["Content-Type"] = "application/json"
+        return session
+
+    def _call(self, operation: str, obj: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps(obj, separators=(",", ":")).encode("ascii")
+        if len(body) > MAX_BODY_BYTES and len(obj.get("keys") or obj.get("pairs") or ()) > 1:
+            return self._split(operation, obj)
+        return self._request("POST", f"{API}/{operation}", body)
+
+    def _split(self, operation: str, obj: dict[str, Any]) -> dict[str, Any]:
+        if operation == "get_many":
+            keys = obj["keys"]
+            half = len(keys) // 2
+            values = {}
+            for part in (keys[:half], keys[half:]):
+                values.update(self._call(operation, {**obj, "keys": part})["values"])
+            return {"values": values}
+        items = list(obj["pairs"].items())
+        half = len(items) // 2
+        for part in (items[:half], items[half:]):
+            self._call(operation, {**obj, "pairs": dict(part)})
+        return {"ok": True}
+
+    def _request(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+        url = self.url + path
+        attempt = 0
+        while True:
+            headers = sign_request(self.channel, self._password, method, path, body)
+            try:
+                response = self.session.request(method, url, data=body or None, headers=headers,
+                                                timeout=self.timeout)
+            except requests.RequestException as exc:
+                failure: RemoteError = ServerUnavailableError(
+                    f"pairio server {self.url} is unreachable: {_reason(exc)}"
+                )
+                wait = self._backoff(attempt)
+            else:
+                status = response.status_code
+                if status == 200:
+                    try:
+                        return response.json()
+                    except ValueError:
+                        raise ServerUnavailableError(
+                            f"pairio server {self.url} answered {path} with a body that is not JSON"
+                        ) from None
+                failure = self._error(response, path)
+                if status == 429:
+                    retry_after = getattr(failure, "retry_after", None)
+                    if retry_after is not None and retry_after > self.max_retry_after:
+                        raise failure
+                    wait = max(self._backoff(attempt), retry_after or 0.0)
+                elif status >= 500:
+                    wait = self._backoff(attempt)
+                else:
+                    raise failure
+            if attempt >= self.retries:
+                raise failure
+            attempt += 1
+            time.sleep(wait)
+
+    def _backoff(self, attempt: int) -> float:
+        # Jitter spreads the retries of many clients after a shared outage.
+        return self.backoff * (2**attempt) * (0.5 + random.random())
+
+    def _error(self, response: requests.Response, path: str) -> RemoteError:
+        status = response.status_code
+        try:
+            message = response.json()["error"]
+        except (ValueError, KeyError, TypeError):
+            message = response.text[:200] or response.reason
+        where = f"pairio server {self.url}"
+        if status == 401:
+            return AuthenticationError(f"{where} rejected channel {self.channel!r}: {message} "
+                                       "(check the channel and password)")
+        if status == 403:
+            return PermissionDeniedError(f"{where}: {message}")
+        if status == 429:
+            return RateLimitedError(f"{where}: {message}", _retry_after(response))
+        if status >= 500:
+            return ServerUnavailableError(f"{where} failed on {path} (HTTP {status}): {message}")
+        return BadRequestError(f"{where} refused {path} (HTTP {status}): {message}")
+
+
+def _chunks(items: list) -> Iterator[list]:
+    for start in range(0, len(items), MAX_PAIRS_PER_REQUEST):
+        yield items[start : start + MAX_PAIRS_PER_REQUEST]
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    raw = response.headers.get("Retry-After")
+    try:
+        return max(0.0, float(raw)) if raw is not None else None
+    except ValueError:
+        return None
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        return "connection failed (is it running, and is the URL right?)"
+    return type(exc).__name__

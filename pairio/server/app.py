@@ -1,0 +1,210 @@
+"""The ASGI application: the versioned JSON API over one key/value store.
+
+Handlers call the store directly on the event loop: an embedded SQLite read
+takes microseconds, less than a hop to a thread pool would cost.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from .._version import __version__
+from ..errors import InvalidKeyError, InvalidValueError, PairioError
+from ..hashing import check_value, key_string
+from ..kv.base import KeyValueStore
+from .auth import ApiError, Guard, read_body
+from .openapi import openapi_document
+from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
+
+log = logging.getLogger("pairio.server")
+
+API = "/api/v1"
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A compact JSON response."""
+    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return Response(body, status, headers, media_type="application/json")
+
+
+def open_store(settings: ServerSettings) -> KeyValueStore:
+    """The store pairio.json names: the embedded one by default."""
+    if settings.store.backend == "postgresql":
+        from .postgres import PostgresStore
+
+        return PostgresStore(settings.store.dsn)
+    from ..kv.embedded import EmbeddedStore
+
+    return EmbeddedStore(settings.store.path)
+
+
+def create_app(
+    directory_or_settings: str | os.PathLike[str] | ServerSettings,
+    store: KeyValueStore | None = None,
+) -> Starlette:
+    """The pairio server for a directory holding pairio.json (or for settings already loaded)."""
+    settings = (
+        directory_or_settings
+        if isinstance(directory_or_settings, ServerSettings)
+        else load_settings(directory_or_settings)
+    )
+    store = open_store(settings) if store is None else store
+    guard = Guard(settings)
+    api = _Api(settings, guard, store)
+    routes = [
+        Route(f"{API}/health", api.health, methods=["GET"]),
+        Route(f"{API}/probe", api.endpoint(api.probe), methods=["GET"]),
+        Route(f"{API}/get", api.endpoint(api.get), methods=["POST"]),
+        Route(f"{API}/set", api.endpoint(api.set), methods=["POST"]),
+        Route(f"{API}/delete", api.endpoint(api.delete), methods=["POST"]),
+        Route(f"{API}/get_many", api.endpoint(api.get_many), methods=["POST"]),
+        Route(f"{API}/set_many", api.endpoint(api.set_many), methods=["POST"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+    ]
+    if settings.legacy:
+        from .legacy import legacy_routes
+
+        routes += legacy_routes(guard, store)
+    app = Starlette(routes=routes)
+    app.state.settings = settings
+    app.state.store = store
+    return app
+
+
+class _Api:
+    """The route handlers, bound to one settings/guard/store."""
+
+    def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore) -> None:
+        self.settings = settings
+        self.guard = guard
+        self.store = store
+        self._openapi = json.dumps(openapi_document(__version__)).encode("utf-8")
+
+    def endpoint(self, operation: Callable[[str, Any], Response]) -> Handler:
+        """Wrap ``operation(channel, body_json)`` with size, signature and error handling."""
+        guard = self.guard
+        limit = self.settings.max_body_bytes
+
+        async def handle(request: Request) -> Response:
+            try:
+                body = await read_body(request, limit)
+                channel = guard.authenticate(request, body)
+                if request.scope["method"] == "GET":
+                    return operation(channel, None)
+                try:
+                    obj = json.loads(body)
+                except (ValueError, RecursionError):
+                    raise ApiError(400, "request body is not valid JSON") from None
+                if not isinstance(obj, dict):
+                    raise ApiError(400, "request body must be a JSON object")
+                return operation(channel, obj)
+            except ApiError as exc:
+                return json_response({"error": exc.message}, exc.status, exc.headers)
+            except PairioError as exc:  # the store failed: log the detail, keep paths private
+                log.error("store error: %s", exc)
+                return json_response({"error": "the server's store is unavailable"}, 503)
+
+        return handle
+
+    # --- routes ----------------------------------------------------------------------
+
+    async def health(self, request: Request) -> Response:
+        return json_response({"status": "ok", "version": __version__, "api": "v1"})
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+    def probe(self, channel: str, obj: None) -> Response:
+        collections = {
+            name: {"get": c.max_gets_per_minute > 0, "set": c.max_sets_per_minute > 0}
+            for name, c in self.settings.channels[channel].collections.items()
+        }
+        return json_response({"channel": channel, "collections": collections})
+
+    def get(self, channel: str, obj: dict) -> Response:
+        collection = self.guard.collection(channel, obj.get("collection"))
+        key = _key(obj.get("key"), "key")
+        self.guard.allow(channel, collection, "get")
+        return json_response({"value": self.store.get(collection.name, key)})
+
+    def set(self, channel: str, obj: dict) -> Response:  # noqa: A003
+        collection = self.guard.collection(channel, obj.get("collection"))
+        key = _key(obj.get("key"), "key")
+        value = _value(obj.get("value"), "value", key)
+        self.guard.allow(channel, collection, "set")
+        self.store.set(collection.name, key, value)
+        return json_response({"ok": True})
+
+    def delete(self, channel: str, obj: dict) -> Response:
+        collection = self.guard.collection(channel, obj.get("collection"))
+        key = _key(obj.get("key"), "key")
+        self.guard.allow(channel, collection, "set")
+        self.store.delete(collection.name, key)
+        return json_response({"ok": True})
+
+    def get_many(self, channel: str, obj: dict) -> Response:
+        collection = self.guard.collection(channel, obj.get("collection"))
+        keys = obj.get("keys")
+        if not isinstance(keys, list):
+            raise ApiError(400, "field 'keys' must be a list of keys")
+        _check_count(len(keys), "keys")
+        checked = [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
+        if checked:
+            self.guard.allow(channel, collection, "get", len(checked))
+        return json_response({"values": self.store.get_many(collection.name, checked)})
+
+    def set_many(self, channel: str, obj: dict) -> Response:
+        collection = self.guard.collection(channel, obj.get("collection"))
+        pairs = obj.get("pairs")
+        if not isinstance(pairs, dict):
+            raise ApiError(400, "field 'pairs' must be an object mapping keys to values (null deletes)")
+        _check_count(len(pairs), "pairs")
+        checked = {}
+        for k, v in pairs.items():
+            key = _key(k, "pairs")
+            checked[key] = None if v is None else _value(v, f"pairs[{key!r}]", key)
+        if checked:
+            self.guard.allow(channel, collection, "set", len(checked))
+            self.store.set_many(collection.name, checked)
+        return json_response({"ok": True})
+
+
+def _key(key: object, field: str) -> str:
+    if not isinstance(key, str):
+        raise ApiError(400, f"field {field!r} must be a string key")
+    try:
+        return _encodable(key_string(key), field)
+    except InvalidKeyError as exc:
+        raise ApiError(400, f"field {field!r}: {exc}") from None
+
+
+def _value(value: object, field: str, key: str) -> str:
+    try:
+        return _encodable(check_value(value, key), field)
+    except InvalidValueError as exc:
+        raise ApiError(400, f"field {field!r}: {exc}") from None
+
+
+def _encodable(text: str, field: str) -> str:
+    # JSON can carry lone surrogates ("\ud800"), which no store can hold.
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ApiError(400, f"field {field!r} is not valid Unicode (lone surrogate)") from None
+    return text
+
+
+def _check_count(n: int, field: str) -> None:
+    if n > MAX_PAIRS_PER_REQUEST:
+        raise ApiError(400, f"field {field!r} has {n} entries; the limit is {MAX_PAIRS_PER_REQUEST} a request")

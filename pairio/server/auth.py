@@ -1,0 +1,106 @@
+"""Request checks shared by the routes: body size, signature, collection, permission, rate.
+
+Each check raises :class:`ApiError` with the HTTP status and a message naming the
+field or collection. No message contains a password or tells whether a channel
+other than the caller's exists: an unknown channel and a wrong password give the
+same 401.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from starlette.requests import Request
+
+from ..signing import NonceCache, NonceCacheFull, SignatureError, verify_request
+from .ratelimit import RateLimiter, retry_after_header
+from .settings import CollectionSettings, ServerSettings
+
+log = logging.getLogger("pairio.server")
+
+
+class ApiError(Exception):
+    """A request is refused with ``status`` and a JSON body ``{"error": message}``."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, refusing (413) one over ``limit`` bytes before reading it all."""
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise ApiError(400, "header Content-Length must be a non-negative integer")
+        if int(length) > limit:
+            raise ApiError(413, f"request body is {length} bytes; the limit is {limit}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+class Guard:
+    """The server's security state: passwords, the nonce cache and the rate limiter."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.passwords = settings.passwords
+        self.nonces = NonceCache()
+        self.limiter = RateLimiter()
+
+    def authenticate(self, request: Request, body: bytes) -> str:
+        """The channel that signed ``request``, or ApiError 401 (503 if the nonce cache is full)."""
+        scope = request.scope
+        path = scope["path"]
+        root = scope.get("root_path", "")
+        if root and path.startswith(root):
+            path = path[len(root):]
+        try:
+            return verify_request(
+                request.headers, self.passwords, scope["method"], path,
+                scope["query_string"].decode("latin-1"), body, self.nonces,
+            )
+        except SignatureError as exc:
+            log.info("refused %s %s: %s", scope["method"], path, exc)
+            raise ApiError(401, f"authentication failed: {exc}") from None
+        except NonceCacheFull as exc:
+            log.warning("nonce cache full: %s", exc)
+            raise ApiError(503, "server busy: too many requests in the replay window",
+                           {"Retry-After": "10"}) from None
+
+    def collection(self, channel: str, collection: object) -> CollectionSettings:
+        """The channel's settings for ``collection``: 400 if malformed, 404 if not the channel's."""
+        if not isinstance(collection, str) or not collection:
+            raise ApiError(400, "field 'collection' must be a non-empty string")
+        settings = self.settings.channels[channel].collections.get(collection)
+        if settings is None:
+            raise ApiError(404, f"collection {collection!r} is not available to channel {channel!r}")
+        return settings
+
+    def allow(self, channel: str, collection: CollectionSettings, operation: str, count: int = 1) -> None:
+        """Check permission (403) and take ``count`` tokens from the rate limit (429).
+
+        ``operation`` is ``'get'`` or ``'set'`` (deletes count as sets).
+        """
+        per_minute = (
+            collection.max_gets_per_minute if operation == "get" else collection.max_sets_per_minute
+        )
+        if per_minute == 0:
+            verb = "read" if operation == "get" else "write"
+            raise ApiError(403, f"channel {channel!r} may not {verb} collection {collection.name!r}")
+        wait = self.limiter.acquire((channel, collection.name, operation), per_minute, count)
+        if wait:
+            raise ApiError(
+                429,
+                f"rate limit of {per_minute} {operation}s per minute for channel {channel!r} "
+                f"on collection {collection.name!r} exceeded",
+                {"Retry-After": retry_after_header(wait)},
+            )

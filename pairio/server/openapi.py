@@ -1,0 +1,112 @@
+"""The OpenAPI 3.0 document of the API, served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..hashing import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
+from ..signing import HEADER_CHANNEL, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from .settings import MAX_PAIRS_PER_REQUEST
+
+_KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
+_VALUE = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
+_COLLECTION = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
+_ERROR = {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]}
+_OK = {"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"]}
+
+_SIGNED_ERRORS = {
+    "400": ("malformed request: the message names the field", _ERROR),
+    "401": ("missing, wrong, stale or replayed signature", _ERROR),
+    "403": ("the channel may not do this on this collection", _ERROR),
+    "404": ("the collection is not available to the channel", _ERROR),
+    "413": ("request body too large", _ERROR),
+    "429": ("rate limit exceeded; see Retry-After", _ERROR),
+}
+
+
+def _responses(ok: dict, errors: dict = _SIGNED_ERRORS) -> dict:
+    out = {"200": {"description": "success", "content": {"application/json": {"schema": ok}}}}
+    for status, (description, schema) in errors.items():
+        out[status] = {"description": description, "content": {"application/json": {"schema": schema}}}
+    return out
+
+
+def _post(summary: str, request: dict, ok: dict, operation_id: str) -> dict:
+    return {
+        "post": {
+            "operationId": operation_id,
+            "summary": summary,
+            "security": [{"channel": [], "timestamp": [], "nonce": [], "signature": []}],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": request}},
+            },
+            "responses": _responses(ok),
+        }
+    }
+
+
+def _object(required: list[str], **properties: Any) -> dict:
+    return {"type": "object", "properties": properties, "required": required}
+
+
+def openapi_document(version: str) -> dict:
+    """The OpenAPI document for server ``version``."""
+    single = _object(["collection", "key"], collection=_COLLECTION, key=_KEY)
+    nullable_value = {**_VALUE, "nullable": True}
+    return {
+        "openapi": "3.0.3",
+        "info": {
+            "title": "pairio server",
+            "version": version,
+            "description": (
+                "Shared key/value cache. Every route but /health is signed with "
+                "HMAC-SHA256 under the channel's password; see pairio/signing.py."
+            ),
+        },
+        "paths": {
+            "/api/v1/health": {
+                "get": {
+                    "operationId": "health",
+                    "summary": "liveness probe (unsigned)",
+                    "responses": _responses(_object(["status"], status={"type": "string"}), {}),
+                }
+            },
+            "/api/v1/probe": {
+                "get": {
+                    "operationId": "probe",
+                    "summary": "the caller's channel and what it may do with each collection",
+                    "security": [{"channel": [], "timestamp": [], "nonce": [], "signature": []}],
+                    "responses": _responses(_object(["channel", "collections"], channel={"type": "string"},
+                                                    collections={"type": "object"})),
+                }
+            },
+            "/api/v1/get": _post("the value under a key (null if absent)", single,
+                                 _object(["value"], value=nullable_value), "get"),
+            "/api/v1/set": _post(
+                "store a value under a key",
+                _object(["collection", "key", "value"], collection=_COLLECTION, key=_KEY, value=_VALUE),
+                _OK, "set"),
+            "/api/v1/delete": _post("remove a key", single, _OK, "delete"),
+            "/api/v1/get_many": _post(
+                "the stored pairs among keys, in one transaction",
+                _object(["collection", "keys"], collection=_COLLECTION,
+                        keys={"type": "array", "items": _KEY, "maxItems": MAX_PAIRS_PER_REQUEST}),
+                _object(["values"], values={"type": "object", "additionalProperties": _VALUE}),
+                "get_many"),
+            "/api/v1/set_many": _post(
+                "store pairs in one transaction; a null value deletes its key",
+                _object(["collection", "pairs"], collection=_COLLECTION,
+                        pairs={"type": "object", "additionalProperties": nullable_value,
+                               "maxProperties": MAX_PAIRS_PER_REQUEST}),
+                _OK, "set_many"),
+        },
+        "components": {
+            "securitySchemes": {
+                "channel": {"type": "apiKey", "in": "header", "name": HEADER_CHANNEL},
+                "timestamp": {"type": "apiKey", "in": "header", "name": HEADER_TIMESTAMP},
+                "nonce": {"type": "apiKey", "in": "header", "name": HEADER_NONCE},
+                "signature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE},
+            }
+        },
+    }

@@ -1,0 +1,49 @@
+"""Rate limits per (channel, collection, operation), as token buckets.
+
+Each bucket holds up to a minute's allowance and refills continuously at
+``per_minute / 60`` tokens a second. Every pair counts: a ``get_many`` of N keys
+takes N get tokens, a ``set_many`` of N pairs N set tokens, so batching does not
+bypass a limit. A batch larger than a whole minute's allowance is let through
+when the bucket is full, leaving it in debt, so such a batch is slowed, not
+refused forever.
+
+The state lives in this process's memory: run one server process per store
+(see server/README.md).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+
+class RateLimiter:
+    """Token buckets keyed by (channel, collection, 'get' or 'set'); thread-safe."""
+
+    def __init__(self, clock=time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: dict[tuple[str, str, str], list[float]] = {}  # key -> [tokens, updated]
+        self._lock = threading.Lock()
+
+    def acquire(self, key: tuple[str, str, str], per_minute: int, count: int = 1) -> float:
+        """Take ``count`` tokens; 0.0 if allowed, else the seconds to wait before retrying."""
+        now = self._clock()
+        rate = per_minute / 60.0
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = [float(per_minute), now]
+            else:
+                bucket[0] = min(float(per_minute), bucket[0] + (now - bucket[1]) * rate)
+                bucket[1] = now
+            needed = min(count, per_minute)
+            if bucket[0] >= needed:
+                bucket[0] -= count
+                return 0.0
+            return (needed - bucket[0]) / rate
+
+
+def retry_after_header(seconds: float) -> str:
+    """The Retry-After value (whole seconds, at least 1) for a wait of ``seconds``."""
+    return str(max(1, math.ceil(seconds)))

@@ -1,0 +1,180 @@
+"""The server's settings: ``pairio.json`` loaded and validated into frozen values.
+
+Every problem is reported as a ConfigurationError naming the field, e.g.
+``pairio.json: channels[1].collections[0].maxNumSetsPerMinute must be ...``.
+Passwords are kept out of every repr and message.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigurationError
+from ..hashing import MAX_KEY_LENGTH
+
+SETTINGS_FILENAME = "pairio.json"
+DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
+MAX_PAIRS_PER_REQUEST = 10_000
+BACKENDS = ("embedded", "postgresql")
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectionSettings:
+    """What one channel may do with one collection, per minute."""
+
+    name: str
+    max_gets_per_minute: int
+    max_sets_per_minute: int
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelSettings:
+    """A channel: its password and the collections it may use."""
+
+    name: str
+    password: str = dataclasses.field(repr=False)
+    collections: Mapping[str, CollectionSettings]
+
+
+@dataclasses.dataclass(frozen=True)
+class StoreSettings:
+    """Where the pairs live: ``embedded`` (SQLite in ``path``) or ``postgresql`` (``dsn``)."""
+
+    backend: str = "embedded"
+    path: Path | None = None
+    dsn: str | None = dataclasses.field(default=None, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSettings:
+    """Everything in pairio.json, validated."""
+
+    directory: Path
+    channels: Mapping[str, ChannelSettings]
+    store: StoreSettings
+    legacy: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+
+    @property
+    def passwords(self) -> dict[str, str]:
+        """Channel name -> password."""
+        return {name: channel.password for name, channel in self.channels.items()}
+
+
+def load_settings(directory: str | os.PathLike[str]) -> ServerSettings:
+    """Read and validate ``DIR/pairio.json``."""
+    directory = Path(directory)
+    path = directory / SETTINGS_FILENAME
+    if not directory.is_dir():
+        raise ConfigurationError(f"server directory {str(directory)!r} does not exist or is not a directory")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigurationError(
+            f"{str(path)!r} is missing (see server/example_pairio.json)"
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigurationError(f"cannot read {str(path)!r}: {exc}") from None
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigurationError(
+            f"{SETTINGS_FILENAME} is not valid JSON (line {exc.lineno}, column {exc.colno}): {exc.msg}"
+        ) from None
+    return parse_settings(obj, directory)
+
+
+def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSettings:
+    """Validate the parsed JSON of pairio.json."""
+    directory = Path(directory)
+    _require(isinstance(obj, dict), "(top level)", "must be a JSON object")
+    _no_unknown(obj, "", {"channels", "legacy", "maxBodyBytes", "store"})
+    channels_obj = obj.get("channels")
+    _require(isinstance(channels_obj, list) and channels_obj, "channels", "must be a non-empty list")
+    channels: dict[str, ChannelSettings] = {}
+    for i, channel_obj in enumerate(channels_obj):
+        channel = _parse_channel(channel_obj, f"channels[{i}]")
+        _require(channel.name not in channels, f"channels[{i}].name",
+                 f"repeats the channel name {channel.name!r}")
+        channels[channel.name] = channel
+    legacy = obj.get("legacy", False)
+    _require(isinstance(legacy, bool), "legacy", "must be true or false")
+    max_body = obj.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES)
+    _require(_is_int(max_body) and 1024 <= max_body <= 1 << 30, "maxBodyBytes",
+             "must be an integer from 1024 to 1073741824")
+    return ServerSettings(
+        directory=directory,
+        channels=channels,
+        store=_parse_store(obj.get("store", {}), directory),
+        legacy=legacy,
+        max_body_bytes=max_body,
+    )
+
+
+def _parse_channel(obj: Any, where: str) -> ChannelSettings:
+    _require(isinstance(obj, dict), where, "must be a JSON object")
+    _no_unknown(obj, where, {"name", "password", "collections"})
+    name = obj.get("name")
+    _require(_is_name(name), f"{where}.name", f"must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+    password = obj.get("password")
+    _require(isinstance(password, str) and len(password) >= 8, f"{where}.password",
+             "must be a string of at least 8 characters")
+    collections_obj = obj.get("collections")
+    _require(isinstance(collections_obj, list), f"{where}.collections", "must be a list")
+    collections: dict[str, CollectionSettings] = {}
+    for j, c in enumerate(collections_obj):
+        cwhere = f"{where}.collections[{j}]"
+        _require(isinstance(c, dict), cwhere, "must be a JSON object")
+        _no_unknown(c, cwhere, {"name", "maxNumGetsPerMinute", "maxNumSetsPerMinute"})
+        cname = c.get("name")
+        _require(_is_name(cname), f"{cwhere}.name",
+                 f"must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+        _require(cname not in collections, f"{cwhere}.name", f"repeats the collection {cname!r}")
+        limits = []
+        for field in ("maxNumGetsPerMinute", "maxNumSetsPerMinute"):
+            value = c.get(field)
+            _require(_is_int(value) and value >= 0, f"{cwhere}.{field}", "must be a non-negative integer")
+            limits.append(value)
+        collections[cname] = CollectionSettings(cname, limits[0], limits[1])
+    return ChannelSettings(name=name, password=password, collections=collections)
+
+
+def _parse_store(obj: Any, directory: Path) -> StoreSettings:
+    _require(isinstance(obj, dict), "store", "must be a JSON object")
+    _no_unknown(obj, "store", {"backend", "path", "dsn"})
+    backend = obj.get("backend", "embedded")
+    _require(backend in BACKENDS, "store.backend", f"must be one of {', '.join(BACKENDS)}")
+    if backend == "embedded":
+        path = obj.get("path", "store")
+        _require(isinstance(path, str) and path, "store.path", "must be a non-empty path")
+        return StoreSettings(backend, path=directory / os.path.expanduser(path))
+    dsn = obj.get("dsn")
+    _require(isinstance(dsn, str) and dsn, "store.dsn", "must be a PostgreSQL connection string")
+    return StoreSettings(backend, dsn=dsn)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_name(value: object) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_KEY_LENGTH
+
+
+def _no_unknown(obj: dict, where: str, known: set[str]) -> None:
+    unknown = sorted(set(obj) - known)
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigurationError(
+            f"{SETTINGS_FILENAME}: unknown field {prefix}{unknown[0]} (known: {', '.join(sorted(known))})"
+        )
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+    if not condition:
+        raise ConfigurationError(f"{SETTINGS_FILENAME}: {field} {message}")
