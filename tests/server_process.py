@@ -93,3 +93,25 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def signed_request(
+    url: str,
+    channel: str,
+    password: str,
+    path: str,
+    obj: Any = None,
+    *,
+    method: str = "POST",
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    **sign_options: Any,
+) -> requests.Response:
+    """Send one request signed as ``channel`` (``body`` overrides the JSON of ``obj``)."""
+    from pairio.signing import sign_request
+
+    if body is None:
+        body = b"" if obj is None else json.dumps(obj).encode()
+    signed = sign_request(channel, password, method, path, body, **sign_options)
+    return requests.request(method, url + path, data=body or None,
+                            headers={**signed, **(headers or {})}, timeout=10)
