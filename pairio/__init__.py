@@ -27,6 +27,26 @@ from .errors import (
 from .hashing import key_string
 
 # --- content store (issue 4): imports below this line ---
+# isort: split
+from .content import (
+    ContentURI,
+    content_store,
+    get_file_hash,
+    load_bytes,
+    load_file,
+    load_object,
+    load_pickle,
+    load_text,
+    parse_uri,
+    read_dir,
+    store_bytes,
+    store_dir,
+    store_file,
+    store_object,
+    store_pickle,
+    store_text,
+)
+from .errors import InvalidPathError
 
 # --- cached decorator (issue 5): imports below this line ---
 
@@ -46,6 +66,23 @@ __all__ = [
     "set_config",
     "reset_config",
     # content store (issue 4): names below this line
+    "store_file",
+    "store_text",
+    "store_bytes",
+    "store_object",
+    "store_pickle",
+    "store_dir",
+    "read_dir",
+    "load_file",
+    "load_text",
+    "load_bytes",
+    "load_object",
+    "load_pickle",
+    "get_file_hash",
+    "parse_uri",
+    "ContentURI",
+    "content_store",
+    "InvalidPathError",
     # cached decorator (issue 5): names below this line
     # errors
     "PairioError",

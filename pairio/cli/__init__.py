@@ -14,7 +14,7 @@ from ..errors import PairioError
 # set_defaults(handler=...) and returns the exit code.
 _COMMAND_MODULES = (
     "pairio.cli.kv",
-    # "pairio.cli.content",  (issue 4 adds its line here)
+    "pairio.cli.content",
     # "pairio.cli.cache",  (issue 5)
     "pairio.cli.serve",
 )

@@ -1,0 +1,190 @@
+"""The module-level content functions (``pa.store_file``, ``pa.load_text``, ...): thin calls on a ContentStore.
+
+Every function takes config fields as keyword overrides, like ``pa.get``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import cloudpickle
+
+from .. import files
+from ..config import get_config
+from ..errors import ContentNotFoundError, InvalidURIError
+from ..hashing import canonical_json
+from . import directories
+from .local import content_store, hash_cache
+from .store import ContentStore
+from .uri import dir_uri, file_uri, parse_uri
+
+PICKLE_PROTOCOL = 5
+
+
+def _store(overrides: dict[str, Any]) -> ContentStore:
+    return content_store(get_config(**overrides) if overrides else get_config())
+
+
+# --- storing -------------------------------------------------------------------------
+
+
+def store_file(path: str | os.PathLike[str], name: str | None = None, link: bool = False,
+               **overrides: Any) -> str:
+    """Store the file at ``path``; returns ``sha1://<hash>/<name>`` (name defaults to the file's).
+
+    With ``link`` the store hard links the file instead of copying it where it
+    can; the file must then never be modified in place.
+    """
+    sha1 = _store(overrides).put_file(path, link=link)
+    return file_uri(sha1, Path(path).name if name is None else name)
+
+
+def store_bytes(data: bytes | bytearray | memoryview, name: str | None = "file.dat", **overrides: Any) -> str:
+    """Store ``data``; returns its ``sha1://`` URI."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"store_bytes takes bytes, got {type(data).__name__}")
+    return file_uri(_store(overrides).put_bytes(data), name)
+
+
+def store_text(text: str, name: str | None = "file.txt", encoding: str = "utf-8", **overrides: Any) -> str:
+    """Store ``text`` (encoded as ``encoding``); returns its ``sha1://`` URI."""
+    if not isinstance(text, str):
+        raise TypeError(f"store_text takes a str, got {type(text).__name__}")
+    return file_uri(_store(overrides).put_bytes(text.encode(encoding)), name)
+
+
+def store_object(obj: Any, name: str | None = "file.json", **overrides: Any) -> str:
+    """Store ``obj`` as canonical JSON (equal objects, equal URIs); returns its ``sha1://`` URI."""
+    try:
+        text = canonical_json(obj)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"store_object: the object is not JSON-serialisable ({exc}); "
+                        "use store_pickle for arbitrary objects") from None
+    return file_uri(_store(overrides).put_bytes(text.encode("utf-8")), name)
+
+
+def store_pickle(obj: Any, name: str | None = "file.pkl", **overrides: Any) -> str:
+    """Store ``obj`` pickled with cloudpickle (protocol 5), streamed into the store; returns its URI."""
+    with _store(overrides).writer() as w:
+        cloudpickle.dump(obj, w, protocol=PICKLE_PROTOCOL)
+    assert w.sha1 is not None
+    return file_uri(w.sha1, name)
+
+
+def store_dir(path: str | os.PathLike[str], name: str | None = None, link: bool = False,
+              **overrides: Any) -> str:
+    """Store a directory tree; returns ``sha1dir://<manifest hash>.<name>`` (name defaults to the dir's)."""
+    sha1, _ = directories.put_dir(_store(overrides), path, link=link)
+    return dir_uri(sha1, Path(os.path.abspath(path)).name if name is None else name)
+
+
+def get_file_hash(path: str | os.PathLike[str], **overrides: Any) -> str:
+    """The SHA-1 hex of a file, from the hash cache when the file is unchanged."""
+    return hash_cache(get_config(**overrides) if overrides else get_config()).file_hash(path)
+
+
+# --- loading -------------------------------------------------------------------------
+
+
+def resolve_sha1(store: ContentStore, uri: str, verify: bool) -> str:
+    """The hash of the file ``uri`` names; ContentNotFoundError if a manifest or path is missing."""
+    parsed = parse_uri(uri)
+    if not parsed.is_dir:
+        return parsed.sha1
+    kind, entry = directories.lookup(directories.read_manifest(store, parsed.sha1, verify), parsed.path, uri)
+    if kind == "dir":
+        raise InvalidURIError(f"{uri!r} names a directory, not a file (read it with read_dir)")
+    return entry["sha1"]
+
+
+def open_uri(uri: str, verify: bool = False, **overrides: Any) -> BinaryIO:
+    """The content of ``uri`` opened for binary reading; ContentNotFoundError if not stored."""
+    store = _store(overrides)
+    sha1 = resolve_sha1(store, uri, verify)
+    try:
+        return store.open(sha1, verify=verify)
+    except ContentNotFoundError:
+        raise ContentNotFoundError(f"{uri!r} is not in the content store {str(store.directory)!r}") from None
+
+
+def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool = False,
+              verify: bool = False, **overrides: Any) -> str | None:
+    """The local path of the content ``uri`` names, or None if it is not stored.
+
+    With ``dest`` the content is copied there atomically (hard linked with
+    ``link`` where possible: the link is read-only and must stay so) and ``dest``
+    is returned; a ``dest`` that is a directory receives a file named after the URI.
+    With ``verify`` the content is re-hashed first (CorruptContentError on a mismatch).
+    """
+    store = _store(overrides)
+    try:
+        sha1 = resolve_sha1(store, uri, verify)
+        if verify:
+            store.open(sha1, verify=True).close()
+    except ContentNotFoundError:
+        return None
+    path = store.path(sha1)
+    if path is None:
+        return None
+    if dest is None:
+        return str(path)
+    target = Path(dest)
+    if target.is_dir():
+        parsed = parse_uri(uri)
+        target = target / (parsed.path[-1] if parsed.path else (parsed.name or sha1).rsplit("/", 1)[-1])
+    files.copy_file(path, target, link=link)
+    return str(target)
+
+
+def load_bytes(uri: str, start: int | None = None, end: int | None = None, verify: bool = False,
+               **overrides: Any) -> bytes:
+    """The bytes of ``uri`` (``start``..``end``, like a slice); ContentNotFoundError if not stored."""
+    for label, value in (("start", start), ("end", end)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+            raise ValueError(f"load_bytes: {label} must be a non-negative int, got {value!r}")
+    with open_uri(uri, verify, **overrides) as f:
+        if start:
+            f.seek(start)
+        if end is None:
+            return f.read()
+        return f.read(max(end - (start or 0), 0))
+
+
+def load_text(uri: str, encoding: str = "utf-8", verify: bool = False, **overrides: Any) -> str:
+    """The text of ``uri``; ContentNotFoundError if not stored."""
+    return load_bytes(uri, verify=verify, **overrides).decode(encoding)
+
+
+def load_object(uri: str, verify: bool = False, **overrides: Any) -> Any:
+    """The JSON value stored at ``uri``; ContentNotFoundError if not stored."""
+    with open_uri(uri, verify, **overrides) as f:
+        return json.load(f)
+
+
+def load_pickle(uri: str, verify: bool = False, **overrides: Any) -> Any:
+    """The object pickled at ``uri`` (streamed from the store); ContentNotFoundError if not stored.
+
+    Unpickling runs code: load only pickles you trust.
+    """
+    with open_uri(uri, verify, **overrides) as f:
+        return cloudpickle.load(f)
+
+
+def read_dir(uri: str, verify: bool = False, **overrides: Any) -> dict[str, Any]:
+    """The manifest of the ``sha1dir://`` URI (or of the subdirectory its path names)."""
+    parsed = parse_uri(uri)
+    if not parsed.is_dir:
+        raise InvalidURIError(f"read_dir needs a sha1dir:// URI, got {uri!r}")
+    store = _store(overrides)
+    try:
+        manifest = directories.read_manifest(store, parsed.sha1, verify)
+    except ContentNotFoundError:
+        raise ContentNotFoundError(f"directory {uri!r} is not in the content store "
+                                   f"{str(store.directory)!r}") from None
+    kind, node = directories.lookup(manifest, parsed.path, uri)
+    if kind == "file":
+        raise InvalidURIError(f"{uri!r} names a file, not a directory (load it with load_file)")
+    return node

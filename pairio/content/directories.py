@@ -1,0 +1,80 @@
+"""Directories as content: a manifest of names, sizes and file hashes, itself stored.
+
+A manifest is ``{"files": {name: {"size": n, "sha1": h}}, "dirs": {name: manifest}}``;
+its canonical JSON (sorted keys, no spaces) is stored like any other content, and
+its SHA-1 is the directory's hash: two directories with the same names and
+contents have the same hash wherever they are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from ..errors import ContentNotFoundError, CorruptContentError, InvalidPathError
+from ..hashing import canonical_json
+from .store import ContentStore
+
+Manifest = dict[str, Any]
+
+
+def put_dir(store: ContentStore, path: str | os.PathLike[str], link: bool = False) -> tuple[str, Manifest]:
+    """Store every file under ``path`` and then its manifest; returns (manifest SHA-1, manifest)."""
+    root = Path(path)
+    if not root.exists():
+        raise InvalidPathError(f"directory to store {os.fspath(path)!r} does not exist")
+    if not root.is_dir():
+        raise InvalidPathError(f"directory to store {os.fspath(path)!r} is a file, not a directory")
+    manifest = _walk(store, root, link, set())
+    return store.put_bytes(canonical_json(manifest).encode("utf-8")), manifest
+
+
+def _walk(store: ContentStore, directory: Path, link: bool, ancestors: set[tuple[int, int]]) -> Manifest:
+    st = directory.stat()
+    identity = (st.st_dev, st.st_ino)
+    if identity in ancestors:
+        raise InvalidPathError(f"directory {str(directory)!r} contains a symbolic link to itself or a parent")
+    manifest: Manifest = {"files": {}, "dirs": {}}
+    try:
+        entries = sorted(os.scandir(directory), key=lambda e: e.name)
+    except OSError as exc:
+        raise InvalidPathError(f"directory {str(directory)!r} cannot be listed: {exc.strerror}") from None
+    for entry in entries:
+        if entry.is_dir():
+            manifest["dirs"][entry.name] = _walk(store, Path(entry.path), link, ancestors | {identity})
+        elif entry.is_file():
+            sha1 = store.put_file(entry.path, link=link)
+            manifest["files"][entry.name] = {"size": store.size(sha1), "sha1": sha1}
+        else:
+            raise InvalidPathError(f"{entry.path!r} in a directory to store is neither a file nor a "
+                                   "directory (a broken link, socket or device?)")
+    return manifest
+
+
+def read_manifest(store: ContentStore, sha1: str, verify: bool = False) -> Manifest:
+    """The manifest stored as ``sha1``; ContentNotFoundError if absent."""
+    with store.open(sha1, verify=verify) as f:
+        try:
+            manifest = json.load(f)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            manifest = None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
+            or not isinstance(manifest.get("dirs"), dict):
+        raise CorruptContentError(f"object {sha1} is not a directory manifest")
+    return manifest
+
+
+def lookup(manifest: Manifest, parts: tuple[str, ...], uri: str) -> tuple[str, Any]:
+    """Follow ``parts`` inside ``manifest``: ("dir", sub-manifest) or ("file", {"size", "sha1"})."""
+    node: Any = manifest
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if part in node["dirs"]:
+            node = node["dirs"][part]
+        elif last and part in node["files"]:
+            return "file", node["files"][part]
+        else:
+            raise ContentNotFoundError(f"{'/'.join(parts[: i + 1])!r} is not in the directory {uri!r}")
+    return "dir", node

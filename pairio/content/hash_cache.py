@@ -1,0 +1,163 @@
+"""The hash cache: a file's SHA-1, remembered while its path, size, mtime, inode and device stay the same.
+
+One small SQLite table (WAL mode, safe across threads and processes) under the
+database directory. An unchanged file costs one ``stat`` and one indexed
+SELECT. A changed file is always re-hashed, including the "racy" case of a file
+rewritten within the file system's timestamp granularity of being hashed: a
+hash is remembered only for a file last modified well before the hashing began
+(git's rule for its index), and only if the file did not change while it was read.
+
+The cache is an optimisation: if its database cannot be used, hashing still
+works (a warning says why it is slow).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+import threading
+import time
+import warnings
+from pathlib import Path
+
+from ..errors import InvalidPathError
+from ..hashing import sha1_of_stream
+
+FILENAME = "hash_cache.sqlite3"
+# A file modified less than this long before its hashing started is not remembered:
+# a later rewrite could share its mtime (coarse clocks, FAT's 2 s, NFS skew).
+RACY_MARGIN_NS = 2_000_000_000
+_BUSY_TIMEOUT_S = 60.0
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS file_hashes (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    ino INTEGER NOT NULL,
+    dev INTEGER NOT NULL,
+    sha1 TEXT NOT NULL
+) WITHOUT ROWID
+"""
+_LOOKUP = "SELECT sha1 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND ino = ? AND dev = ?"
+_RECORD = "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, ino, dev, sha1) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def stat_regular_file(path: str | os.PathLike[str], what: str = "file") -> tuple[str, os.stat_result]:
+    """The absolute path and stat of a regular file; InvalidPathError naming it otherwise."""
+    abspath = os.path.abspath(os.fspath(path))
+    try:
+        st = os.stat(abspath)
+    except FileNotFoundError:
+        raise InvalidPathError(f"{what} {os.fspath(path)!r} does not exist") from None
+    except OSError as exc:
+        raise InvalidPathError(f"{what} {os.fspath(path)!r} cannot be read: {exc.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise InvalidPathError(f"{what} {os.fspath(path)!r} is a directory, not a file")
+    if not stat.S_ISREG(st.st_mode):
+        raise InvalidPathError(f"{what} {os.fspath(path)!r} is not a regular file")
+    return abspath, st
+
+
+def _signed64(n: int) -> int:
+    # SQLite integers are signed 64-bit; some file systems use the full unsigned range for inodes.
+    return n - (1 << 64) if n >= (1 << 63) else n
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
+    return st.st_size, st.st_mtime_ns, _signed64(st.st_ino), _signed64(st.st_dev)
+
+
+class HashCache:
+    """File hashes kept in ``<directory>/hash_cache.sqlite3``."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.directory = Path(directory)
+        self.path = self.directory / FILENAME
+        self._local = threading.local()
+        self._broken = False
+
+    def __repr__(self) -> str:
+        return f"HashCache({str(self.directory)!r})"
+
+    def _connection(self) -> sqlite3.Connection | None:
+        conn = getattr(self._local, "connection", None)
+        # A connection inherited through fork() belongs to the parent: never use it.
+        if conn is not None and self._local.pid == os.getpid():
+            return conn
+        if self._broken:
+            return None
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+            deadline = time.monotonic() + _BUSY_TIMEOUT_S
+            while True:
+                try:
+                    conn.execute("PRAGMA journal_mode = WAL")
+                    conn.execute(_SCHEMA)
+                    break
+                except sqlite3.OperationalError as exc:
+                    # Switching to WAL does not wait on the busy handler; retry a while.
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.01)
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except (OSError, sqlite3.Error) as exc:
+            self._disable(exc)
+            return None
+        self._local.connection, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _disable(self, exc: Exception) -> None:
+        if not self._broken:
+            warnings.warn(f"pairio hash cache {str(self.path)!r} is unusable ({exc}); "
+                          "files will be re-hashed every time", RuntimeWarning, stacklevel=4)
+        self._broken = True
+
+    def lookup(self, abspath: str, st: os.stat_result) -> str | None:
+        """The remembered SHA-1 of the file at ``abspath`` if ``st`` still matches, else None."""
+        conn = self._connection()
+        if conn is None:
+            return None
+        try:
+            row = conn.execute(_LOOKUP, (abspath, *_identity(st))).fetchone()
+        except sqlite3.Error as exc:
+            self._disable(exc)
+            return None
+        return None if row is None else row[0]
+
+    def record(self, abspath: str, st_before: os.stat_result, sha1: str, started_ns: int) -> bool:
+        """Remember ``sha1`` for ``abspath`` if the file is unchanged since ``st_before`` and not racy."""
+        if started_ns - st_before.st_mtime_ns < RACY_MARGIN_NS:
+            return False
+        try:
+            st_after = os.stat(abspath)
+        except OSError:
+            return False
+        if _identity(st_after) != _identity(st_before):
+            return False
+        conn = self._connection()
+        if conn is None:
+            return False
+        try:
+            conn.execute(_RECORD, (abspath, *_identity(st_before), sha1))
+        except sqlite3.Error as exc:
+            self._disable(exc)
+            return False
+        return True
+
+    def file_hash(self, path: str | os.PathLike[str]) -> str:
+        """The SHA-1 hex of the file at ``path``: remembered if unchanged, else read and remembered."""
+        abspath, st = stat_regular_file(path)
+        sha1 = self.lookup(abspath, st)
+        if sha1 is not None:
+            return sha1
+        started = time.time_ns()
+        try:
+            with open(abspath, "rb", buffering=0) as f:
+                sha1, _ = sha1_of_stream(f)
+        except OSError as exc:
+            raise InvalidPathError(f"file {os.fspath(path)!r} cannot be read: {exc.strerror}") from None
+        self.record(abspath, st, sha1, started)
+        return sha1

@@ -1,0 +1,39 @@
+"""One content store and one hash cache per location, shared by every call in the process."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from ..config import Config
+from .hash_cache import HashCache
+from .store import ContentStore
+
+_lock = threading.Lock()
+_stores: dict[tuple[Path, Path], ContentStore] = {}
+_hash_caches: dict[Path, HashCache] = {}
+
+
+def hash_cache(config: Config) -> HashCache:
+    """The hash cache in ``config.database_dir``."""
+    key = config.database_dir
+    cache = _hash_caches.get(key)
+    if cache is None:
+        with _lock:
+            cache = _hash_caches.get(key)
+            if cache is None:
+                cache = _hash_caches[key] = HashCache(key)
+    return cache
+
+
+def content_store(config: Config) -> ContentStore:
+    """The content store at ``config.content_path`` (using the hash cache of ``config.database_dir``)."""
+    key = (config.content_path, config.database_dir)
+    store = _stores.get(key)
+    if store is None:
+        cache = hash_cache(config)
+        with _lock:
+            store = _stores.get(key)
+            if store is None:
+                store = _stores[key] = ContentStore(config.content_path, hash_cache=cache)
+    return store

@@ -1,0 +1,328 @@
+"""The local content store: immutable files named by their SHA-1.
+
+Layout under the content directory::
+
+    sha1/ab/cd/abcd...      objects, sharded by the first two bytes of the hash, read-only
+    tmp/.pairio-tmp-...     objects being written (locked by their writer)
+    quarantine/abcd....N    objects found corrupt, moved aside by verify or fsck
+
+An object appears only by an atomic rename of a complete, fsync'd file whose
+hash was computed from the very bytes written, so a reader never sees a partial
+object. Storing content that is already present writes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import os
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .. import files
+from ..errors import (
+    ContentNotFoundError,
+    CorruptContentError,
+    InvalidPathError,
+    InvalidURIError,
+    StoreUnavailableError,
+)
+from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
+from .hash_cache import HashCache, stat_regular_file
+
+_OBJECT_MODE = 0o444
+# A store looks for temporary files abandoned by killed writers at most this often.
+_TEMP_SWEEP_INTERVAL_S = 60.0
+
+
+def _check_sha1(sha1: str) -> str:
+    if not is_sha1_hex(sha1):
+        raise InvalidURIError(f"{sha1!r} is not a SHA-1 (40 lowercase hex digits)")
+    return sha1
+
+
+class ObjectWriter:
+    """A binary sink that hashes what it writes; see :meth:`ContentStore.writer`.
+
+    After the ``with`` block, ``sha1`` and ``size`` describe the stored object.
+    """
+
+    def __init__(self, temp: files.AtomicFile, store: ContentStore) -> None:
+        self._temp = temp
+        self._store = store
+        self._hash = hashlib.sha1()
+        self.size = 0
+        self.sha1: str | None = None
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        """Append ``data`` to the object; returns its length."""
+        self._hash.update(data)
+        try:
+            n = self._temp.file.write(data)
+        except OSError as exc:
+            raise self._store._unavailable(exc) from exc
+        self.size += n
+        return n
+
+    def writable(self) -> bool:
+        return True
+
+    def flush(self) -> None:
+        pass  # the object is flushed and fsync'd once, when it is committed
+
+
+@dataclasses.dataclass
+class FsckReport:
+    """What :meth:`ContentStore.fsck` found: objects checked, corrupt ones and where they went."""
+
+    checked: int = 0
+    corrupt: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+
+
+class ContentStore:
+    """Files by SHA-1 in ``directory``; thread- and process-safe, no locks needed.
+
+    ``hash_cache``, if given, lets :meth:`put_file` skip reading a file that is
+    unchanged since it was last hashed and whose object is already present.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], hash_cache: HashCache | None = None) -> None:
+        self.directory = Path(directory)
+        self.objects_dir = self.directory / "sha1"
+        self.temp_dir = self.directory / "tmp"
+        self.quarantine_dir = self.directory / "quarantine"
+        self.hash_cache = hash_cache
+        self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
+
+    def __repr__(self) -> str:
+        return f"ContentStore({str(self.directory)!r})"
+
+    # --- reading -----------------------------------------------------------------
+
+    def object_path(self, sha1: str) -> Path:
+        """Where the object ``sha1`` lives (whether or not it is present)."""
+        _check_sha1(sha1)
+        return self.objects_dir / sha1[0:2] / sha1[2:4] / sha1
+
+    def has(self, sha1: str) -> bool:
+        """True if the object ``sha1`` is present."""
+        return self.object_path(sha1).is_file()
+
+    def path(self, sha1: str) -> Path | None:
+        """The local path of the object ``sha1``, or None if absent."""
+        p = self.object_path(sha1)
+        return p if p.is_file() else None
+
+    def size(self, sha1: str) -> int:
+        """The size in bytes of the object ``sha1``; ContentNotFoundError if absent."""
+        try:
+            return self.object_path(sha1).stat().st_size
+        except FileNotFoundError:
+            raise self._not_found(sha1) from None
+
+    def open(self, sha1: str, verify: bool = False) -> BinaryIO:
+        """The object ``sha1`` opened for binary reading.
+
+        With ``verify`` the whole object is hashed first; a mismatch quarantines
+        it and raises CorruptContentError.
+        """
+        try:
+            f = open(self.object_path(sha1), "rb")
+        except FileNotFoundError:
+            raise self._not_found(sha1) from None
+        if verify:
+            try:
+                actual, _ = sha1_of_stream(f)
+                if actual != sha1:
+                    raise self._corrupt(sha1, actual)
+                f.seek(0)
+            except BaseException:
+                f.close()
+                raise
+        return f
+
+    def verify(self, sha1: str) -> bool:
+        """True if the object ``sha1`` still matches its hash; a corrupt one is quarantined."""
+        try:
+            with self.open(sha1, verify=True):
+                return True
+        except CorruptContentError:
+            return False
+
+    def _not_found(self, sha1: str) -> ContentNotFoundError:
+        return ContentNotFoundError(f"object {sha1} is not in the content store {str(self.directory)!r}")
+
+    def _corrupt(self, sha1: str, actual: str) -> CorruptContentError:
+        moved = self.quarantine(sha1)
+        where = f"; moved to {str(moved)!r}" if moved else ""
+        return CorruptContentError(f"object {sha1} in {str(self.directory)!r} is corrupt "
+                                   f"(its bytes hash to {actual}){where}")
+
+    # --- writing -----------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def writer(self) -> Iterator[ObjectWriter]:
+        """Yield a binary sink; when the block ends its bytes are stored and ``.sha1`` is set.
+
+        On an exception the partial object is removed and nothing is stored.
+        """
+        try:
+            self._sweep_temp_files()
+            temp = files.AtomicFile(self.temp_dir, mode=0o644)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        with temp:
+            w = ObjectWriter(temp, self)
+            yield w
+            sha1 = w._hash.hexdigest()
+            target = self.object_path(sha1)
+            if not target.is_file():  # else identical content is already stored: keep that
+                try:
+                    temp.commit(target, chmod=_OBJECT_MODE)
+                except OSError as exc:
+                    raise self._unavailable(exc) from exc
+            w.sha1 = sha1
+
+    def _unavailable(self, exc: OSError) -> StoreUnavailableError:
+        return StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "
+                                     f"{exc.strerror or exc}")
+
+    def put_stream(self, chunks: Iterable[bytes]) -> str:
+        """Store the concatenation of ``chunks``; returns its SHA-1."""
+        with self.writer() as w:
+            for chunk in chunks:
+                w.write(chunk)
+        assert w.sha1 is not None
+        return w.sha1
+
+    def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
+        """Store ``data``; returns its SHA-1."""
+        return self.put_stream([data])
+
+    def put_file(self, path: str | os.PathLike[str], link: bool = False,
+                 progress: files.Progress | None = None) -> str:
+        """Store a copy of the file at ``path`` (hashing it as it is copied: one read); returns its SHA-1.
+
+        With ``link`` the object is a hard link to the file where the file system
+        allows (no copy; the file must then never be modified in place), else a copy.
+        """
+        abspath, st = stat_regular_file(path, "file to store")
+        known = self.hash_cache.lookup(abspath, st) if self.hash_cache else None
+        if known is not None and self.has(known):
+            return known
+        started = time.time_ns()
+        if link:
+            sha1 = known or self._hash_file(abspath, path, progress)
+            if self.has(sha1) or self._link_in(abspath, st, sha1):
+                self._remember(abspath, st, sha1, started)
+                return sha1
+        try:
+            source = open(abspath, "rb", buffering=0)
+        except OSError as exc:
+            raise InvalidPathError(f"file to store {os.fspath(path)!r} cannot be read: {exc.strerror}") from None
+        with source, self.writer() as w:
+            view = memoryview(bytearray(CHUNK_SIZE))
+            while True:
+                try:
+                    n = source.readinto(view)
+                except OSError as exc:
+                    raise InvalidPathError(f"file to store {os.fspath(path)!r} cannot be read: "
+                                           f"{exc.strerror}") from None
+                if not n:
+                    break
+                w.write(view[:n])
+                if progress is not None:
+                    progress(w.size)
+        assert w.sha1 is not None
+        self._remember(abspath, st, w.sha1, started)
+        return w.sha1
+
+    def _hash_file(self, abspath: str, path: object, progress: files.Progress | None) -> str:
+        h = hashlib.sha1()
+        done = 0
+        buf = bytearray(CHUNK_SIZE)
+        view = memoryview(buf)
+        try:
+            with open(abspath, "rb", buffering=0) as f:
+                while n := f.readinto(view):
+                    h.update(view[:n])
+                    done += n
+                    if progress is not None:
+                        progress(done)
+        except OSError as exc:
+            raise InvalidPathError(f"file to store {path!r} cannot be read: {exc.strerror}") from None
+        return h.hexdigest()
+
+    def _link_in(self, abspath: str, st: os.stat_result, sha1: str) -> bool:
+        """Hard link the file as object ``sha1`` if it is still the file that was hashed."""
+        target = self.object_path(sha1)
+        if not files.try_link(abspath, target):
+            return False
+        now = target.stat()
+        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+            # The file changed (or was replaced) after it was hashed: undo the link.
+            with contextlib.suppress(FileNotFoundError):
+                target.unlink()
+            return False
+        return True
+
+    def _remember(self, abspath: str, st: os.stat_result, sha1: str, started: int) -> None:
+        if self.hash_cache is not None:
+            self.hash_cache.record(abspath, st, sha1, started)
+
+    # --- maintenance -------------------------------------------------------------
+
+    def remove(self, sha1: str) -> bool:
+        """Remove the object ``sha1``; returns whether it was present."""
+        try:
+            self.object_path(sha1).unlink()
+            return True
+        except FileNotFoundError:
+            return False
+
+    def quarantine(self, sha1: str) -> Path | None:
+        """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent)."""
+        files.ensure_dir(self.quarantine_dir)
+        dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
+        try:
+            os.replace(self.object_path(sha1), dest)
+        except FileNotFoundError:
+            return None
+        return dest
+
+    def iter_objects(self) -> Iterator[str]:
+        """The SHA-1 of every object present, in no particular order."""
+        if not self.objects_dir.is_dir():
+            return
+        for _dirpath, _dirnames, filenames in os.walk(self.objects_dir):
+            for name in filenames:
+                if is_sha1_hex(name):
+                    yield name
+
+    def fsck(self) -> FsckReport:
+        """Re-hash every object; corrupt ones are reported and quarantined."""
+        report = FsckReport()
+        for sha1 in list(self.iter_objects()):
+            try:
+                with open(self.object_path(sha1), "rb", buffering=0) as f:
+                    actual, _ = sha1_of_stream(f)
+            except FileNotFoundError:
+                continue  # removed meanwhile
+            report.checked += 1
+            if actual != sha1:
+                moved = self.quarantine(sha1)
+                if moved is not None:
+                    report.corrupt.append((sha1, moved))
+        return report
+
+    def remove_temp_files(self) -> list[Path]:
+        """Remove temporary files left by killed writers (never those of live writers)."""
+        self._last_sweep = time.monotonic()
+        return files.remove_stale_temp_files(self.temp_dir)
+
+    def _sweep_temp_files(self) -> None:
+        if time.monotonic() - self._last_sweep >= _TEMP_SWEEP_INTERVAL_S:
+            self.remove_temp_files()

@@ -1,0 +1,282 @@
+"""Atomic file writes, written down once: everything in pairio that writes a file uses this.
+
+A write goes to a temporary file in the target's directory (or another directory
+on the same file system), is flushed and fsync'd, and only then renamed into
+place, so a reader sees the old file or the whole new one, never a part.
+
+Temporary files are named ``.pairio-tmp-<random>`` and are locked (``flock``)
+for as long as their writer lives. A writer killed mid-write leaves its
+temporary file behind, unlocked; :func:`remove_stale_temp_files` removes exactly
+those, and never the file of a writer that is still running.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import io
+import os
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, BinaryIO
+
+try:
+    import fcntl
+except ImportError:  # Windows: stale temp files are recognised by age instead.
+    fcntl = None  # type: ignore[assignment]
+
+TEMP_PREFIX = ".pairio-tmp-"
+COPY_CHUNK = 64 << 20
+# Without flock, a temp file untouched for this long is taken to be abandoned.
+_STALE_AGE_WITHOUT_LOCKS = 24 * 3600
+_CREATE_ATTEMPTS = 20
+# Errors from os.link that mean "this file system or this pair of paths cannot hard link".
+_NO_LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
+
+Progress = Callable[[int], None]
+
+
+def ensure_dir(directory: Path) -> None:
+    """Create ``directory`` and its parents; a clear error if a file is in the way."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except FileExistsError:
+        raise NotADirectoryError(errno.ENOTDIR, "exists but is not a directory", str(directory)) from None
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on a directory; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+class AtomicFile:
+    """A locked temporary file in ``directory`` that becomes another path only on :meth:`commit`.
+
+    ``file`` is the open binary file. Exactly one of :meth:`commit` and
+    :meth:`discard` ends its life; using it as a context manager discards it
+    unless it was committed.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], mode: int = 0o666) -> None:
+        self.directory = Path(directory)
+        fd, self.temp_path = _create_locked_temp(self.directory, mode)
+        self.file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
+        self.done = False
+
+    def commit(self, target: str | os.PathLike[str], *, durable: bool = True, chmod: int | None = None) -> None:
+        """Flush, fsync (unless ``durable`` is False) and rename the file onto ``target``."""
+        target = Path(target)
+        try:
+            self.file.flush()
+            if chmod is not None:
+                os.fchmod(self.file.fileno(), chmod)
+            if durable:
+                os.fsync(self.file.fileno())
+            for attempt in range(_CREATE_ATTEMPTS):
+                ensure_dir(target.parent)
+                try:
+                    os.replace(self.temp_path, target)
+                    break
+                except FileNotFoundError:
+                    # The target's directory may have been removed by another process
+                    # between ensure_dir and the rename; the temp file itself is locked
+                    # and so never removed while we live. Make the directory again.
+                    if attempt == _CREATE_ATTEMPTS - 1 or not self.temp_path.exists():
+                        raise
+            if durable:
+                fsync_dir(target.parent)
+        except BaseException:
+            self.discard()
+            raise
+        self.done = True
+        self.file.close()  # releases the lock
+
+    def discard(self) -> None:
+        """Close and remove the temporary file (safe to call more than once)."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.temp_path)
+
+    def __enter__(self) -> AtomicFile:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.discard()
+
+
+def _create_locked_temp(directory: Path, mode: int) -> tuple[int, Path]:
+    for _ in range(_CREATE_ATTEMPTS):
+        ensure_dir(directory)
+        path = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
+        except FileNotFoundError:
+            # Another process (gc, a user's rm -r) may have removed the directory
+            # between ensure_dir and open; make it again and retry.
+            continue
+        if fcntl is None:
+            return fd, path
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        # A cleaner may have locked and unlinked the file in the instant between our
+        # open and our flock; then the name is gone (or is another file), so retry.
+        try:
+            same = os.stat(path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            return fd, path
+        os.close(fd)
+    raise OSError(errno.EAGAIN, "could not create a temporary file (directory keeps disappearing)", str(directory))
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], text: bool = False, encoding: str = "utf-8",
+                 durable: bool = True) -> Iterator[IO]:
+    """Write ``path`` atomically: yields a file; the file replaces ``path`` when the block ends.
+
+    On an exception nothing changes at ``path`` and the temporary file is removed.
+    """
+    path = Path(path)
+    with AtomicFile(path.parent) as af:
+        if text:
+            wrapper = io.TextIOWrapper(af.file, encoding=encoding, newline="")
+            yield wrapper
+            wrapper.flush()
+            wrapper.detach()
+        else:
+            yield af.file
+        af.commit(path, durable=durable)
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes, durable: bool = True) -> None:
+    """Replace ``path`` atomically with ``data``."""
+    with atomic_write(path, durable=durable) as f:
+        f.write(data)
+
+
+def write_text(path: str | os.PathLike[str], text: str, encoding: str = "utf-8", durable: bool = True) -> None:
+    """Replace ``path`` atomically with ``text``."""
+    with atomic_write(path, text=True, encoding=encoding, durable=durable) as f:
+        f.write(text)
+
+
+def copy_file(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, link: bool = False,
+              durable: bool = True, progress: Progress | None = None) -> bool:
+    """Copy ``src`` to ``dest`` atomically, or hard link it when ``link`` and the file system allows.
+
+    Returns True if ``dest`` is a hard link to ``src``.
+    """
+    dest = Path(dest)
+    if link and try_link(src, dest):
+        return True
+    with AtomicFile(dest.parent) as af, open(src, "rb", buffering=0) as source:
+        copy_fd(source.fileno(), af.file.fileno(), progress)
+        af.commit(dest, durable=durable)
+    return False
+
+
+def try_link(src: str | os.PathLike[str], dest: Path) -> bool:
+    """Atomically make ``dest`` a hard link to ``src``; False where hard links are impossible."""
+    ensure_dir(dest.parent)
+    temp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    try:
+        os.link(src, temp)
+    except OSError as exc:
+        if exc.errno in _NO_LINK_ERRNOS:
+            return False
+        raise
+    try:
+        os.replace(temp, dest)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return True
+
+
+def copy_fd(src_fd: int, dest_fd: int, progress: Progress | None = None) -> int:
+    """Copy everything from ``src_fd`` to ``dest_fd`` in the kernel where possible; returns bytes copied."""
+    done = 0
+    use_kernel = hasattr(os, "copy_file_range")
+    while True:
+        if use_kernel:
+            try:
+                n = os.copy_file_range(src_fd, dest_fd, COPY_CHUNK)
+            except OSError as exc:
+                if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.ENOTSUP):
+                    raise
+                use_kernel = False
+                continue
+        else:
+            chunk = os.read(src_fd, 1 << 20)
+            n = len(chunk)
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(dest_fd, view):]
+        if not n:
+            return done
+        done += n
+        if progress is not None:
+            progress(done)
+
+
+def remove_stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
+    """Remove temporary files in ``directory`` whose writer is gone; returns the paths removed."""
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False) and _remove_if_stale(entry.path):
+            removed.append(Path(entry.path))
+    return removed
+
+
+def _remove_if_stale(path: str) -> bool:
+    if fcntl is None:
+        try:
+            if time.time() - os.stat(path).st_mtime < _STALE_AGE_WITHOUT_LOCKS:
+                return False
+            os.unlink(path)
+            return True
+        except FileNotFoundError:
+            return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False  # its writer is alive
+        # Hard links made by try_link share the prefix but never carry a lock; they
+        # live for an instant, so leave any that are younger than a minute.
+        st = os.fstat(fd)
+        if st.st_nlink > 1 and time.time() - st.st_ctime < 60:
+            return False
+        try:
+            if os.stat(path).st_ino != st.st_ino:
+                return False
+            os.unlink(path)
+        except FileNotFoundError:
+            return False
+        return True
+    finally:
+        os.close(fd)
