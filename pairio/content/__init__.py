@@ -22,7 +22,7 @@ from .api import (
     store_text,
 )
 from .hash_cache import HashCache
-from .local import content_store, hash_cache
+from .local import content_store, file_hash_cache
 from .store import ContentStore, FsckReport, ObjectWriter
 from .uri import ContentURI, dir_uri, file_uri, parse_uri
 
@@ -36,7 +36,7 @@ __all__ = [
     "dir_uri",
     "file_uri",
     "get_file_hash",
-    "hash_cache",
+    "file_hash_cache",
     "load_bytes",
     "load_file",
     "load_object",

@@ -17,7 +17,7 @@ from ..config import get_config
 from ..errors import ContentNotFoundError, InvalidURIError
 from ..hashing import canonical_json
 from . import directories
-from .local import content_store, hash_cache
+from .local import content_store, file_hash_cache
 from .store import ContentStore
 from .uri import dir_uri, file_uri, parse_uri
 
@@ -83,7 +83,7 @@ def store_dir(path: str | os.PathLike[str], name: str | None = None, link: bool 
 
 def get_file_hash(path: str | os.PathLike[str], **overrides: Any) -> str:
     """The SHA-1 hex of a file, from the hash cache when the file is unchanged."""
-    return hash_cache(get_config(**overrides) if overrides else get_config()).file_hash(path)
+    return file_hash_cache(get_config(**overrides) if overrides else get_config()).file_hash(path)
 
 
 # --- loading -------------------------------------------------------------------------

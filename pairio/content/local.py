@@ -14,7 +14,7 @@ _stores: dict[tuple[Path, Path], ContentStore] = {}
 _hash_caches: dict[Path, HashCache] = {}
 
 
-def hash_cache(config: Config) -> HashCache:
+def file_hash_cache(config: Config) -> HashCache:
     """The hash cache in ``config.database_dir``."""
     key = config.database_dir
     cache = _hash_caches.get(key)
@@ -31,7 +31,7 @@ def content_store(config: Config) -> ContentStore:
     key = (config.content_path, config.database_dir)
     store = _stores.get(key)
     if store is None:
-        cache = hash_cache(config)
+        cache = file_hash_cache(config)
         with _lock:
             store = _stores.get(key)
             if store is None:
