@@ -67,7 +67,7 @@ def test_no_input_gives_a_server_error(server, mode):
             seen.add(signed)
             assert signed != 401
             if case.operation.path != "/api/v1/health":
-                assert unsigned == 401
+                assert unsigned in (401, 413)  # the size is checked before the signature
 
         try:
             check()
