@@ -1,0 +1,93 @@
+"""pairio store / load / cat / info / fsck / gc from the command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import pairio as pa
+from pairio.cli import main
+from pairio.content.progress import ProgressBar, progress_bar
+
+
+def test_store_prints_one_uri_per_file_and_one_per_directory(tmp_path, capsys):
+    (tmp_path / "a.txt").write_text("Hello, pairio.\n")
+    (tmp_path / "tree").mkdir()
+    (tmp_path / "tree" / "b.txt").write_text("b")
+    assert main(["store", str(tmp_path / "a.txt"), str(tmp_path / "tree")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "sha1://a09fd13fd92800aeafe475e9113efe216788d934/a.txt"
+    assert lines[1].startswith("sha1dir://") and lines[1].endswith(".tree")
+
+
+def test_store_of_a_missing_file_fails_naming_it(tmp_path, capsys):
+    assert main(["store", str(tmp_path / "missing.dat")]) == 2
+    assert "missing.dat" in capsys.readouterr().err
+
+
+def test_load_prints_the_local_path_or_copies_to_dest(tmp_path, capsys):
+    uri = pa.store_text("content")
+    assert main(["load", uri]) == 0
+    assert open(capsys.readouterr().out.strip()).read() == "content"
+    dest = tmp_path / "out.txt"
+    assert main(["load", uri, "--dest", str(dest)]) == 0
+    assert dest.read_text() == "content"
+
+
+def test_load_of_missing_content_exits_1(capsys):
+    assert main(["load", f"sha1://{'0' * 40}"]) == 1
+    assert "not in the content store" in capsys.readouterr().err
+
+
+def test_malformed_uri_exits_2_with_a_message(capsys):
+    assert main(["cat", "sha1://xyz"]) == 2
+    assert "sha1://xyz" in capsys.readouterr().err
+
+
+def test_cat_writes_bytes_and_ranges_to_stdout(capfdbinary):
+    uri = pa.store_bytes(b"0123456789")
+    assert main(["cat", uri]) == 0
+    assert capfdbinary.readouterr().out == b"0123456789"
+    assert main(["cat", uri, "--start", "3", "--end", "6"]) == 0
+    assert capfdbinary.readouterr().out == b"345"
+
+
+def test_info_prints_size_and_local_path(capsys):
+    uri = pa.store_bytes(b"12345", name="five.bin")
+    assert main(["info", uri]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["size"] == 5 and info["sha1"] == pa.parse_uri(uri).sha1
+    assert os.path.exists(info["local_path"])
+    assert main(["info", f"sha1://{'0' * 40}"]) == 1
+
+
+def test_fsck_exits_1_and_lists_corrupt_objects(capsys):
+    assert main(["fsck"]) == 0
+    sha1 = pa.parse_uri(pa.store_bytes(b"will rot")).sha1
+    path = pa.content_store(pa.get_config()).path(sha1)
+    os.chmod(path, 0o644)
+    path.write_bytes(b"has rotted")
+    capsys.readouterr()
+    assert main(["fsck"]) == 1
+    out = capsys.readouterr().out
+    assert f"corrupt: {sha1}" in out and "1 corrupt" in out
+
+
+def test_gc_without_a_target_is_an_error(capsys):
+    assert main(["gc"]) == 2
+
+
+def test_progress_bar_only_for_big_files_on_a_terminal():
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    assert progress_bar(10 << 30, "x", io.StringIO()) is None  # not a terminal
+    assert progress_bar(1 << 20, "x", Tty()) is None  # too small to bother
+    stream = Tty()
+    bar = progress_bar(200 << 20, "storing big.dat", stream)
+    assert isinstance(bar, ProgressBar)
+    bar(200 << 20)
+    bar.close()
+    assert "storing big.dat" in stream.getvalue() and "100.0%" in stream.getvalue()
