@@ -1,4 +1,4 @@
-"""Start a real ``pairio serve`` process on a free loopback port, for tests and benchmarks."""
+"""Run ``pairio serve`` as a subprocess on a free loopback port: for tests and benchmarks."""
 
 from __future__ import annotations
 
@@ -12,26 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import requests
-
-RW_PASSWORD = "rw-password-0123456789"
-RO_PASSWORD = "ro-password-0123456789"
-WO_PASSWORD = "wo-password-0123456789"
-
-
-def default_settings(**extra: Any) -> dict[str, Any]:
-    """A pairio.json with a read-write, a read-only and a write-only channel."""
-    return {
-        "channels": [
-            {"name": "lab-rw", "password": RW_PASSWORD, "collections": [
-                {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000},
-                {"name": "other", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000}]},
-            {"name": "public-ro", "password": RO_PASSWORD, "collections": [
-                {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 0}]},
-            {"name": "drop-box", "password": WO_PASSWORD, "collections": [
-                {"name": "spikes", "maxNumGetsPerMinute": 0, "maxNumSetsPerMinute": 1_000_000}]},
-        ],
-        **extra,
-    }
 
 
 def free_port() -> int:

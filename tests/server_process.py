@@ -1,0 +1,30 @@
+"""The test servers' pairio.json, and the helpers that start and call a real server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pairio.server.process import ServerProcess, free_port, signed_request
+
+__all__ = ["ServerProcess", "free_port", "signed_request", "default_settings",
+           "RW_PASSWORD", "RO_PASSWORD", "WO_PASSWORD"]
+
+RW_PASSWORD = "rw-password-0123456789"
+RO_PASSWORD = "ro-password-0123456789"
+WO_PASSWORD = "wo-password-0123456789"
+
+
+def default_settings(**extra: Any) -> dict[str, Any]:
+    """A pairio.json with a read-write, a read-only and a write-only channel."""
+    return {
+        "channels": [
+            {"name": "lab-rw", "password": RW_PASSWORD, "collections": [
+                {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000},
+                {"name": "other", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000}]},
+            {"name": "public-ro", "password": RO_PASSWORD, "collections": [
+                {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 0}]},
+            {"name": "drop-box", "password": WO_PASSWORD, "collections": [
+                {"name": "spikes", "maxNumGetsPerMinute": 0, "maxNumSetsPerMinute": 1_000_000}]},
+        ],
+        **extra,
+    }
