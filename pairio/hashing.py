@@ -59,6 +59,14 @@ def is_sha1_hex(text: object) -> bool:
     return isinstance(text, str) and len(text) == 40 and _SHA1_HEX.fullmatch(text) is not None
 
 
+def _is_utf8_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def key_string(key: object) -> str:
     """The stored form of a key: a str as is, a dict or list as its canonical-JSON SHA-1.
 
@@ -66,14 +74,16 @@ def key_string(key: object) -> str:
     dict/list that is not JSON-serialisable.
     """
     if type(key) is str:
-        if 0 < len(key) <= MAX_KEY_LENGTH:
+        if 0 < len(key) <= MAX_KEY_LENGTH and (key.isascii() or _is_utf8_encodable(key)):
             return key
         if not key:
             raise InvalidKeyError("key must not be empty")
-        raise InvalidKeyError(
-            f"key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH} "
-            "(pass a dict or list to have it hashed)"
-        )
+        if len(key) > MAX_KEY_LENGTH:
+            raise InvalidKeyError(
+                f"key is {len(key)} characters long; the limit is {MAX_KEY_LENGTH} "
+                "(pass a dict or list to have it hashed)"
+            )
+        raise InvalidKeyError(f"key {key!r} is not valid Unicode text (it holds a lone surrogate)")
     if isinstance(key, (dict, list)):
         try:
             text = canonical_json(key)
@@ -90,7 +100,7 @@ def key_string(key: object) -> str:
 
 def check_value(value: object, key: str | None = None) -> str:
     """``value`` if it is a str of at most 80 characters, else InvalidValueError."""
-    if type(value) is str and len(value) <= MAX_VALUE_LENGTH:
+    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and (value.isascii() or _is_utf8_encodable(value)):
         return value
     where = f" for key {key!r}" if key is not None else ""
     if isinstance(value, str):
@@ -98,6 +108,8 @@ def check_value(value: object, key: str | None = None) -> str:
             raise InvalidValueError(
                 f"value{where} is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
             )
+        if not _is_utf8_encodable(value):
+            raise InvalidValueError(f"value{where} is not valid Unicode text (it holds a lone surrogate)")
         return str(value)
     raise InvalidValueError(
         f"value{where} must be a str of at most {MAX_VALUE_LENGTH} characters "

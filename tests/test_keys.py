@@ -120,3 +120,17 @@ def test_any_short_str_is_its_own_key(text):
 def test_hashed_keys_are_40_lowercase_hex(key):
     digest = key_string(key)
     assert len(digest) == 40 and all(c in "0123456789abcdef" for c in digest)
+
+
+def test_key_or_value_with_a_lone_surrogate_is_rejected_and_stores_nothing():
+    with pytest.raises(pa.InvalidKeyError, match="surrogate"):
+        pa.set("bad-\ud800", "v")
+    with pytest.raises(pa.InvalidValueError, match="surrogate"):
+        pa.set("k", "bad-\udc00")
+    assert pa.get("k") is None
+
+
+def test_unicode_keys_and_values_round_trip():
+    pa.set("ключ-é-\U0001f600", "значение-\U0001f600")
+    assert pa.get("ключ-é-\U0001f600") == "значение-\U0001f600"
+    assert pa.get_many(["ключ-é-\U0001f600", "ключ"]) == {"ключ-é-\U0001f600": "значение-\U0001f600", "ключ": None}
