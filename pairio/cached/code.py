@@ -1,0 +1,318 @@
+"""What a function's result depends on besides its arguments: code, helpers, constants, versions.
+
+Starting from the function, the walk follows every global name its code (and
+its nested functions' code) refers to:
+
+* a function or class of user code is a *helper*: hashed by its source, and
+  walked in turn (cycles are fine: the result is a flat set);
+* a user module (``helpers.smooth``) is looked into for the attribute names the
+  code uses;
+* a module-level constant (numbers, strings, tuples, small containers of those,
+  enums, numpy arrays) counts by value;
+* anything from a library counts by its distribution's version, the standard
+  library by nothing (see :mod:`.dependencies`);
+* closure variables count by value (functions and classes in them are walked).
+
+Globals of other kinds (a logger, an open connection, an instance) are listed as
+ignored in :meth:`CachedFunction.explain`. The description is computed once per
+function object (a module imported afresh gives new function objects).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import functools
+import hashlib
+import inspect
+import marshal
+import sys
+import types
+import weakref
+from typing import Any
+
+from ..hashing import canonical_json
+from . import dependencies
+from .arguments import hash_value
+from .source import TOKEN_FORMAT, source_digest
+
+_CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes)
+_CONSTANT_CONTAINERS = (tuple, frozenset, list, set, dict)
+# Module-level containers bigger than this are data, not settings: ignored (listed in explain).
+_MAX_CONSTANT_ITEMS = 10_000
+_MAX_CONSTANT_ARRAY_BYTES = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class CodeDescription:
+    """The code part of a cached function's key; ``digest`` is what enters the key."""
+
+    function: str
+    source: str
+    helpers: dict[str, str]
+    constants: dict[str, str]
+    closure: dict[str, str]
+    dependencies: dict[str, str]
+    stdlib: tuple[str, ...]
+    ignored: dict[str, str]
+    notes: tuple[str, ...]
+    digest: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """Everything, for ``explain``: what enters the digest and what was left out."""
+        return dataclasses.asdict(self)
+
+
+_descriptions: weakref.WeakKeyDictionary[Any, CodeDescription] = weakref.WeakKeyDictionary()
+_source_digests: weakref.WeakKeyDictionary[Any, tuple[str, str | None]] = weakref.WeakKeyDictionary()
+
+
+def qualified_name(obj: Any) -> str:
+    """``module.qualname``; a script's ``__mp_main__`` (in pool workers) counts as ``__main__``."""
+    module = getattr(obj, "__module__", None) or "__main__"
+    if module == "__mp_main__":
+        module = "__main__"
+    return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+
+def describe_function(func: Any) -> CodeDescription:
+    """The code description of ``func`` (computed once per function object)."""
+    func = _unwrap(func)
+    try:
+        return _descriptions[func]
+    except (KeyError, TypeError):
+        pass
+    walker = _Walker()
+    name = qualified_name(func)
+    own = walker.function(func, record=False)
+    walker.owner_class(func)
+    parts = {
+        "format": TOKEN_FORMAT,
+        "function": name,
+        "source": own,
+        "helpers": walker.helpers,
+        "constants": walker.constants,
+        "closure": walker.closure,
+        "dependencies": walker.dependencies,
+    }
+    digest = hashlib.sha1(canonical_json(parts).encode("utf-8")).hexdigest()
+    description = CodeDescription(
+        function=name, source=own, helpers=dict(sorted(walker.helpers.items())),
+        constants=dict(sorted(walker.constants.items())), closure=dict(sorted(walker.closure.items())),
+        dependencies=dict(sorted(walker.dependencies.items())), stdlib=tuple(sorted(walker.stdlib)),
+        ignored=dict(sorted(walker.ignored.items())), notes=tuple(walker.notes), digest=digest)
+    try:
+        _descriptions[func] = description
+    except TypeError:
+        pass  # not weak-referenceable: recomputed next time
+    return description
+
+
+def _unwrap(func: Any) -> Any:
+    while True:
+        if isinstance(func, (staticmethod, classmethod)):
+            func = func.__func__
+        elif isinstance(func, functools.partial):
+            func = func.func
+        elif hasattr(func, "__wrapped__") and not isinstance(func, type):
+            func = func.__wrapped__
+        else:
+            return func
+
+
+def _code_names(code: types.CodeType) -> set[str]:
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _code_names(const)
+    return names
+
+
+def own_source_digest(obj: Any) -> tuple[str, str | None]:
+    """The digest of a function's or class's own source, and a note when the source is unavailable."""
+    try:
+        return _source_digests[obj]
+    except (KeyError, TypeError):
+        pass
+    note = None
+    try:
+        digest = source_digest(inspect.getsource(obj))
+    except (OSError, TypeError):
+        code = getattr(obj, "__code__", None)
+        if code is not None:
+            # No source (exec'd code, a REPL): fall back to the code object, which is
+            # tied to this Python version, so such keys are not shared across versions.
+            version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            digest = hashlib.sha1(version.encode() + marshal.dumps(code)).hexdigest()
+            note = f"{qualified_name(obj)}: source unavailable, hashed by code object (Python {version} only)"
+        else:
+            digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
+            note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
+    result = (digest, note)
+    try:
+        _source_digests[obj] = result
+    except TypeError:
+        pass
+    return result
+
+
+class _Walker:
+    def __init__(self) -> None:
+        self.helpers: dict[str, str] = {}
+        self.constants: dict[str, str] = {}
+        self.closure: dict[str, str] = {}
+        self.dependencies: dict[str, str] = {}
+        self.stdlib: set[str] = set()
+        self.ignored: dict[str, str] = {}
+        self.notes: list[str] = []
+        self._seen: set[int] = set()
+        self._keep: list[Any] = []  # keeps ids in _seen valid during the walk
+
+    def _first_visit(self, obj: Any) -> bool:
+        if id(obj) in self._seen:
+            return False
+        self._seen.add(id(obj))
+        self._keep.append(obj)
+        return True
+
+    def function(self, func: Any, record: bool = True) -> str:
+        """Walk a user function; returns its own source digest."""
+        digest, note = own_source_digest(func)
+        if not self._first_visit(func):
+            return digest
+        if note:
+            self.notes.append(note)
+        if record:
+            self.helpers[qualified_name(func)] = digest
+        code = getattr(func, "__code__", None)
+        if code is None:
+            return digest
+        module_name = getattr(func, "__module__", None) or "__main__"
+        names = _code_names(code)
+        globals_ = getattr(func, "__globals__", {})
+        for name in sorted(names):
+            if name in globals_:
+                self.value(globals_[name], f"{_module_label(module_name)}.{name}", names)
+        cells = getattr(func, "__closure__", None) or ()
+        for var, cell in zip(code.co_freevars, cells, strict=True):
+            try:
+                content = cell.cell_contents
+            except ValueError:  # an empty cell: a variable assigned after the function was made
+                continue
+            label = f"{qualified_name(func)}.<closure {var}>"
+            if _is_code_like(content):
+                self.value(content, label, names)
+            else:
+                try:
+                    self.closure[label] = hash_value(content, label)
+                except TypeError as exc:  # UnhashableArgumentError is a TypeError
+                    self.ignored[label] = f"closure value not hashable: {exc}"
+        return digest
+
+    def owner_class(self, func: Any) -> None:
+        """For a method, walk the class it is defined in (``self.helper()`` calls reach it)."""
+        qualname = getattr(func, "__qualname__", "")
+        if "." not in qualname or "<locals>" in qualname:
+            return
+        obj: Any = sys.modules.get(getattr(func, "__module__", "") or "")
+        for part in qualname.split(".")[:-1]:
+            obj = getattr(obj, part, None)
+        if isinstance(obj, type):
+            self.value(obj, qualified_name(obj), set())
+
+    def cls(self, klass: type) -> None:
+        """Walk a user class: its source counts, and the globals of its methods are walked."""
+        if not self._first_visit(klass):
+            return
+        digest, note = own_source_digest(klass)
+        if note:
+            self.notes.append(note)
+        self.helpers[qualified_name(klass)] = digest
+        for base in klass.__bases__:
+            self.value(base, qualified_name(base), set())
+        for attr in vars(klass).values():
+            targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
+            for target in targets:
+                if isinstance(target, types.FunctionType):
+                    # The method's source is inside the class's: walk only what it reaches.
+                    self._seen.discard(id(target))
+                    self.function(target, record=False)
+
+    def value(self, value: Any, label: str, names: set[str]) -> None:
+        """Count one global (or closure) value by its kind."""
+        value = _unwrap(value) if callable(value) and not isinstance(value, type) else value
+        if isinstance(value, types.ModuleType):
+            self.module(value, names)
+            return
+        if _is_constant(value):
+            try:
+                self.constants[label] = hash_value(value, label)
+            except TypeError as exc:
+                self.ignored[label] = f"constant not hashable: {exc}"
+            return
+        module = dependencies.module_of(value)
+        if module is None:
+            self.ignored[label] = type(value).__qualname__
+            return
+        kind = dependencies.classify_module(_real_module(module))
+        if kind != "user":
+            self.library(module)
+        elif isinstance(value, type):
+            self.cls(value)
+        elif isinstance(value, types.FunctionType):
+            self.function(value)
+        else:
+            # An instance of a user class: its class's code counts, its state does not.
+            self.ignored[label] = f"instance of {qualified_name(type(value))} (state not hashed)"
+            if isinstance(type(value), type) and not isinstance(value, types.BuiltinFunctionType):
+                self.value(type(value), qualified_name(type(value)), names)
+
+    def module(self, module: types.ModuleType, names: set[str]) -> None:
+        if dependencies.classify_module(module.__name__) != "user":
+            self.library(module.__name__)
+            return
+        if not self._first_visit(module):
+            return
+        attrs = vars(module)
+        for name in sorted(names):
+            if name in attrs:
+                self.value(attrs[name], f"{_module_label(module.__name__)}.{name}", names)
+
+    def library(self, module: str) -> None:
+        module = _real_module(module)
+        if dependencies.classify_module(module) == "stdlib":
+            self.stdlib.add(module.partition(".")[0])
+            return
+        for dist, version in dependencies.module_versions(module):
+            self.dependencies[dist] = version
+
+
+def _module_label(name: str) -> str:
+    return "__main__" if name == "__mp_main__" else name
+
+
+def _real_module(name: str) -> str:
+    return "__main__" if name == "__mp_main__" and "__mp_main__" not in sys.modules else name
+
+
+def _is_code_like(value: Any) -> bool:
+    return isinstance(value, (types.FunctionType, types.ModuleType, type)) or hasattr(value, "__wrapped__")
+
+
+def _is_constant(value: Any, budget: list[int] | None = None) -> bool:
+    """True for literal-like values: scalars, enums, small containers of those, small arrays."""
+    if budget is None:
+        budget = [_MAX_CONSTANT_ITEMS]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    if type(value) in _CONSTANT_TYPES or isinstance(value, enum.Enum):
+        return True
+    if type(value) in _CONSTANT_CONTAINERS:
+        items = list(value.items()) if isinstance(value, dict) else value
+        return all(_is_constant(v, budget) for item in items
+                   for v in (item if isinstance(value, dict) else (item,)))
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        return not value.dtype.hasobject and value.nbytes <= _MAX_CONSTANT_ARRAY_BYTES
+    return False

@@ -1,0 +1,126 @@
+"""Which code is the user's and which is a library, and a library module's installed version.
+
+A module is *library* code when its file lies in the standard library or in a
+site-packages/dist-packages directory, or when it is pairio itself; everything
+else (scripts, ``__main__``, the user's own packages, even installed in
+editable mode) is *user* code and is hashed by its source.
+
+A library module counts by the version of the distribution that provides its
+top-level package (``numpy.linalg`` -> ``numpy`` -> ``2.1.3``), from
+:func:`importlib.metadata.packages_distributions`. Standard-library modules
+count by nothing: keys stay equal across Python 3.10-3.13, so that teammates on
+different Pythons share hits (a stdlib change in behaviour is not tracked).
+
+Lookups are cached for the life of the process (installed packages do not
+change under a running program); :func:`clear_caches` forgets them.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import os
+import site
+import sys
+import sysconfig
+import types
+
+STDLIB = "stdlib"
+NOT_INSTALLED = "not installed"
+UNKNOWN = "unknown"
+_LIBRARY_SEGMENTS = ("site-packages", "dist-packages")
+
+
+@functools.lru_cache(maxsize=1)
+def _stdlib_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.realpath(paths[name]) for name in ("stdlib", "platstdlib") if name in paths}
+    return tuple(d + os.sep for d in dirs)
+
+
+@functools.lru_cache(maxsize=1)
+def _site_dirs() -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    dirs = {os.path.realpath(paths[name]) for name in ("purelib", "platlib") if name in paths}
+    try:
+        dirs.update(os.path.realpath(d) for d in site.getsitepackages())
+    except AttributeError:  # some virtualenv tools strip site.getsitepackages
+        pass
+    return tuple(d + os.sep for d in dirs)
+
+
+@functools.lru_cache(maxsize=4096)
+def classify_module(name: str) -> str:
+    """``"user"``, ``"stdlib"`` or ``"library"`` for the module called ``name``."""
+    top = name.partition(".")[0]
+    if top == "pairio":
+        return "library"
+    if top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        return "stdlib"
+    module = sys.modules.get(name) or sys.modules.get(top)
+    filename = getattr(module, "__file__", None)
+    if not filename:
+        # Namespace packages have no __file__; their __path__ says where they are.
+        paths = list(getattr(module, "__path__", []) or [])
+        if not paths:
+            return "user"  # __main__ in an interactive session, or a module built in memory
+        filename = paths[0]
+    real = os.path.realpath(filename)
+    if real.startswith(_site_dirs()):
+        return "library"
+    if any(seg in real.split(os.sep) for seg in _LIBRARY_SEGMENTS):
+        return "library"
+    if real.startswith(_stdlib_dirs()):
+        return "stdlib"
+    return "user"
+
+
+def module_of(obj: object) -> str | None:
+    """The name of the module an object was defined in (its type's module for instances)."""
+    if isinstance(obj, types.ModuleType):
+        return obj.__name__
+    name = getattr(obj, "__module__", None)
+    if not isinstance(name, str):
+        name = getattr(type(obj), "__module__", None)
+    return name if isinstance(name, str) else None
+
+
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> dict[str, list[str]]:
+    return importlib.metadata.packages_distributions()
+
+
+@functools.lru_cache(maxsize=1024)
+def distribution_version(dist: str) -> str:
+    """The installed version of the distribution ``dist``, or ``"not installed"``."""
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return NOT_INSTALLED
+
+
+@functools.lru_cache(maxsize=4096)
+def module_versions(name: str) -> tuple[tuple[str, str], ...]:
+    """``((distribution, version), ...)`` for the library module ``name`` (empty for stdlib).
+
+    A top-level package no distribution claims counts as ``(<package>, "unknown")``.
+    """
+    top = name.partition(".")[0]
+    if top == "pairio":
+        from .._version import __version__
+
+        return (("pairio", __version__),)
+    if classify_module(name) == "stdlib":
+        return ()
+    dists = _packages_distributions().get(top)
+    if not dists:
+        return ((top, UNKNOWN),)
+    return tuple(sorted((d, distribution_version(d)) for d in set(dists)))
+
+
+def clear_caches() -> None:
+    """Forget every cached classification and version (after installing or upgrading packages)."""
+    for cached in (classify_module, _packages_distributions, distribution_version, module_versions,
+                   _site_dirs, _stdlib_dirs):
+        cached.cache_clear()
+    importlib.invalidate_caches()

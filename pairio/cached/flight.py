@@ -1,0 +1,66 @@
+"""Single flight: one computation per key at a time, across threads and processes.
+
+A computer holds an OS file lock (``filelock``) on ``<database dir>/locks/<key>.lock``
+while it computes and stores. Others wait on the same lock, then find the
+result stored. The OS releases the lock of a process that dies, so a crashed
+computer never blocks a waiter for good: the waiter takes over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import filelock
+
+from ..files import ensure_dir
+
+logger = logging.getLogger("pairio")
+_ASYNC_POLL_S = 0.05
+
+
+def _lock(database_dir: Path, key: str) -> filelock.FileLock:
+    directory = database_dir / "locks"
+    ensure_dir(directory)
+    # thread_local=False: the lock belongs to this call, which may hop threads only in async code.
+    return filelock.FileLock(directory / f"{key}.lock", thread_local=False)
+
+
+@contextlib.contextmanager
+def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
+    """Hold the lock of ``key`` for the block; yields True if another holder had to be waited for."""
+    lock = _lock(database_dir, key)
+    waited = False
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        waited = True
+        logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+        lock.acquire()
+    try:
+        yield waited
+    finally:
+        lock.release()
+
+
+@contextlib.asynccontextmanager
+async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator[bool]:
+    """:func:`claim` for coroutines: waits without blocking the event loop."""
+    lock = _lock(database_dir, key)
+    waited = False
+    while True:
+        try:
+            lock.acquire(timeout=0)
+            break
+        except filelock.Timeout:
+            if not waited:
+                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+            waited = True
+            await asyncio.sleep(_ASYNC_POLL_S)
+    try:
+        yield waited
+    finally:
+        lock.release()

@@ -1,0 +1,161 @@
+"""The cache key of a call: the code part (once per function) plus the bound arguments (per call).
+
+    key = sha1( "pairio.cached/<KEY_FORMAT>\\0" + code digest + "\\0" + version + "\\0"
+                + canonical JSON of the explicit dependencies' versions + "\\0"
+                + for each argument in signature order, not ignored:  name + "\\0" + value hash + "\\0" )
+
+The code digest covers the function's name, source, helpers, constants,
+closure values and the versions of the libraries they use (:mod:`.code`); a
+value hash is :func:`.arguments.hash_value`. Arguments are bound to the
+signature with defaults applied, so ``f(1)``, ``f(a=1)`` and ``f(1, b=<default>)``
+are one key.
+
+Changing anything here, in :mod:`.arguments`, :mod:`.source` or :mod:`.code`
+that changes keys must bump ``KEY_FORMAT`` (the pinned vectors in the tests fail first).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import PurePath
+from typing import Any
+
+from ..hashing import canonical_json
+from . import dependencies as deps
+from .arguments import hash_value
+from .code import CodeDescription, describe_function
+
+KEY_FORMAT = 1
+
+_POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+
+
+class KeyMaker:
+    """Derives keys for calls of one function; the code part is computed at first use."""
+
+    def __init__(self, func: Callable[..., Any], *, version: str | None = None,
+                 ignore: Iterable[str] = (), dependencies: Iterable[str] = (), strict: bool = False) -> None:
+        self.func = func
+        self.version = "" if version is None else str(version)
+        self.ignore = frozenset(ignore)
+        self.explicit_dependencies = tuple(sorted(set(dependencies)))
+        self.strict = strict
+        self.signature = inspect.signature(func)
+        params = list(self.signature.parameters.values())
+        unknown = self.ignore - {p.name for p in params}
+        if unknown:
+            raise ValueError(f"ignore= names {sorted(unknown)} are not parameters of "
+                             f"{getattr(func, '__qualname__', func)}{self.signature}")
+        self._order = [p.name for p in params]
+        self._positional = [p.name for p in params if p.kind in _POSITIONAL]
+        self._keywords = frozenset(p.name for p in params if p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
+        self._defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
+        self._simple = not any(p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+                               for p in params)
+        self.self_name = params[0].name if params and params[0].kind in _POSITIONAL else None
+        self._prefix: bytes | None = None
+        self._code: CodeDescription | None = None
+
+    # --- the code part ---------------------------------------------------------------
+
+    @property
+    def code(self) -> CodeDescription:
+        """The description of the function's code (computed once)."""
+        if self._code is None:
+            self._code = describe_function(self.func)
+        return self._code
+
+    def dependency_versions(self) -> dict[str, str]:
+        """The versions of the distributions named in ``dependencies=``."""
+        return {name: deps.distribution_version(name) for name in self.explicit_dependencies}
+
+    @property
+    def prefix(self) -> bytes:
+        """Everything in the key that does not depend on the call."""
+        if self._prefix is None:
+            self._prefix = (f"pairio.cached/{KEY_FORMAT}\0{self.code.digest}\0{self.version}\0"
+                            f"{canonical_json(self.dependency_versions())}\0").encode()
+        return self._prefix
+
+    # --- the call part ---------------------------------------------------------------
+
+    def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
+        """The arguments by name in signature order, defaults applied (TypeError as Python would)."""
+        if self._simple and len(args) <= len(self._positional):
+            bound = dict(zip(self._positional, args, strict=False))
+            ok = True
+            for name, value in kwargs.items():
+                if name in bound or name not in self._keywords:
+                    ok = False
+                    break
+                bound[name] = value
+            if ok:
+                try:
+                    return [(name, bound[name] if name in bound else self._defaults[name])
+                            for name in self._order]
+                except KeyError:
+                    pass  # a missing argument: let Signature.bind say which
+        ba = self.signature.bind(*args, **kwargs)
+        ba.apply_defaults()
+        return list(ba.arguments.items())
+
+    def argument_hashes(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
+                        file_hash: Callable[[PurePath], str] | None = None) -> dict[str, str]:
+        """Each counted argument's value hash, in signature order.
+
+        With ``method``, the first argument (``self``) counts through its
+        ``__pairio_hash__()`` if it has one, and is left out otherwise.
+        """
+        out = {}
+        ignore = self.ignore
+        strict = self.strict
+        for i, (name, value) in enumerate(self.bind(args, kwargs)):
+            if name in ignore:
+                continue
+            if method and i == 0 and not hasattr(type(value), "__pairio_hash__"):
+                continue
+            out[name] = hash_value(value, name, strict=strict, file_hash=file_hash)
+        return out
+
+    def key_from_hashes(self, hashes: dict[str, str]) -> str:
+        """The key, given the argument hashes."""
+        h = hashlib.sha1(self.prefix)
+        for name, digest in hashes.items():
+            h.update(f"{name}\0{digest}\0".encode())
+        return h.hexdigest()
+
+    def key(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
+            file_hash: Callable[[PurePath], str] | None = None) -> str:
+        """The 40-hex key of the call ``func(*args, **kwargs)``."""
+        return self.key_from_hashes(self.argument_hashes(args, kwargs, method=method, file_hash=file_hash))
+
+    def explain(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
+                file_hash: Callable[[PurePath], str] | None = None) -> dict[str, Any]:
+        """What went into the key of this call, and what was left out."""
+        hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash)
+        code = self.code.as_dict()
+        counted = {
+            "digest": code.pop("digest"),
+            "source": code.pop("source"),
+            "helpers": code.pop("helpers"),
+            "constants": code.pop("constants"),
+            "closure": code.pop("closure"),
+        }
+        return {
+            "key": self.key_from_hashes(hashes),
+            "key_format": KEY_FORMAT,
+            "function": code.pop("function"),
+            "version": self.version,
+            "code": counted,
+            "dependencies": {**code.pop("dependencies"), **self.dependency_versions()},
+            "arguments": hashes,
+            "not_counted": {
+                "ignored_arguments": sorted(self.ignore),
+                "stdlib_modules (not versioned)": list(code.pop("stdlib")),
+                "globals": code.pop("ignored"),
+                "notes": list(code.pop("notes")),
+            },
+        }

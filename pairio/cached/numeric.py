@@ -1,0 +1,97 @@
+"""Hashing rules for numpy arrays and scalars and pandas objects.
+
+Imported only when numpy or pandas is already imported by the caller: neither
+is a dependency of pairio.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .arguments import Context, Rule, Update, _text, _type_name, encode
+
+# Non-contiguous arrays are copied to contiguous form this many bytes at a time.
+_CHUNK_BYTES = 16 << 20
+
+
+def _dtype_text(dtype: Any) -> str:
+    # dtype.str is enough for plain dtypes ('<f8'); structured ones need their fields.
+    return dtype.str if dtype.fields is None else repr(dtype.descr)
+
+
+def ndarray_rule(a: Any, update: Update, ctx: Context) -> None:
+    """An array by its type, dtype, shape and bytes (C order); object arrays by their elements."""
+    np = sys.modules["numpy"]
+    header = f"{_type_name(type(a))}|{_dtype_text(a.dtype)}|{a.shape}"
+    update(b"a" + _text(header))
+    if a.dtype.hasobject:
+        encode(a.tolist(), update, ctx)
+        return
+    if a.flags.c_contiguous:
+        # A uint8 view of the same memory: no copy, and it works for dtypes that
+        # refuse the buffer protocol (datetime64, structured).
+        update(a.reshape(-1).view(np.uint8))
+        return
+    if a.ndim == 0 or a.shape[0] == 0:
+        update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+        return
+    rows = max(1, _CHUNK_BYTES // max(1, a[0].nbytes))
+    for start in range(0, a.shape[0], rows):
+        update(np.ascontiguousarray(a[start:start + rows]).reshape(-1).view(np.uint8))
+
+
+def scalar_rule(x: Any, update: Update, ctx: Context) -> None:
+    """A numpy scalar (np.float32(1), np.int64(3)...) by its dtype and bytes."""
+    if x.dtype.hasobject:
+        update(b"o")
+        encode(x.item(), update, ctx)
+        return
+    data = x.tobytes()
+    if x.dtype.kind in "fc" and x != x:
+        data = b"nan"  # every NaN is one value
+    update(b"q" + _text(_dtype_text(x.dtype)) + _text(data.hex()))
+
+
+def _values(obj: Any, update: Update, ctx: Context) -> None:
+    """The values of a pandas column or index: as an array when they have a numpy form."""
+    np = sys.modules["numpy"]
+    dtype = obj.dtype
+    update(_text(str(dtype)))
+    if isinstance(dtype, np.dtype) and not dtype.hasobject:
+        ndarray_rule(np.asarray(obj), update, ctx)
+    else:  # object, categorical, extension dtypes: element by element
+        encode(list(obj), update, ctx)
+
+
+def _index(idx: Any, update: Update, ctx: Context) -> None:
+    update(b"I" + _text(_type_name(type(idx))))
+    encode(list(idx.names), update, ctx)
+    _values(idx, update, ctx)
+
+
+def _series(s: Any, update: Update, ctx: Context) -> None:
+    update(b"R")
+    encode(s.name, update, ctx)
+    _index(s.index, update, ctx)
+    _values(s, update, ctx)
+
+
+def _frame(df: Any, update: Update, ctx: Context) -> None:
+    update(b"W%d:" % df.shape[1])
+    _index(df.columns, update, ctx)
+    _index(df.index, update, ctx)
+    for i in range(df.shape[1]):
+        _values(df.iloc[:, i], update, ctx)
+
+
+def pandas_rule(tp: type) -> Rule | None:
+    """The rule for a pandas DataFrame, Series or Index type, else None."""
+    pd = sys.modules["pandas"]
+    rules: list[tuple[type, Callable[[Any, Update, Context], None]]] = [
+        (pd.DataFrame, _frame), (pd.Series, _series), (pd.Index, _index)]
+    for base, rule in rules:
+        if issubclass(tp, base):
+            return rule
+    return None

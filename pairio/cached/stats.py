@@ -1,0 +1,155 @@
+"""Hits, misses and seconds per cached function: the log line of each call, and the counts.
+
+:func:`stats` gives this process's counts. The counts are also added to a
+small SQLite table in the database directory (``cache_stats.sqlite3``), which
+``pairio stats`` prints: the totals across runs are what a user wants to see
+from the command line. Writing a transaction per call would cost more than a
+hit, so deltas are kept in memory and written at most once a second, after
+each miss, and when the process exits.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import multiprocessing.util
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger("pairio")
+
+FILENAME = "cache_stats.sqlite3"
+_FLUSH_INTERVAL_S = 1.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS cache_stats (
+    function TEXT PRIMARY KEY,
+    hits INTEGER NOT NULL,
+    misses INTEGER NOT NULL,
+    seconds_saved REAL NOT NULL,
+    seconds_computed REAL NOT NULL,
+    last_used REAL NOT NULL
+)
+"""
+_ADD = """
+INSERT INTO cache_stats (function, hits, misses, seconds_saved, seconds_computed, last_used)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (function) DO UPDATE SET
+    hits = hits + excluded.hits, misses = misses + excluded.misses,
+    seconds_saved = seconds_saved + excluded.seconds_saved,
+    seconds_computed = seconds_computed + excluded.seconds_computed,
+    last_used = excluded.last_used
+"""
+
+_lock = threading.Lock()
+_process: dict[str, list[float]] = {}  # function -> [hits, misses, saved, computed]
+_pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
+_last_flush = time.monotonic()
+
+
+def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
+           waited: bool = False) -> None:
+    """Count one call and log its line: ``hit  name key8 saved 1.23s`` / ``miss name key8 computed 1.23s``."""
+    global _last_flush
+    if logger.isEnabledFor(logging.INFO):
+        if hit:
+            logger.info("hit  %s %s saved %.2fs%s", function, key[:8], seconds,
+                        " (computed elsewhere while waiting)" if waited else "")
+        else:
+            logger.info("miss %s %s computed %.2fs", function, key[:8], seconds)
+    column = 0 if hit else 1
+    with _lock:
+        for table, name in ((_process, function), (_pending, (database_dir, function))):
+            row = table.get(name)  # type: ignore[call-overload]
+            if row is None:
+                row = table[name] = [0, 0, 0.0, 0.0]  # type: ignore[index]
+            row[column] += 1
+            row[2 + column] += seconds
+        due = not hit or time.monotonic() - _last_flush >= _FLUSH_INTERVAL_S
+    if due:
+        flush()
+
+
+def stats() -> dict[str, dict[str, Any]]:
+    """This process's counts: ``{function: {hits, misses, seconds_saved, seconds_computed}}``."""
+    with _lock:
+        return {name: _row(row) for name, row in sorted(_process.items())}
+
+
+def reset() -> None:
+    """Forget this process's counts (the persistent table is kept)."""
+    with _lock:
+        _process.clear()
+
+
+def _row(row: list[float]) -> dict[str, Any]:
+    return {"hits": int(row[0]), "misses": int(row[1]),
+            "seconds_saved": row[2], "seconds_computed": row[3]}
+
+
+def flush() -> None:
+    """Add the counts not yet written to each database's table (errors are logged, never raised)."""
+    global _last_flush
+    with _lock:
+        pending = dict(_pending)
+        _pending.clear()
+        _last_flush = time.monotonic()
+    by_dir: dict[Path, list[tuple]] = {}
+    now = time.time()
+    for (directory, function), row in pending.items():
+        by_dir.setdefault(directory, []).append((function, int(row[0]), int(row[1]), row[2], row[3], now))
+    for directory, rows in by_dir.items():
+        try:
+            with _connect(directory) as conn:
+                conn.executemany(_ADD, rows)
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("could not record cache statistics in %s: %s", directory, exc)
+
+
+def read_persistent(database_dir: Path) -> dict[str, dict[str, Any]]:
+    """The totals across runs recorded in ``database_dir``."""
+    flush()
+    path = database_dir / FILENAME
+    if not path.exists():
+        return {}
+    with _connect(database_dir) as conn:
+        rows = conn.execute("SELECT function, hits, misses, seconds_saved, seconds_computed, last_used "
+                            "FROM cache_stats ORDER BY function").fetchall()
+    return {r[0]: {**_row(list(r[1:5])), "last_used": r[5]} for r in rows}
+
+
+def clear_persistent(database_dir: Path) -> None:
+    """Empty the table of totals in ``database_dir``."""
+    flush()
+    if (database_dir / FILENAME).exists():
+        with _connect(database_dir) as conn:
+            conn.execute("DELETE FROM cache_stats")
+
+
+class _Connection:
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.conn = sqlite3.connect(os.fspath(directory / FILENAME), timeout=30.0)
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute(_SCHEMA)
+        return self.conn
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        try:
+            if exc_type is None:
+                self.conn.commit()
+        finally:
+            self.conn.close()
+
+
+def _connect(directory: Path) -> _Connection:
+    return _Connection(directory)
+
+
+atexit.register(flush)
+# Forked pool workers leave through os._exit, skipping atexit; multiprocessing's finalizers still run.
+multiprocessing.util.Finalize(None, flush, exitpriority=10)

@@ -1,0 +1,113 @@
+"""A cached result in the content store: streamed in with cloudpickle, verified on the way out.
+
+Results are pickled (cloudpickle, protocol 5) straight into a content-store
+writer: large numpy buffers go to the file without a second copy in memory.
+An existing file named by a ``pathlib.Path`` anywhere in the result is stored
+by content, and the pickle refers to it by hash: loading gives a ``Path`` to the
+stored copy. Such pickles remain plain pickles (``pairio.load_pickle`` reads them).
+
+Every load checks the object's hash while it is read (small objects in one
+read, large ones through a hashing reader), so a corrupt object is detected,
+quarantined and reported as :class:`CorruptContentError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+
+from ..config import get_config
+from ..content import content_store
+from ..content.store import ContentStore
+from ..errors import ContentNotFoundError, CorruptContentError
+
+PICKLE_PROTOCOL = 5
+# Objects up to this size are read whole and hashed in one call: the fast path of a hit.
+_SMALL_OBJECT = 8 << 20
+
+
+def stored_file(sha1: str, name: str) -> Path:
+    """Unpickling a file stored with a result: the path of its copy in the content store."""
+    path = content_store(get_config()).path(sha1)
+    if path is None:
+        raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) of a cached result is not in the content store")
+    return path
+
+
+class _ResultPickler(cloudpickle.CloudPickler):
+    def __init__(self, file: Any, store: ContentStore) -> None:
+        super().__init__(file, protocol=PICKLE_PROTOCOL)
+        self._store = store
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, Path) and obj.is_file():
+            return stored_file, (self._store.put_file(obj), obj.name)
+        return super().reducer_override(obj)
+
+
+def store_result(store: ContentStore, value: Any) -> str:
+    """Pickle ``value`` into ``store``; returns the object's SHA-1."""
+    with store.writer() as w:
+        _ResultPickler(w, store).dump(value)
+    assert w.sha1 is not None
+    return w.sha1
+
+
+class _HashingReader:
+    """A file wrapper that hashes every byte handed to the unpickler."""
+
+    def __init__(self, f: Any) -> None:
+        self._f = f
+        self.hash = hashlib.sha1()
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._f.read(n)
+        self.hash.update(data)
+        return data
+
+    def readinto(self, b: Any) -> int:
+        n = self._f.readinto(b)
+        self.hash.update(memoryview(b)[:n])
+        return n
+
+    def readline(self) -> bytes:
+        data = self._f.readline()
+        self.hash.update(data)
+        return data
+
+
+def load_result(store: ContentStore, sha1: str) -> Any:
+    """The result stored as object ``sha1``.
+
+    Raises ContentNotFoundError if it (or a file it refers to) is missing, and
+    CorruptContentError (after quarantining it) if its bytes do not match its hash.
+    """
+    try:
+        f = open(store.object_path(sha1), "rb")
+    except FileNotFoundError:
+        raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
+    with f:
+        if os.fstat(f.fileno()).st_size <= _SMALL_OBJECT:
+            data = f.read()
+            if hashlib.sha1(data).hexdigest() != sha1:
+                raise _corrupt(store, sha1)
+            return pickle.loads(data)
+        reader = _HashingReader(f)
+        try:
+            value = pickle.load(reader)
+        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+            raise _corrupt(store, sha1) from exc
+        reader.read()  # anything after the pickle is corruption too
+        if reader.hash.hexdigest() != sha1:
+            raise _corrupt(store, sha1)
+        return value
+
+
+def _corrupt(store: ContentStore, sha1: str) -> CorruptContentError:
+    moved = store.quarantine(sha1)
+    return CorruptContentError(f"cached result {sha1} is corrupt; moved to {moved}")
