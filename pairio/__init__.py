@@ -6,28 +6,8 @@ and a ``cached`` decorator built on both. This module is the public API.
 
 from ._version import __version__
 from .api import delete, get, get_many, set, set_many
+from .cached import KEY_FORMAT, BoundCachedMethod, CachedFunction, cached, reset_stats, stats
 from .config import Config, config, get_config, reset_config, set_config
-from .errors import (
-    AuthenticationError,
-    BadRequestError,
-    ConfigurationError,
-    ContentNotFoundError,
-    CorruptContentError,
-    InvalidKeyError,
-    InvalidURIError,
-    InvalidValueError,
-    PairioError,
-    PermissionDeniedError,
-    RateLimitedError,
-    RemoteError,
-    ServerUnavailableError,
-    StoreUnavailableError,
-    UnhashableArgumentError,
-)
-from .hashing import key_string
-
-# --- content store (issue 4): imports below this line ---
-# isort: split
 from .content import (
     ContentURI,
     content_store,
@@ -46,9 +26,25 @@ from .content import (
     store_pickle,
     store_text,
 )
-from .errors import InvalidPathError
-
-# --- cached decorator (issue 5): imports below this line ---
+from .errors import (
+    AuthenticationError,
+    BadRequestError,
+    ConfigurationError,
+    ContentNotFoundError,
+    CorruptContentError,
+    InvalidKeyError,
+    InvalidPathError,
+    InvalidURIError,
+    InvalidValueError,
+    PairioError,
+    PermissionDeniedError,
+    RateLimitedError,
+    RemoteError,
+    ServerUnavailableError,
+    StoreUnavailableError,
+    UnhashableArgumentError,
+)
+from .hashing import key_string
 
 __all__ = [
     "__version__",
@@ -65,7 +61,7 @@ __all__ = [
     "get_config",
     "set_config",
     "reset_config",
-    # content store (issue 4): names below this line
+    # content store
     "store_file",
     "store_text",
     "store_bytes",
@@ -83,7 +79,13 @@ __all__ = [
     "ContentURI",
     "content_store",
     "InvalidPathError",
-    # cached decorator (issue 5): names below this line
+    # cached decorator
+    "cached",
+    "CachedFunction",
+    "BoundCachedMethod",
+    "stats",
+    "reset_stats",
+    "KEY_FORMAT",
     # errors
     "PairioError",
     "InvalidKeyError",

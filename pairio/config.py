@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import dataclasses
+import functools
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -96,12 +97,14 @@ class Config:
                 fields.append(f"{f.name}={value!r}")
         return f"Config({', '.join(fields)})"
 
-    @property
+    # Computed once per Config value (a frozen dataclass may still fill its __dict__):
+    # a cache hit asks for these several times.
+    @functools.cached_property
     def database_dir(self) -> Path:
         """The database directory, with ``~`` expanded."""
         return Path(os.path.expanduser(os.fspath(self.database_path)))
 
-    @property
+    @functools.cached_property
     def content_path(self) -> Path:
         """The content directory: ``content_dir``, or ``<database_path>/content``."""
         if self.content_dir is not None:

@@ -88,24 +88,31 @@ def load_result(store: ContentStore, sha1: str) -> Any:
     CorruptContentError (after quarantining it) if its bytes do not match its hash.
     """
     try:
-        f = open(store.object_path(sha1), "rb")
+        # A raw descriptor: a buffered file object costs more than the read of a small result.
+        fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
-    with f:
-        if os.fstat(f.fileno()).st_size <= _SMALL_OBJECT:
-            data = f.read()
-            if hashlib.sha1(data).hexdigest() != sha1:
-                raise _corrupt(store, sha1)
-            return pickle.loads(data)
-        reader = _HashingReader(f)
-        try:
-            value = pickle.load(reader)
-        except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-            raise _corrupt(store, sha1) from exc
-        reader.read()  # anything after the pickle is corruption too
+    try:
+        data = os.read(fd, _SMALL_OBJECT + 1)
+        if len(data) <= _SMALL_OBJECT:
+            rest = os.read(fd, _SMALL_OBJECT)  # a short read is not always the end of the file
+            if not rest:
+                if hashlib.sha1(data).hexdigest() != sha1:
+                    raise _corrupt(store, sha1)
+                return pickle.loads(data)
+        os.lseek(fd, 0, os.SEEK_SET)
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            reader = _HashingReader(f)
+            try:
+                value = pickle.load(reader)
+            except (pickle.UnpicklingError, EOFError, ValueError) as exc:
+                raise _corrupt(store, sha1) from exc
+            reader.read()  # anything after the pickle is corruption too
         if reader.hash.hexdigest() != sha1:
             raise _corrupt(store, sha1)
         return value
+    finally:
+        os.close(fd)
 
 
 def _corrupt(store: ContentStore, sha1: str) -> CorruptContentError:

@@ -15,7 +15,7 @@ from ..errors import PairioError
 _COMMAND_MODULES = (
     "pairio.cli.kv",
     "pairio.cli.content",
-    # "pairio.cli.cache",  (issue 5)
+    "pairio.cli.cache",
     "pairio.cli.serve",
 )
 

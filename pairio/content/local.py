@@ -10,7 +10,7 @@ from .hash_cache import HashCache
 from .store import ContentStore
 
 _lock = threading.Lock()
-_stores: dict[tuple[Path, Path], ContentStore] = {}
+_stores: dict[tuple[str | None, str], ContentStore] = {}
 _hash_caches: dict[Path, HashCache] = {}
 
 
@@ -28,7 +28,7 @@ def file_hash_cache(config: Config) -> HashCache:
 
 def content_store(config: Config) -> ContentStore:
     """The content store at ``config.content_path`` (using the hash cache of ``config.database_dir``)."""
-    key = (config.content_path, config.database_dir)
+    key = (config.content_dir, config.database_path)
     store = _stores.get(key)
     if store is None:
         cache = file_hash_cache(config)

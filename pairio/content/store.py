@@ -96,6 +96,7 @@ class ContentStore:
         self.quarantine_dir = self.directory / "quarantine"
         self.hash_cache = hash_cache
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
+        self._objects_prefix = os.path.join(self.objects_dir, "")
 
     def __repr__(self) -> str:
         return f"ContentStore({str(self.directory)!r})"
@@ -106,6 +107,11 @@ class ContentStore:
         """Where the object ``sha1`` lives (whether or not it is present)."""
         _check_sha1(sha1)
         return self.objects_dir / sha1[0:2] / sha1[2:4] / sha1
+
+    def object_file(self, sha1: str) -> str:
+        """:meth:`object_path` as a str, without building a Path: for the hot path of a cache hit."""
+        _check_sha1(sha1)
+        return f"{self._objects_prefix}{sha1[0:2]}{os.sep}{sha1[2:4]}{os.sep}{sha1}"
 
     def has(self, sha1: str) -> bool:
         """True if the object ``sha1`` is present."""

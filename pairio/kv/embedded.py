@@ -47,6 +47,13 @@ _GET_MANY = (
     "SELECT p.value AS value FROM json_each(?) AS j "
     "LEFT JOIN pairs AS p ON p.collection = ? AND p.key = j.value ORDER BY j.id)"
 )
+# A few keys (a cached call asks for two) are cheapest as one row of scalar subqueries,
+# each a primary-key seek: no JSON, and no IN list for the planner to sort.
+_SMALL_BATCH = 8
+_GET_FEW = [
+    "SELECT " + ", ".join(f"(SELECT value FROM pairs WHERE collection = ?1 AND key = ?{i + 2})" for i in range(n))
+    for n in range(_SMALL_BATCH + 1)
+]
 _BUSY_TIMEOUT_MS = 60_000
 
 _stores: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
@@ -163,6 +170,12 @@ class EmbeddedStore(KeyValueStore):
         keys = list(dict.fromkeys(keys))
         if not keys:
             return {}
+        if len(keys) <= _SMALL_BATCH:
+            try:
+                row = self._connection().execute(_GET_FEW[len(keys)], (collection, *keys)).fetchone()
+            except sqlite3.Error as exc:
+                raise self._error(exc) from exc
+            return {k: v for k, v in zip(keys, row, strict=True) if v is not None}
         try:
             row = self._connection().execute(_GET_MANY, (json.dumps(keys), collection)).fetchone()
         except sqlite3.Error as exc:

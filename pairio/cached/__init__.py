@@ -1,0 +1,10 @@
+"""The ``@cached`` decorator and what it is built from: key derivation, result storage, single flight, stats."""
+
+from __future__ import annotations
+
+from .call_stats import reset as reset_stats
+from .call_stats import stats
+from .decorator import BoundCachedMethod, CachedFunction, cached
+from .key import KEY_FORMAT
+
+__all__ = ["KEY_FORMAT", "BoundCachedMethod", "CachedFunction", "cached", "reset_stats", "stats"]

@@ -1,0 +1,262 @@
+"""``@pairio.cached``: a pipeline step computed once per distinct code, arguments and dependency versions.
+
+A call derives its key (:mod:`.key`), looks it up in the key/value store (the
+configured ``get_from``), and on a hit loads the result from the content store.
+On a miss it takes the key's single-flight lock (:mod:`.flight`), computes,
+pickles the result into the content store (:mod:`.values`), and stores
+``key -> SHA-1 of the result`` (and the seconds it took, under a second key)
+through the configured ``set_to``.
+
+The ``cache`` config field chooses the mode: ``on``; ``off`` (plain calls);
+``readonly`` (hits are used, misses computed but not stored); ``refresh``
+(always compute, and overwrite).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import inspect
+import logging
+import time
+import warnings
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+
+from .. import api
+from ..config import Config, get_config
+from ..content import content_store
+from ..errors import ContentNotFoundError, CorruptContentError
+from ..hashing import is_sha1_hex, sha1_hex
+from . import call_stats, flight
+from .code import qualified_name
+from .key import KeyMaker
+from .values import load_result, store_result
+
+logger = logging.getLogger("pairio")
+
+F = TypeVar("F", bound=Callable[..., Any])
+_MISSING = object()
+
+
+def seconds_key(key: str) -> str:
+    """The key under which the seconds a result took to compute are kept, beside ``key``."""
+    return sha1_hex(b"pairio.cached/seconds\0" + key.encode("ascii"))
+
+
+class CachedFunction:
+    """A function whose results are cached by code, arguments and dependency versions.
+
+    Call it as the function. ``key``, ``explain``, ``is_cached``, ``forget`` and
+    ``recompute`` take the same arguments as the function.
+    """
+
+    def __init__(self, func: Callable[..., Any], *, version: str | None = None, ignore: Iterable[str] = (),
+                 dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None) -> None:
+        if not callable(func):
+            raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
+        if isinstance(ignore, str):
+            ignore = (ignore,)
+        if isinstance(dependencies, str):
+            dependencies = (dependencies,)
+        functools.update_wrapper(self, func)
+        self.__wrapped__ = func
+        self.name = qualified_name(func)
+        self.collection = collection
+        self._keys = KeyMaker(func, version=version, ignore=ignore, dependencies=dependencies, strict=strict)
+        self._is_async = inspect.iscoroutinefunction(func)
+        if self._is_async:
+            _mark_coroutine_function(self)
+        # A method (defined in a class body, first parameter self): self counts only through
+        # __pairio_hash__(); however the method is reached (obj.m(x) or C.m(obj, x)).
+        parts = getattr(func, "__qualname__", "").split(".")
+        self._method = (len(parts) >= 2 and parts[-2] != "<locals>" and self._keys.self_name == "self")
+
+    def __repr__(self) -> str:
+        return f"<pairio.cached {self.name}>"
+
+    def __get__(self, instance: Any, owner: type | None = None) -> Any:
+        return self if instance is None else BoundCachedMethod(self, instance)
+
+    # --- calling --------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self._is_async:
+            return self._call_async(args, kwargs, force=False)
+        cfg = get_config()
+        if cfg.cache == "off":
+            return self.__wrapped__(*args, **kwargs)
+        key = self._key(args, kwargs)
+        if cfg.cache != "refresh":
+            found = self._lookup(cfg, key)
+            if found is not _MISSING:
+                return found
+        return self._compute(cfg, key, args, kwargs)
+
+    def recompute(self, *args: Any, **kwargs: Any) -> Any:
+        """Compute the call even if it is cached, and store the result over the old one."""
+        if self._is_async:
+            return self._call_async(args, kwargs, force=True)
+        cfg = get_config()
+        return self._compute(cfg.replace(cache="refresh"), self._key(args, kwargs), args, kwargs)
+
+    def _compute(self, cfg: Config, key: str, args: tuple, kwargs: dict) -> Any:
+        if cfg.cache == "readonly":
+            return self._run_and_store(cfg, key, args, kwargs, store=False)
+        with flight.claim(cfg.database_dir, key, self.name) as waited:
+            if waited and cfg.cache != "refresh":
+                found = self._lookup(cfg, key, waited=True)
+                if found is not _MISSING:
+                    return found
+            return self._run_and_store(cfg, key, args, kwargs, store=True)
+
+    def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
+        started = time.perf_counter()
+        result = self.__wrapped__(*args, **kwargs)
+        seconds = time.perf_counter() - started
+        if store:
+            self._store(cfg, key, result, seconds)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir)
+        return result
+
+    async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
+        cfg = get_config()
+        if force:
+            cfg = cfg.replace(cache="refresh")
+        if cfg.cache == "off":
+            return await self.__wrapped__(*args, **kwargs)
+        key = self._key(args, kwargs)
+        if cfg.cache != "refresh":
+            found = self._lookup(cfg, key)
+            if found is not _MISSING:
+                return found
+        if cfg.cache == "readonly":
+            return await self._run_and_store_async(cfg, key, args, kwargs, store=False)
+        async with flight.claim_async(cfg.database_dir, key, self.name) as waited:
+            if waited and cfg.cache != "refresh":
+                found = self._lookup(cfg, key, waited=True)
+                if found is not _MISSING:
+                    return found
+            return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
+
+    async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
+        started = time.perf_counter()
+        result = await self.__wrapped__(*args, **kwargs)
+        seconds = time.perf_counter() - started
+        if store:
+            self._store(cfg, key, result, seconds)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir)
+        return result
+
+    # --- the stores -----------------------------------------------------------------------
+
+    def _key(self, args: tuple, kwargs: dict) -> str:
+        return self._keys.key(args, kwargs, method=self._method)
+
+    def _collection(self, cfg: Config) -> str:
+        return self.collection or cfg.collection
+
+    def _lookup(self, cfg: Config, key: str, waited: bool = False) -> Any:
+        """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is a miss."""
+        skey = seconds_key(key)
+        found = api.get_many([key, skey], self._collection(cfg))
+        sha1 = found[key]
+        if sha1 is None:
+            return _MISSING
+        if not is_sha1_hex(sha1):
+            _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
+            return _MISSING
+        try:
+            result = load_result(content_store(cfg), sha1)
+        except (ContentNotFoundError, CorruptContentError) as exc:
+            _warn(f"{self.name}: cached result of key {key[:8]} is unusable ({exc}); recomputing")
+            return _MISSING
+        try:
+            seconds = float(found[skey] or 0.0)
+        except ValueError:
+            seconds = 0.0
+        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited)
+        return result
+
+    def _store(self, cfg: Config, key: str, result: Any, seconds: float) -> None:
+        sha1 = store_result(content_store(cfg), result)
+        api.set_many({key: sha1, seconds_key(key): f"{seconds:.6g}"}, self._collection(cfg))
+
+    # --- controls -------------------------------------------------------------------------
+
+    def key(self, *args: Any, **kwargs: Any) -> str:
+        """The 40-hex cache key of this call (the key under which ``pairio.get`` finds the result's SHA-1)."""
+        return self._key(args, kwargs)
+
+    def explain(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """What went into the key of this call: code, helpers, constants, versions, each argument's hash."""
+        out = self._keys.explain(args, kwargs, method=self._method)
+        cfg = get_config()
+        out["collection"] = self._collection(cfg)
+        out["result_sha1"] = api.get(out["key"], self._collection(cfg))
+        return out
+
+    def is_cached(self, *args: Any, **kwargs: Any) -> bool:
+        """True if this call's result is stored and its content present."""
+        cfg = get_config()
+        sha1 = api.get(self._key(args, kwargs), self._collection(cfg))
+        return sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
+
+    def forget(self, *args: Any, **kwargs: Any) -> None:
+        """Remove this call's entry (the content itself stays: other keys may share it)."""
+        cfg = get_config()
+        key = self._key(args, kwargs)
+        api.set_many({key: None, seconds_key(key): None}, self._collection(cfg))
+
+
+class BoundCachedMethod:
+    """A cached method bound to an instance: ``obj.method`` of a ``@pairio.cached`` method."""
+
+    def __init__(self, cached: CachedFunction, instance: Any) -> None:
+        self.__func__ = cached
+        self.__self__ = instance
+
+    def __repr__(self) -> str:
+        return f"<bound pairio.cached {self.__func__.name} of {self.__self__!r}>"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.__func__(self.__self__, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.__func__, name)
+        if name in ("key", "explain", "is_cached", "forget", "recompute"):
+            return functools.partial(attr, self.__self__)
+        return attr
+
+
+def _warn(message: str) -> None:
+    logger.warning(message)
+    warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+def _mark_coroutine_function(obj: Any) -> None:
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        inspect.markcoroutinefunction(obj)
+    else:
+        obj._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
+
+
+@overload
+def cached(func: F, /) -> F: ...
+@overload
+def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
+           strict: bool = False, collection: str | None = None) -> Callable[[F], F]: ...
+
+
+def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
+           dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None) -> Any:
+    """Cache a function's results by its code, arguments and dependency versions.
+
+    Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
+    ``strict=True`` refuses arguments that only cloudpickle can hash. ``collection``
+    overrides the config's collection for this function's pairs.
+    """
+    options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection)
+    if func is None:
+        return lambda f: CachedFunction(f, **options)
+    return CachedFunction(func, **options)
