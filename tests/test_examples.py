@@ -1,0 +1,47 @@
+"""The examples run end to end, and a second run is all hits."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+
+
+def _run(script: str, home: Path, *args: str) -> str:
+    env = {**os.environ, "PAIRIO_DB_PATH": str(home)}
+    done = subprocess.run([sys.executable, str(EXAMPLES / script), *args], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _outcomes(output: str) -> list[str]:
+    return re.findall(r"^\w+\s+(hit|miss)\s", output, flags=re.M)
+
+
+def test_pipeline_computes_every_step_once_then_hits(tmp_path):
+    first = _run("pipeline.py", tmp_path, "--channels", "4", "--seconds", "2")
+    second = _run("pipeline.py", tmp_path, "--channels", "4", "--seconds", "2")
+    assert _outcomes(first) == ["miss"] * 5
+    assert _outcomes(second) == ["hit"] * 5
+    summary = lambda out: out.split("total")[1].split("\n", 1)[1]  # noqa: E731
+    assert summary(first) == summary(second)
+
+
+def test_pipeline_with_other_arguments_misses(tmp_path):
+    _run("pipeline.py", tmp_path, "--channels", "4", "--seconds", "2")
+    other = _run("pipeline.py", tmp_path, "--channels", "4", "--seconds", "2", "--seed", "1")
+    assert _outcomes(other) == ["miss"] * 5
+
+
+def test_parallel_workers_share_one_cache(tmp_path):
+    args = ("--recordings", "3", "--workers", "2", "--channels", "4", "--seconds", "2")
+    first = _run("parallel.py", tmp_path, *args)
+    # 4 pipelines of 5 steps; recording 0 twice: its 5 steps are computed once.
+    assert "15 misses" in first and "5 hits" in first
+    second = _run("parallel.py", tmp_path, *args)
+    assert "20 hits, 0 misses" in second
