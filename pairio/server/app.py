@@ -38,11 +38,7 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def open_store(settings: ServerSettings) -> KeyValueStore:
-    """The store pairio.json names: the embedded one by default."""
-    if settings.store.backend == "postgresql":
-        from .postgres import PostgresStore
-
-        return PostgresStore(settings.store.dsn)
+    """The store pairio.json names (the embedded store, in the server directory)."""
     from ..kv.embedded import EmbeddedStore
 
     return EmbeddedStore(settings.store.path)

@@ -20,7 +20,7 @@ from ..hashing import MAX_KEY_LENGTH
 SETTINGS_FILENAME = "pairio.json"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PAIRS_PER_REQUEST = 10_000
-BACKENDS = ("embedded", "postgresql")
+BACKENDS = ("embedded",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,11 +43,10 @@ class ChannelSettings:
 
 @dataclasses.dataclass(frozen=True)
 class StoreSettings:
-    """Where the pairs live: ``embedded`` (SQLite in ``path``) or ``postgresql`` (``dsn``)."""
+    """Where the pairs live: ``embedded``, the SQLite store in ``path`` (relative to the server directory)."""
 
     backend: str = "embedded"
     path: Path | None = None
-    dsn: str | None = dataclasses.field(default=None, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,16 +145,12 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
 
 def _parse_store(obj: Any, directory: Path) -> StoreSettings:
     _require(isinstance(obj, dict), "store", "must be a JSON object")
-    _no_unknown(obj, "store", {"backend", "path", "dsn"})
+    _no_unknown(obj, "store", {"backend", "path"})
     backend = obj.get("backend", "embedded")
     _require(backend in BACKENDS, "store.backend", f"must be one of {', '.join(BACKENDS)}")
-    if backend == "embedded":
-        path = obj.get("path", "store")
-        _require(isinstance(path, str) and path, "store.path", "must be a non-empty path")
-        return StoreSettings(backend, path=directory / os.path.expanduser(path))
-    dsn = obj.get("dsn")
-    _require(isinstance(dsn, str) and dsn, "store.dsn", "must be a PostgreSQL connection string")
-    return StoreSettings(backend, dsn=dsn)
+    path = obj.get("path", "store")
+    _require(isinstance(path, str) and path, "store.path", "must be a non-empty path")
+    return StoreSettings(backend, path=directory / os.path.expanduser(path))
 
 
 def _is_int(value: object) -> bool:
