@@ -6,7 +6,6 @@ and a ``cached`` decorator built on both. This module is the public API.
 
 from ._version import __version__
 from .api import delete, get, get_many, set, set_many
-from .cached import KEY_FORMAT, BoundCachedMethod, CachedFunction, cached, reset_stats, stats
 from .config import Config, config, get_config, reset_config, set_config
 from .content import (
     ContentURI,
@@ -43,8 +42,10 @@ from .errors import (
     ServerUnavailableError,
     StoreUnavailableError,
     UnhashableArgumentError,
+    UnstorableResultError,
 )
 from .hashing import key_string
+from .memo import KEY_FORMAT, BoundCachedMethod, CachedFunction, cached, reset_stats, stats
 
 __all__ = [
     "__version__",
@@ -93,6 +94,7 @@ __all__ = [
     "ConfigurationError",
     "InvalidURIError",
     "UnhashableArgumentError",
+    "UnstorableResultError",
     "StoreUnavailableError",
     "ContentNotFoundError",
     "CorruptContentError",

@@ -34,6 +34,10 @@ class UnhashableArgumentError(PairioError, TypeError):
     """An argument of a cached function cannot be hashed into a cache key."""
 
 
+class UnstorableResultError(PairioError, TypeError):
+    """A cached function's result cannot be pickled into the content store."""
+
+
 class InvalidPathError(PairioError, OSError):
     """A local path does not exist, or is a directory where a file is expected (or the reverse)."""
 

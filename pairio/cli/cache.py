@@ -6,8 +6,8 @@ import argparse
 import json
 import time
 
-from ..cached.call_stats import clear_persistent, read_persistent
 from ..config import get_config
+from ..memo.call_stats import clear_persistent, read_persistent
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -1,12 +1,13 @@
 """The normalised token stream of a function's or class's source, and its digest.
 
 Comments, blank lines, docstrings, decorator lines of the outer definition,
-indentation width, spacing, quote style, numeric-literal spelling and the
-trailing comma of a multi-element bracket do not change the digest; anything
-the compiler sees differently does. Only token kinds and texts go in (no line
-numbers, no paths), and f-strings are taken whole as their source text, since
-Python 3.12 tokenises them into parts: so the digest is equal on every OS and
-on Python 3.10 to 3.13. (``ast.dump`` and bytecode change form between versions.)
+indentation width, spacing, quote style, numeric-literal spelling and a
+trailing comma that does not make a one-element tuple do not change the
+digest; anything the compiler sees differently does. Only token kinds and
+texts go in (no line numbers, no paths), and f-strings are taken whole as their
+source text, since Python 3.12 tokenises them into parts: so the digest is
+equal on every OS and on Python 3.10 to 3.13. (``ast.dump`` and bytecode
+change form between versions.)
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import ast
 import hashlib
 import io
+import keyword
 import textwrap
 import tokenize
 
@@ -24,6 +26,8 @@ _TSTRING_END = getattr(tokenize, "TSTRING_END", None)
 _SKIP = {tokenize.COMMENT, tokenize.NL, tokenize.ENDMARKER, tokenize.ENCODING}
 _OPEN = {"(": ")", "[": "]", "{": "}"}
 _CLOSE = {")", "]", "}"}
+# Names before "(" or "[" that do not make it a call or a subscript ("match (a,):" matches a tuple).
+_NOT_OPERANDS = frozenset(keyword.kwlist) | {"match", "case"}
 TOKEN_FORMAT = 1
 
 
@@ -77,6 +81,7 @@ def _tokens(source: str) -> list[str]:
 
     out: list[str] = []
     brackets: list[list[int]] = []  # per open bracket: [number of commas at its level]
+    lone_comma_free: list[bool] = []  # per open bracket: whether a one-element trailing comma is formatting
     toks = list(tokenize.generate_tokens(io.StringIO(source).readline))
     i = 0
     at_statement_start = True
@@ -131,11 +136,14 @@ def _tokens(source: str) -> list[str]:
             s = tok.string
             if s in _OPEN:
                 brackets.append([0])
+                lone_comma_free.append(_lone_comma_is_formatting(s, out))
             elif s in _CLOSE:
                 commas = brackets.pop()[0] if brackets else 0
-                # A trailing comma changes nothing once there are two or more elements
-                # ("(1,)" is a tuple, "(1)" is not): formatters add them freely.
-                if out and out[-1] == "O:," and commas >= 2:
+                free = lone_comma_free.pop() if lone_comma_free else False
+                # Formatters add trailing commas freely. One changes nothing once there are two or
+                # more elements, nor in a call, a definition or a display; it only makes a
+                # one-element tuple: "(1,)" and "x[1,]" are tuples, "(1)" and "x[1]" are not.
+                if out and out[-1] == "O:," and (commas >= 2 or free):
                     out.pop()
             elif s == "," and brackets:
                 brackets[-1][0] += 1
@@ -143,6 +151,18 @@ def _tokens(source: str) -> list[str]:
         else:  # ERRORTOKEN and kinds of future Pythons: their text is all we know
             out.append(f"{tokenize.tok_name.get(kind, kind)}:{tok.string}")
     return out
+
+
+def _lone_comma_is_formatting(bracket: str, out: list[str]) -> bool:
+    """Whether a trailing comma after one element in ``bracket``, opened after ``out``, changes nothing."""
+    prev = out[-1] if out else ""
+    after_operand = (prev in ("O:)", "O:]", "O:}") or prev[:2] in ("S:", "F:")
+                     or (prev[:2] == "N:" and prev[2:] not in _NOT_OPERANDS))
+    if bracket == "(":
+        return after_operand  # the parentheses of a call or a definition, not of a tuple
+    if bracket == "[":
+        return not after_operand  # a list display, not a subscript
+    return True  # a set or dict display
 
 
 def _string(token: str) -> str:

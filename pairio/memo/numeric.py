@@ -6,14 +6,16 @@ is a dependency of pairio.
 
 from __future__ import annotations
 
+import math
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .arguments import Context, Rule, Update, _text, _type_name, encode
 
-# Non-contiguous arrays are copied to contiguous form this many bytes at a time.
+# Arrays are hashed this many bytes at a time (non-contiguous ones copied to contiguous form).
 _CHUNK_BYTES = 16 << 20
+_NAN = math.copysign(math.nan, 1.0)  # positive, quiet, no payload: what every NaN is hashed as
 
 
 def _dtype_text(dtype: Any) -> str:
@@ -22,24 +24,60 @@ def _dtype_text(dtype: Any) -> str:
 
 
 def ndarray_rule(a: Any, update: Update, ctx: Context) -> None:
-    """An array by its type, dtype, shape and bytes (C order); object arrays by their elements."""
+    """An array by its type, dtype, shape and bytes (C order); object arrays by their elements.
+
+    Every NaN counts as one value, as for floats: the sign and payload bits of a
+    NaN differ between CPUs (x86 computes ``inf - inf`` as a negative NaN, ARM as
+    a positive one). A masked array counts its mask too.
+    """
     np = sys.modules["numpy"]
     header = f"{_type_name(type(a))}|{_dtype_text(a.dtype)}|{a.shape}"
     update(b"a" + _text(header))
+    ma = sys.modules.get("numpy.ma")
+    if ma is not None and isinstance(a, ma.MaskedArray):
+        _array_data(np, np.asarray(ma.getmaskarray(a)), update, ctx)
+    # A subclass's view() and reshape() may do more than the base class's (MaskedArray's resize its mask).
+    _array_data(np, np.asarray(a), update, ctx)
+
+
+def _array_data(np: Any, a: Any, update: Update, ctx: Context) -> None:
     if a.dtype.hasobject:
         encode(a.tolist(), update, ctx)
         return
-    if a.flags.c_contiguous:
+    for piece in _pieces(np, a):
+        if piece.dtype.kind in "fc":
+            piece = _one_nan(np, piece)
         # A uint8 view of the same memory: no copy, and it works for dtypes that
         # refuse the buffer protocol (datetime64, structured).
-        update(a.reshape(-1).view(np.uint8))
+        update(piece.view(np.uint8))
+
+
+def _pieces(np: Any, a: Any) -> Iterator[Any]:
+    """``a`` in C order as 1-d pieces of about ``_CHUNK_BYTES``: views if it is contiguous, else copies."""
+    if a.flags.c_contiguous:
+        flat = a.reshape(-1)
+        step = max(1, _CHUNK_BYTES // max(1, a.itemsize))
+        for start in range(0, max(1, flat.size), step):
+            yield flat[start:start + step]
         return
     if a.ndim == 0 or a.shape[0] == 0:
-        update(np.ascontiguousarray(a).reshape(-1).view(np.uint8))
+        yield np.ascontiguousarray(a).reshape(-1)
         return
     rows = max(1, _CHUNK_BYTES // max(1, a[0].nbytes))
     for start in range(0, a.shape[0], rows):
-        update(np.ascontiguousarray(a[start:start + rows]).reshape(-1).view(np.uint8))
+        yield np.ascontiguousarray(a[start:start + rows]).reshape(-1)
+
+
+def _one_nan(np: Any, piece: Any) -> Any:
+    """A contiguous float or complex ``piece`` with every NaN written alike (copied only if it holds one)."""
+    if piece.dtype.kind == "c":
+        piece = piece.view(piece.real.dtype)  # real and imaginary parts side by side
+    nans = np.isnan(piece)
+    if not nans.any():
+        return piece
+    piece = piece.copy()
+    piece[nans] = _NAN
+    return piece
 
 
 def scalar_rule(x: Any, update: Update, ctx: Context) -> None:
@@ -59,6 +97,10 @@ def _values(obj: Any, update: Update, ctx: Context) -> None:
     np = sys.modules["numpy"]
     dtype = obj.dtype
     update(_text(str(dtype)))
+    categories = getattr(dtype, "categories", None)
+    if categories is not None:  # str() of a categorical dtype is "category", whatever its categories
+        update(b"C" if dtype.ordered else b"c")
+        _index(categories, update, ctx)
     if isinstance(dtype, np.dtype) and not dtype.hasobject:
         ndarray_rule(np.asarray(obj), update, ctx)
     else:  # object, categorical, extension dtypes: element by element

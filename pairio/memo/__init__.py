@@ -1,4 +1,4 @@
-"""The ``@cached`` decorator and what it is built from: key derivation, result storage, single flight, stats."""
+"""Memoized pipeline steps: the ``@cached`` decorator, key derivation, result storage, single flight, stats."""
 
 from __future__ import annotations
 

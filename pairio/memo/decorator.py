@@ -18,15 +18,17 @@ import asyncio
 import functools
 import inspect
 import logging
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, TypeVar, overload
 
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import ContentNotFoundError, CorruptContentError
+from ..errors import ContentNotFoundError, CorruptContentError, RemoteError
 from ..hashing import is_sha1_hex, sha1_hex
 from . import call_stats, flight
 from .code import qualified_name
@@ -61,6 +63,8 @@ class CachedFunction:
             dependencies = (dependencies,)
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
+        self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
+                             strict=strict, collection=collection)
         self.name = qualified_name(func)
         self.collection = collection
         self._keys = KeyMaker(func, version=version, ignore=ignore, dependencies=dependencies, strict=strict)
@@ -77,6 +81,15 @@ class CachedFunction:
 
     def __get__(self, instance: Any, owner: type | None = None) -> Any:
         return self if instance is None else BoundCachedMethod(self, instance)
+
+    def __reduce__(self) -> str | tuple:
+        # As cloudpickle sends functions: by module and name where a worker can import them,
+        # else by value (the undecorated function, which only cloudpickle can send by value).
+        # The default, pickling the state, would send __wrapped__ by that same name, which
+        # finds this object instead: a PicklingError.
+        if self.__module__ != "__main__" and _findable(self):
+            return self.__qualname__
+        return _rebuild, (self.__wrapped__, self._options)
 
     # --- calling --------------------------------------------------------------------------
 
@@ -179,8 +192,13 @@ class CachedFunction:
         return result
 
     def _store(self, cfg: Config, key: str, result: Any, seconds: float) -> None:
-        sha1 = store_result(content_store(cfg), result)
-        api.set_many({key: sha1, seconds_key(key): f"{seconds:.6g}"}, self._collection(cfg))
+        sha1 = store_result(content_store(cfg), result, f"result of {self.name}")
+        try:
+            api.set_many({key: sha1, seconds_key(key): f"{seconds:.6g}"}, self._collection(cfg))
+        except RemoteError as exc:
+            # The result is computed and in the local content store: hand it back rather than
+            # lose it; the next call computes it again (set_to=local_and_remote keeps it locally).
+            _warn(f"{self.name}: result of key {key[:8]} computed but not recorded on the server ({exc})")
 
     # --- controls -------------------------------------------------------------------------
 
@@ -222,11 +240,36 @@ class BoundCachedMethod:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.__func__(self.__self__, *args, **kwargs)
 
+    def __reduce__(self) -> tuple:
+        # Explicit, because unpickling the default way asks __getattr__ for __setstate__
+        # before __func__ is set, which would recurse.
+        return BoundCachedMethod, (self.__func__, self.__self__)
+
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.__func__, name)
         if name in ("key", "explain", "is_cached", "forget", "recompute"):
             return functools.partial(attr, self.__self__)
         return attr
+
+
+def _findable(f: CachedFunction) -> bool:
+    """True if ``f`` is what its module and qualified name lead to."""
+    obj: Any = sys.modules.get(f.__module__)
+    for part in getattr(f, "__qualname__", "<unnamed>").split("."):
+        obj = getattr(obj, part, None)
+    return obj is f
+
+
+def _rebuild(func: Callable[..., Any], options: dict[str, Any]) -> CachedFunction:
+    return CachedFunction(func, **options)
+
+
+def _reduce_for_multiprocessing(f: CachedFunction) -> str | tuple:
+    # multiprocessing's workers import the parent's __main__ as well: even its functions go by name.
+    return f.__qualname__ if _findable(f) else f.__reduce__()
+
+
+ForkingPickler.register(CachedFunction, _reduce_for_multiprocessing)
 
 
 def _warn(message: str) -> None:

@@ -24,7 +24,7 @@ import cloudpickle
 from ..config import get_config
 from ..content import content_store
 from ..content.store import ContentStore
-from ..errors import ContentNotFoundError, CorruptContentError
+from ..errors import ContentNotFoundError, CorruptContentError, UnstorableResultError
 
 PICKLE_PROTOCOL = 5
 # Objects up to this size are read whole and hashed in one call: the fast path of a hit.
@@ -50,10 +50,17 @@ class _ResultPickler(cloudpickle.CloudPickler):
         return super().reducer_override(obj)
 
 
-def store_result(store: ContentStore, value: Any) -> str:
-    """Pickle ``value`` into ``store``; returns the object's SHA-1."""
-    with store.writer() as w:
-        _ResultPickler(w, store).dump(value)
+def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
+    """Pickle ``value`` into ``store``; returns the object's SHA-1.
+
+    UnstorableResultError if it cannot be pickled (nothing is stored then).
+    """
+    try:
+        with store.writer() as w:
+            _ResultPickler(w, store).dump(value)
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
+                                    f"into the content store: {exc}") from exc
     assert w.sha1 is not None
     return w.sha1
 
@@ -80,6 +87,11 @@ class _HashingReader:
         self.hash.update(data)
         return data
 
+    def drain(self) -> None:
+        """Hash the rest of the file, a chunk at a time."""
+        while data := self._f.read(1 << 20):
+            self.hash.update(data)
+
 
 def load_result(store: ContentStore, sha1: str) -> Any:
     """The result stored as object ``sha1``.
@@ -105,9 +117,14 @@ def load_result(store: ContentStore, sha1: str) -> Any:
             reader = _HashingReader(f)
             try:
                 value = pickle.load(reader)
-            except (pickle.UnpicklingError, EOFError, ValueError) as exc:
-                raise _corrupt(store, sha1) from exc
-            reader.read()  # anything after the pickle is corruption too
+            except Exception as exc:
+                # Damaged bytes can fail as any error (a mangled module name is an ImportError):
+                # the content is to blame only if it no longer matches its hash.
+                reader.drain()
+                if reader.hash.hexdigest() != sha1:
+                    raise _corrupt(store, sha1) from exc
+                raise
+            reader.drain()  # anything after the pickle is corruption too
         if reader.hash.hexdigest() != sha1:
             raise _corrupt(store, sha1)
         return value

@@ -166,6 +166,7 @@ class _Walker:
         self.ignored: dict[str, str] = {}
         self.notes: list[str] = []
         self._seen: set[int] = set()
+        self._seen_attributes: set[tuple[int, str]] = set()  # (id(module), name)
         self._keep: list[Any] = []  # keeps ids in _seen valid during the walk
 
     def _first_visit(self, obj: Any) -> bool:
@@ -271,11 +272,12 @@ class _Walker:
         if dependencies.classify_module(module.__name__) != "user":
             self.library(module.__name__)
             return
-        if not self._first_visit(module):
-            return
+        self._keep.append(module)
         attrs = vars(module)
         for name in sorted(names):
-            if name in attrs:
+            # Once per attribute, not per module: two functions may use different attributes of it.
+            if name in attrs and (id(module), name) not in self._seen_attributes:
+                self._seen_attributes.add((id(module), name))
                 self.value(attrs[name], f"{_module_label(module.__name__)}.{name}", names)
 
     def library(self, module: str) -> None:

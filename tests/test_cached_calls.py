@@ -1,0 +1,820 @@
+"""``@pairio.cached`` in one process: hits, stored results, repairs, modes, controls, logs, stats, a server."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import pickle
+import threading
+from pathlib import Path
+
+import cloudpickle
+import pytest
+from server_process import RW_PASSWORD, ServerProcess, default_settings
+
+import pairio as pa
+from pairio.cli import main
+from pairio.kv.embedded import EmbeddedStore
+from pairio.memo.decorator import seconds_key
+
+# How many times each function body ran. A global of a stdlib type: its state is not part of
+# any key, so counting does not change the keys of the functions that count.
+runs: collections.Counter[str] = collections.Counter()
+
+
+@pytest.fixture(autouse=True)
+def fresh_counts():
+    runs.clear()
+    pa.reset_stats()
+    yield
+    pa.reset_stats()
+
+
+def _store():
+    return pa.content_store(pa.get_config())
+
+
+def _object_file(sha1: str) -> Path:
+    return _store().object_path(sha1)
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    os.chmod(path, 0o644)  # objects are stored read-only
+    path.write_bytes(data)
+
+
+@pa.cached
+def square(x, offset=0):
+    runs["square"] += 1
+    return x * x + offset
+
+
+# --- hits and misses -----------------------------------------------------------------------------
+
+
+def test_second_call_is_a_hit_and_the_body_runs_once():
+    assert square(3) == 9
+    assert square(3) == 9
+    assert runs["square"] == 1
+
+
+def test_positional_keyword_and_default_spellings_are_one_call():
+    square(3)
+    assert square(x=3) == square(3, 0) == square(3, offset=0) == 9
+    assert runs["square"] == 1
+    assert square.key(3) == square.key(x=3) == square.key(3, offset=0)
+
+
+def test_different_arguments_are_different_calls():
+    assert [square(2), square(3), square(3, offset=1), square(2)] == [4, 9, 10, 4]
+    assert runs["square"] == 3
+    assert len({square.key(2), square.key(3), square.key(3, 1)}) == 3
+
+
+def test_a_missing_argument_is_the_functions_own_type_error():
+    with pytest.raises(TypeError):
+        square()
+    assert runs["square"] == 0
+
+
+# --- what is stored ------------------------------------------------------------------------------
+
+
+def test_the_key_maps_to_the_sha1_of_the_pickled_result():
+    result = square(4, offset=1)
+    sha1 = pa.get(square.key(4, offset=1))
+    assert sha1 is not None and len(sha1) == 40
+    data = _object_file(sha1).read_bytes()
+    assert hashlib.sha1(data).hexdigest() == sha1
+    assert data[:2] == b"\x80\x05"  # pickle protocol 5
+    assert pa.load_pickle("sha1://" + sha1) == result == 17
+
+
+def test_a_structured_result_round_trips_through_load_pickle():
+    @pa.cached
+    def table(n):
+        return {"n": n, "rows": [(i, str(i)) for i in range(n)], "ok": True}
+
+    expected = table(3)
+    assert pa.load_pickle("sha1://" + pa.get(table.key(3))) == expected
+    assert table(3) == expected
+
+
+def test_the_seconds_a_result_took_are_stored_beside_it():
+    square(5)
+    assert float(pa.get(seconds_key(square.key(5)))) >= 0.0
+
+
+def test_collection_option_stores_the_pair_in_that_collection():
+    @pa.cached(collection="results")
+    def double(x):
+        return 2 * x
+
+    double(1)
+    assert pa.get(double.key(1), collection="results") is not None
+    assert pa.get(double.key(1)) is None
+
+
+# --- Path results --------------------------------------------------------------------------------
+
+
+def test_a_path_result_comes_back_as_a_path_to_the_stored_content(tmp_path):
+    @pa.cached
+    def write_report(text):
+        runs["write_report"] += 1
+        out = tmp_path / "report.txt"
+        out.write_text(text)
+        return out
+
+    first = write_report("spikes: 12")
+    assert first == tmp_path / "report.txt"  # the computed result itself
+    first.unlink()  # the stored copy must not depend on the original
+    hit = write_report("spikes: 12")
+    assert runs["write_report"] == 1
+    assert isinstance(hit, Path) and hit != first
+    assert hit.read_text() == "spikes: 12"
+    assert hit == _store().path(pa.get_file_hash(hit))
+
+
+def test_paths_anywhere_in_the_result_are_stored_by_content(tmp_path):
+    @dataclasses.dataclass
+    class Outputs:
+        figure: Path
+        note: str
+
+    @pa.cached
+    def run(n):
+        files = []
+        for i in range(n):
+            p = tmp_path / f"part{i}.bin"
+            p.write_bytes(bytes([i]) * 100)
+            files.append(p)
+        return {"parts": files, "summary": Outputs(files[0], "first"), "pair": (files[-1], n)}
+
+    run(3)
+    for p in tmp_path.glob("part*.bin"):
+        p.unlink()
+    hit = run(3)
+    assert [p.read_bytes() for p in hit["parts"]] == [bytes([i]) * 100 for i in range(3)]
+    assert hit["summary"].figure.read_bytes() == bytes([0]) * 100 and hit["summary"].note == "first"
+    assert hit["pair"][0].read_bytes() == bytes([2]) * 100 and hit["pair"][1] == 3
+    assert all(str(p).startswith(str(_store().directory)) for p in hit["parts"])
+
+
+def test_load_pickle_of_a_result_with_paths_gives_the_stored_paths(tmp_path):
+    @pa.cached
+    def make(name):
+        p = tmp_path / name
+        p.write_text("content of " + name)
+        return [p]
+
+    make("a.txt")
+    loaded = pa.load_pickle("sha1://" + pa.get(make.key("a.txt")))
+    assert loaded[0].read_text() == "content of a.txt"
+    assert loaded[0].parent.parent.parent == _store().objects_dir
+
+
+def test_paths_that_name_no_file_are_kept_as_plain_paths(tmp_path):
+    @pa.cached
+    def where():
+        return [tmp_path, tmp_path / "does-not-exist"]
+
+    assert where() == where() == [tmp_path, tmp_path / "does-not-exist"]
+
+
+# --- damaged results are misses, and are repaired ------------------------------------------------
+
+
+def test_missing_content_is_recomputed_and_repaired_with_a_warning():
+    square(6)
+    sha1 = pa.get(square.key(6))
+    _object_file(sha1).unlink()
+    assert not square.is_cached(6)
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        assert square(6) == 36
+    assert runs["square"] == 2
+    assert square.is_cached(6) and _store().verify(sha1)
+    assert square(6) == 36 and runs["square"] == 2
+
+
+@pytest.mark.parametrize("size", [100, 9 << 20], ids=["small", "large"])
+def test_corrupt_content_is_quarantined_recomputed_and_repaired(size):
+    @pa.cached
+    def blob(n):
+        runs["blob"] += 1
+        return b"\x07" * n
+
+    blob(size)
+    sha1 = pa.get(blob.key(size))
+    path = _object_file(sha1)
+    data = bytearray(path.read_bytes())
+    data[-20] ^= 0xFF  # inside the bytes: the pickle still loads, only the hash tells
+    _overwrite(path, bytes(data))
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert blob(size) == b"\x07" * size
+    assert runs["blob"] == 2
+    assert list(_store().quarantine_dir.iterdir())[0].read_bytes() == bytes(data)
+    assert _store().verify(sha1) and blob(size) == b"\x07" * size and runs["blob"] == 2
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage"])
+def test_a_large_result_that_cannot_be_unpickled_is_recomputed(damage):
+    @pa.cached
+    def blob(n):
+        runs["blob"] += 1
+        return {"data": b"\x01" * n}
+
+    size = 20 << 20  # even half of it is read through the streaming path
+    blob(size)
+    path = _object_file(pa.get(blob.key(size)))
+    data = path.read_bytes()
+    # Either the end goes missing, or the opcodes at the start (before the bytes) are overwritten.
+    _overwrite(path, data[: len(data) // 2] if damage == "truncated" else b"\xff" * 64 + data[64:])
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert blob(size) == {"data": b"\x01" * size}
+    assert runs["blob"] == 2 and blob.is_cached(size)
+
+
+def test_a_large_result_whose_class_name_is_damaged_is_recomputed():
+    np = pytest.importorskip("numpy")
+
+    @pa.cached
+    def array(n):
+        runs["array"] += 1
+        return np.zeros(n, dtype=np.uint8)
+
+    size = 9 << 20
+    array(size)
+    path = _object_file(pa.get(array.key(size)))
+    data = path.read_bytes()
+    start = data.index(b"numpy")
+    # A damaged module name fails as an import, not as an unpickling error.
+    _overwrite(path, data[:start] + b"nxmpy" + data[start + 5:])
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert array(size).shape == (size,)
+    assert runs["array"] == 2 and array.is_cached(size)
+
+
+def test_a_stored_file_of_the_result_gone_missing_is_recomputed(tmp_path):
+    @pa.cached
+    def export(text):
+        runs["export"] += 1
+        p = tmp_path / "out.txt"
+        p.write_text(text)
+        return p
+
+    stored = _store().path(pa.get_file_hash(export("abc")))
+    stored.unlink()
+    with pytest.warns(RuntimeWarning, match="unusable"):
+        again = export("abc")
+    assert runs["export"] == 2 and again.read_text() == "abc"
+    assert export("abc").read_text() == "abc" and runs["export"] == 2
+
+
+def test_a_value_that_is_not_a_sha1_is_recomputed_with_a_warning():
+    pa.set(square.key(7), "not a hash")
+    with pytest.warns(RuntimeWarning, match="not a SHA-1"):
+        assert square(7) == 49
+    assert runs["square"] == 1 and square.is_cached(7)
+
+
+# --- exceptions ----------------------------------------------------------------------------------
+
+
+def test_exceptions_propagate_and_are_not_cached():
+    @pa.cached
+    def flaky(x):
+        runs["flaky"] += 1
+        if runs["flaky"] == 1:
+            raise ValueError("first attempt fails")
+        return x
+
+    with pytest.raises(ValueError, match="first attempt fails"):
+        flaky(1)
+    assert pa.get(flaky.key(1)) is None and not flaky.is_cached(1)
+    assert flaky(1) == 1  # computed again, not a cached failure
+    assert flaky(1) == 1
+    assert runs["flaky"] == 2
+
+
+def test_an_exception_releases_the_claim_on_the_key():
+    @pa.cached
+    def fails():
+        runs["fails"] += 1
+        raise KeyError("nope")
+
+    for _ in range(3):  # each call takes the key's lock again: it was released
+        with pytest.raises(KeyError):
+            fails()
+    assert runs["fails"] == 3
+    assert pa.stats().get(fails.name) is None  # a failed call is neither a hit nor a miss
+
+
+def test_a_result_that_cannot_be_pickled_raises_and_stores_nothing():
+    @pa.cached
+    def opens():
+        return {"lock": threading.Lock()}
+
+    with pytest.raises(TypeError, match="pickle"):
+        opens()
+    assert pa.get(opens.key()) is None
+    assert list(_store().temp_dir.iterdir()) == []
+
+
+# --- cache modes ---------------------------------------------------------------------------------
+
+
+def test_mode_off_calls_the_function_and_stores_nothing():
+    with pa.config(cache="off"):
+        assert square(2) == square(2) == 4
+    assert runs["square"] == 2
+    assert not square.is_cached(2)
+    assert pa.stats() == {}
+
+
+def test_mode_readonly_uses_hits_and_stores_no_misses():
+    square(2)
+    with pa.config(cache="readonly"):
+        assert square(2) == 4  # a hit
+        assert square(3) == square(3) == 9  # misses, each computed
+    assert runs["square"] == 3
+    assert square.is_cached(2) and not square.is_cached(3)
+
+
+def test_mode_refresh_recomputes_and_overwrites():
+    @pa.cached
+    def counter():
+        runs["counter"] += 1
+        return runs["counter"]
+
+    assert counter() == 1
+    with pa.config(cache="refresh"):
+        assert counter() == 2
+        assert counter() == 3
+    assert counter() == 3  # the refreshed result was stored
+    assert pa.load_pickle("sha1://" + pa.get(counter.key())) == 3
+
+
+def test_mode_on_is_the_default():
+    assert pa.get_config().cache == "on"
+    with pa.config(cache="on"):
+        square(2)
+        square(2)
+    assert runs["square"] == 1
+
+
+def test_a_mode_applies_only_inside_its_block():
+    with pa.config(cache="off"):
+        square(2)
+    square(2)
+    square(2)
+    assert runs["square"] == 2
+
+
+@pytest.mark.parametrize(("mode", "body_runs", "stored"),
+                         [("on", 1, True), ("off", 3, False), ("readonly", 3, False), ("refresh", 3, True)])
+def test_pairio_cache_environment_variable_sets_the_mode(monkeypatch, mode, body_runs, stored):
+    monkeypatch.setenv("PAIRIO_CACHE", mode)
+    pa.reset_config()
+    for _ in range(3):
+        assert square(8) == 64
+    assert runs["square"] == body_runs
+    assert square.is_cached(8) == stored
+
+
+def test_a_bad_pairio_cache_value_is_a_configuration_error(monkeypatch):
+    monkeypatch.setenv("PAIRIO_CACHE", "sometimes")
+    with pytest.raises(pa.ConfigurationError, match="cache"):
+        pa.reset_config()
+    monkeypatch.delenv("PAIRIO_CACHE")  # before the fixture reads the environment again
+    with pytest.raises(pa.ConfigurationError, match="cache"):
+        with pa.config(cache="sometimes"):
+            pass
+
+
+# --- the controls on the function ----------------------------------------------------------------
+
+
+def test_key_is_40_hex_and_is_the_key_value_store_key():
+    key = square.key(9)
+    assert len(key) == 40 and all(c in "0123456789abcdef" for c in key)
+    assert pa.get(key) is None
+    square(9)
+    assert pa.get(key) is not None
+    assert runs["square"] == 1  # key() does not call the function
+
+
+def test_explain_lists_what_went_into_the_key():
+    info = square.explain(3)
+    assert info["key"] == square.key(3)
+    assert info["function"] == square.name == f"{__name__}.square"
+    assert set(info["arguments"]) == {"x", "offset"}
+    assert info["code"]["source"] and info["code"]["digest"]
+    assert info["collection"] == "default"
+    assert info["result_sha1"] is None
+    square(3)
+    assert square.explain(3)["result_sha1"] == pa.get(square.key(3))
+    json.dumps(info)  # plain data, printable
+
+
+def test_is_cached_forget_and_recompute():
+    assert not square.is_cached(2)
+    square(2)
+    assert square.is_cached(2)
+    sha1 = pa.get(square.key(2))
+    square.forget(2)
+    assert not square.is_cached(2)
+    assert pa.get(square.key(2)) is None and pa.get(seconds_key(square.key(2))) is None
+    assert _store().has(sha1)  # the content stays: another key may share it
+    square(2)
+    assert runs["square"] == 2
+    assert square.recompute(2) == 4
+    assert runs["square"] == 3 and square.is_cached(2)
+
+
+def test_recompute_overwrites_the_stored_result():
+    @pa.cached
+    def counter(tag):
+        runs["counter"] += 1
+        return (tag, runs["counter"])
+
+    assert counter("a") == ("a", 1)
+    assert counter.recompute("a") == ("a", 2)
+    assert counter("a") == ("a", 2)
+    assert runs["counter"] == 2
+
+
+def test_forgetting_an_uncached_call_is_harmless():
+    square.forget(123)
+    assert not square.is_cached(123)
+
+
+# --- ignore=, version=, decorator forms ----------------------------------------------------------
+
+
+def test_ignored_arguments_do_not_change_the_key():
+    @pa.cached(ignore=["verbose", "workers"])
+    def fit(data, verbose=False, workers=1):
+        runs["fit"] += 1
+        return sum(data)
+
+    assert fit([1, 2]) == 3
+    assert fit([1, 2], verbose=True, workers=8) == 3
+    assert runs["fit"] == 1
+    assert fit.key([1, 2]) == fit.key([1, 2], True, 4)
+    assert fit.key([1, 2]) != fit.key([1, 3])
+    assert "verbose" not in fit.explain([1, 2])["arguments"]
+    assert fit.explain([1, 2])["not_counted"]["ignored_arguments"] == ["verbose", "workers"]
+
+
+def test_ignore_accepts_a_single_name():
+    @pa.cached(ignore="log")
+    def f(x, log=None):
+        return x
+
+    assert f.key(1, log="a") == f.key(1, log="b")
+
+
+def test_ignoring_a_name_that_is_not_a_parameter_fails_at_decoration():
+    with pytest.raises(ValueError, match="verbos"):
+        @pa.cached(ignore=["verbos"])
+        def f(x, verbose=False):
+            return x
+
+
+def test_decorator_with_and_without_parentheses():
+    def body(x):
+        """Adds one."""
+        return x + 1
+
+    plain = pa.cached(body)
+    called = pa.cached()(body)
+    assert isinstance(plain, pa.CachedFunction) and isinstance(called, pa.CachedFunction)
+    assert plain.__name__ == called.__name__ == "body" and plain.__doc__ == "Adds one."
+    assert plain.__wrapped__ is body
+    assert plain.key(1) == called.key(1)
+    assert plain(1) == 2 and called.is_cached(1)  # the same key: one shares the other's result
+
+
+def test_version_changes_the_key():
+    def body(x):
+        return x
+
+    assert pa.cached(version="1")(body).key(1) != pa.cached(version="2")(body).key(1)
+    assert pa.cached(version="1")(body).key(1) == pa.cached(version="1")(body).key(1)
+
+
+def test_decorating_something_not_callable_is_a_type_error():
+    with pytest.raises(TypeError, match="function"):
+        pa.cached(42)
+
+
+# --- methods -------------------------------------------------------------------------------------
+
+
+class Sorter:
+    """A pipeline step whose state does not change its results: ``self`` is left out of the key."""
+
+    def __init__(self, label):
+        self.label = label
+
+    @pa.cached
+    def sort(self, values):
+        runs["Sorter.sort"] += 1
+        return sorted(values)
+
+
+class Filter:
+    """A step whose parameters change results: ``self`` counts through ``__pairio_hash__``."""
+
+    def __init__(self, cutoff, label=""):
+        self.cutoff = cutoff
+        self.label = label
+
+    def __pairio_hash__(self):
+        return ("Filter", self.cutoff)
+
+    @pa.cached
+    def apply(self, values):
+        runs["Filter.apply"] += 1
+        return [v for v in values if v >= self.cutoff]
+
+
+def test_a_method_without_pairio_hash_ignores_self():
+    assert Sorter("a").sort([3, 1, 2]) == [1, 2, 3]
+    assert Sorter("b").sort([3, 1, 2]) == [1, 2, 3]
+    assert runs["Sorter.sort"] == 1
+    assert Sorter("a").sort.key([1]) == Sorter("b").sort.key([1])
+    assert "self" not in Sorter("a").sort.explain([1])["arguments"]
+
+
+def test_a_method_with_pairio_hash_counts_self_through_it():
+    assert Filter(2, "x").apply([1, 2, 3]) == [2, 3]
+    assert Filter(2, "y").apply([1, 2, 3]) == [2, 3]  # same __pairio_hash__: a hit
+    assert Filter(3).apply([1, 2, 3]) == [3]
+    assert runs["Filter.apply"] == 2
+    assert Filter(2).apply.key([1]) != Filter(3).apply.key([1])
+    assert "self" in Filter(2).apply.explain([1])["arguments"]
+
+
+def test_a_method_reached_through_the_class_has_the_same_key():
+    s = Sorter("a")
+    assert Sorter.sort.key(s, [1]) == s.sort.key([1])
+    assert Filter.apply.key(Filter(2), [1]) == Filter(2).apply.key([1])
+    Sorter.sort(s, [2, 1])
+    assert s.sort([2, 1]) == [1, 2] and runs["Sorter.sort"] == 1
+
+
+def test_the_controls_of_a_bound_method():
+    f = Filter(2)
+    assert not f.apply.is_cached([5])
+    f.apply([5])
+    assert f.apply.is_cached([5]) and not Filter(9).apply.is_cached([5])
+    assert f.apply.recompute([5]) == [5] and runs["Filter.apply"] == 2
+    f.apply.forget([5])
+    assert not f.apply.is_cached([5])
+    assert isinstance(Sorter.__dict__["sort"], pa.CachedFunction)
+    assert isinstance(f.apply, pa.BoundCachedMethod) and f.apply.__self__ is f
+    assert f.apply.__name__ == "apply"
+
+
+def test_a_cached_function_and_method_pickle_by_name():
+    assert pickle.loads(pickle.dumps(square)) is square
+    assert pickle.loads(pickle.dumps(Sorter.sort)) is Sorter.sort
+    bound = pickle.loads(pickle.dumps(Filter(2).apply))
+    assert isinstance(bound, pa.BoundCachedMethod) and bound.__self__.cutoff == 2
+    assert bound([1, 2, 3]) == [2, 3] and bound.key([1]) == Filter(2).apply.key([1])
+
+
+def test_cloudpickle_sends_a_local_cached_function_by_value():
+    @pa.cached(version="3", ignore=["verbose"])
+    def local(x, verbose=False):
+        return x + 1
+
+    copy = cloudpickle.loads(cloudpickle.dumps(local))
+    assert isinstance(copy, pa.CachedFunction) and copy is not local
+    assert copy(1) == 2
+    info = copy.explain(1)
+    assert info["version"] == "3" and info["not_counted"]["ignored_arguments"] == ["verbose"]
+
+
+# --- async functions -----------------------------------------------------------------------------
+
+
+@pa.cached
+async def fetch(x):
+    runs["fetch"] += 1
+    await asyncio.sleep(0)
+    return {"x": x}
+
+
+def test_an_async_function_stays_a_coroutine_function():
+    assert asyncio.iscoroutinefunction(fetch)
+    coro = fetch(1)
+    assert asyncio.iscoroutine(coro)
+    assert asyncio.run(coro) == {"x": 1}
+
+
+def test_an_async_function_is_cached():
+    async def main():
+        return [await fetch(1), await fetch(1), await fetch(2)]
+
+    assert asyncio.run(main()) == [{"x": 1}, {"x": 1}, {"x": 2}]
+    assert runs["fetch"] == 2
+    assert fetch.is_cached(1) and pa.load_pickle("sha1://" + pa.get(fetch.key(1))) == {"x": 1}
+
+
+def test_async_recompute_and_modes():
+    asyncio.run(fetch(1))
+    assert asyncio.run(fetch.recompute(1)) == {"x": 1}
+    assert runs["fetch"] == 2
+    with pa.config(cache="off"):
+        asyncio.run(fetch(1))
+    with pa.config(cache="readonly"):
+        asyncio.run(fetch(1))  # a hit
+        asyncio.run(fetch(5))
+    assert runs["fetch"] == 4 and not fetch.is_cached(5)
+
+
+def test_an_async_exception_propagates_and_is_not_cached():
+    @pa.cached
+    async def fails(x):
+        runs["fails"] += 1
+        raise RuntimeError("boom")
+
+    for _ in range(2):
+        with pytest.raises(RuntimeError, match="boom"):
+            asyncio.run(fails(1))
+    assert runs["fails"] == 2 and not fails.is_cached(1)
+
+
+def test_an_async_method():
+    class Client:
+        @pa.cached
+        async def get(self, x):
+            runs["Client.get"] += 1
+            return x * 10
+
+    assert asyncio.iscoroutinefunction(Client().get)
+    assert asyncio.run(Client().get(1)) == asyncio.run(Client().get(1)) == 10
+    assert runs["Client.get"] == 1
+
+
+# --- the log, stats() and `pairio stats` ---------------------------------------------------------
+
+
+def test_one_log_line_per_call(caplog):
+    caplog.set_level(logging.INFO, logger="pairio")
+    square(11)
+    square(11)
+    key = square.key(11)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pairio"]
+    assert len(lines) == 2
+    assert lines[0].startswith("miss ") and square.name in lines[0] and key[:8] in lines[0]
+    assert "computed" in lines[0] and lines[0].endswith("s")
+    assert lines[1].startswith("hit ") and square.name in lines[1] and key[:8] in lines[1]
+    assert "saved" in lines[1]
+
+
+def test_no_log_lines_below_info(caplog):
+    caplog.set_level(logging.WARNING, logger="pairio")
+    square(12)
+    square(12)
+    assert [r for r in caplog.records if r.name == "pairio"] == []
+
+
+def test_stats_counts_hits_misses_and_seconds_per_function():
+    square(1)
+    square(1)
+    square(1)
+    square(2)
+    counts = pa.stats()[square.name]
+    assert counts["hits"] == 2 and counts["misses"] == 2
+    stored_seconds = float(pa.get(seconds_key(square.key(1))))
+    assert counts["seconds_saved"] == pytest.approx(2 * stored_seconds)
+    assert counts["seconds_computed"] >= 0.0
+    pa.reset_stats()
+    assert pa.stats() == {}
+
+
+def test_pairio_stats_command_prints_the_totals(capsys):
+    assert main(["stats"]) == 0
+    assert "no cached calls recorded" in capsys.readouterr().out
+    square(1)
+    square(1)
+    Sorter("a").sort([1])
+    assert main(["stats"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["function", "hits", "misses"]
+    row = next(line for line in out if line.startswith(square.name + " "))
+    assert row.split()[1:3] == ["1", "1"]
+    assert any(line.startswith(f"{__name__}.Sorter.sort ") for line in out)
+
+
+def test_pairio_stats_json_and_clear(capsys):
+    square(1)
+    square(1)
+    assert main(["stats", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)
+    assert totals[square.name]["hits"] == 1 and totals[square.name]["misses"] == 1
+    assert main(["stats", "--clear"]) == 0
+    capsys.readouterr()
+    assert main(["stats", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {}
+
+
+def test_pairio_stats_totals_add_up_across_reset_of_process_counts(capsys):
+    square(1)
+    pa.reset_stats()  # the process's counts restart; the database's totals do not
+    square(1)
+    assert main(["stats", "--json"]) == 0
+    totals = json.loads(capsys.readouterr().out)[square.name]
+    assert (totals["hits"], totals["misses"]) == (1, 1)
+
+
+# --- against a pairio server ---------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with ServerProcess(tmp_path_factory.mktemp("server"), default_settings()) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def server_store(server):
+    return EmbeddedStore(server.directory / "store")
+
+
+@pytest.fixture
+def remote(server):
+    pa.set_config(url=server.url, channel="lab-rw", password=RW_PASSWORD, collection="spikes",
+                  get_from="remote", set_to="remote")
+
+
+@pa.cached
+def spike_count(recording, threshold):
+    runs["spike_count"] += 1
+    return {"recording": recording, "count": len(recording) * threshold}
+
+
+def _tag(request) -> str:
+    # The server outlives each test's database: arguments unique to the test keep keys apart.
+    return request.node.name
+
+
+def test_remote_modes_keep_the_pair_on_the_server_and_the_content_here(remote, server_store, request):
+    tag = _tag(request)
+    result = spike_count(tag, 3)
+    key = spike_count.key(tag, 3)
+    sha1 = server_store.get("spikes", key)
+    assert sha1 is not None and _store().has(sha1)
+    assert pa.get(key, get_from="local") is None
+    assert spike_count(tag, 3) == result and runs["spike_count"] == 1
+    assert spike_count.is_cached(tag, 3)
+    spike_count.forget(tag, 3)
+    assert server_store.get("spikes", key) is None
+
+
+def test_local_then_remote_copies_a_server_hit_locally(remote, server_store, request):
+    tag = _tag(request)
+    spike_count(tag, 2)
+    key = spike_count.key(tag, 2)
+    with pa.config(get_from="local_then_remote"):
+        assert pa.get(key, get_from="local") is None
+        spike_count(tag, 2)
+        assert pa.get(key, get_from="local") == server_store.get("spikes", key)
+    assert runs["spike_count"] == 1
+
+
+def test_local_and_remote_writes_both(remote, server_store, request):
+    tag = _tag(request)
+    with pa.config(set_to="local_and_remote", get_from="local"):
+        spike_count(tag, 1)
+        key = spike_count.key(tag, 1)
+        assert pa.get(key) == server_store.get("spikes", key) is not None
+        spike_count(tag, 1)
+    assert runs["spike_count"] == 1
+
+
+def test_a_server_hit_whose_content_is_not_here_is_recomputed(remote, server_store, request, tmp_path):
+    tag = _tag(request)
+    spike_count(tag, 5)
+    # Another machine: the same server, its own content store.
+    with pa.config(database_path=str(tmp_path / "elsewhere")):
+        with pytest.warns(RuntimeWarning, match="unusable"):
+            assert spike_count(tag, 5)["count"] == len(tag) * 5
+        assert spike_count.is_cached(tag, 5)
+    assert runs["spike_count"] == 2
+
+
+def test_remote_mode_without_a_server_fails_before_computing():
+    with pa.config(get_from="remote"):
+        with pytest.raises(pa.ConfigurationError, match="url"):
+            square(1)
+    assert runs["square"] == 0
