@@ -655,11 +655,11 @@ def test_explain_shows_each_argument_hash_in_signature_order(modules):
     assert explained["key_format"] == pa.KEY_FORMAT
 
 
-# --- known gaps: globals holding code or settings in other forms ---------------------------
-# Keys that go stale today. Each is a strict xfail, so handling it turns it into a failure to remove.
+# --- globals holding code or settings in other forms: a partial, a dispatch table, a record ---
 
 GAPS = {"pipe_main": '''
     import collections
+    import dataclasses
     import functools
 
 
@@ -674,8 +674,17 @@ GAPS = {"pipe_main": '''
     Params = collections.namedtuple("Params", "k")
 
     TRIPLE = functools.partial(scale, factor=3)
-    STEPS = {"shift": shift}
+    STEPS = {"shift": shift, "scale": scale}
     PARAMS = Params(k=3)
+    ORDER = [shift, scale]
+
+
+    @dataclasses.dataclass(frozen=True)
+    class Settings:
+        gain: float = 2.0
+
+
+    SETTINGS = Settings(gain=2.0)
 
 
     def via_partial(x):
@@ -688,22 +697,42 @@ GAPS = {"pipe_main": '''
 
     def via_namedtuple(x):
         return x * PARAMS.k
+
+
+    def via_dataclass(x):
+        return x * SETTINGS.gain
+
+
+    def via_list(x):
+        return ORDER[0](x)
     '''}
 
 
-@pytest.mark.xfail(strict=True, reason="a functools.partial global counts by its function, not its bound arguments")
 def test_the_arguments_of_a_partial_global_count(modules):
     edited = edit(GAPS, "pipe_main", "factor=3", "factor=4")
     assert modules.key(edited, 1, function="via_partial") != modules.key(GAPS, 1, function="via_partial")
 
 
-@pytest.mark.xfail(strict=True, reason="functions in a module-level container (a dispatch table) are not walked")
 def test_a_function_in_a_global_dict_counts(modules):
     edited = edit(GAPS, "pipe_main", "x + 1", "x + 2")
     assert modules.key(edited, 1, function="via_table") != modules.key(GAPS, 1, function="via_table")
 
 
-@pytest.mark.xfail(strict=True, reason="a namedtuple global is an instance of a user class: its fields are not counted")
+def test_which_name_a_table_maps_to_which_function_counts(modules):
+    edited = edit(GAPS, "pipe_main", '{"shift": shift, "scale": scale}', '{"shift": scale, "scale": shift}')
+    assert modules.key(edited, 1, function="via_table") != modules.key(GAPS, 1, function="via_table")
+
+
+def test_the_order_of_functions_in_a_global_list_counts(modules):
+    edited = edit(GAPS, "pipe_main", "ORDER = [shift, scale]", "ORDER = [scale, shift]")
+    assert modules.key(edited, 1, function="via_list") != modules.key(GAPS, 1, function="via_list")
+
+
+def test_a_dataclass_constant_counts_by_value(modules):
+    edited = edit(GAPS, "pipe_main", "SETTINGS = Settings(gain=2.0)", "SETTINGS = Settings(gain=3.0)")
+    assert modules.key(edited, 1, function="via_dataclass") != modules.key(GAPS, 1, function="via_dataclass")
+
+
 def test_a_namedtuple_constant_counts_by_value(modules):
     edited = edit(GAPS, "pipe_main", "k=3", "k=4")
     assert modules.key(edited, 1, function="via_namedtuple") != modules.key(GAPS, 1, function="via_namedtuple")

@@ -41,6 +41,7 @@ _CONSTANT_CONTAINERS = (tuple, frozenset, list, set, dict)
 # Module-level containers bigger than this are data, not settings: ignored (listed in explain).
 _MAX_CONSTANT_ITEMS = 10_000
 _MAX_CONSTANT_ARRAY_BYTES = 1 << 20
+_MAX_TABLE_ITEMS = 1_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,15 +242,25 @@ class _Walker:
 
     def value(self, value: Any, label: str, names: set[str]) -> None:
         """Count one global (or closure) value by its kind."""
+        if isinstance(value, functools.partial):
+            # partial(scale, factor=3): the function by its code, the bound arguments by value.
+            self.value(value.func, label, names)
+            self.data(f"{label}.<partial arguments>", (value.args, value.keywords))
+            return
         value = _unwrap(value) if callable(value) and not isinstance(value, type) else value
         if isinstance(value, types.ModuleType):
             self.module(value, names)
             return
         if _is_constant(value):
-            try:
-                self.constants[label] = hash_value(value, label)
-            except TypeError as exc:
-                self.ignored[label] = f"constant not hashable: {exc}"
+            self.data(label, value)
+            return
+        if type(value) in _CONSTANT_CONTAINERS and _is_table(value):
+            # A dispatch table ({"fast": fast_path, ...}): each function or class is walked, and
+            # which name maps to which, with the constants beside them, counts by value.
+            self.data(f"{label}.<table>", _table_shape(value))
+            for item in _table_items(value):
+                if not _is_constant(item):
+                    self.value(item, label, names)
             return
         module = dependencies.module_of(value)
         if module is None:
@@ -263,10 +274,22 @@ class _Walker:
         elif isinstance(value, types.FunctionType):
             self.function(value)
         else:
-            # An instance of a user class: its class's code counts, its state does not.
-            self.ignored[label] = f"instance of {qualified_name(type(value))} (state not hashed)"
-            if isinstance(type(value), type) and not isinstance(value, types.BuiltinFunctionType):
-                self.value(type(value), qualified_name(type(value)), names)
+            # An instance of a user class: its class's code counts; its state counts by value
+            # for a dataclass or namedtuple (a settings record), and not otherwise.
+            tp = type(value)
+            if dataclasses.is_dataclass(tp) or (issubclass(tp, tuple) and hasattr(tp, "_fields")):
+                self.data(label, value, strict=True)
+            else:
+                self.ignored[label] = f"instance of {qualified_name(tp)} (state not hashed)"
+            if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
+                self.value(tp, qualified_name(tp), names)
+
+    def data(self, label: str, value: Any, strict: bool = False) -> None:
+        """Count ``value`` by its typed hash, under ``label`` (listed as ignored if it cannot be hashed)."""
+        try:
+            self.constants[label] = hash_value(value, label, strict=strict)
+        except TypeError as exc:  # UnhashableArgumentError is a TypeError
+            self.ignored[label] = f"not hashable: {exc}"
 
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
@@ -299,6 +322,30 @@ def _real_module(name: str) -> str:
 
 def _is_code_like(value: Any) -> bool:
     return isinstance(value, (types.FunctionType, types.ModuleType, type)) or hasattr(value, "__wrapped__")
+
+
+def _table_items(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [v for item in value.items() for v in item]
+    return list(value)
+
+
+def _is_table(value: Any) -> bool:
+    """A small container of constants, functions and classes, holding at least one function or class."""
+    items = _table_items(value)
+    return (len(items) <= _MAX_TABLE_ITEMS and any(callable(v) for v in items)
+            and all(callable(v) or _is_constant(v) for v in items))
+
+
+def _table_shape(value: Any) -> Any:
+    """``value`` with each function or class replaced by its qualified name: what a table maps to what."""
+    if isinstance(value, dict):
+        return {_table_shape(k): _table_shape(v) for k, v in value.items()}
+    if type(value) in (list, tuple, set, frozenset):
+        return type(value)(_table_shape(v) for v in value)
+    if callable(value):
+        return ("<code>", qualified_name(_unwrap(value)))
+    return value
 
 
 def _is_constant(value: Any, budget: list[int] | None = None) -> bool:
