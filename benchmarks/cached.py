@@ -1,0 +1,310 @@
+"""``@pairio.cached`` beside joblib.Memory, cachier (pickle backend) and diskcache's memoize, in one run.
+
+Measured (a fresh, empty cache directory per tool and round; warm page cache):
+
+1. hit with small arguments, ``f(3, 4.5, 'abc')``: median microseconds of one call, over
+   --calls calls per round (targets: pairio <= 25 us; joblib/pairio >= 3x);
+2. hit with an 80 MB float64 array argument: median milliseconds of one call, beside a bare
+   ``hashlib.sha1(arr)`` of the same buffer (target: sha1/pairio >= 0.75, i.e. pairio hashes
+   at three quarters of sha1's speed or better);
+3. a 100 MB numpy array as the result: the miss (key, compute, pickle, write; pairio also
+   fsyncs) and the hit that loads it. The compute (a copy of a preallocated array) is timed
+   alone and printed; the miss figures include it;
+4. two spawned processes calling the same --keys keys of a 20 ms function at the same time,
+   sharing one cache: the executions (each appends a line to a file) are counted. Target for
+   pairio, which has single flight: exactly one execution per key.
+
+Each of 1-3 is repeated (--rounds, default 5) and medians are printed, with ratios to pairio.
+The temporary directory (on disk, not tmpfs; --dir to choose) is deleted at the end.
+Run: python benchmarks/cached.py [--rounds N] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import logging
+import math
+import multiprocessing
+import os
+import queue
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import pairio as pa
+from pairio.memo import call_stats
+
+TOOLS = ("pairio", "joblib", "cachier", "diskcache")
+LOG_ENV = "PAIRIO_BENCH_CACHED_LOG"
+SLEEP_S = 0.02
+CACHIER_WAIT_S = 2
+
+# The result of big_output(): set by the benchmark, not at import (spawned workers import this file).
+_OUTPUT: Any = None
+
+
+# --- the cached functions (module level: the tools locate them by module and name) ---------------
+
+
+def small(a: int, b: float, c: str) -> float:
+    return a * b + len(c)
+
+
+def array_sum(arr: Any) -> float:
+    return float(arr[0] + arr[-1])
+
+
+def big_output(tag: int) -> Any:
+    return _OUTPUT.copy()
+
+
+def slow(k: int) -> int:
+    time.sleep(SLEEP_S)
+    with open(os.environ[LOG_ENV], "a") as log:
+        log.write(f"{k}\n")
+    return 2 * k
+
+
+def wrap(tool: str, func: Callable[..., Any], directory: Path) -> tuple[Callable[..., Any], Callable[[], None]]:
+    """``func`` cached by ``tool`` in ``directory`` (pairio: the process-wide config points there),
+    and what to call when done with it."""
+    directory.mkdir(parents=True, exist_ok=True)
+    if tool == "pairio":
+        pa.set_config(database_path=str(directory))
+        # Hit counts are written at most once a second: flush them while the directory exists
+        # (the flush at exit would re-create a deleted one).
+        return pa.cached(func), call_stats.flush
+    if tool == "joblib":
+        import joblib
+
+        return joblib.Memory(str(directory), verbose=0).cache(func), lambda: None
+    if tool == "cachier":
+        from cachier import cachier
+
+        # A waiter that misses the inotify event of the computer's write waits for good unless
+        # given a timeout (seen in 4): after it, cachier computes the value itself.
+        return cachier(cache_dir=str(directory), backend="pickle", wait_for_calc_timeout=CACHIER_WAIT_S)(func), \
+            lambda: None
+    if tool == "diskcache":
+        import diskcache
+
+        cache = diskcache.Cache(str(directory))
+        return cache.memoize()(func), cache.close
+    raise ValueError(tool)
+
+
+# --- timing -------------------------------------------------------------------------------------
+
+
+def timed(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def on_tmpfs(path: str) -> bool:
+    try:
+        with open("/proc/mounts") as mounts:
+            best = ("", "")
+            for line in mounts:
+                _, mount_point, fstype, *_ = line.split()
+                if path.startswith(mount_point) and len(mount_point) > len(best[0]):
+                    best = (mount_point, fstype)
+        return best[1] == "tmpfs"
+    except OSError:
+        return False
+
+
+def default_dir() -> str:
+    tmp = tempfile.gettempdir()
+    return str(Path(__file__).resolve().parents[2]) if on_tmpfs(os.path.realpath(tmp)) else tmp
+
+
+def small_hits(work: Path, calls: int) -> dict[str, list[float]]:
+    """Seconds of each of ``calls`` hits of small(3, 4.5, 'abc'), per tool."""
+    out = {}
+    for tool in TOOLS:
+        fn, done = wrap(tool, small, work / tool)
+        expected = fn(3, 4.5, "abc")  # the miss
+        times = []
+        for _ in range(calls):
+            start = time.perf_counter()
+            got = fn(3, 4.5, "abc")
+            times.append(time.perf_counter() - start)
+        assert got == expected == 16.5, (tool, got)
+        done()
+        out[tool] = times
+    return out
+
+
+def array_hits(work: Path, arr: Any, calls: int) -> dict[str, list[float]]:
+    """Seconds of each hit of array_sum(arr), per tool, and of a bare sha1 of the buffer."""
+    out = {"sha1": [timed(lambda: hashlib.sha1(arr).digest()) for _ in range(calls)]}
+    for tool in TOOLS:
+        fn, done = wrap(tool, array_sum, work / tool)
+        expected = fn(arr)
+        out[tool] = [timed(lambda: fn(arr)) for _ in range(calls)]  # noqa: B023
+        assert fn(arr) == expected
+        done()
+    return out
+
+
+def output_store_load(work: Path, loads: int) -> dict[str, dict[str, float]]:
+    """Seconds of the miss of big_output(1) and the median of ``loads`` hits, per tool."""
+    out = {}
+    for tool in TOOLS:
+        fn, done = wrap(tool, big_output, work / tool)
+        miss = timed(lambda: fn(1))  # noqa: B023
+        hits = []
+        for _ in range(loads):
+            start = time.perf_counter()
+            got = fn(1)
+            hits.append(time.perf_counter() - start)
+            assert got.shape == _OUTPUT.shape and got[-1] == _OUTPUT[-1]
+            del got
+        done()
+        out[tool] = {"miss": miss, "hit": statistics.median(hits)}
+        shutil.rmtree(work / tool)  # 100 MB per tool: do not keep them all
+    return out
+
+
+# --- 4: two processes, one store --------------------------------------------------------------------
+
+
+def race_worker(tool: str, directory: str, log: str, keys: int, barrier: Any, results: Any) -> None:
+    os.environ[LOG_ENV] = log
+    # cachier's inotify watcher logs an error when it is stopped mid-event; harmless here.
+    logging.getLogger("watchdog").setLevel(logging.CRITICAL)
+    fn, done = wrap(tool, slow, Path(directory))
+    barrier.wait()
+    start = time.perf_counter()
+    for k in range(keys):
+        assert fn(k) == 2 * k
+    results.put((tool, time.perf_counter() - start))
+    done()
+
+
+def race(work: Path, tool: str, keys: int) -> tuple[int, float]:
+    """Executions of slow() and the slower worker's seconds, for 2 processes x ``keys`` keys
+    (seconds is NaN if a worker did not finish in time: it is killed, and its executions so far counted)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(2)
+    results = ctx.Queue()
+    log = work / f"race-{tool}.log"
+    log.touch()
+    directory = work / f"race-{tool}"
+    procs = [ctx.Process(target=race_worker, args=(tool, str(directory), str(log), keys, barrier, results))
+             for _ in range(2)]
+    for p in procs:
+        p.start()
+    deadline = time.monotonic() + 30 + 4 * keys * SLEEP_S
+    try:
+        seconds = max(results.get(timeout=max(0.1, deadline - time.monotonic()))[1] for _ in procs)
+    except queue.Empty:
+        seconds = math.nan
+    for p in procs:
+        p.join(timeout=max(0.1, deadline - time.monotonic()))
+        if p.exitcode is None:
+            p.kill()
+            p.join()
+        assert p.exitcode == 0 or math.isnan(seconds), (tool, p.exitcode)
+    with open(log) as f:
+        lines = f.read().split()
+    assert math.isnan(seconds) or set(lines) == {str(k) for k in range(keys)}, tool
+    return len(lines), seconds
+
+
+# --- the report ---------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=2000, help="hits timed per tool and round in 1")
+    parser.add_argument("--array-mb", type=int, default=80)
+    parser.add_argument("--output-mb", type=int, default=100)
+    parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
+    parser.add_argument("--dir", default=None, help="where to put the temporary files (not tmpfs)")
+    args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.calls, args.array_mb, args.output_mb, args.keys = 2, 200, 8, 10, 20
+
+    global _OUTPUT
+    rng = np.random.default_rng(0)
+    arr = rng.random((args.array_mb << 20) // 8)
+    _OUTPUT = rng.random((args.output_mb << 20) // 8)
+
+    work = Path(tempfile.mkdtemp(prefix="pairio-bench-cached-", dir=args.dir or default_dir()))
+    try:
+        small_t: dict[str, list[float]] = {t: [] for t in TOOLS}
+        array_t: dict[str, list[float]] = {t: [] for t in ("sha1", *TOOLS)}
+        output_t: dict[str, dict[str, list[float]]] = {t: {"miss": [], "hit": []} for t in TOOLS}
+        compute_t: list[float] = []
+        for i in range(args.rounds):
+            for tool, times in small_hits(work / f"small{i}", args.calls).items():
+                small_t[tool].extend(times)
+            for tool, times in array_hits(work / f"array{i}", arr, 3).items():
+                array_t[tool].extend(times)
+            for tool, m in output_store_load(work / f"output{i}", 3).items():
+                output_t[tool]["miss"].append(m["miss"])
+                output_t[tool]["hit"].append(m["hit"])
+            compute_t.append(timed(lambda: _OUTPUT.copy()))
+            shutil.rmtree(work / f"array{i}")  # the array as a diskcache key: 80 MB in its database
+        counts: dict[str, int] = {}
+        race_s: dict[str, float] = {}
+        for tool in TOOLS:
+            counts[tool], race_s[tool] = race(work, tool, args.keys)
+    finally:
+        call_stats.flush()
+        shutil.rmtree(work, ignore_errors=True)
+
+    us = {t: statistics.median(v) * 1e6 for t, v in small_t.items()}
+    ms_arr = {t: statistics.median(v) * 1e3 for t, v in array_t.items()}
+    ms_miss = {t: statistics.median(v["miss"]) * 1e3 for t, v in output_t.items()}
+    ms_hit = {t: statistics.median(v["hit"]) * 1e3 for t, v in output_t.items()}
+
+    print(f"{args.rounds} rounds, medians; {os.cpu_count()} cores; temporary files in {work.parent}\n")
+    head = f"{'measure':<34}" + "".join(f"{t:>11}" for t in TOOLS) + f"  {'ratio':<22}{'target':<24}met"
+    print(head)
+    print("-" * len(head))
+
+    def row(measure: str, values: dict[str, float], fmt: str, ratio: str, target: str, met: str) -> None:
+        cells = "".join(f"{format(values[t], fmt):>11}" if t in values else " " * 11 for t in TOOLS)
+        print(f"{measure:<34}{cells}  {ratio:<22}{target:<24}{met}")
+
+    def yes(ok: bool) -> str:
+        return "yes" if ok else "no"
+
+    jp = us["joblib"] / us["pairio"]
+    row("1 hit f(3, 4.5, 'abc'), us", us, ".1f", f"joblib/pairio {jp:.2f}x",
+        "pairio <= 25 us", yes(us["pairio"] <= 25))
+    row("", {}, "", "", "joblib/pairio >= 3x", yes(jp >= 3))
+    sp = ms_arr["sha1"] / ms_arr["pairio"]
+    row(f"2 hit f({args.array_mb} MB array), ms", ms_arr, ".1f", f"sha1/pairio {sp:.2f}x",
+        "sha1/pairio >= 0.75x", yes(sp >= 0.75))
+    row(f"  (bare hashlib.sha1: {ms_arr['sha1']:.1f} ms)", {}, "",
+        f"joblib/pairio {ms_arr['joblib'] / ms_arr['pairio']:.2f}x", "", "")
+    row(f"3 miss, {args.output_mb} MB output, ms", ms_miss, ".1f",
+        f"joblib/pairio {ms_miss['joblib'] / ms_miss['pairio']:.2f}x", "-", "")
+    row(f"  (compute alone: {statistics.median(compute_t) * 1e3:.1f} ms, included)", {}, "", "", "", "")
+    row(f"3 hit, load {args.output_mb} MB output, ms", ms_hit, ".1f",
+        f"joblib/pairio {ms_hit['joblib'] / ms_hit['pairio']:.2f}x", "-", "")
+    row(f"4 executions, 2 procs x {args.keys} keys", {t: float(c) for t, c in counts.items()}, ".0f",
+        "", f"pairio == {args.keys}", yes(counts["pairio"] == args.keys))
+    row("  seconds (the slower process)", race_s, ".2f",
+        f"floor {args.keys * SLEEP_S:.1f} s (1 exec/key)", "", "")
+    for tool, seconds in race_s.items():
+        if math.isnan(seconds):
+            print(f"  {tool}: a worker did not finish in time and was killed (executions counted until then)")
+
+
+if __name__ == "__main__":
+    main()
