@@ -10,16 +10,18 @@ import json
 import logging
 import os
 import pickle
+import shutil
 import threading
 from pathlib import Path
 
 import cloudpickle
 import pytest
-from server_process import RW_PASSWORD, ServerProcess, default_settings
+from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings
 
 import pairio as pa
 from pairio.cli import main
 from pairio.kv.embedded import EmbeddedStore
+from pairio.memo import call_stats
 from pairio.memo.decorator import seconds_key
 
 # How many times each function body ran. A global of a stdlib type: its state is not part of
@@ -320,10 +322,31 @@ def test_a_result_that_cannot_be_pickled_raises_and_stores_nothing():
     def opens():
         return {"lock": threading.Lock()}
 
-    with pytest.raises(TypeError, match="pickle"):
+    with pytest.raises(pa.UnstorableResultError, match="result of .*opens.* cannot be pickled"):
         opens()
     assert pa.get(opens.key()) is None
     assert list(_store().temp_dir.iterdir()) == []
+
+
+def test_each_hit_is_a_fresh_object_that_the_caller_may_change():
+    @pa.cached
+    def table(n):
+        return {"rows": list(range(n))}
+
+    table(3)
+    first = table(3)
+    first["rows"].append("changed by the caller")
+    assert table(3) == {"rows": [0, 1, 2]}
+
+
+def test_a_hit_is_served_from_memory_only_for_content_that_is_already_verified():
+    square(7)
+    assert square(7) == 49  # a verified read: its bytes are now kept in this process
+    sha1 = pa.get(square.key(7))
+    _overwrite(_object_file(sha1), b"rotten")
+    # The same content, by its hash: still right; the rotten file is caught by the next reader.
+    assert square(7) == 49
+    assert not _store().verify(sha1)
 
 
 # --- cache modes ---------------------------------------------------------------------------------
@@ -702,6 +725,18 @@ def test_stats_counts_hits_misses_and_seconds_per_function():
     assert pa.stats() == {}
 
 
+def test_saving_counts_never_makes_a_removed_database_again(tmp_path):
+    home = tmp_path / "gone"
+    with pa.config(database_path=str(home)):
+        square(11)
+    call_stats.flush()
+    shutil.rmtree(home)
+    with pa.config(database_path=str(home)):
+        call_stats.record("x", "0" * 40, True, 1.0, pa.get_config().database_dir)
+    call_stats.flush()
+    assert not home.exists()
+
+
 def test_pairio_stats_command_prints_the_totals(capsys):
     assert main(["stats"]) == 0
     assert "no cached calls recorded" in capsys.readouterr().out
@@ -811,6 +846,16 @@ def test_a_server_hit_whose_content_is_not_here_is_recomputed(remote, server_sto
             assert spike_count(tag, 5)["count"] == len(tag) * 5
         assert spike_count.is_cached(tag, 5)
     assert runs["spike_count"] == 2
+
+
+def test_a_read_only_channel_gets_the_result_with_a_warning_and_nothing_recorded(server, request):
+    tag = _tag(request)
+    with pa.config(url=server.url, channel="public-ro", password=RO_PASSWORD, collection="spikes",
+                   get_from="remote", set_to="remote"):
+        with pytest.warns(RuntimeWarning, match="not recorded on the server"):
+            assert spike_count(tag, 4)["count"] == len(tag) * 4
+        assert not spike_count.is_cached(tag, 4)
+    assert runs["spike_count"] == 1
 
 
 def test_remote_mode_without_a_server_fails_before_computing():

@@ -170,10 +170,12 @@ class ContentStore:
     # --- writing -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writer(self) -> Iterator[ObjectWriter]:
+    def writer(self, durable: bool = True) -> Iterator[ObjectWriter]:
         """Yield a binary sink; when the block ends its bytes are stored and ``.sha1`` is set.
 
-        On an exception the partial object is removed and nothing is stored.
+        On an exception the partial object is removed and nothing is stored. With
+        ``durable=False`` the object is not fsync'd: a power cut may leave it truncated,
+        which suits content that is verified when read and can be made again.
         """
         try:
             self._sweep_temp_files()
@@ -187,7 +189,7 @@ class ContentStore:
             target = self.object_path(sha1)
             if not target.is_file():  # else identical content is already stored: keep that
                 try:
-                    temp.commit(target, chmod=_OBJECT_MODE)
+                    temp.commit(target, durable=durable, chmod=_OBJECT_MODE)
                 except OSError as exc:
                     raise self._unavailable(exc) from exc
             w.sha1 = sha1

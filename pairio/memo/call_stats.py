@@ -102,6 +102,8 @@ def flush() -> None:
     for (directory, function), row in pending.items():
         by_dir.setdefault(directory, []).append((function, int(row[0]), int(row[1]), row[2], row[3], now))
     for directory, rows in by_dir.items():
+        if not directory.is_dir():
+            continue  # the database was removed (a temporary one): do not make it again
         try:
             with _connect(directory) as conn:
                 conn.executemany(_ADD, rows)
@@ -131,7 +133,6 @@ def clear_persistent(database_dir: Path) -> None:
 
 class _Connection:
     def __init__(self, directory: Path) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
         self.conn = sqlite3.connect(os.fspath(directory / FILENAME), timeout=30.0)
 
     def __enter__(self) -> sqlite3.Connection:

@@ -19,7 +19,9 @@ import filelock
 from ..files import ensure_dir
 
 logger = logging.getLogger("pairio")
-_ASYNC_POLL_S = 0.05
+# How often a waiter looks at the lock: a step worth caching takes far longer than this.
+_POLL_S = 0.005
+_ASYNC_POLL_S = 0.01
 
 
 def _lock(database_dir: Path, key: str) -> filelock.FileLock:
@@ -39,7 +41,7 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
     except filelock.Timeout:
         waited = True
         logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        lock.acquire()
+        lock.acquire(poll_interval=_POLL_S)
     try:
         yield waited
     finally:

@@ -13,9 +13,11 @@ quarantined and reported as :class:`CorruptContentError`.
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +31,11 @@ from ..errors import ContentNotFoundError, CorruptContentError, UnstorableResult
 PICKLE_PROTOCOL = 5
 # Objects up to this size are read whole and hashed in one call: the fast path of a hit.
 _SMALL_OBJECT = 8 << 20
+_HASH_CHUNK = 1 << 20
+# The bytes of small results, by SHA-1, kept in this process: content never changes under its
+# hash, so a repeated hit unpickles these instead of reading the file again.
+_RECENT_MAX_OBJECT = 256 << 10
+_RECENT_MAX_TOTAL = 32 << 20
 
 
 def stored_file(sha1: str, name: str) -> Path:
@@ -56,7 +63,9 @@ def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
     UnstorableResultError if it cannot be pickled (nothing is stored then).
     """
     try:
-        with store.writer() as w:
+        # Not fsync'd: every load verifies the hash, and a result lost or truncated by a power
+        # cut is a miss that is recomputed and repaired. The fsync would double a large store.
+        with store.writer(durable=False) as w:
             _ResultPickler(w, store).dump(value)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
@@ -78,9 +87,17 @@ class _HashingReader:
         return data
 
     def readinto(self, b: Any) -> int:
-        n = self._f.readinto(b)
-        self.hash.update(memoryview(b)[:n])
-        return n
+        # A large buffer (an array's data) is read and hashed a chunk at a time, each chunk
+        # hashed while it is still in the CPU's cache.
+        view = memoryview(b).cast("B")
+        total = 0
+        while total < len(view):
+            n = self._f.readinto(view[total:total + _HASH_CHUNK])
+            if not n:
+                break
+            self.hash.update(view[total:total + n])
+            total += n
+        return total
 
     def readline(self) -> bytes:
         data = self._f.readline()
@@ -99,6 +116,9 @@ def load_result(store: ContentStore, sha1: str) -> Any:
     Raises ContentNotFoundError if it (or a file it refers to) is missing, and
     CorruptContentError (after quarantining it) if its bytes do not match its hash.
     """
+    data = _recent.get(sha1)
+    if data is not None:
+        return pickle.loads(data)
     try:
         # A raw descriptor: a buffered file object costs more than the read of a small result.
         fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
@@ -111,7 +131,10 @@ def load_result(store: ContentStore, sha1: str) -> Any:
             if not rest:
                 if hashlib.sha1(data).hexdigest() != sha1:
                     raise _corrupt(store, sha1)
-                return pickle.loads(data)
+                value = pickle.loads(data)
+                if len(data) <= _RECENT_MAX_OBJECT:
+                    _recent.put(sha1, data)
+                return value
         os.lseek(fd, 0, os.SEEK_SET)
         with os.fdopen(fd, "rb", closefd=False) as f:
             reader = _HashingReader(f)
@@ -130,6 +153,41 @@ def load_result(store: ContentStore, sha1: str) -> Any:
         return value
     finally:
         os.close(fd)
+
+
+class _RecentObjects:
+    """A small LRU of object bytes by SHA-1, bounded in total size; thread-safe."""
+
+    def __init__(self, max_total: int) -> None:
+        self._items: collections.OrderedDict[str, bytes] = collections.OrderedDict()
+        self._total = 0
+        self._max_total = max_total
+        self._lock = threading.Lock()
+
+    def get(self, sha1: str) -> bytes | None:
+        with self._lock:
+            data = self._items.get(sha1)
+            if data is not None:
+                self._items.move_to_end(sha1)
+            return data
+
+    def put(self, sha1: str, data: bytes) -> None:
+        with self._lock:
+            if sha1 in self._items:
+                return
+            self._items[sha1] = data
+            self._total += len(data)
+            while self._total > self._max_total:
+                _, old = self._items.popitem(last=False)
+                self._total -= len(old)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+            self._total = 0
+
+
+_recent = _RecentObjects(_RECENT_MAX_TOTAL)
 
 
 def _corrupt(store: ContentStore, sha1: str) -> CorruptContentError:
