@@ -63,6 +63,17 @@ def test_load_file_returns_the_local_path_or_a_copy_at_dest(tmp_path):
     assert not os.path.samefile(local, dest)
 
 
+def test_a_copy_at_dest_is_fsynced_only_when_durable(tmp_path, monkeypatch):
+    uri = pa.store_bytes(b"payload")
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd)))
+    pa.load_file(uri, dest=tmp_path / "plain.dat")
+    assert synced == []
+    pa.load_file(uri, dest=tmp_path / "durable.dat", durable=True)
+    assert synced and (tmp_path / "durable.dat").read_bytes() == b"payload"
+
+
 def test_load_file_into_a_directory_uses_the_uri_name(tmp_path):
     uri = pa.store_bytes(b"payload", name="named.bin")
     assert pa.load_file(uri, dest=tmp_path) == str(tmp_path / "named.bin")

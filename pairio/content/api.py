@@ -111,12 +111,14 @@ def open_uri(uri: str, verify: bool = False, **overrides: Any) -> BinaryIO:
 
 
 def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool = False,
-              verify: bool = False, **overrides: Any) -> str | None:
+              verify: bool = False, durable: bool = False, **overrides: Any) -> str | None:
     """The local path of the content ``uri`` names, or None if it is not stored.
 
     With ``dest`` the content is copied there atomically (hard linked with
     ``link`` where possible: the link is read-only and must stay so) and ``dest``
     is returned; a ``dest`` that is a directory receives a file named after the URI.
+    The copy is not fsync'd, as ``cp`` does not (the store keeps the original);
+    ``durable`` fsyncs it before it takes its name.
     With ``verify`` the content is re-hashed first (CorruptContentError on a mismatch).
     """
     store = _store(overrides)
@@ -135,7 +137,7 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
     if target.is_dir():
         parsed = parse_uri(uri)
         target = target / (parsed.path[-1] if parsed.path else (parsed.name or sha1).rsplit("/", 1)[-1])
-    files.copy_file(path, target, link=link)
+    files.copy_file(path, target, link=link, durable=durable)
     return str(target)
 
 
