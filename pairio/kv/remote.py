@@ -180,8 +180,7 @@ class RemoteStore(KeyValueStore):
         while True:
             headers = sign_request(self.channel, self._password, method, path, body)
             try:
-                response = self.session.request(method, url, data=body or None, headers=headers,
-                                                timeout=self.timeout)
+                response = self._send(method, url, body, headers)
             except requests.RequestException as exc:
                 failure: RemoteError = ServerUnavailableError(
                     f"pairio server {self.url} is unreachable: {_reason(exc)}"
@@ -210,6 +209,16 @@ class RemoteStore(KeyValueStore):
                 raise failure
             attempt += 1
             time.sleep(wait)
+
+    def _send(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+        # Straight to the session's adapter (its connection pool): Session.request would merge
+        # settings, cookies and hooks and follow redirects, none of which a signed API call
+        # uses, at a third of a small request's CPU time.
+        session = self.session
+        prepared = requests.PreparedRequest()
+        prepared.prepare(method=method, url=url, headers={**session.headers, **headers}, data=body or None)
+        return session.get_adapter(url).send(prepared, timeout=self.timeout, verify=session.verify,
+                                             proxies=session.proxies)
 
     def _backoff(self, attempt: int) -> float:
         # Jitter spreads the retries of many clients after a shared outage.
