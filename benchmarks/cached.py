@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from common import default_dir, timed
 
 import pairio as pa
 from pairio.memo import call_stats
@@ -103,28 +104,7 @@ def wrap(tool: str, func: Callable[..., Any], directory: Path) -> tuple[Callable
 # --- timing -------------------------------------------------------------------------------------
 
 
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
-
-def on_tmpfs(path: str) -> bool:
-    try:
-        with open("/proc/mounts") as mounts:
-            best = ("", "")
-            for line in mounts:
-                _, mount_point, fstype, *_ = line.split()
-                if path.startswith(mount_point) and len(mount_point) > len(best[0]):
-                    best = (mount_point, fstype)
-        return best[1] == "tmpfs"
-    except OSError:
-        return False
-
-
-def default_dir() -> str:
-    tmp = tempfile.gettempdir()
-    return str(Path(__file__).resolve().parents[2]) if on_tmpfs(os.path.realpath(tmp)) else tmp
 
 
 def small_hits(work: Path, calls: int) -> dict[str, list[float]]:

@@ -23,39 +23,18 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
+
+from common import default_dir, timed
 
 import pairio as pa
 from pairio.content import ContentStore, HashCache
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run(*cmd: str) -> None:
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
 
 
-def on_tmpfs(path: str) -> bool:
-    try:
-        with open("/proc/mounts") as mounts:
-            best = ("", "")
-            for line in mounts:
-                _, mount_point, fstype, *_ = line.split()
-                if path.startswith(mount_point) and len(mount_point) > len(best[0]):
-                    best = (mount_point, fstype)
-        return best[1] == "tmpfs"
-    except OSError:
-        return False
-
-
-def default_dir() -> str:
-    tmp = tempfile.gettempdir()
-    return str(Path(__file__).resolve().parents[2]) if on_tmpfs(os.path.realpath(tmp)) else tmp
 
 
 def make_file(path: Path, size_mb: int) -> None:

@@ -14,19 +14,14 @@ import secrets
 import sqlite3
 import statistics
 import tempfile
-import time
-from collections.abc import Callable
+
+from common import timed
 
 import pairio as pa
 
 N = 20_000
 BATCH = 1_000
 
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 class BareSqlite:
