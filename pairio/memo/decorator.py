@@ -23,7 +23,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, TypeVar, overload
+from typing import Any, overload
 
 from .. import api
 from ..config import Config, get_config
@@ -37,7 +37,6 @@ from .values import load_result, store_result
 
 logger = logging.getLogger("pairio")
 
-F = TypeVar("F", bound=Callable[..., Any])
 _MISSING = object()
 
 
@@ -285,10 +284,10 @@ def _mark_coroutine_function(obj: Any) -> None:
 
 
 @overload
-def cached(func: F, /) -> F: ...
+def cached(func: Callable[..., Any], /) -> CachedFunction: ...
 @overload
 def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
-           strict: bool = False, collection: str | None = None) -> Callable[[F], F]: ...
+           strict: bool = False, collection: str | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
