@@ -11,6 +11,8 @@ from __future__ import annotations
 import functools
 import importlib
 import importlib.util
+import os
+import subprocess
 import sys
 import textwrap
 
@@ -768,3 +770,41 @@ def test_an_edited_helper_is_recomputed_and_a_comment_edit_is_a_hit(modules):
     edited = edit(TRACKED, "pipe_main", "x + 1", "x + 2")
     assert modules.cached(edited, ignore=["calls"])(1, calls) == 30
     assert calls == [1, 1]
+
+
+# --- a program's main module is named as it is imported ----------------------------------
+
+
+STEPS_SCRIPT = '''
+import pairio
+
+
+@pairio.cached
+def step(x):
+    return x + 1
+
+
+if __name__ == "__main__":
+    print(step.name, step.key(1))
+'''
+
+
+def _run_python(cwd, *args):
+    env = {**os.environ, "PYTHONPATH": str(cwd)}
+    done = subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.split()
+
+
+def test_a_script_run_directly_with_dash_m_or_imported_has_one_key(tmp_path):
+    (tmp_path / "steps.py").write_text(STEPS_SCRIPT)
+    as_script = _run_python(tmp_path, "steps.py")
+    as_module = _run_python(tmp_path, "-m", "steps")
+    imported = _run_python(tmp_path, "-c", "import steps; print(steps.step.name, steps.step.key(1))")
+    assert as_script == as_module == imported
+    assert as_script[0] == "steps.step"
+
+
+def test_code_typed_at_an_interactive_prompt_keeps_the_name_main(tmp_path):
+    out = _run_python(tmp_path, "-c", "import pairio\nf = pairio.cached(lambda x: x)\nprint(f.name)")
+    assert out == ["__main__.<lambda>"]

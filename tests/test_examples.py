@@ -45,3 +45,11 @@ def test_parallel_workers_share_one_cache(tmp_path):
     assert "15 misses" in first and "5 hits" in first
     second = _run("parallel.py", tmp_path, *args)
     assert "20 hits, 0 misses" in second
+
+
+def test_the_pool_reuses_what_running_the_script_computed(tmp_path):
+    _run("pipeline.py", tmp_path, "--channels", "4", "--seconds", "2", "--seed", "0")
+    # The workers import examples/pipeline.py as the module `pipeline`: the same steps, the same keys.
+    out = _run("parallel.py", tmp_path, "--recordings", "1", "--workers", "1", "--channels", "4",
+               "--seconds", "2")
+    assert "10 hits, 0 misses" in out

@@ -26,6 +26,7 @@ import functools
 import hashlib
 import inspect
 import marshal
+import os
 import sys
 import types
 import weakref
@@ -69,11 +70,28 @@ _source_digests: weakref.WeakKeyDictionary[Any, tuple[str, str | None]] = weakre
 
 
 def qualified_name(obj: Any) -> str:
-    """``module.qualname``; a script's ``__mp_main__`` (in pool workers) counts as ``__main__``."""
-    module = getattr(obj, "__module__", None) or "__main__"
-    if module == "__mp_main__":
-        module = "__main__"
+    """``module.qualname``, the module named as :func:`module_label` says."""
+    module = module_label(getattr(obj, "__module__", None) or "__main__")
     return f"{module}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+
+def module_label(name: str) -> str:
+    """How a module is named in keys: a program's main module by the name it is imported by.
+
+    ``python pipeline.py`` and ``import pipeline`` (a pool worker's ``__mp_main__`` too)
+    give ``pipeline``; ``python -m lab.pipeline`` gives ``lab.pipeline``; an interactive
+    session or a notebook, which has no such name, ``__main__``.
+    """
+    if name not in ("__main__", "__mp_main__"):
+        return name
+    main = sys.modules.get(name) or sys.modules.get("__main__")
+    spec_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if spec_name and spec_name not in ("__main__", "__mp_main__"):
+        return spec_name
+    file = getattr(main, "__file__", None)
+    if isinstance(file, str) and file.endswith(".py"):
+        return os.path.splitext(os.path.basename(file))[0]
+    return "__main__"
 
 
 def describe_function(func: Any) -> CodeDescription:
@@ -194,7 +212,7 @@ class _Walker:
         globals_ = getattr(func, "__globals__", {})
         for name in sorted(names):
             if name in globals_:
-                self.value(globals_[name], f"{_module_label(module_name)}.{name}", names)
+                self.value(globals_[name], f"{module_label(module_name)}.{name}", names)
         cells = getattr(func, "__closure__", None) or ()
         for var, cell in zip(code.co_freevars, cells, strict=True):
             try:
@@ -301,7 +319,7 @@ class _Walker:
             # Once per attribute, not per module: two functions may use different attributes of it.
             if name in attrs and (id(module), name) not in self._seen_attributes:
                 self._seen_attributes.add((id(module), name))
-                self.value(attrs[name], f"{_module_label(module.__name__)}.{name}", names)
+                self.value(attrs[name], f"{module_label(module.__name__)}.{name}", names)
 
     def library(self, module: str) -> None:
         module = _real_module(module)
@@ -310,10 +328,6 @@ class _Walker:
             return
         for dist, version in dependencies.module_versions(module):
             self.dependencies[dist] = version
-
-
-def _module_label(name: str) -> str:
-    return "__main__" if name == "__mp_main__" else name
 
 
 def _real_module(name: str) -> str:
