@@ -10,8 +10,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .config import Config, get_config
-from .errors import ConfigurationError
-from .hashing import MAX_KEY_LENGTH, check_value, key_string
+from .errors import InvalidKeyError
+from .hashing import check_collection, check_value, key_string
 from .kv import local_store, remote_store
 
 Key = str | dict | list
@@ -21,12 +21,7 @@ def _config(collection: str | None, overrides: dict[str, Any]) -> tuple[Config, 
     cfg = get_config(**overrides) if overrides else get_config()
     if collection is None:
         return cfg, cfg.collection
-    if type(collection) is not str or not collection or len(collection) > MAX_KEY_LENGTH:
-        raise ConfigurationError(
-            f"collection must be a non-empty str of at most {MAX_KEY_LENGTH} characters, "
-            f"got {collection!r}"
-        )
-    return cfg, collection
+    return cfg, check_collection(collection)
 
 
 def get(key: Key, collection: str | None = None, **overrides: Any) -> str | None:
@@ -76,6 +71,9 @@ def get_many(keys: Iterable[Key], collection: str | None = None, **overrides: An
     its SHA-1) to its value, or to None where the key is absent.
     """
     cfg, collection = _config(collection, overrides)
+    # A str is iterable too: get_many("abc") would look up "a", "b" and "c".
+    if type(keys) is not list and (isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable)):
+        raise InvalidKeyError(f"get_many takes a list of keys, got {type(keys).__name__}")
     ks = list(dict.fromkeys(key_string(key) for key in keys))
     mode = cfg.get_from
     if mode == "local":
@@ -105,9 +103,18 @@ def set_many(pairs: Mapping[Key, str | None] | Iterable[tuple[Key, str | None]],
     pairs (for dict or list keys). Every pair is validated before anything is stored.
     """
     cfg, collection = _config(collection, overrides)
-    items = pairs.items() if isinstance(pairs, Mapping) else pairs
+    if isinstance(pairs, Mapping):
+        items = pairs.items()
+    elif isinstance(pairs, (str, bytes)) or not isinstance(pairs, Iterable):
+        raise InvalidKeyError(f"set_many takes a mapping or (key, value) pairs, got {type(pairs).__name__}")
+    else:
+        items = pairs
     checked: dict[str, str | None] = {}
-    for key, value in items:
+    for item in items:
+        # A 2-character str would unpack as a pair: ["ab"] must not store "b" under "a".
+        if not isinstance(item, (tuple, list)) or len(item) != 2:
+            raise InvalidKeyError(f"set_many takes (key, value) pairs, got {item!r}")
+        key, value = item
         k = key_string(key)
         checked[k] = None if value is None else check_value(value, k)
     if not checked:

@@ -13,12 +13,15 @@ import contextlib
 import contextvars
 import dataclasses
 import functools
+import math
 import os
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigurationError
+from .hashing import check_collection
 
 GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
 SET_TO_CHOICES = ("local", "remote", "local_and_remote")
@@ -38,8 +41,6 @@ ENV_VARS = {
     "cache": "PAIRIO_CACHE",
     "timeout": "PAIRIO_TIMEOUT",
 }
-
-_MAX_COLLECTION_LENGTH = 80
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,19 +72,20 @@ class Config:
                 raise ConfigurationError(
                     f"config field {name!r} must be a str or None, got {type(value).__name__}"
                 )
-        if not isinstance(self.collection, str) or not self.collection:
-            raise ConfigurationError("config field 'collection' must be a non-empty str")
-        if len(self.collection) > _MAX_COLLECTION_LENGTH:
-            raise ConfigurationError(
-                f"config field 'collection' is {len(self.collection)} characters long; "
-                f"the limit is {_MAX_COLLECTION_LENGTH}"
-            )
+        check_collection(self.collection, "config field 'collection'")
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
         if not isinstance(self.verbose, bool):
             raise ConfigurationError("config field 'verbose' must be True or False")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, (int, float)) or self.timeout <= 0:
-            raise ConfigurationError(f"config field 'timeout' must be a positive number, got {self.timeout!r}")
+        if (
+            isinstance(self.timeout, bool)
+            or not isinstance(self.timeout, (int, float))
+            or not math.isfinite(self.timeout)
+            or self.timeout <= 0
+        ):
+            raise ConfigurationError(
+                f"config field 'timeout' must be a positive finite number (seconds), got {self.timeout!r}"
+            )
         if self.url is not None:
             object.__setattr__(self, "url", str(self.url).rstrip("/"))
 
@@ -93,6 +95,8 @@ class Config:
             value = getattr(self, f.name)
             if f.name == "password" and value is not None:
                 fields.append("password='***'")
+            elif f.name == "url" and value is not None:
+                fields.append(f"url={mask_url(value)!r}")
             else:
                 fields.append(f"{f.name}={value!r}")
         return f"Config({', '.join(fields)})"
@@ -121,6 +125,8 @@ class Config:
         out = dataclasses.asdict(self)
         if out["password"] is not None:
             out["password"] = "***"
+        if out["url"] is not None:
+            out["url"] = mask_url(out["url"])
         return out
 
     @classmethod
@@ -141,7 +147,22 @@ class Config:
                     raise ConfigurationError(f"{var} must be a number, got {raw!r}") from None
             else:
                 fields[name] = raw
+        # Check each variable alone, so an error names the variable the user set.
+        for name, value in fields.items():
+            try:
+                cls(**{name: value})
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"{ENV_VARS[name]}: {exc}") from None
         return cls(**fields)
+
+
+# The password part of a URL's user info: http://user:PASSWORD@host
+_URL_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#@]*@")
+
+
+def mask_url(url: str) -> str:
+    """``url`` with any password written into it (``http://user:pw@host``) masked."""
+    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

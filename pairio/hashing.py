@@ -13,10 +13,11 @@ import re
 from collections.abc import Iterable
 from typing import Any, BinaryIO
 
-from .errors import InvalidKeyError, InvalidValueError
+from .errors import ConfigurationError, InvalidKeyError, InvalidValueError
 
 MAX_KEY_LENGTH = 80
 MAX_VALUE_LENGTH = 80
+MAX_COLLECTION_LENGTH = 80
 CHUNK_SIZE = 1 << 20
 
 _SHA1_HEX = re.compile(r"[0-9a-f]{40}")
@@ -87,7 +88,7 @@ def key_string(key: object) -> str:
     if isinstance(key, (dict, list)):
         try:
             text = canonical_json(key)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise InvalidKeyError(f"key is not JSON-serialisable: {exc}") from None
         return sha1_hex(text.encode("utf-8"))
     if isinstance(key, str):  # a str subclass: normalise to a plain str
@@ -115,3 +116,24 @@ def check_value(value: object, key: str | None = None) -> str:
         f"value{where} must be a str of at most {MAX_VALUE_LENGTH} characters "
         f"(or None to delete); got {type(value).__name__}"
     )
+
+
+def check_collection(collection: object, what: str = "collection") -> str:
+    """``collection`` if it is a non-empty str of at most 80 characters, else ConfigurationError."""
+    if (
+        type(collection) is str
+        and 0 < len(collection) <= MAX_COLLECTION_LENGTH
+        and (collection.isascii() or _is_utf8_encodable(collection))
+    ):
+        return collection
+    if not isinstance(collection, str) or not collection:
+        raise ConfigurationError(
+            f"{what} must be a non-empty str of at most {MAX_COLLECTION_LENGTH} characters, got {collection!r}"
+        )
+    if len(collection) > MAX_COLLECTION_LENGTH:
+        raise ConfigurationError(
+            f"{what} is {len(collection)} characters long; the limit is {MAX_COLLECTION_LENGTH}"
+        )
+    if not _is_utf8_encodable(collection):
+        raise ConfigurationError(f"{what} {collection!r} is not valid Unicode text (it holds a lone surrogate)")
+    return str(collection)

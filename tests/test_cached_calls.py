@@ -704,6 +704,17 @@ def test_one_log_line_per_call(caplog):
     assert "saved" in lines[1]
 
 
+def test_verbose_prints_each_calls_line_to_stderr(capsys):
+    with pa.config(verbose=True):
+        square(12)
+        square(12)
+    err = capsys.readouterr().err.splitlines()
+    assert [line.split()[1] for line in err] == ["miss", "hit"]
+    assert all(line.startswith("pairio: ") and square.name in line for line in err)
+    square(12)
+    assert capsys.readouterr().err == ""
+
+
 def test_no_log_lines_below_info(caplog):
     caplog.set_level(logging.WARNING, logger="pairio")
     square(12)

@@ -73,3 +73,27 @@ def test_invalid_config_from_environment_names_the_choices():
 def test_every_command_has_help(command):
     result = pairio(*command, "--help")
     assert result.returncode == 0 and "usage: pairio" in result.stdout
+
+
+def test_get_of_an_absent_key_names_the_collection():
+    result = pairio("get", "never-set", "--collection", "spikes")
+    assert result.returncode == 1 and "collection 'spikes'" in result.stderr
+
+
+def test_collection_that_is_not_valid_unicode_is_a_clear_error():
+    # An argument that is not UTF-8 reaches Python as a lone surrogate.
+    result = subprocess.run([sys.executable, "-m", "pairio", "get", "k", "--collection", b"\xff"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2 and "surrogate" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_closed_stdout_ends_quietly_with_the_sigpipe_exit_code():
+    assert pairio("set", "k", "v").returncode == 0
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before pairio writes
+    try:
+        result = subprocess.run([sys.executable, "-m", "pairio", "get", "k"], stdout=write_end,
+                                stderr=subprocess.PIPE, text=True)
+    finally:
+        os.close(write_end)
+    assert (result.returncode, result.stderr) == (141, "")

@@ -105,3 +105,23 @@ def test_every_call_takes_config_fields_as_keyword_overrides(tmp_path):
 def test_content_path_defaults_inside_the_database_path():
     assert Config(database_path="/data/p").content_path.as_posix() == "/data/p/content"
     assert Config(content_dir="/c").content_path.as_posix() == "/c"
+
+
+def test_an_invalid_environment_variable_is_named_in_the_error():
+    with pytest.raises(pa.ConfigurationError, match="PAIRIO_GET_FROM: .*'nowhere'; allowed: local, remote"):
+        Config.from_env({"PAIRIO_GET_FROM": "nowhere"})
+    with pytest.raises(pa.ConfigurationError, match="PAIRIO_COLLECTION: .*81 characters long; the limit is 80"):
+        Config.from_env({"PAIRIO_COLLECTION": "c" * 81})
+
+
+@pytest.mark.parametrize("timeout", [float("nan"), float("inf"), 0, -1, True])
+def test_timeout_must_be_a_positive_finite_number(timeout):
+    with pytest.raises(pa.ConfigurationError, match="timeout"):
+        Config(timeout=timeout)
+
+
+def test_a_password_written_into_the_url_is_masked_too():
+    cfg = Config(url="http://lab:hunter2-secret@127.0.0.1:8080/")
+    assert "hunter2-secret" not in repr(cfg) and "hunter2-secret" not in str(cfg.masked())
+    assert cfg.masked()["url"] == "http://lab:***@127.0.0.1:8080"
+    assert cfg.url == "http://lab:hunter2-secret@127.0.0.1:8080"  # the real value is kept for requests

@@ -134,3 +134,13 @@ def test_unicode_keys_and_values_round_trip():
     pa.set("ключ-é-\U0001f600", "значение-\U0001f600")
     assert pa.get("ключ-é-\U0001f600") == "значение-\U0001f600"
     assert pa.get_many(["ключ-é-\U0001f600", "ключ"]) == {"ключ-é-\U0001f600": "значение-\U0001f600", "ключ": None}
+
+
+def test_key_nested_too_deeply_to_encode_is_an_invalid_key():
+    key: list = []
+    inner = key
+    for _ in range(100_000):
+        inner.append([])
+        inner = inner[0]
+    with pytest.raises(pa.InvalidKeyError, match="not JSON-serialisable"):
+        pa.set(key, "v")

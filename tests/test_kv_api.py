@@ -121,3 +121,39 @@ def test_server_url_without_channel_or_password_is_a_clear_error():
 def test_the_default_store_lives_in_the_database_path(pairio_home):
     pa.set("k", "v")
     assert (pairio_home / "kv.sqlite3").exists()
+
+
+def test_collection_with_a_lone_surrogate_is_rejected_and_stores_nothing(pairio_home):
+    for call in (lambda: pa.set("k", "v", collection="c-\ud800"), lambda: pa.get("k", collection="c-\ud800"),
+                 lambda: pa.set_many({"k": "v"}, collection="c-\ud800"),
+                 lambda: pa.get_many(["k"], collection="c-\ud800")):
+        with pytest.raises(pa.ConfigurationError, match="collection.*surrogate"):
+            call()
+    with pytest.raises(pa.ConfigurationError, match="collection.*surrogate"):
+        pa.set_config(collection="c-\ud800")
+    assert pa.get_config().collection == "default"
+    assert not (pairio_home / "kv.sqlite3").exists()
+
+
+def test_get_many_of_a_single_str_is_rejected_not_read_letter_by_letter():
+    with pytest.raises(pa.InvalidKeyError, match="list of keys, got str"):
+        pa.get_many("abc")
+    with pytest.raises(pa.InvalidKeyError, match="list of keys, got int"):
+        pa.get_many(5)
+
+
+def test_set_many_of_strs_is_rejected_not_unpacked_as_pairs():
+    with pytest.raises(pa.InvalidKeyError, match="pairs, got 'ab'"):
+        pa.set_many(["ab"])
+    with pytest.raises(pa.InvalidKeyError, match="pairs, got str"):
+        pa.set_many("ab")
+    with pytest.raises(pa.InvalidKeyError, match=r"pairs, got \('k', 'v', 'extra'\)"):
+        pa.set_many([("good", "v"), ("k", "v", "extra")])
+    assert pa.get("a") is None and pa.get("good") is None
+
+
+def test_get_many_finds_keys_holding_a_nul_character_in_a_large_batch():
+    keys = [f"key-{i}" for i in range(20)] + ["nul-\x00-inside", "\x00"]
+    pa.set_many({k: f"v{i}" for i, k in enumerate(keys)})
+    assert pa.get_many(keys) == {k: f"v{i}" for i, k in enumerate(keys)}
+    assert pa.get_many(keys + ["absent-\x00"])["absent-\x00"] is None

@@ -78,3 +78,15 @@ def test_many_threads_set_and_get_at_once():
     assert errors == []
     found = pa.get_many([f"t{n}-{i}" for n in range(8) for i in range(300)])
     assert all(found[f"t{n}-{i}"] == f"v{n}-{i}" for n in range(8) for i in range(300))
+
+
+def test_database_with_damaged_pages_is_reported_as_corrupt(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.set_many("c", {f"key-{i}": "v" * 80 for i in range(2000)})
+    store._connection().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    store.close()
+    with open(tmp_path / "kv.sqlite3", "r+b") as f:
+        f.seek(2 * 4096)
+        f.write(b"\xa5" * 4096 * 4)
+    with pytest.raises(pa.StoreUnavailableError, match="kv.sqlite3.*corrupt"):
+        EmbeddedStore(tmp_path).get_many("c", [f"key-{i}" for i in range(2000)])

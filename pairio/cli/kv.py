@@ -49,7 +49,8 @@ def _parse_key(args: argparse.Namespace) -> object:
 def _get(args: argparse.Namespace) -> int:
     value = api.get(_parse_key(args), collection=args.collection)
     if value is None:
-        print(f"pairio: key {args.key!r} not found", file=sys.stderr)
+        collection = args.collection or get_config().collection
+        print(f"pairio: key {args.key!r} not found in collection {collection!r}", file=sys.stderr)
         return 1
     print(value)
     return 0

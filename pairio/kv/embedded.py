@@ -139,8 +139,8 @@ class EmbeddedStore(KeyValueStore):
 
     def _error(self, exc: sqlite3.Error) -> StoreUnavailableError:
         message = str(exc)
-        if isinstance(exc, sqlite3.DatabaseError) and "not a database" in message:
-            detail = "it is corrupt or not a pairio database"
+        if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
+            detail = f"it is corrupt or not a pairio database ({message})"
         elif "unable to open" in message:
             detail = "it cannot be opened (is the directory writable?)"
         elif "readonly" in message:
@@ -176,14 +176,35 @@ class EmbeddedStore(KeyValueStore):
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             return {k: v for k, v in zip(keys, row, strict=True) if v is not None}
+        text = json.dumps(keys)
+        if "\\u0000" in text:
+            return self._get_many_by_parameters(collection, keys)
         try:
-            row = self._connection().execute(_GET_MANY, (json.dumps(keys), collection)).fetchone()
+            row = self._connection().execute(_GET_MANY, (text, collection)).fetchone()
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         values = json.loads(row[0])
         if len(values) != len(keys):  # never expected: the join yields one row per key
             raise StoreUnavailableError(f"pairio database {str(self.path)!r}: get_many returned a wrong count")
         return {k: v for k, v in zip(keys, values, strict=True) if v is not None}
+
+    def _get_many_by_parameters(self, collection: str, keys: list[str]) -> dict[str, str]:
+        # SQLite's json_each cuts a string at a NUL character, so keys holding one are
+        # bound as parameters, a few per statement, in one read transaction.
+        found = {}
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN")
+            try:
+                for i in range(0, len(keys), _SMALL_BATCH):
+                    chunk = keys[i : i + _SMALL_BATCH]
+                    row = connection.execute(_GET_FEW[len(chunk)], (collection, *chunk)).fetchone()
+                    found.update((k, v) for k, v in zip(chunk, row, strict=True) if v is not None)
+            finally:
+                connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        return found
 
     def set(self, collection: str, key: str, value: str) -> None:
         try:

@@ -15,6 +15,7 @@ import logging
 import multiprocessing.util
 import os
 import sqlite3
+import sys
 import threading
 import time
 from pathlib import Path
@@ -51,15 +52,24 @@ _last_flush = time.monotonic()
 
 
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
-           waited: bool = False) -> None:
-    """Count one call and log its line: ``hit  name key8 saved 1.23s`` / ``miss name key8 computed 1.23s``."""
+           waited: bool = False, verbose: bool = False) -> None:
+    """Count one call and log its line: ``hit  name key8 saved 1.23s`` / ``miss name key8 computed 1.23s``.
+
+    The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
+    it is printed to stderr when that logger would not show it.
+    """
     global _last_flush
-    if logger.isEnabledFor(logging.INFO):
+    logged = logger.isEnabledFor(logging.INFO)
+    if logged or verbose:
         if hit:
-            logger.info("hit  %s %s saved %.2fs%s", function, key[:8], seconds,
-                        " (computed elsewhere while waiting)" if waited else "")
+            line = (f"hit  {function} {key[:8]} saved {seconds:.2f}s"
+                    + (" (computed elsewhere while waiting)" if waited else ""))
         else:
-            logger.info("miss %s %s computed %.2fs", function, key[:8], seconds)
+            line = f"miss {function} {key[:8]} computed {seconds:.2f}s"
+        if logged:
+            logger.info("%s", line)
+        else:
+            print(f"pairio: {line}", file=sys.stderr)
     column = 0 if hit else 1
     with _lock:
         for table, name in ((_process, function), (_pending, (database_dir, function))):

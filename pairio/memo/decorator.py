@@ -128,7 +128,7 @@ class CachedFunction:
         seconds = time.perf_counter() - started
         if store:
             self._store(cfg, key, result, seconds)
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose)
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -157,7 +157,7 @@ class CachedFunction:
         seconds = time.perf_counter() - started
         if store:
             self._store(cfg, key, result, seconds)
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose)
         return result
 
     # --- the stores -----------------------------------------------------------------------
@@ -187,7 +187,7 @@ class CachedFunction:
             seconds = float(found[skey] or 0.0)
         except ValueError:
             seconds = 0.0
-        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited)
+        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose)
         return result
 
     def _store(self, cfg: Config, key: str, result: Any, seconds: float) -> None:
