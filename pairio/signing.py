@@ -39,6 +39,9 @@ HEADER_SIGNATURE = "X-Pairio-Signature"
 
 MAX_CLOCK_SKEW = 300  # seconds a request's timestamp may differ from the server's clock
 NONCE_PATTERN = re.compile(r"[A-Za-z0-9_-]{16,64}")
+# A channel name travels in a header: printable ASCII (HTTP clients refuse, or
+# garble, other text there), no space at either end (HTTP strips it), 1 to 80 characters.
+CHANNEL_PATTERN = re.compile(r"[!-~](?:[ -~]{0,78}[!-~])?")
 _TIMESTAMP_PATTERN = re.compile(r"[0-9]{1,12}")
 _SIGNATURE_PATTERN = re.compile(r"[0-9a-f]{64}")
 _EMPTY_BODY_SHA256 = hashlib.sha256(b"").hexdigest()

@@ -8,12 +8,14 @@ import json
 import multiprocessing
 import threading
 import time
+import types
 import uuid
 
 import pytest
 from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings, free_port
 
 import pairio as pa
+from pairio.kv import remote as remote_module
 from pairio.kv import remote_store
 from pairio.kv.embedded import EmbeddedStore
 from pairio.kv.remote import RemoteStore
@@ -185,6 +187,41 @@ def test_pa_get_with_server_down_raises(monkeypatch):
         pa.get("k")
 
 
+def test_url_without_http_is_a_configuration_error():
+    for url in ("localhost:8080", "127.0.0.1:8080", "ftp://127.0.0.1", "http://"):
+        with pytest.raises(pa.ConfigurationError, match="http://"):
+            RemoteStore(url, "lab-rw", RW_PASSWORD)
+
+
+def test_channel_that_cannot_travel_in_a_header_is_a_configuration_error():
+    for channel in ("\u5b9e\u9a8c", "lab\n", ""):
+        with pytest.raises(pa.ConfigurationError, match="ASCII"):
+            RemoteStore("http://127.0.0.1:9", channel, RW_PASSWORD)
+
+
+def test_password_that_cannot_be_encoded_is_a_configuration_error():
+    with pytest.raises(pa.ConfigurationError, match="password") as info:
+        RemoteStore("http://127.0.0.1:9", "lab-rw", "secret\ud800")
+    assert "secret" not in str(info.value)
+
+
+def test_https_to_an_http_server_says_tls_failed(server):
+    url = server.url.replace("http://", "https://")
+    with pytest.raises(pa.ServerUnavailableError, match="TLS") as info:
+        RemoteStore(url, "lab-rw", RW_PASSWORD, retries=0).get("spikes", "k")
+    assert url in str(info.value)
+
+
+def test_batches_are_halved_until_the_server_accepts_their_size(tmp_path):
+    with ServerProcess(tmp_path / "small", default_settings(maxBodyBytes=65536)) as small:
+        store = RemoteStore(small.url, "lab-rw", RW_PASSWORD)
+        pairs = {key(): "v" * 80 for _ in range(2000)}  # about 250 kB of JSON
+        store.set_many("spikes", pairs)
+        assert EmbeddedStore(small.directory / "store").get_many("spikes", pairs) == pairs
+        assert store.get_many("spikes", pairs) == pairs
+        assert store.max_body_bytes < 65536 * 2
+
+
 def test_password_is_not_in_repr(server):
     store = RemoteStore(server.url, "lab-rw", RW_PASSWORD)
     assert RW_PASSWORD not in repr(store)
@@ -272,6 +309,15 @@ def test_429_honours_retry_after(scripted):
     start = time.monotonic()
     assert store.get("spikes", "k") == "ok"
     assert time.monotonic() - start >= 1.0 and s.requests == 2
+
+
+def test_503_honours_retry_after(scripted, monkeypatch):
+    waits = []
+    monkeypatch.setattr(remote_module, "time", types.SimpleNamespace(sleep=waits.append))
+    s = scripted((503, {"Retry-After": "3"}, {"error": "server busy"}))
+    store = RemoteStore(s.url, "c", "p" * 8, retries=2, backoff=0.01)
+    assert store.get("spikes", "k") == "ok"
+    assert waits == [3.0] and s.requests == 2
 
 
 def test_429_with_a_long_retry_after_raises_at_once(scripted):

@@ -74,6 +74,19 @@ def test_openapi_document_lists_every_route(server):
             "/api/v1/set_many", "/api/v1/health", "/api/v1/probe"} <= set(doc["paths"])
 
 
+def test_openapi_document_describes_retry_after_and_503(server):
+    doc = requests.get(f"{server.url}/openapi.json", timeout=5).json()
+    responses = doc["paths"]["/api/v1/get"]["post"]["responses"]
+    assert "Retry-After" in responses["429"]["headers"]
+    assert "503" in responses
+    assert "X-Pairio-Nonce" in doc["info"]["description"]
+
+
+def test_probe_answers_head_like_get(server):
+    r = signed_request(server.url, "public-ro", RO_PASSWORD, "/api/v1/probe", method="HEAD")
+    assert r.status_code == 200 and r.content == b""
+
+
 def test_probe_shows_only_the_callers_channel(server):
     r = signed_request(server.url, "public-ro", RO_PASSWORD, "/api/v1/probe", method="GET")
     assert r.status_code == 200
@@ -236,6 +249,7 @@ def test_timestamp_within_the_window_is_accepted(server):
     ("/api/v1/set", {"collection": "spikes", "key": "K", "value": "x"}),
     ("/api/v1/delete", {"collection": "spikes", "key": "K"}),
     ("/api/v1/set_many", {"collection": "spikes", "pairs": {"K": "x"}}),
+    ("/api/v1/set_many", {"collection": "spikes", "pairs": {}}),  # even an empty batch
 ])
 def test_read_only_channel_cannot_write(server, stored, path, obj):
     k = key()
@@ -257,7 +271,8 @@ def test_write_only_channel_cannot_read(server, stored):
     k = key()
     stored.set("spikes", k, "secret")
     for path, obj in (("/api/v1/get", {"collection": "spikes", "key": k}),
-                      ("/api/v1/get_many", {"collection": "spikes", "keys": [k]})):
+                      ("/api/v1/get_many", {"collection": "spikes", "keys": [k]}),
+                      ("/api/v1/get_many", {"collection": "spikes", "keys": []})):
         r = signed_request(server.url, "drop-box", WO_PASSWORD, path, obj)
         assert_refused(r, 403, "read")
         assert "secret" not in r.text

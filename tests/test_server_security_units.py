@@ -14,7 +14,7 @@ from server_process import default_settings
 
 from pairio.errors import ConfigurationError
 from pairio.server.ratelimit import RateLimiter, retry_after_header
-from pairio.server.settings import load_settings, parse_settings
+from pairio.server.settings import MAX_PER_MINUTE, load_settings, parse_settings
 from pairio.signing import (
     NonceCache,
     NonceCacheFull,
@@ -216,6 +216,15 @@ def _broken(path, value):
     (["store"], {"backend": "redis"}, "store.backend"),
     (["maxBodyBytes"], 10, "maxBodyBytes"),
     (["colections"], [], "colections"),
+    # a channel name is sent in a header: printable ASCII, no space at either end
+    (["channels", 0, "name"], "caf\u00e9", "channels[0].name"),
+    (["channels", 0, "name"], "lab ", "channels[0].name"),
+    (["channels", 0, "name"], "\ud800", "channels[0].name"),
+    # lone surrogates cannot be signed with or sent; unbounded limits could overflow the limiter
+    (["channels", 1, "password"], "\ud800" * 8, "channels[1].password"),
+    (["channels", 0, "collections", 0, "name"], "\udc00", "channels[0].collections[0].name"),
+    (["channels", 0, "collections", 0, "maxNumGetsPerMinute"], MAX_PER_MINUTE + 1,
+     "channels[0].collections[0].maxNumGetsPerMinute"),
 ])
 def test_invalid_settings_name_the_field(tmp_path, path, value, field):
     with pytest.raises(ConfigurationError) as info:
@@ -248,6 +257,20 @@ def test_bad_pairio_json_stops_start_up_naming_the_field(tmp_path):
         assert result.returncode == 2
         assert "channels[0].collections" in result.stderr
         assert "rw-password" not in result.stderr
+
+
+def test_check_refuses_an_unprintable_channel_name_without_a_traceback(tmp_path):
+    (tmp_path / "pairio.json").write_text(json.dumps(_broken(["channels", 0, "name"], "\ud800")))
+    result = _serve("--check", tmp_path)
+    assert result.returncode == 2 and "channels[0].name" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_a_port_out_of_range(tmp_path):
+    (tmp_path / "pairio.json").write_text(json.dumps(default_settings()))
+    for port in ("70000", "-1", "0"):
+        result = _serve(tmp_path, "--port", port)
+        assert result.returncode == 2 and "65535" in result.stderr
 
 
 def test_missing_pairio_json_is_reported(tmp_path):

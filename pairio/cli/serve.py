@@ -20,7 +20,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("directory", metavar="DIR", help="directory holding pairio.json")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
-    p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
+    p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--check", action="store_true", help="validate DIR/pairio.json and exit")
     p.add_argument("--root-path", default="",
                    help="path prefix a reverse proxy strips before forwarding (e.g. /pairio)")
@@ -28,6 +28,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=_serve)
+
+
+def _port(text: str) -> int:
+    # uvicorn would otherwise report a port over 65535 as listening.
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number from 1 to 65535")
+    return int(text)
 
 
 def _serve(args: argparse.Namespace) -> int:

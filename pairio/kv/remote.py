@@ -12,10 +12,15 @@ the cause is raised, naming the server's URL:
 404 (collection unknown    BadRequestError: the collection is not available to
 to the channel)            the channel (the server does not say whether it
                            exists for others)
-400, 413                   BadRequestError, with the server's message
+400, 413                   BadRequestError, with the server's message (a batch
+                           refused with 413 is first sent again in halves)
 429                        RateLimitedError (``retry_after`` in seconds)
 unreachable, 5xx           ServerUnavailableError
 =========================  ====================================================
+
+A URL that is not ``http://`` or ``https://``, a channel name that cannot be
+sent in a header or a password that is not text is a ConfigurationError when
+the store is made.
 
 A server that is down never turns ``get`` into None.
 """
@@ -30,6 +35,7 @@ import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -37,12 +43,13 @@ from requests.adapters import HTTPAdapter
 from ..errors import (
     AuthenticationError,
     BadRequestError,
+    ConfigurationError,
     PermissionDeniedError,
     RateLimitedError,
     RemoteError,
     ServerUnavailableError,
 )
-from ..signing import sign_request
+from ..signing import CHANNEL_PATTERN, sign_request
 from .base import KeyValueStore
 
 API = "/api/v1"
@@ -78,14 +85,25 @@ class RemoteStore(KeyValueStore):
         max_retry_after: float = 10.0,
         pool_size: int = 16,
     ) -> None:
-        self.url = url.rstrip("/")
+        self.url = _check_url(url)
+        if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
+            raise ConfigurationError(
+                f"channel {channel!r} must be 1 to 80 printable ASCII characters, with no space "
+                "at either end (it is sent in an HTTP header)"
+            )
         self.channel = channel
+        try:
+            password.encode("utf-8")  # it keys every signature
+        except (AttributeError, UnicodeEncodeError):
+            raise ConfigurationError("password must be a str of valid Unicode text") from None
         self._password = password
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
         self.max_retry_after = max_retry_after
         self.pool_size = pool_size
+        # Lowered when the server refuses a body as too large (its maxBodyBytes is smaller).
+        self.max_body_bytes = MAX_BODY_BYTES
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
         _stores.add(self)
@@ -156,9 +174,16 @@ class RemoteStore(KeyValueStore):
 
     def _call(self, operation: str, obj: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(obj, separators=(",", ":")).encode("ascii")
-        if len(body) > MAX_BODY_BYTES and len(obj.get("keys") or obj.get("pairs") or ()) > 1:
+        batch = len(obj.get("keys") or obj.get("pairs") or ()) > 1
+        if batch and len(body) > self.max_body_bytes:
             return self._split(operation, obj)
-        return self._request("POST", f"{API}/{operation}", body)
+        try:
+            return self._request("POST", f"{API}/{operation}", body)
+        except _BodyTooLargeError:
+            if not batch:
+                raise
+            self.max_body_bytes = min(self.max_body_bytes, len(body) - 1)
+            return self._split(operation, obj)
 
     def _split(self, operation: str, obj: dict[str, Any]) -> dict[str, Any]:
         if operation == "get_many":
@@ -202,7 +227,9 @@ class RemoteStore(KeyValueStore):
                         raise failure
                     wait = max(self._backoff(attempt), retry_after or 0.0)
                 elif status >= 500:
-                    wait = self._backoff(attempt)
+                    # A 503 may say when to come back (the server's replay window is full).
+                    retry_after = min(_retry_after(response) or 0.0, self.max_retry_after)
+                    wait = max(self._backoff(attempt), retry_after)
                 else:
                     raise failure
             if attempt >= self.retries:
@@ -240,7 +267,27 @@ class RemoteStore(KeyValueStore):
             return RateLimitedError(f"{where}: {message}", _retry_after(response))
         if status >= 500:
             return ServerUnavailableError(f"{where} failed on {path} (HTTP {status}): {message}")
+        if status == 413:
+            return _BodyTooLargeError(f"{where} refused {path} (HTTP 413): {message}")
         return BadRequestError(f"{where} refused {path} (HTTP {status}): {message}")
+
+
+class _BodyTooLargeError(BadRequestError):
+    """The server refused a request body as too large (HTTP 413)."""
+
+
+def _check_url(url: object) -> str:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = parts.hostname if parts else None
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        host = None
+    if not host or parts.scheme not in ("http", "https"):
+        raise ConfigurationError(
+            f"server url {url!r} must start with http:// or https:// and name a host "
+            "(e.g. http://127.0.0.1:8080)"
+        )
+    return url.rstrip("/")
 
 
 def _chunks(items: list) -> Iterator[list]:
@@ -259,6 +306,8 @@ def _retry_after(response: requests.Response) -> float | None:
 def _reason(exc: requests.RequestException) -> str:
     if isinstance(exc, requests.Timeout):
         return "timed out"
+    if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
+        return "TLS failed (is it an https server, and is its certificate trusted?)"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed (is it running, and is the URL right?)"
     return type(exc).__name__

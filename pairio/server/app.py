@@ -95,7 +95,8 @@ class _Api:
             try:
                 body = await read_body(request, limit)
                 channel = guard.authenticate(request, body)
-                if request.scope["method"] == "GET":
+                # Starlette answers HEAD on every GET route: neither carries a JSON body.
+                if request.scope["method"] in ("GET", "HEAD"):
                     return operation(channel, None)
                 try:
                     obj = json.loads(body)
@@ -155,8 +156,7 @@ class _Api:
             raise ApiError(400, "field 'keys' must be a list of keys")
         _check_count(len(keys), "keys")
         checked = [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
-        if checked:
-            self.guard.allow(channel, collection, "get", len(checked))
+        self.guard.allow(channel, collection, "get", len(checked))
         return json_response({"values": self.store.get_many(collection.name, checked)})
 
     def set_many(self, channel: str, obj: dict) -> Response:
@@ -169,8 +169,8 @@ class _Api:
         for k, v in pairs.items():
             key = _key(k, "pairs")
             checked[key] = None if v is None else _value(v, f"pairs[{key!r}]", key)
+        self.guard.allow(channel, collection, "set", len(checked))
         if checked:
-            self.guard.allow(channel, collection, "set", len(checked))
             self.store.set_many(collection.name, checked)
         return json_response({"ok": True})
 

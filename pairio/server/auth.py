@@ -96,7 +96,8 @@ class Guard:
         if per_minute == 0:
             verb = "read" if operation == "get" else "write"
             raise ApiError(403, f"channel {channel!r} may not {verb} collection {collection.name!r}")
-        wait = self.limiter.acquire((channel, collection.name, operation), per_minute, count)
+        # An empty batch is checked for permission but takes no tokens.
+        wait = self.limiter.acquire((channel, collection.name, operation), per_minute, count) if count else 0.0
         if wait:
             raise ApiError(
                 429,

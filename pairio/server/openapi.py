@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..hashing import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
-from ..signing import HEADER_CHANNEL, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP
+from ..signing import HEADER_CHANNEL, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_CLOCK_SKEW
 from .settings import MAX_PAIRS_PER_REQUEST
 
 _KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
@@ -21,13 +21,18 @@ _SIGNED_ERRORS = {
     "404": ("the collection is not available to the channel", _ERROR),
     "413": ("request body too large", _ERROR),
     "429": ("rate limit exceeded; see Retry-After", _ERROR),
+    "503": ("the store failed, or too many requests in the replay window (with Retry-After)", _ERROR),
 }
+_RETRY_AFTER = {"Retry-After": {"description": "whole seconds to wait before retrying",
+                                "schema": {"type": "integer", "minimum": 1}}}
 
 
 def _responses(ok: dict, errors: dict = _SIGNED_ERRORS) -> dict:
     out = {"200": {"description": "success", "content": {"application/json": {"schema": ok}}}}
     for status, (description, schema) in errors.items():
         out[status] = {"description": description, "content": {"application/json": {"schema": schema}}}
+        if status == "429":
+            out[status]["headers"] = _RETRY_AFTER
     return out
 
 
@@ -60,8 +65,12 @@ def openapi_document(version: str) -> dict:
             "title": "pairio server",
             "version": version,
             "description": (
-                "Shared key/value cache. Every route but /health is signed with "
-                "HMAC-SHA256 under the channel's password; see pairio/signing.py."
+                "Shared key/value cache. Every route but /health is signed: the headers "
+                f"{HEADER_CHANNEL}, {HEADER_TIMESTAMP} (seconds since the epoch, within {MAX_CLOCK_SKEW} s of "
+                f"the server's clock), {HEADER_NONCE} (16 to 64 of [A-Za-z0-9_-], never reused) "
+                f"and {HEADER_SIGNATURE}, the HMAC-SHA256 hex under the channel's password of "
+                "channel, METHOD, path, sorted query, SHA-256 hex of the body, timestamp and "
+                "nonce, joined by newlines (see pairio/signing.py)."
             ),
         },
         "paths": {

@@ -16,10 +16,13 @@ from typing import Any
 
 from ..errors import ConfigurationError
 from ..hashing import MAX_KEY_LENGTH
+from ..signing import CHANNEL_PATTERN
 
 SETTINGS_FILENAME = "pairio.json"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PAIRS_PER_REQUEST = 10_000
+# A rate beyond any server's reach; larger integers would overflow the limiter's floats.
+MAX_PER_MINUTE = 10**9
 BACKENDS = ("embedded",)
 
 
@@ -119,10 +122,13 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     _require(isinstance(obj, dict), where, "must be a JSON object")
     _no_unknown(obj, where, {"name", "password", "collections"})
     name = obj.get("name")
-    _require(_is_name(name), f"{where}.name", f"must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+    _require(isinstance(name, str) and CHANNEL_PATTERN.fullmatch(name), f"{where}.name",
+             "must be 1 to 80 printable ASCII characters, with no space at either end "
+             "(clients send it in an HTTP header)")
     password = obj.get("password")
     _require(isinstance(password, str) and len(password) >= 8, f"{where}.password",
              "must be a string of at least 8 characters")
+    _require(_is_unicode(password), f"{where}.password", "is not valid Unicode text (it holds a lone surrogate)")
     collections_obj = obj.get("collections")
     _require(isinstance(collections_obj, list), f"{where}.collections", "must be a list")
     collections: dict[str, CollectionSettings] = {}
@@ -133,11 +139,13 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
         cname = c.get("name")
         _require(_is_name(cname), f"{cwhere}.name",
                  f"must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
+        _require(_is_unicode(cname), f"{cwhere}.name", "is not valid Unicode text (it holds a lone surrogate)")
         _require(cname not in collections, f"{cwhere}.name", f"repeats the collection {cname!r}")
         limits = []
         for field in ("maxNumGetsPerMinute", "maxNumSetsPerMinute"):
             value = c.get(field)
-            _require(_is_int(value) and value >= 0, f"{cwhere}.{field}", "must be a non-negative integer")
+            _require(_is_int(value) and 0 <= value <= MAX_PER_MINUTE, f"{cwhere}.{field}",
+                     f"must be a non-negative integer of at most {MAX_PER_MINUTE}")
             limits.append(value)
         collections[cname] = CollectionSettings(cname, limits[0], limits[1])
     return ChannelSettings(name=name, password=password, collections=collections)
@@ -159,6 +167,15 @@ def _is_int(value: object) -> bool:
 
 def _is_name(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_KEY_LENGTH
+
+
+def _is_unicode(text: str) -> bool:
+    # JSON can carry lone surrogates ("\ud800"), which cannot be encoded, signed or sent.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _no_unknown(obj: dict, where: str, known: set[str]) -> None:
