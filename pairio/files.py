@@ -192,14 +192,9 @@ def copy_file(src: str | os.PathLike[str], dest: str | os.PathLike[str], *, link
 
 def try_link(src: str | os.PathLike[str], dest: Path) -> bool:
     """Atomically make ``dest`` a hard link to ``src``; False where hard links are impossible."""
-    ensure_dir(dest.parent)
-    temp = dest.parent / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
-    try:
-        os.link(src, temp)
-    except OSError as exc:
-        if exc.errno in _NO_LINK_ERRNOS:
-            return False
-        raise
+    temp = link_temp(src, dest.parent)
+    if temp is None:
+        return False
     try:
         os.replace(temp, dest)
     except BaseException:
@@ -207,6 +202,19 @@ def try_link(src: str | os.PathLike[str], dest: Path) -> bool:
             os.unlink(temp)
         raise
     return True
+
+
+def link_temp(src: str | os.PathLike[str], directory: Path) -> Path | None:
+    """A new hard link to ``src``, named as a temporary file in ``directory``; None where links are impossible."""
+    ensure_dir(directory)
+    temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    try:
+        os.link(src, temp)
+    except OSError as exc:
+        if exc.errno in _NO_LINK_ERRNOS:
+            return None
+        raise
+    return temp
 
 
 def copy_fd(src_fd: int, dest_fd: int, progress: Progress | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import time
 
 import pytest
@@ -114,3 +115,17 @@ def test_unusable_cache_database_still_hashes(tmp_path):
     path = _old_file(tmp_path / "f.dat", b"data")
     with pytest.warns(RuntimeWarning, match="hash cache"):
         assert pa.get_file_hash(path, database_path=str(db_dir)) == hashlib.sha1(b"data").hexdigest()
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="needs a file system that takes any bytes as a name")
+def test_a_file_whose_name_is_not_utf8_is_hashed_and_stored(tmp_path):
+    (tmp_path / "d").mkdir()
+    path = os.path.join(os.fsencode(tmp_path / "d"), b"caf\xe9.dat")  # Latin-1, not UTF-8
+    with open(path, "wb") as f:
+        f.write(b"data")
+    past = time.time_ns() - 60 * 10**9
+    os.utime(path, ns=(past, past))
+    name = os.fsdecode(path)
+    assert pa.get_file_hash(name) == hashlib.sha1(b"data").hexdigest()
+    assert pa.load_bytes(pa.store_file(name)) == b"data"
+    assert pa.read_dir(pa.store_dir(tmp_path / "d"))["files"][os.path.basename(name)]["size"] == 4

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import tempfile
 
 import pytest
 
@@ -127,6 +129,56 @@ def test_store_file_with_link_makes_the_object_a_hard_link(tmp_path):
     assert os.path.samefile(path, pa.load_file(uri))
 
 
+def test_a_file_changed_after_hashing_never_becomes_a_linked_object(tmp_path, monkeypatch):
+    path = tmp_path / "huge.dat"
+    path.write_bytes(b"as hashed")
+    store = _store()
+    real_hash_file = store._hash_file
+
+    def hash_then_change(*args, **kwargs):
+        sha1 = real_hash_file(*args, **kwargs)
+        path.write_bytes(b"changed after hashing")  # a new size: the change is seen whatever the clock
+        return sha1
+
+    renamed_to = []
+    real_replace = os.replace
+
+    def spy_replace(src, dst):
+        renamed_to.append(str(dst))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(store, "_hash_file", hash_then_change)
+    monkeypatch.setattr(os, "replace", spy_replace)
+    uri = pa.store_file(path, link=True)
+    stale = hashlib.sha1(b"as hashed").hexdigest()
+    assert str(store.object_path(stale)) not in renamed_to  # not even for an instant
+    assert pa.parse_uri(uri).sha1 == hashlib.sha1(b"changed after hashing").hexdigest()
+    assert pa.load_bytes(uri, verify=True) == b"changed after hashing"
+
+
+def test_store_file_with_link_across_file_systems_reads_the_file_once(monkeypatch):
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(pa.get_config().database_dir.parent).st_dev:
+        pytest.skip("needs a second file system at /dev/shm")
+    with tempfile.TemporaryDirectory(dir=shm) as other:
+        path = os.path.join(other, "elsewhere.dat")
+        with open(path, "wb") as f:
+            f.write(os.urandom(100_000))
+        opened = []
+        real_open = open
+
+        def spy_open(file, *args, **kwargs):
+            opened.append(str(file))
+            return real_open(file, *args, **kwargs)
+
+        monkeypatch.setattr("builtins.open", spy_open)
+        uri = pa.store_file(path, link=True)
+        monkeypatch.undo()
+        assert opened.count(path) == 1  # hashed while copied: no hashing first for a link that cannot be
+        assert not os.path.samefile(path, pa.load_file(uri))
+        assert pa.load_bytes(uri, verify=True) == real_open(path, "rb").read()
+
+
 def test_writer_streams_into_the_store_and_sets_sha1():
     with _store().writer() as w:
         w.write(b"Hello, ")
@@ -185,6 +237,23 @@ def test_same_tree_in_two_places_has_the_same_hash(tmp_path):
     assert a == b
 
 
+def test_sha1dir_uri_of_content_that_is_not_a_directory_is_an_error_naming_the_uri():
+    sha1 = pa.parse_uri(pa.store_text("not a manifest")).sha1
+    for uri, load in ((f"sha1dir://{sha1}.d", pa.read_dir), (f"sha1dir://{sha1}.d/a.txt", pa.load_file),
+                      (f"sha1dir://{sha1}.d/a.txt", pa.load_text)):
+        with pytest.raises(pa.InvalidURIError, match="is not a directory") as info:
+            load(uri)
+        assert repr(uri) in str(info.value)
+
+
+def test_a_missing_directory_is_named_by_its_uri():
+    uri = f"sha1dir://{'1' * 40}.results/a.txt"
+    assert pa.load_file(uri) is None
+    with pytest.raises(pa.ContentNotFoundError) as info:
+        pa.load_text(uri)
+    assert repr(uri) in str(info.value)
+
+
 def test_store_dir_of_a_file_or_missing_path_is_a_clear_error(tmp_path):
     (tmp_path / "f.txt").write_text("x")
     with pytest.raises(pa.InvalidPathError, match="f.txt"):
@@ -221,6 +290,26 @@ def test_storing_a_missing_path_or_a_directory_names_it_and_writes_nothing(tmp_p
     with pytest.raises(pa.InvalidPathError, match="is a directory"):
         pa.get_file_hash(tmp_path)
     assert list(_store().iter_objects()) == []
+
+
+def test_an_empty_path_is_an_error_not_the_current_directory():
+    with pytest.raises(pa.InvalidPathError, match="empty"):
+        pa.store_file("")
+    with pytest.raises(pa.InvalidPathError, match="empty"):
+        pa.store_dir("")
+    with pytest.raises(pa.InvalidPathError, match="empty"):
+        pa.get_file_hash("")
+    assert list(_store().iter_objects()) == []
+
+
+def test_load_file_to_a_dest_under_a_file_names_the_file_and_writes_nothing(tmp_path):
+    uri = pa.store_bytes(b"payload")
+    (tmp_path / "plain.txt").write_text("in the way")
+    with pytest.raises(pa.InvalidPathError) as info:
+        pa.load_file(uri, dest=tmp_path / "plain.txt" / "out.dat")
+    message = str(info.value)
+    assert repr(uri) in message and repr(str(tmp_path / "plain.txt")) in message
+    assert sorted(os.listdir(tmp_path)) == ["pairio-home", "plain.txt"]
 
 
 def test_store_object_rejects_what_json_cannot_hold():

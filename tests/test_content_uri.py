@@ -49,3 +49,15 @@ def test_uris_print_back_to_their_canonical_form():
     assert dir_uri(H, "d", "x/y") == f"sha1dir://{H}.d/x/y"
     for uri in (f"sha1://{H}/a.txt", f"sha1dir://{H}.d/x/y", f"sha1dir://{H}"):
         assert str(pa.parse_uri(uri)) == uri
+
+
+@pytest.mark.parametrize(("uri", "expected"), [
+    (f"sha1://{H}x", "expected sha1://<40 hex digits>[/name]"),
+    (f"sha1://{H}\n", "expected sha1://<40 hex digits>[/name]"),
+    (f"sha1dir://{H}x/a", "expected sha1dir://<40 hex digits>[.name][/path]"),
+])
+def test_malformed_uri_message_shows_the_expected_form(uri, expected):
+    # These have 40 hex digits after the scheme; the message must not claim otherwise.
+    with pytest.raises(pa.InvalidURIError) as info:
+        pa.parse_uri(uri)
+    assert expected in str(info.value) and repr(uri) in str(info.value)

@@ -356,3 +356,19 @@ def test_a_forked_child_gets_its_own_session(server, stored):
     child.join(20)
     assert fresh and value == "parent"
     assert store.get("spikes", k) == "parent"
+
+
+def test_a_server_answering_without_the_expected_field_is_named_not_a_key_error(scripted):
+    s = scripted((200, {}, {"something": "else"}))
+    store = RemoteStore(s.url, "c", "p" * 8)
+    with pytest.raises(pa.ServerUnavailableError, match="without the field 'value'.*pairio server"):
+        store.get("spikes", "k")
+
+
+def test_a_password_written_into_the_url_stays_out_of_errors_and_repr(monkeypatch):
+    monkeypatch.setattr(RemoteStore, "_backoff", lambda self, attempt: 0.0)
+    store = RemoteStore(f"http://user:topsecret@127.0.0.1:{free_port()}", "c", "p" * 8, retries=0)
+    assert "topsecret" not in repr(store)
+    with pytest.raises(pa.ServerUnavailableError) as caught:
+        store.get("spikes", "k")
+    assert "topsecret" not in str(caught.value) and "***" in str(caught.value)

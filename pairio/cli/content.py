@@ -6,10 +6,12 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from ..config import get_config
-from ..content import api, content_store, dir_uri, file_uri, parse_uri
+from ..content import api, content_store, directories, file_uri, parse_uri
 from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError
@@ -33,7 +35,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_load)
 
     p = subparsers.add_parser("cat", help="write a URI's bytes to stdout",
-                              description="Write URI's bytes (or bytes START..END) to stdout.")
+                              description=("Write URI's bytes (or bytes START..END) to stdout; "
+                                           "exit code 1 if not stored."))
     p.add_argument("uri", metavar="URI")
     p.add_argument("--start", type=int, default=0, metavar="N", help="first byte (default 0)")
     p.add_argument("--end", type=int, default=None, metavar="N", help="byte after the last (default: end)")
@@ -75,10 +78,17 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
-    path = api.load_file(args.uri, dest=args.dest, link=args.link, verify=args.verify)
+    path = api.load_file(args.uri, verify=args.verify)
     if path is None:
         print(f"pairio: {args.uri!r} is not in the content store", file=sys.stderr)
         return 1
+    if args.dest is not None:
+        bar = progress_bar(os.path.getsize(path), f"copying to {args.dest}")
+        try:
+            path = api.copy_to(Path(path), args.uri, args.dest, link=args.link, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
     print(path)
     return 0
 
@@ -87,42 +97,66 @@ def _cat(args: argparse.Namespace) -> int:
     if args.start < 0 or (args.end is not None and args.end < 0):
         print("pairio: error: --start and --end must not be negative", file=sys.stderr)
         return 2
-    out = sys.stdout.buffer
+    try:
+        source = api.open_uri(args.uri, args.verify)
+    except ContentNotFoundError as exc:
+        print(f"pairio: {exc}", file=sys.stderr)
+        return 1
     remaining = None if args.end is None else max(args.end - args.start, 0)
-    with api.open_uri(args.uri, args.verify) as f:
+    with source as f:
         f.seek(args.start)
-        while remaining is None or remaining > 0:
-            chunk = f.read(1 << 20 if remaining is None else min(1 << 20, remaining))
-            if not chunk:
-                break
+        return _write_to_stdout(_chunks(f, remaining))
+
+
+def _chunks(f: BinaryIO, remaining: int | None) -> Iterator[bytes]:
+    while remaining is None or remaining > 0:
+        chunk = f.read(1 << 20 if remaining is None else min(1 << 20, remaining))
+        if not chunk:
+            return
+        yield chunk
+        if remaining is not None:
+            remaining -= len(chunk)
+
+
+def _write_to_stdout(chunks: Iterable[bytes]) -> int:
+    """Write ``chunks`` to stdout; the exit code. Only writing is guarded: read errors propagate."""
+    out = sys.stdout.buffer
+    for chunk in chunks:
+        try:
             out.write(chunk)
-            if remaining is not None:
-                remaining -= len(chunk)
-    out.flush()
+            out.flush()
+        except OSError as exc:
+            # Point stdout at /dev/null so that the interpreter's last flush does not fail again.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            os.close(devnull)
+            if isinstance(exc, BrokenPipeError):
+                return 141  # the reader went away (`pairio cat URI | head`): stop quietly, as cat does
+            print(f"pairio: error: cannot write to stdout: {exc.strerror or exc}", file=sys.stderr)
+            return 1
     return 0
 
 
 def _info(args: argparse.Namespace) -> int:
     parsed = parse_uri(args.uri)
     store = content_store(get_config())
-    if parsed.is_dir and not parsed.path:
-        try:
-            manifest = api.read_dir(args.uri)
-        except ContentNotFoundError as exc:
-            print(f"pairio: {exc}", file=sys.stderr)
-            return 1
-        info = {"uri": dir_uri(parsed.sha1, parsed.name), "sha1": parsed.sha1, "type": "directory",
-                "files": len(manifest["files"]), "dirs": len(manifest["dirs"]),
-                "local_path": str(store.path(parsed.sha1))}
-    else:
-        try:
-            sha1 = api.resolve_sha1(store, args.uri, False)
-            size = store.size(sha1)
-        except ContentNotFoundError as exc:
-            print(f"pairio: {exc}", file=sys.stderr)
-            return 1
-        info = {"uri": args.uri, "sha1": sha1, "type": "file", "size": size,
-                "local_path": str(store.path(sha1))}
+    try:
+        kind, node = "file", {"sha1": parsed.sha1}
+        if parsed.is_dir:
+            manifest = directories.read_manifest(store, parsed.sha1, args.uri)
+            kind, node = directories.lookup(manifest, parsed.path, args.uri)
+        if kind == "dir":
+            info = {"uri": str(parsed), "type": "directory",
+                    "files": len(node["files"]), "dirs": len(node["dirs"])}
+            if not parsed.path:  # a subdirectory's manifest lives inside its parent's, not as an object
+                info.update(sha1=parsed.sha1, local_path=str(store.path(parsed.sha1)))
+        else:
+            sha1 = node["sha1"]
+            info = {"uri": args.uri, "sha1": sha1, "type": "file", "size": store.size(sha1),
+                    "local_path": str(store.path(sha1))}
+    except ContentNotFoundError as exc:
+        print(f"pairio: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(info, indent=2))
     return 0
 

@@ -14,7 +14,7 @@ import cloudpickle
 
 from .. import files
 from ..config import get_config
-from ..errors import ContentNotFoundError, InvalidURIError
+from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError
 from ..hashing import canonical_json
 from . import directories
 from .local import content_store, file_hash_cache
@@ -94,7 +94,8 @@ def resolve_sha1(store: ContentStore, uri: str, verify: bool) -> str:
     parsed = parse_uri(uri)
     if not parsed.is_dir:
         return parsed.sha1
-    kind, entry = directories.lookup(directories.read_manifest(store, parsed.sha1, verify), parsed.path, uri)
+    manifest = directories.read_manifest(store, parsed.sha1, uri, verify)
+    kind, entry = directories.lookup(manifest, parsed.path, uri)
     if kind == "dir":
         raise InvalidURIError(f"{uri!r} names a directory, not a file (read it with read_dir)")
     return entry["sha1"]
@@ -116,7 +117,8 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
 
     With ``dest`` the content is copied there atomically (hard linked with
     ``link`` where possible: the link is read-only and must stay so) and ``dest``
-    is returned; a ``dest`` that is a directory receives a file named after the URI.
+    is returned; a ``dest`` that is a directory receives a file named after the URI,
+    and one that cannot be written is an InvalidPathError naming it.
     The copy is not fsync'd, as ``cp`` does not (the store keeps the original);
     ``durable`` fsyncs it before it takes its name.
     With ``verify`` the content is re-hashed first (CorruptContentError on a mismatch).
@@ -133,11 +135,25 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
         return None
     if dest is None:
         return str(path)
+    return copy_to(path, uri, dest, link=link, durable=durable)
+
+
+def copy_to(path: Path, uri: str, dest: str | os.PathLike[str], link: bool = False, durable: bool = False,
+            progress: files.Progress | None = None) -> str:
+    """Copy the object at ``path`` (the content of ``uri``) to ``dest`` as :func:`load_file` does."""
     target = Path(dest)
     if target.is_dir():
         parsed = parse_uri(uri)
-        target = target / (parsed.path[-1] if parsed.path else (parsed.name or sha1).rsplit("/", 1)[-1])
-    files.copy_file(path, target, link=link, durable=durable)
+        name = parsed.path[-1] if parsed.path else (parsed.name or "").rsplit("/", 1)[-1]
+        target = target / (name if name not in ("", ".", "..") else parsed.sha1)
+    try:
+        files.copy_file(path, target, link=link, durable=durable, progress=progress)
+    except OSError as exc:
+        # Name the path at fault (a file where a parent directory should be), not a temporary file.
+        culprit = exc.filename if exc.filename and files.TEMP_PREFIX not in os.fspath(exc.filename) else None
+        where = f": {os.fspath(culprit)!r}" if culprit else ""
+        raise InvalidPathError(f"cannot copy {uri!r} to {str(target)!r}: "
+                               f"{exc.strerror or exc}{where}") from None
     return str(target)
 
 
@@ -180,12 +196,7 @@ def read_dir(uri: str, verify: bool = False, **overrides: Any) -> dict[str, Any]
     parsed = parse_uri(uri)
     if not parsed.is_dir:
         raise InvalidURIError(f"read_dir needs a sha1dir:// URI, got {uri!r}")
-    store = _store(overrides)
-    try:
-        manifest = directories.read_manifest(store, parsed.sha1, verify)
-    except ContentNotFoundError:
-        raise ContentNotFoundError(f"directory {uri!r} is not in the content store "
-                                   f"{str(store.directory)!r}") from None
+    manifest = directories.read_manifest(_store(overrides), parsed.sha1, uri, verify)
     kind, node = directories.lookup(manifest, parsed.path, uri)
     if kind == "file":
         raise InvalidURIError(f"{uri!r} names a file, not a directory (load it with load_file)")

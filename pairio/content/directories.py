@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContentNotFoundError, CorruptContentError, InvalidPathError
+from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError
 from ..hashing import canonical_json
 from .store import ContentStore
 
@@ -22,6 +22,8 @@ Manifest = dict[str, Any]
 
 def put_dir(store: ContentStore, path: str | os.PathLike[str], link: bool = False) -> tuple[str, Manifest]:
     """Store every file under ``path`` and then its manifest; returns (manifest SHA-1, manifest)."""
+    if os.fspath(path) == "":  # Path("") is the current directory: storing it was not meant
+        raise InvalidPathError("directory to store: path is empty")
     root = Path(path)
     if not root.exists():
         raise InvalidPathError(f"directory to store {os.fspath(path)!r} does not exist")
@@ -53,16 +55,25 @@ def _walk(store: ContentStore, directory: Path, link: bool, ancestors: set[tuple
     return manifest
 
 
-def read_manifest(store: ContentStore, sha1: str, verify: bool = False) -> Manifest:
-    """The manifest stored as ``sha1``; ContentNotFoundError if absent."""
-    with store.open(sha1, verify=verify) as f:
+def read_manifest(store: ContentStore, sha1: str, uri: str, verify: bool = False) -> Manifest:
+    """The manifest stored as ``sha1`` for the ``sha1dir://`` URI ``uri``.
+
+    ContentNotFoundError if it is not stored; InvalidURIError if the object is not a
+    manifest (the URI names some other content as a directory).
+    """
+    try:
+        f = store.open(sha1, verify=verify)
+    except ContentNotFoundError:
+        raise ContentNotFoundError(f"directory {uri!r} is not in the content store "
+                                   f"{str(store.directory)!r}") from None
+    with f:
         try:
             manifest = json.load(f)
         except (UnicodeDecodeError, json.JSONDecodeError):
             manifest = None
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
             or not isinstance(manifest.get("dirs"), dict):
-        raise CorruptContentError(f"object {sha1} is not a directory manifest")
+        raise InvalidURIError(f"{uri!r} is not a directory: object {sha1} is not a directory manifest")
     return manifest
 
 

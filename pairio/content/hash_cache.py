@@ -46,6 +46,8 @@ _RECORD = "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, ino, dev, s
 
 def stat_regular_file(path: str | os.PathLike[str], what: str = "file") -> tuple[str, os.stat_result]:
     """The absolute path and stat of a regular file; InvalidPathError naming it otherwise."""
+    if os.fspath(path) == "":  # abspath would quietly make it the current directory
+        raise InvalidPathError(f"{what} path is empty")
     abspath = os.path.abspath(os.fspath(path))
     try:
         st = os.stat(abspath)
@@ -63,6 +65,16 @@ def stat_regular_file(path: str | os.PathLike[str], what: str = "file") -> tuple
 def _signed64(n: int) -> int:
     # SQLite integers are signed 64-bit; some file systems use the full unsigned range for inodes.
     return n - (1 << 64) if n >= (1 << 63) else n
+
+
+def _storable(abspath: str) -> bool:
+    # A name that is not valid UTF-8 reaches Python with surrogate escapes, which SQLite
+    # cannot take as text; such a file is simply hashed every time.
+    try:
+        abspath.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -117,6 +129,8 @@ class HashCache:
 
     def lookup(self, abspath: str, st: os.stat_result) -> str | None:
         """The remembered SHA-1 of the file at ``abspath`` if ``st`` still matches, else None."""
+        if not _storable(abspath):
+            return None
         conn = self._connection()
         if conn is None:
             return None
@@ -135,7 +149,7 @@ class HashCache:
             st_after = os.stat(abspath)
         except OSError:
             return False
-        if _identity(st_after) != _identity(st_before):
+        if _identity(st_after) != _identity(st_before) or not _storable(abspath):
             return False
         conn = self._connection()
         if conn is None:

@@ -3,7 +3,8 @@
 Layout under the content directory::
 
     sha1/ab/cd/abcd...      objects, sharded by the first two bytes of the hash, read-only
-    tmp/.pairio-tmp-...     objects being written (locked by their writer)
+    tmp/.pairio-tmp-...     objects being written (locked by their writer), or an instant-old
+                            hard link (``link=True``) checked before it takes its name
     quarantine/abcd....N    objects found corrupt, moved aside by verify or fsck
 
 An object appears only by an atomic rename of a complete, fsync'd file whose
@@ -222,7 +223,9 @@ class ContentStore:
         if known is not None and self.has(known):
             return known
         started = time.time_ns()
-        if link:
+        # A hard link cannot cross file systems: when it surely fails, copy at once rather
+        # than hash first and then read the file a second time to copy it.
+        if link and self._same_file_system(st):
             sha1 = known or self._hash_file(abspath, path, progress)
             if self.has(sha1) or self._link_in(abspath, st, sha1):
                 self._remember(abspath, st, sha1, started)
@@ -264,18 +267,35 @@ class ContentStore:
             raise InvalidPathError(f"file to store {path!r} cannot be read: {exc.strerror}") from None
         return h.hexdigest()
 
+    def _same_file_system(self, st: os.stat_result) -> bool:
+        try:
+            files.ensure_dir(self.temp_dir)
+            return os.stat(self.temp_dir).st_dev == st.st_dev
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+
     def _link_in(self, abspath: str, st: os.stat_result, sha1: str) -> bool:
         """Hard link the file as object ``sha1`` if it is still the file that was hashed."""
-        target = self.object_path(sha1)
-        if not files.try_link(abspath, target):
+        try:
+            temp = files.link_temp(abspath, self.temp_dir)
+        except OSError:
+            return False  # the copy that follows reports what is wrong
+        if temp is None:
             return False
-        now = target.stat()
-        if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
-            # The file changed (or was replaced) after it was hashed: undo the link.
+        try:
+            now = temp.stat()
+            # The file changed (or was replaced) after it was hashed: it must not take the name.
+            if (now.st_ino, now.st_size, now.st_mtime_ns) != (st.st_ino, st.st_size, st.st_mtime_ns):
+                return False
+            target = self.object_path(sha1)
+            files.ensure_dir(target.parent)
+            os.replace(temp, target)
+            return True
+        except OSError:
+            return False
+        finally:
             with contextlib.suppress(FileNotFoundError):
-                target.unlink()
-            return False
-        return True
+                temp.unlink()
 
     def _remember(self, abspath: str, st: os.stat_result, sha1: str, started: int) -> None:
         if self.hash_cache is not None:

@@ -50,9 +50,11 @@ def parse_uri(uri: str) -> ContentURI:
         if any(p in (".", "..") for p in parts):
             raise InvalidURIError(f"content URI {uri!r} has '.' or '..' in its path")
         return ContentURI("sha1dir", m.group(1).lower(), m.group(2) or None, parts)
-    if uri.startswith(("sha1://", "sha1dir://")):
+    if uri.startswith("sha1://"):
+        raise InvalidURIError(f"malformed content URI {uri!r}: expected sha1://<40 hex digits>[/name]")
+    if uri.startswith("sha1dir://"):
         raise InvalidURIError(
-            f"malformed content URI {uri!r}: the scheme must be followed by 40 hex digits"
+            f"malformed content URI {uri!r}: expected sha1dir://<40 hex digits>[.name][/path]"
         )
     raise InvalidURIError(
         f"malformed content URI {uri!r}: expected sha1://<40-hex>[/name] or sha1dir://<40-hex>[.name][/path]"

@@ -40,6 +40,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from ..config import mask_url
 from ..errors import (
     AuthenticationError,
     BadRequestError,
@@ -86,6 +87,7 @@ class RemoteStore(KeyValueStore):
         pool_size: int = 16,
     ) -> None:
         self.url = _check_url(url)
+        self._shown_url = mask_url(self.url)  # for messages: a password in the URL stays out
         if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
             raise ConfigurationError(
                 f"channel {channel!r} must be 1 to 80 printable ASCII characters, with no space "
@@ -109,17 +111,18 @@ class RemoteStore(KeyValueStore):
         _stores.add(self)
 
     def __repr__(self) -> str:
-        return f"RemoteStore({self.url!r}, channel={self.channel!r})"
+        return f"RemoteStore({self._shown_url!r}, channel={self.channel!r})"
 
     # --- the KeyValueStore interface --------------------------------------------------
 
     def get(self, collection: str, key: str) -> str | None:
-        return self._call("get", {"collection": collection, "key": key})["value"]
+        return self._field(self._call("get", {"collection": collection, "key": key}), "value", "get")
 
     def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         for chunk in _chunks(list(dict.fromkeys(keys))):
-            found.update(self._call("get_many", {"collection": collection, "keys": chunk})["values"])
+            answer = self._call("get_many", {"collection": collection, "keys": chunk})
+            found.update(self._field(answer, "values", "get_many"))
         return found
 
     def set(self, collection: str, key: str, value: str) -> None:
@@ -208,7 +211,7 @@ class RemoteStore(KeyValueStore):
                 response = self._send(method, url, body, headers)
             except requests.RequestException as exc:
                 failure: RemoteError = ServerUnavailableError(
-                    f"pairio server {self.url} is unreachable: {_reason(exc)}"
+                    f"pairio server {self._shown_url} is unreachable: {_reason(exc)}"
                 )
                 wait = self._backoff(attempt)
             else:
@@ -218,7 +221,7 @@ class RemoteStore(KeyValueStore):
                         return response.json()
                     except ValueError:
                         raise ServerUnavailableError(
-                            f"pairio server {self.url} answered {path} with a body that is not JSON"
+                            f"pairio server {self._shown_url} answered {path} with a body that is not JSON"
                         ) from None
                 failure = self._error(response, path)
                 if status == 429:
@@ -247,6 +250,13 @@ class RemoteStore(KeyValueStore):
         return session.get_adapter(url).send(prepared, timeout=self.timeout, verify=session.verify,
                                              proxies=session.proxies)
 
+    def _field(self, answer: Any, name: str, operation: str) -> Any:
+        """``answer[name]``; a server that answers without it is not a pairio server of this version."""
+        if not isinstance(answer, dict) or name not in answer:
+            raise ServerUnavailableError(
+                f"{self._shown_url} answered {operation} without the field {name!r}: is it a pairio server?")
+        return answer[name]
+
     def _backoff(self, attempt: int) -> float:
         # Jitter spreads the retries of many clients after a shared outage.
         return self.backoff * (2**attempt) * (0.5 + random.random())
@@ -257,7 +267,7 @@ class RemoteStore(KeyValueStore):
             message = response.json()["error"]
         except (ValueError, KeyError, TypeError):
             message = response.text[:200] or response.reason
-        where = f"pairio server {self.url}"
+        where = f"pairio server {self._shown_url}"
         if status == 401:
             return AuthenticationError(f"{where} rejected channel {self.channel!r}: {message} "
                                        "(check the channel and password)")
