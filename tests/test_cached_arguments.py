@@ -588,7 +588,12 @@ def test_multi_index_frames_hash(pd):
 
 scalars = (st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8)
            | st.binary(max_size=8))
-keys = st.recursive(scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
+# No NaN among set members and dict keys: a NaN equals only itself by identity, so whether two
+# draws share a float object would change which elements a set keeps, and hypothesis's replay
+# of an example would differ from its first run (FlakyStrategyDefinition).
+key_scalars = (st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8)
+               | st.binary(max_size=8))
+keys = st.recursive(key_scalars, lambda inner: st.tuples(inner, inner) | st.frozensets(inner, max_size=3),
                     max_leaves=4)
 values = st.recursive(
     scalars,
