@@ -355,6 +355,18 @@ def test_fsck_reports_and_quarantines_only_corrupt_objects():
     assert _store().verify(bad)
 
 
+def test_fsck_reports_an_unreadable_object_and_checks_the_rest():
+    good = pa.parse_uri(pa.store_bytes(b"good")).sha1
+    lost = pa.parse_uri(pa.store_bytes(b"lost")).sha1
+    path = _store().object_path(lost)
+    path.unlink()
+    os.symlink(path, path)  # a link to itself: opening it fails with ELOOP, as an I/O error would
+    report = _store().fsck()
+    assert report.checked == 1 and report.corrupt == []
+    assert [sha1 for sha1, _ in report.unreadable] == [lost]
+    assert _store().verify(good)
+
+
 def test_verify_of_an_intact_object_is_true():
     sha1 = pa.parse_uri(pa.store_text("fine")).sha1
     assert _store().verify(sha1)

@@ -166,8 +166,11 @@ def _fsck(args: argparse.Namespace) -> int:
     report = store.fsck()
     for sha1, moved in report.corrupt:
         print(f"corrupt: {sha1} (moved to {moved})")
-    print(f"checked {report.checked} objects in {store.directory}: {len(report.corrupt)} corrupt")
-    return 1 if report.corrupt else 0
+    for sha1, reason in report.unreadable:
+        print(f"unreadable: {sha1} ({reason})")
+    unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
+    print(f"checked {report.checked} objects in {store.directory}: {len(report.corrupt)} corrupt{unreadable}")
+    return 1 if report.corrupt or report.unreadable else 0
 
 
 def _gc(args: argparse.Namespace) -> int:

@@ -77,10 +77,12 @@ class ObjectWriter:
 
 @dataclasses.dataclass
 class FsckReport:
-    """What :meth:`ContentStore.fsck` found: objects checked, corrupt ones and where they went."""
+    """What :meth:`ContentStore.fsck` found: objects checked, corrupt ones and where they went,
+    and objects that could not be read (with the reason)."""
 
     checked: int = 0
     corrupt: list[tuple[str, Path]] = dataclasses.field(default_factory=list)
+    unreadable: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
 class ContentStore:
@@ -339,6 +341,9 @@ class ContentStore:
                     actual, _ = sha1_of_stream(f)
             except FileNotFoundError:
                 continue  # removed meanwhile
+            except OSError as exc:  # no permission, an I/O error: report it and go on
+                report.unreadable.append((sha1, exc.strerror or str(exc)))
+                continue
             report.checked += 1
             if actual != sha1:
                 moved = self.quarantine(sha1)
