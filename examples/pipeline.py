@@ -83,45 +83,80 @@ def detect_spikes(filtered: np.ndarray, threshold: float = 5.0, verbose: bool = 
             if trough + SNIPPET[1] < filtered.shape[0]:
                 found.append((trough, channel))
                 last = start
-    if verbose:
-        print(f"detect_spikes: {len(found)} events")
     spikes = np.array(found, dtype=np.int64).reshape(-1, 2)
-    return spikes[np.argsort(spikes[:, 0], kind="stable")]
+    spikes = _strongest_per_event(filtered, spikes[np.argsort(spikes[:, 0], kind="stable")], refractory)
+    if verbose:
+        print(f"detect_spikes: {len(spikes)} events")
+    return spikes
+
+
+def _strongest_per_event(filtered: np.ndarray, spikes: np.ndarray, window: int) -> np.ndarray:
+    """One row per event: of the channels that saw it within ``window`` samples, the deepest trough."""
+    depth = filtered[spikes[:, 0], spikes[:, 1]]
+    keep = []
+    start = 0
+    while start < len(spikes):
+        end = start + 1
+        while end < len(spikes) and spikes[end, 0] - spikes[start, 0] < window:
+            end += 1
+        keep.append(start + int(np.argmin(depth[start:end])))
+        start = end
+    return spikes[keep]
 
 
 @pairio.cached
 def waveform_features(filtered: np.ndarray, spikes: np.ndarray, num_components: int = 3) -> np.ndarray:
-    """Each spike's snippet on its channel, projected on the snippets' first principal components."""
+    """Each spike's snippet on its channel, projected on the snippets' first principal components,
+    with its trough depth and its channel (where on the probe it was seen best)."""
     offsets = np.arange(SNIPPET[0], SNIPPET[1])
     snippets = filtered[spikes[:, 0:1] + offsets, spikes[:, 1:2]]
     centred = snippets - snippets.mean(axis=0)
     _, _, vt = np.linalg.svd(centred, full_matrices=False)
     features = centred @ vt[:num_components].T
-    return np.hstack([features, snippets.min(axis=1, keepdims=True)])
+    return np.hstack([features, snippets.min(axis=1, keepdims=True), spikes[:, 1:2].astype(features.dtype)])
 
 
-def _kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 50) -> np.ndarray:
+def _spread_out_centres(points: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """k-means++: each next centre drawn with probability growing with its distance to the others."""
+    centres = [points[rng.integers(len(points))]]
+    for _ in range(k - 1):
+        nearest = np.min([((points - c) ** 2).sum(axis=1) for c in centres], axis=0)
+        centres.append(points[rng.choice(len(points), p=nearest / nearest.sum())])
+    return np.array(centres)
+
+
+def _kmeans(points: np.ndarray, k: int, seed: int, iterations: int = 50, restarts: int = 10) -> np.ndarray:
+    """Labels of the best (least within-cluster spread) of ``restarts`` k-means runs."""
     rng = np.random.default_rng(seed)
-    centres = points[rng.choice(len(points), k, replace=False)]
-    for _ in range(iterations):
-        labels = np.argmin(((points[:, None, :] - centres[None]) ** 2).sum(axis=2), axis=1)
-        centres = np.array([points[labels == j].mean(axis=0) if np.any(labels == j) else centres[j]
-                            for j in range(k)])
-    return labels
+    best, best_spread = None, np.inf
+    for _ in range(restarts):
+        centres = _spread_out_centres(points, k, rng)
+        for _ in range(iterations):
+            distances = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2)
+            labels = np.argmin(distances, axis=1)
+            centres = np.array([points[labels == j].mean(axis=0) if np.any(labels == j) else centres[j]
+                                for j in range(k)])
+        spread = distances[np.arange(len(points)), labels].sum()
+        if spread < best_spread:
+            best, best_spread = labels, spread
+    return best
 
 
 @pairio.cached
 def cluster_summary(features: np.ndarray, spikes: np.ndarray, num_clusters: int = 3, seed: int = 0) -> dict:
     """k-means on the features; per cluster: spike count, mean trough amplitude, main channel."""
-    scale = features.std(axis=0) + 1e-9
-    labels = _kmeans(features / scale, num_clusters, seed)
+    # Standardised, with where a spike was seen weighing as much as its shape and depth together:
+    # a unit's waveform changes from channel to channel, its place does not.
+    weights = np.ones(features.shape[1])
+    weights[-1] = features.shape[1] - 1
+    labels = _kmeans(features / (features.std(axis=0) + 1e-9) * weights, num_clusters, seed)
     summary = {}
     for j in range(num_clusters):
         members = labels == j
         channels = np.bincount(spikes[members, 1]) if members.any() else np.zeros(1, dtype=int)
         summary[f"cluster {j}"] = {
             "spikes": int(members.sum()),
-            "mean trough": float(features[members, -1].mean()) if members.any() else 0.0,
+            "mean trough": float(features[members, -2].mean()) if members.any() else 0.0,
             "main channel": int(np.argmax(channels)),
         }
     return summary
