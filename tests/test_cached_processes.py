@@ -388,3 +388,58 @@ def test_a_200_mb_result_is_stored_and_loaded_in_well_under_twice_its_size():
     for run in (stored, hit, loaded):
         # The array itself must be in memory once; a copy of it (a pickle in bytes) would be 2x.
         assert run["size"] * 0.9 <= run["grown"] < run["size"] * 1.4, run
+
+
+# --- claims: a result stored just before the claim; idle lock files -----------------------------
+
+
+def test_a_result_stored_between_the_lookup_and_the_claim_is_used(monkeypatch):
+    from pairio.memo import flight, values
+
+    runs = []
+
+    @pa.cached
+    def triple(x):
+        runs.append(x)
+        return 3 * x
+
+    real_claim = flight.claim
+
+    def claim_after_another_computer(database_dir, key, label):
+        # Another process stored the result and let go after our lookup missed.
+        sha1 = values.store_result(pa.content_store(pa.get_config()), "from the other computer")
+        pa.set(key, sha1)
+        return real_claim(database_dir, key, label)
+
+    monkeypatch.setattr(flight, "claim", claim_after_another_computer)
+    assert triple(2) == "from the other computer"
+    assert runs == []
+
+
+def test_gc_removes_idle_lock_files_and_keeps_held_and_young_ones(pairio_home):
+    import filelock
+
+    from pairio.cli import main
+    from pairio.memo.flight import remove_idle_locks
+
+    @pa.cached
+    def double(x):
+        return 2 * x
+
+    for x in range(3):
+        double(x)
+    locks = sorted((pairio_home / "locks").glob("*.lock"))
+    assert len(locks) == 3
+    old = time.time() - 7200
+    for path in locks[:2]:
+        os.utime(path, (old, old))
+    held = filelock.FileLock(locks[0], thread_local=False)
+    held.acquire()
+    try:
+        assert remove_idle_locks(pairio_home) == [locks[1]]  # locks[0] is held, locks[2] is young
+    finally:
+        held.release()
+    assert sorted((pairio_home / "locks").glob("*.lock")) == [locks[0], locks[2]]
+    assert main(["gc", "--locks"]) == 0
+    assert sorted((pairio_home / "locks").glob("*.lock")) == [locks[2]]
+    assert double(0) == 0 and double.is_cached(1)  # the cache itself is untouched

@@ -16,6 +16,7 @@ from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError
 from ..files import remove_stale_temp_files
+from ..memo.flight import remove_idle_locks
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -53,10 +54,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "directory and listed; exit code 1 if any was found."))
     p.set_defaults(handler=_fsck)
 
-    p = subparsers.add_parser("gc", help="clean up the content store", description=(
-        "Clean up the content store. --temp removes temporary files left by killed writers "
-        "(files of writers still running are never touched)."))
+    p = subparsers.add_parser("gc", help="clean up the content store and the cache's lock files", description=(
+        "Clean up. --temp removes temporary files left by killed writers (files of writers "
+        "still running are never touched). --locks removes the lock files of cached calls "
+        "that no one has claimed for an hour (one is left per key ever computed)."))
     p.add_argument("--temp", action="store_true", help="remove abandoned temporary files")
+    p.add_argument("--locks", action="store_true", help="remove idle lock files of cached calls")
     p.set_defaults(handler=_gc)
 
 
@@ -174,12 +177,16 @@ def _fsck(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    if not args.temp:
-        print("pairio: error: say what to collect (--temp)", file=sys.stderr)
+    if not (args.temp or args.locks):
+        print("pairio: error: say what to collect (--temp, --locks or both)", file=sys.stderr)
         return 2
     cfg = get_config()
-    removed = content_store(cfg).remove_temp_files() + remove_stale_temp_files(cfg.database_dir)
-    for path in removed:
-        print(f"removed {path}")
-    print(f"removed {len(removed)} abandoned temporary file(s)")
+    if args.temp:
+        removed = content_store(cfg).remove_temp_files() + remove_stale_temp_files(cfg.database_dir)
+        for path in removed:
+            print(f"removed {path}")
+        print(f"removed {len(removed)} abandoned temporary file(s)")
+    if args.locks:
+        locks = remove_idle_locks(cfg.database_dir)
+        print(f"removed {len(locks)} idle lock file(s) from {cfg.database_dir / 'locks'}")
     return 0

@@ -116,8 +116,10 @@ class CachedFunction:
         if cfg.cache == "readonly":
             return self._run_and_store(cfg, key, args, kwargs, store=False)
         with flight.claim(cfg.database_dir, key, self.name) as waited:
-            if waited and cfg.cache != "refresh":
-                found = self._lookup(cfg, key, waited=True)
+            # Look again even if no one was waited for: another computer may have stored the
+            # result and let go between our lookup and our claim.
+            if cfg.cache != "refresh":
+                found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
             return self._run_and_store(cfg, key, args, kwargs, store=True)
@@ -145,8 +147,8 @@ class CachedFunction:
         if cfg.cache == "readonly":
             return await self._run_and_store_async(cfg, key, args, kwargs, store=False)
         async with flight.claim_async(cfg.database_dir, key, self.name) as waited:
-            if waited and cfg.cache != "refresh":
-                found = self._lookup(cfg, key, waited=True)
+            if cfg.cache != "refresh":
+                found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
             return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
@@ -168,20 +170,23 @@ class CachedFunction:
     def _collection(self, cfg: Config) -> str:
         return self.collection or cfg.collection
 
-    def _lookup(self, cfg: Config, key: str, waited: bool = False) -> Any:
-        """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is a miss."""
+    def _lookup(self, cfg: Config, key: str, waited: bool = False, quiet: bool = False) -> Any:
+        """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is
+        a miss, with a warning unless ``quiet`` (a second look, after the first one warned)."""
         skey = seconds_key(key)
         found = api.get_many([key, skey], self._collection(cfg))
         sha1 = found[key]
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
-            _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
+            if not quiet:
+                _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
             result = load_result(content_store(cfg), sha1)
         except (ContentNotFoundError, CorruptContentError) as exc:
-            _warn(f"{self.name}: cached result of key {key[:8]} is unusable ({exc}); recomputing")
+            if not quiet:
+                _warn(f"{self.name}: cached result of key {key[:8]} is unusable ({exc}); recomputing")
             return _MISSING
         try:
             seconds = float(found[skey] or 0.0)

@@ -4,6 +4,10 @@ A computer holds an OS file lock (``filelock``) on ``<database dir>/locks/<key>.
 while it computes and stores. Others wait on the same lock, then find the
 result stored. The OS releases the lock of a process that dies, so a crashed
 computer never blocks a waiter for good: the waiter takes over.
+
+Lock files stay after use (removing one while another process may be opening it
+would let two computers in at once); :func:`remove_idle_locks` (``pairio gc --locks``)
+clears old ones.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -66,3 +72,41 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
         yield waited
     finally:
         lock.release()
+
+
+def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0) -> list[Path]:
+    """Remove lock files older than ``min_age_s`` that no one holds; returns the paths removed.
+
+    Each is removed while this process holds it, so no computer loses its claim. A waiter
+    that opened one just before may then lock a file that is gone while a newcomer locks
+    a new one; as every computer looks the result up once it holds its lock, the worst
+    case is a step computed twice, never a wrong result.
+    """
+    directory = database_dir / "locks"
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(directory))
+    except FileNotFoundError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        if not entry.name.endswith(".lock"):
+            continue
+        try:
+            if now - entry.stat().st_mtime < min_age_s:
+                continue
+        except FileNotFoundError:
+            continue
+        lock = filelock.FileLock(entry.path, thread_local=False)
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            continue  # claimed right now
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            pass
+        finally:
+            lock.release()
+    return removed
