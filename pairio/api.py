@@ -11,7 +11,7 @@ from typing import Any
 
 from .config import Config, get_config
 from .errors import InvalidKeyError
-from .hashing import check_collection, check_value, key_string
+from .hashing import check_collection, check_value, key_string, key_strings
 from .kv import local_store, remote_store
 
 Key = str | dict | list
@@ -74,7 +74,7 @@ def get_many(keys: Iterable[Key], collection: str | None = None, **overrides: An
     # A str is iterable too: get_many("abc") would look up "a", "b" and "c".
     if type(keys) is not list and (isinstance(keys, (str, bytes)) or not isinstance(keys, Iterable)):
         raise InvalidKeyError(f"get_many takes a list of keys, got {type(keys).__name__}")
-    ks = list(dict.fromkeys(key_string(key) for key in keys))
+    ks = key_strings(keys if type(keys) is list else list(keys))
     mode = cfg.get_from
     if mode == "local":
         found = local_store(cfg).get_many(collection, ks)
@@ -93,7 +93,9 @@ def get_many(keys: Iterable[Key], collection: str | None = None, **overrides: An
             if more and mode == "local_then_remote":
                 local_store(cfg).set_many(collection, more)
             found.update(more)
-    return {k: found.get(k) for k in ks}
+    out: dict[str, str | None] = dict.fromkeys(ks)
+    out.update(found)
+    return out
 
 
 def set_many(pairs: Mapping[Key, str | None] | Iterable[tuple[Key, str | None]], collection: str | None = None, **overrides: Any) -> None:

@@ -144,3 +144,16 @@ def test_key_nested_too_deeply_to_encode_is_an_invalid_key():
         inner = inner[0]
     with pytest.raises(pa.InvalidKeyError, match="not JSON-serialisable"):
         pa.set(key, "v")
+
+
+@given(st.lists(st.text(max_size=90) | st.dictionaries(st.text(max_size=3), st.integers(), max_size=2), max_size=12))
+def test_a_batch_of_keys_is_checked_exactly_as_key_by_key(keys):
+    from pairio.hashing import key_strings
+
+    try:
+        expected = list(dict.fromkeys(map(key_string, keys)))
+    except pa.InvalidKeyError:
+        with pytest.raises(pa.InvalidKeyError):
+            key_strings(keys)
+    else:
+        assert key_strings(keys) == expected
