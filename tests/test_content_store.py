@@ -371,3 +371,26 @@ def test_verify_of_an_intact_object_is_true():
     sha1 = pa.parse_uri(pa.store_text("fine")).sha1
     assert _store().verify(sha1)
     assert pa.load_text(f"sha1://{sha1}", verify=True) == "fine"
+
+
+def _truncate(sha1: str) -> None:
+    path = _store().path(sha1)
+    os.chmod(path, 0o644)
+    path.write_bytes(path.read_bytes()[:3])
+
+
+def test_storing_the_content_again_replaces_a_truncated_object():
+    sha1 = pa.parse_uri(pa.store_bytes(b"the whole content")).sha1
+    _truncate(sha1)
+    pa.store_bytes(b"the whole content")
+    assert _store().verify(sha1)
+
+
+@pytest.mark.parametrize("link", [False, True])
+def test_storing_an_unchanged_file_again_replaces_a_truncated_object(tmp_path, link):
+    path = tmp_path / "data.bin"
+    path.write_bytes(b"file content, long enough" * 10)
+    sha1 = pa.parse_uri(pa.store_file(path)).sha1  # the hash cache now knows the file
+    _truncate(sha1)
+    assert pa.parse_uri(pa.store_file(path, link=link)).sha1 == sha1
+    assert _store().verify(sha1)

@@ -125,6 +125,13 @@ class ContentStore:
         p = self.object_path(sha1)
         return p if p.is_file() else None
 
+    def _has_size(self, sha1: str, size: int) -> bool:
+        """True if the object ``sha1`` is present and ``size`` bytes long."""
+        try:
+            return self.object_path(sha1).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
     def size(self, sha1: str) -> int:
         """The size in bytes of the object ``sha1``; ContentNotFoundError if absent."""
         try:
@@ -190,7 +197,9 @@ class ContentStore:
             yield w
             sha1 = w._hash.hexdigest()
             target = self.object_path(sha1)
-            if not target.is_file():  # else identical content is already stored: keep that
+            # Identical content already stored is kept; a copy of another size (truncated by a
+            # crash, or damaged) is replaced by this one.
+            if not self._has_size(sha1, w.size):
                 try:
                     temp.commit(target, durable=durable, chmod=_OBJECT_MODE)
                 except OSError as exc:
@@ -222,14 +231,14 @@ class ContentStore:
         """
         abspath, st = stat_regular_file(path, "file to store")
         known = self.hash_cache.lookup(abspath, st) if self.hash_cache else None
-        if known is not None and self.has(known):
+        if known is not None and self._has_size(known, st.st_size):
             return known
         started = time.time_ns()
         # A hard link cannot cross file systems: when it surely fails, copy at once rather
         # than hash first and then read the file a second time to copy it.
         if link and self._same_file_system(st):
             sha1 = known or self._hash_file(abspath, path, progress)
-            if self.has(sha1) or self._link_in(abspath, st, sha1):
+            if self._has_size(sha1, st.st_size) or self._link_in(abspath, st, sha1):
                 self._remember(abspath, st, sha1, started)
                 return sha1
         try:
