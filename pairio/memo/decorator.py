@@ -126,7 +126,10 @@ class CachedFunction:
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        result = self.__wrapped__(*args, **kwargs)
+        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store)
+
+    def _computed(self, cfg: Config, key: str, result: Any, started: float, store: bool) -> Any:
+        """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
         if store:
             self._store(cfg, key, result, seconds)
@@ -155,12 +158,7 @@ class CachedFunction:
 
     async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        result = await self.__wrapped__(*args, **kwargs)
-        seconds = time.perf_counter() - started
-        if store:
-            self._store(cfg, key, result, seconds)
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose)
-        return result
+        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store)
 
     # --- the stores -----------------------------------------------------------------------
 
