@@ -60,7 +60,9 @@ def is_sha1_hex(text: object) -> bool:
     return isinstance(text, str) and len(text) == 40 and _SHA1_HEX.fullmatch(text) is not None
 
 
-def _is_utf8_encodable(text: str) -> bool:
+def is_valid_unicode(text: str) -> bool:
+    """False if ``text`` holds a lone surrogate (as JSON and undecodable file names can), which
+    cannot be encoded as UTF-8, stored, signed or sent."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -75,7 +77,7 @@ def key_string(key: object) -> str:
     dict/list that is not JSON-serialisable.
     """
     if type(key) is str:
-        if 0 < len(key) <= MAX_KEY_LENGTH and (key.isascii() or _is_utf8_encodable(key)):
+        if 0 < len(key) <= MAX_KEY_LENGTH and (key.isascii() or is_valid_unicode(key)):
             return key
         if not key:
             raise InvalidKeyError("key must not be empty")
@@ -113,7 +115,7 @@ def key_strings(keys: list) -> list[str]:
 
 def check_value(value: object, key: str | None = None) -> str:
     """``value`` if it is a str of at most 80 characters, else InvalidValueError."""
-    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and (value.isascii() or _is_utf8_encodable(value)):
+    if type(value) is str and len(value) <= MAX_VALUE_LENGTH and (value.isascii() or is_valid_unicode(value)):
         return value
     where = f" for key {key!r}" if key is not None else ""
     if isinstance(value, str):
@@ -121,7 +123,7 @@ def check_value(value: object, key: str | None = None) -> str:
             raise InvalidValueError(
                 f"value{where} is {len(value)} characters long; the limit is {MAX_VALUE_LENGTH}"
             )
-        if not _is_utf8_encodable(value):
+        if not is_valid_unicode(value):
             raise InvalidValueError(f"value{where} is not valid Unicode text (it holds a lone surrogate)")
         return str(value)
     raise InvalidValueError(
@@ -135,7 +137,7 @@ def check_collection(collection: object, what: str = "collection") -> str:
     if (
         type(collection) is str
         and 0 < len(collection) <= MAX_COLLECTION_LENGTH
-        and (collection.isascii() or _is_utf8_encodable(collection))
+        and (collection.isascii() or is_valid_unicode(collection))
     ):
         return collection
     if not isinstance(collection, str) or not collection:
@@ -146,6 +148,6 @@ def check_collection(collection: object, what: str = "collection") -> str:
         raise ConfigurationError(
             f"{what} is {len(collection)} characters long; the limit is {MAX_COLLECTION_LENGTH}"
         )
-    if not _is_utf8_encodable(collection):
+    if not is_valid_unicode(collection):
         raise ConfigurationError(f"{what} {collection!r} is not valid Unicode text (it holds a lone surrogate)")
     return str(collection)

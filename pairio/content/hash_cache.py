@@ -22,7 +22,7 @@ import warnings
 from pathlib import Path
 
 from ..errors import InvalidPathError
-from ..hashing import sha1_of_stream
+from ..hashing import is_valid_unicode, sha1_of_stream
 
 FILENAME = "hash_cache.sqlite3"
 # A file modified less than this long before its hashing started is not remembered:
@@ -65,16 +65,6 @@ def stat_regular_file(path: str | os.PathLike[str], what: str = "file") -> tuple
 def _signed64(n: int) -> int:
     # SQLite integers are signed 64-bit; some file systems use the full unsigned range for inodes.
     return n - (1 << 64) if n >= (1 << 63) else n
-
-
-def _storable(abspath: str) -> bool:
-    # A name that is not valid UTF-8 reaches Python with surrogate escapes, which SQLite
-    # cannot take as text; such a file is simply hashed every time.
-    try:
-        abspath.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
@@ -129,7 +119,9 @@ class HashCache:
 
     def lookup(self, abspath: str, st: os.stat_result) -> str | None:
         """The remembered SHA-1 of the file at ``abspath`` if ``st`` still matches, else None."""
-        if not _storable(abspath):
+        if not is_valid_unicode(abspath):
+            # A name that is not valid UTF-8 (surrogate escapes) cannot be SQLite text: such a
+            # file is simply hashed every time.
             return None
         conn = self._connection()
         if conn is None:
@@ -149,7 +141,7 @@ class HashCache:
             st_after = os.stat(abspath)
         except OSError:
             return False
-        if _identity(st_after) != _identity(st_before) or not _storable(abspath):
+        if _identity(st_after) != _identity(st_before) or not is_valid_unicode(abspath):
             return False
         conn = self._connection()
         if conn is None:

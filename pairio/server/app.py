@@ -179,26 +179,16 @@ def _key(key: object, field: str) -> str:
     if not isinstance(key, str):
         raise ApiError(400, f"field {field!r} must be a string key")
     try:
-        return _encodable(key_string(key), field)
+        return key_string(key)
     except InvalidKeyError as exc:
         raise ApiError(400, f"field {field!r}: {exc}") from None
 
 
 def _value(value: object, field: str, key: str) -> str:
     try:
-        return _encodable(check_value(value, key), field)
+        return check_value(value, key)
     except InvalidValueError as exc:
         raise ApiError(400, f"field {field!r}: {exc}") from None
-
-
-def _encodable(text: str, field: str) -> str:
-    # JSON can carry lone surrogates ("\ud800"), which no store can hold.
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ApiError(400, f"field {field!r} is not valid Unicode (lone surrogate)") from None
-    return text
 
 
 def _check_count(n: int, field: str) -> None:

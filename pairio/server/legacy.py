@@ -55,11 +55,8 @@ def _answer(request: Request, guard: Guard, store: KeyValueStore, name: str) -> 
             key = key_string(key)
             if value is not None:
                 value = check_value(value, key)
-            (key + (value or "")).encode("utf-8")
-        except (InvalidKeyError, InvalidValueError) as exc:
+        except (InvalidKeyError, InvalidValueError) as exc:  # lone surrogates included
             raise ApiError(400, str(exc)) from None
-        except UnicodeEncodeError:
-            raise ApiError(400, "key or value is not valid Unicode") from None
         guard.allow(channel, collection, name)
         if name == "set":
             store.set(collection.name, key, value)

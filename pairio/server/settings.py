@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigurationError
-from ..hashing import MAX_KEY_LENGTH
+from ..hashing import MAX_KEY_LENGTH, is_valid_unicode
 from ..signing import CHANNEL_PATTERN
 
 SETTINGS_FILENAME = "pairio.json"
@@ -128,7 +128,7 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     password = obj.get("password")
     _require(isinstance(password, str) and len(password) >= 8, f"{where}.password",
              "must be a string of at least 8 characters")
-    _require(_is_unicode(password), f"{where}.password", "is not valid Unicode text (it holds a lone surrogate)")
+    _require(is_valid_unicode(password), f"{where}.password", "is not valid Unicode text (it holds a lone surrogate)")
     collections_obj = obj.get("collections")
     _require(isinstance(collections_obj, list), f"{where}.collections", "must be a list")
     collections: dict[str, CollectionSettings] = {}
@@ -139,7 +139,7 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
         cname = c.get("name")
         _require(_is_name(cname), f"{cwhere}.name",
                  f"must be a non-empty string of at most {MAX_KEY_LENGTH} characters")
-        _require(_is_unicode(cname), f"{cwhere}.name", "is not valid Unicode text (it holds a lone surrogate)")
+        _require(is_valid_unicode(cname), f"{cwhere}.name", "is not valid Unicode text (it holds a lone surrogate)")
         _require(cname not in collections, f"{cwhere}.name", f"repeats the collection {cname!r}")
         limits = []
         for field in ("maxNumGetsPerMinute", "maxNumSetsPerMinute"):
@@ -167,15 +167,6 @@ def _is_int(value: object) -> bool:
 
 def _is_name(value: object) -> bool:
     return isinstance(value, str) and 0 < len(value) <= MAX_KEY_LENGTH
-
-
-def _is_unicode(text: str) -> bool:
-    # JSON can carry lone surrogates ("\ud800"), which cannot be encoded, signed or sent.
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _no_unknown(obj: dict, where: str, known: set[str]) -> None:
