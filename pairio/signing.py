@@ -27,7 +27,7 @@ import re
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qsl, quote
 
 from .hashing import canonical_json
@@ -115,7 +115,7 @@ def verify_request(
     path: str,
     query: str,
     body: bytes,
-    nonces: NonceCache,
+    add_nonce: Callable[[str, str, float, float], bool],
     now: float | None = None,
 ) -> str:
     """The channel of a correctly signed request, or SignatureError.
@@ -123,6 +123,8 @@ def verify_request(
     ``headers`` is looked up with lowercase names (as ASGI gives them).
     ``password_of`` maps channel names to passwords. An unknown channel is checked
     against a dummy password, so it fails exactly like a wrong password.
+    ``add_nonce(channel, nonce, expires_at, now)`` records a nonce, False on a replay
+    (:meth:`NonceCache.add`, or the server's coordination backend).
     """
     channel = headers.get(HEADER_CHANNEL.lower())
     timestamp = headers.get(HEADER_TIMESTAMP.lower())
@@ -153,7 +155,7 @@ def verify_request(
     if not valid or password is None:
         raise SignatureError("invalid signature for this channel and request")
     # Only a valid signature reaches the nonce cache, so strangers cannot fill it.
-    if not nonces.add(channel, nonce, int(timestamp) + MAX_CLOCK_SKEW, now):
+    if not add_nonce(channel, nonce, int(timestamp) + MAX_CLOCK_SKEW, now):
         raise SignatureError(f"header {HEADER_NONCE} was already used (replayed request)")
     return channel
 

@@ -35,7 +35,7 @@ def lower(headers):
 
 def verify(headers, method="POST", path="/api/v1/set", query="", body=b"{}", nonces=None, now=None):
     return verify_request(lower(headers), PASSWORDS, method, path, query, body,
-                          NonceCache() if nonces is None else nonces, now)
+                          (NonceCache() if nonces is None else nonces).add, now)
 
 
 # --- signatures ---------------------------------------------------------------------------
@@ -67,7 +67,7 @@ def test_the_channel_is_signed():
     headers = lower(sign_request("lab", "same-password", "POST", "/p", b""))
     headers["x-pairio-channel"] = "other"
     with pytest.raises(SignatureError):
-        verify_request(headers, passwords, "POST", "/p", "", b"", NonceCache())
+        verify_request(headers, passwords, "POST", "/p", "", b"", NonceCache().add)
 
 
 def test_unknown_channel_fails_like_a_wrong_password():

@@ -22,6 +22,7 @@ from ..errors import InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
+from .backends import Coordination
 from .openapi import openapi_document
 from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
 
@@ -47,15 +48,20 @@ def open_store(settings: ServerSettings) -> KeyValueStore:
 def create_app(
     directory_or_settings: str | os.PathLike[str] | ServerSettings,
     store: KeyValueStore | None = None,
+    coordination: Coordination | None = None,
 ) -> Starlette:
-    """The pairio server for a directory holding pairio.json (or for settings already loaded)."""
+    """The pairio server for a directory holding pairio.json (or for settings already loaded).
+
+    ``store`` (the pairs) and ``coordination`` (nonces, rate limits, quotas, leases) default
+    to what pairio.json names.
+    """
     settings = (
         directory_or_settings
         if isinstance(directory_or_settings, ServerSettings)
         else load_settings(directory_or_settings)
     )
     store = open_store(settings) if store is None else store
-    guard = Guard(settings)
+    guard = Guard(settings, coordination)
     api = _Api(settings, guard, store)
     routes = [
         Route(f"{API}/health", api.health, methods=["GET"]),
@@ -74,6 +80,7 @@ def create_app(
     app = Starlette(routes=routes)
     app.state.settings = settings
     app.state.store = store
+    app.state.coordination = guard.coordination
     return app
 
 

@@ -12,8 +12,9 @@ import logging
 
 from starlette.requests import Request
 
-from ..signing import NonceCache, NonceCacheFull, SignatureError, verify_request
-from .ratelimit import RateLimiter, retry_after_header
+from ..signing import NonceCacheFull, SignatureError, verify_request
+from .backends import Coordination, MemoryCoordination
+from .ratelimit import retry_after_header
 from .settings import CollectionSettings, ServerSettings
 
 log = logging.getLogger("pairio.server")
@@ -48,13 +49,13 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 class Guard:
-    """The server's security state: passwords, the nonce cache and the rate limiter."""
+    """The server's security checks, over its passwords and its coordination backend
+    (nonces seen, rate-limit buckets), which replicas may share."""
 
-    def __init__(self, settings: ServerSettings) -> None:
+    def __init__(self, settings: ServerSettings, coordination: Coordination | None = None) -> None:
         self.settings = settings
         self.passwords = settings.passwords
-        self.nonces = NonceCache()
-        self.limiter = RateLimiter()
+        self.coordination = MemoryCoordination() if coordination is None else coordination
 
     def authenticate(self, request: Request, body: bytes) -> str:
         """The channel that signed ``request``, or ApiError 401 (503 if the nonce cache is full)."""
@@ -66,7 +67,7 @@ class Guard:
         try:
             return verify_request(
                 request.headers, self.passwords, scope["method"], path,
-                scope["query_string"].decode("latin-1"), body, self.nonces,
+                scope["query_string"].decode("latin-1"), body, self.coordination.add_nonce,
             )
         except SignatureError as exc:
             log.info("refused %s %s: %s", scope["method"], path, exc)
@@ -97,7 +98,8 @@ class Guard:
             verb = "read" if operation == "get" else "write"
             raise ApiError(403, f"channel {channel!r} may not {verb} collection {collection.name!r}")
         # An empty batch is checked for permission but takes no tokens.
-        wait = self.limiter.acquire((channel, collection.name, operation), per_minute, count) if count else 0.0
+        wait = (self.coordination.take_tokens((channel, collection.name, operation), per_minute, count)
+                if count else 0.0)
         if wait:
             raise ApiError(
                 429,

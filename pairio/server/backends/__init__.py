@@ -1,0 +1,13 @@
+"""What the server keeps, each behind one narrow interface (see :mod:`.base`).
+
+- the pairs: :class:`pairio.kv.base.KeyValueStore`;
+- what replicas must agree on (nonces, rate limits, upload quotas, leases): :class:`.base.Coordination`;
+- the content: :class:`.base.ContentBackend`.
+
+Every implementation passes the same conformance suite in tests/.
+"""
+
+from .base import ContentBackend, Coordination, Lease, Upload
+from .memory import MemoryCoordination
+
+__all__ = ["ContentBackend", "Coordination", "Lease", "MemoryCoordination", "Upload"]
