@@ -39,13 +39,22 @@ Update = Callable[[bytes], None]
 class Context:
     """What a rule may need besides the value: the argument's name (for errors), strictness, file hashing."""
 
-    __slots__ = ("name", "strict", "file_hash", "top_type")
+    __slots__ = ("name", "strict", "file_hash", "top_type", "types")
 
-    def __init__(self, name: str, strict: bool, file_hash: Callable[[PurePath], str] | None) -> None:
+    def __init__(self, name: str, strict: bool, file_hash: Callable[[PurePath], str] | None,
+                 types: set[type] | None = None) -> None:
         self.name = name
         self.strict = strict
         self.file_hash = file_hash
         self.top_type: type | None = None
+        # The types met that are not builtins (numpy arrays, frames, dataclasses...), when asked
+        # for: the key counts the versions of the libraries that define them.
+        self.types = types
+
+    def note_type(self, tp: type) -> None:
+        """Record ``tp`` as a type met in the value (if types are being collected)."""
+        if self.types is not None:
+            self.types.add(tp)
 
     def unhashable(self, obj: object, why: str) -> UnhashableArgumentError:
         inner = type(obj)
@@ -71,15 +80,16 @@ def register(*types_: type) -> Callable[[Rule], Rule]:
 
 
 def hash_value(value: Any, name: str = "value", *, strict: bool = False,
-               file_hash: Callable[[PurePath], str] | None = None) -> str:
+               file_hash: Callable[[PurePath], str] | None = None, types: set[type] | None = None) -> str:
     """The SHA-1 hex of the canonical typed encoding of ``value``.
 
     ``name`` names the value in errors. ``strict`` refuses the cloudpickle
     fallback. ``file_hash`` hashes an existing file's content (default: ``pairio.get_file_hash``,
-    which remembers the hashes of unchanged files).
+    which remembers the hashes of unchanged files). ``types``, if given, receives every
+    type met in ``value`` that is not a builtin (the value's own and those inside it).
     """
     h = hashlib.sha1()
-    ctx = Context(name, strict, file_hash)
+    ctx = Context(name, strict, file_hash, types)
     ctx.top_type = type(value)
     try:
         encode(value, h.update, ctx)
@@ -289,8 +299,21 @@ _FORBIDDEN_MODULES = ("multiprocessing.synchronize", "asyncio.locks", "_io", "_t
 
 def _find_rule(tp: type) -> Rule:
     rule = _rule_for(tp)
+    if tp.__module__ != "builtins":
+        rule = _noting(tp, rule)
     _RULES[tp] = rule  # a type's rule never changes: look it up once
     return rule
+
+
+def _noting(tp: type, rule: Rule) -> Rule:
+    """``rule``, recording ``tp`` first: builtins (registered above) need no such step."""
+
+    def noted(obj: Any, update: Update, ctx: Context) -> None:
+        if ctx.types is not None:
+            ctx.types.add(tp)
+        rule(obj, update, ctx)
+
+    return noted
 
 
 def _rule_for(tp: type) -> Rule:

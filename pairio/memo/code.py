@@ -14,16 +14,22 @@ its nested functions' code) refers to:
 * closure variables count by value (functions and classes in them are walked).
 
 Globals of other kinds (a logger, an open connection, an instance) are listed as
-ignored in :meth:`CachedFunction.explain`. The description is computed once per
+ignored in :meth:`CachedFunction.explain`. Lookups the walk cannot follow
+(``getattr(module, name)``, ``importlib.import_module``, ``globals()[...]``,
+``sys.modules[...]``, ``eval``/``exec``) are listed as ``dynamic`` (with a
+warning from the decorator); ``getattr(module, "literal")`` is followed. The description is computed once per
 function object (a module imported afresh gives new function objects).
 """
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
+import dis
 import enum
 import functools
 import hashlib
+import importlib
 import inspect
 import marshal
 import os
@@ -59,6 +65,7 @@ class CodeDescription:
     ignored: dict[str, str]
     notes: tuple[str, ...]
     digest: str
+    dynamic: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, for ``explain``: what enters the digest and what was left out."""
@@ -119,7 +126,8 @@ def describe_function(func: Any) -> CodeDescription:
         function=name, source=own, helpers=dict(sorted(walker.helpers.items())),
         constants=dict(sorted(walker.constants.items())), closure=dict(sorted(walker.closure.items())),
         dependencies=dict(sorted(walker.dependencies.items())), stdlib=tuple(sorted(walker.stdlib)),
-        ignored=dict(sorted(walker.ignored.items())), notes=tuple(walker.notes), digest=digest)
+        ignored=dict(sorted(walker.ignored.items())), notes=tuple(walker.notes), digest=digest,
+        dynamic=tuple(walker.dynamic))
     try:
         _descriptions[func] = description
     except TypeError:
@@ -159,11 +167,15 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is not None:
-            # No source (exec'd code, a REPL): fall back to the code object, which is
-            # tied to this Python version, so such keys are not shared across versions.
+            # No source (python -c, a script on stdin, exec'd code): key by what the code does,
+            # its compiled form without file name or line numbers, which is tied to this Python
+            # version, so such keys are not shared across versions.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            digest = hashlib.sha1(version.encode() + marshal.dumps(code)).hexdigest()
-            note = f"{qualified_name(obj)}: source unavailable, hashed by code object (Python {version} only)"
+            digest = hashlib.sha1(version.encode() + b"\0" + marshal.dumps(code_fingerprint(code))).hexdigest()
+            note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
+                    f"so it is keyed by its compiled code: the same code gives the same key wherever it "
+                    f"stands, but only on Python {version}; define it in a .py file to share keys across "
+                    f"Python versions")
         else:
             digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
             note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
@@ -175,6 +187,40 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     return result
 
 
+def code_fingerprint(code: types.CodeType) -> tuple:
+    """What ``code`` does, for :mod:`marshal`: its bytecode, constants (nested code objects
+    likewise), names and signature shape, without its file name, first line or line table."""
+    consts = tuple(code_fingerprint(c) if isinstance(c, types.CodeType) else c for c in code.co_consts)
+    return ("code", code.co_name, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
+            code.co_flags, code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars,
+            code.co_cellvars, getattr(code, "co_exceptiontable", b""))
+
+
+# Calls that reach code by a name computed at run time: the walk cannot see what they reach.
+_DYNAMIC_BUILTINS = {id(builtins.eval): "eval()", id(builtins.exec): "exec()", id(builtins.globals): "globals()",
+                     id(builtins.__import__): "__import__()", id(importlib.import_module): "importlib.import_module()",
+                     id(importlib.__import__): "importlib.__import__()"}
+_DYNAMIC_ATTRIBUTES = {"importlib": ("import_module", "__import__"), "sys": ("modules",)}
+_LOADS = ("LOAD_GLOBAL", "LOAD_NAME", "LOAD_DEREF", "LOAD_CLASSDEREF")
+_SKIPPED_OPS = frozenset({"CACHE", "PUSH_NULL", "PRECALL", "NOP", "EXTENDED_ARG", "KW_NAMES", "RESUME", "COPY_FREE_VARS"})
+
+
+def _instructions(code: types.CodeType) -> list[tuple[dis.Instruction, int | None]]:
+    """The meaningful instructions of ``code`` and nested code, each with its line number."""
+    out: list[tuple[dis.Instruction, int | None]] = []
+    line = None
+    for ins in dis.get_instructions(code):
+        starts = getattr(ins, "line_number", None) or ins.starts_line
+        if isinstance(starts, int) and not isinstance(starts, bool):
+            line = starts
+        if ins.opname not in _SKIPPED_OPS:
+            out.append((ins, line))
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            out.extend(_instructions(const))
+    return out
+
+
 class _Walker:
     def __init__(self) -> None:
         self.helpers: dict[str, str] = {}
@@ -184,6 +230,7 @@ class _Walker:
         self.stdlib: set[str] = set()
         self.ignored: dict[str, str] = {}
         self.notes: list[str] = []
+        self.dynamic: list[str] = []
         self._seen: set[int] = set()
         self._seen_attributes: set[tuple[int, str]] = set()  # (id(module), name)
         self._keep: list[Any] = []  # keeps ids in _seen valid during the walk
@@ -214,6 +261,7 @@ class _Walker:
             if name in globals_:
                 self.value(globals_[name], f"{module_label(module_name)}.{name}", names)
         cells = getattr(func, "__closure__", None) or ()
+        self.dynamic_lookups(func, code, globals_, dict(zip(code.co_freevars, cells, strict=True)))
         for var, cell in zip(code.co_freevars, cells, strict=True):
             try:
                 content = cell.cell_contents
@@ -228,6 +276,54 @@ class _Walker:
                 except TypeError as exc:  # UnhashableArgumentError is a TypeError
                     self.ignored[label] = f"closure value not hashable: {exc}"
         return digest
+
+    def dynamic_lookups(self, func: Any, code: types.CodeType, globals_: dict[str, Any],
+                        cells: dict[str, Any]) -> None:
+        """Record the lookups in ``code`` that the walk cannot follow; follow ``getattr(module, "name")``."""
+        builtins_ = globals_.get("__builtins__", builtins)
+        builtins_ = vars(builtins_) if isinstance(builtins_, types.ModuleType) else builtins_
+
+        def resolve(ins: dis.Instruction) -> Any:
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
+                name = ins.argval
+                return globals_[name] if name in globals_ else builtins_.get(name, _UNRESOLVED)
+            if ins.opname in ("LOAD_DEREF", "LOAD_CLASSDEREF") and ins.argval in cells:
+                try:
+                    return cells[ins.argval].cell_contents
+                except ValueError:
+                    return _UNRESOLVED
+            return _UNRESOLVED
+
+        found: list[str] = []
+        instructions = _instructions(code)
+        for i, (ins, line) in enumerate(instructions):
+            if ins.opname not in _LOADS:
+                continue
+            obj = resolve(ins)
+            if obj is _UNRESOLVED:
+                continue
+            following = [other for other, _ in instructions[i + 1:i + 3]]
+            what = None
+            if id(obj) in _DYNAMIC_BUILTINS:
+                what = _DYNAMIC_BUILTINS[id(obj)]
+            elif isinstance(obj, types.ModuleType):
+                attrs = _DYNAMIC_ATTRIBUTES.get(obj.__name__, ())
+                if following and following[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and following[0].argval in attrs:
+                    what = f"{obj.__name__}.{following[0].argval}"
+            elif obj is builtins.getattr or obj is builtins.vars:
+                target = resolve(following[0]) if following else _UNRESOLVED
+                if isinstance(target, types.ModuleType) and dependencies.classify_module(target.__name__) == "user":
+                    attr = following[1] if len(following) > 1 else None
+                    if (obj is builtins.getattr and attr is not None and attr.opname == "LOAD_CONST"
+                            and isinstance(attr.argval, str)):
+                        # getattr(helpers, "smooth") names its target: follow it like helpers.smooth.
+                        self.module(target, {attr.argval})
+                    else:
+                        what = f"{ins.argval}({following[0].argval}, ...)"
+            if what is not None:
+                where = f" line {line}" if line is not None else ""
+                found.append(f"{qualified_name(func)}{where}: {what}")
+        self.dynamic.extend(dict.fromkeys(found))
 
     def owner_class(self, func: Any) -> None:
         """For a method, walk the class it is defined in (``self.helper()`` calls reach it)."""
@@ -328,6 +424,9 @@ class _Walker:
             return
         for dist, version in dependencies.module_versions(module):
             self.dependencies[dist] = version
+
+
+_UNRESOLVED = object()
 
 
 def _real_module(name: str) -> str:

@@ -138,9 +138,18 @@ def module_versions(name: str) -> tuple[tuple[str, str], ...]:
     return tuple(sorted((d, distribution_version(d)) for d in set(dists)))
 
 
+@functools.lru_cache(maxsize=1024)
+def type_versions(tp: type) -> tuple[tuple[str, str], ...]:
+    """``((distribution, version), ...)`` of the library defining the type ``tp``; empty for user and stdlib types."""
+    module = getattr(tp, "__module__", None)
+    if not isinstance(module, str) or classify_module(module) != "library":
+        return ()
+    return module_versions(module)
+
+
 def clear_caches() -> None:
     """Forget every cached classification and version (after installing or upgrading packages)."""
     for cached in (classify_module, _packages_distributions, _same_named_distribution, distribution_version,
-                   module_versions, _site_dirs, _stdlib_dirs):
+                   module_versions, type_versions, _site_dirs, _stdlib_dirs):
         cached.cache_clear()
     importlib.invalidate_caches()

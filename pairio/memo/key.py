@@ -6,7 +6,12 @@
 
 The code digest covers the function's name, source, helpers, constants,
 closure values and the versions of the libraries they use (:mod:`.code`); a
-value hash is :func:`.arguments.hash_value`. Arguments are bound to the
+value hash is :func:`.arguments.hash_value`. The libraries that define the
+arguments' types (a DataFrame's pandas, an array's numpy, also inside lists,
+dicts and dataclasses) count by version too: ``df.sum()`` runs pandas code the
+function never names. Those not already counted by the code part are appended
+after the arguments, as ``"types\0" + canonical JSON + "\0"`` (nothing when
+there are none, so keys of calls on plain values are as they were). Arguments are bound to the
 signature with defaults applied, so ``f(1)``, ``f(a=1)`` and ``f(1, b=<default>)``
 are one key.
 
@@ -18,17 +23,21 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import PurePath
 from typing import Any
 
 from ..hashing import canonical_json
+from ..user_warnings import warn_user
 from . import dependencies as deps
 from .arguments import hash_value
 from .code import CodeDescription, describe_function
 
 KEY_FORMAT = 1
 
+# How many items of a list, tuple or dict argument are looked at for a str naming a file.
+_FILE_NAME_ITEMS = 32
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -58,6 +67,7 @@ class KeyMaker:
         self.self_name = params[0].name if params and params[0].kind in _POSITIONAL else None
         self._prefix: bytes | None = None
         self._code: CodeDescription | None = None
+        self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
 
     # --- the code part ---------------------------------------------------------------
 
@@ -66,6 +76,12 @@ class KeyMaker:
         """The description of the function's code (computed once)."""
         if self._code is None:
             self._code = describe_function(self.func)
+            if self._code.dynamic:
+                warn_user(log=False, message=f"pairio: {self._code.function} looks code up by a name computed at run time "
+                          f"({'; '.join(self._code.dynamic)}): pairio cannot see what that reaches, so an "
+                          f"edit there would not change the key (a stale hit). Refer to the helper "
+                          f"directly, list a library in dependencies=[...], or raise version= when it "
+                          f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
         return self._code
 
     def dependency_versions(self) -> dict[str, str]:
@@ -103,11 +119,13 @@ class KeyMaker:
         return list(ba.arguments.items())
 
     def argument_hashes(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
-                        file_hash: Callable[[PurePath], str] | None = None) -> dict[str, str]:
+                        file_hash: Callable[[PurePath], str] | None = None,
+                        types: set[type] | None = None) -> dict[str, str]:
         """Each counted argument's value hash, in signature order.
 
         With ``method``, the first argument (``self``) counts through its
         ``__pairio_hash__()`` if it has one, and is left out otherwise.
+        ``types``, if given, receives the non-builtin types met in the arguments.
         """
         out = {}
         ignore = self.ignore
@@ -117,25 +135,55 @@ class KeyMaker:
                 continue
             if method and i == 0 and not hasattr(type(value), "__pairio_hash__"):
                 continue
-            out[name] = hash_value(value, name, strict=strict, file_hash=file_hash)
+            out[name] = hash_value(value, name, strict=strict, file_hash=file_hash, types=types)
+            if name not in self._warned_file_names and isinstance(value, (str, list, tuple, dict)):
+                self._warn_if_names_file(name, value)
         return out
 
-    def key_from_hashes(self, hashes: dict[str, str]) -> str:
-        """The key, given the argument hashes."""
+    def _warn_if_names_file(self, name: str, value: Any) -> None:
+        """Warn (once per argument) when a str argument, or one in a list, tuple or dict, names a file."""
+        text = _file_named_by(value)
+        if text is None:
+            return
+        self._warned_file_names.add(name)
+        warn_user(log=False, message=(
+            f"pairio: argument {name!r} of {self.code.function} is the str {text!r}, which names an existing "
+            f"file: a str counts by its text, so an edit to the file would not change the key (a stale hit). "
+            f"Pass pathlib.Path({text!r}) instead: a Path to a file counts by the file's content."))
+
+    def type_dependencies(self, types: Iterable[type]) -> dict[str, str]:
+        """The versions of the libraries defining ``types`` that the code part does not count yet."""
+        counted = self.code.dependencies
+        explicit = self.explicit_dependencies
+        out: dict[str, str] = {}
+        for tp in types:
+            for dist, version in deps.type_versions(tp):
+                if dist not in counted and dist not in explicit:
+                    out[dist] = version
+        return dict(sorted(out.items()))
+
+    def key_from_hashes(self, hashes: dict[str, str], type_dependencies: dict[str, str] | None = None) -> str:
+        """The key, given the argument hashes and the versions of their types' libraries."""
         h = hashlib.sha1(self.prefix)
         for name, digest in hashes.items():
             h.update(f"{name}\0{digest}\0".encode())
+        if type_dependencies:
+            h.update(f"types\0{canonical_json(type_dependencies)}\0".encode())
         return h.hexdigest()
 
     def key(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
             file_hash: Callable[[PurePath], str] | None = None) -> str:
         """The 40-hex key of the call ``func(*args, **kwargs)``."""
-        return self.key_from_hashes(self.argument_hashes(args, kwargs, method=method, file_hash=file_hash))
+        types: set[type] = set()
+        hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
+        return self.key_from_hashes(hashes, self.type_dependencies(types) if types else None)
 
     def explain(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
                 file_hash: Callable[[PurePath], str] | None = None) -> dict[str, Any]:
         """What went into the key of this call, and what was left out."""
-        hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash)
+        types: set[type] = set()
+        hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
+        type_dependencies = self.type_dependencies(types)
         code = self.code.as_dict()
         counted = {
             "digest": code.pop("digest"),
@@ -145,17 +193,42 @@ class KeyMaker:
             "closure": code.pop("closure"),
         }
         return {
-            "key": self.key_from_hashes(hashes),
+            "key": self.key_from_hashes(hashes, type_dependencies),
             "key_format": KEY_FORMAT,
             "function": code.pop("function"),
             "version": self.version,
             "code": counted,
-            "dependencies": {**code.pop("dependencies"), **self.dependency_versions()},
+            "dependencies": dict(sorted({**code.pop("dependencies"), **self.dependency_versions(),
+                                         **type_dependencies}.items())),
             "arguments": hashes,
             "not_counted": {
                 "ignored_arguments": sorted(self.ignore),
                 "stdlib_modules (not versioned)": list(code.pop("stdlib")),
                 "globals": code.pop("ignored"),
+                "dynamic_lookups": list(code.pop("dynamic")),
                 "notes": list(code.pop("notes")),
             },
         }
+
+
+
+def _file_named_by(value: Any) -> str | None:
+    """The str in ``value`` (itself, or one of the first items of a list, tuple or dict) that names a file."""
+    if isinstance(value, str):
+        return value if _names_file(value) else None
+    items = value.values() if isinstance(value, dict) else value
+    for i, item in enumerate(items):
+        if i >= _FILE_NAME_ITEMS:
+            break
+        if isinstance(item, str) and _names_file(item):
+            return item
+    return None
+
+
+def _names_file(text: str) -> bool:
+    if not text or len(text) > 4096 or "\0" in text:
+        return False
+    try:
+        return os.path.isfile(text)
+    except (OSError, ValueError):
+        return False

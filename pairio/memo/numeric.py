@@ -96,6 +96,7 @@ def _values(obj: Any, update: Update, ctx: Context) -> None:
     """The values of a pandas column or index: as an array when they have a numpy form."""
     np = sys.modules["numpy"]
     dtype = obj.dtype
+    ctx.note_type(type(dtype))  # numpy's dtypes, or an extension dtype's library
     update(_text(str(dtype)))
     categories = getattr(dtype, "categories", None)
     if categories is not None:  # str() of a categorical dtype is "category", whatever its categories
