@@ -38,12 +38,28 @@ _NO_LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.
 Progress = Callable[[int], None]
 
 
-def ensure_dir(directory: Path) -> None:
+def ensure_dir(directory: str | os.PathLike[str]) -> None:
     """Create ``directory`` and its parents; a clear error if a file is in the way."""
+    path = os.fspath(directory)
     try:
-        directory.mkdir(parents=True, exist_ok=True)
+        os.mkdir(path)
+        return
     except FileExistsError:
-        raise NotADirectoryError(errno.ENOTDIR, "exists but is not a directory", str(directory)) from None
+        if os.path.isdir(path):
+            return
+    except FileNotFoundError:
+        parent = os.path.dirname(path)
+        if parent and parent != path:
+            ensure_dir(parent)
+            try:
+                os.mkdir(path)
+                return
+            except FileExistsError:
+                if os.path.isdir(path):
+                    return
+        else:
+            raise
+    raise NotADirectoryError(errno.ENOTDIR, "exists but is not a directory", path)
 
 
 def fsync_dir(directory: Path) -> None:
@@ -69,14 +85,20 @@ class AtomicFile:
     """
 
     def __init__(self, directory: str | os.PathLike[str], mode: int = 0o666) -> None:
-        self.directory = Path(directory)
-        fd, self.temp_path = _create_locked_temp(self.directory, mode)
+        # Paths are kept as str: a cache miss writes one of these, and Path objects cost.
+        self.directory = os.fspath(directory)
+        fd, self._temp = _create_locked_temp(self.directory, mode)
         self.file: BinaryIO = os.fdopen(fd, "wb", buffering=1 << 20)
         self.done = False
 
+    @property
+    def temp_path(self) -> Path:
+        """Where the file is while it is being written."""
+        return Path(self._temp)
+
     def commit(self, target: str | os.PathLike[str], *, durable: bool = True, chmod: int | None = None) -> None:
         """Flush, fsync (unless ``durable`` is False) and rename the file onto ``target``."""
-        target = Path(target)
+        target = os.fspath(target)
         try:
             self.file.flush()
             if chmod is not None:
@@ -84,18 +106,18 @@ class AtomicFile:
             if durable:
                 os.fsync(self.file.fileno())
             for attempt in range(_CREATE_ATTEMPTS):
-                ensure_dir(target.parent)
                 try:
-                    os.replace(self.temp_path, target)
+                    os.replace(self._temp, target)
                     break
-                except FileNotFoundError:
-                    # The target's directory may have been removed by another process
-                    # between ensure_dir and the rename; the temp file itself is locked
-                    # and so never removed while we live. Make the directory again.
-                    if attempt == _CREATE_ATTEMPTS - 1 or not self.temp_path.exists():
+                except (FileNotFoundError, NotADirectoryError):
+                    # The target's directory is missing: not made yet, or removed by another
+                    # process (even between our ensure_dir and the rename); the temp file
+                    # itself is locked and so never removed while we live. Make it and retry.
+                    if attempt == _CREATE_ATTEMPTS - 1 or not os.path.exists(self._temp):
                         raise
+                    ensure_dir(os.path.dirname(target))
             if durable:
-                fsync_dir(target.parent)
+                fsync_dir(Path(target).parent)
         except BaseException:
             self.discard()
             raise
@@ -110,7 +132,7 @@ class AtomicFile:
         with contextlib.suppress(OSError):
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.temp_path)
+            os.unlink(self._temp)
 
     def __enter__(self) -> AtomicFile:
         return self
@@ -119,15 +141,16 @@ class AtomicFile:
         self.discard()
 
 
-def _create_locked_temp(directory: Path, mode: int) -> tuple[int, Path]:
+def _create_locked_temp(directory: str, mode: int) -> tuple[int, str]:
     for _ in range(_CREATE_ATTEMPTS):
-        ensure_dir(directory)
-        path = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+        path = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
-        except FileNotFoundError:
-            # Another process (gc, a user's rm -r) may have removed the directory
-            # between ensure_dir and open; make it again and retry.
+        except (FileNotFoundError, NotADirectoryError):
+            # The directory is missing: not made yet, or removed by another process (gc,
+            # a user's rm -r), even between an ensure_dir and the open; make it and retry.
+            # (A file in its place is an error naming that file, from ensure_dir.)
+            ensure_dir(directory)
             continue
         if fcntl is None:
             return fd, path
@@ -141,7 +164,7 @@ def _create_locked_temp(directory: Path, mode: int) -> tuple[int, Path]:
         if same:
             return fd, path
         os.close(fd)
-    raise OSError(errno.EAGAIN, "could not create a temporary file (directory keeps disappearing)", str(directory))
+    raise OSError(errno.EAGAIN, "could not create a temporary file (directory keeps disappearing)", directory)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 import pairio as pa
+from pairio.memo import flight
 from pairio.memo.call_stats import read_persistent
 
 WAIT_S = 60.0  # the bound on every wait: far more than any step needs, so only a bug reaches it
@@ -416,11 +417,14 @@ def test_a_result_stored_between_the_lookup_and_the_claim_is_used(monkeypatch):
     assert runs == []
 
 
-def test_gc_removes_idle_lock_files_and_keeps_held_and_young_ones(pairio_home):
+def test_gc_removes_idle_lock_files_and_keeps_held_and_young_ones(pairio_home, monkeypatch):
     import filelock
 
     from pairio.cli import main
     from pairio.memo.flight import remove_idle_locks
+
+    # Lock files per key are what platforms without range locks use (and what older versions left).
+    monkeypatch.setattr(flight, "_USE_RANGES", False)
 
     @pa.cached
     def double(x):
@@ -443,3 +447,25 @@ def test_gc_removes_idle_lock_files_and_keeps_held_and_young_ones(pairio_home):
     assert main(["gc", "--locks"]) == 0
     assert sorted((pairio_home / "locks").glob("*.lock")) == [locks[2]]
     assert double(0) == 0 and double.is_cached(1)  # the cache itself is untouched
+
+
+@pytest.mark.parametrize("ranges", [True, False] if flight._USE_RANGES else [False])
+def test_a_claim_excludes_other_threads_on_its_key_and_lets_other_keys_through(pairio_home, monkeypatch, ranges):
+    monkeypatch.setattr(flight, "_USE_RANGES", ranges)
+    key, other = "a" * 40, "b" * 40
+    waited = []
+    with flight.claim(pairio_home, key, "step") as first_waited:
+        # A nested claim of another key, as a cached step calling another: never blocked.
+        with flight.claim(pairio_home, other, "inner") as inner_waited:
+            assert (first_waited, inner_waited) == (False, False)
+        thread = threading.Thread(target=lambda: waited.append(_claim_and_report(pairio_home, key)))
+        thread.start()
+        thread.join(0.2)
+        assert thread.is_alive()  # blocked on our claim
+    thread.join(WAIT_S)
+    assert waited == [True]
+
+
+def _claim_and_report(home: Path, key: str) -> bool:
+    with flight.claim(home, key, "step") as waited:
+        return waited

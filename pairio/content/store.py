@@ -128,7 +128,7 @@ class ContentStore:
     def _has_size(self, sha1: str, size: int) -> bool:
         """True if the object ``sha1`` is present and ``size`` bytes long."""
         try:
-            return self.object_path(sha1).stat().st_size == size
+            return os.stat(self.object_file(sha1)).st_size == size
         except FileNotFoundError:
             return False
 
@@ -196,7 +196,7 @@ class ContentStore:
             w = ObjectWriter(temp, self)
             yield w
             sha1 = w._hash.hexdigest()
-            target = self.object_path(sha1)
+            target = self.object_file(sha1)
             # Identical content already stored is kept; a copy of another size (truncated by a
             # crash, or damaged) is replaced by this one.
             if not self._has_size(sha1, w.size):

@@ -4,8 +4,10 @@
 small SQLite table in the database directory (``cache_stats.sqlite3``), which
 ``pairio stats`` prints: the totals across runs are what a user wants to see
 from the command line. Writing a transaction per call would cost more than a
-hit, so deltas are kept in memory and written at most once a second, after
-each miss, and when the process exits.
+hit or a miss of a small step, so deltas are kept in memory and written at most
+once a second, and when the process exits (normally, or a forked pool worker's
+exit): the totals are exact after a normal exit; a process killed outright loses
+at most its last second of counts.
 """
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
                 row = table[name] = [0, 0, 0.0, 0.0]  # type: ignore[index]
             row[column] += 1
             row[2 + column] += seconds
-        due = not hit or time.monotonic() - _last_flush >= _FLUSH_INTERVAL_S
+        due = time.monotonic() - _last_flush >= _FLUSH_INTERVAL_S
     if due:
         flush()
 

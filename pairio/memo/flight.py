@@ -1,40 +1,172 @@
 """Single flight: one computation per key at a time, across threads and processes.
 
-A computer holds an OS file lock (``filelock``) on ``<database dir>/locks/<key>.lock``
-while it computes and stores. Others wait on the same lock, then find the
-result stored. The OS releases the lock of a process that dies, so a crashed
-computer never blocks a waiter for good: the waiter takes over.
+A computer holds an OS lock on its key while it computes and stores. Others wait
+on the same lock, then find the result stored. The OS releases the locks of a
+process that dies, so a crashed computer never blocks a waiter for good: the
+waiter takes over.
 
-Lock files stay after use (removing one while another process may be opening it
-would let two computers in at once); :func:`remove_idle_locks` (``pairio gc --locks``)
-clears old ones.
+On Linux the lock is a one-byte range, at an offset taken from the key, of one
+shared file (``<database dir>/locks/keys.ranges``), locked as an open file
+description lock (``F_OFD_SETLK``): like ``flock`` it belongs to the open file, so
+threads exclude each other as processes do, and it costs an ``open`` of an existing
+file, one ``fcntl`` and a ``close``; no file per key is made. Elsewhere each key has
+its own lock file, ``<database dir>/locks/<key>.lock``, locked with ``flock`` (with
+the ``filelock`` package where ``fcntl`` is missing, on Windows).
+
+Per-key lock files stay after use (removing one while another process may be opening
+it would let two computers in at once); :func:`remove_idle_locks` (``pairio gc
+--locks``) clears old ones. A computer that locked a file that was removed meanwhile
+notices (the path no longer leads to the file it holds) and locks the new one.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
+import errno
 import logging
 import os
+import struct
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-
-import filelock
+from typing import Any
 
 from ..files import ensure_dir
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("pairio")
 # How often a waiter looks at the lock: a step worth caching takes far longer than this.
 _POLL_S = 0.005
 _ASYNC_POLL_S = 0.01
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
+_ATTEMPTS = 20
+# The file whose byte ranges are the keys' locks (its name does not end in .lock: gc keeps it).
+RANGES_FILENAME = "keys.ranges"
+_USE_RANGES = sys.platform == "linux" and fcntl is not None and hasattr(fcntl, "F_OFD_SETLK")
 
 
-def _lock(database_dir: Path, key: str) -> filelock.FileLock:
-    directory = database_dir / "locks"
-    ensure_dir(directory)
-    # thread_local=False: the lock belongs to this call, which may hop threads only in async code.
-    return filelock.FileLock(directory / f"{key}.lock", thread_local=False)
+class _KeyLock:
+    """An exclusive lock on one lock file; ``try_acquire`` never blocks, ``acquire`` waits."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+        self._fallback: Any = None
+
+    def try_acquire(self) -> bool:
+        if fcntl is None:
+            return self._fallback_acquire(timeout=0)
+        return self._lock(fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+    def acquire(self) -> None:
+        if fcntl is None:
+            self._fallback_acquire(timeout=-1)
+        else:
+            self._lock(fcntl.LOCK_EX)
+
+    def _lock(self, operation: int) -> bool:
+        for _ in range(_ATTEMPTS):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, operation)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            except BaseException:
+                os.close(fd)
+                raise
+            # remove_idle_locks may have unlinked the file between our open and our flock:
+            # a lock on a file no longer at the path excludes no one, so lock the new one.
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self._fd = fd
+                return True
+            os.close(fd)
+        raise OSError(f"could not lock {self.path} (the lock file keeps being removed)")
+
+    def _open(self) -> int:
+        try:
+            return os.open(self.path, _OPEN_FLAGS, 0o644)
+        except FileNotFoundError:
+            ensure_dir(Path(self.path).parent)
+            return os.open(self.path, _OPEN_FLAGS, 0o644)
+
+    def _fallback_acquire(self, timeout: float) -> bool:
+        import filelock
+
+        ensure_dir(Path(self.path).parent)
+        # thread_local=False: the lock belongs to this call, which may hop threads only in async code.
+        self._fallback = filelock.FileLock(self.path, thread_local=False)
+        try:
+            self._fallback.acquire(timeout=timeout, poll_interval=_POLL_S)
+        except filelock.Timeout:
+            return False
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the only descriptor releases the flock
+        elif self._fallback is not None:
+            self._fallback.release()
+
+
+class _RangeLock:
+    """The lock of one key: a byte of the shared ranges file, locked through a descriptor of its own."""
+
+    def __init__(self, path: str, key: str) -> None:
+        self.path = path
+        # 60 bits of the key: distinct keys share a byte with odds of 2**-60.
+        self._offset = int(key[:15], 16)
+        self._fd: int | None = None
+
+    def _request(self, lock_type: int) -> bytes:
+        # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for an OFD lock), padding.
+        return struct.pack("hhqqi4x", lock_type, os.SEEK_SET, self._offset, 1, 0)
+
+    def try_acquire(self) -> bool:
+        return self._lock(fcntl.F_OFD_SETLK)
+
+    def acquire(self) -> None:
+        self._lock(fcntl.F_OFD_SETLKW)
+
+    def _lock(self, command: int) -> bool:
+        try:
+            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        except FileNotFoundError:
+            ensure_dir(Path(self.path).parent)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+        try:
+            fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
+        except OSError as exc:
+            os.close(fd)
+            if command == fcntl.F_OFD_SETLK and exc.errno in (errno.EAGAIN, errno.EACCES):
+                return False
+            raise
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return True
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)  # closing the descriptor releases its locks
+
+
+def _lock(database_dir: Path, key: str) -> _KeyLock | _RangeLock:
+    if _USE_RANGES:
+        return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key)
+    return _KeyLock(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
 @contextlib.contextmanager
@@ -42,16 +174,20 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
     """Hold the lock of ``key`` for the block; yields True if another holder had to be waited for."""
     lock = _lock(database_dir, key)
     waited = False
-    try:
-        lock.acquire(timeout=0)
-    except filelock.Timeout:
+    if not lock.try_acquire():
         waited = True
         logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        lock.acquire(poll_interval=_POLL_S)
+        lock.acquire()
     try:
         yield waited
     finally:
         lock.release()
+
+
+async def _sleep(seconds: float) -> None:
+    import asyncio  # only coroutines need it; `import pairio` stays light
+
+    await asyncio.sleep(seconds)
 
 
 @contextlib.asynccontextmanager
@@ -59,15 +195,11 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
     """:func:`claim` for coroutines: waits without blocking the event loop."""
     lock = _lock(database_dir, key)
     waited = False
-    while True:
-        try:
-            lock.acquire(timeout=0)
-            break
-        except filelock.Timeout:
-            if not waited:
-                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-            waited = True
-            await asyncio.sleep(_ASYNC_POLL_S)
+    while not lock.try_acquire():
+        if not waited:
+            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+        waited = True
+        await _sleep(_ASYNC_POLL_S)
     try:
         yield waited
     finally:
@@ -77,10 +209,9 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
 def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0) -> list[Path]:
     """Remove lock files older than ``min_age_s`` that no one holds; returns the paths removed.
 
-    Each is removed while this process holds it, so no computer loses its claim. A waiter
-    that opened one just before may then lock a file that is gone while a newcomer locks
-    a new one; as every computer looks the result up once it holds its lock, the worst
-    case is a step computed twice, never a wrong result.
+    Each is removed while this process holds it, so no computer loses its claim: one that
+    opened the file just before locks it only after the removal, sees that the path no
+    longer leads to it, and locks the file at the path instead.
     """
     directory = database_dir / "locks"
     removed: list[Path] = []
@@ -97,10 +228,8 @@ def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0) -> list[Pat
                 continue
         except FileNotFoundError:
             continue
-        lock = filelock.FileLock(entry.path, thread_local=False)
-        try:
-            lock.acquire(timeout=0)
-        except filelock.Timeout:
+        lock = _KeyLock(entry.path)
+        if not lock.try_acquire():
             continue  # claimed right now
         try:
             os.unlink(entry.path)
