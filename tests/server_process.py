@@ -28,3 +28,11 @@ def default_settings(**extra: Any) -> dict[str, Any]:
         ],
         **extra,
     }
+
+
+def server_store(server: ServerProcess):
+    """The pairs store of ``server`` (embedded or PostgreSQL), opened directly, as its pairio.json says."""
+    from pairio.server.app import open_store
+    from pairio.server.settings import load_settings
+
+    return open_store(load_settings(server.directory))

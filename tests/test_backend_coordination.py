@@ -9,9 +9,14 @@ from pairio.server.backends import Coordination, MemoryCoordination
 T0 = 1_800_000_000.0  # a fixed wall-clock time, mid-day UTC is not assumed
 
 
-@pytest.fixture(params=["memory"])
+@pytest.fixture(params=["memory", "postgresql"])
 def coordination(request) -> Coordination:
-    backend = {"memory": MemoryCoordination}[request.param]()
+    if request.param == "memory":
+        backend = MemoryCoordination()
+    else:
+        from pairio.server.backends.postgres import PostgresCoordination
+
+        backend = PostgresCoordination(request.getfixturevalue("postgres_url"))
     yield backend
     backend.close()
 

@@ -12,7 +12,7 @@ import types
 import uuid
 
 import pytest
-from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings, free_port
+from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings, free_port, server_store
 
 import pairio as pa
 from pairio.kv import remote as remote_module
@@ -22,14 +22,16 @@ from pairio.kv.remote import RemoteStore
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("server"), default_settings()) as s:
+def server(tmp_path_factory, pair_backend):
+    with ServerProcess(tmp_path_factory.mktemp("server"), default_settings(**pair_backend)) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def stored(server):
-    return EmbeddedStore(server.directory / "store")
+    store = server_store(server)
+    yield store
+    store.close()
 
 
 @pytest.fixture

@@ -20,10 +20,10 @@ from server_process import (
     WO_PASSWORD,
     ServerProcess,
     default_settings,
+    server_store,
     signed_request,
 )
 
-from pairio.kv.embedded import EmbeddedStore
 from pairio.signing import HEADER_SIGNATURE, sign_request
 
 MAX_BODY = 1024 * 1024
@@ -31,15 +31,18 @@ PASSWORDS = (RW_PASSWORD, RO_PASSWORD, WO_PASSWORD)
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("server"), default_settings(maxBodyBytes=MAX_BODY)) as s:
+def server(tmp_path_factory, pair_backend):
+    settings = default_settings(maxBodyBytes=MAX_BODY, **pair_backend)
+    with ServerProcess(tmp_path_factory.mktemp("server"), settings) as s:
         yield s
 
 
 @pytest.fixture(scope="module")
 def stored(server):
     """The server's own store, read directly."""
-    return EmbeddedStore(server.directory / "store")
+    store = server_store(server)
+    yield store
+    store.close()
 
 
 def key() -> str:

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from server_process import RW_PASSWORD, ServerProcess, signed_request
+from server_process import RW_PASSWORD, ServerProcess, server_store, signed_request
 
 import pairio as pa
-from pairio.kv.embedded import EmbeddedStore
 from pairio.kv.remote import RemoteStore
 
 SETTINGS = {"channels": [{"name": "lab-rw", "password": RW_PASSWORD, "collections": [
@@ -16,8 +15,8 @@ SETTINGS = {"channels": [{"name": "lab-rw", "password": RW_PASSWORD, "collection
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("limits"), SETTINGS) as s:
+def server(tmp_path_factory, pair_backend):
+    with ServerProcess(tmp_path_factory.mktemp("limits"), {**SETTINGS, **pair_backend}) as s:
         yield s
 
 
@@ -37,12 +36,13 @@ def test_gets_over_the_limit_are_429_with_retry_after(server):
 
 
 def test_sets_over_the_limit_are_429_and_change_nothing(server):
-    stored = EmbeddedStore(server.directory / "store")
+    stored = server_store(server)
     for i in range(2):
         assert call(server, "/api/v1/set", {"collection": "sets", "key": f"k{i}", "value": "v"}).status_code == 200
     r = call(server, "/api/v1/set", {"collection": "sets", "key": "k9", "value": "v"})
     assert r.status_code == 429 and "Retry-After" in r.headers
     assert stored.get("sets", "k9") is None
+    stored.close()
 
 
 def test_each_key_of_get_many_counts(server):

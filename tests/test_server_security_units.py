@@ -184,11 +184,21 @@ def test_valid_settings_load(tmp_path):
     assert "rw-password" not in repr(settings)
 
 
-def test_example_pairio_json_is_valid():
+@pytest.mark.parametrize("name", ["example_pairio.json", "example_pairio.postgresql.json"])
+def test_example_pairio_json_is_valid(name):
     from pathlib import Path
 
-    example = Path(__file__).parent.parent / "server" / "example_pairio.json"
+    example = Path(__file__).parent.parent / "server" / name
     assert parse_settings(json.loads(example.read_text()), example.parent).channels
+
+
+def test_a_database_url_is_kept_out_of_repr_and_excludes_store(tmp_path):
+    url = "postgresql://pairio:db-secret@db/pairio"
+    settings = parse_settings(default_settings(database=url), tmp_path)
+    assert settings.database == url and settings.shared
+    assert "db-secret" not in repr(settings)
+    with pytest.raises(ConfigurationError, match="store cannot be given with database"):
+        parse_settings(default_settings(database=url, store={"path": "store"}), tmp_path)
 
 
 def _broken(path, value):
@@ -214,6 +224,8 @@ def _broken(path, value):
     (["channels", 2, "name"], "lab-rw", "channels[2].name"),
     (["legacy"], "yes", "legacy"),
     (["store"], {"backend": "redis"}, "store.backend"),
+    (["database"], "mysql://db/pairio", "database"),
+    (["database"], 5432, "database"),
     (["maxBodyBytes"], 10, "maxBodyBytes"),
     (["colections"], [], "colections"),
     # a channel name is sent in a header: printable ASCII, no space at either end

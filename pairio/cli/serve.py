@@ -47,7 +47,7 @@ def _serve(args: argparse.Namespace) -> int:
             for c in settings.channels.values()
         )
         print(f"{args.directory}/pairio.json is valid: channels {channels}; "
-              f"store {settings.store.backend}; legacy protocol {'on' if settings.legacy else 'off'}")
+              f"store {'postgresql' if settings.database else settings.store.backend}; legacy protocol {'on' if settings.legacy else 'off'}")
         return 0
     try:
         import uvicorn

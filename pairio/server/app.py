@@ -1,7 +1,10 @@
 """The ASGI application: the versioned JSON API over one key/value store.
 
-Handlers call the store directly on the event loop: an embedded SQLite read
-takes microseconds, less than a hop to a thread pool would cost.
+Handlers call the embedded store directly on the event loop: an SQLite read takes
+microseconds, less than a hop to a thread pool would cost. Backends that wait on the
+network (PostgreSQL: ``blocking = True``) are called from a worker thread instead, one
+hop per request for the signature check, rate limit and operation together, so one
+request's round trips to the database do not stall the others.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -22,7 +26,7 @@ from ..errors import InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
-from .backends import Coordination
+from .backends import Coordination, MemoryCoordination
 from .openapi import openapi_document
 from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
 
@@ -39,10 +43,27 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def open_store(settings: ServerSettings) -> KeyValueStore:
-    """The store pairio.json names (the embedded store, in the server directory)."""
+    """The store pairio.json names: PostgreSQL if it names a ``database``, else the embedded store."""
+    return open_backends(settings)[0]
+
+
+def open_backends(settings: ServerSettings) -> tuple[KeyValueStore, Coordination]:
+    """The pairs and the coordination pairio.json names.
+
+    With a ``database``, both live in PostgreSQL, shared by every replica; otherwise the
+    pairs are in the embedded store and coordination in this process's memory.
+    """
+    if settings.database is not None:
+        from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresStore
+
+        # Nonces, buckets and leases need not survive a crash of the database server
+        # (a lost nonce reopens a replay window of minutes at most), so their commits do
+        # not wait for the disk; the pairs' commits do.
+        return (PostgresStore(PostgresDatabase(settings.database)),
+                PostgresCoordination(PostgresDatabase(settings.database, synchronous_commit=False)))
     from ..kv.embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.store.path)
+    return EmbeddedStore(settings.store.path), MemoryCoordination()
 
 
 def create_app(
@@ -60,7 +81,10 @@ def create_app(
         if isinstance(directory_or_settings, ServerSettings)
         else load_settings(directory_or_settings)
     )
-    store = open_store(settings) if store is None else store
+    if store is None or coordination is None:
+        default_store, default_coordination = open_backends(settings)
+        store = default_store if store is None else store
+        coordination = default_coordination if coordination is None else coordination
     guard = Guard(settings, coordination)
     api = _Api(settings, guard, store)
     routes = [
@@ -91,6 +115,7 @@ class _Api:
         self.settings = settings
         self.guard = guard
         self.store = store
+        self.blocking = getattr(store, "blocking", False) or getattr(guard.coordination, "blocking", False)
         self._openapi = json.dumps(openapi_document(__version__)).encode("utf-8")
 
     def endpoint(self, operation: Callable[[str, Any], Response]) -> Handler:
@@ -98,9 +123,8 @@ class _Api:
         guard = self.guard
         limit = self.settings.max_body_bytes
 
-        async def handle(request: Request) -> Response:
+        def respond(request: Request, body: bytes) -> Response:
             try:
-                body = await read_body(request, limit)
                 channel = guard.authenticate(request, body)
                 # Starlette answers HEAD on every GET route: neither carries a JSON body.
                 if request.scope["method"] in ("GET", "HEAD"):
@@ -117,6 +141,15 @@ class _Api:
             except PairioError as exc:  # the store failed: log the detail, keep paths private
                 log.error("store error: %s", exc)
                 return json_response({"error": "the server's store is unavailable"}, 503)
+
+        async def handle(request: Request) -> Response:
+            try:
+                body = await read_body(request, limit)
+            except ApiError as exc:
+                return json_response({"error": exc.message}, exc.status, exc.headers)
+            if self.blocking:
+                return await run_in_threadpool(respond, request, body)
+            return respond(request, body)
 
         return handle
 

@@ -7,8 +7,9 @@ bypass a limit. A batch larger than a whole minute's allowance is let through
 when the bucket is full, leaving it in debt, so such a batch is slowed, not
 refused forever.
 
-The state lives in this process's memory: run one server process per store
-(see server/README.md).
+This class keeps the buckets in this process's memory (one server process per
+store); :class:`pairio.server.backends.postgres.PostgresCoordination` applies the
+same rule to buckets in PostgreSQL shared by replicas (see server/README.md).
 """
 
 from __future__ import annotations

@@ -61,6 +61,14 @@ class ServerSettings:
     store: StoreSettings
     legacy: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # A postgresql:// URL: the pairs and the coordination of replicas live there instead of
+    # in the embedded store and this process's memory. Kept out of repr (it may hold a password).
+    database: str | None = dataclasses.field(default=None, repr=False)
+
+    @property
+    def shared(self) -> bool:
+        """True if several server processes may serve these settings at once."""
+        return self.database is not None
 
     @property
     def passwords(self) -> dict[str, str]:
@@ -95,7 +103,7 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
     """Validate the parsed JSON of pairio.json."""
     directory = Path(directory)
     _require(isinstance(obj, dict), "(top level)", "must be a JSON object")
-    _no_unknown(obj, "", {"channels", "legacy", "maxBodyBytes", "store"})
+    _no_unknown(obj, "", {"channels", "database", "legacy", "maxBodyBytes", "store"})
     channels_obj = obj.get("channels")
     _require(isinstance(channels_obj, list) and channels_obj, "channels", "must be a non-empty list")
     channels: dict[str, ChannelSettings] = {}
@@ -109,12 +117,19 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
     max_body = obj.get("maxBodyBytes", DEFAULT_MAX_BODY_BYTES)
     _require(_is_int(max_body) and 1024 <= max_body <= 1 << 30, "maxBodyBytes",
              "must be an integer from 1024 to 1073741824")
+    database = obj.get("database")
+    if database is not None:
+        _require(isinstance(database, str) and database.startswith(("postgresql://", "postgres://")),
+                 "database", "must be a URL starting with postgresql:// (e.g. postgresql://pairio@db/pairio)")
+        _require("store" not in obj, "store",
+                 "cannot be given with database: the pairs live in the database (remove one of them)")
     return ServerSettings(
         directory=directory,
         channels=channels,
         store=_parse_store(obj.get("store", {}), directory),
         legacy=legacy,
         max_body_bytes=max_body,
+        database=database,
     )
 
 

@@ -1,0 +1,413 @@
+"""PostgreSQL backends: the pairs (:class:`PostgresStore`) and what replicas agree on
+(:class:`PostgresCoordination`), over one connection pool per process.
+
+Several ``pairio serve`` processes (replicas, or ``--workers``) may share one database:
+every operation is one statement, or one transaction, so each is atomic across them.
+
+Keys, values and collection names are stored as UTF-8 ``bytea``: PostgreSQL ``text``
+cannot hold the NUL character, which pairio keys may contain.
+
+The schema carries a version (table ``pairio_schema``). The first process to start
+creates it; a newer pairio upgrades an older schema in one transaction (under an
+advisory lock, so replicas starting together upgrade it once); an older pairio refuses
+a newer schema rather than write rows it does not understand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ...config import mask_url
+from ...errors import ConfigurationError, StoreUnavailableError
+from ...kv.base import KeyValueStore
+from .base import Coordination, Lease
+
+SCHEMA_VERSION = 2
+# Each step upgrades the schema from version i to i + 1; never edit a step that shipped.
+MIGRATIONS: list[list[str]] = [
+    # 1: the pairs.
+    [
+        "CREATE TABLE pairio_pairs (collection bytea NOT NULL, key bytea NOT NULL, value bytea NOT NULL, "
+        "PRIMARY KEY (collection, key))",
+    ],
+    # 2: coordination between replicas: nonces, token buckets, daily upload counts, leases.
+    [
+        "CREATE TABLE pairio_nonces (channel text NOT NULL, nonce text NOT NULL, "
+        "expires_at float8 NOT NULL, PRIMARY KEY (channel, nonce))",
+        "CREATE INDEX pairio_nonces_expiry ON pairio_nonces (expires_at)",
+        "CREATE TABLE pairio_buckets (channel text NOT NULL, collection text NOT NULL, operation text NOT NULL, "
+        "tokens float8 NOT NULL, updated float8 NOT NULL, wait float8 NOT NULL, "
+        "PRIMARY KEY (channel, collection, operation))",
+        "CREATE TABLE pairio_uploads (channel text PRIMARY KEY, day integer NOT NULL, bytes bigint NOT NULL)",
+        "CREATE TABLE pairio_leases (name text PRIMARY KEY, owner text NOT NULL, info jsonb NOT NULL, "
+        "acquired_at float8 NOT NULL, expires_at float8 NOT NULL)",
+    ],
+]
+assert len(MIGRATIONS) == SCHEMA_VERSION
+# Any constant: every pairio process that migrates takes this transaction-scoped lock first.
+_MIGRATION_LOCK = 0x7061697269
+_POOL_MAX = 8  # connections per pool and process (see server/README.md, sizing)
+_PURGE_EVERY = 60.0  # seconds between sweeps of expired nonces and leases, per process
+# The database's clock, shared by every replica (their own clocks may drift apart).
+_DB_NOW = "extract(epoch FROM statement_timestamp())::float8"
+
+
+class PostgresDatabase:
+    """One connection pool to ``url``, opened on first use in each process, and its schema."""
+
+    def __init__(self, url: str, *, max_size: int = _POOL_MAX, connect_timeout: float = 10.0,
+                 synchronous_commit: bool = True) -> None:
+        if not isinstance(url, str) or not url.startswith(("postgresql://", "postgres://")):
+            raise ConfigurationError(f"database {mask_url(str(url))!r} must be a URL starting with postgresql://")
+        self.url = url
+        self.shown_url = mask_url(url)
+        self.max_size = max_size
+        self.synchronous_commit = synchronous_commit
+        self.connect_timeout = connect_timeout
+        self._pool = None
+        self._pid = os.getpid()
+        self._lock = threading.Lock()
+        _databases.add(self)
+
+    def __repr__(self) -> str:
+        return f"PostgresDatabase({self.shown_url!r})"
+
+    def pool(self):
+        """This process's pool, opened (and the schema checked) on first use."""
+        pool = self._pool
+        if pool is not None and self._pid == os.getpid():
+            return pool
+        with self._lock:
+            if self._pool is None or self._pid != os.getpid():
+                self._pool = self._open()
+                self._pid = os.getpid()
+            return self._pool
+
+    def _open(self):
+        try:
+            import psycopg
+            from psycopg.conninfo import conninfo_to_dict
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:
+            raise ConfigurationError(
+                f"a postgresql:// database needs the postgres extra ({exc.name} is missing): "
+                "pip install 'pairio[postgres]'"
+            ) from None
+        try:
+            with psycopg.connect(self.url, autocommit=True, connect_timeout=self.connect_timeout) as connection:
+                migrate(connection)
+        except psycopg.Error as exc:
+            raise self.error(exc) from None
+        options = {"autocommit": True, "connect_timeout": self.connect_timeout}
+        if not self.synchronous_commit:
+            # Appended to any options the URL itself carries (e.g. a search_path).
+            given = conninfo_to_dict(self.url).get("options") or ""
+            options["options"] = f"{given} -c synchronous_commit=off".strip()
+        pool = ConnectionPool(
+            self.url, min_size=1, max_size=self.max_size, open=False, timeout=self.connect_timeout,
+            kwargs=options, name="pairio",
+        )
+        pool.open()
+        return pool
+
+    def error(self, exc: Exception) -> StoreUnavailableError:
+        """A StoreUnavailableError for a failure of this database (its password masked)."""
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return StoreUnavailableError(f"pairio database {self.shown_url}: {message}")
+
+    def run(self, operation):
+        """``operation(connection)`` on a pooled connection; database errors become StoreUnavailableError."""
+        import psycopg
+        from psycopg_pool import PoolTimeout
+
+        try:
+            with self.pool().connection() as connection:
+                return operation(connection)
+        except (psycopg.Error, PoolTimeout) as exc:
+            raise self.error(exc) from None
+
+    def schema_version(self) -> int:
+        """The schema version the database holds (0 before the first start)."""
+        return self.run(_schema_version)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None and self._pid == os.getpid():
+                self._pool.close()
+            self._pool = None
+
+
+_databases: weakref.WeakSet[PostgresDatabase] = weakref.WeakSet()
+
+
+def _forget_pools_after_fork() -> None:
+    # A pooled connection shared by two processes would interleave their queries.
+    for database in list(_databases):
+        database._pool = None
+        database._lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pools_after_fork)
+
+
+def _schema_version(connection) -> int:
+    row = connection.execute("SELECT to_regclass('pairio_schema') IS NOT NULL").fetchone()
+    if not row[0]:
+        return 0
+    return connection.execute("SELECT version FROM pairio_schema").fetchone()[0]
+
+
+def migrate(connection, target: int = SCHEMA_VERSION) -> int:
+    """Create or upgrade the schema to ``target`` in one transaction; return the version found.
+
+    Raises StoreUnavailableError if the database holds a newer schema than ``target``.
+    """
+    with connection.transaction():
+        connection.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+        found = _schema_version(connection)
+        if found > target:
+            raise StoreUnavailableError(
+                f"the pairio database schema is version {found}, newer than this pairio supports "
+                f"(version {target}): a newer pairio has upgraded it. Upgrade this pairio "
+                "(pip install -U 'pairio[server,postgres]') on every replica"
+            )
+        if found == 0:
+            connection.execute(
+                "CREATE TABLE pairio_schema (only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row), "
+                "version integer NOT NULL)"
+            )
+            connection.execute("INSERT INTO pairio_schema (version) VALUES (0)")
+        for version in range(found, target):
+            for statement in MIGRATIONS[version]:
+                connection.execute(statement)
+        if found < target:
+            connection.execute("UPDATE pairio_schema SET version = %s", (target,))
+    return found
+
+
+# --- the pairs ------------------------------------------------------------------------
+
+_GET = "SELECT value FROM pairio_pairs WHERE collection = %s AND key = %s"
+_GET_MANY = "SELECT key, value FROM pairio_pairs WHERE collection = %s AND key = ANY(%s)"
+_UPSERT_MANY = (
+    "INSERT INTO pairio_pairs (collection, key, value) SELECT %s, k, v FROM unnest(%s::bytea[], %s::bytea[]) "
+    "AS t(k, v) ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value"
+)
+_SET = (
+    "INSERT INTO pairio_pairs (collection, key, value) VALUES (%s, %s, %s) "
+    "ON CONFLICT (collection, key) DO UPDATE SET value = excluded.value"
+)
+_DELETE = "DELETE FROM pairio_pairs WHERE collection = %s AND key = %s"
+_DELETE_MANY = "DELETE FROM pairio_pairs WHERE collection = %s AND key = ANY(%s)"
+
+
+def _b(text: str) -> bytes:
+    return text.encode("utf-8")
+
+
+class PostgresStore(KeyValueStore):
+    """The pairs in table ``pairio_pairs`` of a PostgreSQL database; thread- and process-safe.
+
+    Every set commits before it returns; ``set_many`` is one transaction.
+    """
+
+    blocking = True  # each call waits on the network: the server runs it off its event loop
+
+    def __init__(self, database: PostgresDatabase | str) -> None:
+        self.database = database if isinstance(database, PostgresDatabase) else PostgresDatabase(database)
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({self.database.shown_url!r})"
+
+    def get(self, collection: str, key: str) -> str | None:
+        row = self.database.run(lambda c: c.execute(_GET, (_b(collection), _b(key))).fetchone())
+        return None if row is None else row[0].decode("utf-8")
+
+    def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, str]:
+        wanted = [_b(k) for k in dict.fromkeys(keys)]
+        if not wanted:
+            return {}
+        rows = self.database.run(lambda c: c.execute(_GET_MANY, (_b(collection), wanted)).fetchall())
+        return {k.decode("utf-8"): v.decode("utf-8") for k, v in rows}
+
+    def set(self, collection: str, key: str, value: str) -> None:  # noqa: A003
+        self.database.run(lambda c: c.execute(_SET, (_b(collection), _b(key), _b(value))))
+
+    def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
+        name = _b(collection)
+        upsert_keys = [_b(k) for k, v in pairs.items() if v is not None]
+        upsert_values = [_b(v) for v in pairs.values() if v is not None]
+        deletes = [_b(k) for k, v in pairs.items() if v is None]
+
+        def write(connection) -> None:
+            with connection.transaction():
+                if upsert_keys:
+                    connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
+                if deletes:
+                    connection.execute(_DELETE_MANY, (name, deletes))
+
+        if upsert_keys or deletes:
+            self.database.run(write)
+
+    def delete(self, collection: str, key: str) -> None:
+        self.database.run(lambda c: c.execute(_DELETE, (_b(collection), _b(key))))
+
+    def collections(self) -> list[str]:
+        """The names of the collections that hold at least one pair."""
+        rows = self.database.run(lambda c: c.execute("SELECT DISTINCT collection FROM pairio_pairs").fetchall())
+        return [row[0].decode("utf-8") for row in rows]
+
+    def count(self, collection: str) -> int:
+        """How many pairs ``collection`` holds."""
+        return self.database.run(lambda c: c.execute(
+            "SELECT count(*) FROM pairio_pairs WHERE collection = %s", (_b(collection),)).fetchone()[0])
+
+    def close(self) -> None:
+        self.database.close()
+
+
+# --- coordination -----------------------------------------------------------------------
+
+_NOW = f"COALESCE(%(now)s::float8, {_DB_NOW})"
+_ADD_NONCE = (
+    "INSERT INTO pairio_nonces AS n (channel, nonce, expires_at) VALUES (%(channel)s, %(nonce)s, %(expires)s) "
+    "ON CONFLICT (channel, nonce) DO UPDATE SET expires_at = excluded.expires_at "
+    f"WHERE n.expires_at < {_NOW}"
+)
+# One statement per request: the bucket row is created full (so a first batch always
+# passes, leaving it at capacity - count) or refilled by the database clock's elapsed
+# time since its last update, then debited if it holds min(count, capacity) tokens.
+_REFILLED = "LEAST(%(cap)s, b.tokens + GREATEST(0, excluded.updated - b.updated) * %(rate)s)"
+_TAKE_TOKENS = (
+    "INSERT INTO pairio_buckets AS b (channel, collection, operation, tokens, updated, wait) "
+    f"VALUES (%(channel)s, %(collection)s, %(operation)s, %(cap)s - %(count)s, {_DB_NOW}, 0) "
+    "ON CONFLICT (channel, collection, operation) DO UPDATE SET "
+    f"tokens = CASE WHEN {_REFILLED} >= %(needed)s THEN {_REFILLED} - %(count)s ELSE {_REFILLED} END, "
+    f"wait = CASE WHEN {_REFILLED} >= %(needed)s THEN 0 ELSE (%(needed)s - {_REFILLED}) / %(rate)s END, "
+    # A statement that waited on the row lock may carry an earlier time than the row's.
+    "updated = GREATEST(b.updated, excluded.updated) "
+    "RETURNING wait"
+)
+_ADD_UPLOAD = (
+    "INSERT INTO pairio_uploads AS u (channel, day, bytes) SELECT %(channel)s, %(day)s, %(n)s "
+    "WHERE %(n)s <= %(quota)s "
+    "ON CONFLICT (channel) DO UPDATE SET day = excluded.day, "
+    "bytes = CASE WHEN u.day = excluded.day THEN u.bytes ELSE 0 END + excluded.bytes "
+    "WHERE CASE WHEN u.day = excluded.day THEN u.bytes ELSE 0 END + excluded.bytes <= %(quota)s "
+    "RETURNING bytes"
+)
+_LEASE_COLUMNS = "name, owner, info, acquired_at, expires_at"
+_ACQUIRE = (
+    f"WITH t AS (SELECT {_NOW} AS now) "
+    "INSERT INTO pairio_leases AS l (name, owner, info, acquired_at, expires_at) "
+    "SELECT %(name)s, %(owner)s, %(info)s, t.now, t.now + %(ttl)s FROM t "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, info = excluded.info, "
+    "acquired_at = CASE WHEN l.owner = excluded.owner THEN l.acquired_at ELSE excluded.acquired_at END, "
+    "expires_at = excluded.expires_at "
+    "WHERE l.owner = excluded.owner OR l.expires_at <= excluded.acquired_at "
+    f"RETURNING {_LEASE_COLUMNS}"
+)
+_RENEW = (
+    f"UPDATE pairio_leases SET expires_at = {_NOW} + %(ttl)s WHERE name = %(name)s AND owner = %(owner)s "
+    f"RETURNING {_LEASE_COLUMNS}"
+)
+_HOLDER = f"SELECT {_LEASE_COLUMNS} FROM pairio_leases WHERE name = %s"
+_LEASES = f"SELECT {_LEASE_COLUMNS} FROM pairio_leases WHERE expires_at > {_NOW} ORDER BY acquired_at, name"
+
+
+def _lease(row: tuple) -> Lease:
+    name, owner, info, acquired_at, expires_at = row
+    return Lease(name, owner, info, acquired_at, expires_at)
+
+
+class PostgresCoordination(Coordination):
+    """Nonces, token buckets, daily upload counts and leases in PostgreSQL, shared by replicas.
+
+    Token buckets and leases (when no ``now`` is given) use the database server's clock,
+    so replicas whose clocks differ still agree; the daily upload count uses the UTC day
+    of the replica's clock. Expired nonces and leases are swept about once a minute.
+    """
+
+    blocking = True  # each call waits on the network: the server runs it off its event loop
+
+    def __init__(self, database: PostgresDatabase | str) -> None:
+        self.database = database if isinstance(database, PostgresDatabase) else PostgresDatabase(database)
+        self._next_purge = 0.0
+
+    def __repr__(self) -> str:
+        return f"PostgresCoordination({self.database.shown_url!r})"
+
+    def _purge(self) -> None:
+        # Which replica sweeps does not matter: each sweep is one idempotent statement.
+        if time.monotonic() < self._next_purge:
+            return
+        self._next_purge = time.monotonic() + _PURGE_EVERY
+
+        def sweep(connection) -> None:
+            connection.execute(f"DELETE FROM pairio_nonces WHERE expires_at < {_DB_NOW}")
+            connection.execute(f"DELETE FROM pairio_leases WHERE expires_at < {_DB_NOW} - 3600")
+
+        self.database.run(sweep)
+
+    def add_nonce(self, channel: str, nonce: str, expires_at: float, now: float | None = None) -> bool:
+        self._purge()
+        params = {"channel": channel, "nonce": nonce, "expires": expires_at, "now": now}
+        return self.database.run(lambda c: c.execute(_ADD_NONCE, params).rowcount) == 1
+
+    def take_tokens(self, bucket: tuple[str, str, str], per_minute: int, count: int = 1) -> float:
+        channel, collection, operation = bucket
+        params = {"channel": channel, "collection": collection, "operation": operation,
+                  "cap": float(per_minute), "rate": per_minute / 60.0, "count": float(count),
+                  "needed": float(min(count, per_minute))}
+        return self.database.run(lambda c: c.execute(_TAKE_TOKENS, params).fetchone()[0])
+
+    def add_upload_bytes(self, channel: str, nbytes: int, quota: int, now: float | None = None) -> float:
+        now = time.time() if now is None else now
+        day = int(now // 86_400)
+        params = {"channel": channel, "day": day, "n": nbytes, "quota": quota}
+        row = self.database.run(lambda c: c.execute(_ADD_UPLOAD, params).fetchone())
+        return 0.0 if row is not None else (day + 1) * 86_400 - now
+
+    def uploaded_today(self, channel: str, now: float | None = None) -> int:
+        now = time.time() if now is None else now
+        row = self.database.run(lambda c: c.execute(
+            "SELECT bytes FROM pairio_uploads WHERE channel = %s AND day = %s",
+            (channel, int(now // 86_400))).fetchone())
+        return 0 if row is None else row[0]
+
+    def acquire_lease(self, name: str, owner: str, info: Mapping[str, Any], ttl: float,
+                      now: float | None = None) -> Lease:
+        self._purge()
+        params = {"name": name, "owner": owner, "info": json.dumps(dict(info)), "ttl": float(ttl), "now": now}
+
+        def acquire(connection) -> Lease:
+            while True:
+                row = connection.execute(_ACQUIRE, params).fetchone()
+                if row is None:  # held by another: report the holder (unless it just let go)
+                    row = connection.execute(_HOLDER, (name,)).fetchone()
+                if row is not None:
+                    return _lease(row)
+
+        return self.database.run(acquire)
+
+    def renew_lease(self, name: str, owner: str, ttl: float, now: float | None = None) -> Lease | None:
+        params = {"name": name, "owner": owner, "ttl": float(ttl), "now": now}
+        row = self.database.run(lambda c: c.execute(_RENEW, params).fetchone())
+        return None if row is None else _lease(row)
+
+    def release_lease(self, name: str, owner: str) -> bool:
+        return self.database.run(lambda c: c.execute(
+            "DELETE FROM pairio_leases WHERE name = %s AND owner = %s", (name, owner)).rowcount) == 1
+
+    def leases(self, now: float | None = None) -> list[Lease]:
+        rows = self.database.run(lambda c: c.execute(_LEASES, {"now": now}).fetchall())
+        return [_lease(row) for row in rows]
+
+    def close(self) -> None:
+        self.database.close()
