@@ -34,13 +34,13 @@ def test_collection_option_keeps_pairs_apart():
 
 
 def test_json_key_is_hashed_like_the_python_api():
-    assert pairio("set", "--json", '{"operation": "add", "arg1": 12, "arg2": 30}', "42").returncode == 0
+    assert pairio("set", "--json-key", '{"operation": "add", "arg1": 12, "arg2": 30}', "42").returncode == 0
     assert pairio("get", "8b63bdedf159d59cdd42afec749ce2046bf18f09").stdout == "42\n"
-    assert pairio("get", "--json", '{"arg2": 30, "arg1": 12, "operation": "add"}').stdout == "42\n"
+    assert pairio("get", "--json-key", '{"arg2": 30, "arg1": 12, "operation": "add"}').stdout == "42\n"
 
 
 def test_bad_json_key_is_a_clear_error():
-    result = pairio("get", "--json", "{not json")
+    result = pairio("get", "--json-key", "{not json")
     assert result.returncode == 2 and "not valid JSON" in result.stderr
 
 

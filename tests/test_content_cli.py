@@ -26,7 +26,7 @@ def test_store_prints_one_uri_per_file_and_one_per_directory(tmp_path, capsys):
 
 
 def test_store_of_a_missing_file_fails_naming_it(tmp_path, capsys):
-    assert main(["store", str(tmp_path / "missing.dat")]) == 2
+    assert main(["store", str(tmp_path / "missing.dat")]) == 3  # a local path missing
     assert "missing.dat" in capsys.readouterr().err
 
 
@@ -44,10 +44,10 @@ def test_load_of_missing_content_exits_1(capsys):
     assert "not in the content store" in capsys.readouterr().err
 
 
-def test_load_to_a_dest_under_a_file_exits_2_naming_it(tmp_path, capsys):
+def test_load_to_a_dest_under_a_file_exits_3_naming_it(tmp_path, capsys):
     uri = pa.store_text("content")
     (tmp_path / "plain.txt").write_text("in the way")
-    assert main(["load", uri, "--dest", str(tmp_path / "plain.txt" / "out.txt")]) == 2
+    assert main(["load", uri, "--dest", str(tmp_path / "plain.txt" / "out.txt")]) == 3  # a path unusable
     assert "plain.txt" in capsys.readouterr().err
 
 
@@ -143,14 +143,14 @@ def test_info_prints_size_and_local_path(capsys):
     assert main(["info", f"sha1://{'0' * 40}"]) == 1
 
 
-def test_fsck_exits_1_and_lists_corrupt_objects(capsys):
+def test_fsck_exits_7_and_lists_corrupt_objects(capsys):
     assert main(["fsck"]) == 0
     sha1 = pa.parse_uri(pa.store_bytes(b"will rot")).sha1
     path = pa.content_store(pa.get_config()).path(sha1)
     os.chmod(path, 0o644)
     path.write_bytes(b"has rotted")
     capsys.readouterr()
-    assert main(["fsck"]) == 1
+    assert main(["fsck"]) == 7  # corrupt content
     out = capsys.readouterr().out
     assert f"corrupt: {sha1}" in out and "1 corrupt" in out
 

@@ -14,7 +14,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("stats", help="hits, misses and time saved per cached function", description=(
         "Print, for each @pairio.cached function run against this database, its hits, misses, "
         "seconds computed and seconds saved, totalled across runs."))
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--clear", action="store_true", help="reset the totals to zero")
     p.set_defaults(handler=_stats)
 

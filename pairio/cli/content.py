@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import get_config
-from ..content import api, content_store, directories, file_uri, parse_uri
+from ..content import ContentURI, api, content_store, directories, file_uri, parse_uri
 from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError
 from ..files import remove_stale_temp_files
 from ..memo.flight import remove_idle_locks
+from . import CORRUPT, NOT_FOUND, OTHER, USAGE
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -27,10 +28,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="hard link instead of copying where possible (never modify the file afterwards)")
     p.set_defaults(handler=_store)
 
-    p = subparsers.add_parser("load", help="print the local path of a URI, or copy it to --dest",
-                              description="Print the local path of URI's content; exit code 1 if not stored.")
+    p = subparsers.add_parser("load", help="print the local path of a URI, or copy it to --dest", description=(
+        "Print the local path of URI's content; exit code 1 if not stored. A sha1dir:// URI "
+        "naming a directory needs --dest: the tree is recreated there."))
     p.add_argument("uri", metavar="URI")
-    p.add_argument("--dest", metavar="PATH", help="copy the content to PATH (atomically) and print PATH")
+    p.add_argument("--dest", metavar="PATH", help=(
+        "copy the content to PATH (atomically) and print PATH; for a directory, recreate the tree at PATH"))
     p.add_argument("--link", action="store_true", help="with --dest: hard link where possible")
     p.add_argument("--verify", action="store_true", help="re-hash the content before using it")
     p.set_defaults(handler=_load)
@@ -39,13 +42,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                               description=("Write URI's bytes (or bytes START..END) to stdout; "
                                            "exit code 1 if not stored."))
     p.add_argument("uri", metavar="URI")
-    p.add_argument("--start", type=int, default=0, metavar="N", help="first byte (default 0)")
-    p.add_argument("--end", type=int, default=None, metavar="N", help="byte after the last (default: end)")
+    p.add_argument("--start", type=int, default=0, metavar="N",
+                   help="first byte (default 0; past the end is an error)")
+    p.add_argument("--end", type=int, default=None, metavar="N",
+                   help="byte after the last (default: the end; not before --start)")
     p.add_argument("--verify", action="store_true", help="re-hash the content first")
     p.set_defaults(handler=_cat)
 
-    p = subparsers.add_parser("info", help="print a URI's hash, size and local path as JSON",
-                              description="Print URI's hash, size and local path as JSON; exit code 1 if absent.")
+    p = subparsers.add_parser("info", help="print a URI's hash, size and local path as JSON", description=(
+        "Print URI's hash, size and local path as JSON; exit code 1 if absent. For a directory: "
+        "its files, subdirectories and bytes, counted at every level."))
     p.add_argument("uri", metavar="URI")
     p.set_defaults(handler=_info)
 
@@ -65,9 +71,13 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _store(args: argparse.Namespace) -> int:
     store = content_store(get_config())
+    stored = []
     for path in args.paths:
         if os.path.isdir(path):
-            print(api.store_dir(path, link=args.link), flush=True)
+            uri = api.store_dir(path, link=args.link)
+            stored.append({"path": path, "uri": uri})
+            if not args.json:
+                print(uri, flush=True)
             continue
         _, st = stat_regular_file(path, "file to store")
         bar = progress_bar(st.st_size, f"storing {Path(path).name}")
@@ -76,15 +86,35 @@ def _store(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        print(file_uri(sha1, Path(path).name), flush=True)
+        stored.append({"path": path, "uri": file_uri(sha1, Path(path).name)})
+        if not args.json:
+            print(stored[-1]["uri"], flush=True)
+    if args.json:
+        print(json.dumps(stored, indent=2))
     return 0
 
 
 def _load(args: argparse.Namespace) -> int:
+    parsed = parse_uri(args.uri)
+    if parsed.is_dir and _names_directory(parsed, args.uri):
+        if args.dest is None:
+            print(f"pairio: error: {args.uri!r} is a directory: give --dest DIR to recreate it there",
+                  file=sys.stderr)
+            return USAGE
+        manifest = api.read_dir(args.uri, verify=args.verify)
+        _, _, size = directories.totals(manifest)
+        bar = progress_bar(size, f"copying to {args.dest}")
+        try:
+            path = api.load_dir(args.uri, args.dest, link=args.link, verify=args.verify, progress=bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        _print_loaded(args, path)
+        return 0
     path = api.load_file(args.uri, verify=args.verify)
     if path is None:
         print(f"pairio: {args.uri!r} is not in the content store", file=sys.stderr)
-        return 1
+        return NOT_FOUND
     if args.dest is not None:
         bar = progress_bar(os.path.getsize(path), f"copying to {args.dest}")
         try:
@@ -92,21 +122,44 @@ def _load(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-    print(path)
+    _print_loaded(args, path)
     return 0
 
 
+def _print_loaded(args: argparse.Namespace, path: str) -> None:
+    print(json.dumps({"uri": args.uri, "path": path}) if args.json else path)
+
+
+def _names_directory(parsed: ContentURI, uri: str) -> bool:
+    """Whether the sha1dir:// URI names a directory (the root or a subdirectory), not a file in one."""
+    if not parsed.path:
+        return True
+    manifest = directories.read_manifest(content_store(get_config()), parsed.sha1, uri)
+    return directories.lookup(manifest, parsed.path, uri)[0] == "dir"
+
+
 def _cat(args: argparse.Namespace) -> int:
+    if args.json:
+        print("pairio: error: cat writes the content's bytes; --json does not apply (use info)", file=sys.stderr)
+        return USAGE
     if args.start < 0 or (args.end is not None and args.end < 0):
         print("pairio: error: --start and --end must not be negative", file=sys.stderr)
-        return 2
+        return USAGE
+    if args.end is not None and args.end < args.start:
+        print(f"pairio: error: --end {args.end} is before --start {args.start}", file=sys.stderr)
+        return USAGE
     try:
         source = api.open_uri(args.uri, args.verify)
     except ContentNotFoundError as exc:
         print(f"pairio: {exc}", file=sys.stderr)
-        return 1
-    remaining = None if args.end is None else max(args.end - args.start, 0)
+        return NOT_FOUND
+    remaining = None if args.end is None else args.end - args.start
     with source as f:
+        size = os.fstat(f.fileno()).st_size
+        if args.start > size:
+            print(f"pairio: error: --start {args.start} is past the end of {args.uri!r} ({size} bytes)",
+                  file=sys.stderr)
+            return USAGE
         f.seek(args.start)
         return _write_to_stdout(_chunks(f, remaining))
 
@@ -149,8 +202,8 @@ def _info(args: argparse.Namespace) -> int:
             manifest = directories.read_manifest(store, parsed.sha1, args.uri)
             kind, node = directories.lookup(manifest, parsed.path, args.uri)
         if kind == "dir":
-            info = {"uri": str(parsed), "type": "directory",
-                    "files": len(node["files"]), "dirs": len(node["dirs"])}
+            files, dirs, size = directories.totals(node)
+            info = {"uri": str(parsed), "type": "directory", "files": files, "dirs": dirs, "size": size}
             if not parsed.path:  # a subdirectory's manifest lives inside its parent's, not as an object
                 info.update(sha1=parsed.sha1, local_path=str(store.path(parsed.sha1)))
         else:
@@ -159,7 +212,7 @@ def _info(args: argparse.Namespace) -> int:
                     "local_path": str(store.path(sha1))}
     except ContentNotFoundError as exc:
         print(f"pairio: {exc}", file=sys.stderr)
-        return 1
+        return NOT_FOUND
     print(json.dumps(info, indent=2))
     return 0
 
@@ -167,26 +220,40 @@ def _info(args: argparse.Namespace) -> int:
 def _fsck(args: argparse.Namespace) -> int:
     store = content_store(get_config())
     report = store.fsck()
+    code = CORRUPT if report.corrupt else OTHER if report.unreadable else 0
+    if args.json:
+        print(json.dumps({"directory": str(store.directory), "checked": report.checked,
+                          "corrupt": [{"sha1": sha1, "moved_to": str(moved)} for sha1, moved in report.corrupt],
+                          "unreadable": [{"sha1": sha1, "reason": str(reason)}
+                                         for sha1, reason in report.unreadable]}, indent=2))
+        return code
     for sha1, moved in report.corrupt:
         print(f"corrupt: {sha1} (moved to {moved})")
     for sha1, reason in report.unreadable:
         print(f"unreadable: {sha1} ({reason})")
     unreadable = f", {len(report.unreadable)} unreadable" if report.unreadable else ""
     print(f"checked {report.checked} objects in {store.directory}: {len(report.corrupt)} corrupt{unreadable}")
-    return 1 if report.corrupt or report.unreadable else 0
+    return code
 
 
 def _gc(args: argparse.Namespace) -> int:
     if not (args.temp or args.locks):
         print("pairio: error: say what to collect (--temp, --locks or both)", file=sys.stderr)
-        return 2
+        return USAGE
     cfg = get_config()
+    report: dict[str, list[str]] = {}
     if args.temp:
         removed = content_store(cfg).remove_temp_files() + remove_stale_temp_files(cfg.database_dir)
-        for path in removed:
-            print(f"removed {path}")
-        print(f"removed {len(removed)} abandoned temporary file(s)")
+        report["temp_files"] = [str(path) for path in removed]
+        if not args.json:
+            for path in removed:
+                print(f"removed {path}")
+            print(f"removed {len(removed)} abandoned temporary file(s)")
     if args.locks:
         locks = remove_idle_locks(cfg.database_dir)
-        print(f"removed {len(locks)} idle lock file(s) from {cfg.database_dir / 'locks'}")
+        report["lock_files"] = [str(path) for path in locks]
+        if not args.json:
+            print(f"removed {len(locks)} idle lock file(s) from {cfg.database_dir / 'locks'}")
+    if args.json:
+        print(json.dumps({"removed": report}, indent=2))
     return 0

@@ -1,12 +1,26 @@
-"""``pairio serve DIR``: run the pairio server (or ``--check`` its pairio.json)."""
+"""``pairio serve DIR``: run the pairio server (``--check`` its pairio.json, ``--init`` a new one)."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
+import json
+import math
+import os
+import secrets
+import socket
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidPathError, StoreUnavailableError
+
+LOCK_FILENAME = ".pairio-serve.lock"
+# The passwords of server/example_pairio.json: a server still using them is open to anyone.
+EXAMPLE_PASSWORDS = frozenset({"change-me-to-a-long-random-secret", "another-long-random-secret"})
+# Below this many bits (estimated from length and the kinds of characters used) a password is weak.
+MIN_PASSWORD_BITS = 80
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -14,14 +28,18 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "serve", help="serve the pairs of directory DIR over HTTP",
         description=(
             "Serve the key/value pairs of DIR, configured by DIR/pairio.json, with uvicorn. "
-            "Needs the server extra: pip install 'pairio[server]'. Run one process per DIR: "
-            "the replay cache and rate limits live in its memory."
+            "Needs the server extra: pip install 'pairio[server]'. One process per DIR (the replay "
+            "cache and rate limits live in its memory): a second one on the same DIR is refused. "
+            "--init DIR writes a new pairio.json with fresh random passwords."
         ),
     )
     p.add_argument("directory", metavar="DIR", help="directory holding pairio.json")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)")
     p.add_argument("--port", type=_port, default=8080, help="port to listen on (default: 8080)")
-    p.add_argument("--check", action="store_true", help="validate DIR/pairio.json and exit")
+    p.add_argument("--check", action="store_true",
+                   help="validate DIR/pairio.json, warn about example or weak passwords, and exit")
+    p.add_argument("--init", action="store_true",
+                   help="create DIR/pairio.json with fresh random passwords (never overwrites one)")
     p.add_argument("--root-path", default="",
                    help="path prefix a reverse proxy strips before forwarding (e.g. /pairio)")
     p.add_argument("--access-log", action="store_true", help="log every request (slower)")
@@ -37,17 +55,60 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from ..server.settings import load_settings
+def password_warnings(passwords: dict[str, str]) -> list[str]:
+    """What is wrong with the channels' passwords: the example's, weak ones, one shared by channels."""
+    out = []
+    owners: dict[str, list[str]] = {}
+    for channel, password in passwords.items():
+        owners.setdefault(password, []).append(channel)
+        if password in EXAMPLE_PASSWORDS:
+            out.append(f"channel {channel!r} still has the example's password: anyone who has read "
+                       f"server/example_pairio.json can use it (pairio serve --init writes random ones)")
+        elif _password_bits(password) < MIN_PASSWORD_BITS:
+            out.append(f"channel {channel!r} has a weak password (about {_password_bits(password):.0f} bits; "
+                       f"use at least {MIN_PASSWORD_BITS}, e.g. python -c 'import secrets; "
+                       f"print(secrets.token_urlsafe(32))')")
+    for channels in owners.values():
+        if len(channels) > 1:
+            out.append(f"channels {', '.join(map(repr, channels))} share one password: each can sign as the others")
+    return out
 
+
+def _password_bits(password: str) -> float:
+    """A generous estimate of a password's strength: its length times the bits of the alphabet it draws on,
+    counting a character repeated as no new information."""
+    alphabet = 0
+    for present, size in ((any(c.islower() for c in password), 26), (any(c.isupper() for c in password), 26),
+                          (any(c.isdigit() for c in password), 10),
+                          (any(not c.isalnum() for c in password), 33)):
+        alphabet += size if present else 0
+    distinct = len(set(password))
+    return min(len(password), 2 * distinct) * math.log2(max(alphabet, 2))
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from ..server.settings import SETTINGS_FILENAME, load_settings
+
+    if args.init:
+        return _init(Path(args.directory), SETTINGS_FILENAME, args.json)
     settings = load_settings(args.directory)
+    warnings = password_warnings(settings.passwords)
     if args.check:
+        store = "postgresql" if settings.database else settings.store.backend
         channels = ", ".join(
             f"{c.name} ({len(c.collections)} collection{'s' * (len(c.collections) != 1)})"
             for c in settings.channels.values()
         )
-        print(f"{args.directory}/pairio.json is valid: channels {channels}; "
-              f"store {'postgresql' if settings.database else settings.store.backend}; legacy protocol {'on' if settings.legacy else 'off'}")
+        if args.json:
+            print(json.dumps({"valid": True, "directory": str(args.directory),
+                              "channels": {c.name: sorted(c.collections) for c in settings.channels.values()},
+                              "store": store, "legacy": settings.legacy,
+                              "warnings": warnings}, indent=2))
+        else:
+            print(f"{args.directory}/pairio.json is valid: channels {channels}; "
+                  f"store {store}; legacy protocol {'on' if settings.legacy else 'off'}")
+        for warning in warnings:
+            print(f"pairio: warning: {warning}", file=sys.stderr)
         return 0
     try:
         import uvicorn
@@ -57,15 +118,105 @@ def _serve(args: argparse.Namespace) -> int:
         raise ConfigurationError(
             f"pairio serve needs the server extra ({exc.name} is missing): pip install 'pairio[server]'"
         ) from None
-    app = create_app(settings)
-    options = {}
-    if importlib.util.find_spec("httptools"):
-        options["http"] = "httptools"
-    if importlib.util.find_spec("uvloop"):
-        options["loop"] = "uvloop"
-    print(f"pairio: serving {args.directory} on http://{args.host}:{args.port}", file=sys.stderr, flush=True)
-    uvicorn.run(
-        app, host=args.host, port=args.port, root_path=args.root_path,
-        access_log=args.access_log, log_level=args.log_level, server_header=False, **options,
-    )
+    for warning in warnings:
+        print(f"pairio: warning: {warning}", file=sys.stderr)
+    # With PostgreSQL the replay cache and rate limits are shared: replicas may serve one directory.
+    with _only_server(Path(args.directory)) if settings.database is None else contextlib.nullcontext():
+        sock = _listen(args.host, args.port)
+        app = create_app(settings)
+        options = {}
+        if importlib.util.find_spec("httptools"):
+            options["http"] = "httptools"
+        if importlib.util.find_spec("uvloop"):
+            options["loop"] = "uvloop"
+        config = uvicorn.Config(
+            app, host=args.host, port=args.port, root_path=args.root_path,
+            access_log=args.access_log, log_level=args.log_level, server_header=False, **options,
+        )
+        # Listening already: a port taken is reported above, never after "serving".
+        print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}",
+              file=sys.stderr, flush=True)
+        uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+@contextlib.contextmanager
+def _only_server(directory: Path) -> Iterator[None]:
+    """Hold ``DIR/.pairio-serve.lock`` for the life of the server: a second one on DIR is refused."""
+    import filelock
+
+    path = directory / LOCK_FILENAME
+    lock = filelock.FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except filelock.Timeout:
+        raise StoreUnavailableError(
+            f"another pairio server is already serving {str(directory)!r} (it holds {str(path)!r}); "
+            "run one server per directory: the replay cache and rate limits live in its memory"
+        ) from None
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot create the lock file {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening; a clear error if that is impossible."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise ConfigurationError(f"--host {host!r} is not an address to listen on: {exc.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(f"cannot listen on {_shown_host(host)}:{port}: {exc.strerror or exc} "
+                                 "(is another server using the port? choose another with --port)") from None
+    sock.set_inheritable(True)
+    return sock
+
+
+def _shown_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _init(directory: Path, filename: str, as_json: bool) -> int:
+    """Write ``DIR/pairio.json`` with two channels and fresh random passwords."""
+    path = directory / filename
+    if path.exists():
+        raise InvalidPathError(f"{str(path)!r} already exists: --init never overwrites a server's settings")
+    if directory.exists() and not directory.is_dir():
+        raise InvalidPathError(f"server directory {str(directory)!r} is a file")
+    settings = {
+        "channels": [
+            {"name": "lab-rw", "password": secrets.token_urlsafe(32), "collections": [
+                {"name": "default", "maxNumGetsPerMinute": 100000, "maxNumSetsPerMinute": 10000}]},
+            {"name": "public-ro", "password": secrets.token_urlsafe(32), "collections": [
+                {"name": "default", "maxNumGetsPerMinute": 10000, "maxNumSetsPerMinute": 0}]},
+        ],
+        "legacy": False,
+        "store": {"backend": "embedded", "path": "store"},
+    }
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        # Readable by the owner only, from the first byte: it holds the passwords.
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        raise InvalidPathError(f"{str(path)!r} already exists: --init never overwrites a server's settings") from None
+    except OSError as exc:
+        raise InvalidPathError(f"cannot create {str(path)!r}: {exc.strerror or exc}") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(settings, indent=2) + "\n")
+    channels = [c["name"] for c in settings["channels"]]
+    if as_json:
+        print(json.dumps({"settings": str(path), "channels": channels}))
+    else:
+        print(f"wrote {path} (readable by you only): channels {', '.join(channels)} on collection 'default', "
+              f"each with a fresh random password.\nGive a client its channel's password through "
+              f"PAIRIO_PASSWORD (or pairio --password-file); start with: pairio serve {directory}")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 from .api import (
     get_file_hash,
     load_bytes,
+    load_dir,
     load_file,
     load_object,
     load_pickle,
@@ -38,6 +39,7 @@ __all__ = [
     "get_file_hash",
     "file_hash_cache",
     "load_bytes",
+    "load_dir",
     "load_file",
     "load_object",
     "load_pickle",

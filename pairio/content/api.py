@@ -138,6 +138,48 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
     return copy_to(path, uri, dest, link=link, durable=durable)
 
 
+def load_dir(uri: str, dest: str | os.PathLike[str], link: bool = False, verify: bool = False,
+             durable: bool = False, progress: files.Progress | None = None, **overrides: Any) -> str:
+    """Recreate the directory tree a ``sha1dir://`` URI names (or a subdirectory of it) at ``dest``.
+
+    ``dest`` is created if needed; files already there under the same names are replaced
+    (each atomically), others are left alone. Every file's content must be in the store:
+    if one is missing nothing is written, and ContentNotFoundError names it. ``link``,
+    ``verify`` and ``durable`` are as for :func:`load_file`. Returns ``dest``.
+    """
+    store = _store(overrides)
+    manifest = read_dir(uri, verify, **overrides)
+    target = Path(dest)
+    if os.fspath(dest) == "":
+        raise InvalidPathError("load_dir: dest is empty")
+    if target.exists() and not target.is_dir():
+        raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: it is a file, not a directory")
+    plan = []  # (object path, destination) for every file, checked before anything is written
+    missing = []
+    for relative, entry in directories.walk_files(manifest, uri):
+        path = store.path(entry["sha1"])
+        if path is None:
+            missing.append("/".join(relative))
+            continue
+        if verify:
+            store.open(entry["sha1"], verify=True).close()
+        plan.append((path, target.joinpath(*relative)))
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise ContentNotFoundError(f"{len(missing)} file(s) of directory {uri!r} are not in the content store "
+                                   f"{str(store.directory)!r}: {', '.join(missing[:3])}{more}")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for relative_dir in directories.walk_dirs(manifest):
+            target.joinpath(*relative_dir).mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {exc.strerror or exc}"
+                               f"{f': {exc.filename!r}' if exc.filename else ''}") from None
+    for path, destination in plan:
+        copy_to(path, uri, destination, link=link, durable=durable, progress=progress)
+    return str(target)
+
+
 def copy_to(path: Path, uri: str, dest: str | os.PathLike[str], link: bool = False, durable: bool = False,
             progress: files.Progress | None = None) -> str:
     """Copy the object at ``path`` (the content of ``uri``) to ``dest`` as :func:`load_file` does."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,3 +90,36 @@ def lookup(manifest: Manifest, parts: tuple[str, ...], uri: str) -> tuple[str, A
         else:
             raise ContentNotFoundError(f"{'/'.join(parts[: i + 1])!r} is not in the directory {uri!r}")
     return "dir", node
+
+
+def _check_name(name: object, uri: str) -> str:
+    # A manifest comes from the store, perhaps from someone else: a name must not climb out of the tree.
+    if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
+            or (os.altsep is not None and os.altsep in name)):
+        raise InvalidURIError(f"directory {uri!r} holds an entry named {name!r}, which is not a plain file name")
+    return name
+
+
+def walk_files(manifest: Manifest, uri: str, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+    """``(relative path parts, {"size", "sha1"})`` for every file in ``manifest``, subdirectories too."""
+    for name, entry in sorted(manifest["files"].items()):
+        yield (*prefix, _check_name(name, uri)), entry
+    for name, sub in sorted(manifest["dirs"].items()):
+        yield from walk_files(sub, uri, (*prefix, _check_name(name, uri)))
+
+
+def walk_dirs(manifest: Manifest, prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """The relative path parts of every subdirectory in ``manifest`` (empty ones too), parents first."""
+    for name, sub in sorted(manifest["dirs"].items()):
+        yield (*prefix, name)
+        yield from walk_dirs(sub, (*prefix, name))
+
+
+def totals(manifest: Manifest) -> tuple[int, int, int]:
+    """(files, subdirectories, bytes) in ``manifest``, counting every level."""
+    files, dirs, size = len(manifest["files"]), len(manifest["dirs"]), 0
+    size = sum(int(entry.get("size", 0)) for entry in manifest["files"].values())
+    for sub in manifest["dirs"].values():
+        f, d, n = totals(sub)
+        files, dirs, size = files + f, dirs + d, size + n
+    return files, dirs, size

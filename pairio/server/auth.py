@@ -12,7 +12,7 @@ import logging
 
 from starlette.requests import Request
 
-from ..signing import NonceCacheFull, SignatureError, verify_request
+from ..signing import HEADER_CHANNEL, NonceCacheFull, SignatureError, verify_request
 from .backends import Coordination, MemoryCoordination
 from .ratelimit import retry_after_header
 from .settings import CollectionSettings, ServerSettings
@@ -70,7 +70,9 @@ class Guard:
                 scope["query_string"].decode("latin-1"), body, self.coordination.add_nonce,
             )
         except SignatureError as exc:
-            log.info("refused %s %s: %s", scope["method"], path, exc)
+            # Who was refused, by the channel name claimed: never the signature or a password.
+            log.warning("refused 401 %s %s for channel %s: %s", scope["method"], path,
+                        _shown_channel(request.headers.get(HEADER_CHANNEL)), exc)
             raise ApiError(401, f"authentication failed: {exc}") from None
         except NonceCacheFull as exc:
             log.warning("nonce cache full: %s", exc)
@@ -96,6 +98,8 @@ class Guard:
         )
         if per_minute == 0:
             verb = "read" if operation == "get" else "write"
+            log.warning("refused 403 for channel %s: may not %s collection %r", _shown_channel(channel), verb,
+                        collection.name)
             raise ApiError(403, f"channel {channel!r} may not {verb} collection {collection.name!r}")
         # An empty batch is checked for permission but takes no tokens.
         wait = (self.coordination.take_tokens((channel, collection.name, operation), per_minute, count)
@@ -107,3 +111,10 @@ class Guard:
                 f"on collection {collection.name!r} exceeded",
                 {"Retry-After": retry_after_header(wait)},
             )
+
+
+def _shown_channel(name: str | None) -> str:
+    """A channel name for the log: quoted, cut short (it may be anything a client sent)."""
+    if name is None:
+        return "(none given)"
+    return repr(name[:80] + ("..." if len(name) > 80 else ""))
