@@ -6,13 +6,14 @@ local (the embedded store), remote (the server) or both, in the order named.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import copy
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .config import Config, get_config
-from .errors import InvalidKeyError
+from .errors import InvalidKeyError, RemoteError
 from .hashing import check_collection, check_value, key_string, key_strings
-from .kv import local_store, remote_store
+from .kv import KeyValueStore, local_store, remote_store
 
 Key = str | dict | list
 
@@ -52,11 +53,13 @@ def set(key: Key, value: str | None, collection: str | None = None, **overrides:
     k = key_string(key)
     if value is not None:
         value = check_value(value, k)
-    for store in _write_stores(cfg):
+    def write(store: KeyValueStore) -> None:
         if value is None:
             store.delete(collection, k)
         else:
             store.set(collection, k, value)
+
+    _write(cfg, write)
 
 
 def delete(key: Key, collection: str | None = None, **overrides: Any) -> None:
@@ -121,15 +124,24 @@ def set_many(pairs: Mapping[Key, str | None] | Iterable[tuple[Key, str | None]],
         checked[k] = None if value is None else check_value(value, k)
     if not checked:
         return
-    for store in _write_stores(cfg):
-        store.set_many(collection, checked)
+    _write(cfg, lambda store: store.set_many(collection, checked))
 
 
-def _write_stores(cfg: Config) -> list:
+def _write(cfg: Config, write: Callable[[KeyValueStore], None]) -> None:
+    """Apply ``write`` to the stores ``set_to`` names, the local one first."""
     if cfg.set_to == "local":
-        return [local_store(cfg)]
+        write(local_store(cfg))
+        return
+    # Resolve the server before writing anything, so a missing configuration stores nothing.
+    remote = remote_store(cfg)
     if cfg.set_to == "remote":
-        return [remote_store(cfg)]
-    # local_and_remote: resolve both before writing either, so a missing server
-    # configuration fails before anything is stored.
-    return [local_store(cfg), remote_store(cfg)]
+        write(remote)
+        return
+    write(local_store(cfg))
+    try:
+        write(remote)
+    except RemoteError as exc:
+        # Say exactly what happened: the same kind of error, which also tells what is stored.
+        partial = copy.copy(exc)
+        partial.args = (f"stored in the local store ({cfg.database_dir}) but not on the server: {exc}",)
+        raise partial from exc

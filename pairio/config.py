@@ -40,6 +40,9 @@ ENV_VARS = {
     "verbose": "PAIRIO_VERBOSE",
     "cache": "PAIRIO_CACHE",
     "timeout": "PAIRIO_TIMEOUT",
+    "strict_remote": "PAIRIO_STRICT_REMOTE",
+    "lease_ttl": "PAIRIO_LEASE_TTL",
+    "max_wait": "PAIRIO_MAX_WAIT",
 }
 
 
@@ -61,6 +64,9 @@ class Config:
     verbose: bool = False
     cache: str = "on"
     timeout: float = 30.0
+    strict_remote: bool = False
+    lease_ttl: float = 60.0
+    max_wait: float | None = None
 
     def __post_init__(self) -> None:
         _check_choice("get_from", self.get_from, GET_FROM_CHOICES)
@@ -75,17 +81,14 @@ class Config:
         check_collection(self.collection, "config field 'collection'")
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
-        if not isinstance(self.verbose, bool):
-            raise ConfigurationError("config field 'verbose' must be True or False")
-        if (
-            isinstance(self.timeout, bool)
-            or not isinstance(self.timeout, (int, float))
-            or not math.isfinite(self.timeout)
-            or self.timeout <= 0
-        ):
-            raise ConfigurationError(
-                f"config field 'timeout' must be a positive finite number (seconds), got {self.timeout!r}"
-            )
+        for name in ("verbose", "strict_remote"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigurationError(f"config field {name!r} must be True or False")
+        _check_seconds("timeout", self.timeout)
+        # The server takes leases of 0.5 s to an hour.
+        _check_seconds("lease_ttl", self.lease_ttl, 0.5, 3600.0)
+        if self.max_wait is not None:
+            _check_seconds("max_wait", self.max_wait, zero=True)
         if self.url is not None:
             object.__setattr__(self, "url", str(self.url).rstrip("/"))
 
@@ -138,9 +141,9 @@ class Config:
             raw = environ.get(var)
             if raw is None or raw == "":
                 continue
-            if name == "verbose":
+            if name in ("verbose", "strict_remote"):
                 fields[name] = _parse_bool(var, raw)
-            elif name == "timeout":
+            elif name in ("timeout", "lease_ttl", "max_wait"):
                 try:
                     fields[name] = float(raw)
                 except ValueError:
@@ -163,6 +166,19 @@ _URL_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#@]*@")
 def mask_url(url: str) -> str:
     """``url`` with any password written into it (``http://user:pw@host``) masked."""
     return _URL_PASSWORD.sub(r"\1***@", url, count=1)
+
+
+def _check_seconds(name: str, value: object, low: float = 0.0, high: float = math.inf,
+                   zero: bool = False) -> None:
+    """``value`` must be a finite number of seconds above ``low`` (or 0, if ``zero``) and at most ``high``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        ok = False
+    else:
+        ok = (value >= low if zero or low > 0 else value > low) and value <= high
+    if not ok:
+        bound = f"from {low:g} to {high:g}" if math.isfinite(high) else ("0 or more" if zero else "positive")
+        raise ConfigurationError(
+            f"config field {name!r} must be a finite number of seconds, {bound}, got {value!r}")
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

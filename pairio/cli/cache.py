@@ -1,4 +1,5 @@
-"""``pairio stats``: hits, misses and time saved per cached function, totalled across runs."""
+"""``pairio stats``: hits, misses and time saved per cached function, totalled across runs;
+``pairio leases``: the computations the server knows to be running."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import time
 
 from ..config import get_config
+from ..kv import remote_store
 from ..memo.call_stats import clear_persistent, read_persistent
 
 
@@ -16,6 +18,12 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "seconds computed and seconds saved, totalled across runs."))
     p.add_argument("--clear", action="store_true", help="reset the totals to zero")
     p.set_defaults(handler=_stats)
+    p = subparsers.add_parser("leases", help="the leases held on the server (steps being computed)", description=(
+        "List the leases held on the configured server (PAIRIO_URL, PAIRIO_CHANNEL, PAIRIO_PASSWORD) "
+        "in the collections the channel may read: which step, on which host and process, for how "
+        "long, and for how long more unless renewed."))
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(handler=_leases)
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -37,4 +45,22 @@ def _stats(args: argparse.Namespace) -> int:
         last = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_used"]))
         print(f"{name:<{width}}  {row['hits']:>7}  {row['misses']:>7}  {row['seconds_computed']:>10.2f}  "
               f"{row['seconds_saved']:>10.2f}  {last}")
+    return 0
+
+
+def _leases(args: argparse.Namespace) -> int:
+    answer = remote_store(get_config()).leases()  # type: ignore[attr-defined]
+    if args.json:
+        print(json.dumps(answer["leases"], indent=2))
+        return 0
+    if not answer["leases"]:
+        print("no leases held")
+        return 0
+    now = answer.get("now", time.time())
+    print(f"{'collection':<12}  {'key':<8}  {'function':<30}  {'host':<16}  {'pid':>7}  {'held s':>8}  {'expires in':>10}")
+    for lease in answer["leases"]:
+        info = lease.get("info") or {}
+        print(f"{str(lease['collection']):<12}  {str(lease['key'])[:8]:<8}  {str(info.get('function', '?')):<30}  "
+              f"{str(info.get('host', '?')):<16}  {str(info.get('pid', '?')):>7}  "
+              f"{now - lease['acquired_at']:>8.1f}  {lease['expires_at'] - now:>10.1f}")
     return 0

@@ -137,6 +137,32 @@ class RemoteStore(KeyValueStore):
     def delete(self, collection: str, key: str) -> None:
         self._call("delete", {"collection": collection, "key": key})
 
+    # --- leases (one computation per key across clients; see pairio.server.leases) ----------
+
+    def acquire_lease(self, collection: str, key: str, owner: str, ttl: float,
+                      info: Mapping[str, Any]) -> dict[str, Any]:
+        """Ask for ``key``'s lease: ``{held, value, lease}`` (``value`` set if the key has one)."""
+        answer = self._call("lease/acquire", {"collection": collection, "key": key, "owner": owner,
+                                              "ttl": ttl, "info": dict(info)})
+        self._field(answer, "held", "lease/acquire")
+        return answer
+
+    def renew_lease(self, collection: str, key: str, owner: str, ttl: float) -> bool:
+        """Extend ``owner``'s lease to ``ttl`` seconds from now; False if it was lost."""
+        answer = self._call("lease/renew", {"collection": collection, "key": key, "owner": owner, "ttl": ttl})
+        return bool(self._field(answer, "held", "lease/renew"))
+
+    def release_lease(self, collection: str, key: str, owner: str) -> bool:
+        """Give up ``owner``'s lease; False if it was not held (any more)."""
+        answer = self._call("lease/release", {"collection": collection, "key": key, "owner": owner})
+        return bool(self._field(answer, "released", "lease/release"))
+
+    def leases(self) -> dict[str, Any]:
+        """``{now, leases}``: the leases held in the collections this channel may read."""
+        answer = self._request("GET", f"{API}/leases", b"")
+        self._field(answer, "leases", "leases")
+        return answer
+
     def probe(self) -> dict[str, Any]:
         """The channel's name and, per collection, whether it may get and set."""
         return self._request("GET", f"{API}/probe", b"")

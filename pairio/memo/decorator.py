@@ -28,11 +28,12 @@ from typing import Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import ContentNotFoundError, CorruptContentError, RemoteError
+from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex, sha1_hex
-from . import call_stats, flight
+from . import call_stats, flight, remote
 from .code import qualified_name
 from .key import KeyMaker
+from .lease import Outcome, ServerLease
 from .values import load_result, store_result
 
 logger = logging.getLogger("pairio")
@@ -122,7 +123,17 @@ class CachedFunction:
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
-            return self._run_and_store(cfg, key, args, kwargs, store=True)
+            lease = self._lease(cfg, key)
+            if lease is None:
+                return self._run_and_store(cfg, key, args, kwargs, store=True)
+            try:
+                if lease.wait() is not Outcome.HELD or lease.waited:
+                    found = self._lookup(cfg, key, waited=True, quiet=True)
+                    if found is not _MISSING:
+                        return found
+                return self._run_and_store(cfg, key, args, kwargs, store=True)
+            finally:
+                lease.release()
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
@@ -154,7 +165,18 @@ class CachedFunction:
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
-            return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
+            lease = self._lease(cfg, key)
+            if lease is None:
+                return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
+            try:
+                # Waiting for another machine polls the server: in a thread, not on the event loop.
+                if await asyncio.to_thread(lease.wait) is not Outcome.HELD or lease.waited:
+                    found = self._lookup(cfg, key, waited=True, quiet=True)
+                    if found is not _MISSING:
+                        return found
+                return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
+            finally:
+                await asyncio.to_thread(lease.release)
 
     async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
@@ -172,8 +194,15 @@ class CachedFunction:
         """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is
         a miss, with a warning unless ``quiet`` (a second look, after the first one warned)."""
         skey = seconds_key(key)
-        found = api.get_many([key, skey], self._collection(cfg))
-        sha1 = found[key]
+        collection = self._collection(cfg)
+        server = None
+        if cfg.get_from == "local":
+            found = api.get_many([key, skey], collection)
+            from_server = False
+        else:
+            server = remote.Server(cfg)
+            found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
+        sha1 = found.get(key)
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
@@ -182,25 +211,42 @@ class CachedFunction:
             return _MISSING
         try:
             result = load_result(content_store(cfg), sha1)
-        except (ContentNotFoundError, CorruptContentError) as exc:
+        except ContentNotFoundError as exc:
             if not quiet:
-                _warn(f"{self.name}: cached result of key {key[:8]} is unusable ({exc}); recomputing")
+                if server is None:
+                    _warn(f"{self.name}: key {key[:8]} is stored, but its content is missing here ({exc}); "
+                          "recomputing")
+                else:
+                    where = "the server" if from_server else "the local store"
+                    _warn(f"{self.name}: {where} knows key {key[:8]}, but its content is on no reachable "
+                          f"store ({exc}); computing it here")
+            return _MISSING
+        except CorruptContentError as exc:
+            if not quiet:
+                _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
         try:
-            seconds = float(found[skey] or 0.0)
+            seconds = float(found.get(skey) or 0.0)
         except ValueError:
             seconds = 0.0
         call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose)
         return result
 
+    def _lease(self, cfg: Config, key: str) -> ServerLease | None:
+        """The server's lease for computing ``key``, when results are shared through a server."""
+        if cfg.set_to == "local" or cfg.cache != "on":
+            return None
+        return ServerLease(cfg, remote.Server(cfg), self._collection(cfg), key, self.name)
+
     def _store(self, cfg: Config, key: str, result: Any, seconds: float) -> None:
         sha1 = store_result(content_store(cfg), result, f"result of {self.name}")
-        try:
-            api.set_many({key: sha1, seconds_key(key): f"{seconds:.6g}"}, self._collection(cfg))
-        except RemoteError as exc:
-            # The result is computed and in the local content store: hand it back rather than
-            # lose it; the next call computes it again (set_to=local_and_remote keeps it locally).
-            _warn(f"{self.name}: result of key {key[:8]} computed but not recorded on the server ({exc})")
+        pairs = {key: sha1, seconds_key(key): f"{seconds:.6g}"}
+        if cfg.set_to == "local":
+            api.set_many(pairs, self._collection(cfg))
+            return
+        # The result is computed and in the local content store: whatever the server does, it is
+        # handed back (remote.Server stores the pair locally if the server cannot).
+        remote.Server(cfg).set_pairs(self._collection(cfg), pairs, f"{self.name} {key[:8]}: recording the result")
 
     # --- controls -------------------------------------------------------------------------
 
@@ -275,7 +321,7 @@ ForkingPickler.register(CachedFunction, _reduce_for_multiprocessing)
 
 
 def _warn(message: str) -> None:
-    logger.warning(message)
+    # One message per event: a RuntimeWarning (logging.captureWarnings sends it to the logs).
     warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 

@@ -97,6 +97,9 @@ def create_app(
         Route(f"{API}/set_many", api.endpoint(api.set_many), methods=["POST"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
     ]
+    from .leases import lease_routes  # it imports this module's helpers
+
+    routes += lease_routes(api.endpoint, guard, store)
     if settings.legacy:
         from .legacy import legacy_routes
 

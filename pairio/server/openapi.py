@@ -55,6 +55,47 @@ def _object(required: list[str], **properties: Any) -> dict:
     return {"type": "object", "properties": properties, "required": required}
 
 
+def _lease_paths() -> dict:
+    from .leases import MAX_OWNER_LENGTH, MAX_TTL_S, MIN_TTL_S
+
+    owner = {"type": "string", "pattern": f"^[A-Za-z0-9]{{16,{MAX_OWNER_LENGTH}}}$",
+             "description": "a random token unique to one computation; never shown to others"}
+    ttl = {"type": "number", "minimum": MIN_TTL_S, "maximum": MAX_TTL_S}
+    info = {"type": "object", "description": "who holds it, for people: host, pid, function",
+            "additionalProperties": {"oneOf": [{"type": "string"}, {"type": "number"}]}}
+    lease = _object(["collection", "key", "channel", "info", "acquired_at", "expires_at"],
+                    collection=_COLLECTION, key=_KEY, channel={"type": "string"}, info={"type": "object"},
+                    acquired_at={"type": "number"}, expires_at={"type": "number"}, age={"type": "number"})
+    named = {"collection": _COLLECTION, "key": _KEY, "owner": owner}
+    return {
+        "/api/v1/lease/acquire": _post(
+            "take the lease on a key for ttl seconds, unless the key has a value (then the value) "
+            "or another owner holds it (then its holder); needs set rights",
+            _object(["collection", "key", "owner", "ttl"], **named, ttl=ttl, info=info),
+            _object(["held", "value", "lease"], held={"type": "boolean"},
+                    value={**_VALUE, "nullable": True}, lease={**lease, "nullable": True}),
+            "lease_acquire"),
+        "/api/v1/lease/renew": _post(
+            "extend the caller's lease to ttl seconds from now; held is false if it was lost",
+            _object(["collection", "key", "owner", "ttl"], **named, ttl=ttl),
+            _object(["held", "expires_at"], held={"type": "boolean"},
+                    expires_at={"type": "number", "nullable": True}),
+            "lease_renew"),
+        "/api/v1/lease/release": _post(
+            "give up the caller's lease", _object(["collection", "key", "owner"], **named),
+            _object(["released"], released={"type": "boolean"}), "lease_release"),
+        "/api/v1/leases": {
+            "get": {
+                "operationId": "leases",
+                "summary": "the leases held in the collections the caller may read",
+                "security": [{"channel": [], "timestamp": [], "nonce": [], "signature": []}],
+                "responses": _responses(_object(["now", "leases"], now={"type": "number"},
+                                                leases={"type": "array", "items": lease})),
+            }
+        },
+    }
+
+
 def openapi_document(version: str) -> dict:
     """The OpenAPI document for server ``version``."""
     single = _object(["collection", "key"], collection=_COLLECTION, key=_KEY)
@@ -109,6 +150,7 @@ def openapi_document(version: str) -> dict:
                         pairs={"type": "object", "additionalProperties": nullable_value,
                                "maxProperties": MAX_PAIRS_PER_REQUEST}),
                 _OK, "set_many"),
+            **_lease_paths(),
         },
         "components": {
             "securitySchemes": {
