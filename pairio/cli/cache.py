@@ -22,7 +22,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "List the leases held on the configured server (PAIRIO_URL, PAIRIO_CHANNEL, PAIRIO_PASSWORD) "
         "in the collections the channel may read: which step, on which host and process, for how "
         "long, and for how long more unless renewed."))
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(handler=_leases)
 
 
