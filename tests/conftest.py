@@ -8,6 +8,10 @@ end, and each test that asks for one gets its own schema in it.
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
 import uuid
 from urllib.parse import quote
 
@@ -95,3 +99,83 @@ def pair_backend(request) -> dict:
     if request.param == "embedded":
         return {}
     return {"database": request.getfixturevalue("postgres_databases").schema_url()}
+
+
+class MotoServer:
+    """moto's standalone S3 server on a free loopback port: a protocol double of S3, not a durable store."""
+
+    def __init__(self) -> None:
+        import requests
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                error = self.process.stderr.read().decode(errors="replace")[-2000:]
+                service_required(f"moto's S3 server (it exited: {error})", "pip install 'moto[server]'")
+            try:
+                requests.get(self.url, timeout=1)
+                return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        self.stop()
+        service_required("moto's S3 server (it did not answer within 60 s)", "pip install 'moto[server]'")
+
+    def client(self):
+        import boto3
+
+        return boto3.session.Session().client("s3", endpoint_url=self.url, region_name="us-east-1")
+
+    def new_bucket(self) -> str:
+        name = f"pairio-test-{uuid.uuid4().hex[:12]}"
+        self.client().create_bucket(Bucket=name)
+        return name
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process.stderr.close()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    """moto's S3 server for this session, with dummy credentials in the environment (for
+    the servers the tests start too)."""
+    fake = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull}
+    saved = {name: os.environ.get(name) for name in fake}
+    os.environ.update(fake)
+    try:
+        server = MotoServer()
+    except BaseException:
+        _restore(saved)
+        raise
+    yield server
+    server.stop()
+    _restore(saved)
+
+
+def _restore(saved: dict[str, str | None]) -> None:
+    for name, value in saved.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
+
+@pytest.fixture
+def s3_bucket(moto_server) -> str:
+    """A new, empty bucket on the session's moto server."""
+    return moto_server.new_bucket()

@@ -42,7 +42,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="create DIR/pairio.json with fresh random passwords (never overwrites one)")
     p.add_argument("--root-path", default="",
                    help="path prefix a reverse proxy strips before forwarding (e.g. /pairio)")
-    p.add_argument("--access-log", action="store_true", help="log every request (slower)")
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                   help="one JSON line per request on stderr, at --log-level info or debug (default: on)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=_serve)
@@ -131,7 +132,8 @@ def _serve(args: argparse.Namespace) -> int:
             options["loop"] = "uvloop"
         config = uvicorn.Config(
             app, host=args.host, port=args.port, root_path=args.root_path,
-            access_log=args.access_log, log_level=args.log_level, server_header=False, **options,
+            access_log=False, log_config=log_config(args.log_level, args.access_log), log_level=args.log_level,
+            server_header=False, **options,
         )
         # Listening already: a port taken is reported above, never after "serving".
         print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}",
@@ -220,3 +222,23 @@ def _init(directory: Path, filename: str, as_json: bool) -> int:
               f"each with a fresh random password.\nGive a client its channel's password through "
               f"PAIRIO_PASSWORD (or pairio --password-file); start with: pairio serve {directory}")
     return 0
+
+
+def log_config(level: str, access_log: bool) -> dict:
+    """uvicorn's logging configuration, plus pairio's loggers: ``pairio.server`` (errors, refusals)
+    and ``pairio.server.access`` (one JSON line per request, replacing uvicorn's access log, which
+    would show query strings: the legacy protocol's signatures)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["formatters"]["pairio_line"] = {"format": "%(message)s"}
+    config["handlers"]["pairio_access"] = {"class": "logging.StreamHandler", "formatter": "pairio_line",
+                                           "stream": "ext://sys.stderr"}
+    config["loggers"]["pairio.server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
+    config["loggers"]["pairio.server.access"] = {
+        "handlers": ["pairio_access"], "propagate": False,
+        "level": level.upper() if access_log else "WARNING",
+    }
+    return config

@@ -17,6 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -27,6 +28,7 @@ from ..hashing import check_value, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
 from .backends import Coordination, MemoryCoordination
+from .metrics import Metrics, Observer, note
 from .openapi import openapi_document
 from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
 
@@ -86,7 +88,8 @@ def create_app(
         store = default_store if store is None else store
         coordination = default_coordination if coordination is None else coordination
     guard = Guard(settings, coordination)
-    api = _Api(settings, guard, store)
+    metrics = Metrics()
+    api = _Api(settings, guard, store, metrics)
     routes = [
         Route(f"{API}/health", api.health, methods=["GET"]),
         Route(f"{API}/probe", api.endpoint(api.probe), methods=["GET"]),
@@ -96,6 +99,7 @@ def create_app(
         Route(f"{API}/get_many", api.endpoint(api.get_many), methods=["POST"]),
         Route(f"{API}/set_many", api.endpoint(api.set_many), methods=["POST"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
+        Route("/metrics", api.metrics_page, methods=["GET"]),
     ]
     from .leases import lease_routes  # it imports this module's helpers
 
@@ -104,20 +108,22 @@ def create_app(
         from .legacy import legacy_routes
 
         routes += legacy_routes(guard, store)
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, middleware=[Middleware(Observer, metrics=metrics)])
     app.state.settings = settings
     app.state.store = store
     app.state.coordination = guard.coordination
+    app.state.metrics = metrics
     return app
 
 
 class _Api:
     """The route handlers, bound to one settings/guard/store."""
 
-    def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore) -> None:
+    def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore, metrics: Metrics) -> None:
         self.settings = settings
         self.guard = guard
         self.store = store
+        self.metrics = metrics
         self.blocking = getattr(store, "blocking", False) or getattr(guard.coordination, "blocking", False)
         self._openapi = json.dumps(openapi_document(__version__)).encode("utf-8")
 
@@ -129,6 +135,7 @@ class _Api:
         def respond(request: Request, body: bytes) -> Response:
             try:
                 channel = guard.authenticate(request, body)
+                note(request.scope, channel=channel)
                 # Starlette answers HEAD on every GET route: neither carries a JSON body.
                 if request.scope["method"] in ("GET", "HEAD"):
                     return operation(channel, None)
@@ -164,6 +171,12 @@ class _Api:
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
 
+    async def metrics_page(self, request: Request) -> Response:
+        coordination = self.guard.coordination
+        body, content_type = await run_in_threadpool(
+            self.metrics.exposition, lambda: len(coordination.leases()), None)
+        return Response(body, headers={"Content-Type": content_type})
+
     def probe(self, channel: str, obj: None) -> Response:
         collections = {
             name: {"get": c.max_gets_per_minute > 0, "set": c.max_sets_per_minute > 0}
@@ -175,7 +188,9 @@ class _Api:
         collection = self.guard.collection(channel, obj.get("collection"))
         key = _key(obj.get("key"), "key")
         self.guard.allow(channel, collection, "get")
-        return json_response({"value": self.store.get(collection.name, key)})
+        value = self.store.get(collection.name, key)
+        self.metrics.count_lookups("pairs", value is not None, value is None)
+        return json_response({"value": value})
 
     def set(self, channel: str, obj: dict) -> Response:  # noqa: A003
         collection = self.guard.collection(channel, obj.get("collection"))
@@ -200,7 +215,9 @@ class _Api:
         _check_count(len(keys), "keys")
         checked = [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
         self.guard.allow(channel, collection, "get", len(checked))
-        return json_response({"values": self.store.get_many(collection.name, checked)})
+        values = self.store.get_many(collection.name, checked)
+        self.metrics.count_lookups("pairs", len(values), len(set(checked)) - len(values))
+        return json_response({"values": values})
 
     def set_many(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))

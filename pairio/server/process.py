@@ -24,7 +24,8 @@ def free_port() -> int:
 class ServerProcess:
     """A ``python -m pairio serve DIR`` subprocess; use as a context manager."""
 
-    def __init__(self, directory: Path, settings: dict[str, Any], *, port: int | None = None) -> None:
+    def __init__(self, directory: Path, settings: dict[str, Any], *, port: int | None = None,
+                 log_level: str = "warning", args: tuple[str, ...] = ()) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
         (self.directory / "pairio.json").write_text(json.dumps(settings, indent=2))
@@ -32,13 +33,15 @@ class ServerProcess:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         self.log_path = self.directory / "server.log"
+        self.log_level = log_level
+        self.args = tuple(args)
 
     def start(self, timeout: float = 20.0) -> ServerProcess:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "pairio", "serve", str(self.directory), "--port", str(self.port),
-             "--log-level", "warning"],
+             "--log-level", self.log_level, *self.args],
             stdout=self._log, stderr=subprocess.STDOUT, env=env,
         )
         deadline = time.monotonic() + timeout
