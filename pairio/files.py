@@ -16,7 +16,6 @@ import contextlib
 import errno
 import io
 import os
-import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -143,7 +142,7 @@ class AtomicFile:
 
 def _create_locked_temp(directory: str, mode: int) -> tuple[int, str]:
     for _ in range(_CREATE_ATTEMPTS):
-        path = os.path.join(directory, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+        path = os.path.join(directory, f"{TEMP_PREFIX}{os.urandom(8).hex()}")
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), mode)
         except (FileNotFoundError, NotADirectoryError):
@@ -230,7 +229,7 @@ def try_link(src: str | os.PathLike[str], dest: Path) -> bool:
 def link_temp(src: str | os.PathLike[str], directory: Path) -> Path | None:
     """A new hard link to ``src``, named as a temporary file in ``directory``; None where links are impossible."""
     ensure_dir(directory)
-    temp = directory / f"{TEMP_PREFIX}{secrets.token_hex(8)}"
+    temp = directory / f"{TEMP_PREFIX}{os.urandom(8).hex()}"
     try:
         os.link(src, temp)
     except OSError as exc:

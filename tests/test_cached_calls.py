@@ -736,6 +736,19 @@ def test_stats_counts_hits_misses_and_seconds_per_function():
     assert pa.stats() == {}
 
 
+def test_a_forked_child_never_writes_the_counts_its_parent_has_not_written_yet(pairio_home):
+    import multiprocessing
+
+    call_stats.flush()
+    square(31)  # a miss: counted in memory, not yet written
+    child = multiprocessing.get_context("fork").Process(target=call_stats.flush)
+    child.start()
+    child.join(60)
+    assert child.exitcode == 0
+    # The child wrote nothing of its parent's: the one miss is counted once.
+    assert call_stats.read_persistent(pairio_home)[square.name]["misses"] == 1
+
+
 def test_saving_counts_never_makes_a_removed_database_again(tmp_path):
     home = tmp_path / "gone"
     with pa.config(database_path=str(home)):

@@ -469,3 +469,46 @@ def test_a_claim_excludes_other_threads_on_its_key_and_lets_other_keys_through(p
 def _claim_and_report(home: Path, key: str) -> bool:
     with flight.claim(home, key, "step") as waited:
         return waited
+
+
+_LATE_MULTIPROCESSING = """
+import os, sys
+import pairio as pa
+
+pa.set_config(database_path=sys.argv[1])
+
+
+@pa.cached
+def negate(k):
+    with open(os.path.join(sys.argv[1], f"run-{k}-{os.getpid()}"), "w"):
+        pass
+    return -k
+
+
+if __name__ == "__main__":
+    assert "multiprocessing" not in sys.modules
+    import multiprocessing  # after the decoration: pairio registers with its pickler late
+
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        assert pool.map(negate, [1, 2, 1]) == [-1, -2, -1]
+    # The workers ran this script's own function (by name), so the parent finds their results.
+    assert negate.is_cached(1) and negate.is_cached(2)
+    print(len([n for n in os.listdir(sys.argv[1]) if n.startswith("run-")]))
+"""
+
+
+def test_a_main_function_goes_to_pool_workers_by_name_when_multiprocessing_comes_after_it(tmp_path):
+    script = tmp_path / "late.py"
+    script.write_text(_LATE_MULTIPROCESSING)
+    home = tmp_path / "home"
+    home.mkdir()
+    done = subprocess.run([sys.executable, str(script), str(home)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["2"]
+
+
+def test_import_pairio_loads_none_of_what_only_some_paths_need():
+    code = ("import sys, pairio; print(sorted(m for m in ('asyncio', 'cloudpickle', 'requests', 'importlib.metadata', "
+            "'multiprocessing', 'filelock', 'socket', 'starlette', 'numpy') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["[]"]

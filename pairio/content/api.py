@@ -10,8 +10,6 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-import cloudpickle
-
 from .. import files
 from ..config import get_config
 from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError
@@ -68,6 +66,8 @@ def store_object(obj: Any, name: str | None = "file.json", **overrides: Any) -> 
 
 def store_pickle(obj: Any, name: str | None = "file.pkl", **overrides: Any) -> str:
     """Store ``obj`` pickled with cloudpickle (protocol 5), streamed into the store; returns its URI."""
+    import cloudpickle  # imported by the calls that pickle: `import pairio` stays light
+
     with _store(overrides).writer() as w:
         cloudpickle.dump(obj, w, protocol=PICKLE_PROTOCOL)
     assert w.sha1 is not None
@@ -230,6 +230,8 @@ def load_pickle(uri: str, verify: bool = False, **overrides: Any) -> Any:
     Unpickling runs code: load only pickles you trust.
     """
     with open_uri(uri, verify, **overrides) as f:
+        import cloudpickle
+
         return cloudpickle.load(f)
 
 

@@ -20,7 +20,6 @@ import hashlib
 import io
 import math
 import os
-import socket
 import struct
 import sys
 import threading
@@ -28,8 +27,6 @@ import types
 from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
-
-import cloudpickle
 
 from ..errors import UnhashableArgumentError
 
@@ -276,6 +273,8 @@ def _pickled(obj: Any, update: Update, ctx: Context) -> None:
     if ctx.strict:
         raise ctx.unhashable(obj, "no hashing rule for this type (strict=True refuses the cloudpickle "
                                   "fallback; define __pairio_hash__() on it or list the argument in ignore=)")
+    import cloudpickle  # only values without a hashing rule need it
+
     try:
         data = cloudpickle.dumps(obj, protocol=5)
     except Exception as exc:  # pickling runs arbitrary __reduce__ code: any error means "cannot"
@@ -290,11 +289,17 @@ def _forbidden(obj: Any, update: Update, ctx: Context) -> None:
 
 
 _FORBIDDEN_BASES: tuple[type, ...] = (
-    types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase, socket.socket,
+    types.GeneratorType, types.AsyncGeneratorType, types.CoroutineType, io.IOBase,
     type(threading.Lock()), type(threading.RLock()), threading.Condition, threading.Semaphore,
     threading.Event, threading.Barrier,
 )
 _FORBIDDEN_MODULES = ("multiprocessing.synchronize", "asyncio.locks", "_io", "_thread")
+
+
+def _is_socket(tp: type) -> bool:
+    # Looked up, not imported: a socket exists only once its module is loaded.
+    sockets = sys.modules.get("_socket")
+    return sockets is not None and issubclass(tp, sockets.socket)
 
 
 def _find_rule(tp: type) -> Rule:
@@ -319,7 +324,7 @@ def _noting(tp: type, rule: Rule) -> Rule:
 def _rule_for(tp: type) -> Rule:
     if hasattr(tp, "__pairio_hash__"):
         return _custom
-    if issubclass(tp, _FORBIDDEN_BASES) or tp.__module__ in _FORBIDDEN_MODULES:
+    if issubclass(tp, _FORBIDDEN_BASES) or tp.__module__ in _FORBIDDEN_MODULES or _is_socket(tp):
         return _forbidden
     if issubclass(tp, enum.Enum):
         return _enum

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import atexit
 import logging
-import multiprocessing.util
 import os
 import sqlite3
 import sys
@@ -73,6 +72,8 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
         else:
             print(f"pairio: {line}", file=sys.stderr)
     column = 0 if hit else 1
+    if not _hooked:
+        _at_exit_of_workers()
     with _lock:
         for table, name in ((_process, function), (_pending, (database_dir, function))):
             row = table.get(name)  # type: ignore[call-overload]
@@ -163,6 +164,28 @@ def _connect(directory: Path) -> _Connection:
     return _Connection(directory)
 
 
+def _at_exit_of_workers() -> None:
+    """Flush when this process exits as a multiprocessing worker: pool workers leave through
+    os._exit, skipping atexit, but run multiprocessing's finalizers. Registered at the first
+    count of each process (a worker's table of finalizers is emptied when it starts), and only
+    if multiprocessing is in use: importing it costs ``import pairio`` a tenth of its time."""
+    global _hooked
+    _hooked = True
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, flush, exitpriority=10)
+
+
+def _after_fork_in_child() -> None:
+    global _hooked
+    _hooked = False
+    # The parent's counts not yet written are the parent's to write: a child writing them too
+    # would count them twice. The lock may have been held by another thread at the fork.
+    global _lock
+    _lock = threading.Lock()
+    _pending.clear()
+
+
+_hooked = False
 atexit.register(flush)
-# Forked pool workers leave through os._exit, skipping atexit; multiprocessing's finalizers still run.
-multiprocessing.util.Finalize(None, flush, exitpriority=10)
+os.register_at_fork(after_in_child=_after_fork_in_child)

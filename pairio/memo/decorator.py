@@ -14,7 +14,6 @@ The ``cache`` config field chooses the mode: ``on``; ``off`` (plain calls);
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import inspect
 import logging
@@ -22,7 +21,6 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from multiprocessing.reduction import ForkingPickler
 from typing import Any, overload
 
 from .. import api
@@ -66,6 +64,7 @@ class CachedFunction:
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
                              strict=strict, collection=collection)
         self.name = qualified_name(func)
+        _register_with_multiprocessing()
         self.collection = collection
         self._keys = KeyMaker(func, version=version, ignore=ignore, dependencies=dependencies, strict=strict)
         self._is_async = inspect.iscoroutinefunction(func)
@@ -89,6 +88,8 @@ class CachedFunction:
         # finds this object instead: a PicklingError.
         if self.__module__ != "__main__" and _findable(self):
             return self.__qualname__
+        if _pickled_by_multiprocessing():
+            return _reduce_for_multiprocessing(self)
         return _rebuild, (self.__wrapped__, self._options)
 
     # --- calling --------------------------------------------------------------------------
@@ -314,10 +315,38 @@ def _rebuild(func: Callable[..., Any], options: dict[str, Any]) -> CachedFunctio
 
 def _reduce_for_multiprocessing(f: CachedFunction) -> str | tuple:
     # multiprocessing's workers import the parent's __main__ as well: even its functions go by name.
-    return f.__qualname__ if _findable(f) else f.__reduce__()
+    return f.__qualname__ if _findable(f) else (_rebuild, (f.__wrapped__, f._options))
 
 
-ForkingPickler.register(CachedFunction, _reduce_for_multiprocessing)
+def _register_with_multiprocessing() -> bool:
+    """Give multiprocessing's pickler our reduction, once multiprocessing is loaded (True then).
+
+    Not imported for it: multiprocessing costs ``import pairio`` a tenth of its time, and only
+    a program that uses it can pickle with it.
+    """
+    global _registered
+    if _registered:
+        return True
+    reduction = sys.modules.get("multiprocessing.reduction")
+    if reduction is None:
+        return False
+    reduction.ForkingPickler.register(CachedFunction, _reduce_for_multiprocessing)
+    _registered = True
+    return True
+
+
+_registered = False
+
+
+def _pickled_by_multiprocessing() -> bool:
+    """True if multiprocessing's pickler is pickling us before our reduction was registered with it
+    (multiprocessing was imported after the function was decorated)."""
+    if _registered or not _register_with_multiprocessing():
+        return False
+    # The pickler (C code) calls __reduce__ with the frame of its Python caller one up from ours:
+    # ForkingPickler.dumps or reduction.dump, in multiprocessing.reduction.
+    frame = sys._getframe(2)
+    return frame.f_globals.get("__name__") == "multiprocessing.reduction"
 
 
 def _warn(message: str) -> None:
@@ -329,6 +358,8 @@ def _mark_coroutine_function(obj: Any) -> None:
     if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
         inspect.markcoroutinefunction(obj)
     else:
+        import asyncio  # only async functions need it: `import pairio` stays light
+
         obj._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
 

@@ -18,11 +18,10 @@ change under a running program); :func:`clear_caches` forgets them.
 from __future__ import annotations
 
 import functools
-import importlib.metadata
+import importlib
 import os
 import site
 import sys
-import sysconfig
 import types
 
 STDLIB = "stdlib"
@@ -33,6 +32,8 @@ _LIBRARY_SEGMENTS = ("site-packages", "dist-packages")
 
 @functools.lru_cache(maxsize=1)
 def _stdlib_dirs() -> tuple[str, ...]:
+    import sysconfig  # asked once per process, when a key is first derived
+
     paths = sysconfig.get_paths()
     dirs = {os.path.realpath(paths[name]) for name in ("stdlib", "platstdlib") if name in paths}
     return tuple(d + os.sep for d in dirs)
@@ -40,6 +41,8 @@ def _stdlib_dirs() -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=1)
 def _site_dirs() -> tuple[str, ...]:
+    import sysconfig
+
     paths = sysconfig.get_paths()
     dirs = {os.path.realpath(paths[name]) for name in ("purelib", "platlib") if name in paths}
     try:
@@ -85,9 +88,16 @@ def module_of(obj: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _metadata() -> types.ModuleType:
+    # Imported when a version is first asked for: it costs `import pairio` a third of its time.
+    import importlib.metadata
+
+    return importlib.metadata
+
+
 @functools.lru_cache(maxsize=1)
 def _packages_distributions() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return _metadata().packages_distributions()
 
 
 @functools.lru_cache(maxsize=1024)
@@ -98,9 +108,10 @@ def _same_named_distribution(top: str) -> list[str]:
     installed one that :func:`importlib.metadata.packages_distributions` makes (a quarter
     of a second here, seconds in a large environment), which is left for the others.
     """
+    metadata = _metadata()
     try:
-        dist = importlib.metadata.distribution(top)
-    except (importlib.metadata.PackageNotFoundError, ValueError):
+        dist = metadata.distribution(top)
+    except (metadata.PackageNotFoundError, ValueError):
         return []
     provided = (dist.read_text("top_level.txt") or "").split()
     if not provided:
@@ -113,9 +124,10 @@ def _same_named_distribution(top: str) -> list[str]:
 @functools.lru_cache(maxsize=1024)
 def distribution_version(dist: str) -> str:
     """The installed version of the distribution ``dist``, or ``"not installed"``."""
+    metadata = _metadata()
     try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
         return NOT_INSTALLED
 
 

@@ -14,14 +14,13 @@ quarantined and reported as :class:`CorruptContentError`.
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import os
 import pickle
 import threading
 from pathlib import Path
 from typing import Any
-
-import cloudpickle
 
 from ..config import get_config
 from ..content import content_store
@@ -46,15 +45,22 @@ def stored_file(sha1: str, name: str) -> Path:
     return path
 
 
-class _ResultPickler(cloudpickle.CloudPickler):
-    def __init__(self, file: Any, store: ContentStore) -> None:
-        super().__init__(file, protocol=PICKLE_PROTOCOL)
-        self._store = store
+@functools.lru_cache(maxsize=1)
+def _pickler_class() -> type:
+    # Made at the first store: cloudpickle costs `import pairio` a fifth of its time.
+    import cloudpickle
 
-    def reducer_override(self, obj: Any) -> Any:
-        if isinstance(obj, Path) and obj.is_file():
-            return stored_file, (self._store.put_file(obj), obj.name)
-        return super().reducer_override(obj)
+    class ResultPickler(cloudpickle.CloudPickler):
+        def __init__(self, file: Any, store: ContentStore) -> None:
+            super().__init__(file, protocol=PICKLE_PROTOCOL)
+            self._store = store
+
+        def reducer_override(self, obj: Any) -> Any:
+            if isinstance(obj, Path) and obj.is_file():
+                return stored_file, (self._store.put_file(obj), obj.name)
+            return super().reducer_override(obj)
+
+    return ResultPickler
 
 
 def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
@@ -66,7 +72,7 @@ def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
         # Not fsync'd: every load verifies the hash, and a result lost or truncated by a power
         # cut is a miss that is recomputed and repaired. The fsync would double a large store.
         with store.writer(durable=False) as w:
-            _ResultPickler(w, store).dump(value)
+            _pickler_class()(w, store).dump(value)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
                                     f"into the content store: {exc}") from exc
