@@ -169,6 +169,8 @@ class CachedFunction:
             lease = self._lease(cfg, key)
             if lease is None:
                 return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
+            import asyncio  # loaded already (this runs in an event loop); not at `import pairio`
+
             try:
                 # Waiting for another machine polls the server: in a thread, not on the event loop.
                 if await asyncio.to_thread(lease.wait) is not Outcome.HELD or lease.waited:

@@ -27,8 +27,6 @@ from __future__ import annotations
 import enum
 import logging
 import os
-import secrets
-import socket
 import threading
 import time
 
@@ -59,7 +57,7 @@ class ServerLease:
         self.collection = collection
         self.key = key
         self.label = label
-        self.owner = secrets.token_hex(16)
+        self.owner = os.urandom(16).hex()
         self.waited = False
         self._renewer: _Renewer | None = None
 
@@ -69,6 +67,8 @@ class ServerLease:
             return Outcome.NONE
         ttl = self.cfg.lease_ttl
         poll = min(_MAX_POLL_S, ttl / 10)
+        import socket  # only a lease on a server needs the host name: `import pairio` stays light
+
         info = {"host": socket.gethostname(), "pid": os.getpid(), "function": self.label}
         started = time.monotonic()
         next_log = started

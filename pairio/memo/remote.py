@@ -18,11 +18,14 @@ import logging
 import threading
 import time
 import warnings
+from typing import TYPE_CHECKING
 
 from ..config import Config
 from ..errors import BadRequestError, PermissionDeniedError, RemoteError
 from ..kv import local_store, remote_store
-from ..kv.remote import RemoteStore
+
+if TYPE_CHECKING:  # the HTTP client (requests) is imported only where a server is used
+    from ..kv.remote import RemoteStore
 
 logger = logging.getLogger("pairio")
 
