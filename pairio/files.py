@@ -95,6 +95,42 @@ class AtomicFile:
         """Where the file is while it is being written."""
         return Path(self._temp)
 
+    @classmethod
+    def resume(cls, path: str | os.PathLike[str], mode: int = 0o666) -> AtomicFile:
+        """The file at ``path`` (created if absent) as the temporary file, locked, positioned at its end.
+
+        For a write that may outlive its writer (a download resumed later): leave it
+        with :meth:`close` to keep what was written, or :meth:`commit` / :meth:`discard` it.
+        Waits while another process holds the file.
+        """
+        self = cls.__new__(cls)
+        self._temp = os.fspath(path)
+        self.directory = os.path.dirname(self._temp)
+        for _ in range(_CREATE_ATTEMPTS):
+            ensure_dir(self.directory)
+            fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), mode)
+            if fcntl is not None:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            # The previous holder may have committed or removed the file while we waited.
+            try:
+                same = os.stat(self._temp).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                self.file = os.fdopen(fd, "ab", buffering=1 << 20)
+                self.done = False
+                return self
+            os.close(fd)
+        raise OSError(errno.EAGAIN, "could not open a resumable file (it keeps disappearing)", str(path))
+
+    def close(self) -> None:
+        """Flush and close the file, keeping it (and releasing its lock) for a later :meth:`resume`."""
+        if self.done:
+            return
+        self.done = True
+        with contextlib.suppress(OSError):
+            self.file.close()
+
     def commit(self, target: str | os.PathLike[str], *, durable: bool = True, chmod: int | None = None) -> None:
         """Flush, fsync (unless ``durable`` is False) and rename the file onto ``target``."""
         target = os.fspath(target)

@@ -10,6 +10,12 @@ relative to the server's root, so a reverse proxy may mount the server under a
 prefix. The channel is signed too, so a signature is valid for one channel only.
 The password itself never crosses the wire.
 
+The body's digest is its SHA-256 hex, except for a content upload
+(``PUT /api/v1/content/sha1/<hash>``), whose digest is the content's own SHA-1
+(``<hash>``): the client signs without a second pass over the file, and the
+server, which hashes the body while it receives it, refuses a body that does not
+match, so the signature still covers the body.
+
 The server rejects a timestamp more than :data:`MAX_CLOCK_SKEW` seconds off and a
 nonce it has already seen (:class:`NonceCache` remembers nonces for as long as
 their timestamp is acceptable, so a replay is caught for its whole lifetime).
@@ -87,11 +93,17 @@ def sign_request(
     *,
     timestamp: int | None = None,
     nonce: str | None = None,
+    body_hash: str | None = None,
 ) -> dict[str, str]:
-    """The headers that sign a request: channel, timestamp, a fresh nonce and the signature."""
+    """The headers that sign a request: channel, timestamp, a fresh nonce and the signature.
+
+    ``body_hash`` replaces the SHA-256 of ``body`` as the body's digest (a content
+    upload signs with the content's SHA-1 and streams the body separately).
+    """
     ts = str(int(time.time()) if timestamp is None else timestamp)
     nonce = secrets.token_urlsafe(18) if nonce is None else nonce
-    signature = compute_signature(password, channel, method, path, query, body_sha256(body), ts, nonce)
+    digest = body_sha256(body) if body_hash is None else body_hash
+    signature = compute_signature(password, channel, method, path, query, digest, ts, nonce)
     return {
         HEADER_CHANNEL: channel,
         HEADER_TIMESTAMP: ts,
@@ -117,6 +129,7 @@ def verify_request(
     body: bytes,
     add_nonce: Callable[[str, str, float, float], bool],
     now: float | None = None,
+    body_hash: str | None = None,
 ) -> str:
     """The channel of a correctly signed request, or SignatureError.
 
@@ -125,6 +138,8 @@ def verify_request(
     against a dummy password, so it fails exactly like a wrong password.
     ``add_nonce(channel, nonce, expires_at, now)`` records a nonce, False on a replay
     (:meth:`NonceCache.add`, or the server's coordination backend).
+    ``body_hash``, if given, is the body's digest instead of the SHA-256 of ``body``
+    (a content upload: the caller then checks that the body matches it).
     """
     channel = headers.get(HEADER_CHANNEL.lower())
     timestamp = headers.get(HEADER_TIMESTAMP.lower())
@@ -148,7 +163,8 @@ def verify_request(
     password = password_of.get(channel)
     expected = compute_signature(
         _DUMMY_PASSWORD if password is None else password,
-        channel, method, path, query, body_sha256(body), timestamp, nonce,
+        channel, method, path, query, body_sha256(body) if body_hash is None else body_hash,
+        timestamp, nonce,
     )
     # compare_digest needs ASCII; a malformed signature is compared as "" (and fails).
     valid = hmac.compare_digest(expected, signature if _SIGNATURE_PATTERN.fullmatch(signature) else "")
@@ -226,5 +242,22 @@ def verify_legacy(
     expected = legacy_signature(
         _DUMMY_PASSWORD if password is None else password, name, collection, key, value
     )
+    ok = hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))
+    return ok and password is not None
+
+
+def legacy_content_signature(password: str, name: str, algorithm: str, hash_: str) -> str:
+    """The original kachery server's signature of a content request.
+
+    SHA-1 hex of ``json.dumps({algorithm, hash, name, password}, sort_keys=True,
+    separators=(',', ':'))``; ``name`` is ``'check'``, ``'download'`` or ``'upload'``.
+    """
+    obj = {"algorithm": algorithm, "hash": hash_, "name": name, "password": password}
+    return hashlib.sha1(canonical_json(obj).encode("utf-8")).hexdigest()
+
+
+def verify_legacy_content(password: str | None, signature: str, name: str, algorithm: str, hash_: str) -> bool:
+    """True if ``signature`` is :func:`legacy_content_signature` under ``password`` (None: unknown channel)."""
+    expected = legacy_content_signature(_DUMMY_PASSWORD if password is None else password, name, algorithm, hash_)
     ok = hmac.compare_digest(expected.encode("ascii"), signature.encode("utf-8", "replace"))
     return ok and password is not None

@@ -15,15 +15,16 @@ WO_PASSWORD = "wo-password-0123456789"
 
 
 def default_settings(**extra: Any) -> dict[str, Any]:
-    """A pairio.json with a read-write, a read-only and a write-only channel."""
+    """A pairio.json with a read-write, a read-only and a write-only channel (pairs and content alike)."""
     return {
         "channels": [
-            {"name": "lab-rw", "password": RW_PASSWORD, "collections": [
+            {"name": "lab-rw", "password": RW_PASSWORD, "readContent": True, "writeContent": True,
+             "collections": [
                 {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000},
                 {"name": "other", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 1_000_000}]},
-            {"name": "public-ro", "password": RO_PASSWORD, "collections": [
+            {"name": "public-ro", "password": RO_PASSWORD, "readContent": True, "collections": [
                 {"name": "spikes", "maxNumGetsPerMinute": 1_000_000, "maxNumSetsPerMinute": 0}]},
-            {"name": "drop-box", "password": WO_PASSWORD, "collections": [
+            {"name": "drop-box", "password": WO_PASSWORD, "writeContent": True, "collections": [
                 {"name": "spikes", "maxNumGetsPerMinute": 0, "maxNumSetsPerMinute": 1_000_000}]},
         ],
         **extra,

@@ -93,7 +93,8 @@ def test_probe_answers_head_like_get(server):
 def test_probe_shows_only_the_callers_channel(server):
     r = signed_request(server.url, "public-ro", RO_PASSWORD, "/api/v1/probe", method="GET")
     assert r.status_code == 200
-    assert r.json() == {"channel": "public-ro", "collections": {"spikes": {"get": True, "set": False}}}
+    assert r.json() == {"channel": "public-ro", "collections": {"spikes": {"get": True, "set": False}},
+                        "content": {"read": True, "write": False}}
     assert "lab-rw" not in r.text
 
 

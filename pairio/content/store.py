@@ -5,6 +5,7 @@ Layout under the content directory::
     sha1/ab/cd/abcd...      objects, sharded by the first two bytes of the hash, read-only
     tmp/.pairio-tmp-...     objects being written (locked by their writer), or an instant-old
                             hard link (``link=True``) checked before it takes its name
+    partial/abcd...         downloads cut short, kept to be resumed (locked while one runs)
     quarantine/abcd....N    objects found corrupt, moved aside by verify or fsck
 
 An object appears only by an atomic rename of a complete, fsync'd file whose
@@ -58,6 +59,11 @@ class ObjectWriter:
         self.size = 0
         self.sha1: str | None = None
 
+    @property
+    def hexdigest(self) -> str:
+        """The SHA-1 hex of what was written so far."""
+        return self._hash.hexdigest()
+
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data`` to the object; returns its length."""
         self._hash.update(data)
@@ -97,6 +103,7 @@ class ContentStore:
         self.objects_dir = self.directory / "sha1"
         self.temp_dir = self.directory / "tmp"
         self.quarantine_dir = self.directory / "quarantine"
+        self.partial_dir = self.directory / "partial"
         self.hash_cache = hash_cache
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
         self._objects_prefix = os.path.join(self.objects_dir, "")
@@ -180,13 +187,17 @@ class ContentStore:
     # --- writing -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writer(self, durable: bool = True) -> Iterator[ObjectWriter]:
+    def writer(self, durable: bool = True, expect: str | None = None) -> Iterator[ObjectWriter]:
         """Yield a binary sink; when the block ends its bytes are stored and ``.sha1`` is set.
 
         On an exception the partial object is removed and nothing is stored. With
         ``durable=False`` the object is not fsync'd: a power cut may leave it truncated,
         which suits content that is verified when read and can be made again.
+        With ``expect`` (a SHA-1) bytes that hash to anything else are not stored:
+        CorruptContentError when the block ends.
         """
+        if expect is not None:
+            _check_sha1(expect)
         try:
             self._sweep_temp_files()
             temp = files.AtomicFile(self.temp_dir, mode=0o644)
@@ -195,16 +206,69 @@ class ContentStore:
         with temp:
             w = ObjectWriter(temp, self)
             yield w
-            sha1 = w._hash.hexdigest()
-            target = self.object_file(sha1)
-            # Identical content already stored is kept; a copy of another size (truncated by a
-            # crash, or damaged) is replaced by this one.
-            if not self._has_size(sha1, w.size):
-                try:
-                    temp.commit(target, durable=durable, chmod=_OBJECT_MODE)
-                except OSError as exc:
-                    raise self._unavailable(exc) from exc
-            w.sha1 = sha1
+            self._commit(w, temp, durable, expect)
+
+    @contextlib.contextmanager
+    def partial_writer(self, sha1: str, durable: bool = True) -> Iterator[ObjectWriter | None]:
+        """Yield a sink continuing an earlier, interrupted write of the object ``sha1``.
+
+        ``w.size`` bytes are already there (hashed again on entry); append the rest. When
+        the block ends the bytes are checked against ``sha1`` and the object stored
+        (CorruptContentError and nothing kept if they do not match). On an exception the
+        bytes written so far are kept, in ``partial/``, for the next call to continue;
+        they are never visible as an object. Two processes never write the same partial
+        object at once: the second waits for the first, and is given None (write nothing)
+        if the object is present by then.
+        """
+        _check_sha1(sha1)
+        try:
+            temp = files.AtomicFile.resume(self.partial_dir / sha1, mode=0o644)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        if self.has(sha1):
+            temp.discard()
+            yield None
+            return
+        try:
+            w = ObjectWriter(temp, self)
+            try:
+                with open(temp.temp_path, "rb", buffering=0) as f:
+                    while chunk := f.read(CHUNK_SIZE):
+                        w._hash.update(chunk)
+                        w.size += len(chunk)
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+            yield w
+        except BaseException:
+            temp.close()
+            raise
+        try:
+            self._commit(w, temp, durable, sha1)
+        finally:
+            temp.discard()
+
+    def _commit(self, w: ObjectWriter, temp: files.AtomicFile, durable: bool, expect: str | None) -> None:
+        sha1 = w._hash.hexdigest()
+        if expect is not None and sha1 != expect:
+            temp.discard()
+            raise CorruptContentError(f"the bytes received ({w.size}) hash to {sha1}, not to {expect}: "
+                                      "nothing was stored")
+        target = self.object_file(sha1)
+        # Identical content already stored is kept; a copy of another size (truncated by a
+        # crash, or damaged) is replaced by this one.
+        if not self._has_size(sha1, w.size):
+            try:
+                temp.commit(target, durable=durable, chmod=_OBJECT_MODE)
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+        w.sha1 = sha1
+
+    def partial_size(self, sha1: str) -> int:
+        """The bytes of the object ``sha1`` kept from an interrupted download (0 if none)."""
+        try:
+            return (self.partial_dir / _check_sha1(sha1)).stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def _unavailable(self, exc: OSError) -> StoreUnavailableError:
         return StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "

@@ -33,7 +33,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -229,27 +229,55 @@ class RemoteStore(KeyValueStore):
         return {"ok": True}
 
     def _request(self, method: str, path: str, body: bytes) -> dict[str, Any]:
+        response = self.request(method, path, body)
+        try:
+            return response.json()
+        except ValueError:
+            raise ServerUnavailableError(
+                f"pairio server {self._shown_url} answered {path} with a body that is not JSON"
+            ) from None
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | Callable[[], Any] = b"",
+        *,
+        body_hash: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        accept: Container[int] = (200,),
+        retries: int | None = None,
+    ) -> requests.Response:
+        """Send one signed request, retrying as the class says; the response if its status is in ``accept``.
+
+        Any other status raises the error for it. ``body`` is bytes, or a callable that makes
+        the body afresh for each attempt (an open file, read as it is sent); then
+        ``body_hash`` is the digest it is signed with (see :mod:`pairio.signing`).
+        With ``stream`` the caller reads (and closes) the response's body.
+        """
         url = self.url + path
+        retries = self.retries if retries is None else retries
         attempt = 0
         while True:
-            headers = sign_request(self.channel, self._password, method, path, body)
+            data = body() if callable(body) else body
+            signed = sign_request(self.channel, self._password, method, path,
+                                  data if isinstance(data, bytes) else b"", body_hash=body_hash)
+            if headers:
+                signed.update(headers)
             try:
-                response = self._send(method, url, body, headers)
+                response = self._send(method, url, data, signed, stream)
             except requests.RequestException as exc:
                 failure: RemoteError = ServerUnavailableError(
-                    f"pairio server {self._shown_url} is unreachable: {_reason(exc)}"
+                    f"pairio server {self._shown_url} is unreachable: {reason(exc)}"
                 )
                 wait = self._backoff(attempt)
             else:
                 status = response.status_code
-                if status == 200:
-                    try:
-                        return response.json()
-                    except ValueError:
-                        raise ServerUnavailableError(
-                            f"pairio server {self._shown_url} answered {path} with a body that is not JSON"
-                        ) from None
+                if status in accept:
+                    return response
                 failure = self._error(response, path)
+                response.close()
                 if status == 429:
                     retry_after = getattr(failure, "retry_after", None)
                     if retry_after is not None and retry_after > self.max_retry_after:
@@ -261,20 +289,21 @@ class RemoteStore(KeyValueStore):
                     wait = max(self._backoff(attempt), retry_after)
                 else:
                     raise failure
-            if attempt >= self.retries:
+            if attempt >= retries:
                 raise failure
             attempt += 1
             time.sleep(wait)
 
-    def _send(self, method: str, url: str, body: bytes, headers: dict[str, str]) -> requests.Response:
+    def _send(self, method: str, url: str, body: Any, headers: dict[str, str],
+              stream: bool = False) -> requests.Response:
         # Straight to the session's adapter (its connection pool): Session.request would merge
         # settings, cookies and hooks and follow redirects, none of which a signed API call
         # uses, at a third of a small request's CPU time.
         session = self.session
         prepared = requests.PreparedRequest()
         prepared.prepare(method=method, url=url, headers={**session.headers, **headers}, data=body or None)
-        return session.get_adapter(url).send(prepared, timeout=self.timeout, verify=session.verify,
-                                             proxies=session.proxies)
+        return session.get_adapter(url).send(prepared, stream=stream, timeout=self.timeout,
+                                             verify=session.verify, proxies=session.proxies)
 
     def _field(self, answer: Any, name: str, operation: str) -> Any:
         """``answer[name]``; a server that answers without it is not a pairio server of this version."""
@@ -339,7 +368,8 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def _reason(exc: requests.RequestException) -> str:
+def reason(exc: requests.RequestException) -> str:
+    """Why a request failed, in a few words."""
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base

@@ -27,7 +27,7 @@ from ..errors import InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
-from .backends import Coordination, MemoryCoordination
+from .backends import ContentBackend, Coordination, MemoryCoordination
 from .metrics import Metrics, Observer, note
 from .openapi import openapi_document
 from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
@@ -68,15 +68,23 @@ def open_backends(settings: ServerSettings) -> tuple[KeyValueStore, Coordination
     return EmbeddedStore(settings.store.path), MemoryCoordination()
 
 
+def open_content(settings: ServerSettings) -> ContentBackend:
+    """The content backend pairio.json names (a content store directory, in the server directory)."""
+    from .backends import DirectoryContent
+
+    return DirectoryContent(settings.content.path)
+
+
 def create_app(
     directory_or_settings: str | os.PathLike[str] | ServerSettings,
     store: KeyValueStore | None = None,
     coordination: Coordination | None = None,
+    content: ContentBackend | None = None,
 ) -> Starlette:
     """The pairio server for a directory holding pairio.json (or for settings already loaded).
 
-    ``store`` (the pairs) and ``coordination`` (nonces, rate limits, quotas, leases) default
-    to what pairio.json names.
+    ``store`` (the pairs), ``coordination`` (nonces, rate limits, quotas, leases) and
+    ``content`` (the files by SHA-1) default to what pairio.json names.
     """
     settings = (
         directory_or_settings
@@ -87,6 +95,7 @@ def create_app(
         default_store, default_coordination = open_backends(settings)
         store = default_store if store is None else store
         coordination = default_coordination if coordination is None else coordination
+    content = open_content(settings) if content is None else content
     guard = Guard(settings, coordination)
     metrics = Metrics()
     api = _Api(settings, guard, store, metrics)
@@ -101,16 +110,22 @@ def create_app(
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/metrics", api.metrics_page, methods=["GET"]),
     ]
-    from .leases import lease_routes  # it imports this module's helpers
+    # These modules import this one's helpers.
+    from .content import content_routes
+    from .leases import lease_routes
 
     routes += lease_routes(api.endpoint, guard, store)
+    routes += content_routes(settings, guard, content)
     if settings.legacy:
-        from .legacy import legacy_routes
+        from .legacy import legacy_content_routes, legacy_routes
 
+        # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
+        routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
     app = Starlette(routes=routes, middleware=[Middleware(Observer, metrics=metrics)])
     app.state.settings = settings
     app.state.store = store
+    app.state.content = content
     app.state.coordination = guard.coordination
     app.state.metrics = metrics
     return app
@@ -182,7 +197,9 @@ class _Api:
             name: {"get": c.max_gets_per_minute > 0, "set": c.max_sets_per_minute > 0}
             for name, c in self.settings.channels[channel].collections.items()
         }
-        return json_response({"channel": channel, "collections": collections})
+        rights = self.settings.channels[channel].content
+        return json_response({"channel": channel, "collections": collections,
+                              "content": {"read": rights.read, "write": rights.write}})
 
     def get(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))

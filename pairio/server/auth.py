@@ -57,8 +57,12 @@ class Guard:
         self.passwords = settings.passwords
         self.coordination = MemoryCoordination() if coordination is None else coordination
 
-    def authenticate(self, request: Request, body: bytes) -> str:
-        """The channel that signed ``request``, or ApiError 401 (503 if the nonce cache is full)."""
+    def authenticate(self, request: Request, body: bytes, body_hash: str | None = None) -> str:
+        """The channel that signed ``request``, or ApiError 401 (503 if the nonce cache is full).
+
+        ``body_hash`` is the digest the body was signed with when it is not the SHA-256 of
+        ``body`` (a content upload: its SHA-1, checked by the caller as the body arrives).
+        """
         scope = request.scope
         path = scope["path"]
         root = scope.get("root_path", "")
@@ -68,6 +72,7 @@ class Guard:
             return verify_request(
                 request.headers, self.passwords, scope["method"], path,
                 scope["query_string"].decode("latin-1"), body, self.coordination.add_nonce,
+                body_hash=body_hash,
             )
         except SignatureError as exc:
             # Who was refused, by the channel name claimed: never the signature or a password.

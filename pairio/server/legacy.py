@@ -1,11 +1,18 @@
-"""The legacy protocol of older pairio clients; mounted only with ``"legacy": true``.
+"""The legacy protocols of older pairio and kachery clients; mounted only with ``"legacy": true``.
 
-``GET /get/<collection>/<key>?channel=C&signature=S`` and
+Pairs: ``GET /get/<collection>/<key>?channel=C&signature=S`` and
 ``GET /set/<collection>/<key>/<value>?channel=C&signature=S``, where S is
 :func:`pairio.signing.legacy_signature`. Answers ``{"success": true, "value": V}``
-or ``{"success": false, "error": ...}``. The same permissions and rate limits
-apply as for the signed API. It is weaker (no expiry, no nonce, a fast hash of
-the password in every URL): see server/README.md.
+or ``{"success": false, "error": ...}``.
+
+Content, as the original kachery server: ``GET /check/sha1/<hash>`` (answers
+``{"success": true, "found": bool, "size": n}``), ``GET /get/sha1/<hash>`` (the bytes,
+with Range) and ``POST /set/sha1/<hash>`` (the body is the file), each with
+``?channel=C&signature=S`` where S is :func:`pairio.signing.legacy_content_signature`.
+md5 is refused with a 400 that says so.
+
+The same permissions, limits and quotas apply as for the signed API. It is weaker
+(no expiry, no nonce, a fast hash of the password in every URL): see server/README.md.
 """
 
 from __future__ import annotations
@@ -17,11 +24,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..errors import InvalidKeyError, InvalidValueError, PairioError
-from ..hashing import check_value, key_string
+from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
-from ..signing import verify_legacy
+from ..signing import verify_legacy, verify_legacy_content
 from .app import json_response
 from .auth import ApiError, Guard
+from .backends import ContentBackend
+from .content import ContentApi
+from .settings import ServerSettings
 
 log = logging.getLogger("pairio.server")
 
@@ -70,3 +80,62 @@ def _answer(request: Request, guard: Guard, store: KeyValueStore, name: str) -> 
     except PairioError as exc:
         log.error("store error: %s", exc)
         return json_response({"success": False, "error": "the server's store is unavailable"}, 503)
+
+
+def legacy_content_routes(settings: ServerSettings, guard: Guard, backend: ContentBackend) -> list[Route]:
+    """The original kachery server's content routes (check, get with Range, set)."""
+    api = ContentApi(settings, guard, backend)
+
+    async def check(request: Request) -> Response:
+        async def found(channel: str, sha1: str) -> Response:
+            api.check_read(channel)
+            size = await api.size(sha1)
+            return json_response({"success": True, "found": size is not None, "size": size or 0})
+
+        return await _content_answer(request, guard, "check", found)
+
+    def download(algorithm: str):
+        async def handle(request: Request) -> Response:
+            async def send(channel: str, sha1: str) -> Response:
+                api.check_read(channel)
+                return await api.send(request, sha1)
+
+            return await _content_answer(request, guard, "download", send, algorithm)
+
+        return handle
+
+    async def upload(request: Request) -> Response:
+        async def receive(channel: str, sha1: str) -> Response:
+            await api.receive(request, channel, sha1)
+            return json_response({"success": True})
+
+        return await _content_answer(request, guard, "upload", receive)
+
+    # /get/sha1/... literally, ahead of the pair route /get/<collection>/<key>.
+    return [
+        Route("/check/{algorithm}/{hash}", check, methods=["GET"]),
+        *(Route(f"/get/{algorithm}/{{hash}}", download(algorithm), methods=["GET"]) for algorithm in ("sha1", "md5")),
+        Route("/set/{algorithm}/{hash}", upload, methods=["POST"]),
+    ]
+
+
+async def _content_answer(request: Request, guard: Guard, name: str, answer,
+                          algorithm: str | None = None) -> Response:
+    try:
+        algorithm = algorithm or request.path_params["algorithm"]
+        hash_ = request.path_params["hash"]
+        if algorithm != "sha1":
+            raise ApiError(400, f"algorithm {algorithm[:20]!r} is not supported: this server stores "
+                                "content by SHA-1 only (use /{check,get,set}/sha1/<hash>)")
+        if not is_sha1_hex(hash_):
+            raise ApiError(400, f"{hash_[:60]!r} is not a SHA-1 (40 lowercase hex digits)")
+        channel = request.query_params.get("channel", "")
+        signature = request.query_params.get("signature", "")
+        if not verify_legacy_content(guard.passwords.get(channel), signature, name, algorithm, hash_):
+            raise ApiError(401, "authentication failed: invalid signature for this channel and request")
+        return await answer(channel, hash_)
+    except ApiError as exc:
+        return json_response({"success": False, "error": exc.message}, exc.status, exc.headers)
+    except PairioError as exc:
+        log.error("content backend error: %s", exc)
+        return json_response({"success": False, "error": "the server's content store is unavailable"}, 503)

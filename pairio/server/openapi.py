@@ -8,6 +8,10 @@ from ..hashing import MAX_KEY_LENGTH, MAX_VALUE_LENGTH
 from ..signing import HEADER_CHANNEL, HEADER_NONCE, HEADER_SIGNATURE, HEADER_TIMESTAMP, MAX_CLOCK_SKEW
 from .settings import MAX_PAIRS_PER_REQUEST
 
+_SHA1 = {"type": "string", "pattern": "^[0-9a-f]{40}$"}
+_SECURITY = [{"channel": [], "timestamp": [], "nonce": [], "signature": []}]
+_BYTES = {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+
 _KEY = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
 _VALUE = {"type": "string", "maxLength": MAX_VALUE_LENGTH}
 _COLLECTION = {"type": "string", "minLength": 1, "maxLength": MAX_KEY_LENGTH}
@@ -151,6 +155,7 @@ def openapi_document(version: str) -> dict:
                                "maxProperties": MAX_PAIRS_PER_REQUEST}),
                 _OK, "set_many"),
             **_lease_paths(),
+            **_content_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -159,5 +164,50 @@ def openapi_document(version: str) -> dict:
                 "nonce": {"type": "apiKey", "in": "header", "name": HEADER_NONCE},
                 "signature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE},
             }
+        },
+    }
+
+
+def _content_paths() -> dict:
+    sha1_param = {"name": "sha1", "in": "path", "required": True, "schema": _SHA1}
+    range_param = {"name": "Range", "in": "header", "required": False,
+                   "description": "one byte range, e.g. bytes=100- (206); others are ignored",
+                   "schema": {"type": "string"}}
+    read_errors = {s: e for s, e in _SIGNED_ERRORS.items() if s not in ("404", "429")}
+    read_errors["404"] = ("the server lacks the object", _ERROR)
+    read_errors["416"] = ("the range is outside the object (Content-Range: bytes */size)", _ERROR)
+    got = {"description": "the object's bytes", "content": _BYTES}
+    download = {
+        "parameters": [sha1_param, range_param],
+        "security": _SECURITY,
+        "responses": {**_responses({}, read_errors), "200": got,
+                      "206": {"description": "the bytes of the range", "content": _BYTES}},
+    }
+    write_errors = {s: e for s, e in _SIGNED_ERRORS.items() if s != "404"}
+    write_errors["400"] = ("malformed request, or the body does not hash to the SHA-1 (nothing stored)", _ERROR)
+    write_errors["413"] = ("the object is over the channel's maxObjectBytes", _ERROR)
+    write_errors["429"] = ("over the channel's maxUploadBytesPerDay; see Retry-After", _ERROR)
+    return {
+        "/api/v1/content/missing": {"post": {
+            "operationId": "content_missing",
+            "summary": "those of the SHA-1s the server lacks, in their order (needs readContent or writeContent)",
+            "security": _SECURITY,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _object(
+                ["sha1s"], sha1s={"type": "array", "items": _SHA1, "maxItems": MAX_PAIRS_PER_REQUEST})}}},
+            "responses": _responses(_object(["missing"], missing={"type": "array", "items": _SHA1})),
+        }},
+        "/api/v1/content/sha1/{sha1}": {
+            "get": {"operationId": "content_get", "summary": "one object (needs readContent)", **download},
+            "head": {"operationId": "content_head", "summary": "the size of one object, no body", **download},
+            "put": {
+                "operationId": "content_put",
+                "summary": ("store one object (needs writeContent); signed with the SHA-1 as the "
+                            "body's digest, refused unless the body hashes to it"),
+                "parameters": [sha1_param],
+                "security": _SECURITY,
+                "requestBody": {"required": True, "content": _BYTES},
+                "responses": _responses(_object(["sha1", "size"], sha1=_SHA1, size={"type": "integer"}),
+                                        write_errors),
+            },
         },
     }

@@ -24,6 +24,10 @@ MAX_PAIRS_PER_REQUEST = 10_000
 # A rate beyond any server's reach; larger integers would overflow the limiter's floats.
 MAX_PER_MINUTE = 10**9
 BACKENDS = ("embedded",)
+CONTENT_BACKENDS = ("directory",)
+DEFAULT_MAX_OBJECT_BYTES = 16 << 30
+DEFAULT_MAX_UPLOAD_BYTES_PER_DAY = 256 << 30
+MAX_BYTES_SETTING = 1 << 50  # a petabyte: any larger limit is a typo
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,12 +40,23 @@ class CollectionSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContentRights:
+    """What one channel may do with the content (files by SHA-1)."""
+
+    read: bool = False
+    write: bool = False
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES
+    max_upload_bytes_per_day: int = DEFAULT_MAX_UPLOAD_BYTES_PER_DAY
+
+
+@dataclasses.dataclass(frozen=True)
 class ChannelSettings:
-    """A channel: its password and the collections it may use."""
+    """A channel: its password, the collections it may use and its rights on content."""
 
     name: str
     password: str = dataclasses.field(repr=False)
     collections: Mapping[str, CollectionSettings]
+    content: ContentRights = ContentRights()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,12 +68,21 @@ class StoreSettings:
 
 
 @dataclasses.dataclass(frozen=True)
+class ContentSettings:
+    """Where the content lives: ``directory``, a content store in ``path`` (relative to the server directory)."""
+
+    backend: str = "directory"
+    path: Path | None = None
+
+
+@dataclasses.dataclass(frozen=True)
 class ServerSettings:
     """Everything in pairio.json, validated."""
 
     directory: Path
     channels: Mapping[str, ChannelSettings]
     store: StoreSettings
+    content: ContentSettings = ContentSettings()
     legacy: bool = False
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     # A postgresql:// URL: the pairs and the coordination of replicas live there instead of
@@ -103,7 +127,7 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
     """Validate the parsed JSON of pairio.json."""
     directory = Path(directory)
     _require(isinstance(obj, dict), "(top level)", "must be a JSON object")
-    _no_unknown(obj, "", {"channels", "database", "legacy", "maxBodyBytes", "store"})
+    _no_unknown(obj, "", {"channels", "content", "database", "legacy", "maxBodyBytes", "store"})
     channels_obj = obj.get("channels")
     _require(isinstance(channels_obj, list) and channels_obj, "channels", "must be a non-empty list")
     channels: dict[str, ChannelSettings] = {}
@@ -127,6 +151,7 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
         directory=directory,
         channels=channels,
         store=_parse_store(obj.get("store", {}), directory),
+        content=_parse_content(obj.get("content", {}), directory),
         legacy=legacy,
         max_body_bytes=max_body,
         database=database,
@@ -135,7 +160,7 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
 
 def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     _require(isinstance(obj, dict), where, "must be a JSON object")
-    _no_unknown(obj, where, {"name", "password", "collections"})
+    _no_unknown(obj, where, {"name", "password", "collections", *_CONTENT_FIELDS})
     name = obj.get("name")
     _require(isinstance(name, str) and CHANNEL_PATTERN.fullmatch(name), f"{where}.name",
              "must be 1 to 80 printable ASCII characters, with no space at either end "
@@ -163,7 +188,25 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
                      f"must be a non-negative integer of at most {MAX_PER_MINUTE}")
             limits.append(value)
         collections[cname] = CollectionSettings(cname, limits[0], limits[1])
-    return ChannelSettings(name=name, password=password, collections=collections)
+    return ChannelSettings(name=name, password=password, collections=collections,
+                           content=_parse_rights(obj, where))
+
+
+_CONTENT_FIELDS = ("readContent", "writeContent", "maxObjectBytes", "maxUploadBytesPerDay")
+
+
+def _parse_rights(obj: dict, where: str) -> ContentRights:
+    values = {}
+    for field in ("readContent", "writeContent"):
+        value = values[field] = obj.get(field, False)
+        _require(isinstance(value, bool), f"{where}.{field}", "must be true or false")
+    for field, default in (("maxObjectBytes", DEFAULT_MAX_OBJECT_BYTES),
+                           ("maxUploadBytesPerDay", DEFAULT_MAX_UPLOAD_BYTES_PER_DAY)):
+        value = values[field] = obj.get(field, default)
+        _require(_is_int(value) and 0 <= value <= MAX_BYTES_SETTING, f"{where}.{field}",
+                 f"must be a number of bytes from 0 to {MAX_BYTES_SETTING}")
+    return ContentRights(values["readContent"], values["writeContent"], values["maxObjectBytes"],
+                         values["maxUploadBytesPerDay"])
 
 
 def _parse_store(obj: Any, directory: Path) -> StoreSettings:
@@ -174,6 +217,16 @@ def _parse_store(obj: Any, directory: Path) -> StoreSettings:
     path = obj.get("path", "store")
     _require(isinstance(path, str) and path, "store.path", "must be a non-empty path")
     return StoreSettings(backend, path=directory / os.path.expanduser(path))
+
+
+def _parse_content(obj: Any, directory: Path) -> ContentSettings:
+    _require(isinstance(obj, dict), "content", "must be a JSON object")
+    _no_unknown(obj, "content", {"backend", "path"})
+    backend = obj.get("backend", "directory")
+    _require(backend in CONTENT_BACKENDS, "content.backend", f"must be one of {', '.join(CONTENT_BACKENDS)}")
+    path = obj.get("path", "content")
+    _require(isinstance(path, str) and path, "content.path", "must be a non-empty path")
+    return ContentSettings(backend, path=directory / os.path.expanduser(path))
 
 
 def _is_int(value: object) -> bool:

@@ -8,6 +8,7 @@ Every implementation passes the same conformance suite in tests/.
 """
 
 from .base import ContentBackend, Coordination, Lease, Upload
+from .directory import DirectoryContent
 from .memory import MemoryCoordination
 
-__all__ = ["ContentBackend", "Coordination", "Lease", "MemoryCoordination", "Upload"]
+__all__ = ["ContentBackend", "Coordination", "DirectoryContent", "Lease", "MemoryCoordination", "Upload"]

@@ -1,0 +1,81 @@
+"""Content in a directory, through the local content store: same layout, same atomic writer.
+
+So ``PAIRIO_CONTENT_DIR=DIR/content pairio fsck`` checks a server's objects, and an
+object appears only once it is complete and its SHA-1 verified.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+from ...content.store import ContentStore
+from ...hashing import CHUNK_SIZE
+from .base import ContentBackend, Upload
+
+
+class DirectoryContent(ContentBackend):
+    """Objects in ``directory`` (a :class:`pairio.content.ContentStore` directory)."""
+
+    def __init__(self, directory: str | os.PathLike[str]) -> None:
+        self.store = ContentStore(Path(directory))
+
+    def __repr__(self) -> str:
+        return f"DirectoryContent({str(self.store.directory)!r})"
+
+    def size(self, sha1: str) -> int | None:
+        try:
+            return os.stat(self.store.object_file(sha1)).st_size
+        except FileNotFoundError:
+            return None
+
+    def read(self, sha1: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
+        # Opened here, not in the generator, so an absent object fails before anything is sent.
+        f = self.store.open(sha1)
+        return _chunks(f, start, stop)
+
+    def upload(self, sha1: str) -> Upload:
+        return _DirectoryUpload(self.store, sha1)
+
+
+def _chunks(f, start: int, stop: int | None) -> Iterator[bytes]:
+    with f:
+        f.seek(start)
+        remaining = None if stop is None else max(stop - start, 0)
+        while remaining is None or remaining > 0:
+            chunk = f.read(CHUNK_SIZE if remaining is None else min(CHUNK_SIZE, remaining))
+            if not chunk:
+                return
+            if remaining is not None:
+                remaining -= len(chunk)
+            yield chunk
+
+
+class _Aborted(Exception):
+    """Thrown into the store's writer to make it discard what it received."""
+
+
+class _DirectoryUpload(Upload):
+    def __init__(self, store: ContentStore, sha1: str) -> None:
+        self._sha1 = sha1
+        self._context = store.writer(expect=sha1)
+        self._writer = self._context.__enter__()
+        self._open = True
+
+    def write(self, data: bytes) -> None:
+        self._writer.write(data)
+
+    def commit(self) -> int:
+        if not self._open:
+            raise RuntimeError(f"the upload of {self._sha1} has already ended")
+        self._open = False
+        self._context.__exit__(None, None, None)  # checks the hash, then renames into place
+        return self._writer.size
+
+    def abort(self) -> None:
+        if self._open:
+            self._open = False
+            with contextlib.suppress(_Aborted):
+                self._context.__exit__(_Aborted, _Aborted(), None)
