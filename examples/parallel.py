@@ -34,17 +34,30 @@ def process_recording(seed: int, num_channels: int, seconds: float) -> tuple[int
     return (seed, sum(c["hits"] for c in counts), sum(c["misses"] for c in counts), elapsed, summary)
 
 
+def _positive(kind: type) -> object:
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text!r}")
+        return value
+    return parse
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--recordings", type=int, default=8, help="number of recordings (default 8)")
-    parser.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    parser.add_argument("--channels", type=int, default=8, help="channels per recording (default 8)")
-    parser.add_argument("--seconds", type=float, default=20.0, help="seconds per recording (default 20)")
+    parser.add_argument("--recordings", type=_positive(int), default=8, help="number of recordings (default 8)")
+    parser.add_argument("--workers", type=_positive(int), default=2, help="worker processes (default 2)")
+    parser.add_argument("--channels", type=_positive(int), default=8, help="channels per recording (default 8)")
+    parser.add_argument("--seconds", type=_positive(float), default=20.0,
+                        help="seconds per recording (default 20)")
     args = parser.parse_args()
     print(f"pairio store: {pairio.get_config().database_dir}\n")
 
-    # Recording 0 is listed twice: the two workers meet on it and compute it only once.
-    seeds = [0, *range(args.recordings)]
+    # With two workers or more, recording 0 is queued twice: two workers meet on it and compute
+    # it only once (the other waits and counts hits).
+    seeds = list(range(args.recordings))
+    if args.workers > 1:
+        seeds.insert(0, 0)
     started = time.perf_counter()
     context = multiprocessing.get_context("spawn")  # the same on every OS
     with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
@@ -56,7 +69,9 @@ def main() -> None:
     for seed, hits, misses, elapsed, summary in results:
         sizes = ", ".join(str(row["spikes"]) for row in summary.values())
         print(f"{seed:>9} {hits:>5} {misses:>6} {elapsed:>8.3f}  {sizes}")
-    print(f"\n{len(seeds)} pipelines on {args.workers} workers in {wall:.2f} s; "
+    twice = " (recording 0 twice)" if len(seeds) > args.recordings else ""
+    print(f"\n{args.recordings} recording{'s' * (args.recordings != 1)} as {len(seeds)} pipeline run{'s' * (len(seeds) != 1)}{twice} "
+          f"on {args.workers} worker{'s' * (args.workers != 1)} in {wall:.2f} s; "
           f"{sum(r[1] for r in results)} hits, {sum(r[2] for r in results)} misses")
 
 

@@ -15,7 +15,7 @@ from .errors import InvalidKeyError, RemoteError
 from .hashing import check_collection, check_value, key_string, key_strings
 from .kv import KeyValueStore, local_store, remote_store
 
-Key = str | dict | list
+Key = str | dict | list | tuple
 
 
 def _config(collection: str | None, overrides: dict[str, Any]) -> tuple[Config, str]:

@@ -26,6 +26,7 @@ from .hashing import check_collection
 GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
 SET_TO_CHOICES = ("local", "remote", "local_and_remote")
 CACHE_CHOICES = ("on", "off", "readonly", "refresh")
+_ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES)
 
 # Field name -> environment variable.
 ENV_VARS = {
@@ -69,6 +70,11 @@ class Config:
     max_wait: float | None = None
 
     def __post_init__(self) -> None:
+        # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
+        for name in ("get_from", "set_to", "cache"):
+            value = getattr(self, name)
+            if isinstance(value, str) and value not in _ALL_CHOICES:
+                object.__setattr__(self, name, value.strip().lower())
         _check_choice("get_from", self.get_from, GET_FROM_CHOICES)
         _check_choice("set_to", self.set_to, SET_TO_CHOICES)
         _check_choice("cache", self.cache, CACHE_CHOICES)

@@ -71,7 +71,7 @@ def is_valid_unicode(text: str) -> bool:
 
 
 def key_string(key: object) -> str:
-    """The stored form of a key: a str as is, a dict or list as its canonical-JSON SHA-1.
+    """The stored form of a key: a str as is, a dict, list or tuple as its canonical-JSON SHA-1.
 
     Raises InvalidKeyError for any other type, an empty or over-long str, or a
     dict/list that is not JSON-serialisable.
@@ -87,16 +87,22 @@ def key_string(key: object) -> str:
                 "(pass a dict or list to have it hashed)"
             )
         raise InvalidKeyError(f"key {key!r} is not valid Unicode text (it holds a lone surrogate)")
-    if isinstance(key, (dict, list)):
+    if isinstance(key, (dict, list, tuple)):  # a tuple is a list, in JSON as in the original pairio
         try:
-            text = canonical_json(key)
-        except (TypeError, ValueError, RecursionError) as exc:  # RecursionError: nested too deeply
+            # NaN and infinity are not JSON (json.dumps would write NaN, which other languages refuse).
+            text = json.dumps(key, sort_keys=True, separators=(",", ":"), allow_nan=False)
+        except ValueError as exc:
+            if "Out of range float" in str(exc):
+                raise InvalidKeyError("key holds NaN or infinity, which are not JSON: "
+                                      "use None or a string for them") from None
+            raise InvalidKeyError(f"key is not JSON-serialisable: {exc}") from None
+        except (TypeError, RecursionError) as exc:  # RecursionError: nested too deeply
             raise InvalidKeyError(f"key is not JSON-serialisable: {exc}") from None
         return sha1_hex(text.encode("utf-8"))
     if isinstance(key, str):  # a str subclass: normalise to a plain str
         return key_string(str(key))
     raise InvalidKeyError(
-        f"key must be a str (at most {MAX_KEY_LENGTH} characters), dict or list; "
+        f"key must be a str (at most {MAX_KEY_LENGTH} characters), dict, list or tuple; "
         f"got {type(key).__name__}"
     )
 

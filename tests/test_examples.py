@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -52,4 +54,19 @@ def test_the_pool_reuses_what_running_the_script_computed(tmp_path):
     # The workers import examples/pipeline.py as the module `pipeline`: the same steps, the same keys.
     out = _run("parallel.py", tmp_path, "--recordings", "1", "--workers", "1", "--channels", "4",
                "--seconds", "2")
-    assert "10 hits, 0 misses" in out
+    assert "1 recording as 1 pipeline run on 1 worker" in out and "5 hits, 0 misses" in out
+
+
+def test_parallel_counts_what_it_was_asked_for(tmp_path):
+    out = _run("parallel.py", tmp_path, "--recordings", "2", "--workers", "2", "--channels", "4", "--seconds", "2")
+    # Recording 0 runs twice (its 5 steps computed once): 3 runs of 5 steps, 10 computed.
+    assert "2 recordings as 3 pipeline runs (recording 0 twice) on 2 workers" in out
+    assert "5 hits, 10 misses" in out
+    assert [line.split()[0] for line in out.splitlines() if line[:9].strip().isdigit()] == ["0", "0", "1"]
+
+
+@pytest.mark.parametrize("option", ["--recordings", "--workers", "--channels", "--seconds"])
+def test_parallel_refuses_a_count_of_zero(tmp_path, option):
+    done = subprocess.run([sys.executable, str(EXAMPLES / "parallel.py"), option, "0"], capture_output=True,
+                          text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 2 and "must be positive" in done.stderr

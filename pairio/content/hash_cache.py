@@ -18,11 +18,11 @@ import sqlite3
 import stat
 import threading
 import time
-import warnings
 from pathlib import Path
 
 from ..errors import InvalidPathError
 from ..hashing import is_valid_unicode, sha1_of_stream
+from ..user_warnings import warn_user
 
 FILENAME = "hash_cache.sqlite3"
 # A file modified less than this long before its hashing started is not remembered:
@@ -113,8 +113,8 @@ class HashCache:
 
     def _disable(self, exc: Exception) -> None:
         if not self._broken:
-            warnings.warn(f"pairio hash cache {str(self.path)!r} is unusable ({exc}); "
-                          "files will be re-hashed every time", RuntimeWarning, stacklevel=4)
+            warn_user(f"pairio hash cache {str(self.path)!r} is unusable ({exc}); "
+                      "files will be re-hashed every time")
         self._broken = True
 
     def lookup(self, abspath: str, st: os.stat_result) -> str | None:

@@ -19,7 +19,6 @@ import inspect
 import logging
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from typing import Any, overload
 
@@ -28,6 +27,7 @@ from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex, sha1_hex
+from ..user_warnings import warn_user
 from . import call_stats, flight, remote
 from .code import qualified_name
 from .key import KeyMaker
@@ -55,6 +55,7 @@ class CachedFunction:
                  dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None) -> None:
         if not callable(func):
             raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
+        get_config()  # a bad PAIRIO_* variable is refused here, where the step is defined, not at its first call
         if isinstance(ignore, str):
             ignore = (ignore,)
         if isinstance(dependencies, str):
@@ -271,11 +272,17 @@ class CachedFunction:
         sha1 = api.get(self._key(args, kwargs), self._collection(cfg))
         return sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
 
-    def forget(self, *args: Any, **kwargs: Any) -> None:
-        """Remove this call's entry (the content itself stays: other keys may share it)."""
+    def forget(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove this call's entry (the content itself stays: other keys may share it).
+
+        Returns whether there was one, in the stores that ``set_to`` writes.
+        """
         cfg = get_config()
         key = self._key(args, kwargs)
-        api.set_many({key: None, seconds_key(key): None}, self._collection(cfg))
+        collection = self._collection(cfg)
+        existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
+        api.set_many({key: None, seconds_key(key): None}, collection)
+        return existed
 
 
 class BoundCachedMethod:
@@ -352,8 +359,13 @@ def _pickled_by_multiprocessing() -> bool:
 
 
 def _warn(message: str) -> None:
-    # One message per event: a RuntimeWarning (logging.captureWarnings sends it to the logs).
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    # One message per event: a RuntimeWarning (logging.captureWarnings sends it to the logs),
+    # attributed to the user's line however deep in pairio it was raised.
+    warn_user(message)
+
+
+# The stores a set_to mode writes, as the get_from mode that reads them all.
+_WRITTEN_STORES = {"local": "local", "remote": "remote", "local_and_remote": "local_then_remote"}
 
 
 def _mark_coroutine_function(obj: Any) -> None:

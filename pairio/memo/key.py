@@ -32,7 +32,7 @@ from ..hashing import canonical_json
 from ..user_warnings import warn_user
 from . import dependencies as deps
 from .arguments import hash_value
-from .code import CodeDescription, describe_function
+from .code import CodeDescription, describe_function, qualified_name
 
 KEY_FORMAT = 1
 
@@ -77,7 +77,7 @@ class KeyMaker:
         if self._code is None:
             self._code = describe_function(self.func)
             if self._code.dynamic:
-                warn_user(log=False, message=f"pairio: {self._code.function} looks code up by a name computed at run time "
+                warn_user(f"pairio: {self._code.function} looks code up by a name computed at run time "
                           f"({'; '.join(self._code.dynamic)}): pairio cannot see what that reaches, so an "
                           f"edit there would not change the key (a stale hit). Refer to the helper "
                           f"directly, list a library in dependencies=[...], or raise version= when it "
@@ -114,7 +114,11 @@ class KeyMaker:
                             for name in self._order]
                 except KeyError:
                     pass  # a missing argument: let Signature.bind say which
-        ba = self.signature.bind(*args, **kwargs)
+        try:
+            ba = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            # As Python names the function in such errors: which call was wrong matters in a pipeline.
+            raise TypeError(f"{qualified_name(self.func)}() {exc} (signature: {self.signature})") from None
         ba.apply_defaults()
         return list(ba.arguments.items())
 
@@ -146,10 +150,10 @@ class KeyMaker:
         if text is None:
             return
         self._warned_file_names.add(name)
-        warn_user(log=False, message=(
+        warn_user(
             f"pairio: argument {name!r} of {self.code.function} is the str {text!r}, which names an existing "
             f"file: a str counts by its text, so an edit to the file would not change the key (a stale hit). "
-            f"Pass pathlib.Path({text!r}) instead: a Path to a file counts by the file's content."))
+            f"Pass pathlib.Path({text!r}) instead: a Path to a file counts by the file's content.")
 
     def type_dependencies(self, types: Iterable[type]) -> dict[str, str]:
         """The versions of the libraries defining ``types`` that the code part does not count yet."""
