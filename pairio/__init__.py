@@ -46,6 +46,8 @@ from .errors import (
     UnstorableResultError,
 )
 from .hashing import key_string
+from .lifecycle.api import entries, why
+from .lifecycle.records import Entry
 from .memo import KEY_FORMAT, BoundCachedMethod, CachedFunction, cached, reset_stats, stats
 
 __all__ = [
@@ -89,6 +91,10 @@ __all__ = [
     "stats",
     "reset_stats",
     "KEY_FORMAT",
+    # living with the cache
+    "entries",
+    "why",
+    "Entry",
     # errors
     "PairioError",
     "InvalidKeyError",

@@ -22,6 +22,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .hashing import check_collection
+from .lifecycle.units import parse_size
 
 GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
 SET_TO_CHOICES = ("local", "remote", "local_and_remote")
@@ -44,6 +45,7 @@ ENV_VARS = {
     "strict_remote": "PAIRIO_STRICT_REMOTE",
     "lease_ttl": "PAIRIO_LEASE_TTL",
     "max_wait": "PAIRIO_MAX_WAIT",
+    "max_size": "PAIRIO_MAX_SIZE",
 }
 
 
@@ -68,6 +70,7 @@ class Config:
     strict_remote: bool = False
     lease_ttl: float = 60.0
     max_wait: float | None = None
+    max_size: int | None = None
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
@@ -97,6 +100,9 @@ class Config:
             _check_seconds("max_wait", self.max_wait, zero=True)
         if self.url is not None:
             object.__setattr__(self, "url", str(self.url).rstrip("/"))
+        if self.max_size is not None and (type(self.max_size) is not int or self.max_size < 0):
+            # "50GB", "512MiB" or a number of bytes; stored as bytes.
+            object.__setattr__(self, "max_size", parse_size(self.max_size, "config field 'max_size'"))
 
     def __repr__(self) -> str:
         fields = []

@@ -301,25 +301,27 @@ def copy_fd(src_fd: int, dest_fd: int, progress: Progress | None = None) -> int:
             progress(done)
 
 
-def remove_stale_temp_files(directory: str | os.PathLike[str]) -> list[Path]:
-    """Remove temporary files in ``directory`` whose writer is gone; returns the paths removed."""
+def remove_stale_temp_files(directory: str | os.PathLike[str], dry_run: bool = False) -> list[Path]:
+    """Remove temporary files in ``directory`` whose writer is gone; returns the paths removed
+    (with ``dry_run``, those that would be, removing nothing)."""
     removed: list[Path] = []
     try:
         entries = list(os.scandir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return removed
     for entry in entries:
-        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False) and _remove_if_stale(entry.path):
+        if entry.name.startswith(TEMP_PREFIX) and entry.is_file(follow_symlinks=False) and _remove_if_stale(entry.path, dry_run):
             removed.append(Path(entry.path))
     return removed
 
 
-def _remove_if_stale(path: str) -> bool:
+def _remove_if_stale(path: str, dry_run: bool = False) -> bool:
     if fcntl is None:
         try:
             if time.time() - os.stat(path).st_mtime < _STALE_AGE_WITHOUT_LOCKS:
                 return False
-            os.unlink(path)
+            if not dry_run:
+                os.unlink(path)
             return True
         except FileNotFoundError:
             return False
@@ -340,7 +342,8 @@ def _remove_if_stale(path: str) -> bool:
         try:
             if os.stat(path).st_ino != st.st_ino:
                 return False
-            os.unlink(path)
+            if not dry_run:
+                os.unlink(path)
         except FileNotFoundError:
             return False
         return True

@@ -39,6 +39,7 @@ _COMMAND_MODULES = (
     "pairio.cli.kv",
     "pairio.cli.content",
     "pairio.cli.cache",
+    "pairio.cli.lifecycle",
     "pairio.cli.serve",
 )
 

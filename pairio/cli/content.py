@@ -1,4 +1,4 @@
-"""``pairio store``, ``load``, ``cat``, ``info``, ``fsck``, ``gc``: the content store from the shell."""
+"""``pairio store``, ``load``, ``cat``, ``info``, ``fsck``: the content store from the shell (``gc`` is in :mod:`.lifecycle`)."""
 
 from __future__ import annotations
 
@@ -15,8 +15,6 @@ from ..content import ContentURI, api, content_store, directories, file_uri, par
 from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError
-from ..files import remove_stale_temp_files
-from ..memo.flight import remove_idle_locks
 from . import CORRUPT, NOT_FOUND, OTHER, USAGE
 
 
@@ -59,14 +57,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "Re-hash every object in the content store. Corrupt objects are moved to the quarantine "
         "directory and listed; exit code 1 if any was found."))
     p.set_defaults(handler=_fsck)
-
-    p = subparsers.add_parser("gc", help="clean up the content store and the cache's lock files", description=(
-        "Clean up. --temp removes temporary files left by killed writers (files of writers "
-        "still running are never touched). --locks removes the lock files of cached calls "
-        "that no one has claimed for an hour (one is left per key ever computed)."))
-    p.add_argument("--temp", action="store_true", help="remove abandoned temporary files")
-    p.add_argument("--locks", action="store_true", help="remove idle lock files of cached calls")
-    p.set_defaults(handler=_gc)
 
 
 def _store(args: argparse.Namespace) -> int:
@@ -236,24 +226,3 @@ def _fsck(args: argparse.Namespace) -> int:
     return code
 
 
-def _gc(args: argparse.Namespace) -> int:
-    if not (args.temp or args.locks):
-        print("pairio: error: say what to collect (--temp, --locks or both)", file=sys.stderr)
-        return USAGE
-    cfg = get_config()
-    report: dict[str, list[str]] = {}
-    if args.temp:
-        removed = content_store(cfg).remove_temp_files() + remove_stale_temp_files(cfg.database_dir)
-        report["temp_files"] = [str(path) for path in removed]
-        if not args.json:
-            for path in removed:
-                print(f"removed {path}")
-            print(f"removed {len(removed)} abandoned temporary file(s)")
-    if args.locks:
-        locks = remove_idle_locks(cfg.database_dir)
-        report["lock_files"] = [str(path) for path in locks]
-        if not args.json:
-            print(f"removed {len(locks)} idle lock file(s) from {cfg.database_dir / 'locks'}")
-    if args.json:
-        print(json.dumps({"removed": report}, indent=2))
-    return 0

@@ -10,13 +10,14 @@ transaction.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import StoreUnavailableError
@@ -55,6 +56,65 @@ _GET_FEW = [
     for n in range(_SMALL_BATCH + 1)
 ]
 _BUSY_TIMEOUT_MS = 60_000
+
+# Schema versions after the pairs table (PRAGMA user_version). Each step only adds tables,
+# indexes and triggers, so a database made by an older pairio keeps working, and an older
+# pairio keeps working on a migrated database (it never looks at the new tables).
+# 1: the records of cached results beside their pairs (pairio.lifecycle.records).
+_MIGRATIONS: tuple[tuple[str, ...], ...] = (
+    (
+        """CREATE TABLE IF NOT EXISTS entries (
+            collection TEXT NOT NULL,
+            key TEXT NOT NULL,
+            function TEXT NOT NULL,
+            sha1 TEXT NOT NULL,
+            objects TEXT NOT NULL DEFAULT '[]',
+            code TEXT NOT NULL DEFAULT '{}',
+            version TEXT NOT NULL DEFAULT '',
+            dependencies TEXT NOT NULL DEFAULT '{}',
+            arguments TEXT NOT NULL DEFAULT '{}',
+            summary TEXT NOT NULL DEFAULT '{}',
+            inputs TEXT NOT NULL DEFAULT '[]',
+            size INTEGER NOT NULL,
+            seconds REAL NOT NULL,
+            created REAL NOT NULL,
+            last_used REAL NOT NULL,
+            hits INTEGER NOT NULL DEFAULT 0,
+            host TEXT NOT NULL DEFAULT '',
+            priority REAL NOT NULL,
+            PRIMARY KEY (collection, key)
+        ) WITHOUT ROWID""",
+        "CREATE INDEX IF NOT EXISTS entries_by_function ON entries (function, created)",
+        "CREATE INDEX IF NOT EXISTS entries_by_created ON entries (created)",
+        "CREATE INDEX IF NOT EXISTS entries_by_priority ON entries (priority)",
+        "CREATE INDEX IF NOT EXISTS entries_by_sha1 ON entries (sha1)",
+        "CREATE TABLE IF NOT EXISTS entry_totals (name TEXT PRIMARY KEY, value REAL NOT NULL)",
+        "INSERT OR IGNORE INTO entry_totals (name, value) VALUES ('size', 0), ('inflation', 0)",
+        """CREATE TRIGGER IF NOT EXISTS entries_size_insert AFTER INSERT ON entries BEGIN
+            UPDATE entry_totals SET value = value + NEW.size WHERE name = 'size'; END""",
+        """CREATE TRIGGER IF NOT EXISTS entries_size_delete AFTER DELETE ON entries BEGIN
+            UPDATE entry_totals SET value = value - OLD.size WHERE name = 'size'; END""",
+        """CREATE TRIGGER IF NOT EXISTS entries_size_update AFTER UPDATE OF size ON entries BEGIN
+            UPDATE entry_totals SET value = value - OLD.size + NEW.size WHERE name = 'size'; END""",
+    ),
+)
+
+
+def _migrate(connection: sqlite3.Connection) -> None:
+    """Bring the schema to the newest version, one step per transaction."""
+    version = connection.execute("PRAGMA user_version").fetchone()[0]
+    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            # Another process may have migrated between our read and our lock.
+            if connection.execute("PRAGMA user_version").fetchone()[0] < number:
+                for statement in script:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version = {number}")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        connection.execute("COMMIT")
 
 _stores: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
 # Connections inherited through fork() must never be used, nor closed, by the child:
@@ -126,6 +186,7 @@ class EmbeddedStore(KeyValueStore):
             try:
                 mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
                 connection.execute(_SCHEMA)
+                _migrate(connection)
                 break
             except sqlite3.OperationalError as exc:
                 if "locked" not in str(exc) or time.monotonic() > deadline:
@@ -150,6 +211,25 @@ class EmbeddedStore(KeyValueStore):
         else:
             detail = message
         return StoreUnavailableError(f"pairio database {str(self.path)!r}: {detail}")
+
+    @contextlib.contextmanager
+    def transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
+        """This thread's connection inside one transaction (``immediate``: take the write lock
+        at once), committed when the block ends; for the tables beside the pairs."""
+        try:
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            yield connection
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+        try:
+            connection.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
 
     def close(self) -> None:
         """Close this thread's connection."""

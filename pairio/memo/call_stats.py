@@ -53,8 +53,9 @@ _last_flush = time.monotonic()
 
 
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
-           waited: bool = False, verbose: bool = False) -> None:
-    """Count one call and log its line: ``hit  name key8 saved 1.23s`` / ``miss name key8 computed 1.23s``.
+           waited: bool = False, verbose: bool = False, reason: str = "") -> None:
+    """Count one call and log its line: ``hit  name key8 saved 1.23s`` / ``miss name key8 computed 1.23s``
+    (followed by ``reason``, why it missed, if given).
 
     The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
     it is printed to stderr when that logger would not show it.
@@ -66,7 +67,7 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
             line = (f"hit  {function} {key[:8]} saved {seconds:.2f}s"
                     + (" (computed elsewhere while waiting)" if waited else ""))
         else:
-            line = f"miss {function} {key[:8]} computed {seconds:.2f}s"
+            line = f"miss {function} {key[:8]} computed {seconds:.2f}s" + (f": {reason}" if reason else "")
         if logged:
             logger.info("%s", line)
         else:

@@ -27,12 +27,17 @@ from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex, sha1_hex
+from ..lifecycle import api as lifecycle_api
+from ..lifecycle import hooks
+from ..lifecycle import locks as lifecycle_locks
+from ..lifecycle.hooks import explain_miss
+from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight, remote
 from .code import qualified_name
 from .key import KeyMaker
 from .lease import Outcome, ServerLease
-from .values import load_result, store_result
+from .values import load_result, store_result_described
 
 logger = logging.getLogger("pairio")
 
@@ -139,14 +144,14 @@ class CachedFunction:
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store)
+        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
 
-    def _computed(self, cfg: Config, key: str, result: Any, started: float, store: bool) -> Any:
+    def _computed(self, cfg: Config, key: str, result: Any, started: float, store: bool,
+                  args: tuple, kwargs: dict) -> Any:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
-        if store:
-            self._store(cfg, key, result, seconds)
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose)
+        reason = self._store(cfg, key, result, seconds, args, kwargs) if store else ""
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason)
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -184,7 +189,7 @@ class CachedFunction:
 
     async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store)
+        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
 
     # --- the stores -----------------------------------------------------------------------
 
@@ -234,6 +239,7 @@ class CachedFunction:
         except ValueError:
             seconds = 0.0
         call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose)
+        hooks.hit(cfg, collection, key, result)
         return result
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
@@ -242,15 +248,23 @@ class CachedFunction:
             return None
         return ServerLease(cfg, remote.Server(cfg), self._collection(cfg), key, self.name)
 
-    def _store(self, cfg: Config, key: str, result: Any, seconds: float) -> None:
-        sha1 = store_result(content_store(cfg), result, f"result of {self.name}")
-        pairs = {key: sha1, seconds_key(key): f"{seconds:.6g}"}
-        if cfg.set_to == "local":
-            api.set_many(pairs, self._collection(cfg))
-            return
-        # The result is computed and in the local content store: whatever the server does, it is
-        # handed back (remote.Server stores the pair locally if the server cannot).
-        remote.Server(cfg).set_pairs(self._collection(cfg), pairs, f"{self.name} {key[:8]}: recording the result")
+    def _store(self, cfg: Config, key: str, result: Any, seconds: float, args: tuple, kwargs: dict) -> str:
+        """Store the result and its pair, then its record; returns why the call missed
+        (only when the log line is shown, else "")."""
+        store = content_store(cfg)
+        collection = self._collection(cfg)
+        # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
+        with lifecycle_locks.writing(store.directory):
+            stored = store_result_described(store, result, f"result of {self.name}")
+            pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
+            if cfg.set_to == "local":
+                api.set_many(pairs, collection)
+            else:
+                # The result is computed and in the local content store: whatever the server does, it is
+                # handed back (remote.Server stores the pair locally if the server cannot).
+                remote.Server(cfg).set_pairs(collection, pairs, f"{self.name} {key[:8]}: recording the result")
+        return hooks.stored(cfg, self, collection, key, result, stored, seconds, args, kwargs,
+                            want_reason=cfg.verbose or logger.isEnabledFor(logging.INFO))
 
     # --- controls -------------------------------------------------------------------------
 
@@ -259,12 +273,32 @@ class CachedFunction:
         return self._key(args, kwargs)
 
     def explain(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
-        """What went into the key of this call: code, helpers, constants, versions, each argument's hash."""
+        """What went into the key of this call: code, helpers, constants, versions, each argument's hash;
+        and, if it is not cached, why: ``miss`` says what differs from the closest stored entry
+        of this function (``closest`` is its key, ``differences`` the list)."""
         out = self._keys.explain(args, kwargs, method=self._method)
         cfg = get_config()
         out["collection"] = self._collection(cfg)
         out["result_sha1"] = api.get(out["key"], self._collection(cfg))
+        if out["result_sha1"] is None or not self.is_cached(*args, **kwargs):
+            out.update(explain_miss(cfg, self, out["collection"], out["key"], args, kwargs))
         return out
+
+    def entries(self, **filters: Any) -> list[Entry]:
+        """The recorded entries of this function in the local store, newest first
+        (``pairio.entries`` takes the same filters)."""
+        return lifecycle_api.entries(self.name, **filters)
+
+    def clear(self, older_than: str | float | None = None) -> int:
+        """Remove this function's entries (older than ``older_than``, e.g. ``'30d'``, if given);
+        returns how many. ``pairio gc`` then frees their content."""
+        return len(lifecycle_api.forget(self.name, older_than=older_than))
+
+    def provenance(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """Where the cached result of this call came from, as a tree back to the raw inputs
+        (``pairio.lifecycle.provenance.format_tree`` prints it); LookupError if it is not recorded."""
+        cfg = get_config()
+        return lifecycle_api.lineage_of_key(self._key(args, kwargs), self._collection(cfg))
 
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """True if this call's result is stored and its content present."""
@@ -305,7 +339,7 @@ class BoundCachedMethod:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.__func__, name)
-        if name in ("key", "explain", "is_cached", "forget", "recompute"):
+        if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance"):
             return functools.partial(attr, self.__self__)
         return attr
 

@@ -206,8 +206,9 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
         lock.release()
 
 
-def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0) -> list[Path]:
-    """Remove lock files older than ``min_age_s`` that no one holds; returns the paths removed.
+def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0, dry_run: bool = False) -> list[Path]:
+    """Remove lock files older than ``min_age_s`` that no one holds; returns the paths removed
+    (with ``dry_run``, those that would be, removing nothing).
 
     Each is removed while this process holds it, so no computer loses its claim: one that
     opened the file just before locks it only after the removal, sees that the path no
@@ -232,7 +233,8 @@ def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0) -> list[Pat
         if not lock.try_acquire():
             continue  # claimed right now
         try:
-            os.unlink(entry.path)
+            if not dry_run:
+                os.unlink(entry.path)
             removed.append(Path(entry.path))
         except FileNotFoundError:
             pass

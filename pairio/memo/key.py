@@ -68,6 +68,7 @@ class KeyMaker:
         self._prefix: bytes | None = None
         self._code: CodeDescription | None = None
         self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
+        self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
 
     # --- the code part ---------------------------------------------------------------
 
@@ -177,10 +178,17 @@ class KeyMaker:
 
     def key(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
             file_hash: Callable[[PurePath], str] | None = None) -> str:
-        """The 40-hex key of the call ``func(*args, **kwargs)``."""
+        """The 40-hex key of the call ``func(*args, **kwargs)``.
+
+        ``last`` keeps the newest key with its argument hashes and type versions, so a miss can
+        record them without hashing the arguments again (a reader checks the key: threads share it).
+        """
         types: set[type] = set()
         hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
-        return self.key_from_hashes(hashes, self.type_dependencies(types) if types else None)
+        type_versions = self.type_dependencies(types) if types else {}
+        key = self.key_from_hashes(hashes, type_versions or None)
+        self.last = (key, hashes, type_versions)
+        return key
 
     def explain(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
                 file_hash: Callable[[PurePath], str] | None = None) -> dict[str, Any]:

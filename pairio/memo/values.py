@@ -14,6 +14,7 @@ quarantined and reported as :class:`CorruptContentError`.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import hashlib
 import os
@@ -54,13 +55,25 @@ def _pickler_class() -> type:
         def __init__(self, file: Any, store: ContentStore) -> None:
             super().__init__(file, protocol=PICKLE_PROTOCOL)
             self._store = store
+            self.files: dict[str, int] = {}
 
         def reducer_override(self, obj: Any) -> Any:
             if isinstance(obj, Path) and obj.is_file():
-                return stored_file, (self._store.put_file(obj), obj.name)
+                sha1 = self._store.put_file(obj)
+                self.files[sha1] = obj.stat().st_size
+                return stored_file, (sha1, obj.name)
             return super().reducer_override(obj)
 
     return ResultPickler
+
+
+@dataclasses.dataclass(frozen=True)
+class StoredResult:
+    """A result in the content store: its object, the files stored with it, their total bytes."""
+
+    sha1: str
+    files: tuple[str, ...]
+    size: int
 
 
 def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
@@ -68,16 +81,22 @@ def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
 
     UnstorableResultError if it cannot be pickled (nothing is stored then).
     """
+    return store_result_described(store, value, label).sha1
+
+
+def store_result_described(store: ContentStore, value: Any, label: str = "result") -> StoredResult:
+    """:func:`store_result`, also saying which files went in with it and how many bytes in all."""
     try:
         # Not fsync'd: every load verifies the hash, and a result lost or truncated by a power
         # cut is a miss that is recomputed and repaired. The fsync would double a large store.
         with store.writer(durable=False) as w:
-            _pickler_class()(w, store).dump(value)
+            pickler = _pickler_class()(w, store)
+            pickler.dump(value)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
                                     f"into the content store: {exc}") from exc
     assert w.sha1 is not None
-    return w.sha1
+    return StoredResult(w.sha1, tuple(pickler.files), w.size + sum(pickler.files.values()))
 
 
 class _HashingReader:

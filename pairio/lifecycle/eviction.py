@@ -1,0 +1,155 @@
+"""Keeping the local store within ``max_size``: GreedyDual-Size-Frequency eviction.
+
+Each entry's priority is ``L + (hits + 1) * seconds / size``: the seconds of
+computing it saves per byte it takes, times how often it was used, plus the
+store's inflation value ``L`` at its last use (:mod:`.records` keeps both).
+Eviction removes entries lowest priority first until the recorded total is at
+most ``max_size`` x 0.9 (the slack keeps the next misses from evicting again at
+once), then raises ``L`` to the priority of the last entry removed. An entry
+not used for a long time keeps its old, lower ``L`` and so goes before one
+used recently with the same value: recency ages value, as in GDSF.
+
+Eviction runs in the process whose miss took the total past the limit, in one
+process at a time (``evict.lock``; another process finding it held skips, as the
+holder is already making room). It holds the content directory exclusively
+(:func:`.locks.removing`), so no writer is between storing content and setting
+its pair; only entries recorded before it started are candidates, a pair is
+removed only while it still names the entry's result, and an object is removed
+only if no remaining entry or pair refers to it and no reader holds it open.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+
+import filelock
+
+from ..config import Config
+from ..content import content_store
+from ..hashing import is_sha1_hex
+from ..kv import local_store
+from . import locks, records
+
+logger = logging.getLogger("pairio")
+
+LOW_WATER = 0.9
+LOCK_FILENAME = "evict.lock"
+
+
+@dataclasses.dataclass
+class EvictionReport:
+    """What one eviction pass did: entries removed and their recorded bytes, objects removed
+    and the bytes they freed, objects left because a reader held them, the seconds taken."""
+
+    entries: int = 0
+    entry_bytes: int = 0
+    objects: int = 0
+    object_bytes: int = 0
+    objects_in_use: int = 0
+    total_before: int = 0
+    total_after: int = 0
+    seconds: float = 0.0
+
+
+def total_size(cfg: Config) -> int:
+    """The bytes of the cached results recorded in the local store."""
+    with local_store(cfg).transaction() as connection:
+        return int(connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0])
+
+
+def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER) -> EvictionReport | None:
+    """Evict entries until the local store's results take at most ``max_size`` x ``low_water`` bytes
+    (``max_size`` defaults to the config's). None if another process is evicting, or writers
+    kept the content directory busy."""
+    limit = cfg.max_size if max_size is None else max_size
+    if limit is None:
+        return EvictionReport()
+    began = time.perf_counter()
+    store = local_store(cfg)
+    content = content_store(cfg)
+    lock = filelock.FileLock(cfg.database_dir / LOCK_FILENAME, thread_local=False)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        return None
+    try:
+        records.flush()
+        started = time.time()
+        with locks.removing(content.directory) as held:
+            if not held:
+                logger.warning("eviction skipped: writers kept %s busy", content.directory)
+                return None
+            report, candidates = _evict_entries(store, limit, limit * low_water, started)
+            for sha1 in candidates:
+                size = locks.remove_unless_read(content.object_file(sha1))
+                if size is None:
+                    if content.has(sha1):
+                        report.objects_in_use += 1
+                    continue
+                report.objects += 1
+                report.object_bytes += size
+    finally:
+        lock.release()
+    report.seconds = time.perf_counter() - began
+    if report.entries:
+        logger.info("evicted %d entries (%d bytes recorded, %d objects removed) to keep %s within %d bytes",
+                    report.entries, report.entry_bytes, report.objects, cfg.database_dir, limit)
+    return report
+
+
+def _evict_entries(store, limit: int, target: float, started: float) -> tuple[EvictionReport, list[str]]:
+    from ..memo.decorator import seconds_key
+
+    report = EvictionReport()
+    with store.transaction(immediate=True) as connection:
+        total = connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
+        report.total_before = report.total_after = int(total)
+        if total <= limit:
+            return report, []
+        chosen = []
+        freed = 0
+        cursor = connection.execute(
+            "SELECT collection, key, sha1, objects, size, priority FROM entries "
+            "WHERE created < ? ORDER BY priority", (started,))
+        for row in cursor:
+            chosen.append(row)
+            freed += row[4]
+            if total - freed <= target:
+                break
+        cursor.close()
+        if not chosen:
+            return report, []
+        connection.executemany("DELETE FROM entries WHERE collection = ? AND key = ?",
+                               [(r[0], r[1]) for r in chosen])
+        connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
+                               [(r[0], r[1], r[2]) for r in chosen])
+        connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ?",
+                               [(r[0], seconds_key(r[1])) for r in chosen])
+        connection.execute("UPDATE entry_totals SET value = max(value, ?) WHERE name = 'inflation'",
+                           (chosen[-1][5],))
+        objects = set()
+        for r in chosen:
+            objects.add(r[2])
+            objects.update(json.loads(r[3]))
+        objects -= _still_referenced(connection, objects)
+        report.entries = len(chosen)
+        report.entry_bytes = int(freed)
+        report.total_after = int(total - freed)
+    return report, sorted(objects)
+
+
+def _still_referenced(connection, objects: set[str]) -> set[str]:
+    """Those of ``objects`` that a remaining entry or any pair refers to."""
+    wanted = json.dumps(sorted(objects))
+    kept = {row[0] for row in connection.execute(
+        "SELECT sha1 FROM entries WHERE sha1 IN (SELECT value FROM json_each(?))", (wanted,))}
+    for (text,) in connection.execute("SELECT objects FROM entries WHERE objects != '[]'"):
+        kept.update(o for o in json.loads(text) if o in objects)
+    for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"):
+        sha1 = value[7:47] if value.startswith("sha1://") else value
+        if sha1 in objects and is_sha1_hex(sha1):
+            kept.add(sha1)
+    return kept

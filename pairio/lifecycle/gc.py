@@ -1,0 +1,214 @@
+"""``pairio gc``: content no pair refers to, pairs whose content is gone, temporary files, idle locks.
+
+Content is referenced by a pair whose value is its SHA-1 or a ``sha1://`` /
+``sha1dir://`` URI naming it (a directory's manifest refers to its files), by a
+record (a cached result and the files stored inside it), and, for a result
+stored before records existed, by any SHA-1 written inside its pickle. An
+unreferenced object is removed only once it is older than the grace period
+(default a day), so content stored before its pair is set is never lost; storing
+content that is already present refreshes its time. Removal happens while the
+content directory is held exclusively (:func:`.locks.removing`): a cached call
+holds it shared from storing its result to setting its pair, so a pair written
+during gc always finds its content. Objects a reader holds open are left.
+
+Only pairs that have a record (cached results) are removed when their content
+is gone: other pairs may name content that lives elsewhere (on a server).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import time
+from typing import Any
+
+from .. import files
+from ..config import Config
+from ..content import content_store
+from ..content.directories import read_manifest
+from ..content.store import ContentStore
+from ..errors import PairioError
+from ..hashing import is_sha1_hex
+from ..kv import local_store
+from ..memo.flight import remove_idle_locks
+from . import locks, records
+
+DEFAULT_GRACE_S = 24 * 3600.0
+DEFAULT_LOCK_AGE_S = 3600.0
+_SHA1_IN_BYTES = re.compile(rb"[0-9a-f]{40}")
+_SCAN_CHUNK = 8 << 20
+
+
+@dataclasses.dataclass
+class GcReport:
+    """What gc removed (or, with ``dry_run``, would remove), with counts and bytes."""
+
+    dry_run: bool = False
+    objects: int = 0
+    object_bytes: int = 0
+    objects_in_use: int = 0
+    objects_kept_young: int = 0
+    pairs: int = 0
+    temp_files: int = 0
+    temp_bytes: int = 0
+    locks: int = 0
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = False, content: bool = True,
+            pairs: bool = True, temp: bool = True, idle_locks: bool = True,
+            lock_age_s: float = DEFAULT_LOCK_AGE_S) -> GcReport:
+    """Clean the store of ``cfg`` (its database directory and content directory)."""
+    began = time.perf_counter()
+    report = GcReport(dry_run=dry_run)
+    store = content_store(cfg)
+    if pairs or content:
+        records.flush()
+        with locks.removing(store.directory) as held:
+            if not held:
+                raise PairioError(f"gc: writers kept the content directory {str(store.directory)!r} busy; try again")
+            if pairs:
+                _orphaned_pairs(cfg, store, report, dry_run)
+            if content:
+                _unreferenced_content(cfg, store, report, grace_s, dry_run)
+    if temp:
+        # Content being written, and the database directory's own atomic writes.
+        for directory in (store.temp_dir, cfg.database_dir):
+            sizes = _sizes(directory)
+            for path in files.remove_stale_temp_files(directory, dry_run=dry_run):
+                report.temp_files += 1
+                report.temp_bytes += sizes.get(path.name, 0)
+    if idle_locks:
+        report.locks = len(remove_idle_locks(cfg.database_dir, lock_age_s, dry_run=dry_run))
+    report.seconds = time.perf_counter() - began
+    return report
+
+
+def _orphaned_pairs(cfg: Config, store: ContentStore, report: GcReport, dry_run: bool) -> None:
+    kv = local_store(cfg)
+    if not kv.path.exists():
+        return
+    gone = [e for e in records.entries(kv) if not all(os.path.exists(store.object_file(s))
+                                                          for s in [e.sha1, *e.objects])]
+    if dry_run:
+        report.pairs = len(gone)
+    else:
+        report.pairs = len(records.remove(kv, gone))
+
+
+def _sizes(directory: os.PathLike[str]) -> dict[str, int]:
+    out = {}
+    try:
+        for entry in os.scandir(directory):
+            try:
+                out[entry.name] = entry.stat(follow_symlinks=False).st_size
+            except FileNotFoundError:
+                pass
+    except (FileNotFoundError, NotADirectoryError):
+        pass
+    return out
+
+
+def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, grace_s: float,
+                          dry_run: bool) -> None:
+    now = time.time()
+    candidates: list[tuple[str, str]] = []
+    if not store.objects_dir.is_dir():
+        return
+    for dirpath, _dirnames, filenames in os.walk(store.objects_dir):
+        for name in filenames:
+            if not is_sha1_hex(name):
+                continue
+            path = os.path.join(dirpath, name)
+            try:
+                if now - os.stat(path).st_mtime < grace_s:
+                    report.objects_kept_young += 1
+                    continue
+            except FileNotFoundError:
+                continue
+            candidates.append((name, path))
+    if not candidates:
+        return
+    referenced = references(cfg, store)
+    for sha1, path in candidates:
+        if sha1 in referenced:
+            continue
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        if time.time() - st.st_mtime < grace_s:  # stored again meanwhile
+            report.objects_kept_young += 1
+            continue
+        if dry_run:
+            report.objects += 1
+            report.object_bytes += st.st_size
+            continue
+        size = locks.remove_unless_read(path)
+        if size is None:
+            report.objects_in_use += 1
+        else:
+            report.objects += 1
+            report.object_bytes += size
+
+
+def references(cfg: Config, store: ContentStore) -> set[str]:
+    """Every object a pair or a record of the local store refers to."""
+    kv = local_store(cfg)
+    out: set[str] = set()
+    if not kv.path.exists():
+        return out
+    dirs: list[str] = []
+    with kv.transaction() as connection:
+        recorded = set()
+        for sha1, objects in connection.execute("SELECT sha1, objects FROM entries"):
+            recorded.add(sha1)
+            out.update(json.loads(objects))
+        out |= recorded
+        for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"):
+            if is_sha1_hex(value):
+                out.add(value)
+                if value not in recorded:
+                    out |= _sha1s_inside(store, value)
+            elif value.startswith("sha1://") and is_sha1_hex(value[7:47].lower()):
+                out.add(value[7:47].lower())
+            elif value.startswith("sha1dir://") and is_sha1_hex(value[10:50].lower()):
+                dirs.append(value[10:50].lower())
+    for sha1 in dirs:
+        out.add(sha1)
+        try:
+            _manifest_files(read_manifest(store, sha1, f"sha1dir://{sha1}"), out)
+        except PairioError:
+            pass  # the manifest is gone or damaged: its files are not known, so nothing else is kept
+    return out
+
+
+def _manifest_files(manifest: dict[str, Any], out: set[str]) -> None:
+    for entry in manifest.get("files", {}).values():
+        out.add(entry["sha1"])
+    for sub in manifest.get("dirs", {}).values():
+        _manifest_files(sub, out)
+
+
+def _sha1s_inside(store: ContentStore, sha1: str) -> set[str]:
+    """SHA-1s written inside object ``sha1`` if it is a pickle: the files stored inside a
+    result made before records existed (any 40-hex string counts: keeping too much is safe)."""
+    found: set[str] = set()
+    try:
+        with open(store.object_file(sha1), "rb") as f:
+            head = f.read(2)
+            if head[:1] != b"\x80":  # not a pickle
+                return found
+            tail = head
+            while chunk := f.read(_SCAN_CHUNK):
+                data = tail + chunk
+                found.update(m.decode() for m in _SHA1_IN_BYTES.findall(data))
+                tail = data[-39:]
+    except FileNotFoundError:
+        pass
+    return found

@@ -1,0 +1,109 @@
+"""The two calls ``@pairio.cached`` makes: :func:`hit` (cheap: counted in memory) and
+:func:`stored` (after a miss's result and pair are stored: the record, its lineage,
+the reason for the miss, eviction if the store passed ``max_size``)."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ..config import Config
+from ..content import content_store
+from ..errors import StoreUnavailableError
+from ..kv import local_store
+from . import eviction, misses, provenance, records
+from .summary import summarize
+
+if TYPE_CHECKING:
+    from ..memo.decorator import CachedFunction
+    from ..memo.values import StoredResult
+
+logger = logging.getLogger("pairio")
+
+# KeyMaker -> its code part as records keep it (computed once per function).
+_code_parts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def hit(cfg: Config, collection: str, key: str, result: Any) -> None:
+    """A hit of ``key``: counted for its record, and ``result`` remembered for lineage."""
+    records.hit(cfg, collection, key)
+    provenance.remember(result, {"collection": collection, "key": key})
+
+
+def code_parts(fn: CachedFunction) -> dict[str, Any]:
+    """The code digest of ``fn`` and the digests of its parts."""
+    keys = fn._keys
+    parts = _code_parts.get(keys)
+    if parts is None:
+        code = keys.code
+        parts = _code_parts[keys] = {
+            "digest": code.digest,
+            "source": hashlib.sha1(code.source.encode("utf-8", "surrogatepass")).hexdigest(),
+            "helpers": dict(code.helpers),
+            "constants": dict(code.constants),
+            "closure": dict(code.closure),
+        }
+    return parts
+
+
+def describe(fn: CachedFunction, key: str, args: tuple, kwargs: dict) -> tuple[dict[str, Any], list]:
+    """The parts of the key of ``fn(*args, **kwargs)`` as records keep them, and the bound arguments."""
+    keys = fn._keys
+    bound = keys.bind(args, kwargs)
+    last = getattr(keys, "last", None)
+    if last is not None and last[0] == key:
+        hashes, type_versions = last[1], last[2]
+    else:
+        types: set[type] = set()
+        hashes = keys.argument_hashes(args, kwargs, method=fn._method, types=types)
+        type_versions = keys.type_dependencies(types) if types else {}
+    summary = {name: summarize(value) for name, value in bound if name in hashes}
+    parts = {
+        "code": code_parts(fn),
+        "version": keys.version,
+        "dependencies": {**keys.code.dependencies, **keys.dependency_versions(), **type_versions},
+        "arguments": hashes,
+        "summary": summary,
+    }
+    return parts, bound
+
+
+def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, result: Any, stored: StoredResult,
+           seconds: float, args: tuple, kwargs: dict, want_reason: bool) -> str:
+    """Record a result just stored; returns why it missed if ``want_reason`` (else "")."""
+    reason = ""
+    try:
+        store = local_store(cfg)
+        parts, bound = describe(fn, key, args, kwargs)
+        if want_reason:
+            reason = misses.reason(store, fn.name, key, parts, records.get(store, collection, key))
+        now = time.time()
+        content = content_store(cfg)
+        entry = records.Entry(
+            collection=collection, key=key, function=fn.name, sha1=stored.sha1, objects=list(stored.files),
+            inputs=provenance.links(bound, str(content.objects_dir)), size=stored.size, seconds=seconds,
+            created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
+        total = records.add(store, entry)
+    except StoreUnavailableError as exc:
+        logger.warning("%s: result of key %s stored, but its record could not be written (%s)",
+                       fn.name, key[:8], exc)
+        return reason
+    provenance.remember(result, {"collection": collection, "key": key})
+    if cfg.max_size is not None and total > cfg.max_size:
+        eviction.evict(cfg)
+    return reason
+
+
+def explain_miss(cfg: Config, fn: CachedFunction, collection: str, key: str, args: tuple,
+                 kwargs: dict) -> dict[str, Any]:
+    """Why ``fn(*args, **kwargs)`` is not cached: ``miss`` (one line), ``closest`` (a key or None)
+    and ``differences`` from the closest stored entry of ``fn``."""
+    store = local_store(cfg)
+    parts, _ = describe(fn, key, args, kwargs)
+    same = records.get(store, collection, key)
+    entry, diff = misses.closest(store, fn.name, key, parts)
+    return {"miss": misses.reason(store, fn.name, key, parts, same),
+            "closest": None if entry is None else entry.key, "differences": diff}

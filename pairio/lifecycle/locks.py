@@ -1,0 +1,154 @@
+"""The locks that let content be removed while others write and read.
+
+Writers and removers (``gc``, eviction) of one content directory meet at its
+``gc.lock`` file. A writer holds it shared (``flock(LOCK_SH)``) from before it
+stores a result until its pair is set; a remover holds it exclusively while it
+decides what nothing references and removes it. So a remover never sees content
+whose pair is about to be set: the writer is either done (the pair is seen) or
+has not started (it will store the content again, as it is gone).
+
+A reader that keeps an object open for a while (a large result being
+unpickled, a file being streamed) holds a shared ``flock`` on the object
+itself; a remover takes a non-blocking exclusive one first and leaves the
+object if it cannot. (On POSIX an open file stays readable after it is removed;
+the lock is what keeps the name for readers that have not opened it yet.)
+
+Where ``fcntl`` does not exist (Windows) these locks are no-ops; there the
+operating system refuses to remove an open file instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
+
+from ..errors import StoreUnavailableError
+from ..files import ensure_dir
+
+GUARD_FILENAME = "gc.lock"
+_POLL_S = 0.005
+
+
+class _SharedGuard:
+    """One descriptor per process holding the shared lock, counted across threads:
+    flock is per open file, so the last thread out unlocks it for all."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._mutex = threading.Lock()
+        self._fd: int | None = None
+        self._pid = os.getpid()
+        self._count = 0
+
+    def acquire(self) -> None:
+        with self._mutex:
+            if self._pid != os.getpid():  # inherited through fork: the parent's lock, not ours
+                self._fd, self._count, self._pid = None, 0, os.getpid()
+            if self._count == 0:
+                if self._fd is None:
+                    self._fd = _open(self.path)
+                fcntl.flock(self._fd, fcntl.LOCK_SH)
+            self._count += 1
+
+    def release(self) -> None:
+        with self._mutex:
+            self._count -= 1
+            if self._count == 0 and self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
+_guards: dict[Path, _SharedGuard] = {}
+_guards_lock = threading.Lock()
+
+
+def _open(path: Path) -> int:
+    try:
+        ensure_dir(path.parent)
+        return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except OSError as exc:
+        raise StoreUnavailableError(f"cannot open the content lock {str(path)!r}: {exc.strerror or exc}") from exc
+
+
+@contextlib.contextmanager
+def writing(content_dir: Path) -> Iterator[None]:
+    """Hold the content directory shared while storing content and setting its pair."""
+    if fcntl is None:
+        yield
+        return
+    guard = _guards.get(content_dir)
+    if guard is None:
+        with _guards_lock:
+            guard = _guards.setdefault(content_dir, _SharedGuard(content_dir / GUARD_FILENAME))
+    guard.acquire()
+    try:
+        yield
+    finally:
+        guard.release()
+
+
+@contextlib.contextmanager
+def removing(content_dir: Path, timeout: float = 60.0) -> Iterator[bool]:
+    """Hold the content directory exclusively; yields False (holding nothing) if writers
+    kept it for ``timeout`` seconds."""
+    if fcntl is None:
+        yield True
+        return
+    fd = _open(content_dir / GUARD_FILENAME)
+    try:
+        deadline = time.monotonic() + timeout
+        # Polled rather than blocking: writers come and go, and a blocked exclusive
+        # request must not wait behind a stream of them forever.
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    yield False
+                    return
+                time.sleep(_POLL_S)
+        yield True
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def reading(fd: int) -> Iterator[None]:
+    """Mark the open object ``fd`` as being read, so removers leave it."""
+    if fcntl is not None:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+    yield  # closing the descriptor releases the lock
+
+
+def remove_unless_read(path: str) -> int | None:
+    """Remove the object at ``path`` unless a reader holds it; returns its size, or None if left."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return None
+    try:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+        st = os.fstat(fd)
+        try:
+            # The object may have been stored again (a new file) since it was opened.
+            if os.stat(path).st_ino != st.st_ino:
+                return None
+            os.unlink(path)
+        except FileNotFoundError:
+            return None
+        return st.st_size
+    finally:
+        os.close(fd)

@@ -1,0 +1,307 @@
+"""The record kept beside each cached result's pair: what made it, what it costs, how it is used.
+
+Records live in the embedded store's database (table ``entries``, keyed like the
+pairs by collection and key), so they are local even when pairs also go to a
+server. A miss writes one record; a hit only counts in memory (:func:`hit`) and
+the counts are written in one transaction at most once a second, before any
+listing or eviction in this process, and when the process exits, so a hit costs
+a dictionary update, not a write.
+
+Each record also carries the GreedyDual-Size-Frequency priority that eviction
+orders by (:mod:`.eviction`): ``L + hits_plus_one * seconds / size``, where ``L``
+is the store's inflation value (``entry_totals``), raised to the priority of
+each entry evicted; entries used long ago keep an old, lower ``L``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import fnmatch
+import json
+import logging
+import multiprocessing.util
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from ..config import Config
+from ..kv import EmbeddedStore, local_store
+
+logger = logging.getLogger("pairio")
+
+_FLUSH_INTERVAL_S = 1.0
+# A result that took no measurable time still saves a little; a zero cost would tie everything.
+MIN_SECONDS = 1e-6
+_COLUMNS = ("collection", "key", "function", "sha1", "objects", "code", "version", "dependencies",
+            "arguments", "summary", "inputs", "size", "seconds", "created", "last_used", "hits",
+            "host", "priority")
+_JSON_COLUMNS = frozenset({"objects", "code", "dependencies", "arguments", "summary", "inputs"})
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM entries"
+_INSERT = (
+    f"INSERT INTO entries ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * (len(_COLUMNS) - 1))}, "
+    "(SELECT value FROM entry_totals WHERE name = 'inflation') + ?) "
+    "ON CONFLICT (collection, key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _COLUMNS[2:])
+)
+_HITS = (
+    "UPDATE entries SET hits = hits + ?1, last_used = max(last_used, ?2), "
+    "priority = (SELECT value FROM entry_totals WHERE name = 'inflation') "
+    f"+ (hits + ?1 + 1) * max(seconds, {MIN_SECONDS}) / max(size, 1) "
+    "WHERE collection = ?3 AND key = ?4"
+)
+
+
+@dataclasses.dataclass
+class Entry:
+    """One cached result: its pair (collection, key -> sha1) and its record.
+
+    ``code`` holds the code digest and the digests of its parts (``source``,
+    ``helpers``, ``constants``, ``closure``); ``arguments`` each argument's hash,
+    ``summary`` a short readable form of each; ``inputs`` the entries or content
+    the arguments came from; ``objects`` files stored inside the result;
+    ``size`` bytes of the result and those files; times are Unix seconds.
+    """
+
+    collection: str
+    key: str
+    function: str
+    sha1: str
+    objects: list[str]
+    code: dict[str, Any]
+    version: str
+    dependencies: dict[str, str]
+    arguments: dict[str, str]
+    summary: dict[str, str]
+    inputs: list[dict[str, str]]
+    size: int
+    seconds: float
+    created: float
+    last_used: float
+    hits: int
+    host: str
+    priority: float
+
+    @property
+    def uri(self) -> str:
+        """The result's object as a ``sha1://`` URI."""
+        return f"sha1://{self.sha1}"
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every field, for JSON."""
+        return {**dataclasses.asdict(self), "uri": self.uri}
+
+    @classmethod
+    def from_row(cls, row: tuple) -> Entry:
+        return cls(**{c: json.loads(v) if c in _JSON_COLUMNS else v for c, v in zip(_COLUMNS, row, strict=True)})
+
+
+@dataclasses.dataclass
+class Totals:
+    """How many entries a listing holds, their bytes and the seconds of computing they save per use."""
+
+    count: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    hits: int = 0
+
+
+def host_name() -> str:
+    """This machine's name, as records show it."""
+    return _host
+
+
+_host = socket.gethostname()
+
+
+# --- writing ---------------------------------------------------------------------------
+
+
+def add(store: EmbeddedStore, entry: Entry) -> float:
+    """Write ``entry``'s record (replacing any of the same key); returns the recorded total size.
+
+    Its priority is computed here from the store's inflation value.
+    """
+    values = [json.dumps(getattr(entry, c), separators=(",", ":")) if c in _JSON_COLUMNS else getattr(entry, c)
+              for c in _COLUMNS[:-1]]
+    values.append((entry.hits + 1) * max(entry.seconds, MIN_SECONDS) / max(entry.size, 1))
+    with store.transaction(immediate=True) as connection:
+        connection.execute(_INSERT, values)
+        return connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
+
+
+class _Hits:
+    """Hits not yet written: (store, collection, key) -> [count, last used]."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.pending: dict[tuple[EmbeddedStore, str, str], list[float]] = {}
+        self.last_flush = time.monotonic()
+
+
+_hits = _Hits()
+
+
+def hit(cfg: Config, collection: str, key: str) -> None:
+    """Count a hit of ``key`` (written by a later :func:`flush`)."""
+    now = time.time()
+    ident = (local_store(cfg), collection, key)
+    with _hits.lock:
+        row = _hits.pending.get(ident)
+        if row is None:
+            _hits.pending[ident] = [1, now]
+        else:
+            row[0] += 1
+            row[1] = now
+        due = time.monotonic() - _hits.last_flush >= _FLUSH_INTERVAL_S
+    if due:
+        flush()
+
+
+def flush() -> None:
+    """Write the hits counted so far (errors are logged, never raised: counts are not results)."""
+    with _hits.lock:
+        pending = _hits.pending
+        _hits.pending = {}
+        _hits.last_flush = time.monotonic()
+    by_store: dict[EmbeddedStore, list[tuple]] = {}
+    for (store, collection, key), (count, last) in pending.items():
+        by_store.setdefault(store, []).append((int(count), last, collection, key))
+    for store, rows in by_store.items():
+        if not store.directory.is_dir():
+            continue  # a removed (temporary) database: do not make it again
+        try:
+            with store.transaction(immediate=True) as connection:
+                connection.executemany(_HITS, rows)
+        except (sqlite3.Error, OSError) as exc:
+            logger.debug("could not record hits in %s: %s", store.directory, exc)
+
+
+atexit.register(flush)
+# Forked pool workers leave through os._exit, skipping atexit; multiprocessing's finalizers still run.
+multiprocessing.util.Finalize(None, flush, exitpriority=10)
+
+
+# --- reading ---------------------------------------------------------------------------
+
+
+def matches_function(name: str, pattern: str) -> bool:
+    """True if ``pattern`` names the function ``name``: its qualified name, a dotted tail
+    of it (``smooth``, ``steps.smooth``), or a glob (``steps.*``)."""
+    return name == pattern or name.endswith("." + pattern) or fnmatch.fnmatchcase(name, pattern)
+
+
+def entries(store: EmbeddedStore, function: str | None = None, *, collection: str | None = None,
+            older_than: float | None = None, newer_than: float | None = None,
+            min_size: int | None = None, max_size: int | None = None,
+            limit: int | None = None) -> list[Entry]:
+    """The recorded entries, newest first, filtered: ``function`` as :func:`matches_function`
+    takes it, ages in seconds since creation, sizes in bytes."""
+    flush()
+    where, params = [], []
+    if collection is not None:
+        where.append("collection = ?")
+        params.append(collection)
+    now = time.time()
+    if older_than is not None:
+        where.append("created <= ?")
+        params.append(now - older_than)
+    if newer_than is not None:
+        where.append("created >= ?")
+        params.append(now - newer_than)
+    if min_size is not None:
+        where.append("size >= ?")
+        params.append(min_size)
+    if max_size is not None:
+        where.append("size <= ?")
+        params.append(max_size)
+    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC"
+    with store.transaction() as connection:
+        rows = connection.execute(sql, params)
+        out = []
+        for row in rows:
+            if function is not None and not matches_function(row[2], function):
+                continue
+            out.append(Entry.from_row(row))
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def totals(found: Iterable[Entry]) -> Totals:
+    """The totals of a listing."""
+    t = Totals()
+    for e in found:
+        t.count += 1
+        t.size += e.size
+        t.seconds += e.seconds
+        t.hits += e.hits
+    return t
+
+
+def find(store: EmbeddedStore, key_or_sha1: str, collection: str | None = None) -> list[Entry]:
+    """Entries whose key is ``key_or_sha1`` (a full key or a prefix of at least 6 hex digits),
+    or whose result object is that SHA-1, or that hold that SHA-1 as a file of their result."""
+    flush()
+    k = key_or_sha1.lower()
+    with store.transaction() as connection:
+        if len(k) == 40:
+            rows = connection.execute(_SELECT + " WHERE key = ? OR sha1 = ?", (k, k)).fetchall()
+            if not rows:
+                rows = connection.execute(_SELECT + " WHERE objects LIKE ?", (f'%"{k}"%',)).fetchall()
+        else:
+            rows = connection.execute(_SELECT + " WHERE key >= ? AND key < ?", (k, k + "g")).fetchall()
+    found = [Entry.from_row(r) for r in rows]
+    if collection is not None:
+        found = [e for e in found if e.collection == collection]
+    return sorted(found, key=lambda e: -e.created)
+
+
+def get(store: EmbeddedStore, collection: str, key: str) -> Entry | None:
+    """The record of ``key`` in ``collection``, or None."""
+    with store.transaction() as connection:
+        row = connection.execute(_SELECT + " WHERE collection = ? AND key = ?", (collection, key)).fetchone()
+    return None if row is None else Entry.from_row(row)
+
+
+def of_function(store: EmbeddedStore, function: str, limit: int = 500) -> list[Entry]:
+    """The newest ``limit`` entries of the function named exactly ``function``."""
+    with store.transaction() as connection:
+        rows = connection.execute(_SELECT + " WHERE function = ? ORDER BY created DESC LIMIT ?",
+                                  (function, limit)).fetchall()
+    return [Entry.from_row(r) for r in rows]
+
+
+# --- removing ----------------------------------------------------------------------------
+
+
+def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float | None = None) -> list[Entry]:
+    """Remove these entries' pairs and records (the content is left to ``pairio gc``); returns those removed.
+
+    A pair is removed only while it still names the entry's result, and with
+    ``created_before`` only if its record is older: a result stored again meanwhile stays.
+    """
+    from ..memo.decorator import seconds_key
+
+    removed = []
+    with store.transaction(immediate=True) as connection:
+        for e in found:
+            row = connection.execute("SELECT created FROM entries WHERE collection = ? AND key = ? AND sha1 = ?",
+                                     (e.collection, e.key, e.sha1)).fetchone()
+            if row is None or (created_before is not None and row[0] >= created_before):
+                continue
+            connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (e.collection, e.key))
+            connection.execute("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
+                               (e.collection, e.key, e.sha1))
+            connection.execute("DELETE FROM pairs WHERE collection = ? AND key = ?", (e.collection, seconds_key(e.key)))
+            removed.append(e)
+    return removed
+
+
+def forget(cfg: Config, function: str, older_than: float | None = None, collection: str | None = None) -> list[Entry]:
+    """Remove the entries of ``function`` (older than ``older_than`` seconds, if given)."""
+    store = local_store(cfg)
+    return remove(store, entries(store, function, collection=collection, older_than=older_than))
