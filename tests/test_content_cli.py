@@ -155,8 +155,11 @@ def test_fsck_exits_7_and_lists_corrupt_objects(capsys):
     assert f"corrupt: {sha1}" in out and "1 corrupt" in out
 
 
-def test_gc_without_a_target_is_an_error(capsys):
-    assert main(["gc"]) == 2
+def test_gc_without_a_selection_collects_everything(capsys):
+    assert main(["gc", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for what in ("unreferenced object", "pair(s) whose content is gone", "temporary file", "idle lock"):
+        assert what in out
 
 
 def test_progress_bar_only_for_big_files_on_a_terminal():

@@ -87,6 +87,6 @@ def test_database_with_damaged_pages_is_reported_as_corrupt(tmp_path):
     store.close()
     with open(tmp_path / "kv.sqlite3", "r+b") as f:
         f.seek(2 * 4096)
-        f.write(b"\xa5" * 4096 * 4)
+        f.write(b"\xa5" * 4096 * 24)  # past the tables and indexes made before the pairs
     with pytest.raises(pa.StoreUnavailableError, match="kv.sqlite3.*corrupt"):
         EmbeddedStore(tmp_path).get_many("c", [f"key-{i}" for i in range(2000)])

@@ -18,16 +18,21 @@ from . import misses, provenance, records
 from .units import parse_age, parse_size
 
 
-def entries(function: str | None = None, *, collection: str | None = None,
+def entries(function: Any = None, *, collection: str | None = None,
             older_than: str | float | None = None, newer_than: str | float | None = None,
             min_size: str | int | None = None, max_size: str | int | None = None,
             limit: int | None = None, **overrides: Any) -> list[records.Entry]:
     """The recorded cached results, newest first.
 
-    ``function`` is a qualified name, its dotted tail (``smooth``) or a glob
-    (``steps.*``); ages are seconds or ``'30d'``, ``'12h'``; sizes are bytes or ``'1GB'``.
+    ``function`` is a cached function, a qualified name, its dotted tail (``smooth``)
+    or a glob (``steps.*``); ages are seconds or ``'30d'``, ``'12h'``; sizes are bytes or ``'1GB'``.
     """
     cfg = get_config(**overrides)
+    if function is not None and not isinstance(function, str):
+        name = getattr(function, "name", None)
+        if not isinstance(name, str):
+            raise TypeError(f"entries: function must be a name or a cached function, got {type(function).__name__}")
+        function = name
     return records.entries(
         local_store(cfg), function, collection=collection,
         older_than=None if older_than is None else parse_age(older_than, "older_than"),

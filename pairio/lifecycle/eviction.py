@@ -10,8 +10,8 @@ not used for a long time keeps its old, lower ``L`` and so goes before one
 used recently with the same value: recency ages value, as in GDSF.
 
 Eviction runs in the process whose miss took the total past the limit, in one
-process at a time (``evict.lock``; another process finding it held skips, as the
-holder is already making room). It holds the content directory exclusively
+process at a time (``evict.lock``; another process finding it held waits, then
+evicts only if the total is still over the limit). It holds the content directory exclusively
 (:func:`.locks.removing`), so no writer is between storing content and setting
 its pair; only entries recorded before it started are candidates, a pair is
 removed only while it still names the entry's result, and an object is removed
@@ -60,10 +60,11 @@ def total_size(cfg: Config) -> int:
         return int(connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0])
 
 
-def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER) -> EvictionReport | None:
+def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER,
+          wait_s: float = 60.0) -> EvictionReport | None:
     """Evict entries until the local store's results take at most ``max_size`` x ``low_water`` bytes
-    (``max_size`` defaults to the config's). None if another process is evicting, or writers
-    kept the content directory busy."""
+    (``max_size`` defaults to the config's). None if another process kept evicting for ``wait_s``
+    seconds, or writers kept the content directory busy."""
     limit = cfg.max_size if max_size is None else max_size
     if limit is None:
         return EvictionReport()
@@ -72,7 +73,9 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
     content = content_store(cfg)
     lock = filelock.FileLock(cfg.database_dir / LOCK_FILENAME, thread_local=False)
     try:
-        lock.acquire(timeout=0)
+        # Another process evicting now is making room already; waiting for it (rather than
+        # leaving) lets this one see the total it left, and go on if it is still too much.
+        lock.acquire(timeout=wait_s)
     except filelock.Timeout:
         return None
     try:

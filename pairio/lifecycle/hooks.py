@@ -33,6 +33,12 @@ def hit(cfg: Config, collection: str, key: str, result: Any) -> None:
     provenance.remember(result, {"collection": collection, "key": key})
 
 
+def forgotten(cfg: Config, collection: str, key: str) -> None:
+    """The entry ``key`` was forgotten: its record goes too."""
+    with local_store(cfg).transaction(immediate=True) as connection:
+        connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
+
+
 def code_parts(fn: CachedFunction) -> dict[str, Any]:
     """The code digest of ``fn`` and the digests of its parts."""
     keys = fn._keys
@@ -80,6 +86,8 @@ def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, result: A
         parts, bound = describe(fn, key, args, kwargs)
         if want_reason:
             reason = misses.reason(store, fn.name, key, parts, records.get(store, collection, key))
+            if reason == misses.NOTHING_TO_COMPARE:
+                reason = ""  # a first call: the line says enough
         now = time.time()
         content = content_store(cfg)
         entry = records.Entry(

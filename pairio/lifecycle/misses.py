@@ -17,6 +17,7 @@ from .units import format_age
 
 # How many of a function's newest entries a miss is compared with.
 _COMPARED = 500
+NOTHING_TO_COMPARE = "no stored entry of this function to compare with"
 
 
 def _digest(value: Any) -> str:
@@ -93,7 +94,7 @@ def reason(store: EmbeddedStore, function: str, key: str, current: dict[str, Any
                 f"(created {format_age(time.time() - same_key.created)} ago)")
     entry, diff = closest(store, function, key, current)
     if entry is None:
-        return "no stored entry of this function to compare with"
+        return NOTHING_TO_COMPARE
     what = " and ".join(diff) if diff else "nothing recorded differs (a key format change?)"
     return f"missed because {what}; closest entry {entry.key[:8]} ({format_age(time.time() - entry.created)} old)"
 

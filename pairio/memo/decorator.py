@@ -316,6 +316,7 @@ class CachedFunction:
         collection = self._collection(cfg)
         existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
         api.set_many({key: None, seconds_key(key): None}, collection)
+        hooks.forgotten(cfg, collection, key)
         return existed
 
 
