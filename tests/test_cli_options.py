@@ -99,6 +99,7 @@ def test_json_key_is_its_own_flag(capsys):
 @pytest.mark.parametrize("args", [
     ["get", "present"], ["get", "absent"], ["set", "k2", "v2"], ["config"], ["info", "URI"], ["load", "URI"],
     ["store", "FILE"], ["fsck"], ["gc", "--temp", "--locks"], ["stats"],
+    ["ls"], ["gc", "--dry-run"], ["forget", "f"], ["evict", "1GB"],
 ])
 @pytest.mark.parametrize("where", ["after", "before"])
 def test_json_means_machine_readable_output_everywhere(args, where, tmp_path, capsys):

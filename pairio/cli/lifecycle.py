@@ -4,6 +4,7 @@ result came from, and keeping it clean."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 
@@ -25,13 +26,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smaller-than", metavar="SIZE", help="at most SIZE")
     p.add_argument("--collection", metavar="C", help="only this collection")
     p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
-    p.add_argument("--json", action="store_true", help="print JSON (a list of records and the totals)")
     p.set_defaults(handler=_ls)
 
     p = subparsers.add_parser("show", help="print the record of one cached result", description=(
         "Print the record of the cached result named by KEY (6+ hex digits) or by its sha1:// URI."))
     p.add_argument("name", metavar="KEY|URI")
-    p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler=_show)
 
     p = subparsers.add_parser("forget", help="remove a function's cached results", description=(
@@ -45,7 +44,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("why", help="where a cached result came from, back to its raw inputs",
                               description="Print the lineage of the result named by KEY or sha1:// URI.")
     p.add_argument("name", metavar="KEY|URI")
-    p.add_argument("--json", action="store_true", help="print the tree as JSON")
     p.set_defaults(handler=_why)
 
     p = subparsers.add_parser("diff", help="what differs between two cached results' keys", description=(
@@ -71,7 +69,6 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true", help="remove nothing; say what would be removed")
     p.add_argument("--database", metavar="DIR", help="the database directory (default: the config's)")
     p.add_argument("--content-dir", metavar="DIR", help="the content directory (default: DIR/content)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.set_defaults(handler=_gc)
 
     p = subparsers.add_parser("evict", help="bring the local store within a size now", description=(
@@ -143,6 +140,9 @@ def _show(args: argparse.Namespace) -> int:
 def _forget(args: argparse.Namespace) -> int:
     removed = api.forget(args.function, older_than=args.older_than, collection=args.collection)
     size = sum(e.size for e in removed)
+    if args.json:
+        print(json.dumps({"forgot": [e.key for e in removed], "bytes": size}, indent=2))
+        return 0
     print(f"forgot {len(removed)} entr{'y' if len(removed) == 1 else 'ies'} of {args.function} "
           f"({format_size(size)}; `pairio gc` frees content nothing else refers to)")
     return 0
@@ -164,6 +164,9 @@ def _diff(args: argparse.Namespace) -> int:
     except LookupError as exc:
         print(f"pairio: {exc}")
         return 1
+    if args.json:
+        print(json.dumps(differences, indent=2))
+        return 0
     if not differences:
         print("no differences in what the keys are made of")
     for line in differences:
@@ -204,6 +207,9 @@ def _evict(args: argparse.Namespace) -> int:
     if limit is None:
         raise ConfigurationError("evict: give a SIZE or set max_size (PAIRIO_MAX_SIZE)")
     report = eviction.evict(cfg, limit)
+    if args.json:
+        print(json.dumps(None if report is None else dataclasses.asdict(report), indent=2))
+        return 0
     if report is None:
         print("another process is evicting; nothing done")
         return 0
