@@ -25,8 +25,6 @@ import json
 import logging
 import time
 
-import filelock
-
 from ..config import Config
 from ..content import content_store
 from ..hashing import is_sha1_hex
@@ -71,6 +69,8 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
     began = time.perf_counter()
     store = local_store(cfg)
     content = content_store(cfg)
+    import filelock  # here: `import pairio` stays light
+
     lock = filelock.FileLock(cfg.database_dir / LOCK_FILENAME, thread_local=False)
     try:
         # Another process evicting now is making room already; waiting for it (rather than

@@ -20,9 +20,9 @@ import dataclasses
 import fnmatch
 import json
 import logging
-import multiprocessing.util
-import socket
+import os
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Iterable
@@ -111,10 +111,15 @@ class Totals:
 
 def host_name() -> str:
     """This machine's name, as records show it."""
+    global _host
+    if _host is None:
+        import socket  # here: `import pairio` stays light
+
+        _host = socket.gethostname()
     return _host
 
 
-_host = socket.gethostname()
+_host: str | None = None
 
 
 # --- writing ---------------------------------------------------------------------------
@@ -140,6 +145,7 @@ class _Hits:
         self.lock = threading.Lock()
         self.pending: dict[tuple[EmbeddedStore, str, str], list[float]] = {}
         self.last_flush = time.monotonic()
+        self.hooked = False
 
 
 _hits = _Hits()
@@ -147,6 +153,8 @@ _hits = _Hits()
 
 def hit(cfg: Config, collection: str, key: str) -> None:
     """Count a hit of ``key`` (written by a later :func:`flush`)."""
+    if not _hits.hooked:
+        _at_exit_of_workers()
     now = time.time()
     ident = (local_store(cfg), collection, key)
     with _hits.lock:
@@ -180,9 +188,25 @@ def flush() -> None:
             logger.debug("could not record hits in %s: %s", store.directory, exc)
 
 
+def _at_exit_of_workers() -> None:
+    """Flush when this process exits as a multiprocessing worker (pool workers leave through
+    os._exit, skipping atexit, but run multiprocessing's finalizers); only if multiprocessing
+    is in use, as :mod:`pairio.memo.call_stats` does."""
+    _hits.hooked = True
+    util = sys.modules.get("multiprocessing.util")
+    if util is not None:
+        util.Finalize(None, flush, exitpriority=10)
+
+
+def _after_fork_in_child() -> None:
+    # The parent's hits not yet written are the parent's to write (and its lock may have
+    # been held by another thread at the fork).
+    global _hits
+    _hits = _Hits()
+
+
 atexit.register(flush)
-# Forked pool workers leave through os._exit, skipping atexit; multiprocessing's finalizers still run.
-multiprocessing.util.Finalize(None, flush, exitpriority=10)
+os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 # --- reading ---------------------------------------------------------------------------
