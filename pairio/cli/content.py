@@ -36,6 +36,21 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--verify", action="store_true", help="re-hash the content before using it")
     p.set_defaults(handler=_load)
 
+    p = subparsers.add_parser("push", help="upload content to the server", description=(
+        "Upload what the server lacks of each URI's content (a sha1dir:// directory whole: "
+        "its files, then its manifest). One request asks what is missing; then one upload "
+        "per object, streamed from the local content store. Prints each URI and the number "
+        "of objects uploaded."))
+    p.add_argument("uris", metavar="URI", nargs="+")
+    p.set_defaults(handler=_push)
+
+    p = subparsers.add_parser("pull", help="download content from the server", description=(
+        "Download what the local content store lacks of each URI's content (a sha1dir:// "
+        "directory whole), verified while it streams; an interrupted download continues "
+        "where it stopped next time. Prints each URI and the number of objects downloaded."))
+    p.add_argument("uris", metavar="URI", nargs="+")
+    p.set_defaults(handler=_pull)
+
     p = subparsers.add_parser("cat", help="write a URI's bytes to stdout",
                               description=("Write URI's bytes (or bytes START..END) to stdout; "
                                            "exit code 1 if not stored."))
@@ -60,7 +75,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> int:
-    store = content_store(get_config())
+    cfg = get_config()
+    store = content_store(cfg)
+    remote = api.uploader(cfg)  # set_to with the server: what it lacks is uploaded too
     stored = []
     for path in args.paths:
         if os.path.isdir(path):
@@ -76,7 +93,7 @@ def _store(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        stored.append({"path": path, "uri": file_uri(sha1, Path(path).name)})
+        stored.append({"path": path, "uri": api.shared(remote, cfg, file_uri(sha1, Path(path).name))})
         if not args.json:
             print(stored[-1]["uri"], flush=True)
     if args.json:
@@ -116,6 +133,31 @@ def _load(args: argparse.Namespace) -> int:
     return 0
 
 
+def _push(args: argparse.Namespace) -> int:
+    return _transfer(args, "push", "uploaded")
+
+
+def _pull(args: argparse.Namespace) -> int:
+    return _transfer(args, "pull", "downloaded")
+
+
+def _transfer(args: argparse.Namespace, method: str, done: str) -> int:
+    from ..content.remote import remote_content  # the HTTP client only where a server is used
+
+    for uri in args.uris:
+        parse_uri(uri)  # every URI checked before anything moves
+    remote = remote_content(get_config())
+    report = []
+    for uri in args.uris:
+        moved = getattr(remote, method)(uri)
+        report.append({"uri": uri, done: len(moved)})
+        if not args.json:
+            print(f"{uri}: {len(moved)} object(s) {done}", flush=True)
+    if args.json:
+        print(json.dumps(report, indent=2))
+    return 0
+
+
 def _print_loaded(args: argparse.Namespace, path: str) -> None:
     print(json.dumps({"uri": args.uri, "path": path}) if args.json else path)
 
@@ -124,7 +166,10 @@ def _names_directory(parsed: ContentURI, uri: str) -> bool:
     """Whether the sha1dir:// URI names a directory (the root or a subdirectory), not a file in one."""
     if not parsed.path:
         return True
-    manifest = directories.read_manifest(content_store(get_config()), parsed.sha1, uri)
+    cfg = get_config()
+    store = content_store(cfg)
+    api.fetch(cfg, store, parsed.sha1)  # get_from with the server: the manifest may be there
+    manifest = directories.read_manifest(store, parsed.sha1, uri)
     return directories.lookup(manifest, parsed.path, uri)[0] == "dir"
 
 

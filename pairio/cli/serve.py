@@ -196,9 +196,10 @@ def _init(directory: Path, filename: str, as_json: bool) -> int:
         raise InvalidPathError(f"server directory {str(directory)!r} is a file")
     settings = {
         "channels": [
-            {"name": "lab-rw", "password": secrets.token_urlsafe(32), "collections": [
+            {"name": "lab-rw", "password": secrets.token_urlsafe(32),
+             "readContent": True, "writeContent": True, "collections": [
                 {"name": "default", "maxNumGetsPerMinute": 100000, "maxNumSetsPerMinute": 10000}]},
-            {"name": "public-ro", "password": secrets.token_urlsafe(32), "collections": [
+            {"name": "public-ro", "password": secrets.token_urlsafe(32), "readContent": True, "collections": [
                 {"name": "default", "maxNumGetsPerMinute": 10000, "maxNumSetsPerMinute": 0}]},
         ],
         "legacy": False,

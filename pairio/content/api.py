@@ -1,18 +1,23 @@
 """The module-level content functions (``pa.store_file``, ``pa.load_text``, ...): thin calls on a ContentStore.
 
-Every function takes config fields as keyword overrides, like ``pa.get``.
+Every function takes config fields as keyword overrides, like ``pa.get``. With a server:
+when ``set_to`` includes it, ``store_*`` also uploads what the server lacks (content is
+always kept in the local store too); when ``get_from`` includes it, ``load_*`` of content
+that is not in the local store downloads it, verified, into the local store. Content is
+immutable, so a local copy is always used first, whatever the order ``get_from`` names.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import files
-from ..config import get_config
-from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError
+from ..config import Config, get_config
+from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError, RemoteError
 from ..hashing import canonical_json
 from . import directories
 from .local import content_store, file_hash_cache
@@ -22,8 +27,59 @@ from .uri import dir_uri, file_uri, parse_uri
 PICKLE_PROTOCOL = 5
 
 
-def _store(overrides: dict[str, Any]) -> ContentStore:
-    return content_store(get_config(**overrides) if overrides else get_config())
+def _where(overrides: dict[str, Any]) -> tuple[Config, ContentStore]:
+    cfg = get_config(**overrides) if overrides else get_config()
+    return cfg, content_store(cfg)
+
+
+def uploader(cfg: Config) -> Any:
+    """The server's content when ``set_to`` includes the server, else None.
+
+    Resolved before anything is stored, so a missing server configuration stores nothing.
+    """
+    if cfg.set_to == "local":
+        return None
+    from .remote import remote_content  # the HTTP client is imported only where a server is used
+
+    return remote_content(cfg)
+
+
+def shared(remote: Any, cfg: Config, uri: str) -> str:
+    """``uri``, once what the server lacks of it is uploaded (when ``remote`` is not None)."""
+    if remote is not None:
+        try:
+            remote.push(uri)
+        except RemoteError as exc:
+            # Say exactly what happened: the same kind of error, which also tells what is stored.
+            partial = copy.copy(exc)
+            partial.args = (f"{uri} is stored in the local content store ({cfg.content_path}) "
+                            f"but not on the server: {exc}",)
+            raise partial from exc
+    return uri
+
+
+def fetch(cfg: Config, store: ContentStore, sha1: str) -> bool:
+    """Download the object ``sha1`` into ``store`` if it is absent and ``get_from`` includes the server.
+
+    True if the object is in ``store`` afterwards (False: the server lacks it too, or
+    there is no server to ask).
+    """
+    if store.has(sha1):
+        return True
+    if cfg.get_from == "local":
+        return False
+    from .remote import remote_content
+
+    try:
+        remote_content(cfg).download(sha1)
+    except ContentNotFoundError:
+        return False
+    return True
+
+
+def _absent(cfg: Config, store: ContentStore, uri: str) -> ContentNotFoundError:
+    server = f" nor on the server {cfg.url}" if cfg.get_from != "local" and cfg.url else ""
+    return ContentNotFoundError(f"{uri!r} is not in the content store {str(store.directory)!r}{server}")
 
 
 # --- storing -------------------------------------------------------------------------
@@ -36,22 +92,30 @@ def store_file(path: str | os.PathLike[str], name: str | None = None, link: bool
     With ``link`` the store hard links the file instead of copying it where it
     can; the file must then never be modified in place.
     """
-    sha1 = _store(overrides).put_file(path, link=link)
-    return file_uri(sha1, Path(path).name if name is None else name)
+    cfg, store = _where(overrides)
+    remote = uploader(cfg)
+    sha1 = store.put_file(path, link=link)
+    return shared(remote, cfg, file_uri(sha1, Path(path).name if name is None else name))
 
 
 def store_bytes(data: bytes | bytearray | memoryview, name: str | None = "file.dat", **overrides: Any) -> str:
     """Store ``data``; returns its ``sha1://`` URI."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"store_bytes takes bytes, got {type(data).__name__}")
-    return file_uri(_store(overrides).put_bytes(data), name)
+    return _put_bytes(data, name, overrides)
+
+
+def _put_bytes(data: bytes | bytearray | memoryview, name: str | None, overrides: dict[str, Any]) -> str:
+    cfg, store = _where(overrides)
+    remote = uploader(cfg)
+    return shared(remote, cfg, file_uri(store.put_bytes(data), name))
 
 
 def store_text(text: str, name: str | None = "file.txt", encoding: str = "utf-8", **overrides: Any) -> str:
     """Store ``text`` (encoded as ``encoding``); returns its ``sha1://`` URI."""
     if not isinstance(text, str):
         raise TypeError(f"store_text takes a str, got {type(text).__name__}")
-    return file_uri(_store(overrides).put_bytes(text.encode(encoding)), name)
+    return _put_bytes(text.encode(encoding), name, overrides)
 
 
 def store_object(obj: Any, name: str | None = "file.json", **overrides: Any) -> str:
@@ -61,24 +125,29 @@ def store_object(obj: Any, name: str | None = "file.json", **overrides: Any) -> 
     except (TypeError, ValueError) as exc:
         raise TypeError(f"store_object: the object is not JSON-serialisable ({exc}); "
                         "use store_pickle for arbitrary objects") from None
-    return file_uri(_store(overrides).put_bytes(text.encode("utf-8")), name)
+    return _put_bytes(text.encode("utf-8"), name, overrides)
 
 
 def store_pickle(obj: Any, name: str | None = "file.pkl", **overrides: Any) -> str:
     """Store ``obj`` pickled with cloudpickle (protocol 5), streamed into the store; returns its URI."""
     import cloudpickle  # imported by the calls that pickle: `import pairio` stays light
 
-    with _store(overrides).writer() as w:
+    cfg, store = _where(overrides)
+    remote = uploader(cfg)
+    with store.writer() as w:
         cloudpickle.dump(obj, w, protocol=PICKLE_PROTOCOL)
     assert w.sha1 is not None
-    return file_uri(w.sha1, name)
+    return shared(remote, cfg, file_uri(w.sha1, name))
 
 
 def store_dir(path: str | os.PathLike[str], name: str | None = None, link: bool = False,
               **overrides: Any) -> str:
     """Store a directory tree; returns ``sha1dir://<manifest hash>.<name>`` (name defaults to the dir's)."""
-    sha1, _ = directories.put_dir(_store(overrides), path, link=link)
-    return dir_uri(sha1, Path(os.path.abspath(path)).name if name is None else name)
+    cfg, store = _where(overrides)
+    remote = uploader(cfg)
+    sha1, _ = directories.put_dir(store, path, link=link)
+    # The whole directory travels: one request asks which of its files the server lacks.
+    return shared(remote, cfg, dir_uri(sha1, Path(os.path.abspath(path)).name if name is None else name))
 
 
 def get_file_hash(path: str | os.PathLike[str], **overrides: Any) -> str:
@@ -89,26 +158,34 @@ def get_file_hash(path: str | os.PathLike[str], **overrides: Any) -> str:
 # --- loading -------------------------------------------------------------------------
 
 
-def resolve_sha1(store: ContentStore, uri: str, verify: bool) -> str:
-    """The hash of the file ``uri`` names; ContentNotFoundError if a manifest or path is missing."""
+def resolve_sha1(store: ContentStore, uri: str, verify: bool, cfg: Config | None = None) -> str:
+    """The hash of the file ``uri`` names; ContentNotFoundError if a manifest or path is missing.
+
+    With ``cfg``, a directory's manifest and the file that are not in ``store`` are
+    downloaded when ``cfg.get_from`` includes the server.
+    """
     parsed = parse_uri(uri)
+    if cfg is not None:
+        fetch(cfg, store, parsed.sha1)
     if not parsed.is_dir:
         return parsed.sha1
     manifest = directories.read_manifest(store, parsed.sha1, uri, verify)
     kind, entry = directories.lookup(manifest, parsed.path, uri)
     if kind == "dir":
         raise InvalidURIError(f"{uri!r} names a directory, not a file (read it with read_dir)")
+    if cfg is not None:
+        fetch(cfg, store, entry["sha1"])
     return entry["sha1"]
 
 
 def open_uri(uri: str, verify: bool = False, **overrides: Any) -> BinaryIO:
     """The content of ``uri`` opened for binary reading; ContentNotFoundError if not stored."""
-    store = _store(overrides)
-    sha1 = resolve_sha1(store, uri, verify)
+    cfg, store = _where(overrides)
+    sha1 = resolve_sha1(store, uri, verify, cfg)
     try:
         return store.open(sha1, verify=verify)
     except ContentNotFoundError:
-        raise ContentNotFoundError(f"{uri!r} is not in the content store {str(store.directory)!r}") from None
+        raise _absent(cfg, store, uri) from None
 
 
 def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool = False,
@@ -123,9 +200,9 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
     ``durable`` fsyncs it before it takes its name.
     With ``verify`` the content is re-hashed first (CorruptContentError on a mismatch).
     """
-    store = _store(overrides)
+    cfg, store = _where(overrides)
     try:
-        sha1 = resolve_sha1(store, uri, verify)
+        sha1 = resolve_sha1(store, uri, verify, cfg)
         if verify:
             store.open(sha1, verify=True).close()
     except ContentNotFoundError:
@@ -147,7 +224,7 @@ def load_dir(uri: str, dest: str | os.PathLike[str], link: bool = False, verify:
     if one is missing nothing is written, and ContentNotFoundError names it. ``link``,
     ``verify`` and ``durable`` are as for :func:`load_file`. Returns ``dest``.
     """
-    store = _store(overrides)
+    cfg, store = _where(overrides)
     manifest = read_dir(uri, verify, **overrides)
     target = Path(dest)
     if os.fspath(dest) == "":
@@ -157,6 +234,7 @@ def load_dir(uri: str, dest: str | os.PathLike[str], link: bool = False, verify:
     plan = []  # (object path, destination) for every file, checked before anything is written
     missing = []
     for relative, entry in directories.walk_files(manifest, uri):
+        fetch(cfg, store, entry["sha1"])  # the whole tree travels, when get_from includes the server
         path = store.path(entry["sha1"])
         if path is None:
             missing.append("/".join(relative))
@@ -240,7 +318,9 @@ def read_dir(uri: str, verify: bool = False, **overrides: Any) -> dict[str, Any]
     parsed = parse_uri(uri)
     if not parsed.is_dir:
         raise InvalidURIError(f"read_dir needs a sha1dir:// URI, got {uri!r}")
-    manifest = directories.read_manifest(_store(overrides), parsed.sha1, uri, verify)
+    cfg, store = _where(overrides)
+    fetch(cfg, store, parsed.sha1)
+    manifest = directories.read_manifest(store, parsed.sha1, uri, verify)
     kind, node = directories.lookup(manifest, parsed.path, uri)
     if kind == "file":
         raise InvalidURIError(f"{uri!r} names a file, not a directory (load it with load_file)")
