@@ -730,10 +730,40 @@ def test_stats_counts_hits_misses_and_seconds_per_function():
     counts = pa.stats()[square.name]
     assert counts["hits"] == 2 and counts["misses"] == 2
     stored_seconds = float(pa.get(seconds_key(square.key(1))))
-    assert counts["seconds_saved"] == pytest.approx(2 * stored_seconds)
+    assert counts["seconds_saved"] < 2 * stored_seconds  # net: the time the hits took to load is subtracted
     assert counts["seconds_computed"] >= 0.0
     pa.reset_stats()
     assert pa.stats() == {}
+
+
+def test_time_saved_is_compute_minus_load_in_logs_and_stats(caplog, capsys):
+    import re
+
+    square(41)
+    key = square.key(41)
+    pa.set(seconds_key(key), "0.5")  # as if computing had taken half a second
+    pa.reset_stats()
+    call_stats.clear_persistent(pa.get_config().database_dir)
+    caplog.set_level(logging.INFO, logger="pairio")
+    square(41)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("hit"))
+    saved, computed, loaded = map(float, re.search(
+        r"saved (-?[\d.]+)s \(computed in ([\d.]+)s, loaded in ([\d.]+)s\)", line).groups())
+    assert computed == 0.5 and saved == pytest.approx(computed - loaded, abs=0.011)
+    counts = pa.stats()[square.name]
+    assert counts["seconds_saved"] < 0.5 and counts["seconds_saved"] == pytest.approx(saved, abs=0.006)
+    call_stats.flush()
+    assert main(["stats", "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)[square.name]
+    assert shown["seconds_saved"] == pytest.approx(counts["seconds_saved"])
+
+
+def test_a_hit_slower_to_load_than_to_compute_saves_negative_time():
+    square(42)
+    pa.set(seconds_key(square.key(42)), "0")  # computing took no time at all
+    pa.reset_stats()
+    square(42)
+    assert pa.stats()[square.name]["seconds_saved"] < 0
 
 
 def test_a_forked_child_never_writes_the_counts_its_parent_has_not_written_yet(pairio_home):

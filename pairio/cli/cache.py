@@ -15,7 +15,9 @@ from ..memo.call_stats import clear_persistent, read_persistent
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("stats", help="hits, misses and time saved per cached function", description=(
         "Print, for each @pairio.cached function run against this database, its hits, misses, "
-        "seconds computed and seconds saved, totalled across runs."))
+        "seconds computed and seconds saved, totalled across runs. Saved is the net saving: for "
+        "each hit, what computing took minus what loading the result took (negative when loading "
+        "is slower than computing)."))
     p.add_argument("--clear", action="store_true", help="reset the totals to zero")
     p.set_defaults(handler=_stats)
     p = subparsers.add_parser("leases", help="the leases held on the server (steps being computed)", description=(

@@ -202,6 +202,7 @@ class CachedFunction:
     def _lookup(self, cfg: Config, key: str, waited: bool = False, quiet: bool = False) -> Any:
         """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is
         a miss, with a warning unless ``quiet`` (a second look, after the first one warned)."""
+        started = time.perf_counter()
         skey = seconds_key(key)
         collection = self._collection(cfg)
         server = None
@@ -238,7 +239,8 @@ class CachedFunction:
             seconds = float(found.get(skey) or 0.0)
         except ValueError:
             seconds = 0.0
-        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose)
+        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
+                          loaded=time.perf_counter() - started)
         hooks.hit(cfg, collection, key, result)
         return result
 
