@@ -140,7 +140,79 @@ def test_a_path_result_comes_back_as_a_path_to_the_stored_content(tmp_path):
     assert runs["write_report"] == 1
     assert isinstance(hit, Path) and hit != first
     assert hit.read_text() == "spikes: 12"
-    assert hit == _store().path(pa.get_file_hash(hit))
+    assert hit.name == "report.txt"  # named as the function named it
+    assert os.path.samefile(hit, _store().path(pa.get_file_hash(hit)))  # a link to the object: no copy
+
+
+@pytest.mark.parametrize("name", ["report.txt", "data.tar.gz", "no_suffix", "naïve name.csv", ".hidden"])
+def test_a_path_result_keeps_its_file_name_and_suffix_on_a_hit(tmp_path, name):
+    @pa.cached
+    def write(text, name):
+        out = tmp_path / "out" / name
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(text)
+        return {"file": out}
+
+    write("x", name)
+    (tmp_path / "out" / name).unlink()
+    hit = write("x", name)["file"]
+    assert hit.name == name and hit.suffixes == Path(name).suffixes
+    assert hit.read_text() == "x"
+    assert hit.stat().st_mode & 0o222 == 0  # read-only, like the stored object
+    assert str(hit).startswith(str(_store().directory))
+
+
+def test_files_with_one_content_keep_their_own_names(tmp_path):
+    @pa.cached
+    def two():
+        a, b = tmp_path / "a.csv", tmp_path / "b.json"
+        a.write_text("same")
+        b.write_text("same")
+        return a, b
+
+    two()
+    a, b = two()
+    assert (a.name, b.name) == ("a.csv", "b.json") and a.read_text() == b.read_text() == "same"
+
+
+def test_restore_paths_writes_the_files_back_where_the_function_wrote_them(tmp_path):
+    @pa.cached(restore_paths=True)
+    def render(n):
+        runs["render"] += 1
+        out = tmp_path / "figures" / f"fig{n}.png"
+        out.parent.mkdir(exist_ok=True)
+        out.write_bytes(b"png" * n)
+        return {"figure": out, "n": n}
+
+    first = render(3)
+    shutil.rmtree(tmp_path / "figures")
+    hit = render(3)
+    assert runs["render"] == 1
+    assert hit == first and hit["figure"] == tmp_path / "figures" / "fig3.png"
+    assert hit["figure"].read_bytes() == b"png" * 3
+    hit["figure"].write_bytes(b"edited")  # a writable copy of the user's, not the store's object
+    assert render(3)["figure"].read_bytes() == b"png" * 3  # written back again: the result is what was computed
+    before = os.stat(hit["figure"])
+    render(3)
+    assert os.stat(hit["figure"]).st_ino == before.st_ino  # already right: left alone
+    assert runs["render"] == 1
+
+
+def test_restore_paths_follows_a_relative_path_from_the_working_directory(tmp_path, monkeypatch):
+    @pa.cached(restore_paths=True)
+    def save():
+        out = Path("results") / "table.csv"
+        out.parent.mkdir(exist_ok=True)
+        out.write_text("a,b\n")
+        return out
+
+    (tmp_path / "first").mkdir()
+    (tmp_path / "second").mkdir()
+    monkeypatch.chdir(tmp_path / "first")
+    assert save() == Path("results/table.csv")
+    monkeypatch.chdir(tmp_path / "second")
+    assert save() == Path("results/table.csv")
+    assert (tmp_path / "second" / "results" / "table.csv").read_text() == "a,b\n"
 
 
 def test_paths_anywhere_in_the_result_are_stored_by_content(tmp_path):
@@ -178,7 +250,7 @@ def test_load_pickle_of_a_result_with_paths_gives_the_stored_paths(tmp_path):
     make("a.txt")
     loaded = pa.load_pickle("sha1://" + pa.get(make.key("a.txt")))
     assert loaded[0].read_text() == "content of a.txt"
-    assert loaded[0].parent.parent.parent == _store().objects_dir
+    assert loaded[0].name == "a.txt" and os.path.samefile(loaded[0], _store().path(pa.get_file_hash(loaded[0])))
 
 
 def test_paths_that_name_no_file_are_kept_as_plain_paths(tmp_path):

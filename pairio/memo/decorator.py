@@ -57,7 +57,8 @@ class CachedFunction:
     """
 
     def __init__(self, func: Callable[..., Any], *, version: str | None = None, ignore: Iterable[str] = (),
-                 dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None) -> None:
+                 dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
+                 restore_paths: bool = False) -> None:
         if not callable(func):
             raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
         get_config()  # a bad PAIRIO_* variable is refused here, where the step is defined, not at its first call
@@ -68,10 +69,11 @@ class CachedFunction:
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
-                             strict=strict, collection=collection)
+                             strict=strict, collection=collection, restore_paths=restore_paths)
         self.name = qualified_name(func)
         _register_with_multiprocessing()
         self.collection = collection
+        self.restore_paths = bool(restore_paths)
         self._keys = KeyMaker(func, version=version, ignore=ignore, dependencies=dependencies, strict=strict)
         self._is_async = inspect.iscoroutinefunction(func)
         if self._is_async:
@@ -220,7 +222,7 @@ class CachedFunction:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
-            result = load_result(content_store(cfg), sha1)
+            result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths)
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
@@ -418,18 +420,23 @@ def _mark_coroutine_function(obj: Any) -> None:
 def cached(func: Callable[..., Any], /) -> CachedFunction: ...
 @overload
 def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
-           strict: bool = False, collection: str | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
+           strict: bool = False, collection: str | None = None,
+           restore_paths: bool = False) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
-           dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None) -> Any:
+           dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
+           restore_paths: bool = False) -> Any:
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
     ``strict=True`` refuses arguments that only cloudpickle can hash. ``collection``
-    overrides the config's collection for this function's pairs.
+    overrides the config's collection for this function's pairs. A ``pathlib.Path`` to a file in a
+    result comes back on a hit as a read-only path in the content store with the file's name and
+    suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.
     """
-    options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection)
+    options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection,
+                   restore_paths=restore_paths)
     if func is None:
         return lambda f: CachedFunction(f, **options)
     return CachedFunction(func, **options)

@@ -3,8 +3,10 @@
 Results are pickled (cloudpickle, protocol 5) straight into a content-store
 writer: large numpy buffers go to the file without a second copy in memory.
 An existing file named by a ``pathlib.Path`` anywhere in the result is stored
-by content, and the pickle refers to it by hash: loading gives a ``Path`` to the
-stored copy. Such pickles remain plain pickles (``pairio.load_pickle`` reads them).
+by content, and the pickle refers to it by hash and name: loading gives a ``Path`` to a
+read-only copy in the store that keeps the file's name and suffix (or, with
+``restore_paths``, the file written back where the function wrote it). Such pickles remain
+plain pickles (``pairio.load_pickle`` reads them).
 
 Every load checks the object's hash while it is read (small objects in one
 read, large ones through a hashing reader), so a corrupt object is detected,
@@ -14,6 +16,7 @@ quarantined and reported as :class:`CorruptContentError`.
 from __future__ import annotations
 
 import collections
+import contextvars
 import dataclasses
 import functools
 import hashlib
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import get_config
-from ..content import content_store
+from ..content import content_store, named
 from ..content.store import ContentStore
 from ..errors import ContentNotFoundError, CorruptContentError, UnstorableResultError
 
@@ -38,12 +41,21 @@ _RECENT_MAX_OBJECT = 256 << 10
 _RECENT_MAX_TOTAL = 32 << 20
 
 
-def stored_file(sha1: str, name: str) -> Path:
-    """Unpickling a file stored with a result: the path of its copy in the content store."""
-    path = content_store(get_config()).path(sha1)
-    if path is None:
-        raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) of a cached result is not in the content store")
-    return path
+# Set while a result is loaded for @cached(restore_paths=True): files go back where they were written.
+_restore_paths: contextvars.ContextVar[bool] = contextvars.ContextVar("pairio_restore_paths", default=False)
+
+
+def stored_file(sha1: str, name: str, original: str | None = None) -> Path:
+    """Unpickling a file stored with a result: a read-only path in the content store that keeps
+    the file's name and suffix or, when restoring paths, the file written back at ``original``."""
+    store = content_store(get_config())
+    try:
+        if original is not None and _restore_paths.get():
+            return named.restore_file(store, sha1, original)
+        return named.named_path(store, sha1, name)
+    except ContentNotFoundError:
+        raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) of a cached result is not in the content "
+                                   f"store {str(store.directory)!r}") from None
 
 
 @functools.lru_cache(maxsize=1)
@@ -61,7 +73,9 @@ def _pickler_class() -> type:
             if isinstance(obj, Path) and obj.is_file():
                 sha1 = self._store.put_file(obj)
                 self.files[sha1] = obj.stat().st_size
-                return stored_file, (sha1, obj.name)
+                # Where the function wrote it too, as it wrote it (relative or not): restore_paths=True
+                # writes the file back there.
+                return stored_file, (sha1, obj.name, os.fspath(obj))
             return super().reducer_override(obj)
 
     return ResultPickler
@@ -135,12 +149,24 @@ class _HashingReader:
             self.hash.update(data)
 
 
-def load_result(store: ContentStore, sha1: str) -> Any:
+def load_result(store: ContentStore, sha1: str, restore_paths: bool = False) -> Any:
     """The result stored as object ``sha1``.
 
-    Raises ContentNotFoundError if it (or a file it refers to) is missing, and
-    CorruptContentError (after quarantining it) if its bytes do not match its hash.
+    A ``Path`` in it to a file stored with it comes back as a read-only path in the store with
+    the file's name, or with ``restore_paths`` as the path the function returned, the file
+    written back there. Raises ContentNotFoundError if it (or a file it refers to) is missing,
+    and CorruptContentError (after quarantining it) if its bytes do not match its hash.
     """
+    if restore_paths:
+        token = _restore_paths.set(True)
+        try:
+            return _load_result(store, sha1)
+        finally:
+            _restore_paths.reset(token)
+    return _load_result(store, sha1)
+
+
+def _load_result(store: ContentStore, sha1: str) -> Any:
     data = _recent.get(sha1)
     if data is not None:
         return pickle.loads(data)
