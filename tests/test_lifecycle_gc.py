@@ -180,3 +180,24 @@ def test_gc_never_removes_content_whose_pair_is_written_during_it(tmp_path):
     missing = [e.key for e in entries
                if not all(store.has(s) for s in (e.sha1, *e.objects)) or pa.get(e.key) != e.sha1]
     assert missing == []
+
+
+def test_gc_removes_the_named_links_of_a_removed_file_so_its_bytes_are_freed(tmp_path):
+    data = tmp_path / "report.csv"
+    data.write_bytes(b"a,b\n1,2\n")
+
+    @pa.cached
+    def report():
+        return data
+
+    report()
+    named_path = report()  # a hit: the file under its own name, a hard link to the object
+    assert named_path.name == "report.csv"
+    sha1 = pa.get_file_hash(named_path)
+    assert report.forget()
+    store = pa.content_store(pa.get_config())
+    for s in list(store.iter_objects()):
+        _age(s)
+    gc.collect(pa.get_config(), grace_s=0.0)
+    assert not store.has(sha1)
+    assert not named_path.exists() and not named_path.parent.exists()

@@ -11,10 +11,12 @@ user's, as a writable copy.
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from .. import files
 from ..errors import ContentNotFoundError, InvalidPathError
+from ..hashing import is_sha1_hex
 from .store import ContentStore
 
 NAMED_DIR = "named"
@@ -31,13 +33,13 @@ def named_path(store: ContentStore, sha1: str, name: str) -> Path:
     if source is None:
         raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) is not in the content store "
                                    f"{str(store.directory)!r}")
-    directory = store.directory / NAMED_DIR / sha1[:2] / sha1
+    directory = named_dir(store, sha1)
     target = directory / (name if _plain_name(name) else sha1)
     try:
-        if os.stat(target).st_size == os.stat(source).st_size:
-            return target  # made by an earlier hit (the same object, so the same bytes)
-    except FileNotFoundError:
-        pass
+        if os.path.samefile(target, source):
+            return target  # made by an earlier hit
+    except OSError:
+        pass  # not made yet; or a copy, or a link to an object since replaced: made again
     try:
         files.ensure_dir(directory)
         if not files.try_link(source, target):
@@ -48,6 +50,28 @@ def named_path(store: ContentStore, sha1: str, name: str) -> Path:
         raise InvalidPathError(f"cannot name object {sha1} {name!r} in {str(directory)!r}: "
                                f"{exc.strerror or exc}") from None
     return target
+
+
+def named_dir(store: ContentStore, sha1: str) -> Path:
+    """The directory holding the named links of object ``sha1``."""
+    return store.directory / NAMED_DIR / sha1[:2] / sha1
+
+
+def remove_names(store: ContentStore, sha1: str) -> None:
+    """Remove the named links of object ``sha1`` (when the object itself is removed: they hold its bytes)."""
+    shutil.rmtree(named_dir(store, sha1), ignore_errors=True)
+
+
+def sha1_of_named_path(path: str, content_dir: str) -> str | None:
+    """The object a path made by :func:`named_path` under ``content_dir`` names, else None."""
+    prefix = os.path.join(os.path.abspath(content_dir), NAMED_DIR, "")
+    path = os.path.abspath(path)
+    if not path.startswith(prefix):
+        return None
+    parts = path[len(prefix):].split(os.sep)
+    if len(parts) == 3 and parts[1][:2] == parts[0] and is_sha1_hex(parts[1]):
+        return parts[1]
+    return None
 
 
 def restore_file(store: ContentStore, sha1: str, destination: str | os.PathLike[str]) -> Path:

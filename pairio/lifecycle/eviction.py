@@ -26,7 +26,7 @@ import logging
 import time
 
 from ..config import Config
-from ..content import content_store
+from ..content import content_store, named
 from ..hashing import is_sha1_hex
 from ..kv import local_store
 from . import locks, records
@@ -92,6 +92,7 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
                     if content.has(sha1):
                         report.objects_in_use += 1
                     continue
+                named.remove_names(content, sha1)  # hard links to the object: they would keep its bytes
                 report.objects += 1
                 report.object_bytes += size
     finally:

@@ -26,7 +26,7 @@ from typing import Any
 
 from .. import files
 from ..config import Config
-from ..content import content_store
+from ..content import content_store, named
 from ..content.directories import read_manifest
 from ..content.store import ContentStore
 from ..errors import PairioError
@@ -153,6 +153,7 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
         if size is None:
             report.objects_in_use += 1
         else:
+            named.remove_names(store, sha1)  # hard links to the object: they would keep its bytes
             report.objects += 1
             report.object_bytes += size
 

@@ -21,6 +21,7 @@ import weakref
 from pathlib import PurePath
 from typing import Any
 
+from ..content.named import sha1_of_named_path
 from ..content.uri import parse_uri
 from ..errors import InvalidURIError
 from ..hashing import is_sha1_hex
@@ -116,7 +117,9 @@ def _link(value: Any, objects_prefix: str) -> dict[str, str] | None:
         name = os.path.basename(path)
         if path.startswith(objects_prefix) and is_sha1_hex(name):
             return {"uri": f"sha1://{name}"}
-        return None
+        # A file of a cached result, as a hit hands it back: named like the original, beside the objects.
+        sha1 = sha1_of_named_path(path, os.path.dirname(os.path.dirname(objects_prefix)))
+        return {"uri": f"sha1://{sha1}/{name}"} if sha1 is not None else None
     return _remembered_link(value)
 
 
