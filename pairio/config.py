@@ -53,7 +53,9 @@ ENV_VARS = {
 class Config:
     """Everything pairio needs to know about where pairs and files live.
 
-    ``password`` never appears in ``repr`` or in error messages.
+    ``password`` never appears in ``repr`` or in error messages. ``url`` may name several
+    replicas of one server, comma-separated (or given as a list): the client moves to the
+    next when one cannot be reached.
     """
 
     url: str | None = None
@@ -81,6 +83,9 @@ class Config:
         _check_choice("get_from", self.get_from, GET_FROM_CHOICES)
         _check_choice("set_to", self.set_to, SET_TO_CHOICES)
         _check_choice("cache", self.cache, CACHE_CHOICES)
+        if isinstance(self.url, (list, tuple)) and self.url and all(isinstance(u, str) for u in self.url):
+            # Several servers (replicas): kept as one comma-separated str, as in PAIRIO_URL.
+            object.__setattr__(self, "url", ",".join(u.strip() for u in self.url))
         for name in ("url", "channel", "password", "content_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
@@ -99,7 +104,7 @@ class Config:
         if self.max_wait is not None:
             _check_seconds("max_wait", self.max_wait, zero=True)
         if self.url is not None:
-            object.__setattr__(self, "url", str(self.url).rstrip("/"))
+            object.__setattr__(self, "url", ",".join(u.strip().rstrip("/") for u in str(self.url).split(",")))
         if self.max_size is not None and (type(self.max_size) is not int or self.max_size < 0):
             # "50GB", "512MiB" or a number of bytes; stored as bytes.
             object.__setattr__(self, "max_size", parse_size(self.max_size, "config field 'max_size'"))
@@ -176,8 +181,8 @@ _URL_PASSWORD = re.compile(r"(//[^/?#@:]*:)[^/?#@]*@")
 
 
 def mask_url(url: str) -> str:
-    """``url`` with any password written into it (``http://user:pw@host``) masked."""
-    return _URL_PASSWORD.sub(r"\1***@", url, count=1)
+    """``url`` (or several, comma-separated) with any password written into it (``http://user:pw@host``) masked."""
+    return ",".join(_URL_PASSWORD.sub(r"\1***@", part, count=1) for part in url.split(","))
 
 
 def _check_seconds(name: str, value: object, low: float = 0.0, high: float = math.inf,

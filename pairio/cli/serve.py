@@ -9,6 +9,7 @@ import json
 import math
 import os
 import secrets
+import shutil
 import socket
 import sys
 from collections.abc import Iterator
@@ -17,6 +18,8 @@ from pathlib import Path
 from ..errors import ConfigurationError, InvalidPathError, StoreUnavailableError
 
 LOCK_FILENAME = ".pairio-serve.lock"
+# How ``pairio serve --workers N`` tells its worker processes which directory they serve.
+SERVE_DIRECTORY_VARIABLE = "PAIRIO_SERVE_DIRECTORY"
 # The passwords of server/example_pairio.json: a server still using them is open to anyone.
 EXAMPLE_PASSWORDS = frozenset({"change-me-to-a-long-random-secret", "another-long-random-secret"})
 # Below this many bits (estimated from length and the kinds of characters used) a password is weak.
@@ -42,11 +45,20 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="create DIR/pairio.json with fresh random passwords (never overwrites one)")
     p.add_argument("--root-path", default="",
                    help="path prefix a reverse proxy strips before forwarding (e.g. /pairio)")
+    p.add_argument("--workers", type=_workers, default=1, metavar="N",
+                   help="serve with N processes on the one port (default 1); needs a shared backend "
+                        "(\"database\" in pairio.json)")
     p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                    help="one JSON line per request on stderr, at --log-level info or debug (default: on)")
     p.add_argument("--log-level", default="info",
                    choices=("critical", "error", "warning", "info", "debug"))
     p.set_defaults(handler=_serve)
+
+
+def _workers(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 256:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers from 1 to 256")
+    return int(text)
 
 
 def _port(text: str) -> int:
@@ -121,25 +133,74 @@ def _serve(args: argparse.Namespace) -> int:
         ) from None
     for warning in warnings:
         print(f"pairio: warning: {warning}", file=sys.stderr)
+    if args.workers > 1 and not settings.shared:
+        raise ConfigurationError(
+            f"--workers {args.workers} needs a backend the processes share, and {args.directory}/pairio.json "
+            "names the embedded store: each process would keep its own replay cache and rate limits in "
+            f"memory, so a request replayed to another process would be accepted and every limit would be "
+            f"multiplied by {args.workers}. Put \"database\": \"postgresql://...\" in pairio.json (see "
+            "server/README.md), or run one process (one is plenty for the embedded store: its reads take "
+            "microseconds)"
+        )
     # With PostgreSQL the replay cache and rate limits are shared: replicas may serve one directory.
     with _only_server(Path(args.directory)) if settings.database is None else contextlib.nullcontext():
         sock = _listen(args.host, args.port)
-        app = create_app(settings)
-        options = {}
-        if importlib.util.find_spec("httptools"):
-            options["http"] = "httptools"
-        if importlib.util.find_spec("uvloop"):
-            options["loop"] = "uvloop"
-        config = uvicorn.Config(
-            app, host=args.host, port=args.port, root_path=args.root_path,
-            access_log=False, log_config=log_config(args.log_level, args.access_log), log_level=args.log_level,
-            server_header=False, **options,
-        )
+        if args.workers > 1:
+            _serve_workers(args, settings, sock)
+            return 0
+        config = uvicorn.Config(create_app(settings), **_uvicorn_options(args))
         # Listening already: a port taken is reported above, never after "serving".
         print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}",
               file=sys.stderr, flush=True)
         uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _uvicorn_options(args: argparse.Namespace) -> dict:
+    options = {"host": args.host, "port": args.port, "root_path": args.root_path, "access_log": False,
+               "log_config": log_config(args.log_level, args.access_log), "log_level": args.log_level,
+               "server_header": False}
+    if importlib.util.find_spec("httptools"):
+        options["http"] = "httptools"
+    if importlib.util.find_spec("uvloop"):
+        options["loop"] = "uvloop"
+    return options
+
+
+def _serve_workers(args: argparse.Namespace, settings, sock: socket.socket) -> None:
+    """Run ``args.workers`` processes accepting on ``sock``, over the shared backend of ``settings``."""
+    import tempfile
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    from ..server.backends.postgres import PostgresDatabase
+
+    # Reach the database (and create or upgrade its schema) once, before any worker starts:
+    # a wrong URL is one clear error here, not N tracebacks.
+    database = PostgresDatabase(settings.database)
+    database.schema_version()
+    database.close()
+    # The workers load the app themselves (uvicorn spawns them): they find DIR here.
+    os.environ[SERVE_DIRECTORY_VARIABLE] = str(Path(args.directory).resolve())
+    # prometheus-client adds up the workers' figures from files in this directory.
+    own_metrics_dir = None
+    metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if metrics_dir:
+        for stale in Path(metrics_dir).glob("*.db"):  # a previous run's figures would be added in
+            stale.unlink()
+    else:
+        own_metrics_dir = metrics_dir = tempfile.mkdtemp(prefix="pairio-metrics-")
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+    config = uvicorn.Config("pairio.server.app:app_from_environment", factory=True, workers=args.workers,
+                            **_uvicorn_options(args))
+    print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port} "
+          f"with {args.workers} worker processes", file=sys.stderr, flush=True)
+    try:
+        Multiprocess(config, sockets=[sock]).run()
+    finally:
+        if own_metrics_dir is not None:
+            shutil.rmtree(own_metrics_dir, ignore_errors=True)
 
 
 @contextlib.contextmanager

@@ -23,6 +23,13 @@ sent in a header or a password that is not text is a ConfigurationError when
 the store is made.
 
 A server that is down never turns ``get`` into None.
+
+``url`` may name several servers (replicas of one service: ``"http://a:8080,http://b:8080"``
+or a list). The client uses one at a time and moves to the next when a request cannot
+reach it (connection refused or reset, timeout), at once and without counting a retry
+until every URL has failed in turn; it stays on the one that answered. Every request is
+safe to send again (a set of the same value, a read), so a request cut off by a replica
+that died is simply sent to the next.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -76,7 +83,7 @@ class RemoteStore(KeyValueStore):
 
     def __init__(
         self,
-        url: str,
+        url: str | Sequence[str],
         channel: str,
         password: str,
         *,
@@ -86,8 +93,8 @@ class RemoteStore(KeyValueStore):
         max_retry_after: float = 10.0,
         pool_size: int = 16,
     ) -> None:
-        self.url = _check_url(url)
-        self._shown_url = mask_url(self.url)  # for messages: a password in the URL stays out
+        self.urls = _check_urls(url)
+        self._current = 0  # index in urls of the server in use
         if not isinstance(channel, str) or not CHANNEL_PATTERN.fullmatch(channel):
             raise ConfigurationError(
                 f"channel {channel!r} must be 1 to 80 printable ASCII characters, with no space "
@@ -111,7 +118,25 @@ class RemoteStore(KeyValueStore):
         _stores.add(self)
 
     def __repr__(self) -> str:
-        return f"RemoteStore({self._shown_url!r}, channel={self.channel!r})"
+        shown = ",".join(mask_url(u) for u in self.urls)
+        return f"RemoteStore({shown!r}, channel={self.channel!r})"
+
+    @property
+    def url(self) -> str:
+        """The URL of the server in use."""
+        return self.urls[self._current]
+
+    @property
+    def _shown_url(self) -> str:
+        # For messages: a password in the URL stays out.
+        return mask_url(self.url)
+
+    def _fail_over(self, tried: int) -> bool:
+        """Move to the next URL after one failed to answer; False once all ``tried`` in this round."""
+        if tried >= len(self.urls):
+            return False
+        self._current = (self._current + 1) % len(self.urls)
+        return True
 
     # --- the KeyValueStore interface --------------------------------------------------
 
@@ -188,13 +213,14 @@ class RemoteStore(KeyValueStore):
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self.pool_size, max_retries=0)
+        adapter = HTTPAdapter(pool_connections=len(self.urls), pool_maxsize=self.pool_size, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["Content-Type"] = "application/json"
-        # Resolve the environment's proxy and CA settings once, for this one URL: requests
+        # Resolve the environment's proxy and CA settings once, for each URL: requests
         # would otherwise re-read them on every call, a third of a small request's time.
-        session.proxies = requests.utils.get_environ_proxies(self.url)
+        self._proxies = {u: requests.utils.get_environ_proxies(u) for u in self.urls}
+        session.proxies = self._proxies[self.urls[0]]
         ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
         if ca_bundle:
             session.verify = ca_bundle
@@ -256,10 +282,11 @@ class RemoteStore(KeyValueStore):
         ``body_hash`` is the digest it is signed with (see :mod:`pairio.signing`).
         With ``stream`` the caller reads (and closes) the response's body.
         """
-        url = self.url + path
         retries = self.retries if retries is None else retries
         attempt = 0
+        tried = 1  # servers tried in this round of the attempt
         while True:
+            url = self.url + path
             data = body() if callable(body) else body
             signed = sign_request(self.channel, self._password, method, path,
                                   data if isinstance(data, bytes) else b"", body_hash=body_hash)
@@ -271,6 +298,10 @@ class RemoteStore(KeyValueStore):
                 failure: RemoteError = ServerUnavailableError(
                     f"pairio server {self._shown_url} is unreachable: {reason(exc)}"
                 )
+                if self._fail_over(tried):
+                    tried += 1
+                    continue
+                tried = 1
                 wait = self._backoff(attempt)
             else:
                 status = response.status_code
@@ -303,7 +334,7 @@ class RemoteStore(KeyValueStore):
         prepared = requests.PreparedRequest()
         prepared.prepare(method=method, url=url, headers={**session.headers, **headers}, data=body or None)
         return session.get_adapter(url).send(prepared, stream=stream, timeout=self.timeout,
-                                             verify=session.verify, proxies=session.proxies)
+                                             verify=session.verify, proxies=self._proxies[self.url])
 
     def _field(self, answer: Any, name: str, operation: str) -> Any:
         """``answer[name]``; a server that answers without it is not a pairio server of this version."""
@@ -339,6 +370,15 @@ class RemoteStore(KeyValueStore):
 
 class _BodyTooLargeError(BadRequestError):
     """The server refused a request body as too large (HTTP 413)."""
+
+
+def _check_urls(urls: object) -> list[str]:
+    """``urls`` (one URL, several separated by commas, or a list of them) checked, as a list."""
+    parts = urls.split(",") if isinstance(urls, str) else urls
+    if isinstance(parts, (list, tuple)) and parts and all(isinstance(u, str) for u in parts):
+        checked = [_check_url(u.strip()) for u in parts]
+        return list(dict.fromkeys(checked))
+    raise ConfigurationError(f"server url must be a str (several separated by commas) or a list of str, got {urls!r}")
 
 
 def _check_url(url: object) -> str:

@@ -131,6 +131,13 @@ def create_app(
     return app
 
 
+def app_from_environment() -> Starlette:
+    """The app for the directory ``pairio serve --workers N`` names in its workers' environment."""
+    from ..cli.serve import SERVE_DIRECTORY_VARIABLE
+
+    return create_app(os.environ[SERVE_DIRECTORY_VARIABLE])
+
+
 class _Api:
     """The route handlers, bound to one settings/guard/store."""
 
