@@ -51,7 +51,8 @@ class ServerProcess:
             try:
                 if requests.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):
+                # Not listening yet, or (--workers) listening while the workers still start.
                 pass
             time.sleep(0.05)
         self.stop()
