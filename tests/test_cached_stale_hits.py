@@ -92,6 +92,20 @@ def test_the_library_defining_an_argument_type_counts_by_version(func, make, lib
         before = after
 
 
+class MyFrame(pd.DataFrame):
+    pass
+
+
+def test_a_subclass_of_a_library_type_counts_its_library(installed):
+    f = fresh(frame_sum)
+    frame = MyFrame({"a": [1.0]})
+    assert {"pandas", "numpy"} <= set(f.explain(frame)["dependencies"])
+    before = f.key(frame)
+    installed["pandas"] = "99.0"
+    deps.clear_caches()
+    assert fresh(frame_sum).key(frame) != before
+
+
 def test_plain_arguments_bring_no_dependencies():
     f = fresh(first)
     assert f.explain([1, "a", {"b": 2.0}])["dependencies"] == {}
@@ -141,6 +155,10 @@ DYNAMIC = {
     "in_a_helper": ("def inner(name, x):\n    return getattr(stale_hits_helpers, name)(x)\n"
                     "def run(name, x):\n    return inner(name, x)\n", "getattr("),
     "nested": ("def run(name, x):\n    def go():\n        return eval(name)\n    return go()(x)\n", "eval()"),
+    "local_import": ("def run(name, x):\n    import stale_hits_helpers as h\n    return getattr(h, name)(x)\n",
+                     "getattr(h, ...)"),
+    "module_dict": ("def run(name, x):\n    return stale_hits_helpers.__dict__[name](x)\n", "__dict__"),
+    "vars": ("def run(name, x):\n    return vars(stale_hits_helpers)[name](x)\n", "vars("),
 }
 
 
@@ -184,6 +202,22 @@ def test_direct_references_are_not_dynamic(tmp_path, helper_module):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert f.explain("real", 2)["not_counted"]["dynamic_lookups"] == []
+
+
+def test_a_module_imported_inside_the_function_counts(tmp_path, helper_module):
+    f = pa.cached(load_run(tmp_path, "def run(name, x):\n    import stale_hits_helpers\n"
+                                     "    from email import utils\n    import numpy\n"
+                                     "    return stale_hits_helpers.double(x)\n"))
+    explained = f.explain("double", 2)
+    assert "stale_hits_helpers.double" in explained["code"]["helpers"]
+    assert "numpy" in explained["dependencies"] and "email" in explained["not_counted"]["stdlib_modules (not versioned)"]
+    before = f.key("double", 2)
+    (tmp_path / "stale_hits_helpers.py").write_text("def double(x):\n    return x + x\n")
+    sys.modules.pop("stale_hits_helpers", None)
+    importlib.import_module("stale_hits_helpers")
+    assert pa.cached(load_run(tmp_path, "def run(name, x):\n    import stale_hits_helpers\n"
+                                        "    from email import utils\n    import numpy\n"
+                                        "    return stale_hits_helpers.double(x)\n")).key("double", 2) != before
 
 
 # --- 3. a str argument that names a file ----------------------------------------------------
@@ -269,3 +303,27 @@ def test_code_without_source_is_keyed_by_what_it_does_not_where_it_stands(tmp_pa
     note = from_c[1]
     assert "__main__.scale" in note and "source" in note and "code object" not in note
     assert f"Python {sys.version_info[0]}.{sys.version_info[1]}" in note
+
+
+CLASS_PROGRAM = textwrap.dedent("""\
+    import pairio
+
+    class Scaler:
+        factor = 3
+
+        def apply(self, x):
+            return x * self.factor
+
+    @pairio.cached
+    def scale(x):
+        return Scaler().apply(x)
+
+    print(scale.key(2))
+    """)
+
+
+def test_a_class_without_source_is_keyed_by_what_it_does(tmp_path):
+    same = run_python(["-c", CLASS_PROGRAM], cwd=tmp_path)[0]
+    assert run_python(["-"], stdin=CLASS_PROGRAM, cwd=tmp_path)[0] == same
+    assert run_python(["-c", CLASS_PROGRAM.replace("x * self.factor", "x + self.factor")], cwd=tmp_path)[0] != same
+    assert run_python(["-c", CLASS_PROGRAM.replace("factor = 3", "factor = 4")], cwd=tmp_path)[0] != same

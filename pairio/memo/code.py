@@ -176,6 +176,13 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
                     f"so it is keyed by its compiled code: the same code gives the same key wherever it "
                     f"stands, but only on Python {version}; define it in a .py file to share keys across "
                     f"Python versions")
+        elif isinstance(obj, type):
+            # A class without source: by its bases and the compiled code and values of its body.
+            version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            digest = hashlib.sha1(version.encode() + b"\0" + marshal.dumps(_class_fingerprint(obj))).hexdigest()
+            note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
+                    f"so the class is keyed by its methods' compiled code and its attributes' values, "
+                    f"only on Python {version}")
         else:
             digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
             note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
@@ -194,6 +201,25 @@ def code_fingerprint(code: types.CodeType) -> tuple:
     return ("code", code.co_name, code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount,
             code.co_flags, code.co_code, consts, code.co_names, code.co_varnames, code.co_freevars,
             code.co_cellvars, getattr(code, "co_exceptiontable", b""))
+
+
+def _class_fingerprint(klass: type) -> tuple:
+    """What a class without source does, for :mod:`marshal`: its bases by name, and each attribute of its
+    body by compiled code (functions, properties) or by typed hash (anything else)."""
+    body = []
+    for name, attr in sorted(vars(klass).items()):
+        if name in ("__dict__", "__weakref__", "__module__", "__qualname__", "__doc__"):
+            continue
+        targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
+        codes = [code_fingerprint(t.__code__) for t in targets if isinstance(t, types.FunctionType)]
+        if codes:
+            body.append((name, type(attr).__name__, tuple(codes)))
+        else:
+            try:
+                body.append((name, hash_value(attr, name)))
+            except TypeError:  # not hashable (UnhashableArgumentError is a TypeError): its type at least
+                body.append((name, type(attr).__qualname__))
+    return ("class", klass.__qualname__, tuple(qualified_name(b) for b in klass.__bases__), tuple(body))
 
 
 # Calls that reach code by a name computed at run time: the walk cannot see what they reach.
@@ -283,7 +309,12 @@ class _Walker:
         builtins_ = globals_.get("__builtins__", builtins)
         builtins_ = vars(builtins_) if isinstance(builtins_, types.ModuleType) else builtins_
 
+        instructions = _instructions(code)
+        local_modules = self.local_imports(func, instructions, _code_names(code))
+
         def resolve(ins: dis.Instruction) -> Any:
+            if ins.opname in ("LOAD_FAST", "LOAD_FAST_CHECK") and ins.argval in local_modules:
+                return local_modules[ins.argval]
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME"):
                 name = ins.argval
                 return globals_[name] if name in globals_ else builtins_.get(name, _UNRESOLVED)
@@ -295,9 +326,8 @@ class _Walker:
             return _UNRESOLVED
 
         found: list[str] = []
-        instructions = _instructions(code)
         for i, (ins, line) in enumerate(instructions):
-            if ins.opname not in _LOADS:
+            if ins.opname not in _LOADS and not (ins.opname.startswith("LOAD_FAST") and ins.argval in local_modules):
                 continue
             obj = resolve(ins)
             if obj is _UNRESOLVED:
@@ -308,8 +338,12 @@ class _Walker:
                 what = _DYNAMIC_BUILTINS[id(obj)]
             elif isinstance(obj, types.ModuleType):
                 attrs = _DYNAMIC_ATTRIBUTES.get(obj.__name__, ())
-                if following and following[0].opname in ("LOAD_ATTR", "LOAD_METHOD") and following[0].argval in attrs:
-                    what = f"{obj.__name__}.{following[0].argval}"
+                attribute = following[0].argval if following and following[0].opname in (
+                    "LOAD_ATTR", "LOAD_METHOD") else None
+                if attribute in attrs:
+                    what = f"{obj.__name__}.{attribute}"
+                elif attribute == "__dict__" and dependencies.classify_module(obj.__name__) == "user":
+                    what = f"{ins.argval}.__dict__[...]"
             elif obj is builtins.getattr or obj is builtins.vars:
                 target = resolve(following[0]) if following else _UNRESOLVED
                 if isinstance(target, types.ModuleType) and dependencies.classify_module(target.__name__) == "user":
@@ -324,6 +358,40 @@ class _Walker:
                 where = f" line {line}" if line is not None else ""
                 found.append(f"{qualified_name(func)}{where}: {what}")
         self.dynamic.extend(dict.fromkeys(found))
+
+    def local_imports(self, func: Any, instructions: list[tuple[dis.Instruction, int | None]],
+                      names: set[str]) -> dict[str, types.ModuleType]:
+        """Walk the modules ``func`` imports in its body (``import helpers`` inside the function), as
+        globals are walked: a library by its version, a user module for the names the code uses.
+        Returns the local variables bound to modules (for :meth:`dynamic_lookups`)."""
+        bound: dict[str, types.ModuleType] = {}
+        for i, (ins, _) in enumerate(instructions):
+            if ins.opname != "IMPORT_NAME" or not isinstance(ins.argval, str):
+                continue
+            level = instructions[i - 2][0].argval if i >= 2 else 0
+            if level:  # a relative import: resolved against the function's package
+                package = getattr(func, "__module__", "") or ""
+                base = package.rsplit(".", level)[0] if "." in package else package
+                name = f"{base}.{ins.argval}" if ins.argval else base
+            else:
+                name = ins.argval
+            try:
+                module = sys.modules.get(name) or importlib.import_module(name)
+            except Exception as exc:  # importing runs the module's code: any error means "cannot"
+                self.ignored[f"{qualified_name(func)}.<import {name}>"] = f"cannot be imported to be counted: {exc}"
+                continue
+            self.module(module, names)
+            top = sys.modules.get(name.partition(".")[0])
+            following = instructions[i + 1][0] if i + 1 < len(instructions) else None
+            if following is not None and following.opname in ("STORE_FAST", "STORE_DEREF"):
+                # "import a.b" binds a; "import a.b as c" (3.10) binds a.b through IMPORT_FROM instead.
+                bound[following.argval] = top if top is not None and "." in name else module
+            elif following is not None and following.opname == "IMPORT_FROM":
+                target = instructions[i + 2][0] if i + 2 < len(instructions) else None
+                value = getattr(module, following.argval, None)
+                if isinstance(value, types.ModuleType) and target is not None and target.opname.startswith("STORE"):
+                    bound[target.argval] = value
+        return bound
 
     def owner_class(self, func: Any) -> None:
         """For a method, walk the class it is defined in (``self.helper()`` calls reach it)."""

@@ -152,11 +152,14 @@ def module_versions(name: str) -> tuple[tuple[str, str], ...]:
 
 @functools.lru_cache(maxsize=1024)
 def type_versions(tp: type) -> tuple[tuple[str, str], ...]:
-    """``((distribution, version), ...)`` of the library defining the type ``tp``; empty for user and stdlib types."""
-    module = getattr(tp, "__module__", None)
-    if not isinstance(module, str) or classify_module(module) != "library":
-        return ()
-    return module_versions(module)
+    """``((distribution, version), ...)`` of the libraries defining the type ``tp`` and its bases (a user's
+    subclass of a DataFrame runs pandas' methods); empty for user and stdlib types."""
+    out: set[tuple[str, str]] = set()
+    for base in getattr(tp, "__mro__", (tp,)):
+        module = getattr(base, "__module__", None)
+        if isinstance(module, str) and module != "builtins" and classify_module(module) == "library":
+            out.update(module_versions(module))
+    return tuple(sorted(out))
 
 
 def clear_caches() -> None:
