@@ -57,6 +57,10 @@ class CorruptContentError(PairioError, OSError):
     """A stored object's bytes no longer match its SHA-1."""
 
 
+class ContentFormatError(PairioError, ValueError):
+    """A stored object is intact but not what it is read as (not JSON for load_object, not a pickle)."""
+
+
 # --- talking to a server ---------------------------------------------------------
 
 

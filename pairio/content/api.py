@@ -12,14 +12,23 @@ from __future__ import annotations
 import copy
 import json
 import os
+import pickle
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import files
 from ..config import Config, get_config
-from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError, RemoteError
+from ..errors import (
+    ContentFormatError,
+    ContentNotFoundError,
+    CorruptContentError,
+    InvalidPathError,
+    InvalidURIError,
+    PairioError,
+    RemoteError,
+)
 from ..hashing import canonical_json
-from . import directories
+from . import directories, pickles
 from .local import content_store, file_hash_cache
 from .store import ContentStore
 from .uri import dir_uri, file_uri, parse_uri
@@ -129,15 +138,12 @@ def store_object(obj: Any, name: str | None = "file.json", **overrides: Any) -> 
 
 
 def store_pickle(obj: Any, name: str | None = "file.pkl", **overrides: Any) -> str:
-    """Store ``obj`` pickled with cloudpickle (protocol 5), streamed into the store; returns its URI."""
-    import cloudpickle  # imported by the calls that pickle: `import pairio` stays light
-
+    """Store ``obj`` pickled with cloudpickle (protocol 5), streamed into the store, large array
+    buffers out of band (see :mod:`pairio.content.pickles`); returns its URI."""
     cfg, store = _where(overrides)
     remote = uploader(cfg)
-    with store.writer() as w:
-        cloudpickle.dump(obj, w, protocol=PICKLE_PROTOCOL)
-    assert w.sha1 is not None
-    return shared(remote, cfg, file_uri(w.sha1, name))
+    sha1, _ = pickles.dump(store, obj)
+    return shared(remote, cfg, file_uri(sha1, name))
 
 
 def store_dir(path: str | os.PathLike[str], name: str | None = None, link: bool = False,
@@ -179,13 +185,35 @@ def resolve_sha1(store: ContentStore, uri: str, verify: bool, cfg: Config | None
 
 
 def open_uri(uri: str, verify: bool = False, **overrides: Any) -> BinaryIO:
-    """The content of ``uri`` opened for binary reading; ContentNotFoundError if not stored."""
+    """The content of ``uri`` opened for binary reading, checked against its hash (see
+    :meth:`ContentStore.open`; ``verify`` re-hashes it in any case).
+
+    ContentNotFoundError if not stored, CorruptContentError (naming ``uri``) if damaged.
+    """
     cfg, store = _where(overrides)
     sha1 = resolve_sha1(store, uri, verify, cfg)
     try:
-        return store.open(sha1, verify=verify)
+        return _open_checked(store, sha1, uri, verify)
     except ContentNotFoundError:
         raise _absent(cfg, store, uri) from None
+
+
+def _open_checked(store: ContentStore, sha1: str, uri: str, verify: bool) -> BinaryIO:
+    try:
+        return store.open(sha1, verify=verify)
+    except CorruptContentError as exc:
+        raise CorruptContentError(f"{uri!r}: {exc}") from None
+
+
+def _undecodable(store: ContentStore, uri: str, what: str, exc: Exception) -> PairioError:
+    """The error for content of ``uri`` that could not be read as ``what``: CorruptContentError if a
+    full check finds it damaged (a change its file signature did not show), else ContentFormatError."""
+    sha1 = resolve_sha1(store, uri, False)
+    try:
+        _open_checked(store, sha1, uri, True).close()
+    except (CorruptContentError, ContentNotFoundError) as damaged:
+        return damaged
+    return ContentFormatError(f"{uri!r} is not {what} ({type(exc).__name__}: {exc})")
 
 
 def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool = False,
@@ -203,8 +231,8 @@ def load_file(uri: str, dest: str | os.PathLike[str] | None = None, link: bool =
     cfg, store = _where(overrides)
     try:
         sha1 = resolve_sha1(store, uri, verify, cfg)
-        if verify:
-            store.open(sha1, verify=True).close()
+        # Checked against its hash before its path is handed out, as every read is.
+        _open_checked(store, sha1, uri, verify).close()
     except ContentNotFoundError:
         return None
     path = store.path(sha1)
@@ -239,8 +267,7 @@ def load_dir(uri: str, dest: str | os.PathLike[str], link: bool = False, verify:
         if path is None:
             missing.append("/".join(relative))
             continue
-        if verify:
-            store.open(entry["sha1"], verify=True).close()
+        _open_checked(store, entry["sha1"], uri, verify).close()
         plan.append((path, target.joinpath(*relative)))
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
@@ -292,25 +319,45 @@ def load_bytes(uri: str, start: int | None = None, end: int | None = None, verif
 
 
 def load_text(uri: str, encoding: str = "utf-8", verify: bool = False, **overrides: Any) -> str:
-    """The text of ``uri``; ContentNotFoundError if not stored."""
-    return load_bytes(uri, verify=verify, **overrides).decode(encoding)
+    """The text of ``uri``; ContentNotFoundError if not stored, ContentFormatError if not ``encoding``."""
+    data = load_bytes(uri, verify=verify, **overrides)
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise _undecodable(_where(overrides)[1], uri, f"{encoding} text", exc) from None
 
 
 def load_object(uri: str, verify: bool = False, **overrides: Any) -> Any:
-    """The JSON value stored at ``uri``; ContentNotFoundError if not stored."""
+    """The JSON value stored at ``uri``; ContentNotFoundError if not stored, ContentFormatError if not JSON."""
     with open_uri(uri, verify, **overrides) as f:
-        return json.load(f)
+        try:
+            return json.load(f)
+        except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError
+            error = exc
+    raise _undecodable(_where(overrides)[1], uri, "JSON", error) from None
 
 
-def load_pickle(uri: str, verify: bool = False, **overrides: Any) -> Any:
-    """The object pickled at ``uri`` (streamed from the store); ContentNotFoundError if not stored.
+def load_pickle(uri: str, verify: bool = False, mmap: bool = False, **overrides: Any) -> Any:
+    """The object pickled at ``uri`` (read straight into its arrays); ContentNotFoundError if not
+    stored, CorruptContentError if damaged, ContentFormatError if it is not a pickle.
 
+    With ``mmap`` its large arrays are read-only views of a memory map of the stored object.
     Unpickling runs code: load only pickles you trust.
     """
-    with open_uri(uri, verify, **overrides) as f:
-        import cloudpickle
-
-        return cloudpickle.load(f)
+    cfg, store = _where(overrides)
+    sha1 = resolve_sha1(store, uri, verify, cfg)
+    try:
+        if verify:
+            _open_checked(store, sha1, uri, True).close()
+        # Checked against its hash as it is read (or by its file's signature); any failure to
+        # unpickle is checked against the hash too, so what is left is a pickle that is intact.
+        return pickles.load(store, sha1, mmap=mmap)
+    except ContentNotFoundError:
+        raise _absent(cfg, store, uri) from None
+    except CorruptContentError as exc:
+        raise CorruptContentError(f"{uri!r}: {exc}") from None
+    except (pickle.UnpicklingError, EOFError) as exc:
+        raise ContentFormatError(f"{uri!r} is not a pickle ({type(exc).__name__}: {exc})") from None
 
 
 def read_dir(uri: str, verify: bool = False, **overrides: Any) -> dict[str, Any]:

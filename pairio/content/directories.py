@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContentNotFoundError, InvalidPathError, InvalidURIError
+from ..errors import ContentNotFoundError, CorruptContentError, InvalidPathError, InvalidURIError
 from ..hashing import canonical_json
 from .store import ContentStore
 
@@ -67,6 +67,8 @@ def read_manifest(store: ContentStore, sha1: str, uri: str, verify: bool = False
     except ContentNotFoundError:
         raise ContentNotFoundError(f"directory {uri!r} is not in the content store "
                                    f"{str(store.directory)!r}") from None
+    except CorruptContentError as exc:
+        raise CorruptContentError(f"directory {uri!r}: {exc}") from None
     with f:
         try:
             manifest = json.load(f)

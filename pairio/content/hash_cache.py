@@ -1,11 +1,19 @@
-"""The hash cache: a file's SHA-1, remembered while its path, size, mtime, inode and device stay the same.
+"""The hash cache: a file's SHA-1, remembered while its signature (path, size, mtime, ctime, inode
+and device) stays the same.
 
 One small SQLite table (WAL mode, safe across threads and processes) under the
-database directory. An unchanged file costs one ``stat`` and one indexed
-SELECT. A changed file is always re-hashed, including the "racy" case of a file
-rewritten within the file system's timestamp granularity of being hashed: a
-hash is remembered only for a file last modified well before the hashing began
-(git's rule for its index), and only if the file did not change while it was read.
+database directory, with the latest answers also kept in memory. An unchanged
+file costs one ``stat`` and a dict or indexed SELECT lookup. A changed file is
+always re-hashed, including the "racy" case of a file rewritten within the file
+system's timestamp granularity of being hashed: a hash is remembered only for a
+file last modified well before the hashing began (git's rule for its index), and
+only if the file did not change while it was read.
+
+The content store uses the same table to remember which objects it has verified
+(:meth:`HashCache.remember`): an object whose signature is unchanged since it was
+last hashed is not hashed again when it is read. Nothing but a damage writes an
+object, so the racy rule is not applied there (see the README for what a signature
+does not catch).
 
 The cache is an optimisation: if its database cannot be used, hashing still
 works (a warning says why it is slow).
@@ -13,6 +21,7 @@ works (a warning says why it is slow).
 
 from __future__ import annotations
 
+import collections
 import os
 import sqlite3
 import stat
@@ -30,18 +39,26 @@ FILENAME = "hash_cache.sqlite3"
 RACY_MARGIN_NS = 2_000_000_000
 _BUSY_TIMEOUT_S = 60.0
 
+# Answers kept in memory per cache (the table stays the truth shared across processes).
+_MEMORY_ENTRIES = 4096
+
+# file_signatures replaced file_hashes (which had no ctime): the old table is dropped.
 _SCHEMA = """
-CREATE TABLE IF NOT EXISTS file_hashes (
+CREATE TABLE IF NOT EXISTS file_signatures (
     path TEXT PRIMARY KEY,
     size INTEGER NOT NULL,
     mtime_ns INTEGER NOT NULL,
+    ctime_ns INTEGER NOT NULL,
     ino INTEGER NOT NULL,
     dev INTEGER NOT NULL,
     sha1 TEXT NOT NULL
 ) WITHOUT ROWID
 """
-_LOOKUP = "SELECT sha1 FROM file_hashes WHERE path = ? AND size = ? AND mtime_ns = ? AND ino = ? AND dev = ?"
-_RECORD = "INSERT OR REPLACE INTO file_hashes (path, size, mtime_ns, ino, dev, sha1) VALUES (?, ?, ?, ?, ?, ?)"
+_DROP_OLD = "DROP TABLE IF EXISTS file_hashes"
+_LOOKUP = ("SELECT sha1 FROM file_signatures "
+           "WHERE path = ? AND size = ? AND mtime_ns = ? AND ctime_ns = ? AND ino = ? AND dev = ?")
+_RECORD = ("INSERT OR REPLACE INTO file_signatures (path, size, mtime_ns, ctime_ns, ino, dev, sha1) "
+           "VALUES (?, ?, ?, ?, ?, ?, ?)")
 
 
 def stat_regular_file(path: str | os.PathLike[str], what: str = "file") -> tuple[str, os.stat_result]:
@@ -67,8 +84,13 @@ def _signed64(n: int) -> int:
     return n - (1 << 64) if n >= (1 << 63) else n
 
 
-def _identity(st: os.stat_result) -> tuple[int, int, int, int]:
-    return st.st_size, st.st_mtime_ns, _signed64(st.st_ino), _signed64(st.st_dev)
+def signature(st: os.stat_result) -> tuple[int, int, int, int, int]:
+    """What identifies a file's content without reading it: size, mtime, ctime, inode, device.
+
+    A rewrite in place changes mtime and ctime (and ctime cannot be set back by a user),
+    a replacement by rename changes the inode, a truncation the size.
+    """
+    return st.st_size, st.st_mtime_ns, st.st_ctime_ns, _signed64(st.st_ino), _signed64(st.st_dev)
 
 
 class HashCache:
@@ -79,6 +101,8 @@ class HashCache:
         self.path = self.directory / FILENAME
         self._local = threading.local()
         self._broken = False
+        self._memory: collections.OrderedDict[str, tuple[tuple[int, ...], str]] = collections.OrderedDict()
+        self._memory_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HashCache({str(self.directory)!r})"
@@ -98,6 +122,7 @@ class HashCache:
                 try:
                     conn.execute("PRAGMA journal_mode = WAL")
                     conn.execute(_SCHEMA)
+                    conn.execute(_DROP_OLD)
                     break
                 except sqlite3.OperationalError as exc:
                     # Switching to WAL does not wait on the busy handler; retry a while.
@@ -119,6 +144,11 @@ class HashCache:
 
     def lookup(self, abspath: str, st: os.stat_result) -> str | None:
         """The remembered SHA-1 of the file at ``abspath`` if ``st`` still matches, else None."""
+        sig = signature(st)
+        with self._memory_lock:
+            known = self._memory.get(abspath)
+        if known is not None and known[0] == sig:
+            return known[1]
         if not is_valid_unicode(abspath):
             # A name that is not valid UTF-8 (surrogate escapes) cannot be SQLite text: such a
             # file is simply hashed every time.
@@ -127,11 +157,21 @@ class HashCache:
         if conn is None:
             return None
         try:
-            row = conn.execute(_LOOKUP, (abspath, *_identity(st))).fetchone()
+            row = conn.execute(_LOOKUP, (abspath, *sig)).fetchone()
         except sqlite3.Error as exc:
             self._disable(exc)
             return None
-        return None if row is None else row[0]
+        if row is None:
+            return None
+        self._keep(abspath, sig, row[0])
+        return row[0]
+
+    def _keep(self, abspath: str, sig: tuple[int, ...], sha1: str) -> None:
+        with self._memory_lock:
+            self._memory[abspath] = (sig, sha1)
+            self._memory.move_to_end(abspath)
+            if len(self._memory) > _MEMORY_ENTRIES:
+                self._memory.popitem(last=False)
 
     def record(self, abspath: str, st_before: os.stat_result, sha1: str, started_ns: int) -> bool:
         """Remember ``sha1`` for ``abspath`` if the file is unchanged since ``st_before`` and not racy."""
@@ -141,13 +181,25 @@ class HashCache:
             st_after = os.stat(abspath)
         except OSError:
             return False
-        if _identity(st_after) != _identity(st_before) or not is_valid_unicode(abspath):
+        if signature(st_after) != signature(st_before):
             return False
+        return self.remember(abspath, st_before, sha1)
+
+    def remember(self, abspath: str, st: os.stat_result, sha1: str) -> bool:
+        """Remember that the file at ``abspath`` with signature ``st`` hashes to ``sha1``.
+
+        No racy rule: for files only a damage can rewrite (the content store's objects),
+        whose hash was computed from the bytes written or read under this very signature.
+        """
+        if not is_valid_unicode(abspath):
+            return False
+        sig = signature(st)
+        self._keep(abspath, sig, sha1)
         conn = self._connection()
         if conn is None:
             return False
         try:
-            conn.execute(_RECORD, (abspath, *_identity(st_before), sha1))
+            conn.execute(_RECORD, (abspath, *sig, sha1))
         except sqlite3.Error as exc:
             self._disable(exc)
             return False

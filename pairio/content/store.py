@@ -11,6 +11,13 @@ Layout under the content directory::
 An object appears only by an atomic rename of a complete, fsync'd file whose
 hash was computed from the very bytes written, so a reader never sees a partial
 object. Storing content that is already present writes nothing.
+
+Every read is checked against the hash (:meth:`ContentStore.open`): a small object
+is hashed whole, each time (cheaper than looking anything up); an object of
+``SIGNATURE_MIN_SIZE`` or more is hashed only if its file's signature (size, mtime,
+ctime, inode, device) differs from the one recorded, in the hash cache, when it was
+last verified or written. ``verify=True`` (and :meth:`fsck`) hash it whatever its
+signature says.
 """
 
 from __future__ import annotations
@@ -33,9 +40,12 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
-from .hash_cache import HashCache, stat_regular_file
+from .hash_cache import HashCache, signature, stat_regular_file
 
 _OBJECT_MODE = 0o444
+# Objects at least this large are re-hashed on a read only when their file changed since they
+# were last verified; hashing a smaller one costs less than looking its signature up.
+SIGNATURE_MIN_SIZE = 256 << 10
 # A store looks for temporary files abandoned by killed writers at most this often.
 _TEMP_SWEEP_INTERVAL_S = 60.0
 
@@ -156,25 +166,52 @@ class ContentStore:
             raise self._not_found(sha1) from None
 
     def open(self, sha1: str, verify: bool = False) -> BinaryIO:
-        """The object ``sha1`` opened for binary reading.
+        """The object ``sha1`` opened for binary reading, checked against its hash first.
 
-        With ``verify`` the whole object is hashed first; a mismatch quarantines
-        it and raises CorruptContentError.
+        It is hashed whole unless it is large and its file is unchanged since it was last
+        verified (see the module's docstring); with ``verify`` it is hashed whole in any
+        case. A mismatch quarantines it and raises CorruptContentError.
         """
         try:
-            f = open(self.object_path(sha1), "rb")
+            f = open(self.object_file(sha1), "rb")
         except FileNotFoundError:
             raise self._not_found(sha1) from None
-        if verify:
-            try:
-                actual, _ = sha1_of_stream(f)
-                if actual != sha1:
-                    raise self._corrupt(sha1, actual)
-                f.seek(0)
-            except BaseException:
-                f.close()
-                raise
+        try:
+            self.check(sha1, f, full=verify)
+        except BaseException:
+            f.close()
+            raise
         return f
+
+    def check(self, sha1: str, f: BinaryIO, full: bool = False) -> None:
+        """Check the object file ``f`` (opened on object ``sha1``, at its start) as :meth:`open` does,
+        leaving it at its start."""
+        st = os.fstat(f.fileno())
+        if not full and self.is_verified(sha1, st):
+            return
+        actual, _ = sha1_of_stream(f)
+        if actual != sha1:
+            raise self._corrupt(sha1, actual)
+        f.seek(0)
+        self.mark_verified(sha1, st, f.fileno())
+
+    def is_verified(self, sha1: str, st: os.stat_result) -> bool:
+        """True if the object file of ``sha1``, whose ``fstat`` is ``st``, was verified with this
+        very signature (only objects of ``SIGNATURE_MIN_SIZE`` or more are remembered)."""
+        return (st.st_size >= SIGNATURE_MIN_SIZE and self.hash_cache is not None
+                and self.hash_cache.lookup(self.object_file(sha1), st) == sha1)
+
+    def mark_verified(self, sha1: str, st: os.stat_result, fd: int | None = None) -> None:
+        """Remember that the object file of ``sha1`` with signature ``st`` matches its hash.
+
+        ``st`` is taken before the bytes were hashed; with ``fd`` (the descriptor they
+        were read from) nothing is remembered if the file changed meanwhile.
+        """
+        if st.st_size < SIGNATURE_MIN_SIZE or self.hash_cache is None:
+            return
+        if fd is not None and signature(os.fstat(fd)) != signature(st):
+            return
+        self.hash_cache.remember(self.object_file(sha1), st, sha1)
 
     def verify(self, sha1: str) -> bool:
         """True if the object ``sha1`` still matches its hash; a corrupt one is quarantined."""
@@ -270,6 +307,11 @@ class ContentStore:
                 temp.commit(target, durable=durable, chmod=_OBJECT_MODE)
             except OSError as exc:
                 raise self._unavailable(exc) from exc
+            if w.size >= SIGNATURE_MIN_SIZE:
+                # Hashed from the very bytes written: verified as it takes its name
+                # (the rename sets its ctime, so its signature is taken after).
+                with contextlib.suppress(OSError):
+                    self.mark_verified(sha1, os.stat(target))
         w.sha1 = sha1
 
     def partial_size(self, sha1: str) -> int:

@@ -1,16 +1,19 @@
-"""A cached result in the content store: streamed in with cloudpickle, verified on the way out.
+"""A cached result in the content store: pickled straight in, verified on the way out.
 
 Results are pickled (cloudpickle, protocol 5) straight into a content-store
-writer: large numpy buffers go to the file without a second copy in memory.
+writer, large array buffers out of band (:mod:`pairio.content.pickles`): they go to
+the file without a copy in memory, and come back read straight into the arrays,
+or, with ``mmap``, as read-only views of a memory map of the stored object.
 An existing file named by a ``pathlib.Path`` anywhere in the result is stored
 by content, and the pickle refers to it by hash and name: loading gives a ``Path`` to a
 read-only copy in the store that keeps the file's name and suffix (or, with
-``restore_paths``, the file written back where the function wrote it). Such pickles remain
-plain pickles (``pairio.load_pickle`` reads them).
+``restore_paths``, the file written back where the function wrote it). ``pairio.load_pickle``
+reads these objects too.
 
-Every load checks the object's hash while it is read (small objects in one
-read, large ones through a hashing reader), so a corrupt object is detected,
-quarantined and reported as :class:`CorruptContentError`.
+Every load checks the object against its hash: small objects are hashed whole,
+large ones unless the store verified their file under the same signature (size,
+mtime, ctime, inode); a corrupt object is quarantined and reported as
+:class:`CorruptContentError`.
 """
 
 from __future__ import annotations
@@ -19,7 +22,6 @@ import collections
 import contextvars
 import dataclasses
 import functools
-import hashlib
 import os
 import pickle
 import threading
@@ -27,14 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from ..config import get_config
-from ..content import content_store, named
+from ..content import content_store, named, pickles
 from ..content.store import ContentStore
-from ..errors import ContentNotFoundError, CorruptContentError, UnstorableResultError
+from ..errors import ContentNotFoundError, UnstorableResultError
 
-PICKLE_PROTOCOL = 5
-# Objects up to this size are read whole and hashed in one call: the fast path of a hit.
-_SMALL_OBJECT = 8 << 20
-_HASH_CHUNK = 1 << 20
+PICKLE_PROTOCOL = pickles.PROTOCOL
 # The bytes of small results, by SHA-1, kept in this process: content never changes under its
 # hash, so a repeated hit unpickles these instead of reading the file again.
 _RECENT_MAX_OBJECT = 256 << 10
@@ -64,8 +63,8 @@ def _pickler_class() -> type:
     import cloudpickle
 
     class ResultPickler(cloudpickle.CloudPickler):
-        def __init__(self, file: Any, store: ContentStore) -> None:
-            super().__init__(file, protocol=PICKLE_PROTOCOL)
+        def __init__(self, file: Any, store: ContentStore, buffer_callback: Any) -> None:
+            super().__init__(file, protocol=PICKLE_PROTOCOL, buffer_callback=buffer_callback)
             self._store = store
             self.files: dict[str, int] = {}
 
@@ -100,57 +99,25 @@ def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
 
 def store_result_described(store: ContentStore, value: Any, label: str = "result") -> StoredResult:
     """:func:`store_result`, also saying which files went in with it and how many bytes in all."""
+    made = []
+
+    def pickler(f: Any, buffer_callback: Any) -> Any:
+        made.append(_pickler_class()(f, store, buffer_callback))
+        return made[-1]
+
     try:
         # Not fsync'd: every load verifies the hash, and a result lost or truncated by a power
         # cut is a miss that is recomputed and repaired. The fsync would double a large store.
-        with store.writer(durable=False) as w:
-            pickler = _pickler_class()(w, store)
-            pickler.dump(value)
+        sha1, size = pickles.dump(store, value, pickler, durable=False)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
                                     f"into the content store: {exc}") from exc
-    assert w.sha1 is not None
-    return StoredResult(w.sha1, tuple(pickler.files), w.size + sum(pickler.files.values()))
+    files = made[-1].files
+    return StoredResult(sha1, tuple(files), size + sum(files.values()))
 
 
-class _HashingReader:
-    """A file wrapper that hashes every byte handed to the unpickler."""
-
-    def __init__(self, f: Any) -> None:
-        self._f = f
-        self.hash = hashlib.sha1()
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self.hash.update(data)
-        return data
-
-    def readinto(self, b: Any) -> int:
-        # A large buffer (an array's data) is read and hashed a chunk at a time, each chunk
-        # hashed while it is still in the CPU's cache.
-        view = memoryview(b).cast("B")
-        total = 0
-        while total < len(view):
-            n = self._f.readinto(view[total:total + _HASH_CHUNK])
-            if not n:
-                break
-            self.hash.update(view[total:total + n])
-            total += n
-        return total
-
-    def readline(self) -> bytes:
-        data = self._f.readline()
-        self.hash.update(data)
-        return data
-
-    def drain(self) -> None:
-        """Hash the rest of the file, a chunk at a time."""
-        while data := self._f.read(1 << 20):
-            self.hash.update(data)
-
-
-def load_result(store: ContentStore, sha1: str, restore_paths: bool = False) -> Any:
-    """The result stored as object ``sha1``.
+def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False) -> Any:
+    """The result stored as object ``sha1`` (with ``mmap``, its large arrays mapped read-only).
 
     A ``Path`` in it to a file stored with it comes back as a read-only path in the store with
     the file's name, or with ``restore_paths`` as the path the function returned, the file
@@ -160,50 +127,26 @@ def load_result(store: ContentStore, sha1: str, restore_paths: bool = False) -> 
     if restore_paths:
         token = _restore_paths.set(True)
         try:
-            return _load_result(store, sha1)
+            return _load_result(store, sha1, mmap)
         finally:
             _restore_paths.reset(token)
-    return _load_result(store, sha1)
+    return _load_result(store, sha1, mmap)
 
 
-def _load_result(store: ContentStore, sha1: str) -> Any:
-    data = _recent.get(sha1)
-    if data is not None:
-        return pickle.loads(data)
+def _load_result(store: ContentStore, sha1: str, mmap: bool) -> Any:
+    if not mmap:
+        data = _recent.get(sha1)
+        if data is not None:
+            return pickles.loads(data)
     try:
-        # A raw descriptor: a buffered file object costs more than the read of a small result.
-        fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
+        return pickles.load(store, sha1, mmap=mmap, remember=_remember)
+    except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
-    try:
-        data = os.read(fd, _SMALL_OBJECT + 1)
-        if len(data) <= _SMALL_OBJECT:
-            rest = os.read(fd, _SMALL_OBJECT)  # a short read is not always the end of the file
-            if not rest:
-                if hashlib.sha1(data).hexdigest() != sha1:
-                    raise _corrupt(store, sha1)
-                value = pickle.loads(data)
-                if len(data) <= _RECENT_MAX_OBJECT:
-                    _recent.put(sha1, data)
-                return value
-        os.lseek(fd, 0, os.SEEK_SET)
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            reader = _HashingReader(f)
-            try:
-                value = pickle.load(reader)
-            except Exception as exc:
-                # Damaged bytes can fail as any error (a mangled module name is an ImportError):
-                # the content is to blame only if it no longer matches its hash.
-                reader.drain()
-                if reader.hash.hexdigest() != sha1:
-                    raise _corrupt(store, sha1) from exc
-                raise
-            reader.drain()  # anything after the pickle is corruption too
-        if reader.hash.hexdigest() != sha1:
-            raise _corrupt(store, sha1)
-        return value
-    finally:
-        os.close(fd)
+
+
+def _remember(sha1: str, data: bytes) -> None:
+    if len(data) <= _RECENT_MAX_OBJECT:
+        _recent.put(sha1, data)
 
 
 class _RecentObjects:
@@ -239,8 +182,3 @@ class _RecentObjects:
 
 
 _recent = _RecentObjects(_RECENT_MAX_TOTAL)
-
-
-def _corrupt(store: ContentStore, sha1: str) -> CorruptContentError:
-    moved = store.quarantine(sha1)
-    return CorruptContentError(f"cached result {sha1} is corrupt; moved to {moved}")
