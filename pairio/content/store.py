@@ -183,6 +183,14 @@ class ContentStore:
             raise
         return f
 
+    def open_unchecked(self, sha1: str) -> BinaryIO:
+        """The object ``sha1`` opened for binary reading without any check: only for a reader that
+        checks every byte it gets against the hash itself (a client downloading from a server)."""
+        try:
+            return open(self.object_file(sha1), "rb")
+        except FileNotFoundError:
+            raise self._not_found(sha1) from None
+
     def check(self, sha1: str, f: BinaryIO, full: bool = False) -> None:
         """Check the object file ``f`` (opened on object ``sha1``, at its start) as :meth:`open` does,
         leaving it at its start."""
