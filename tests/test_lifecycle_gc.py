@@ -201,3 +201,14 @@ def test_gc_removes_the_named_links_of_a_removed_file_so_its_bytes_are_freed(tmp
     gc.collect(pa.get_config(), grace_s=0.0)
     assert not store.has(sha1)
     assert not named_path.exists() and not named_path.parent.exists()
+
+
+def test_gc_leaves_an_object_a_reader_holds_open():
+    sha1 = _sha1(pa.store_text("being read"))
+    _age(sha1)
+    store = pa.content_store(pa.get_config())
+    with store.open(sha1) as f:
+        report = gc.collect(pa.get_config())
+        assert report.objects == 0 and report.objects_in_use == 1
+        assert f.read() == b"being read"
+    assert gc.collect(pa.get_config()).objects == 1 and not store.has(sha1)

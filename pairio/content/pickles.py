@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ContentNotFoundError, CorruptContentError
+from ..lifecycle.locks import mark_reading
 from .store import ContentStore
 
 PROTOCOL = 5
@@ -117,6 +118,7 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
             if remember is not None:
                 remember(sha1, data)
             return loads(data)
+        mark_reading(fd)  # a large object is read for a while: gc and eviction leave it meanwhile
         verified = store.is_verified(sha1, st)
         try:
             value = _load_large(fd, st.st_size, sha1, mmap, verified, store)

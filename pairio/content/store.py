@@ -40,6 +40,7 @@ from ..errors import (
     StoreUnavailableError,
 )
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
+from ..lifecycle.locks import mark_reading
 from .hash_cache import HashCache, signature, stat_regular_file
 
 _OBJECT_MODE = 0o444
@@ -170,12 +171,14 @@ class ContentStore:
 
         It is hashed whole unless it is large and its file is unchanged since it was last
         verified (see the module's docstring); with ``verify`` it is hashed whole in any
-        case. A mismatch quarantines it and raises CorruptContentError.
+        case. A mismatch quarantines it and raises CorruptContentError. While it is open, ``pairio gc`` and eviction
+        leave the object in place (a shared ``flock``).
         """
         try:
             f = open(self.object_file(sha1), "rb")
         except FileNotFoundError:
             raise self._not_found(sha1) from None
+        mark_reading(f.fileno())
         try:
             self.check(sha1, f, full=verify)
         except BaseException:

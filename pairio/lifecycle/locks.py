@@ -121,12 +121,13 @@ def removing(content_dir: Path, timeout: float = 60.0) -> Iterator[bool]:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def reading(fd: int) -> Iterator[None]:
-    """Mark the open object ``fd`` as being read, so removers leave it."""
+def mark_reading(fd: int) -> None:
+    """Mark the open object ``fd`` as being read, so removers leave it (closing it ends that)."""
     if fcntl is not None:
-        fcntl.flock(fd, fcntl.LOCK_SH)
-    yield  # closing the descriptor releases the lock
+        # Non-blocking: a remover holds its exclusive lock only for an instant before it
+        # unlinks; a reader that meets it reads on, as an unlinked open file stays readable.
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
 def remove_unless_read(path: str) -> int | None:

@@ -139,11 +139,12 @@ def add(store: EmbeddedStore, entry: Entry) -> float:
 
 
 class _Hits:
-    """Hits not yet written: (store, collection, key) -> [count, last used]."""
+    """Hits not yet written: (store, collection, key) -> count. Their last use is taken as
+    the time they are written, at most a second later."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.pending: dict[tuple[EmbeddedStore, str, str], list[float]] = {}
+        self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
         self.last_flush = time.monotonic()
         self.hooked = False
 
@@ -153,19 +154,13 @@ _hits = _Hits()
 
 def hit(cfg: Config, collection: str, key: str) -> None:
     """Count a hit of ``key`` (written by a later :func:`flush`)."""
-    if not _hits.hooked:
+    hits = _hits
+    if not hits.hooked:
         _at_exit_of_workers()
-    now = time.time()
     ident = (local_store(cfg), collection, key)
-    with _hits.lock:
-        row = _hits.pending.get(ident)
-        if row is None:
-            _hits.pending[ident] = [1, now]
-        else:
-            row[0] += 1
-            row[1] = now
-        due = time.monotonic() - _hits.last_flush >= _FLUSH_INTERVAL_S
-    if due:
+    with hits.lock:
+        hits.pending[ident] = hits.pending.get(ident, 0) + 1
+    if time.monotonic() - hits.last_flush >= _FLUSH_INTERVAL_S:
         flush()
 
 
@@ -175,9 +170,12 @@ def flush() -> None:
         pending = _hits.pending
         _hits.pending = {}
         _hits.last_flush = time.monotonic()
+    if not pending:
+        return
+    now = time.time()
     by_store: dict[EmbeddedStore, list[tuple]] = {}
-    for (store, collection, key), (count, last) in pending.items():
-        by_store.setdefault(store, []).append((int(count), last, collection, key))
+    for (store, collection, key), count in pending.items():
+        by_store.setdefault(store, []).append((count, now, collection, key))
     for store, rows in by_store.items():
         if not store.directory.is_dir():
             continue  # a removed (temporary) database: do not make it again
