@@ -212,3 +212,22 @@ def test_gc_leaves_an_object_a_reader_holds_open():
         assert report.objects == 0 and report.objects_in_use == 1
         assert f.read() == b"being read"
     assert gc.collect(pa.get_config()).objects == 1 and not store.has(sha1)
+
+
+def test_a_server_directory_records_reads_and_gc_max_size_removes_the_least_recent(tmp_path, capsys):
+    from pairio.lifecycle.access import AccessLog
+    from pairio.server.backends.directory import DirectoryContent
+
+    backend = DirectoryContent(tmp_path / "content")
+    sha1s = [backend.store.put_bytes(bytes([i]) * 1000) for i in range(4)]
+    for i, sha1 in enumerate(sha1s):  # stored 4, 3, 2 and 1 days ago
+        old = time.time() - (4 - i) * 86400
+        os.utime(backend.store.object_file(sha1), (old, old))
+    assert b"".join(backend.read(sha1s[0])) == bytes([0]) * 1000  # the oldest, but read just now
+    backend.access.flush()
+    reads = AccessLog(tmp_path / "content").last_access()
+    assert set(reads) == {sha1s[0]} and reads[sha1s[0]][1] == 1
+    assert main(["gc", "--database", str(tmp_path), "--content-dir", str(tmp_path / "content"), "--temp",
+                 "--max-size", "2kB", "--grace", "1h"]) == 0
+    assert "removed 2 object(s) read longest ago" in capsys.readouterr().out
+    assert [backend.store.has(s) for s in sha1s] == [True, False, False, True]

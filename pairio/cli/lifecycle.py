@@ -9,8 +9,9 @@ import json
 import time
 
 from ..config import get_config
+from ..content import content_store
 from ..errors import ConfigurationError
-from ..lifecycle import api, eviction, gc, provenance, records
+from ..lifecycle import access, api, eviction, gc, provenance, records
 from ..lifecycle.units import format_age, format_size, parse_age, parse_size
 
 
@@ -67,6 +68,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--grace", metavar="AGE", default="1d",
                    help="keep unreferenced content younger than AGE (default 1d)")
     p.add_argument("--dry-run", action="store_true", help="remove nothing; say what would be removed")
+    p.add_argument("--max-size", metavar="SIZE", help=(
+        "then remove the objects read longest ago (by the server's access log, else their age) "
+        "until the content directory holds at most SIZE: for a server's directory"))
     p.add_argument("--database", metavar="DIR", help="the database directory (default: the config's)")
     p.add_argument("--content-dir", metavar="DIR", help="the content directory (default: DIR/content)")
     p.set_defaults(handler=_gc)
@@ -185,10 +189,17 @@ def _gc(args: argparse.Namespace) -> int:
     report = gc.collect(cfg, grace_s=parse_age(args.grace, "--grace"), dry_run=args.dry_run,
                         content=every or args.content, pairs=every or args.pairs,
                         temp=every or args.temp, idle_locks=every or args.locks)
+    by_access = None
+    if args.max_size:
+        by_access = access.evict_least_recent(content_store(cfg), parse_size(args.max_size, "--max-size"),
+                                               grace_s=parse_age(args.grace, "--grace"), dry_run=args.dry_run)
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json.dumps({**report.as_dict(), "by_access": by_access and dataclasses.asdict(by_access)}, indent=2))
         return 0
     verb = "would remove" if args.dry_run else "removed"
+    if by_access is not None:
+        print(f"{verb} {by_access.objects} object(s) read longest ago, {format_size(by_access.bytes)}: "
+              f"{format_size(by_access.size_before)} -> {format_size(by_access.size_after)}")
     if every or args.content:
         print(f"{verb} {report.objects} unreferenced object(s), {format_size(report.object_bytes)} "
               f"({report.objects_kept_young} younger than {args.grace} kept, {report.objects_in_use} in use)")

@@ -171,8 +171,8 @@ class ContentStore:
 
         It is hashed whole unless it is large and its file is unchanged since it was last
         verified (see the module's docstring); with ``verify`` it is hashed whole in any
-        case. A mismatch quarantines it and raises CorruptContentError. While it is open, ``pairio gc`` and eviction
-        leave the object in place (a shared ``flock``).
+        case. A mismatch quarantines it and raises CorruptContentError. While it is open,
+        ``pairio gc`` and eviction leave the object in place (a shared ``flock``).
         """
         try:
             f = open(self.object_file(sha1), "rb")
@@ -190,9 +190,11 @@ class ContentStore:
         """The object ``sha1`` opened for binary reading without any check: only for a reader that
         checks every byte it gets against the hash itself (a client downloading from a server)."""
         try:
-            return open(self.object_file(sha1), "rb")
+            f = open(self.object_file(sha1), "rb")
         except FileNotFoundError:
             raise self._not_found(sha1) from None
+        mark_reading(f.fileno())
+        return f
 
     def check(self, sha1: str, f: BinaryIO, full: bool = False) -> None:
         """Check the object file ``f`` (opened on object ``sha1``, at its start) as :meth:`open` does,

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ...content.store import ContentStore
 from ...hashing import CHUNK_SIZE
+from ...lifecycle.access import AccessLog
 from .base import ContentBackend, Upload
 
 
@@ -21,6 +22,8 @@ class DirectoryContent(ContentBackend):
 
     def __init__(self, directory: str | os.PathLike[str]) -> None:
         self.store = ContentStore(Path(directory))
+        # The last read of each object, for `pairio gc --max-size` on this directory.
+        self.access = AccessLog(self.store.directory)
 
     def __repr__(self) -> str:
         return f"DirectoryContent({str(self.store.directory)!r})"
@@ -36,6 +39,7 @@ class DirectoryContent(ContentBackend):
         # Not checked here: the client hashes every byte it downloads (a Range read would
         # otherwise cost a hash of the whole object).
         f = self.store.open_unchecked(sha1)
+        self.access.touch(sha1)
         return _chunks(f, start, stop)
 
     def upload(self, sha1: str) -> Upload:
