@@ -10,8 +10,8 @@ user's, as a writable copy.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 from pathlib import Path
 
 from .. import files
@@ -57,9 +57,35 @@ def named_dir(store: ContentStore, sha1: str) -> Path:
     return store.directory / NAMED_DIR / sha1[:2] / sha1
 
 
-def remove_names(store: ContentStore, sha1: str) -> None:
-    """Remove the named links of object ``sha1`` (when the object itself is removed: they hold its bytes)."""
-    shutil.rmtree(named_dir(store, sha1), ignore_errors=True)
+def identity(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file at ``path``, or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def remove_names(store: ContentStore, sha1: str, removed: tuple[int, int] | None) -> None:
+    """Remove the named links to the removed object ``sha1``, whose :func:`identity` was ``removed``:
+    they would keep its bytes. Only links to that very file go: the same content stored again since
+    (a new file) may already have new links, which a reader may be about to open."""
+    if removed is None:
+        return
+    directory = named_dir(store, sha1)
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        try:
+            st = entry.stat(follow_symlinks=False)
+            if (st.st_dev, st.st_ino) == removed:
+                os.unlink(entry.path)
+        except OSError:
+            continue
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)  # only if empty
 
 
 def sha1_of_named_path(path: str, content_dir: str) -> str | None:

@@ -87,12 +87,13 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
                 return None
             report, candidates = _evict_entries(store, limit, limit * low_water, started)
             for sha1 in candidates:
+                removed = named.identity(content.object_file(sha1))
                 size = locks.remove_unless_read(content.object_file(sha1))
                 if size is None:
                     if content.has(sha1):
                         report.objects_in_use += 1
                     continue
-                named.remove_names(content, sha1)  # hard links to the object: they would keep its bytes
+                named.remove_names(content, sha1, removed)  # hard links to the object: they would keep its bytes
                 report.objects += 1
                 report.object_bytes += size
     finally:

@@ -149,11 +149,12 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             report.objects += 1
             report.object_bytes += st.st_size
             continue
+        removed = named.identity(path)
         size = locks.remove_unless_read(path)
         if size is None:
             report.objects_in_use += 1
         else:
-            named.remove_names(store, sha1)  # hard links to the object: they would keep its bytes
+            named.remove_names(store, sha1, removed)  # hard links to the object: they would keep its bytes
             report.objects += 1
             report.object_bytes += size
 
