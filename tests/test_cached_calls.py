@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import threading
+import warnings
 from pathlib import Path
 
 import cloudpickle
@@ -963,14 +964,29 @@ def test_local_and_remote_writes_both(remote, server_store, request):
     assert runs["spike_count"] == 1
 
 
-def test_a_server_hit_whose_content_is_not_here_is_recomputed(remote, server_store, request, tmp_path):
+def test_a_server_hit_whose_content_is_not_here_is_downloaded(remote, server_store, request, tmp_path):
     tag = _tag(request)
     spike_count(tag, 5)
     # Another machine: the same server, its own content store.
     with pa.config(database_path=str(tmp_path / "elsewhere")):
-        with pytest.warns(RuntimeWarning, match="server knows key .* no reachable store"):
-            assert spike_count(tag, 5)["count"] == len(tag) * 5
+        assert spike_count(tag, 5)["count"] == len(tag) * 5
         assert spike_count.is_cached(tag, 5)
+    assert runs["spike_count"] == 1
+
+
+def test_a_server_hit_whose_content_is_on_no_reachable_store_is_said_once_and_recomputed(
+        remote, server_store, request, tmp_path):
+    tag = _tag(request)
+    with pa.config(set_to="local"):
+        spike_count(tag, 6)  # the content stays here
+    key = spike_count.key(tag, 6)
+    server_store.set("spikes", key, pa.get(key, get_from="local"))  # the server knows the key only
+    with pa.config(database_path=str(tmp_path / "elsewhere")):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert spike_count(tag, 6)["count"] == len(tag) * 6
+    said = [str(w.message) for w in caught]
+    assert len(said) == 1 and "the server knows key" in said[0] and "no reachable store" in said[0]
     assert runs["spike_count"] == 2
 
 

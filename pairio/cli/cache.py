@@ -14,10 +14,11 @@ from ..memo.call_stats import clear_persistent, read_persistent
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("stats", help="hits, misses and time saved per cached function", description=(
-        "Print, for each @pairio.cached function run against this database, its hits, misses, "
-        "seconds computed and seconds saved, totalled across runs. Saved is the net saving: for "
-        "each hit, what computing took minus what loading the result took (negative when loading "
-        "is slower than computing)."))
+        "Print, for each @pairio.cached function run against this database, its hits (and how many "
+        "of them came through the server), misses, seconds computed and seconds saved, and megabytes "
+        "of results downloaded from and uploaded to the server, totalled across runs. Saved is the net "
+        "saving: for each hit, what computing took minus what loading the result took (negative when "
+        "loading is slower than computing)."))
     p.add_argument("--clear", action="store_true", help="reset the totals to zero")
     p.set_defaults(handler=_stats)
     p = subparsers.add_parser("leases", help="the leases held on the server (steps being computed)", description=(
@@ -41,11 +42,13 @@ def _stats(args: argparse.Namespace) -> int:
         print(f"no cached calls recorded in {directory}")
         return 0
     width = max(len("function"), *(len(name) for name in rows))
-    print(f"{'function':<{width}}  {'hits':>7}  {'misses':>7}  {'computed s':>10}  {'saved s':>10}  last used")
+    print(f"{'function':<{width}}  {'hits':>7}  {'misses':>7}  {'computed s':>10}  {'saved s':>10}  "
+          f"{'remote hits':>11}  {'down MB':>8}  {'up MB':>8}  last used")
     for name, row in rows.items():
         last = time.strftime("%Y-%m-%d %H:%M", time.localtime(row["last_used"]))
         print(f"{name:<{width}}  {row['hits']:>7}  {row['misses']:>7}  {row['seconds_computed']:>10.2f}  "
-              f"{row['seconds_saved']:>10.2f}  {last}")
+              f"{row['seconds_saved']:>10.2f}  {row['remote_hits']:>11}  "
+              f"{row['bytes_downloaded'] / 1e6:>8.1f}  {row['bytes_uploaded'] / 1e6:>8.1f}  {last}")
     return 0
 
 

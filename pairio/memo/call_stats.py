@@ -36,29 +36,39 @@ CREATE TABLE IF NOT EXISTS cache_stats (
     last_used REAL NOT NULL
 )
 """
+# Added later: a table made by an older pairio gains them (see _Connection).
+_REMOTE_COLUMNS = ("remote_hits", "bytes_downloaded", "bytes_uploaded")
 _ADD = """
-INSERT INTO cache_stats (function, hits, misses, seconds_saved, seconds_computed, last_used)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO cache_stats (function, hits, misses, seconds_saved, seconds_computed, last_used,
+                         remote_hits, bytes_downloaded, bytes_uploaded)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (function) DO UPDATE SET
     hits = hits + excluded.hits, misses = misses + excluded.misses,
     seconds_saved = seconds_saved + excluded.seconds_saved,
     seconds_computed = seconds_computed + excluded.seconds_computed,
-    last_used = excluded.last_used
+    last_used = excluded.last_used,
+    remote_hits = remote_hits + excluded.remote_hits,
+    bytes_downloaded = bytes_downloaded + excluded.bytes_downloaded,
+    bytes_uploaded = bytes_uploaded + excluded.bytes_uploaded
 """
 
 _lock = threading.Lock()
-_process: dict[str, list[float]] = {}  # function -> [hits, misses, saved, computed]
+# function -> [hits, misses, saved, computed, remote hits, bytes downloaded, bytes uploaded]
+_process: dict[str, list[float]] = {}
 _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
 _last_flush = time.monotonic()
 
 
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
-           waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0) -> None:
+           waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
+           remote: bool = False, downloaded: int = 0, uploaded: int = 0) -> None:
     """Count one call and log its line: ``hit  name key8 saved 1.16s (computed in 1.23s, loaded in 0.07s)``
     / ``miss name key8 computed 1.23s`` (followed by ``reason``, why it missed, if given).
 
     For a hit, ``seconds`` is what computing took and ``loaded`` what the hit took: the time saved
     is their difference, negative when loading took longer than computing would have.
+    ``remote``: a hit found through the server (its pair or its content); ``downloaded`` and
+    ``uploaded``: the bytes of content moved for the call.
     The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
     it is printed to stderr when that logger would not show it.
     """
@@ -69,9 +79,12 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     if logged or verbose:
         if hit:
             line = (f"hit  {function} {key[:8]} saved {seconds:.2f}s (computed in {computed:.2f}s, "
-                    f"loaded in {loaded:.2f}s)" + (" (computed elsewhere while waiting)" if waited else ""))
+                    f"loaded in {loaded:.2f}s)" + (" from the server" if remote else "")
+                    + (f", {_size(downloaded)} downloaded" if downloaded else "")
+                    + (" (computed elsewhere while waiting)" if waited else ""))
         else:
-            line = f"miss {function} {key[:8]} computed {seconds:.2f}s" + (f": {reason}" if reason else "")
+            line = (f"miss {function} {key[:8]} computed {seconds:.2f}s"
+                    + (f", {_size(uploaded)} uploaded" if uploaded else "") + (f": {reason}" if reason else ""))
         if logged:
             logger.info("%s", line)
         else:
@@ -83,9 +96,13 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
         for table, name in ((_process, function), (_pending, (database_dir, function))):
             row = table.get(name)  # type: ignore[call-overload]
             if row is None:
-                row = table[name] = [0, 0, 0.0, 0.0]  # type: ignore[index]
+                row = table[name] = [0, 0, 0.0, 0.0, 0, 0, 0]  # type: ignore[index]
             row[column] += 1
             row[2 + column] += seconds
+            if remote:
+                row[4] += 1
+            row[5] += downloaded
+            row[6] += uploaded
         due = time.monotonic() - _last_flush >= _FLUSH_INTERVAL_S
     if due:
         flush()
@@ -103,9 +120,18 @@ def reset() -> None:
         _process.clear()
 
 
-def _row(row: list[float]) -> dict[str, Any]:
+def _row(row: list[float] | tuple) -> dict[str, Any]:
     return {"hits": int(row[0]), "misses": int(row[1]),
-            "seconds_saved": row[2], "seconds_computed": row[3]}
+            "seconds_saved": row[2], "seconds_computed": row[3], "remote_hits": int(row[4]),
+            "bytes_downloaded": int(row[5]), "bytes_uploaded": int(row[6])}
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
 
 
 def flush() -> None:
@@ -118,7 +144,8 @@ def flush() -> None:
     by_dir: dict[Path, list[tuple]] = {}
     now = time.time()
     for (directory, function), row in pending.items():
-        by_dir.setdefault(directory, []).append((function, int(row[0]), int(row[1]), row[2], row[3], now))
+        by_dir.setdefault(directory, []).append((function, int(row[0]), int(row[1]), row[2], row[3], now,
+                                                 int(row[4]), int(row[5]), int(row[6])))
     for directory, rows in by_dir.items():
         if not directory.is_dir():
             continue  # the database was removed (a temporary one): do not make it again
@@ -136,9 +163,9 @@ def read_persistent(database_dir: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     with _connect(database_dir) as conn:
-        rows = conn.execute("SELECT function, hits, misses, seconds_saved, seconds_computed, last_used "
-                            "FROM cache_stats ORDER BY function").fetchall()
-    return {r[0]: {**_row(list(r[1:5])), "last_used": r[5]} for r in rows}
+        rows = conn.execute("SELECT function, hits, misses, seconds_saved, seconds_computed, remote_hits, "
+                            "bytes_downloaded, bytes_uploaded, last_used FROM cache_stats ORDER BY function").fetchall()
+    return {r[0]: {**_row(r[1:8]), "last_used": r[8]} for r in rows}
 
 
 def clear_persistent(database_dir: Path) -> None:
@@ -155,6 +182,10 @@ class _Connection:
 
     def __enter__(self) -> sqlite3.Connection:
         self.conn.execute(_SCHEMA)
+        have = {row[1] for row in self.conn.execute("PRAGMA table_info(cache_stats)")}
+        for column in _REMOTE_COLUMNS:
+            if column not in have:
+                self.conn.execute(f"ALTER TABLE cache_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:

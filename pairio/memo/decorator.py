@@ -152,8 +152,9 @@ class CachedFunction:
                   args: tuple, kwargs: dict) -> Any:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
-        reason = self._store(cfg, key, result, seconds, args, kwargs) if store else ""
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason)
+        reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs) if store else ("", 0)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason,
+                          uploaded=uploaded)
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -222,7 +223,10 @@ class CachedFunction:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
-            result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths)
+            if server is None:
+                result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths)
+            else:
+                result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths)
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
@@ -241,8 +245,13 @@ class CachedFunction:
             seconds = float(found.get(skey) or 0.0)
         except ValueError:
             seconds = 0.0
-        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
-                          loaded=time.perf_counter() - started)
+        if server is None:
+            call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
+                              loaded=time.perf_counter() - started)
+        else:
+            call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
+                              loaded=time.perf_counter() - started, remote=from_server or server.downloaded > 0,
+                              downloaded=server.downloaded)
         hooks.hit(cfg, collection, key, result)
         return result
 
@@ -252,11 +261,13 @@ class CachedFunction:
             return None
         return ServerLease(cfg, remote.Server(cfg), self._collection(cfg), key, self.name)
 
-    def _store(self, cfg: Config, key: str, result: Any, seconds: float, args: tuple, kwargs: dict) -> str:
-        """Store the result and its pair, then its record; returns why the call missed
-        (only when the log line is shown, else "")."""
+    def _store(self, cfg: Config, key: str, result: Any, seconds: float, args: tuple,
+               kwargs: dict) -> tuple[str, int]:
+        """Store the result and its pair, then its record; returns why the call missed (only when
+        the log line is shown, else "") and the bytes uploaded to the server."""
         store = content_store(cfg)
         collection = self._collection(cfg)
+        uploaded = 0
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
             stored = store_result_described(store, result, f"result of {self.name}")
@@ -266,9 +277,13 @@ class CachedFunction:
             else:
                 # The result is computed and in the local content store: whatever the server does, it is
                 # handed back (remote.Server stores the pair locally if the server cannot).
-                remote.Server(cfg).set_pairs(collection, pairs, f"{self.name} {key[:8]}: recording the result")
-        return hooks.stored(cfg, self, collection, key, result, stored, seconds, args, kwargs,
-                            want_reason=cfg.verbose or logger.isEnabledFor(logging.INFO))
+                server = remote.Server(cfg)
+                server.record(collection, pairs, [*stored.files, stored.sha1],
+                              f"{self.name} {key[:8]}: recording the result")
+                uploaded = server.uploaded
+        reason = hooks.stored(cfg, self, collection, key, result, stored, seconds, args, kwargs,
+                              want_reason=cfg.verbose or logger.isEnabledFor(logging.INFO))
+        return reason, uploaded
 
     # --- controls -------------------------------------------------------------------------
 

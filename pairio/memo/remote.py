@@ -14,17 +14,28 @@ raises the errors instead.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import threading
 import time
 import warnings
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
-from ..errors import BadRequestError, PermissionDeniedError, RemoteError
+from ..content import content_store
+from ..errors import (
+    BadRequestError,
+    ContentNotFoundError,
+    CorruptContentError,
+    PermissionDeniedError,
+    RemoteError,
+)
 from ..kv import local_store, remote_store
+from .values import fetch_missing_file, load_result, remember
 
 if TYPE_CHECKING:  # the HTTP client (requests) is imported only where a server is used
+    from ..content.remote import RemoteContent
     from ..kv.remote import RemoteStore
 
 logger = logging.getLogger("pairio")
@@ -38,6 +49,16 @@ class _Health:
     denied: set[tuple[str, str]] = dataclasses.field(default_factory=set)  # (operation, collection)
 
 
+_CONSEQUENCES = {
+    "get": "results are looked up locally only",
+    "set": "results are computed here and not recorded on the server",
+    "read": "results whose content is only on the server are computed here",
+    "write": "results are computed here and not recorded on the server (it could not have their content)",
+}
+# Results up to this size come with their pair in one request (see RemoteStore.get_many_inline).
+MAX_INLINE_BYTES = 64 << 10
+_CONTENT = ""  # the "collection" of content rights, which are per channel
+
 _lock = threading.Lock()
 _health: dict[tuple, _Health] = {}
 
@@ -48,6 +69,10 @@ class Server:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.store: RemoteStore = remote_store(cfg)  # type: ignore[assignment]
+        self._content: RemoteContent | None = None
+        self.inline: dict[str, bytes] = {}  # small objects that came with the pairs
+        self.downloaded = 0
+        self.uploaded = 0
         identity = (cfg.url, cfg.channel, cfg.database_path)
         with _lock:
             self._health = _health.setdefault(identity, _Health())
@@ -61,7 +86,10 @@ class Server:
         return self.up() and (operation, collection) not in self._health.denied
 
     def failed(self, exc: RemoteError, operation: str, collection: str, doing: str) -> None:
-        """A remote operation failed: raise with ``strict_remote``, else warn once and go on without it."""
+        """A remote operation failed: raise with ``strict_remote``, else warn once and go on without it.
+
+        ``operation`` is get or set (pairs of ``collection``), or read or write (content).
+        """
         if self.cfg.strict_remote:
             raise exc
         if isinstance(exc, (PermissionDeniedError, BadRequestError)):
@@ -69,9 +97,7 @@ class Server:
                 first = (operation, collection) not in self._health.denied
                 self._health.denied.add((operation, collection))
             if first:
-                consequence = ("results are computed here and not recorded on the server"
-                               if operation == "set" else "results are looked up locally only")
-                warn(f"{doing}: {exc}; {consequence} (said once per collection)")
+                warn(f"{doing}: {exc}; {_CONSEQUENCES[operation]} (said once)")
             return
         with _lock:
             first = self.up()
@@ -105,22 +131,31 @@ class Server:
 
     def _remote_get(self, collection: str, keys: list[str], doing: str) -> dict[str, str]:
         try:
-            return self.store.get_many(collection, keys)
+            if not self.may("read", _CONTENT):
+                return self.store.get_many(collection, keys)
+            found, self.inline = self.store.get_many_inline(collection, keys, MAX_INLINE_BYTES)
+            return found
         except RemoteError as exc:
             self.failed(exc, "get", collection, doing)
             return {}
 
-    def set_pairs(self, collection: str, pairs: dict[str, str | None], doing: str) -> bool:
-        """Store ``pairs`` along ``set_to``; True if the server has them.
+    def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str) -> bool:
+        """Store a result's ``pairs`` along ``set_to``, uploading its objects ``sha1s`` (files first)
+        before the server gets the pairs: a key on the server never points to content it lacks.
+        True if the server has them; if it should and cannot, they are stored locally instead."""
+        shared = self.cfg.set_to != "local" and self.may("set", collection) and self.upload(sha1s, doing)
+        return self.set_pairs(collection, pairs, doing, remote=shared)
 
-        If the server should have them and cannot, they are stored locally instead.
+    def set_pairs(self, collection: str, pairs: dict[str, str | None], doing: str, remote: bool = True) -> bool:
+        """Store ``pairs`` along ``set_to`` (not on the server unless ``remote``); True if the server
+        has them. If the server should have them and cannot, they are stored locally instead.
         """
         local = local_store(self.cfg)
         if self.cfg.set_to != "remote":
             local.set_many(collection, pairs)
         if self.cfg.set_to == "local":
             return False
-        if self.may("set", collection):
+        if remote and self.may("set", collection):
             try:
                 self.store.set_many(collection, pairs)
                 return True
@@ -129,6 +164,81 @@ class Server:
         if self.cfg.set_to == "remote":
             local.set_many(collection, pairs)
         return False
+
+
+    # --- content -----------------------------------------------------------------------
+
+    @property
+    def content(self) -> RemoteContent:
+        if self._content is None:
+            from ..content.remote import remote_content
+
+            self._content = remote_content(self.cfg)
+        return self._content
+
+    def fetch(self, sha1: str, doing: str) -> Path | None:
+        """Bring the object ``sha1`` into the local content store (verified); its path, or None
+        if the server does not have it or cannot give it (said once)."""
+        data = self.inline.pop(sha1, None)
+        store = content_store(self.cfg)
+        if data is not None and hashlib.sha1(data).hexdigest() == sha1:
+            # Not fsync'd, as results are not (see values.store_result): every load verifies.
+            with store.writer(durable=False) as w:
+                w.write(data)
+            remember(sha1, data)  # verified: loading it need not read it back
+            self.downloaded += len(data)
+            return store.path(sha1)
+        if not self.may("read", _CONTENT):
+            return None
+        try:
+            path = self.content.download(sha1)
+        except ContentNotFoundError:
+            return None
+        except CorruptContentError as exc:  # the bytes that came were not the object: nothing is kept
+            warn(f"{doing}: {exc}")
+            return None
+        except RemoteError as exc:
+            self.failed(exc, "read", _CONTENT, doing)
+            return None
+        self.downloaded += path.stat().st_size
+        return path
+
+    def upload(self, sha1s: list[str], doing: str) -> bool:
+        """Upload those of the local objects ``sha1s`` the server lacks, in their order; True if the
+        server has them all now (said once if it cannot have them)."""
+        if not self.may("write", _CONTENT):
+            return False
+        try:
+            for sha1 in self.content.missing(sha1s):
+                self.uploaded += self.content.upload(sha1)
+        except BadRequestError as exc:  # this object (over the channel's size limit), not the channel
+            if self.cfg.strict_remote:
+                raise
+            warn(f"{doing}: {exc}; the result is kept locally only")
+            return False
+        except RemoteError as exc:
+            self.failed(exc, "write", _CONTENT, doing)
+            return False
+        return True
+
+    def load(self, sha1: str, doing: str, restore_paths: bool = False) -> Any:
+        """The result stored as object ``sha1``, its content (and its files') fetched from the server
+        where the local store lacks it. ContentNotFoundError if it is on no reachable store."""
+        store = content_store(self.cfg)
+
+        def fetch(h: str) -> Path:
+            path = self.fetch(h, doing)
+            if path is None:
+                raise ContentNotFoundError(f"object {h} is neither here nor on the server")
+            return path
+
+        if not store.has(sha1):
+            fetch(sha1)
+        token = fetch_missing_file.set(fetch)
+        try:
+            return load_result(store, sha1, restore_paths=restore_paths)
+        finally:
+            fetch_missing_file.reset(token)
 
 
 def warn(message: str) -> None:
@@ -140,4 +250,3 @@ def forget_health() -> None:
     """Forget every server's failures: the next call tries each server again."""
     with _lock:
         _health.clear()
-

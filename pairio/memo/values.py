@@ -25,6 +25,7 @@ import functools
 import os
 import pickle
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,19 +43,29 @@ _RECENT_MAX_TOTAL = 32 << 20
 
 # Set while a result is loaded for @cached(restore_paths=True): files go back where they were written.
 _restore_paths: contextvars.ContextVar[bool] = contextvars.ContextVar("pairio_restore_paths", default=False)
+# While a result is loaded, how to fetch a file of it that is not in the local store (from a
+# server; see pairio.memo.remote): sha1 -> its local path.
+fetch_missing_file: contextvars.ContextVar[Callable[[str], Path] | None] = contextvars.ContextVar(
+    "pairio_fetch_missing_file", default=None)
 
 
 def stored_file(sha1: str, name: str, original: str | None = None) -> Path:
     """Unpickling a file stored with a result: a read-only path in the content store that keeps
-    the file's name and suffix or, when restoring paths, the file written back at ``original``."""
+    the file's name and suffix or, when restoring paths, the file written back at ``original``.
+    A file not in the store is fetched first where a server is configured (``fetch_missing_file``)."""
     store = content_store(get_config())
-    try:
-        if original is not None and _restore_paths.get():
-            return named.restore_file(store, sha1, original)
-        return named.named_path(store, sha1, name)
-    except ContentNotFoundError:
-        raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) of a cached result is not in the content "
-                                   f"store {str(store.directory)!r}") from None
+    for fetched in (False, True):
+        try:
+            if original is not None and _restore_paths.get():
+                return named.restore_file(store, sha1, original)
+            return named.named_path(store, sha1, name)
+        except ContentNotFoundError:
+            fetch = fetch_missing_file.get()
+            if fetched or fetch is None:
+                raise ContentNotFoundError(f"file {name!r} (sha1 {sha1}) of a cached result is not in the content "
+                                           f"store {str(store.directory)!r}") from None
+            fetch(sha1)
+    raise AssertionError("unreachable")
 
 
 @functools.lru_cache(maxsize=1)
@@ -114,6 +125,12 @@ def store_result_described(store: ContentStore, value: Any, label: str = "result
                                     f"into the content store: {exc}") from exc
     files = made[-1].files
     return StoredResult(sha1, tuple(files), size + sum(files.values()))
+
+
+def remember(sha1: str, data: bytes) -> None:
+    """Keep a small object's bytes, already verified against ``sha1``, for :func:`load_result`."""
+    if len(data) <= _RECENT_MAX_OBJECT:
+        _recent.put(sha1, data)
 
 
 def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False) -> Any:

@@ -9,10 +9,11 @@ request's round trips to the database do not stall the others.
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -23,8 +24,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import InvalidKeyError, InvalidValueError, PairioError
-from ..hashing import check_value, key_string
+from ..errors import ContentNotFoundError, InvalidKeyError, InvalidValueError, PairioError
+from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
 from .backends import ContentBackend, Coordination, MemoryCoordination
@@ -35,6 +36,9 @@ from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
 log = logging.getLogger("pairio.server")
 
 API = "/api/v1"
+# get_many may return small objects with their keys' values (a remote hit in one request).
+MAX_INLINE_BYTES = 64 << 10
+MAX_INLINE_TOTAL_BYTES = 1 << 20
 Handler = Callable[[Request], Awaitable[Response]]
 
 
@@ -98,14 +102,14 @@ def create_app(
     content = open_content(settings) if content is None else content
     guard = Guard(settings, coordination)
     metrics = Metrics()
-    api = _Api(settings, guard, store, metrics)
+    api = _Api(settings, guard, store, metrics, content)
     routes = [
         Route(f"{API}/health", api.health, methods=["GET"]),
         Route(f"{API}/probe", api.endpoint(api.probe), methods=["GET"]),
         Route(f"{API}/get", api.endpoint(api.get), methods=["POST"]),
         Route(f"{API}/set", api.endpoint(api.set), methods=["POST"]),
         Route(f"{API}/delete", api.endpoint(api.delete), methods=["POST"]),
-        Route(f"{API}/get_many", api.endpoint(api.get_many), methods=["POST"]),
+        Route(f"{API}/get_many", api.endpoint(api.get_many, api.inline_blocking), methods=["POST"]),
         Route(f"{API}/set_many", api.endpoint(api.set_many), methods=["POST"]),
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/metrics", api.metrics_page, methods=["GET"]),
@@ -141,18 +145,24 @@ def app_from_environment() -> Starlette:
 class _Api:
     """The route handlers, bound to one settings/guard/store."""
 
-    def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore, metrics: Metrics) -> None:
+    def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore, metrics: Metrics,
+                 content: ContentBackend | None = None) -> None:
         self.settings = settings
         self.guard = guard
         self.store = store
         self.metrics = metrics
+        self.content = content
         self.blocking = getattr(store, "blocking", False) or getattr(guard.coordination, "blocking", False)
+        # Small objects read with get_many (inline) come from the content backend too.
+        self.inline_blocking = self.blocking or getattr(content, "blocking", False)
         self._openapi = json.dumps(openapi_document(__version__)).encode("utf-8")
 
-    def endpoint(self, operation: Callable[[str, Any], Response]) -> Handler:
-        """Wrap ``operation(channel, body_json)`` with size, signature and error handling."""
+    def endpoint(self, operation: Callable[[str, Any], Response], blocking: bool | None = None) -> Handler:
+        """Wrap ``operation(channel, body_json)`` with size, signature and error handling; run it in a
+        thread if ``blocking`` (default: if the store or the coordination waits on the network)."""
         guard = self.guard
         limit = self.settings.max_body_bytes
+        blocking = self.blocking if blocking is None else blocking
 
         def respond(request: Request, body: bytes) -> Response:
             try:
@@ -179,7 +189,7 @@ class _Api:
                 body = await read_body(request, limit)
             except ApiError as exc:
                 return json_response({"error": exc.message}, exc.status, exc.headers)
-            if self.blocking:
+            if blocking:
                 return await run_in_threadpool(respond, request, body)
             return respond(request, body)
 
@@ -238,10 +248,36 @@ class _Api:
             raise ApiError(400, "field 'keys' must be a list of keys")
         _check_count(len(keys), "keys")
         checked = [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
+        inline = obj.get("inline", 0)
+        if isinstance(inline, bool) or not isinstance(inline, int) or not 0 <= inline <= MAX_INLINE_BYTES:
+            raise ApiError(400, f"field 'inline' must be a number of bytes from 0 to {MAX_INLINE_BYTES}")
         self.guard.allow(channel, collection, "get", len(checked))
         values = self.store.get_many(collection.name, checked)
         self.metrics.count_lookups("pairs", len(values), len(set(checked)) - len(values))
+        if inline and self.content is not None and self.settings.channels[channel].content.read:
+            return json_response({"values": values, "content": self._inline(values.values(), inline)})
         return json_response({"values": values})
+
+    def _inline(self, values: Iterable[str], max_bytes: int) -> dict[str, str]:
+        """The content of those ``values`` that are SHA-1s of objects of at most ``max_bytes``, base64.
+
+        Not verified here: the client checks each object's hash, as it does for a download.
+        """
+        out: dict[str, str] = {}
+        budget = MAX_INLINE_TOTAL_BYTES
+        for value in dict.fromkeys(values):
+            if not is_sha1_hex(value):
+                continue
+            size = self.content.size(value)  # type: ignore[union-attr]
+            if size is None or size > min(max_bytes, budget):
+                continue
+            try:
+                data = b"".join(self.content.read(value))  # type: ignore[union-attr]
+            except ContentNotFoundError:  # removed meanwhile
+                continue
+            budget -= len(data)
+            out[value] = base64.b64encode(data).decode("ascii")
+        return out
 
     def set_many(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))

@@ -143,10 +143,13 @@ def openapi_document(version: str) -> dict:
                 _OK, "set"),
             "/api/v1/delete": _post("remove a key", single, _OK, "delete"),
             "/api/v1/get_many": _post(
-                "the stored pairs among keys, in one transaction",
+                "the stored pairs among keys, in one transaction; with inline=N (and the right to read "
+                "content), also the content (base64) of values that are SHA-1s of objects of at most N bytes",
                 _object(["collection", "keys"], collection=_COLLECTION,
-                        keys={"type": "array", "items": _KEY, "maxItems": MAX_PAIRS_PER_REQUEST}),
-                _object(["values"], values={"type": "object", "additionalProperties": _VALUE}),
+                        keys={"type": "array", "items": _KEY, "maxItems": MAX_PAIRS_PER_REQUEST},
+                        inline={"type": "integer", "minimum": 0, "maximum": 64 << 10}),
+                _object(["values"], values={"type": "object", "additionalProperties": _VALUE},
+                        content={"type": "object", "additionalProperties": {"type": "string", "format": "byte"}}),
                 "get_many"),
             "/api/v1/set_many": _post(
                 "store pairs in one transaction; a null value deletes its key",
