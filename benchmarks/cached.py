@@ -14,7 +14,19 @@ Measured (a fresh, empty cache directory per tool and round; warm page cache):
    sharing one cache: the executions (each appends a line to a file) are counted. Target for
    pairio, which has single flight: exactly one execution per key.
 
-Each of 1-3 is repeated (--rounds, default 5) and medians are printed, with ratios to pairio.
+The rows of issue 10 ("speed where pipelines feel it"), each beside its target:
+
+5. the miss of a trivial ``f(a: int, b: str)`` (key, compute, store), median over --misses new
+   arguments: pairio at most 2x diskcache's;
+6. the hit of ``f(a, b)`` with one entry, and over 2,000 entries (each hit a different one, in a
+   shuffled order): pairio at most 0.8x diskcache's;
+7. in 3 above: the store overhead of the 100 MB result (the miss minus the compute alone) at most
+   2x joblib's, and its load on a hit at most 1.3x joblib's;
+8. ``@pairio.cached(mmap=True)`` hit on a --mmap-mb (1 GB) float64 array: under 5 ms;
+9. ``python -c "import X"`` minus ``python -c "pass"``, median of --imports runs each, interleaved:
+   pairio at most 40 ms.
+
+Each of 1-3 and 5-6 is repeated (--rounds, default 5) and medians are printed, with ratios.
 The temporary directory (on disk, not tmpfs; --dir to choose) is deleted at the end.
 Run: python benchmarks/cached.py [--rounds N] [--quick]
 """
@@ -28,8 +40,11 @@ import math
 import multiprocessing
 import os
 import queue
+import random
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -56,6 +71,10 @@ _OUTPUT: Any = None
 
 def small(a: int, b: float, c: str) -> float:
     return a * b + len(c)
+
+
+def trivial(a: int, b: str) -> int:
+    return a + len(b)
 
 
 def array_sum(arr: Any) -> float:
@@ -155,6 +174,80 @@ def output_store_load(work: Path, loads: int) -> dict[str, dict[str, float]]:
     return out
 
 
+def trivial_misses_and_hits(work: Path, misses: int, hits: int, entries: int) -> dict[str, dict[str, list[float]]]:
+    """Seconds of each miss of trivial(i, 'abc') for ``misses`` new i, of each of ``hits`` hits of one
+    entry, and of each hit over ``entries`` entries (each a different one, shuffled), per tool."""
+    out = {}
+    rng = random.Random(0)
+    for tool in TOOLS:
+        fn, done = wrap(tool, trivial, work / tool)
+        fn(-1, "warm")  # the first call imports and opens what the tool needs
+        miss_t = []
+        for i in range(misses):
+            start = time.perf_counter()
+            fn(i, "abc")
+            miss_t.append(time.perf_counter() - start)
+        one_t = []
+        for _ in range(hits):
+            start = time.perf_counter()
+            fn(0, "abc")
+            one_t.append(time.perf_counter() - start)
+        for i in range(misses, entries):  # fill up to ``entries`` entries
+            fn(i, "abc")
+        order = list(range(entries))
+        rng.shuffle(order)
+        many_t = []
+        for i in order:
+            start = time.perf_counter()
+            got = fn(i, "abc")
+            many_t.append(time.perf_counter() - start)
+        assert got == i + 3, (tool, got)
+        done()
+        out[tool] = {"miss": miss_t, "hit1": one_t, "hitN": many_t}
+    return out
+
+
+def mmap_hits(work: Path, mb: int, hits: int) -> tuple[float, float]:
+    """Seconds of a pairio mmap=True hit on a ``mb`` MB array (median of ``hits``) and of its miss."""
+    global _OUTPUT
+    saved, _OUTPUT = _OUTPUT, np.random.default_rng(1).random((mb << 20) // 8)
+    try:
+        pa.set_config(database_path=str(work / "mmap"))
+        fn = pa.cached(mmap=True)(big_output)
+        miss = timed(lambda: fn(2))
+        times = []
+        for _ in range(hits):
+            start = time.perf_counter()
+            got = fn(2)
+            times.append(time.perf_counter() - start)
+            assert got.shape == _OUTPUT.shape and not got.flags.writeable
+            del got
+        call_stats.flush()
+    finally:
+        _OUTPUT = saved
+        shutil.rmtree(work / "mmap", ignore_errors=True)
+    return statistics.median(times), miss
+
+
+IMPORTS = {"pairio": "pairio", "diskcache": "diskcache", "joblib": "joblib", "cachier": "cachier"}
+
+
+def import_times(runs: int) -> dict[str, float]:
+    """Median seconds of ``python -c "import X"`` minus ``python -c "pass"``, runs interleaved."""
+    codes = {"bare": "pass", **{tool: f"import {module}" for tool, module in IMPORTS.items()}}
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}  # as installed: with .pyc
+    for code in codes.values():
+        subprocess.run([sys.executable, "-c", code], check=True, env=env)  # write the .pyc files once
+    times: dict[str, list[float]] = {name: [] for name in codes}
+    for _ in range(runs):
+        for name, code in codes.items():
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True, env=env)
+            times[name].append(time.perf_counter() - start)
+    bare = statistics.median(times.pop("bare"))
+    return {name: statistics.median(t) - bare for name, t in times.items()}
+
+
 # --- 4: two processes, one store --------------------------------------------------------------------
 
 
@@ -211,11 +304,16 @@ def main() -> None:
     parser.add_argument("--array-mb", type=int, default=80)
     parser.add_argument("--output-mb", type=int, default=100)
     parser.add_argument("--keys", type=int, default=200)
+    parser.add_argument("--misses", type=int, default=300, help="misses of the trivial function timed per round")
+    parser.add_argument("--entries", type=int, default=2000, help="entries the hits of 6 go over")
+    parser.add_argument("--mmap-mb", type=int, default=1024)
+    parser.add_argument("--imports", type=int, default=15, help="runs of each python -c 'import X'")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
     parser.add_argument("--dir", default=None, help="where to put the temporary files (not tmpfs)")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls, args.array_mb, args.output_mb, args.keys = 2, 200, 8, 10, 20
+        args.misses, args.entries, args.mmap_mb, args.imports = 50, 200, 16, 3
 
     global _OUTPUT
     rng = np.random.default_rng(0)
@@ -228,7 +326,13 @@ def main() -> None:
         array_t: dict[str, list[float]] = {t: [] for t in ("sha1", *TOOLS)}
         output_t: dict[str, dict[str, list[float]]] = {t: {"miss": [], "hit": []} for t in TOOLS}
         compute_t: list[float] = []
+        trivial_t: dict[str, dict[str, list[float]]] = {t: {"miss": [], "hit1": [], "hitN": []} for t in TOOLS}
         for i in range(args.rounds):
+            for tool, m in trivial_misses_and_hits(work / f"trivial{i}", args.misses, args.calls,
+                                                   args.entries).items():
+                for name, times in m.items():
+                    trivial_t[tool][name].extend(times)
+            shutil.rmtree(work / f"trivial{i}")
             for tool, times in small_hits(work / f"small{i}", args.calls).items():
                 small_t[tool].extend(times)
             for tool, times in array_hits(work / f"array{i}", arr, 3).items():
@@ -242,6 +346,8 @@ def main() -> None:
         race_s: dict[str, float] = {}
         for tool in TOOLS:
             counts[tool], race_s[tool] = race(work, tool, args.keys)
+        mmap_hit_s, mmap_miss_s = mmap_hits(work, args.mmap_mb, 5)
+        imports = import_times(args.imports)
     finally:
         call_stats.flush()
         shutil.rmtree(work, ignore_errors=True)
@@ -284,6 +390,31 @@ def main() -> None:
     for tool, seconds in race_s.items():
         if math.isnan(seconds):
             print(f"  {tool}: a worker did not finish in time and was killed (executions counted until then)")
+
+    # The rows of issue 10, each with its target.
+    med = {t: {k: statistics.median(v) * 1e6 for k, v in m.items()} for t, m in trivial_t.items()}
+    print()
+    miss_r = med["pairio"]["miss"] / med["diskcache"]["miss"]
+    row("5 miss f(a: int, b: str), us", {t: m["miss"] for t, m in med.items()}, ".0f",
+        f"pairio/diskcache {miss_r:.2f}x", "<= 2x diskcache", yes(miss_r <= 2))
+    hit1_r = med["pairio"]["hit1"] / med["diskcache"]["hit1"]
+    row("6 hit f(a, b), one entry, us", {t: m["hit1"] for t, m in med.items()}, ".1f",
+        f"pairio/diskcache {hit1_r:.2f}x", "<= 0.8x diskcache", yes(hit1_r <= 0.8))
+    hitn_r = med["pairio"]["hitN"] / med["diskcache"]["hitN"]
+    row(f"6 hit over {args.entries} entries, us", {t: m["hitN"] for t, m in med.items()}, ".1f",
+        f"pairio/diskcache {hitn_r:.2f}x", "<= 0.8x diskcache", yes(hitn_r <= 0.8))
+    compute_ms = statistics.median(compute_t) * 1e3
+    overhead = {t: ms_miss[t] - compute_ms for t in TOOLS}
+    over_r = overhead["pairio"] / overhead["joblib"]
+    row(f"7 {args.output_mb} MB store overhead, ms", overhead, ".1f",
+        f"pairio/joblib {over_r:.2f}x", "<= 2x joblib", yes(over_r <= 2))
+    load_r = ms_hit["pairio"] / ms_hit["joblib"]
+    row(f"7 {args.output_mb} MB load on a hit, ms", ms_hit, ".1f",
+        f"pairio/joblib {load_r:.2f}x", "<= 1.3x joblib", yes(load_r <= 1.3))
+    row(f"8 mmap hit, {args.mmap_mb} MB array, ms", {"pairio": mmap_hit_s * 1e3}, ".2f",
+        f"(its miss: {mmap_miss_s:.1f} s)", "< 5 ms", yes(mmap_hit_s < 0.005))
+    ms_imports = {t: v * 1e3 for t, v in imports.items()}
+    row("9 import over bare python, ms", ms_imports, ".1f", "", "pairio <= 40 ms", yes(ms_imports["pairio"] <= 40))
 
 
 if __name__ == "__main__":

@@ -46,6 +46,7 @@ ENV_VARS = {
     "lease_ttl": "PAIRIO_LEASE_TTL",
     "max_wait": "PAIRIO_MAX_WAIT",
     "max_size": "PAIRIO_MAX_SIZE",
+    "mmap": "PAIRIO_MMAP",
 }
 
 
@@ -73,6 +74,7 @@ class Config:
     lease_ttl: float = 60.0
     max_wait: float | None = None
     max_size: int | None = None
+    mmap: bool = False
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
@@ -95,7 +97,7 @@ class Config:
         check_collection(self.collection, "config field 'collection'")
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
-        for name in ("verbose", "strict_remote"):
+        for name in ("verbose", "strict_remote", "mmap"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"config field {name!r} must be True or False")
         _check_seconds("timeout", self.timeout)
@@ -158,7 +160,7 @@ class Config:
             raw = environ.get(var)
             if raw is None or raw == "":
                 continue
-            if name in ("verbose", "strict_remote"):
+            if name in ("verbose", "strict_remote", "mmap"):
                 fields[name] = _parse_bool(var, raw)
             elif name in ("timeout", "lease_ttl", "max_wait"):
                 try:

@@ -26,6 +26,7 @@ import contextlib
 import dataclasses
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -47,6 +48,8 @@ _OBJECT_MODE = 0o444
 # Objects at least this large are re-hashed on a read only when their file changed since they
 # were last verified; hashing a smaller one costs less than looking its signature up.
 SIGNATURE_MIN_SIZE = 256 << 10
+# A write at least this large is hashed on a second thread while it is written.
+_PARALLEL_HASH_MIN = 4 << 20
 # A store looks for temporary files abandoned by killed writers at most this often.
 _TEMP_SWEEP_INTERVAL_S = 60.0
 
@@ -77,13 +80,27 @@ class ObjectWriter:
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
         """Append ``data`` to the object; returns its length."""
-        self._hash.update(data)
-        try:
-            n = self._temp.file.write(data)
-        except OSError as exc:
-            raise self._store._unavailable(exc) from exc
+        view = memoryview(data)
+        if view.nbytes >= _PARALLEL_HASH_MIN:
+            # A large buffer (an array's data) is hashed on a second thread while this one
+            # writes it: both release the GIL, so the store costs the slower of the two, not both.
+            hasher = threading.Thread(target=self._hash.update, args=(view,), name="pairio-hash")
+            hasher.start()
+            try:
+                n = self._write(view)
+            finally:
+                hasher.join()
+        else:
+            self._hash.update(view)
+            n = self._write(view)
         self.size += n
         return n
+
+    def _write(self, data: memoryview) -> int:
+        try:
+            return self._temp.file.write(data)
+        except OSError as exc:
+            raise self._store._unavailable(exc) from exc
 
     def writable(self) -> bool:
         return True

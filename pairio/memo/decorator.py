@@ -58,7 +58,7 @@ class CachedFunction:
 
     def __init__(self, func: Callable[..., Any], *, version: str | None = None, ignore: Iterable[str] = (),
                  dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-                 restore_paths: bool = False) -> None:
+                 restore_paths: bool = False, mmap: bool | None = None) -> None:
         if not callable(func):
             raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
         get_config()  # a bad PAIRIO_* variable is refused here, where the step is defined, not at its first call
@@ -68,12 +68,15 @@ class CachedFunction:
             dependencies = (dependencies,)
         functools.update_wrapper(self, func)
         self.__wrapped__ = func
+        if mmap is not None and not isinstance(mmap, bool):
+            raise TypeError(f"@pairio.cached(mmap=...) takes True, False or None (the config's), got {mmap!r}")
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
-                             strict=strict, collection=collection, restore_paths=restore_paths)
+                             strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap)
         self.name = qualified_name(func)
         _register_with_multiprocessing()
         self.collection = collection
         self.restore_paths = bool(restore_paths)
+        self.mmap = mmap
         self._keys = KeyMaker(func, version=version, ignore=ignore, dependencies=dependencies, strict=strict)
         self._is_async = inspect.iscoroutinefunction(func)
         if self._is_async:
@@ -223,10 +226,12 @@ class CachedFunction:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
+            mmap = cfg.mmap if self.mmap is None else self.mmap
             if server is None:
-                result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths)
+                result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths, mmap=mmap)
             else:
-                result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths)
+                result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
+                                     mmap=mmap)
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
@@ -435,13 +440,13 @@ def _mark_coroutine_function(obj: Any) -> None:
 def cached(func: Callable[..., Any], /) -> CachedFunction: ...
 @overload
 def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
-           strict: bool = False, collection: str | None = None,
-           restore_paths: bool = False) -> Callable[[Callable[..., Any]], CachedFunction]: ...
+           strict: bool = False, collection: str | None = None, restore_paths: bool = False,
+           mmap: bool | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
            dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-           restore_paths: bool = False) -> Any:
+           restore_paths: bool = False, mmap: bool | None = None) -> Any:
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
@@ -449,9 +454,11 @@ def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = N
     overrides the config's collection for this function's pairs. A ``pathlib.Path`` to a file in a
     result comes back on a hit as a read-only path in the content store with the file's name and
     suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.
+    ``mmap=True`` returns a hit's large numpy arrays as read-only views of a memory map of the
+    stored object (None: the config field ``mmap``).
     """
     options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection,
-                   restore_paths=restore_paths)
+                   restore_paths=restore_paths, mmap=mmap)
     if func is None:
         return lambda f: CachedFunction(f, **options)
     return CachedFunction(func, **options)

@@ -221,7 +221,7 @@ class Server:
             return False
         return True
 
-    def load(self, sha1: str, doing: str, restore_paths: bool = False) -> Any:
+    def load(self, sha1: str, doing: str, restore_paths: bool = False, mmap: bool = False) -> Any:
         """The result stored as object ``sha1``, its content (and its files') fetched from the server
         where the local store lacks it. ContentNotFoundError if it is on no reachable store."""
         store = content_store(self.cfg)
@@ -236,7 +236,7 @@ class Server:
             fetch(sha1)
         token = fetch_missing_file.set(fetch)
         try:
-            return load_result(store, sha1, restore_paths=restore_paths)
+            return load_result(store, sha1, restore_paths=restore_paths, mmap=mmap)
         finally:
             fetch_missing_file.reset(token)
 
