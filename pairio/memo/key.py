@@ -68,6 +68,10 @@ class KeyMaker:
         self._prefix: bytes | None = None
         self._code: CodeDescription | None = None
         self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
+        # The last str (or list...) of each argument found to name no file: a default or a repeated
+        # value is not looked up on disk at every call (the warning is advice, not part of the key).
+        self._checked_file_names: dict[str, Any] = {}
+        self._type_parts: dict[frozenset[type], tuple[dict[str, str], bytes]] = {}
         self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
 
     # --- the code part ---------------------------------------------------------------
@@ -141,7 +145,8 @@ class KeyMaker:
             if method and i == 0 and not hasattr(type(value), "__pairio_hash__"):
                 continue
             out[name] = hash_value(value, name, strict=strict, file_hash=file_hash, types=types)
-            if name not in self._warned_file_names and isinstance(value, (str, list, tuple, dict)):
+            if (isinstance(value, (str, list, tuple, dict)) and name not in self._warned_file_names
+                    and self._checked_file_names.get(name) != value):
                 self._warn_if_names_file(name, value)
         return out
 
@@ -149,6 +154,8 @@ class KeyMaker:
         """Warn (once per argument) when a str argument, or one in a list, tuple or dict, names a file."""
         text = _file_named_by(value)
         if text is None:
+            if type(value) is str:  # a container may be changed in place: only a str is remembered
+                self._checked_file_names[name] = value
             return
         self._warned_file_names.add(name)
         warn_user(
@@ -166,6 +173,18 @@ class KeyMaker:
                 if dist not in counted and dist not in explicit:
                     out[dist] = version
         return dict(sorted(out.items()))
+
+    def _type_part(self, types: set[type]) -> tuple[dict[str, str], bytes]:
+        """:meth:`type_dependencies` of ``types`` and their part of the key, computed once per set of types."""
+        found = frozenset(types)
+        part = self._type_parts.get(found)
+        if part is None:
+            versions = self.type_dependencies(found)
+            part = (versions, f"types\0{canonical_json(versions)}\0".encode() if versions else b"")
+            if len(self._type_parts) >= 256:  # arguments of ever new types: keep it bounded
+                self._type_parts.clear()
+            self._type_parts[found] = part
+        return part
 
     def key_from_hashes(self, hashes: dict[str, str], type_dependencies: dict[str, str] | None = None) -> str:
         """The key, given the argument hashes and the versions of their types' libraries."""
@@ -185,8 +204,14 @@ class KeyMaker:
         """
         types: set[type] = set()
         hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
-        type_versions = self.type_dependencies(types) if types else {}
-        key = self.key_from_hashes(hashes, type_versions or None)
+        h = hashlib.sha1(self.prefix)
+        for name, digest in hashes.items():
+            h.update(f"{name}\0{digest}\0".encode())
+        type_versions: dict[str, str] = {}
+        if types:
+            type_versions, part = self._type_part(types)
+            h.update(part)  # as key_from_hashes adds them
+        key = h.hexdigest()
         self.last = (key, hashes, type_versions)
         return key
 
