@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import os
+import queue
 import stat
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -241,18 +243,19 @@ class RemoteContent:
                     length = response.headers.get("Content-Length")
                     if progress is None and bar is None and length is not None and length.isdigit():
                         bar = progress_bar(int(length) + resumed_at - skip, f"downloading {sha1[:12]}")
-                    report = progress or bar
+                    sink = _BackgroundWriter(w, progress or bar)
                     try:
                         for chunk in response.iter_content(CHUNK_SIZE):
                             if skip:
                                 dropped = min(skip, len(chunk))
                                 chunk, skip = chunk[dropped:], skip - dropped
-                            w.write(chunk)
-                            if report is not None:
-                                report(w.size)
+                            sink.put(chunk)
+                        sink.close()
                         return
                     except requests.RequestException as exc:
                         why = reason(exc)
+                    finally:
+                        sink.close()  # every byte received is written (and counted) before a retry
                 if w.size == resumed_at:
                     failures += 1  # no progress at all this time
                 if failures > self.client.retries or attempts > _MAX_ATTEMPTS:
@@ -321,6 +324,49 @@ def _regular_file_size(stream: Any) -> int | None:
     except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
         return None
     return st.st_size if stat.S_ISREG(st.st_mode) else None
+
+
+class _BackgroundWriter:
+    """Writes (and so hashes) received chunks into ``w`` in a worker thread, while the caller
+    receives the next ones: the SHA-1 and the disk overlap the network instead of adding to it.
+
+    At most a few chunks wait in between (constant memory). :meth:`close` waits until
+    everything put is written and raises what the writer (or ``progress``) raised.
+    """
+
+    def __init__(self, w: ObjectWriter, progress: Progress | None) -> None:
+        self._w = w
+        self._progress = progress
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=4)
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread = threading.Thread(target=self._run, name="pairio-download", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            if self._error is not None:
+                continue  # drain: the caller learns of the error at its next put or at close
+            try:
+                self._w.write(chunk)
+                if self._progress is not None:
+                    self._progress(self._w.size)
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                self._error = exc
+
+    def put(self, chunk: bytes) -> None:
+        if self._error is not None:
+            self.close()
+        self._queue.put(chunk)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
 
 
 class _BytesFile:

@@ -230,7 +230,7 @@ class RemoteStore(KeyValueStore):
 
     def _new_session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=len(self.urls), pool_maxsize=self.pool_size, max_retries=0)
+        adapter = _Adapter(pool_connections=len(self.urls), pool_maxsize=self.pool_size, max_retries=0)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         session.headers["Content-Type"] = "application/json"
@@ -383,6 +383,15 @@ class RemoteStore(KeyValueStore):
         if status == 413:
             return _BodyTooLargeError(f"{where} refused {path} (HTTP 413): {message}")
         return BadRequestError(f"{where} refused {path} (HTTP {status}): {message}")
+
+
+class _Adapter(HTTPAdapter):
+    """The session's adapter: a streamed request body (a content upload) is sent a megabyte
+    per call, not urllib3's 16 KB (a Python loop turn each: a large share of an upload's time)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["blocksize"] = 1 << 20
+        super().init_poolmanager(*args, **kwargs)
 
 
 class _BodyTooLargeError(BadRequestError):
