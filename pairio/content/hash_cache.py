@@ -21,8 +21,10 @@ works (a warning says why it is slow).
 
 from __future__ import annotations
 
+import atexit
 import collections
 import os
+import queue
 import sqlite3
 import stat
 import threading
@@ -185,16 +187,26 @@ class HashCache:
             return False
         return self.remember(abspath, st_before, sha1)
 
-    def remember(self, abspath: str, st: os.stat_result, sha1: str) -> bool:
+    def remember(self, abspath: str, st: os.stat_result, sha1: str, wait: bool = True) -> bool:
         """Remember that the file at ``abspath`` with signature ``st`` hashes to ``sha1``.
 
         No racy rule: for files only a damage can rewrite (the content store's objects),
         whose hash was computed from the bytes written or read under this very signature.
+        With ``wait=False`` this process knows it at once, and a background thread writes it
+        to the table for the others (opening a new table costs a store tens of milliseconds);
+        it is written at exit at the latest, or lost with a killed process (then the next
+        process hashes the file once more).
         """
         if not is_valid_unicode(abspath):
             return False
         sig = signature(st)
         self._keep(abspath, sig, sha1)
+        if not wait:
+            _background.put(self, (abspath, *sig, sha1))
+            return True
+        return self._write(abspath, sig, sha1)
+
+    def _write(self, abspath: str, sig: tuple[int, ...], sha1: str) -> bool:
         conn = self._connection()
         if conn is None:
             return False
@@ -219,3 +231,44 @@ class HashCache:
             raise InvalidPathError(f"file {os.fspath(path)!r} cannot be read: {exc.strerror}") from None
         self.record(abspath, st, sha1, started)
         return sha1
+
+
+class _Background:
+    """One thread that writes remembered signatures to their tables, in the order given."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def put(self, cache: HashCache, row: tuple) -> None:
+        self._queue.put((cache, row))
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(target=self._run, name="pairio-signatures", daemon=True)
+                    self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            cache, (abspath, *sig, sha1) = item
+            cache._write(abspath, tuple(sig), sha1)
+
+    def drain(self) -> None:
+        """Write what is queued (at exit), waiting a few seconds at most."""
+        thread = self._thread
+        if thread is not None and thread.is_alive():
+            self._queue.put(None)
+            thread.join(5.0)
+
+    def forget_after_fork(self) -> None:
+        # The thread did not follow the fork; what the parent queued is the parent's to write.
+        self.__init__()  # type: ignore[misc]
+
+
+_background = _Background()
+atexit.register(_background.drain)
+os.register_at_fork(after_in_child=_background.forget_after_fork)

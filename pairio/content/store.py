@@ -231,17 +231,18 @@ class ContentStore:
         return (st.st_size >= SIGNATURE_MIN_SIZE and self.hash_cache is not None
                 and self.hash_cache.lookup(self.object_file(sha1), st) == sha1)
 
-    def mark_verified(self, sha1: str, st: os.stat_result, fd: int | None = None) -> None:
+    def mark_verified(self, sha1: str, st: os.stat_result, fd: int | None = None, wait: bool = True) -> None:
         """Remember that the object file of ``sha1`` with signature ``st`` matches its hash.
 
         ``st`` is taken before the bytes were hashed; with ``fd`` (the descriptor they
-        were read from) nothing is remembered if the file changed meanwhile.
+        were read from) nothing is remembered if the file changed meanwhile. ``wait=False``
+        writes it for other processes in the background (see :meth:`HashCache.remember`).
         """
         if st.st_size < SIGNATURE_MIN_SIZE or self.hash_cache is None:
             return
         if fd is not None and signature(os.fstat(fd)) != signature(st):
             return
-        self.hash_cache.remember(self.object_file(sha1), st, sha1)
+        self.hash_cache.remember(self.object_file(sha1), st, sha1, wait=wait)
 
     def verify(self, sha1: str) -> bool:
         """True if the object ``sha1`` still matches its hash; a corrupt one is quarantined."""
@@ -341,7 +342,7 @@ class ContentStore:
                 # Hashed from the very bytes written: verified as it takes its name
                 # (the rename sets its ctime, so its signature is taken after).
                 with contextlib.suppress(OSError):
-                    self.mark_verified(sha1, os.stat(target))
+                    self.mark_verified(sha1, os.stat(target), wait=False)
         w.sha1 = sha1
 
     def partial_size(self, sha1: str) -> int:

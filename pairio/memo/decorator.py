@@ -27,6 +27,7 @@ from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex, sha1_hex
+from ..kv import local_store
 from ..lifecycle import api as lifecycle_api
 from ..lifecycle import hooks
 from ..lifecycle import locks as lifecycle_locks
@@ -44,6 +45,7 @@ logger = logging.getLogger("pairio")
 _MISSING = object()
 
 
+@functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
 def seconds_key(key: str) -> str:
     """The key under which the seconds a result took to compute are kept, beside ``key``."""
     return sha1_hex(b"pairio.cached/seconds\0" + key.encode("ascii"))
@@ -213,7 +215,8 @@ class CachedFunction:
         collection = self._collection(cfg)
         server = None
         if cfg.get_from == "local":
-            found = api.get_many([key, skey], collection)
+            # The store itself: both keys are 40-hex, made here, so pa.get_many's checks are spared.
+            found = local_store(cfg).get_many(collection, [key, skey])
             from_server = False
         else:
             server = remote.Server(cfg)
