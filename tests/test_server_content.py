@@ -13,6 +13,8 @@ import urllib.parse
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 from server_process import (
     RO_PASSWORD,
     RW_PASSWORD,
@@ -23,6 +25,8 @@ from server_process import (
 )
 
 from pairio.content.store import ContentStore
+from pairio.server.auth import ApiError
+from pairio.server.content import _parse_range
 from pairio.signing import legacy_content_signature, sign_request
 
 TINY_PASSWORD = "tiny-password-0123456789"
@@ -153,6 +157,25 @@ def test_a_malformed_range_is_ignored(server):
     put(server, data, sha1)
     r = get(server, sha1, headers={"Range": "lines=1-2"})
     assert r.status_code == 200 and r.content == data
+
+
+@given(header=st.one_of(st.text(max_size=30), st.from_regex(r"bytes=[0-9]{0,7}-[0-9]{0,7}", fullmatch=True)),
+       size=st.integers(0, 10**6))
+def test_any_range_header_is_a_nonempty_slice_of_the_object_ignored_or_416(header, size):
+    try:
+        wanted = _parse_range(header, size)
+    except ApiError as exc:
+        assert exc.status == 416 and exc.headers == {"Content-Range": f"bytes */{size}"}
+        return
+    if wanted is None:
+        return
+    start, stop = wanted
+    assert 0 <= start < stop <= size
+    first, last = header.strip()[len("bytes="):].split("-")
+    if first:  # bytes=a-b is [a, b] clipped to the object; bytes=a- runs to its end
+        assert start == int(first) and stop == (size if not last else min(int(last) + 1, size))
+    else:  # bytes=-n: the last n bytes
+        assert stop == size and start == max(size - int(last), 0)
 
 
 def test_missing_lists_the_absent_in_order(server):
