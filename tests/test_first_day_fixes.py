@@ -184,3 +184,25 @@ def test_python_minus_c_with_cache_off_in_capitals_runs():
                           env={**__import__("os").environ, "PAIRIO_CACHE": "OFF"}, capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and done.stdout == "2\n", done.stderr
+
+
+def test_a_warning_about_an_unreachable_server_points_at_the_call():
+    from server_process import free_port
+
+    from pairio.memo import remote
+
+    remote.forget_health()
+    pa.set_config(url=f"http://127.0.0.1:{free_port()}", channel="lab-rw", password="pw-0123456789",
+                  get_from="local_then_remote", set_to="local_and_remote", timeout=2)
+
+    @pa.cached
+    def triple(x):
+        return 3 * x
+
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert triple(2) == 6
+        assert caught and all(w.filename == __file__ for w in caught), [(w.filename, str(w.message)) for w in caught]
+    finally:
+        remote.forget_health()

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import threading
 import time
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +31,7 @@ from ..errors import (
     RemoteError,
 )
 from ..kv import local_store, remote_store
+from ..user_warnings import warn_user
 from .values import fetch_missing_file, load_result, remember
 
 if TYPE_CHECKING:  # the HTTP client (requests) is imported only where a server is used
@@ -242,8 +242,9 @@ class Server:
 
 
 def warn(message: str) -> None:
-    """One message for one event: a RuntimeWarning (``logging.captureWarnings`` routes it to logs)."""
-    warnings.warn(message, RuntimeWarning, stacklevel=2)
+    """One message for one event: a RuntimeWarning (``logging.captureWarnings`` routes it to logs),
+    attributed to the user's line."""
+    warn_user(message)
 
 
 def forget_health() -> None:
