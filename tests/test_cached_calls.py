@@ -1005,3 +1005,16 @@ def test_remote_mode_without_a_server_fails_before_computing():
         with pytest.raises(pa.ConfigurationError, match="url"):
             square(1)
     assert runs["square"] == 0
+
+
+def test_stats_of_an_older_table_gain_the_remote_columns(pairio_home):
+    import sqlite3
+
+    pairio_home.mkdir(parents=True, exist_ok=True)
+    with sqlite3.connect(pairio_home / call_stats.FILENAME) as conn:  # as pairio made it before remote hits
+        conn.execute("CREATE TABLE cache_stats (function TEXT PRIMARY KEY, hits INTEGER NOT NULL, misses INTEGER "
+                     "NOT NULL, seconds_saved REAL NOT NULL, seconds_computed REAL NOT NULL, last_used REAL NOT NULL)")
+        conn.execute("INSERT INTO cache_stats VALUES ('old.f', 3, 1, 2.0, 1.0, 0.0)")
+    call_stats.record("old.f", "0" * 40, False, 1.0, pairio_home, uploaded=10)
+    totals = call_stats.read_persistent(pairio_home)["old.f"]
+    assert (totals["hits"], totals["misses"], totals["remote_hits"], totals["bytes_uploaded"]) == (3, 2, 0, 10)

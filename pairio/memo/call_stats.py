@@ -33,7 +33,10 @@ CREATE TABLE IF NOT EXISTS cache_stats (
     misses INTEGER NOT NULL,
     seconds_saved REAL NOT NULL,
     seconds_computed REAL NOT NULL,
-    last_used REAL NOT NULL
+    last_used REAL NOT NULL,
+    remote_hits INTEGER NOT NULL DEFAULT 0,
+    bytes_downloaded INTEGER NOT NULL DEFAULT 0,
+    bytes_uploaded INTEGER NOT NULL DEFAULT 0
 )
 """
 # Added later: a table made by an older pairio gains them (see _Connection).
@@ -185,7 +188,12 @@ class _Connection:
         have = {row[1] for row in self.conn.execute("PRAGMA table_info(cache_stats)")}
         for column in _REMOTE_COLUMNS:
             if column not in have:
-                self.conn.execute(f"ALTER TABLE cache_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                try:
+                    self.conn.execute(f"ALTER TABLE cache_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                except sqlite3.OperationalError as exc:
+                    # Another process added it between our look and our ALTER: what we wanted.
+                    if "duplicate column" not in str(exc):
+                        raise
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
