@@ -160,6 +160,7 @@ def bench_store(root: Path, n: int) -> dict[str, float]:
         t = time.perf_counter()
         ev = eviction.evict(cfg, max_size=remaining // 2)
         out["pairio eviction pass (s)"] = time.perf_counter() - t
+        out["  of which writers wait (s)"] = ev.seconds_holding_writers
         out["pairio entries evicted"] = ev.entries
     t0 = time.perf_counter()
     cache = build_diskcache(root, n)

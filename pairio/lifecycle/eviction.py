@@ -40,7 +40,8 @@ LOCK_FILENAME = "evict.lock"
 @dataclasses.dataclass
 class EvictionReport:
     """What one eviction pass did: entries removed and their recorded bytes, objects removed
-    and the bytes they freed, objects left because a reader held them, the seconds taken."""
+    and the bytes they freed, objects left because a reader held them, the seconds taken
+    (and of those, the seconds writers of the content directory had to wait)."""
 
     entries: int = 0
     entry_bytes: int = 0
@@ -50,6 +51,7 @@ class EvictionReport:
     total_before: int = 0
     total_after: int = 0
     seconds: float = 0.0
+    seconds_holding_writers: float = 0.0
 
 
 def total_size(cfg: Config) -> int:
@@ -78,17 +80,19 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
         lock.acquire(timeout=wait_s)
     except filelock.Timeout:
         return None
+    trash: list[str] = []
     try:
         records.flush()
         started = time.time()
         with locks.removing(content.directory) as held:
+            holding = time.perf_counter()
             if not held:
                 logger.warning("eviction skipped: writers kept %s busy", content.directory)
                 return None
             report, candidates = _evict_entries(store, limit, limit * low_water, started)
             for sha1 in candidates:
                 removed = named.identity(content.object_file(sha1))
-                size = locks.remove_unless_read(content.object_file(sha1))
+                size = locks.remove_unless_read(content.object_file(sha1), trash, str(content.temp_dir))
                 if size is None:
                     if content.has(sha1):
                         report.objects_in_use += 1
@@ -96,8 +100,10 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
                 named.remove_names(content, sha1, removed)  # hard links to the object: they would keep its bytes
                 report.objects += 1
                 report.object_bytes += size
+            report.seconds_holding_writers = time.perf_counter() - holding
     finally:
         lock.release()
+    locks.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
     report.seconds = time.perf_counter() - began
     if report.entries:
         logger.info("evicted %d entries (%d bytes recorded, %d objects removed) to keep %s within %d bytes",

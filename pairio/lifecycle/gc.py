@@ -69,13 +69,16 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
     store = content_store(cfg)
     if pairs or content:
         records.flush()
+        candidates = _old_objects(store, report, grace_s) if content else []
+        trash: list[str] = []
         with locks.removing(store.directory) as held:
             if not held:
                 raise PairioError(f"gc: writers kept the content directory {str(store.directory)!r} busy; try again")
             if pairs:
                 _orphaned_pairs(cfg, store, report, dry_run)
             if content:
-                _unreferenced_content(cfg, store, report, grace_s, dry_run)
+                _unreferenced_content(cfg, store, report, grace_s, dry_run, candidates, trash)
+        locks.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
     if temp:
         # Content being written, and the database directory's own atomic writes.
         for directory in (store.temp_dir, cfg.database_dir):
@@ -114,12 +117,13 @@ def _sizes(directory: os.PathLike[str]) -> dict[str, int]:
     return out
 
 
-def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, grace_s: float,
-                          dry_run: bool) -> None:
+def _old_objects(store: ContentStore, report: GcReport, grace_s: float) -> list[tuple[str, str]]:
+    """(sha1, path) of the objects older than the grace period (listed before taking the lock:
+    one stored after this is young, and not a candidate)."""
     now = time.time()
     candidates: list[tuple[str, str]] = []
     if not store.objects_dir.is_dir():
-        return
+        return candidates
     for dirpath, _dirnames, filenames in os.walk(store.objects_dir):
         for name in filenames:
             if not is_sha1_hex(name):
@@ -132,6 +136,11 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             except FileNotFoundError:
                 continue
             candidates.append((name, path))
+    return candidates
+
+
+def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, grace_s: float,
+                          dry_run: bool, candidates: list[tuple[str, str]], trash: list[str]) -> None:
     if not candidates:
         return
     referenced = references(cfg, store)
@@ -150,7 +159,7 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             report.object_bytes += st.st_size
             continue
         removed = named.identity(path)
-        size = locks.remove_unless_read(path)
+        size = locks.remove_unless_read(path, trash, str(store.temp_dir))
         if size is None:
             report.objects_in_use += 1
         else:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -32,7 +33,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import StoreUnavailableError
-from ..files import ensure_dir
+from ..files import TEMP_PREFIX, ensure_dir
 
 GUARD_FILENAME = "gc.lock"
 _POLL_S = 0.005
@@ -130,8 +131,15 @@ def mark_reading(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
-def remove_unless_read(path: str) -> int | None:
-    """Remove the object at ``path`` unless a reader holds it; returns its size, or None if left."""
+def remove_unless_read(path: str, trash: list[str] | None = None, temp_dir: str | None = None) -> int | None:
+    """Remove the object at ``path`` unless a reader holds it; returns its size, or None if left.
+
+    With ``trash`` (a list) and ``temp_dir``, the object is renamed into ``temp_dir`` as an
+    abandoned temporary file and its new path appended to ``trash`` instead: a rename is
+    cheap, while freeing a file's blocks is not, so a remover holding others up renames and
+    calls :func:`empty_trash` once it lets go (a crash leaves files the next sweep of
+    temporary files removes).
+    """
     try:
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
     except FileNotFoundError:
@@ -147,9 +155,29 @@ def remove_unless_read(path: str) -> int | None:
             # The object may have been stored again (a new file) since it was opened.
             if os.stat(path).st_ino != st.st_ino:
                 return None
-            os.unlink(path)
+            if trash is None or temp_dir is None:
+                os.unlink(path)
+            else:
+                target = os.path.join(temp_dir, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+                try:
+                    os.replace(path, target)
+                except FileNotFoundError:
+                    if os.path.exists(path):  # the temporary directory is missing: make it, go on
+                        ensure_dir(Path(temp_dir))
+                        os.replace(path, target)
+                    else:
+                        raise
+                trash.append(target)
         except FileNotFoundError:
             return None
         return st.st_size
     finally:
         os.close(fd)
+
+
+def empty_trash(trash: list[str]) -> None:
+    """Remove the files :func:`remove_unless_read` renamed aside."""
+    for path in trash:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+    trash.clear()
