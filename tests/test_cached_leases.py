@@ -286,3 +286,37 @@ def test_without_a_server_no_lease_is_asked_for(tmp_path):
             warnings.simplefilter("error")
             assert slow_square(tag, 7) == 49
     assert runs[tag] == 1
+
+
+@pa.cached
+async def async_square(tag: str, x: int) -> int:
+    runs[tag] = runs.get(tag, 0) + 1
+    return x * x
+
+
+def test_a_coroutine_waits_for_the_lease_without_blocking_its_event_loop(remote, rw):
+    import asyncio
+
+    tag = uuid.uuid4().hex
+    k = async_square.key(tag, 9)
+    theirs = owner()
+    rw.acquire_lease("spikes", k, theirs, 1.0, {"host": "node-2", "pid": 2})  # a holder that dies
+
+    async def both():
+        ticks = 0
+
+        async def ticker():
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.01)
+
+        t = asyncio.ensure_future(ticker())
+        result = await async_square(tag, 9)
+        t.cancel()
+        return result, ticks
+
+    result, ticks = asyncio.run(both())
+    assert result == 81 and runs[tag] == 1
+    assert ticks > 5  # the loop kept running while the call waited for the lease to expire
+    assert k not in held_keys(rw)
