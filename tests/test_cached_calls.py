@@ -852,6 +852,28 @@ def test_a_forked_child_never_writes_the_counts_its_parent_has_not_written_yet(p
     assert call_stats.read_persistent(pairio_home)[square.name]["misses"] == 1
 
 
+def test_counts_reach_the_table_without_a_flush_and_without_a_call_waiting_for_it(pairio_home):
+    import sqlite3
+    import time
+
+    call_stats.flush()
+    square(41)
+    square(41)
+
+    def written():
+        path = pairio_home / call_stats.FILENAME
+        if not path.exists():
+            return None
+        with sqlite3.connect(path) as conn:
+            return conn.execute("SELECT hits, misses FROM cache_stats WHERE function = ?",
+                                (square.name,)).fetchone()
+
+    deadline = time.monotonic() + 60
+    while written() != (1, 1) and time.monotonic() < deadline:  # the writer thread's, once a second
+        time.sleep(0.05)
+    assert written() == (1, 1)
+
+
 def test_saving_counts_never_makes_a_removed_database_again(tmp_path):
     home = tmp_path / "gone"
     with pa.config(database_path=str(home)):

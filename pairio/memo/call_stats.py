@@ -4,8 +4,8 @@
 small SQLite table in the database directory (``cache_stats.sqlite3``), which
 ``pairio stats`` prints: the totals across runs are what a user wants to see
 from the command line. Writing a transaction per call would cost more than a
-hit or a miss of a small step, so deltas are kept in memory and written at most
-once a second, and when the process exits (normally, or a forked pool worker's
+hit or a miss of a small step, so deltas are kept in memory and written once a
+second by a background thread (while there are any), and when the process exits (normally, or a forked pool worker's
 exit): the totals are exact after a normal exit; a process killed outright loses
 at most its last second of counts.
 """
@@ -60,6 +60,8 @@ _lock = threading.Lock()
 _process: dict[str, list[float]] = {}
 _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
 _last_flush = time.monotonic()
+_writer: threading.Thread | None = None
+_flushing = threading.Lock()
 
 
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
@@ -75,7 +77,6 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
     it is printed to stderr when that logger would not show it.
     """
-    global _last_flush
     if hit:
         computed, seconds = seconds, seconds - loaded  # the net saving is what is counted
     logged = logger.isEnabledFor(logging.INFO)
@@ -106,8 +107,27 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
                 row[4] += 1
             row[5] += downloaded
             row[6] += uploaded
-        due = time.monotonic() - _last_flush >= _FLUSH_INTERVAL_S
-    if due:
+        if _writer is None:
+            _start_writer()
+
+
+def _start_writer() -> None:
+    """Start the thread that writes the counts once a second (called holding ``_lock``): a call
+    never waits for the table (a first write makes it: tens of milliseconds)."""
+    global _writer
+    _writer = threading.Thread(target=_write_while_counting, name="pairio-stats", daemon=True)
+    _writer.start()
+
+
+def _write_while_counting() -> None:
+    global _writer
+    while True:
+        time.sleep(_FLUSH_INTERVAL_S)
+        with _lock:
+            if not _pending:
+                # Nothing counted for a second: stop; the next count starts a writer again.
+                _writer = None
+                return
         flush()
 
 
@@ -139,6 +159,13 @@ def _size(n: int) -> str:
 
 def flush() -> None:
     """Add the counts not yet written to each database's table (errors are logged, never raised)."""
+    # One flush at a time, whole: the flush at exit waits for the writer thread's, so counts
+    # taken by that thread are written before the interpreter stops it.
+    with _flushing:
+        _flush()
+
+
+def _flush() -> None:
     global _last_flush
     with _lock:
         pending = dict(_pending)
@@ -225,9 +252,11 @@ def _after_fork_in_child() -> None:
     _hooked = False
     # The parent's counts not yet written are the parent's to write: a child writing them too
     # would count them twice. The lock may have been held by another thread at the fork.
-    global _lock
+    global _lock, _writer, _flushing
     _lock = threading.Lock()
+    _flushing = threading.Lock()
     _pending.clear()
+    _writer = None  # the parent's writer thread did not follow the fork
 
 
 _hooked = False

@@ -21,7 +21,6 @@ that changes keys must bump ``KEY_FORMAT`` (the pinned vectors in the tests fail
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
 import os
@@ -263,7 +262,6 @@ def _file_named_by(value: Any) -> str | None:
     return None
 
 
-@functools.lru_cache(maxsize=4096)  # asked on every call (a stat each): a hit costs a few microseconds
 def _names_file(text: str) -> bool:
     if not text or len(text) > 4096 or "\0" in text:
         return False
