@@ -180,3 +180,13 @@ def _restore(saved: dict[str, str | None]) -> None:
 def s3_bucket(moto_server) -> str:
     """A new, empty bucket on the session's moto server."""
     return moto_server.new_bucket()
+
+
+@pytest.fixture(scope="module", params=["directory", "s3"])
+def content_backend(request) -> dict:
+    """The pairio.json fields choosing the content backend of a test module's server."""
+    if request.param == "directory":
+        return {}
+    moto = request.getfixturevalue("moto_server")
+    return {"content": {"backend": "s3", "bucket": moto.new_bucket(), "prefix": "pairio/",
+                        "endpoint": moto.url, "region": "us-east-1"}}

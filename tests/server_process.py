@@ -6,7 +6,7 @@ from typing import Any
 
 from pairio.server.process import ServerProcess, free_port, signed_request
 
-__all__ = ["ServerProcess", "free_port", "signed_request", "default_settings",
+__all__ = ["ServerObjects", "ServerProcess", "free_port", "signed_request", "default_settings",
            "RW_PASSWORD", "RO_PASSWORD", "WO_PASSWORD"]
 
 RW_PASSWORD = "rw-password-0123456789"
@@ -37,3 +37,21 @@ def server_store(server: ServerProcess):
     from pairio.server.settings import load_settings
 
     return open_store(load_settings(server.directory))
+
+
+class ServerObjects:
+    """The content of ``server`` (directory or S3), read directly, as its pairio.json says."""
+
+    def __init__(self, server: ServerProcess) -> None:
+        from pairio.server.app import open_content
+        from pairio.server.settings import load_settings
+
+        self.backend = open_content(load_settings(server.directory))
+        # The content store itself when the backend is a directory (for checks of its layout).
+        self.store = getattr(self.backend, "store", None)
+
+    def has(self, sha1: str) -> bool:
+        return self.backend.size(sha1) is not None
+
+    def read(self, sha1: str) -> bytes:
+        return b"".join(self.backend.read(sha1))

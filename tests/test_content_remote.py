@@ -7,7 +7,14 @@ import io
 import os
 
 import pytest
-from server_process import RO_PASSWORD, RW_PASSWORD, WO_PASSWORD, ServerProcess, default_settings
+from server_process import (
+    RO_PASSWORD,
+    RW_PASSWORD,
+    WO_PASSWORD,
+    ServerObjects,
+    ServerProcess,
+    default_settings,
+)
 
 from pairio.content.remote import RemoteContent
 from pairio.content.store import ContentStore
@@ -22,9 +29,21 @@ from pairio.kv.remote import RemoteStore
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("content-client"), default_settings()) as s:
+def server(tmp_path_factory, content_backend):
+    with ServerProcess(tmp_path_factory.mktemp("content-client"), default_settings(**content_backend)) as s:
         yield s
+
+
+def overwrite_on_server(server, sha1: str, data: bytes) -> None:
+    """Replace the server's copy of ``sha1`` behind pairio's back (bit rot)."""
+    objects = ServerObjects(server)
+    if objects.store is not None:
+        path = objects.store.path(sha1)
+        path.chmod(0o644)
+        path.write_bytes(data)
+    else:
+        backend = objects.backend
+        backend.client.put_object(Bucket=backend.bucket, Key=backend.key(sha1), Body=data)
 
 
 def client(server, directory, channel="lab-rw", password=RW_PASSWORD, **options) -> RemoteContent:
@@ -114,13 +133,11 @@ def test_a_download_that_does_not_hash_to_its_name_is_not_kept(server, tmp_path)
     a, b = client(server, tmp_path / "a"), client(server, tmp_path / "b")
     data, sha1 = random_object(a.store, 5000)
     a.upload(sha1)
-    damaged = server.directory / "content" / "sha1" / sha1[:2] / sha1[2:4] / sha1
-    damaged.chmod(0o644)
-    damaged.write_bytes(b"X" + data[1:])  # bit rot on the server
+    overwrite_on_server(server, sha1, b"X" + data[1:])  # bit rot on the server
     with pytest.raises(CorruptContentError, match=sha1):
         b.download(sha1)
     assert not b.store.has(sha1) and not (b.store.partial_dir / sha1).exists()
-    damaged.write_bytes(data)
+    overwrite_on_server(server, sha1, data)
 
 
 def test_a_kept_partial_download_is_continued_with_a_range(server, tmp_path):

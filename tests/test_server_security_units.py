@@ -184,7 +184,8 @@ def test_valid_settings_load(tmp_path):
     assert "rw-password" not in repr(settings)
 
 
-@pytest.mark.parametrize("name", ["example_pairio.json", "example_pairio.postgresql.json"])
+@pytest.mark.parametrize("name", ["example_pairio.json", "example_pairio.postgresql.json",
+                                  "example_pairio.s3.json"])
 def test_example_pairio_json_is_valid(name):
     from pathlib import Path
 
@@ -225,6 +226,12 @@ def _broken(path, value):
     (["legacy"], "yes", "legacy"),
     (["store"], {"backend": "redis"}, "store.backend"),
     (["database"], "mysql://db/pairio", "database"),
+    (["content"], {"backend": "s3"}, "content.bucket"),
+    (["content"], {"backend": "s3", "bucket": "Bad_Bucket"}, "content.bucket"),
+    (["content"], {"backend": "s3", "bucket": "lab", "endpoint": "minio:9000"}, "content.endpoint"),
+    (["content"], {"backend": "s3", "bucket": "lab", "prefix": "/abs"}, "content.prefix"),
+    (["content"], {"backend": "s3", "bucket": "lab", "path": "content"}, "content.path"),
+    (["content"], {"backend": "directory", "bucket": "lab"}, "content.bucket"),
     (["database"], 5432, "database"),
     (["maxBodyBytes"], 10, "maxBodyBytes"),
     (["colections"], [], "colections"),

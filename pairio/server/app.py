@@ -29,7 +29,7 @@ from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
 from .backends import ContentBackend, Coordination, MemoryCoordination
-from .metrics import Metrics, Observer, note
+from .metrics import Metrics, Observer
 from .openapi import openapi_document
 from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
 
@@ -73,7 +73,13 @@ def open_backends(settings: ServerSettings) -> tuple[KeyValueStore, Coordination
 
 
 def open_content(settings: ServerSettings) -> ContentBackend:
-    """The content backend pairio.json names (a content store directory, in the server directory)."""
+    """The content backend pairio.json names: a content store directory (in the server
+    directory), or an S3-compatible bucket."""
+    if settings.content.backend == "s3":
+        from .backends.s3 import S3Content
+
+        c = settings.content
+        return S3Content(c.bucket, prefix=c.prefix, endpoint_url=c.endpoint, region=c.region)
     from .backends import DirectoryContent
 
     return DirectoryContent(settings.content.path)
@@ -167,7 +173,6 @@ class _Api:
         def respond(request: Request, body: bytes) -> Response:
             try:
                 channel = guard.authenticate(request, body)
-                note(request.scope, channel=channel)
                 # Starlette answers HEAD on every GET route: neither carries a JSON body.
                 if request.scope["method"] in ("GET", "HEAD"):
                     return operation(channel, None)
@@ -206,7 +211,7 @@ class _Api:
     async def metrics_page(self, request: Request) -> Response:
         coordination = self.guard.coordination
         body, content_type = await run_in_threadpool(
-            self.metrics.exposition, lambda: len(coordination.leases()), None)
+            self.metrics.exposition, lambda: len(coordination.leases()), getattr(self.content, "usage", None))
         return Response(body, headers={"Content-Type": content_type})
 
     def probe(self, channel: str, obj: None) -> Response:

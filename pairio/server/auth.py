@@ -14,6 +14,7 @@ from starlette.requests import Request
 
 from ..signing import HEADER_CHANNEL, NonceCacheFull, SignatureError, verify_request
 from .backends import Coordination, MemoryCoordination
+from .metrics import note
 from .ratelimit import retry_after_header
 from .settings import CollectionSettings, ServerSettings
 
@@ -69,7 +70,7 @@ class Guard:
         if root and path.startswith(root):
             path = path[len(root):]
         try:
-            return verify_request(
+            channel = verify_request(
                 request.headers, self.passwords, scope["method"], path,
                 scope["query_string"].decode("latin-1"), body, self.coordination.add_nonce,
                 body_hash=body_hash,
@@ -83,6 +84,8 @@ class Guard:
             log.warning("nonce cache full: %s", exc)
             raise ApiError(503, "server busy: too many requests in the replay window",
                            {"Retry-After": "10"}) from None
+        note(scope, channel=channel)  # for the request's log line
+        return channel
 
     def collection(self, channel: str, collection: object) -> CollectionSettings:
         """The channel's settings for ``collection``: 400 if malformed, 404 if not the channel's."""

@@ -30,6 +30,8 @@ access_log = logging.getLogger("pairio.server.access")
 # Where one request's facts are gathered, in its ASGI scope, by the handlers and the observer.
 SCOPE_KEY = "pairio.request"
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# The route of one object by SHA-1: a GET or HEAD of it is a content hit (200, 206) or miss (404).
+_CONTENT_OBJECT = "/content/sha1/{sha1}"
 # How long a figure that is costly to gather (objects stored, leases held) is reused.
 SLOW_FIGURES_SECONDS = 30.0
 
@@ -140,6 +142,8 @@ class Observer:
             route = getattr(route_obj, "path", None) or "(no route)"
             status = counts["status"]
             metrics.requests.labels(route, str(status)).inc()
+            if route.endswith(_CONTENT_OBJECT) and scope["method"] in ("GET", "HEAD") and status in (200, 206, 404):
+                metrics.count_lookups("content", status != 404, status == 404)
             metrics.latency.labels(route).observe(seconds)
             if counts["in"]:
                 metrics.bytes_in.labels(route).inc(counts["in"])

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,9 @@ MAX_PAIRS_PER_REQUEST = 10_000
 # A rate beyond any server's reach; larger integers would overflow the limiter's floats.
 MAX_PER_MINUTE = 10**9
 BACKENDS = ("embedded",)
-CONTENT_BACKENDS = ("directory",)
+CONTENT_BACKENDS = ("directory", "s3")
+# S3's rule for bucket names (3 to 63 lowercase letters, digits, dots and hyphens).
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
 DEFAULT_MAX_OBJECT_BYTES = 16 << 30
 DEFAULT_MAX_UPLOAD_BYTES_PER_DAY = 256 << 30
 MAX_BYTES_SETTING = 1 << 50  # a petabyte: any larger limit is a typo
@@ -69,10 +72,16 @@ class StoreSettings:
 
 @dataclasses.dataclass(frozen=True)
 class ContentSettings:
-    """Where the content lives: ``directory``, a content store in ``path`` (relative to the server directory)."""
+    """Where the content lives: ``directory``, a content store in ``path`` (relative to the server
+    directory), or ``s3``, objects in ``bucket`` under ``prefix`` (at ``endpoint``, an S3-compatible
+    service, or AWS in ``region``; credentials from the standard AWS environment and files)."""
 
     backend: str = "directory"
     path: Path | None = None
+    bucket: str | None = None
+    prefix: str = ""
+    endpoint: str | None = None
+    region: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -221,12 +230,31 @@ def _parse_store(obj: Any, directory: Path) -> StoreSettings:
 
 def _parse_content(obj: Any, directory: Path) -> ContentSettings:
     _require(isinstance(obj, dict), "content", "must be a JSON object")
-    _no_unknown(obj, "content", {"backend", "path"})
     backend = obj.get("backend", "directory")
     _require(backend in CONTENT_BACKENDS, "content.backend", f"must be one of {', '.join(CONTENT_BACKENDS)}")
+    if backend == "s3":
+        return _parse_s3(obj)
+    _no_unknown(obj, "content", {"backend", "path"})
     path = obj.get("path", "content")
     _require(isinstance(path, str) and path, "content.path", "must be a non-empty path")
     return ContentSettings(backend, path=directory / os.path.expanduser(path))
+
+
+def _parse_s3(obj: dict) -> ContentSettings:
+    _no_unknown(obj, "content", {"backend", "bucket", "prefix", "endpoint", "region"})
+    bucket = obj.get("bucket")
+    _require(isinstance(bucket, str) and _BUCKET.fullmatch(bucket), "content.bucket",
+             "must be an S3 bucket name (3 to 63 lowercase letters, digits, dots and hyphens)")
+    prefix = obj.get("prefix", "")
+    _require(isinstance(prefix, str) and len(prefix) <= 512 and not prefix.startswith("/"), "content.prefix",
+             "must be a key prefix of at most 512 characters, not starting with / (e.g. \"pairio/\")")
+    endpoint = obj.get("endpoint")
+    _require(endpoint is None or (isinstance(endpoint, str) and endpoint.startswith(("http://", "https://"))),
+             "content.endpoint", "must be the URL of an S3-compatible service (https://...), or left out for AWS")
+    region = obj.get("region")
+    _require(region is None or (isinstance(region, str) and region), "content.region",
+             "must be a region name such as \"us-east-1\"")
+    return ContentSettings("s3", bucket=bucket, prefix=prefix, endpoint=endpoint, region=region)
 
 
 def _is_int(value: object) -> bool:

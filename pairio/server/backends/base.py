@@ -128,5 +128,9 @@ class ContentBackend(abc.ABC):
     def upload(self, sha1: str) -> Upload:
         """Begin receiving the object ``sha1``; see :class:`Upload`."""
 
+    @abc.abstractmethod
+    def usage(self) -> tuple[int, int]:
+        """How many objects are stored, and their bytes (for metrics: may walk every object)."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and other resources."""

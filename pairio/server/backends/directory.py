@@ -42,6 +42,16 @@ class DirectoryContent(ContentBackend):
         self.access.touch(sha1)
         return _chunks(f, start, stop)
 
+    def usage(self) -> tuple[int, int]:
+        """How many objects the directory holds, and their bytes (walks it all)."""
+        objects = size = 0
+        for sha1 in self.store.iter_objects():
+            n = self.size(sha1)
+            if n is not None:  # removed meanwhile
+                objects += 1
+                size += n
+        return objects, size
+
     def upload(self, sha1: str) -> Upload:
         return _DirectoryUpload(self.store, sha1)
 

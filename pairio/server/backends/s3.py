@@ -37,6 +37,8 @@ _READ_CHUNK = 1 << 20
 # object, 8 MiB for the first 1,000 (8 GB), then 64 MiB (to about 580 GB).
 _PART_SIZES = ((1000, 8 << 20), (10_000, 64 << 20))
 _MISSING_THREADS = 16
+# Up to this many objects of one 256th of the bucket are looked up one by one; more, by listing it.
+_HEAD_AT_MOST = 8
 
 
 def _part_size(parts_sent: int) -> int:
@@ -48,6 +50,8 @@ def _part_size(parts_sent: int) -> int:
 
 class S3Content(ContentBackend):
     """Objects in ``bucket`` under ``prefix``; thread-safe (one boto3 client per process)."""
+
+    blocking = True  # each call waits on the network: the server runs it off its event loop
 
     def __init__(self, bucket: str, *, prefix: str = "", endpoint_url: str | None = None,
                  region: str | None = None) -> None:
@@ -120,10 +124,30 @@ class S3Content(ContentBackend):
         sha1s = list(sha1s)
         if len(sha1s) <= 1:
             return [sha1 for sha1 in sha1s if self.size(sha1) is None]
-        # One HEAD per object (S3 has no batch lookup), several at once.
-        with ThreadPoolExecutor(min(_MISSING_THREADS, len(sha1s))) as pool:
-            sizes = list(pool.map(self.size, sha1s))
-        return [sha1 for sha1, size in zip(sha1s, sizes, strict=True) if size is None]
+        # S3 has no batch lookup. Few objects are looked up with one HEAD each; for many, each
+        # group of objects sharing their first two hex digits (a 256th of the bucket) is listed
+        # instead, when more of them are asked for than a listing page is likely to need.
+        groups: dict[str, list[str]] = {}
+        for sha1 in dict.fromkeys(sha1s):
+            groups.setdefault(sha1[:2], []).append(sha1)
+        with ThreadPoolExecutor(min(_MISSING_THREADS, len(groups))) as pool:
+            present = set().union(*pool.map(self._present, groups.values()))
+        return [sha1 for sha1 in sha1s if sha1 not in present]
+
+    def _present(self, sha1s: list[str]) -> set[str]:
+        """Those of ``sha1s`` (sharing their first two digits) that the bucket holds."""
+        if len(sha1s) <= _HEAD_AT_MOST:
+            return {sha1 for sha1 in sha1s if self.size(sha1) is not None}
+        start = len(self.key(""))
+        listed = set()
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.key(sha1s[0][:2]))
+            for page in pages:
+                listed.update(item["Key"][start:] for item in page.get("Contents", ()))
+        except self._botocore_errors() as exc:
+            raise self._error(exc, "listing objects") from None
+        return listed.intersection(sha1s)
 
     def read(self, sha1: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
         if stop is not None and stop <= start:
