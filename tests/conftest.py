@@ -11,6 +11,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from urllib.parse import quote
@@ -112,14 +113,17 @@ class MotoServer:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.url = f"http://127.0.0.1:{port}"
+        # moto logs every request: to a file, as a pipe nobody reads would fill and stall it.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            stdout=self.log, stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                error = self.process.stderr.read().decode(errors="replace")[-2000:]
+                self.log.seek(0)
+                error = self.log.read().decode(errors="replace")[-2000:]
                 service_required(f"moto's S3 server (it exited: {error})", "pip install 'moto[server]'")
             try:
                 requests.get(self.url, timeout=1)
@@ -146,7 +150,7 @@ class MotoServer:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        self.process.stderr.close()
+        self.log.close()
 
 
 @pytest.fixture(scope="session")
