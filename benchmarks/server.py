@@ -216,7 +216,7 @@ def content_figures(args, root: Path) -> dict[str, dict[str, float]]:
         for i in range(0, size, len(block)):
             w.write(block[: min(len(block), size - i)])
             block = block[1:] + block[:1]  # no two blocks alike
-    sha1 = w.hexdigest()
+    sha1 = w.hexdigest
     content_settings = {**SETTINGS, "channels": [{**SETTINGS["channels"][0], "readContent": True,
                                                    "writeContent": True, "maxObjectBytes": 1 << 40,
                                                    "maxUploadBytesPerDay": 1 << 45}]}
