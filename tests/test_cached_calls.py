@@ -777,6 +777,17 @@ def test_one_log_line_per_call(caplog):
     assert "saved" in lines[1]
 
 
+def test_a_miss_with_an_unasked_server_says_only_the_local_store_was_searched(caplog):
+    caplog.set_level(logging.INFO, logger="pairio")
+    with pa.config(url="http://127.0.0.1:9", channel="lab", password="unused", get_from="local", set_to="local"):
+        square(31)
+    with pa.config(get_from="local", set_to="local"):
+        square(32)
+    lines = [r.getMessage() for r in caplog.records if r.name == "pairio"]
+    assert "only the local store was searched" in lines[0] and "get_from is 'local'" in lines[0]
+    assert "only the local store" not in lines[1]  # no server configured: nothing was left out
+
+
 def test_verbose_prints_each_calls_line_to_stderr(capsys):
     with pa.config(verbose=True):
         square(12)

@@ -158,6 +158,10 @@ class CachedFunction:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
         reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs) if store else ("", 0)
+        if cfg.url and cfg.get_from == "local":
+            # A server that was not asked is the first thing to suspect when a colleague's result misses.
+            reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
+                                                     "but get_from is 'local')"]))
         call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason,
                           uploaded=uploaded)
         return result
