@@ -24,7 +24,6 @@ import weakref
 from pathlib import Path
 
 from ..content.store import ContentStore
-from ..hashing import is_sha1_hex
 from . import locks
 
 logger = logging.getLogger("pairio")
@@ -125,18 +124,15 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
     report = AccessEvictionReport()
     reads = AccessLog(store.directory).last_access()
     objects: list[tuple[float, str, str, int]] = []
-    for dirpath, _dirnames, filenames in os.walk(store.objects_dir):
-        for name in filenames:
-            if not is_sha1_hex(name):
-                continue
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.stat(path)
-            except FileNotFoundError:
-                continue
-            last = max(st.st_mtime, reads.get(name, (0.0, 0))[0])
-            objects.append((last, name, path, st.st_size))
-            report.size_before += st.st_size
+    for name in store.iter_objects():
+        path = str(store.object_path(name))
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            continue
+        last = max(st.st_mtime, reads.get(name, (0.0, 0))[0])
+        objects.append((last, name, path, st.st_size))
+        report.size_before += st.st_size
     report.size_after = report.size_before
     if report.size_after <= max_size:
         return report

@@ -122,20 +122,15 @@ def _old_objects(store: ContentStore, report: GcReport, grace_s: float) -> list[
     one stored after this is young, and not a candidate)."""
     now = time.time()
     candidates: list[tuple[str, str]] = []
-    if not store.objects_dir.is_dir():
-        return candidates
-    for dirpath, _dirnames, filenames in os.walk(store.objects_dir):
-        for name in filenames:
-            if not is_sha1_hex(name):
+    for name in store.iter_objects():
+        path = str(store.object_path(name))
+        try:
+            if now - os.stat(path).st_mtime < grace_s:
+                report.objects_kept_young += 1
                 continue
-            path = os.path.join(dirpath, name)
-            try:
-                if now - os.stat(path).st_mtime < grace_s:
-                    report.objects_kept_young += 1
-                    continue
-            except FileNotFoundError:
-                continue
-            candidates.append((name, path))
+        except FileNotFoundError:
+            continue
+        candidates.append((name, path))
     return candidates
 
 
