@@ -49,7 +49,17 @@ from .errors import (
 from .hashing import key_string
 from .lifecycle.api import entries, why
 from .lifecycle.records import Entry
-from .memo import KEY_FORMAT, BoundCachedMethod, CachedFunction, cached, reset_stats, stats
+from .memo import BoundCachedMethod, CachedFunction, cached, reset_stats, stats
+
+
+def __getattr__(name: str):
+    # Rarely used names whose modules load on first use (PEP 562), not with ``import pairio``.
+    if name == "KEY_FORMAT":
+        from .memo.key import KEY_FORMAT
+
+        return KEY_FORMAT
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "__version__",

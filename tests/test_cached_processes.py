@@ -509,6 +509,14 @@ def test_a_main_function_goes_to_pool_workers_by_name_when_multiprocessing_comes
 
 def test_import_pairio_loads_none_of_what_only_some_paths_need():
     code = ("import sys, pairio; print(sorted(m for m in ('asyncio', 'cloudpickle', 'requests', 'importlib.metadata', "
-            "'multiprocessing', 'filelock', 'socket', 'starlette', 'numpy') if m in sys.modules))")
+            "'multiprocessing', 'filelock', 'socket', 'starlette', 'numpy', "
+            "'pairio.memo.key', 'pairio.memo.code', 'pairio.memo.source', 'pairio.memo.arguments', "
+            "'pairio.memo.dependencies') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
     assert done.stdout.split() == ["[]"]
+
+
+def test_key_format_is_still_public_though_key_derivation_loads_lazily():
+    code = "import sys, pairio; k = pairio.KEY_FORMAT; print(k, 'pairio.memo.key' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.split() == ["1", "True"]

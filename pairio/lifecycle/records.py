@@ -140,12 +140,14 @@ def add(store: EmbeddedStore, entry: Entry) -> float:
 
 class _Hits:
     """Hits not yet written: (store, collection, key) -> count. Their last use is taken as
-    the time they are written, at most a second later."""
+    the time they are written, at most a second later, by a background writer (as
+    :mod:`pairio.memo.call_stats` writes call counts): a hit never waits for the table."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
+        self.flushing = threading.Lock()  # one flush at a time, whole (exit waits for the writer's)
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
-        self.last_flush = time.monotonic()
+        self.writer: threading.Thread | None = None
         self.hooked = False
 
 
@@ -153,25 +155,44 @@ _hits = _Hits()
 
 
 def hit(cfg: Config, collection: str, key: str) -> None:
-    """Count a hit of ``key`` (written by a later :func:`flush`)."""
+    """Count a hit of ``key`` (written by the writer thread within a second, or at exit)."""
     hits = _hits
     if not hits.hooked:
         _at_exit_of_workers()
     ident = (local_store(cfg), collection, key)
     with hits.lock:
         hits.pending[ident] = hits.pending.get(ident, 0) + 1
-    if time.monotonic() - hits.last_flush >= _FLUSH_INTERVAL_S:
+        if hits.writer is None:
+            hits.writer = threading.Thread(target=_write_while_counting, args=(hits,), name="pairio-hits",
+                                           daemon=True)
+            hits.writer.start()
+
+
+def _write_while_counting(hits: _Hits) -> None:
+    while True:
+        time.sleep(_FLUSH_INTERVAL_S)
+        with hits.lock:
+            if not hits.pending:
+                # Nothing counted for a second: stop; the next hit starts a writer again.
+                hits.writer = None
+                return
+        if hits is not _hits:
+            return  # a forked child's copy of the parent's state: not this process's to write
         flush()
 
 
 def flush() -> None:
     """Write the hits counted so far (errors are logged, never raised: counts are not results)."""
-    with _hits.lock:
-        pending = _hits.pending
-        _hits.pending = {}
-        _hits.last_flush = time.monotonic()
-    if not pending:
-        return
+    hits = _hits
+    with hits.flushing:
+        with hits.lock:
+            pending = hits.pending
+            hits.pending = {}
+        if pending:
+            _write(pending)
+
+
+def _write(pending: dict[tuple[EmbeddedStore, str, str], int]) -> None:
     now = time.time()
     by_store: dict[EmbeddedStore, list[tuple]] = {}
     for (store, collection, key), count in pending.items():

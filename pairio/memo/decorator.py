@@ -35,8 +35,6 @@ from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight, remote
-from .code import qualified_name
-from .key import KeyMaker
 from .lease import Outcome, ServerLease
 from .values import load_result, store_result_described
 
@@ -74,6 +72,11 @@ class CachedFunction:
             raise TypeError(f"@pairio.cached(mmap=...) takes True, False or None (the config's), got {mmap!r}")
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
                              strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap)
+        # Key derivation (ast, dis, tokenize, source digests) loads when the first function is decorated,
+        # not with ``import pairio``.
+        from .code import qualified_name
+        from .key import KeyMaker
+
         self.name = qualified_name(func)
         _register_with_multiprocessing()
         self.collection = collection
