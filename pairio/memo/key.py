@@ -35,6 +35,8 @@ from .arguments import hash_value
 from .code import CodeDescription, describe_function, qualified_name
 
 KEY_FORMAT = 1
+# The str arguments a KeyMaker remembers having checked for naming a file (each costs a stat).
+_CHECKED_STRS = 4096
 
 # How many items of a list, tuple or dict argument are looked at for a str naming a file.
 _FILE_NAME_ITEMS = 32
@@ -68,9 +70,9 @@ class KeyMaker:
         self._prefix: bytes | None = None
         self._code: CodeDescription | None = None
         self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
-        # The last str (or list...) of each argument found to name no file: a default or a repeated
+        # The str arguments found to name no file (up to _CHECKED_STRS): a default or a repeated
         # value is not looked up on disk at every call (the warning is advice, not part of the key).
-        self._checked_file_names: dict[str, Any] = {}
+        self._checked_file_names: set[str] = set()
         self._type_parts: dict[frozenset[type], tuple[dict[str, str], bytes]] = {}
         self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
 
@@ -146,7 +148,7 @@ class KeyMaker:
                 continue
             out[name] = hash_value(value, name, strict=strict, file_hash=file_hash, types=types)
             if (isinstance(value, (str, list, tuple, dict)) and name not in self._warned_file_names
-                    and self._checked_file_names.get(name) != value):
+                    and not (type(value) is str and value in self._checked_file_names)):
                 self._warn_if_names_file(name, value)
         return out
 
@@ -155,7 +157,9 @@ class KeyMaker:
         text = _file_named_by(value)
         if text is None:
             if type(value) is str:  # a container may be changed in place: only a str is remembered
-                self._checked_file_names[name] = value
+                if len(self._checked_file_names) >= _CHECKED_STRS:  # ever new strs: keep it bounded
+                    self._checked_file_names.clear()
+                self._checked_file_names.add(value)
             return
         self._warned_file_names.add(name)
         warn_user(
