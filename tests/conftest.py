@@ -7,6 +7,7 @@ end, and each test that asks for one gets its own schema in it.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
@@ -19,6 +20,7 @@ from urllib.parse import quote
 import pytest
 
 import pairio as pa
+from pairio.memo import dependencies as deps
 
 # The server tests' database: override to use another PostgreSQL service.
 POSTGRES_ADMIN_URL = os.environ.get("PAIRIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -194,3 +196,19 @@ def content_backend(request) -> dict:
     moto = request.getfixturevalue("moto_server")
     return {"content": {"backend": "s3", "bucket": moto.new_bucket(), "prefix": "pairio/",
                         "endpoint": moto.url, "region": "us-east-1"}}
+
+
+@pytest.fixture
+def installed(monkeypatch):
+    """Pretend versions of installed distributions: ``installed["numpy"] = "99.0"``."""
+    pretend: dict[str, str] = {}
+    real = deps.distribution_version
+
+    @functools.cache
+    def distribution_version(dist):
+        return pretend.get(dist) or real(dist)
+
+    deps.clear_caches()
+    monkeypatch.setattr(deps, "distribution_version", distribution_version)
+    yield pretend
+    deps.clear_caches()  # nothing computed with pretend versions outlives the test

@@ -8,7 +8,6 @@ own directory (same module names, new files), so no stale ``.pyc`` or
 
 from __future__ import annotations
 
-import functools
 import importlib
 import importlib.util
 import os
@@ -69,22 +68,6 @@ def modules(tmp_path):
     m.root.mkdir()
     yield m
     m.forget()
-
-
-@pytest.fixture
-def installed(monkeypatch):
-    """Pretend versions of installed distributions: ``installed["numpy"] = "99.0"``, then import afresh."""
-    pretend: dict[str, str] = {}
-    real = deps.distribution_version
-
-    @functools.cache
-    def distribution_version(dist):
-        return pretend.get(dist) or real(dist)
-
-    deps.clear_caches()
-    monkeypatch.setattr(deps, "distribution_version", distribution_version)
-    yield pretend
-    deps.clear_caches()  # nothing computed with pretend versions outlives the test
 
 
 def edit(files, module, old, new):

@@ -4,7 +4,6 @@ file names passed as str, and functions without readable source."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 import subprocess
 import sys
@@ -18,22 +17,6 @@ import pytest
 
 import pairio as pa
 from pairio.memo import dependencies as deps
-
-
-@pytest.fixture
-def installed(monkeypatch):
-    """Pretend versions of installed distributions: ``installed["numpy"] = "99.0"``."""
-    pretend: dict[str, str] = {}
-    real = deps.distribution_version
-
-    @functools.cache
-    def distribution_version(dist):
-        return pretend.get(dist) or real(dist)
-
-    deps.clear_caches()
-    monkeypatch.setattr(deps, "distribution_version", distribution_version)
-    yield pretend
-    deps.clear_caches()
 
 
 def fresh(func, **options):
