@@ -260,13 +260,10 @@ class CachedFunction:
             seconds = float(found.get(skey) or 0.0)
         except ValueError:
             seconds = 0.0
-        if server is None:
-            call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
-                              loaded=time.perf_counter() - started)
-        else:
-            call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
-                              loaded=time.perf_counter() - started, remote=from_server or server.downloaded > 0,
-                              downloaded=server.downloaded)
+        downloaded = 0 if server is None else server.downloaded
+        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
+                          loaded=time.perf_counter() - started, remote=from_server or downloaded > 0,
+                          downloaded=downloaded)
         hooks.hit(cfg, collection, key, result)
         return result
 
