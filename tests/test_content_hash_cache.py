@@ -129,3 +129,22 @@ def test_a_file_whose_name_is_not_utf8_is_hashed_and_stored(tmp_path):
     assert pa.get_file_hash(name) == hashlib.sha1(b"data").hexdigest()
     assert pa.load_bytes(pa.store_file(name)) == b"data"
     assert pa.read_dir(pa.store_dir(tmp_path / "d"))["files"][os.path.basename(name)]["size"] == 4
+
+
+def test_a_signature_queued_for_the_table_never_replaces_a_newer_one_written_since(tmp_path, monkeypatch):
+    """A store queues its object's signature for the background writer; a read after a change
+    writes the new one at once. The queued, older row must not land over it."""
+    queued = []
+    monkeypatch.setattr(hash_cache_module._background, "put", lambda cache, row: queued.append((cache, row)))
+    path = _old_file(tmp_path / "object", b"x" * 100)
+    sha1 = hashlib.sha1(b"x" * 100).hexdigest()
+    cache = hash_cache_module.HashCache(tmp_path / "db")
+    cache.remember(str(path), os.stat(path), sha1, wait=False)
+    os.utime(path, ns=(1, 1))
+    cache.remember(str(path), os.stat(path), sha1)  # verified again after the change
+    late = hash_cache_module._Background()  # the background writer, running only now
+    for item in queued:
+        late.put(*item)
+    late.drain()
+    elsewhere = hash_cache_module.HashCache(tmp_path / "db")
+    assert elsewhere.lookup(str(path), os.stat(path)) == sha1

@@ -105,6 +105,8 @@ class HashCache:
         self._broken = False
         self._memory: collections.OrderedDict[str, tuple[tuple[int, ...], str]] = collections.OrderedDict()
         self._memory_lock = threading.Lock()
+        # Orders this process's writes of one table: a queued row never lands after a newer one.
+        self._write_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"HashCache({str(self.directory)!r})"
@@ -200,11 +202,13 @@ class HashCache:
         if not is_valid_unicode(abspath):
             return False
         sig = signature(st)
-        self._keep(abspath, sig, sha1)
         if not wait:
+            self._keep(abspath, sig, sha1)
             _background.put(self, (abspath, *sig, sha1))
             return True
-        return self._write(abspath, sig, sha1)
+        with self._write_lock:
+            self._keep(abspath, sig, sha1)
+            return self._write(abspath, sig, sha1)
 
     def _write(self, abspath: str, sig: tuple[int, ...], sha1: str) -> bool:
         conn = self._connection()
@@ -216,6 +220,15 @@ class HashCache:
             self._disable(exc)
             return False
         return True
+
+    def _write_if_current(self, abspath: str, sig: tuple[int, ...], sha1: str) -> None:
+        # A later signature of the same file may have been written since this one was queued
+        # (the file was verified again after a change): the stale row must not replace it.
+        with self._write_lock:
+            with self._memory_lock:
+                known = self._memory.get(abspath)
+            if known is None or known == (sig, sha1):
+                self._write(abspath, sig, sha1)
 
     def file_hash(self, path: str | os.PathLike[str]) -> str:
         """The SHA-1 hex of the file at ``path``: remembered if unchanged, else read and remembered."""
@@ -255,7 +268,7 @@ class _Background:
             if item is None:
                 return
             cache, (abspath, *sig, sha1) = item
-            cache._write(abspath, tuple(sig), sha1)
+            cache._write_if_current(abspath, tuple(sig), sha1)
 
     def drain(self) -> None:
         """Write what is queued (at exit), waiting a few seconds at most."""
