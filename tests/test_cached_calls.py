@@ -17,6 +17,7 @@ from pathlib import Path
 
 import cloudpickle
 import pytest
+import stored_objects
 from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings
 
 import pairio as pa
@@ -92,7 +93,8 @@ def test_the_key_maps_to_the_sha1_of_the_pickled_result():
     result = square(4, offset=1)
     sha1 = pa.get(square.key(4, offset=1))
     assert sha1 is not None and len(sha1) == 40
-    data = _object_file(sha1).read_bytes()
+    assert stored_objects.is_row(_store(), sha1)  # a small result: a row, no file to create
+    data = stored_objects.raw_bytes(_store(), sha1)
     assert hashlib.sha1(data).hexdigest() == sha1
     assert data[:2] == b"\x80\x05"  # pickle protocol 5
     assert pa.load_pickle("sha1://" + sha1) == result == 17
@@ -268,7 +270,7 @@ def test_paths_that_name_no_file_are_kept_as_plain_paths(tmp_path):
 def test_missing_content_is_recomputed_and_repaired_with_a_warning():
     square(6)
     sha1 = pa.get(square.key(6))
-    _object_file(sha1).unlink()
+    assert _store().remove(sha1)
     assert not square.is_cached(6)
     with pytest.warns(RuntimeWarning, match="content is missing here"):
         assert square(6) == 36
@@ -286,10 +288,9 @@ def test_corrupt_content_is_quarantined_recomputed_and_repaired(size):
 
     blob(size)
     sha1 = pa.get(blob.key(size))
-    path = _object_file(sha1)
-    data = bytearray(path.read_bytes())
+    data = bytearray(stored_objects.raw_bytes(_store(), sha1))
     data[-20] ^= 0xFF  # inside the bytes: the pickle still loads, only the hash tells
-    _overwrite(path, bytes(data))
+    stored_objects.overwrite(_store(), sha1, bytes(data))
     with pytest.warns(RuntimeWarning, match="corrupt"):
         assert blob(size) == b"\x07" * size
     assert runs["blob"] == 2
@@ -398,7 +399,8 @@ def test_a_result_that_cannot_be_pickled_raises_and_stores_nothing():
     with pytest.raises(pa.UnstorableResultError, match="result of .*opens.* cannot be pickled"):
         opens()
     assert pa.get(opens.key()) is None
-    assert list(_store().temp_dir.iterdir()) == []
+    assert list(_store().iter_objects()) == []
+    assert not _store().temp_dir.exists() or list(_store().temp_dir.iterdir()) == []
 
 
 def test_each_hit_is_a_fresh_object_that_the_caller_may_change():
@@ -416,7 +418,7 @@ def test_a_hit_is_served_from_memory_only_for_content_that_is_already_verified()
     square(7)
     assert square(7) == 49  # a verified read: its bytes are now kept in this process
     sha1 = pa.get(square.key(7))
-    _overwrite(_object_file(sha1), b"rotten")
+    stored_objects.overwrite(_store(), sha1, b"rotten")
     # The same content, by its hash: still right; the rotten file is caught by the next reader.
     assert square(7) == 49
     assert not _store().verify(sha1)

@@ -165,7 +165,7 @@ def test_four_processes_writing_and_reading_keep_the_store_within_the_limit(tmp_
     assert sorted(e.summary["i"] for e in kept if e.function.endswith("valuable")) == [str(i) for i in range(8)]
     assert len(kept) < 8 + 4 * 12  # some bulky results were evicted
     store = pa.content_store(cfg)
-    on_disk = sum(os.path.getsize(store.object_file(s)) for s in store.iter_objects())
+    on_disk = sum(info.size for info in store.iter_object_infos())
     assert on_disk <= limit
     for e in kept:
         assert pa.get(e.key) == e.sha1 and store.has(e.sha1)

@@ -9,15 +9,15 @@ import sys
 import textwrap
 import time
 
+import stored_objects
+
 import pairio as pa
 from pairio.cli import main
 from pairio.lifecycle import gc
 
 
 def _age(sha1: str, seconds: float = 3 * 86400) -> None:
-    path = pa.content_store(pa.get_config()).object_file(sha1)
-    old = time.time() - seconds
-    os.utime(path, (old, old))
+    stored_objects.age(pa.content_store(pa.get_config()), sha1, seconds)
 
 
 def _sha1(uri: str) -> str:

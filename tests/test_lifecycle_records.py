@@ -43,13 +43,14 @@ def test_a_miss_records_function_digests_summary_size_seconds_and_host():
     assert abs(e.created - time.time()) < 600 and e.last_used == e.created
 
 
-def test_hits_are_counted_in_memory_and_written_together():
+def test_a_record_and_its_hits_are_queued_in_memory_and_written_together():
     label("a")
     for _ in range(5):
         label("a")
+    assert pa.get(label.key("a")) is not None  # the pair is written at once
     with local_store(pa.get_config()).transaction() as connection:
-        stored_hits = connection.execute("SELECT hits FROM entries").fetchone()[0]
-    assert stored_hits == 0  # not yet written: a hit costs no write
+        written = connection.execute("SELECT count(*) FROM entries").fetchone()[0]
+    assert written == 0  # not yet: neither a miss nor a hit waits for the table
     [e] = pa.entries()  # listing writes what is pending first
     assert e.hits == 5 and e.last_used >= e.created
 

@@ -34,12 +34,12 @@ from pathlib import Path
 from ..errors import InvalidPathError
 from ..hashing import is_valid_unicode, sha1_of_stream
 from ..user_warnings import warn_user
+from ..wal import open_wal
 
 FILENAME = "hash_cache.sqlite3"
 # A file modified less than this long before its hashing started is not remembered:
 # a later rewrite could share its mtime (coarse clocks, FAT's 2 s, NFS skew).
 RACY_MARGIN_NS = 2_000_000_000
-_BUSY_TIMEOUT_S = 60.0
 
 # Answers kept in memory per cache (the table stays the truth shared across processes).
 _MEMORY_ENTRIES = 4096
@@ -119,21 +119,7 @@ class HashCache:
         if self._broken:
             return None
         try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
-            deadline = time.monotonic() + _BUSY_TIMEOUT_S
-            while True:
-                try:
-                    conn.execute("PRAGMA journal_mode = WAL")
-                    conn.execute(_SCHEMA)
-                    conn.execute(_DROP_OLD)
-                    break
-                except sqlite3.OperationalError as exc:
-                    # Switching to WAL does not wait on the busy handler; retry a while.
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.01)
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = open_wal(self.path, _SCHEMA, _DROP_OLD)
         except (OSError, sqlite3.Error) as exc:
             self._disable(exc)
             return None

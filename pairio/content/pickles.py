@@ -56,7 +56,7 @@ def _default_pickler(file: Any, buffer_callback: Callable[[pickle.PickleBuffer],
 
 
 def dump(store: ContentStore, value: Any, pickler: PicklerFactory = _default_pickler,
-         durable: bool = True) -> tuple[str, int]:
+         durable: bool = True, inline: bool = False) -> tuple[str, int]:
     """Pickle ``value`` into ``store`` (large buffers out of band); returns the object's SHA-1 and size.
 
     Errors of the pickler propagate; nothing is stored then.
@@ -73,7 +73,7 @@ def dump(store: ContentStore, value: Any, pickler: PicklerFactory = _default_pic
         buffers.append(raw)
         return False
 
-    with store.writer(durable=durable) as w:
+    with store.writer(durable=durable, inline=inline) as w:
         pickler(w, out_of_band).dump(value)
         if buffers:
             pickle_length = w.size
@@ -108,7 +108,16 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
     try:
         fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise ContentNotFoundError(f"object {sha1} is not in the content store {str(store.directory)!r}") from None
+        data = store.read_row(sha1)  # a small object kept as a row (never out of band: nothing to map)
+        if data is not None:
+            if remember is not None:
+                remember(sha1, data)
+            return loads(data)
+        try:  # written out as a file meanwhile
+            fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        except FileNotFoundError:
+            raise ContentNotFoundError(f"object {sha1} is not in the content store "
+                                       f"{str(store.directory)!r}") from None
     try:
         st = os.fstat(fd)
         verified = store.is_verified(sha1, st)

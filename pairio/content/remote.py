@@ -89,7 +89,9 @@ class RemoteContent:
         """
         _check_sha1(sha1)
         if source is None:
-            source = self.store.path(sha1)
+            path = self.store.object_path(sha1)
+            # A small object kept as a row is sent from memory, not written out as a file first.
+            source = path if path.is_file() else self.store.read_row(sha1) or self.store.path(sha1)
             if source is None:
                 raise ContentNotFoundError(f"object {sha1} is not in the content store "
                                            f"{str(self.store.directory)!r}: there is nothing to upload")

@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import hashlib
+import io
 import os
 import threading
 import time
@@ -43,6 +44,7 @@ from ..errors import (
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
 from ..lifecycle.locks import mark_reading
 from .hash_cache import HashCache, signature, stat_regular_file
+from .small import INLINE_MAX, SmallObjects
 
 _OBJECT_MODE = 0o444
 # Objects at least this large are re-hashed on a read only when their file changed since they
@@ -66,10 +68,14 @@ class ObjectWriter:
     After the ``with`` block, ``sha1`` and ``size`` describe the stored object.
     """
 
-    def __init__(self, temp: files.AtomicFile, store: ContentStore) -> None:
+    def __init__(self, temp: files.AtomicFile | None, store: ContentStore, inline_max: int = 0) -> None:
+        # Without a temporary file (an inline writer) the bytes are kept in memory until they
+        # pass ``inline_max``; then the file is made and they go there.
         self._temp = temp
         self._store = store
         self._hash = hashlib.sha1()
+        self._inline_max = inline_max
+        self._buffer = bytearray()
         self.size = 0
         self.sha1: str | None = None
 
@@ -97,16 +103,38 @@ class ObjectWriter:
         return n
 
     def _write(self, data: memoryview) -> int:
+        if self._temp is None:
+            if len(self._buffer) + data.nbytes <= self._inline_max:
+                self._buffer += data
+                return data.nbytes
+            self._temp = self._store._temp_file()
+            self._write(memoryview(self._buffer))
+            self._buffer = bytearray()
         try:
             return self._temp.file.write(data)
         except OSError as exc:
             raise self._store._unavailable(exc) from exc
+
+    def _discard(self) -> None:
+        if self._temp is not None:
+            self._temp.discard()
 
     def writable(self) -> bool:
         return True
 
     def flush(self) -> None:
         pass  # the object is flushed and fsync'd once, when it is committed
+
+
+@dataclasses.dataclass(frozen=True)
+class ObjectInfo:
+    """An object of the store: its SHA-1, bytes, mtime, and file (None for a row of the
+    small-object table)."""
+
+    sha1: str
+    size: int
+    mtime: float
+    path: str | None
 
 
 @dataclasses.dataclass
@@ -135,6 +163,7 @@ class ContentStore:
         self.hash_cache = hash_cache
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
         self._objects_prefix = os.path.join(self.objects_dir, "")
+        self.small = SmallObjects(self.directory)
 
     def __repr__(self) -> str:
         return f"ContentStore({str(self.directory)!r})"
@@ -153,14 +182,39 @@ class ContentStore:
 
     def has(self, sha1: str) -> bool:
         """True if the object ``sha1`` is present."""
-        return self.object_path(sha1).is_file()
+        return self.object_path(sha1).is_file() or self.small.info(sha1) is not None
 
     def path(self, sha1: str) -> Path | None:
-        """The local path of the object ``sha1``, or None if absent."""
+        """The local path of the object ``sha1``, or None if absent (a small object kept as a row
+        is written out as a file first)."""
         p = self.object_path(sha1)
-        return p if p.is_file() else None
+        if p.is_file():
+            return p
+        data = self.read_row(sha1)
+        if data is None:
+            return p if p.is_file() else None  # written out by another process meanwhile
+        temp = self._temp_file()
+        with temp:
+            try:
+                temp.file.write(data)
+                temp.commit(p, durable=False, chmod=_OBJECT_MODE)
+            except OSError as exc:
+                raise self._unavailable(exc) from exc
+        # A reader that found no file looks for the row, then for the file again: none misses it.
+        self.small.remove(sha1)
+        return p
 
-    def _has_size(self, sha1: str, size: int) -> bool:
+    def read_row(self, sha1: str) -> bytes | None:
+        """The bytes of the small object ``sha1`` kept as a row, checked against its hash, or None
+        if there is no such row; CorruptContentError (after quarantining it) if they do not match."""
+        data = self.small.get(_check_sha1(sha1))
+        if data is not None:
+            actual = hashlib.sha1(data).hexdigest()
+            if actual != sha1:
+                raise self._corrupt(sha1, actual, row=data)
+        return data
+
+    def _has_size(self, sha1: str, size: int, files_only: bool = False) -> bool:
         """True if the object ``sha1`` is present and ``size`` bytes long.
 
         Asked before storing content again: a present object's time is refreshed, so
@@ -171,7 +225,7 @@ class ContentStore:
             if os.stat(path).st_size != size:
                 return False
         except FileNotFoundError:
-            return False
+            return not files_only and size <= INLINE_MAX and self.small.touch(sha1, size)
         with contextlib.suppress(OSError):  # another user's object: its age stays
             os.utime(path)
         return True
@@ -181,7 +235,10 @@ class ContentStore:
         try:
             return self.object_path(sha1).stat().st_size
         except FileNotFoundError:
-            raise self._not_found(sha1) from None
+            info = self.small.info(sha1)
+            if info is None:
+                raise self._not_found(sha1) from None
+            return info[0]
 
     def open(self, sha1: str, verify: bool = False) -> BinaryIO:
         """The object ``sha1`` opened for binary reading, checked against its hash first.
@@ -194,7 +251,7 @@ class ContentStore:
         try:
             f = open(self.object_file(sha1), "rb")
         except FileNotFoundError:
-            raise self._not_found(sha1) from None
+            return self._open_row(sha1)
         mark_reading(f.fileno())
         try:
             self.check(sha1, f, full=verify)
@@ -207,6 +264,17 @@ class ContentStore:
         """The object ``sha1`` opened for binary reading without any check: only for a reader that
         checks every byte it gets against the hash itself (a client downloading from a server)."""
         try:
+            f = open(self.object_file(sha1), "rb")
+        except FileNotFoundError:
+            return self._open_row(sha1)
+        mark_reading(f.fileno())
+        return f
+
+    def _open_row(self, sha1: str) -> BinaryIO:
+        data = self.read_row(sha1)
+        if data is not None:
+            return io.BytesIO(data)
+        try:  # written out as a file meanwhile
             f = open(self.object_file(sha1), "rb")
         except FileNotFoundError:
             raise self._not_found(sha1) from None
@@ -255,8 +323,8 @@ class ContentStore:
     def _not_found(self, sha1: str) -> ContentNotFoundError:
         return ContentNotFoundError(f"object {sha1} is not in the content store {str(self.directory)!r}")
 
-    def _corrupt(self, sha1: str, actual: str) -> CorruptContentError:
-        moved = self.quarantine(sha1)
+    def _corrupt(self, sha1: str, actual: str, row: bytes | None = None) -> CorruptContentError:
+        moved = self.quarantine(sha1) if row is None else self._quarantine_row(sha1, row)
         where = f"; moved to {str(moved)!r}" if moved else ""
         return CorruptContentError(f"object {sha1} in {str(self.directory)!r} is corrupt "
                                    f"(its bytes hash to {actual}){where}")
@@ -264,26 +332,35 @@ class ContentStore:
     # --- writing -----------------------------------------------------------------
 
     @contextlib.contextmanager
-    def writer(self, durable: bool = True, expect: str | None = None) -> Iterator[ObjectWriter]:
+    def writer(self, durable: bool = True, expect: str | None = None,
+               inline: bool = False) -> Iterator[ObjectWriter]:
         """Yield a binary sink; when the block ends its bytes are stored and ``.sha1`` is set.
 
         On an exception the partial object is removed and nothing is stored. With
         ``durable=False`` the object is not fsync'd: a power cut may leave it truncated,
         which suits content that is verified when read and can be made again.
         With ``expect`` (a SHA-1) bytes that hash to anything else are not stored:
-        CorruptContentError when the block ends.
+        CorruptContentError when the block ends. With ``inline`` an object of at most
+        ``INLINE_MAX`` bytes becomes a row of the small-object table, not a file.
         """
         if expect is not None:
             _check_sha1(expect)
+        w = ObjectWriter(None, self, INLINE_MAX) if inline else ObjectWriter(self._temp_file(), self)
+        try:
+            yield w
+            if w._temp is None:
+                self._commit_inline(w, expect)
+            else:
+                self._commit(w, w._temp, durable, expect)
+        finally:
+            w._discard()
+
+    def _temp_file(self) -> files.AtomicFile:
         try:
             self._sweep_temp_files()
-            temp = files.AtomicFile(self.temp_dir, mode=0o644)
+            return files.AtomicFile(self.temp_dir, mode=0o644)
         except OSError as exc:
             raise self._unavailable(exc) from exc
-        with temp:
-            w = ObjectWriter(temp, self)
-            yield w
-            self._commit(w, temp, durable, expect)
 
     @contextlib.contextmanager
     def partial_writer(self, sha1: str, durable: bool = True) -> Iterator[ObjectWriter | None]:
@@ -324,12 +401,32 @@ class ContentStore:
         finally:
             temp.discard()
 
-    def _commit(self, w: ObjectWriter, temp: files.AtomicFile, durable: bool, expect: str | None) -> None:
+    def _expected(self, w: ObjectWriter, expect: str | None) -> str:
         sha1 = w._hash.hexdigest()
         if expect is not None and sha1 != expect:
-            temp.discard()
+            w._discard()
             raise CorruptContentError(f"the bytes received ({w.size}) hash to {sha1}, not to {expect}: "
                                       "nothing was stored")
+        return sha1
+
+    def _commit_inline(self, w: ObjectWriter, expect: str | None) -> None:
+        sha1 = self._expected(w, expect)
+        if not self._has_size(sha1, w.size, files_only=True):
+            try:
+                self.small.put(sha1, bytes(w._buffer))
+            except StoreUnavailableError:
+                # The table cannot be written (locked for too long, damaged): a file then.
+                temp = w._temp = self._temp_file()
+                try:
+                    temp.file.write(w._buffer)
+                except OSError as exc:
+                    raise self._unavailable(exc) from exc
+                self._commit(w, temp, False, expect)
+                return
+        w.sha1 = sha1
+
+    def _commit(self, w: ObjectWriter, temp: files.AtomicFile, durable: bool, expect: str | None) -> None:
+        sha1 = self._expected(w, expect)
         target = self.object_file(sha1)
         # Identical content already stored is kept; a copy of another size (truncated by a
         # crash, or damaged) is replaced by this one.
@@ -464,9 +561,10 @@ class ContentStore:
         """Remove the object ``sha1``; returns whether it was present."""
         try:
             self.object_path(sha1).unlink()
-            return True
+            removed = True
         except FileNotFoundError:
-            return False
+            removed = False
+        return self.small.remove(sha1) is not None or removed
 
     def quarantine(self, sha1: str) -> Path | None:
         """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent)."""
@@ -474,26 +572,61 @@ class ContentStore:
         dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
         try:
             os.replace(self.object_path(sha1), dest)
+            return dest
         except FileNotFoundError:
-            return None
+            pass
+        data = self.small.get(sha1)
+        return None if data is None else self._quarantine_row(sha1, data)
+
+    def _quarantine_row(self, sha1: str, data: bytes) -> Path:
+        files.ensure_dir(self.quarantine_dir)
+        dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
+        dest.write_bytes(data)
+        self.small.remove(sha1)
         return dest
 
     def iter_objects(self) -> Iterator[str]:
         """The SHA-1 of every object present, in no particular order."""
-        if not self.objects_dir.is_dir():
-            return
-        for _dirpath, _dirnames, filenames in os.walk(self.objects_dir):
-            for name in filenames:
-                if is_sha1_hex(name):
-                    yield name
+        for info in self.iter_object_infos(stat=False):
+            yield info.sha1
+
+    def iter_object_infos(self, stat: bool = True) -> Iterator[ObjectInfo]:
+        """Every object present: its files (with ``stat``, their size and mtime; else 0), then the
+        small objects kept as rows (``path`` None) that have no file."""
+        seen: set[str] = set()
+        if self.objects_dir.is_dir():
+            for dirpath, _dirnames, filenames in os.walk(self.objects_dir):
+                for name in filenames:
+                    if not is_sha1_hex(name):
+                        continue
+                    path = os.path.join(dirpath, name)
+                    if stat:
+                        try:
+                            st = os.stat(path)
+                        except FileNotFoundError:
+                            continue
+                        yield ObjectInfo(name, st.st_size, st.st_mtime, path)
+                    else:
+                        yield ObjectInfo(name, 0, 0.0, path)
+                    seen.add(name)
+        for name, size, mtime in self.small.infos():
+            if name not in seen:
+                yield ObjectInfo(name, size, mtime, None)
 
     def fsck(self) -> FsckReport:
         """Re-hash every object; corrupt ones are reported and quarantined."""
         report = FsckReport()
-        for sha1 in list(self.iter_objects()):
+        for info in list(self.iter_object_infos(stat=False)):
+            sha1 = info.sha1
             try:
-                with open(self.object_path(sha1), "rb", buffering=0) as f:
-                    actual, _ = sha1_of_stream(f)
+                if info.path is None:
+                    data = self.small.get(sha1)
+                    if data is None:
+                        continue  # removed meanwhile
+                    actual = hashlib.sha1(data).hexdigest()
+                else:
+                    with open(info.path, "rb", buffering=0) as f:
+                        actual, _ = sha1_of_stream(f)
             except FileNotFoundError:
                 continue  # removed meanwhile
             except OSError as exc:  # no permission, an I/O error: report it and go on
@@ -501,7 +634,7 @@ class ContentStore:
                 continue
             report.checked += 1
             if actual != sha1:
-                moved = self.quarantine(sha1)
+                moved = self.quarantine(sha1) if info.path is not None else self._quarantine_row(sha1, data)
                 if moved is not None:
                     report.corrupt.append((sha1, moved))
         return report

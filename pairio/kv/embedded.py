@@ -15,12 +15,12 @@ import json
 import os
 import sqlite3
 import threading
-import time
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from ..errors import StoreUnavailableError
+from ..wal import set_up_wal
 from .base import KeyValueStore
 
 DATABASE_FILENAME = "kv.sqlite3"
@@ -179,19 +179,11 @@ class EmbeddedStore(KeyValueStore):
 
     def _initialise(self, connection: sqlite3.Connection) -> None:
         connection.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
-        # Switching to WAL takes an exclusive lock and does not wait on the busy
-        # handler when another process is doing the same, so retry for a while.
-        deadline = time.monotonic() + _BUSY_TIMEOUT_MS / 1000
-        while True:
-            try:
-                mode = connection.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-                connection.execute(_SCHEMA)
-                _migrate(connection)
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(0.01)
+        def setup(c: sqlite3.Connection) -> None:
+            c.execute(_SCHEMA)
+            _migrate(c)
+
+        mode = set_up_wal(connection, setup, _BUSY_TIMEOUT_MS / 1000)
         if mode.lower() != "wal":
             raise StoreUnavailableError(
                 f"pairio database {str(self.path)!r} could not be put in WAL mode (got {mode!r})"
@@ -293,20 +285,18 @@ class EmbeddedStore(KeyValueStore):
             raise self._error(exc) from exc
 
     def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
+        with self.transaction(immediate=True) as connection:
+            self.write_pairs(connection, collection, pairs)
+
+    def write_pairs(self, connection: sqlite3.Connection, collection: str, pairs: Mapping[str, str | None]) -> None:
+        """:meth:`set_many` inside a :meth:`transaction` of this store (with the tables beside the pairs)."""
         upserts = [(collection, k, v) for k, v in pairs.items() if v is not None]
         deletes = [(collection, k) for k, v in pairs.items() if v is None]
         try:
-            connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE")
-            try:
-                if upserts:
-                    connection.executemany(_SET, upserts)
-                if deletes:
-                    connection.executemany(_DELETE, deletes)
-            except BaseException:
-                connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+            if upserts:
+                connection.executemany(_SET, upserts)
+            if deletes:
+                connection.executemany(_DELETE, deletes)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

@@ -123,16 +123,11 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
     """Remove the objects of ``store`` read longest ago until it holds at most ``max_size`` bytes."""
     report = AccessEvictionReport()
     reads = AccessLog(store.directory).last_access()
-    objects: list[tuple[float, str, str, int]] = []
-    for name in store.iter_objects():
-        path = str(store.object_path(name))
-        try:
-            st = os.stat(path)
-        except FileNotFoundError:
-            continue
-        last = max(st.st_mtime, reads.get(name, (0.0, 0))[0])
-        objects.append((last, name, path, st.st_size))
-        report.size_before += st.st_size
+    objects: list[tuple[float, str, str | None, int]] = []
+    for info in store.iter_object_infos():
+        last = max(info.mtime, reads.get(info.sha1, (0.0, 0))[0])
+        objects.append((last, info.sha1, info.path, info.size))
+        report.size_before += info.size
     report.size_after = report.size_before
     if report.size_after <= max_size:
         return report
@@ -141,11 +136,13 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
     with locks.removing(store.directory) as held:
         if not held:
             return report
-        for last, _name, path, size in objects:
+        for last, name, path, size in objects:
             if report.size_after <= max_size or now - last < grace_s:
                 break
             if dry_run:
                 freed: int | None = size
+            elif path is None:  # a small object kept as a row: no reader to wait for
+                freed = store.small.remove(name)
             else:
                 freed = locks.remove_unless_read(path)
             if freed is None:

@@ -29,7 +29,7 @@ from ..config import Config
 from ..content import content_store, named
 from ..content.directories import read_manifest
 from ..content.store import ContentStore
-from ..errors import PairioError
+from ..errors import ContentNotFoundError, CorruptContentError, PairioError
 from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..memo.flight import remove_idle_locks
@@ -96,8 +96,7 @@ def _orphaned_pairs(cfg: Config, store: ContentStore, report: GcReport, dry_run:
     kv = local_store(cfg)
     if not kv.path.exists():
         return
-    gone = [e for e in records.entries(kv) if not all(os.path.exists(store.object_file(s))
-                                                          for s in [e.sha1, *e.objects])]
+    gone = [e for e in records.entries(kv) if not all(store.has(s) for s in [e.sha1, *e.objects])]
     if dry_run:
         report.pairs = len(gone)
     else:
@@ -117,30 +116,29 @@ def _sizes(directory: os.PathLike[str]) -> dict[str, int]:
     return out
 
 
-def _old_objects(store: ContentStore, report: GcReport, grace_s: float) -> list[tuple[str, str]]:
-    """(sha1, path) of the objects older than the grace period (listed before taking the lock:
-    one stored after this is young, and not a candidate)."""
+def _old_objects(store: ContentStore, report: GcReport, grace_s: float) -> list[tuple[str, str | None]]:
+    """(sha1, path, or None for a small object kept as a row) of the objects older than the grace
+    period (listed before taking the lock: one stored after this is young, and not a candidate)."""
     now = time.time()
-    candidates: list[tuple[str, str]] = []
-    for name in store.iter_objects():
-        path = str(store.object_path(name))
-        try:
-            if now - os.stat(path).st_mtime < grace_s:
-                report.objects_kept_young += 1
-                continue
-        except FileNotFoundError:
+    candidates: list[tuple[str, str | None]] = []
+    for info in store.iter_object_infos():
+        if now - info.mtime < grace_s:
+            report.objects_kept_young += 1
             continue
-        candidates.append((name, path))
+        candidates.append((info.sha1, info.path))
     return candidates
 
 
 def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, grace_s: float,
-                          dry_run: bool, candidates: list[tuple[str, str]], trash: list[str]) -> None:
+                          dry_run: bool, candidates: list[tuple[str, str | None]], trash: list[str]) -> None:
     if not candidates:
         return
     referenced = references(cfg, store)
     for sha1, path in candidates:
         if sha1 in referenced:
+            continue
+        if path is None:
+            _unreferenced_row(store, sha1, report, grace_s, dry_run)
             continue
         try:
             st = os.stat(path)
@@ -161,6 +159,22 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             named.remove_names(store, sha1, removed)  # hard links to the object: they would keep its bytes
             report.objects += 1
             report.object_bytes += size
+
+
+def _unreferenced_row(store: ContentStore, sha1: str, report: GcReport, grace_s: float, dry_run: bool) -> None:
+    older_than = time.time() - grace_s  # not one stored again meanwhile
+    if dry_run:
+        info = store.small.info(sha1)
+        if info is not None and info[1] < older_than:
+            report.objects += 1
+            report.object_bytes += info[0]
+        return
+    size = store.small.remove(sha1, older_than=older_than)
+    if size is None:
+        report.objects_kept_young += 1
+    else:
+        report.objects += 1
+        report.object_bytes += size
 
 
 def references(cfg: Config, store: ContentStore) -> set[str]:
@@ -206,7 +220,7 @@ def _sha1s_inside(store: ContentStore, sha1: str) -> set[str]:
     result made before records existed (any 40-hex string counts: keeping too much is safe)."""
     found: set[str] = set()
     try:
-        with open(store.object_file(sha1), "rb") as f:
+        with store.open_unchecked(sha1) as f:
             head = f.read(2)
             if head[:1] != b"\x80":  # not a pickle
                 return found
@@ -215,6 +229,6 @@ def _sha1s_inside(store: ContentStore, sha1: str) -> set[str]:
                 data = tail + chunk
                 found.update(m.decode() for m in _SHA1_IN_BYTES.findall(data))
                 tail = data[-39:]
-    except FileNotFoundError:
+    except (ContentNotFoundError, CorruptContentError):
         pass
     return found

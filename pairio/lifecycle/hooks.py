@@ -8,6 +8,7 @@ import hashlib
 import logging
 import time
 import weakref
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
@@ -35,6 +36,7 @@ def hit(cfg: Config, collection: str, key: str, result: Any) -> None:
 
 def forgotten(cfg: Config, collection: str, key: str) -> None:
     """The entry ``key`` was forgotten: its record goes too."""
+    records.flush()
     with local_store(cfg).transaction(immediate=True) as connection:
         connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
 
@@ -77,12 +79,21 @@ def describe(fn: CachedFunction, key: str, args: tuple, kwargs: dict) -> tuple[d
     return parts, bound
 
 
-def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, result: Any, stored: StoredResult,
-           seconds: float, args: tuple, kwargs: dict, want_reason: bool) -> str:
-    """Record a result just stored; returns why it missed if ``want_reason`` (else "")."""
+def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, stored: StoredResult, seconds: float,
+           args: tuple, kwargs: dict, want_reason: bool,
+           pairs: Mapping[str, str] | None = None) -> tuple[str, float | None]:
+    """Record a result just stored, and write ``pairs`` (its pair, in the local store) if given;
+    returns why it missed if ``want_reason`` (else "") and the recorded total size (None if not
+    known yet). Then call :func:`settled`, not holding the content directory.
+
+    The pairs are written at once; the record soon after, with others, by a background writer
+    (:func:`records.add_soon`), unless the config sets ``max_size``: then the record is written
+    with the pairs, in one transaction, and eviction knows the new total at once. A record that
+    cannot be made is logged; a failure to write the pairs raises.
+    """
     reason = ""
+    store = local_store(cfg)
     try:
-        store = local_store(cfg)
         parts, bound = describe(fn, key, args, kwargs)
         if want_reason:
             reason = misses.reason(store, fn.name, key, parts, records.get(store, collection, key))
@@ -94,15 +105,24 @@ def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, result: A
             collection=collection, key=key, function=fn.name, sha1=stored.sha1, objects=list(stored.files),
             inputs=provenance.links(bound, str(content.objects_dir)), size=stored.size, seconds=seconds,
             created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
-        total = records.add(store, entry)
+        if cfg.max_size is not None:
+            return reason, records.add(store, entry, pairs)
     except StoreUnavailableError as exc:
         logger.warning("%s: result of key %s stored, but its record could not be written (%s)",
                        fn.name, key[:8], exc)
-        return reason
+        entry = None
+    if pairs:
+        store.set_many(collection, pairs)
+    if entry is not None:
+        records.add_soon(store, entry)
+    return reason, None
+
+
+def settled(cfg: Config, collection: str, key: str, result: Any, total: float | None) -> None:
+    """After :func:`stored`: ``result`` remembered for lineage, and eviction if the store passed ``max_size``."""
     provenance.remember(result, {"collection": collection, "key": key})
-    if cfg.max_size is not None and total > cfg.max_size:
+    if cfg.max_size is not None and total is not None and total > cfg.max_size:
         eviction.evict(cfg)
-    return reason
 
 
 def explain_miss(cfg: Config, fn: CachedFunction, collection: str, key: str, args: tuple,

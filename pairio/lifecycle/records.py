@@ -25,7 +25,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import Config
@@ -125,28 +125,50 @@ _host: str | None = None
 # --- writing ---------------------------------------------------------------------------
 
 
-def add(store: EmbeddedStore, entry: Entry) -> float:
-    """Write ``entry``'s record (replacing any of the same key); returns the recorded total size.
+def add(store: EmbeddedStore, entry: Entry, pairs: Mapping[str, str] | None = None) -> float:
+    """Write ``entry``'s record (replacing any of the same key), and ``pairs`` of its collection in
+    the same transaction if given; returns the recorded total size.
 
     Its priority is computed here from the store's inflation value.
     """
-    values = [json.dumps(getattr(entry, c), separators=(",", ":")) if c in _JSON_COLUMNS else getattr(entry, c)
-              for c in _COLUMNS[:-1]]
-    values.append((entry.hits + 1) * max(entry.seconds, MIN_SECONDS) / max(entry.size, 1))
     with store.transaction(immediate=True) as connection:
-        connection.execute(_INSERT, values)
+        if pairs:
+            store.write_pairs(connection, entry.collection, pairs)
+        connection.execute(_INSERT, _row(entry))
         return connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
 
 
+def _row(entry: Entry) -> list[Any]:
+    values = [json.dumps(getattr(entry, c), separators=(",", ":")) if c in _JSON_COLUMNS else getattr(entry, c)
+              for c in _COLUMNS[:-1]]
+    values.append((entry.hits + 1) * max(entry.seconds, MIN_SECONDS) / max(entry.size, 1))
+    return values
+
+
+def add_soon(store: EmbeddedStore, entry: Entry) -> None:
+    """Queue ``entry``'s record: written with the hits, by the writer thread within a second, before
+    any listing or eviction in this process, and at exit. (A process killed before leaves the
+    result and its pair without a record: still a hit, but not listed nor counted by eviction.)"""
+    row = _row(entry)
+    hits = _hits
+    if not hits.hooked:
+        _at_exit_of_workers()
+    with hits.lock:
+        hits.records.append((store, row))
+        _start_writer(hits)
+
+
 class _Hits:
-    """Hits not yet written: (store, collection, key) -> count. Their last use is taken as
-    the time they are written, at most a second later, by a background writer (as
-    :mod:`pairio.memo.call_stats` writes call counts): a hit never waits for the table."""
+    """Hits and records not yet written. Hits: (store, collection, key) -> count, their last use
+    taken as the time they are written; records: (store, row) in the order made. Both are
+    written at most a second later by a background writer (as :mod:`pairio.memo.call_stats`
+    writes call counts): neither a hit nor a miss waits for the table."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.flushing = threading.Lock()  # one flush at a time, whole (exit waits for the writer's)
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
+        self.records: list[tuple[EmbeddedStore, list[Any]]] = []
         self.writer: threading.Thread | None = None
         self.hooked = False
 
@@ -162,17 +184,22 @@ def hit(cfg: Config, collection: str, key: str) -> None:
     ident = (local_store(cfg), collection, key)
     with hits.lock:
         hits.pending[ident] = hits.pending.get(ident, 0) + 1
-        if hits.writer is None:
-            hits.writer = threading.Thread(target=_write_while_counting, args=(hits,), name="pairio-hits",
-                                           daemon=True)
-            hits.writer.start()
+        _start_writer(hits)
+
+
+def _start_writer(hits: _Hits) -> None:
+    # Called holding hits.lock.
+    if hits.writer is None:
+        hits.writer = threading.Thread(target=_write_while_counting, args=(hits,), name="pairio-hits",
+                                       daemon=True)
+        hits.writer.start()
 
 
 def _write_while_counting(hits: _Hits) -> None:
     while True:
         time.sleep(_FLUSH_INTERVAL_S)
         with hits.lock:
-            if not hits.pending:
+            if not hits.pending and not hits.records:
                 # Nothing counted for a second: stop; the next hit starts a writer again.
                 hits.writer = None
                 return
@@ -182,29 +209,33 @@ def _write_while_counting(hits: _Hits) -> None:
 
 
 def flush() -> None:
-    """Write the hits counted so far (errors are logged, never raised: counts are not results)."""
+    """Write the records and hits queued so far (errors are logged, never raised: they are not results)."""
     hits = _hits
     with hits.flushing:
         with hits.lock:
-            pending = hits.pending
-            hits.pending = {}
-        if pending:
-            _write(pending)
+            pending, queued = hits.pending, hits.records
+            hits.pending, hits.records = {}, []
+        if pending or queued:
+            _write(pending, queued)
 
 
-def _write(pending: dict[tuple[EmbeddedStore, str, str], int]) -> None:
+def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tuple[EmbeddedStore, list[Any]]]) -> None:
     now = time.time()
-    by_store: dict[EmbeddedStore, list[tuple]] = {}
+    by_store: dict[EmbeddedStore, tuple[list[list[Any]], list[tuple]]] = {}
+    for store, row in queued:
+        by_store.setdefault(store, ([], []))[0].append(row)
     for (store, collection, key), count in pending.items():
-        by_store.setdefault(store, []).append((count, now, collection, key))
-    for store, rows in by_store.items():
+        by_store.setdefault(store, ([], []))[1].append((count, now, collection, key))
+    for store, (rows, counts) in by_store.items():
         if not store.directory.is_dir():
             continue  # a removed (temporary) database: do not make it again
         try:
             with store.transaction(immediate=True) as connection:
-                connection.executemany(_HITS, rows)
+                connection.executemany(_INSERT, rows)  # first: a hit may count on a record just made
+                connection.executemany(_HITS, counts)
         except (sqlite3.Error, OSError) as exc:
-            logger.debug("could not record hits in %s: %s", store.directory, exc)
+            logger.warning("could not write %d records and %d hit counts in %s: %s", len(rows), len(counts),
+                           store.directory, exc)
 
 
 def _at_exit_of_workers() -> None:
@@ -305,6 +336,7 @@ def find(store: EmbeddedStore, key_or_sha1: str, collection: str | None = None) 
 
 def get(store: EmbeddedStore, collection: str, key: str) -> Entry | None:
     """The record of ``key`` in ``collection``, or None."""
+    flush()
     with store.transaction() as connection:
         row = connection.execute(_SELECT + " WHERE collection = ? AND key = ?", (collection, key)).fetchone()
     return None if row is None else Entry.from_row(row)
@@ -312,6 +344,7 @@ def get(store: EmbeddedStore, collection: str, key: str) -> Entry | None:
 
 def of_function(store: EmbeddedStore, function: str, limit: int = 500) -> list[Entry]:
     """The newest ``limit`` entries of the function named exactly ``function``."""
+    flush()
     with store.transaction() as connection:
         rows = connection.execute(_SELECT + " WHERE function = ? ORDER BY created DESC LIMIT ?",
                                   (function, limit)).fetchall()
@@ -329,6 +362,7 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
     """
     from ..memo.decorator import seconds_key
 
+    flush()  # a record still queued would come back after its removal
     removed = []
     with store.transaction(immediate=True) as connection:
         for e in found:

@@ -280,12 +280,15 @@ class CachedFunction:
         store = content_store(cfg)
         collection = self._collection(cfg)
         uploaded = 0
+        want_reason = cfg.verbose or logger.isEnabledFor(logging.INFO)
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
             stored = store_result_described(store, result, f"result of {self.name}")
             pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
             if cfg.set_to == "local":
-                api.set_many(pairs, collection)
+                # The pair and its record in one transaction.
+                reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs,
+                                             want_reason, pairs=pairs)
             else:
                 # The result is computed and in the local content store: whatever the server does, it is
                 # handed back (remote.Server stores the pair locally if the server cannot).
@@ -293,8 +296,9 @@ class CachedFunction:
                 server.record(collection, pairs, [*stored.files, stored.sha1],
                               f"{self.name} {key[:8]}: recording the result")
                 uploaded = server.uploaded
-        reason = hooks.stored(cfg, self, collection, key, result, stored, seconds, args, kwargs,
-                              want_reason=cfg.verbose or logger.isEnabledFor(logging.INFO))
+        if cfg.set_to != "local":
+            reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
+        hooks.settled(cfg, collection, key, result, total)
         return reason, uploaded
 
     # --- controls -------------------------------------------------------------------------

@@ -119,7 +119,8 @@ def store_result_described(store: ContentStore, value: Any, label: str = "result
     try:
         # Not fsync'd: every load verifies the hash, and a result lost or truncated by a power
         # cut is a miss that is recomputed and repaired. The fsync would double a large store.
-        sha1, size = pickles.dump(store, value, pickler, durable=False)
+        # A small one is a row of the store's small-object table: no file to create.
+        sha1, size = pickles.dump(store, value, pickler, durable=False, inline=True)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
                                     f"into the content store: {exc}") from exc

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...content.store import ContentStore
+from ...errors import ContentNotFoundError
 from ...hashing import CHUNK_SIZE
 from ...lifecycle.access import AccessLog
 from .base import ContentBackend, Upload
@@ -30,8 +31,8 @@ class DirectoryContent(ContentBackend):
 
     def size(self, sha1: str) -> int | None:
         try:
-            return os.stat(self.store.object_file(sha1)).st_size
-        except FileNotFoundError:
+            return self.store.size(sha1)
+        except ContentNotFoundError:
             return None
 
     def read(self, sha1: str, start: int = 0, stop: int | None = None) -> Iterator[bytes]:
@@ -45,11 +46,9 @@ class DirectoryContent(ContentBackend):
     def usage(self) -> tuple[int, int]:
         """How many objects the directory holds, and their bytes (walks it all)."""
         objects = size = 0
-        for sha1 in self.store.iter_objects():
-            n = self.size(sha1)
-            if n is not None:  # removed meanwhile
-                objects += 1
-                size += n
+        for info in self.store.iter_object_infos():
+            objects += 1
+            size += info.size
         return objects, size
 
     def upload(self, sha1: str) -> Upload:
