@@ -6,6 +6,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -135,3 +137,38 @@ def test_a_result_that_refers_to_files_records_them_and_their_size(tmp_path):
     [e] = pa.entries()
     assert len(e.objects) == 1 and e.size > 5000
     assert records.find(local_store(pa.get_config()), e.objects[0])[0].key == e.key
+
+
+_CHILD = """
+import os, sys
+import pairio as pa
+
+@pa.cached
+def double(x):
+    return 2 * x
+
+double(21)
+print(double.key(21), flush=True)
+if sys.argv[1] == "killed":
+    os.kill(os.getpid(), 9)  # no exit handlers: the queued record dies with the process
+"""
+
+
+@pytest.mark.parametrize("ending", ["exits", "killed"])
+def test_a_record_queued_by_a_process_is_written_when_it_exits_and_only_the_record_is_lost_if_it_is_killed(
+        tmp_path, ending):
+    script = tmp_path / "child.py"
+    script.write_text(_CHILD)
+    done = subprocess.run([sys.executable, str(script), ending], capture_output=True, text=True)
+    key = done.stdout.strip()
+    assert len(key) == 40, done.stderr
+    sha1 = pa.get(key)
+    assert sha1 is not None and pa.load_pickle(f"sha1://{sha1}") == 42  # the pair and content: at once
+    assert [e.key for e in pa.entries()] == ([key] if ending == "exits" else [])
+
+
+def test_with_max_size_the_record_is_written_with_the_pair():
+    with pa.config(max_size=10 << 20):
+        label("bounded")
+    with sqlite3.connect(local_store(pa.get_config()).path) as conn:
+        assert conn.execute("SELECT count(*) FROM entries").fetchone()[0] == 1

@@ -7,10 +7,13 @@ Layout under the content directory::
                             hard link (``link=True``) checked before it takes its name
     partial/abcd...         downloads cut short, kept to be resumed (locked while one runs)
     quarantine/abcd....N    objects found corrupt, moved aside by verify or fsck
+    small-objects.sqlite3   small objects written with ``inline=True`` (cached results), as rows
+                            (:mod:`.small`)
 
-An object appears only by an atomic rename of a complete, fsync'd file whose
-hash was computed from the very bytes written, so a reader never sees a partial
-object. Storing content that is already present writes nothing.
+An object appears only by an atomic rename of a complete, fsync'd file (or the
+commit of its row) whose hash was computed from the very bytes written, so a
+reader never sees a partial object. Storing content that is already present
+writes nothing.
 
 Every read is checked against the hash (:meth:`ContentStore.open`): a small object
 is hashed whole, each time (cheaper than looking anything up); an object of
@@ -225,7 +228,12 @@ class ContentStore:
             if os.stat(path).st_size != size:
                 return False
         except FileNotFoundError:
-            return not files_only and size <= INLINE_MAX and self.small.touch(sha1, size)
+            if files_only or size > INLINE_MAX:
+                return False
+            try:
+                return self.small.touch(sha1, size)
+            except StoreUnavailableError:
+                return False  # the table cannot be used: the object is written as a file
         with contextlib.suppress(OSError):  # another user's object: its age stays
             os.utime(path)
         return True

@@ -18,7 +18,6 @@ import hashlib
 import logging
 import threading
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
@@ -176,32 +175,33 @@ class Server:
             self._content = remote_content(self.cfg)
         return self._content
 
-    def fetch(self, sha1: str, doing: str) -> Path | None:
-        """Bring the object ``sha1`` into the local content store (verified); its path, or None
-        if the server does not have it or cannot give it (said once)."""
+    def fetch(self, sha1: str, doing: str) -> bool:
+        """Bring the object ``sha1`` into the local content store (verified); False if the server
+        does not have it or cannot give it (said once)."""
         data = self.inline.pop(sha1, None)
         store = content_store(self.cfg)
         if data is not None and hashlib.sha1(data).hexdigest() == sha1:
             # Not fsync'd, as results are not (see values.store_result): every load verifies.
-            with store.writer(durable=False) as w:
+            # A small one is a row, as a result computed here would be.
+            with store.writer(durable=False, inline=True) as w:
                 w.write(data)
             remember(sha1, data)  # verified: loading it need not read it back
             self.downloaded += len(data)
-            return store.path(sha1)
+            return True
         if not self.may("read", _CONTENT):
-            return None
+            return False
         try:
             path = self.content.download(sha1)
         except ContentNotFoundError:
-            return None
+            return False
         except CorruptContentError as exc:  # the bytes that came were not the object: nothing is kept
             warn(f"{doing}: {exc}")
-            return None
+            return False
         except RemoteError as exc:
             self.failed(exc, "read", _CONTENT, doing)
-            return None
+            return False
         self.downloaded += path.stat().st_size
-        return path
+        return True
 
     def upload(self, sha1s: list[str], doing: str) -> bool:
         """Upload those of the local objects ``sha1s`` the server lacks, in their order; True if the
@@ -226,11 +226,9 @@ class Server:
         where the local store lacks it. ContentNotFoundError if it is on no reachable store."""
         store = content_store(self.cfg)
 
-        def fetch(h: str) -> Path:
-            path = self.fetch(h, doing)
-            if path is None:
+        def fetch(h: str) -> None:
+            if not self.fetch(h, doing):
                 raise ContentNotFoundError(f"object {h} is neither here nor on the server")
-            return path
 
         if not store.has(sha1):
             fetch(sha1)

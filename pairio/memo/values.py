@@ -44,8 +44,8 @@ _RECENT_MAX_TOTAL = 32 << 20
 # Set while a result is loaded for @cached(restore_paths=True): files go back where they were written.
 _restore_paths: contextvars.ContextVar[bool] = contextvars.ContextVar("pairio_restore_paths", default=False)
 # While a result is loaded, how to fetch a file of it that is not in the local store (from a
-# server; see pairio.memo.remote): sha1 -> its local path.
-fetch_missing_file: contextvars.ContextVar[Callable[[str], Path] | None] = contextvars.ContextVar(
+# server; see pairio.memo.remote): given its sha1, it is brought into the local store.
+fetch_missing_file: contextvars.ContextVar[Callable[[str], None] | None] = contextvars.ContextVar(
     "pairio_fetch_missing_file", default=None)
 
 
