@@ -149,12 +149,11 @@ def add_soon(store: EmbeddedStore, entry: Entry) -> None:
     """Queue ``entry``'s record: written with the hits, by the writer thread within a second, before
     any listing or eviction in this process, and at exit. (A process killed before leaves the
     result and its pair without a record: still a hit, but not listed nor counted by eviction.)"""
-    row = _row(entry)
     hits = _hits
     if not hits.hooked:
         _at_exit_of_workers()
     with hits.lock:
-        hits.records.append((store, row))
+        hits.records.append((store, entry))  # made into a row by the writer: JSON costs a miss too
         _start_writer(hits)
 
 
@@ -168,7 +167,7 @@ class _Hits:
         self.lock = threading.Lock()
         self.flushing = threading.Lock()  # one flush at a time, whole (exit waits for the writer's)
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
-        self.records: list[tuple[EmbeddedStore, list[Any]]] = []
+        self.records: list[tuple[EmbeddedStore, Entry]] = []
         self.writer: threading.Thread | None = None
         self.hooked = False
 
@@ -219,10 +218,15 @@ def flush() -> None:
             _write(pending, queued)
 
 
-def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tuple[EmbeddedStore, list[Any]]]) -> None:
+def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tuple[EmbeddedStore, Entry]]) -> None:
     now = time.time()
     by_store: dict[EmbeddedStore, tuple[list[list[Any]], list[tuple]]] = {}
-    for store, row in queued:
+    for store, entry in queued:
+        try:
+            row = _row(entry)
+        except (TypeError, ValueError) as exc:  # never expected: every field is made of str and numbers
+            logger.warning("could not record %s %s: %s", entry.function, entry.key[:8], exc)
+            continue
         by_store.setdefault(store, ([], []))[0].append(row)
     for (store, collection, key), count in pending.items():
         by_store.setdefault(store, ([], []))[1].append((count, now, collection, key))
