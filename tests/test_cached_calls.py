@@ -52,6 +52,10 @@ def _overwrite(path: Path, data: bytes) -> None:
     path.write_bytes(data)
 
 
+class MyStr(str):
+    pass
+
+
 @pa.cached
 def square(x, offset=0):
     runs["square"] += 1
@@ -78,6 +82,19 @@ def test_different_arguments_are_different_calls():
     assert [square(2), square(3), square(3, offset=1), square(2)] == [4, 9, 10, 4]
     assert runs["square"] == 3
     assert len({square.key(2), square.key(3), square.key(3, 1)}) == 3
+
+
+@pytest.mark.parametrize(("a", "b"), [(3, "abc"), (True, "abc"), (3.0, "abc"), (-(2**70), ""), ("abc", "abc"),
+                                    (None, "x\ud800"), ([1, "a"], (2.5,)), (MyStr("s"), "s")])
+def test_a_call_by_position_has_the_key_of_the_call_by_name(a, b):
+    # Every argument given by position, the commonest call, is bound and hashed on a path of its own.
+    @pa.cached
+    def pair(a, b):
+        return a, b
+
+    first = pair.key(a, b)
+    assert pair.key(a, b) == first  # again: a str's hash is remembered by now
+    assert first == pair.key(a=a, b=b) == pair.key(b=b, a=a) == pair.explain(a, b)["key"]
 
 
 def test_a_missing_argument_is_the_functions_own_type_error():
@@ -352,6 +369,44 @@ def test_a_stored_file_of_the_result_gone_missing_is_recomputed(tmp_path):
     assert export("abc").read_text() == "abc" and runs["export"] == 2
 
 
+@pytest.mark.parametrize("damage", ["truncated", "extended"])
+def test_a_small_result_cut_short_or_extended_is_corrupt(damage):
+    square(8)
+    path = _object_file(pa.get(square.key(8)))
+    data = path.read_bytes()
+    _overwrite(path, data[:-1] if damage == "truncated" else data + b"\0")
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert square(8) == 64
+    assert runs["square"] == 2
+
+
+@pytest.mark.parametrize("size", [(64 << 10) - 1, 64 << 10, (64 << 10) + 1])
+@pytest.mark.parametrize("damage", [None, "first byte", "last byte"])
+def test_a_result_about_the_size_of_the_first_read_is_read_whole_and_checked(size, damage):
+    # A load reads 64 KiB before asking the file's size: objects just under, at and over that.
+    # Each case its own content: content read intact once is then kept in memory by its hash.
+    fill = bytes([[None, "first byte", "last byte"].index(damage) + 1])
+
+    @pa.cached
+    def blob(n, fill):
+        runs["blob"] += 1
+        return fill * n
+
+    n = next(n for n in range(size - 64, size) if len(cloudpickle.dumps(fill * n, protocol=5)) == size)
+    blob(n, fill)
+    path = _object_file(pa.get(blob.key(n, fill)))
+    assert path.stat().st_size == size
+    if damage is not None:
+        data = bytearray(path.read_bytes())
+        data[0 if damage == "first byte" else -1] ^= 0xFF
+        _overwrite(path, bytes(data))
+        with pytest.warns(RuntimeWarning, match="corrupt"):
+            assert blob(n, fill) == fill * n
+    else:
+        assert blob(n, fill) == fill * n  # read from the file: not yet kept in memory
+    assert runs["blob"] == (1 if damage is None else 2)
+
+
 def test_a_value_that_is_not_a_sha1_is_recomputed_with_a_warning():
     pa.set(square.key(7), "not a hash")
     with pytest.warns(RuntimeWarning, match="not a SHA-1"):
@@ -425,6 +480,22 @@ def test_a_hit_is_served_from_memory_only_for_content_that_is_already_verified()
 
 
 # --- cache modes ---------------------------------------------------------------------------------
+
+
+def test_each_call_looks_where_the_config_points_when_it_is_made(tmp_path):
+    square(4)
+    with pa.config(database_path=str(tmp_path / "other")):
+        assert square(4) == square(4) == 16  # another database: one miss there
+    assert square(4) == 16 and runs["square"] == 2  # back in the first: its hit
+    square(5)  # stored, never read back (so not kept in memory)
+    with pa.config(content_dir=str(tmp_path / "content")):
+        with pytest.warns(RuntimeWarning, match="content is missing here"):
+            assert square(5) == 25  # the pair is found; its content is not in that directory
+    assert runs["square"] == 4
+    pa.set_config(collection="elsewhere")
+    assert square(4) == 16 and runs["square"] == 5
+    pa.set_config(collection="default", database_path=str(tmp_path / "other"))
+    assert square(4) == 16 and runs["square"] == 5
 
 
 def test_mode_off_calls_the_function_and_stores_nothing():
@@ -666,6 +737,12 @@ def test_a_method_reached_through_the_class_has_the_same_key():
     assert Filter.apply.key(Filter(2), [1]) == Filter(2).apply.key([1])
     Sorter.sort(s, [2, 1])
     assert s.sort([2, 1]) == [1, 2] and runs["Sorter.sort"] == 1
+
+
+def test_a_method_called_by_position_or_by_name_has_one_key():
+    s, f = Sorter("a"), Filter(2)
+    assert s.sort.key([1]) == s.sort.key(values=[1]) == Sorter.sort.key(s, values=[1]) == s.sort.explain([1])["key"]
+    assert f.apply.key([1]) == f.apply.key(values=[1]) == f.apply.explain([1])["key"] != Filter(3).apply.key([1])
 
 
 def test_the_controls_of_a_bound_method():

@@ -43,6 +43,9 @@ _ENTRY = struct.Struct("<QQ")
 # Objects up to this size are read whole with one call and hashed with another: the fast path
 # of a small hit (a few hundred bytes).
 SMALL_OBJECT = 8 << 20
+# A load first reads this much without asking the file's size: small objects (most results) are whole
+# after that one read. Below SIGNATURE_MIN_SIZE, so such objects are always hashed whole.
+_FIRST_READ = 64 << 10
 _CHUNK = 1 << 20
 
 # (file, buffer_callback) -> a pickler with a .dump(value) method
@@ -119,10 +122,19 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
             raise ContentNotFoundError(f"object {sha1} is not in the content store "
                                        f"{str(store.directory)!r}") from None
     try:
+        first = b""
+        if not mmap:
+            # Most results are small: one read, no fstat. A read shorter than asked for whose bytes
+            # match the hash is the whole object (a part of it cannot match).
+            first = os.read(fd, _FIRST_READ)
+            if len(first) < _FIRST_READ and hashlib.sha1(first).hexdigest() == sha1:
+                if remember is not None:
+                    remember(sha1, first)
+                return loads(first)  # intact bytes: an error here is the pickle's own
         st = os.fstat(fd)
         verified = store.is_verified(sha1, st)
         if st.st_size <= SMALL_OBJECT and not mmap:
-            data = _read_all(fd, st.st_size)
+            data = first + _read_all(fd, st.st_size - len(first)) if len(first) < st.st_size else first
             if not verified:
                 actual = hashlib.sha1(data).hexdigest()
                 if actual != sha1:
@@ -137,6 +149,7 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
                 if actual != sha1:  # damage its signature did not show: the hash decides
                     raise store._corrupt(sha1, actual) from None
                 raise
+        os.lseek(fd, 0, os.SEEK_SET)
         mark_reading(fd)  # a large object is read for a while: gc and eviction leave it meanwhile
         try:
             value = _load_large(fd, st.st_size, sha1, mmap, verified, store)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import Config
 from ..content import content_store
 from ..errors import StoreUnavailableError
-from ..kv import local_store
+from ..kv import EmbeddedStore, local_store
 from . import eviction, misses, provenance, records
 from .summary import summarize
 
@@ -28,9 +28,10 @@ logger = logging.getLogger("pairio")
 _code_parts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
-def hit(cfg: Config, collection: str, key: str, result: Any) -> None:
-    """A hit of ``key``: counted for its record, and ``result`` remembered for lineage."""
-    records.hit(cfg, collection, key)
+def hit(cfg: Config, collection: str, key: str, result: Any, store: EmbeddedStore | None = None) -> None:
+    """A hit of ``key``: counted for its record (in ``store``, if given: ``local_store(cfg)``), and
+    ``result`` remembered for lineage."""
+    records.hit(cfg, collection, key, store)
     provenance.remember(result, {"collection": collection, "key": key})
 
 

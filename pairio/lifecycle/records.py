@@ -175,12 +175,13 @@ class _Hits:
 _hits = _Hits()
 
 
-def hit(cfg: Config, collection: str, key: str) -> None:
-    """Count a hit of ``key`` (written by the writer thread within a second, or at exit)."""
+def hit(cfg: Config, collection: str, key: str, store: EmbeddedStore | None = None) -> None:
+    """Count a hit of ``key`` in the records of ``store`` (default: ``local_store(cfg)``), written by
+    the writer thread within a second, or at exit."""
     hits = _hits
     if not hits.hooked:
         _at_exit_of_workers()
-    ident = (local_store(cfg), collection, key)
+    ident = (local_store(cfg) if store is None else store, collection, key)
     with hits.lock:
         hits.pending[ident] = hits.pending.get(ident, 0) + 1
         _start_writer(hits)

@@ -89,9 +89,11 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
     # The commonest arguments, encoded here as their rules below encode them (the same bytes,
     # so the same keys) without a Context and a dispatch: a hit hashes every argument.
     if tp is int:
-        return hashlib.sha1(b"i%d;" % value).hexdigest()
+        return hashlib.sha1(b"i%d;" % value).hexdigest()  # as hash_int
     if tp is str:
         return hashlib.sha1(b"s" + _text(value)).hexdigest()
+    if tp is float:
+        return hashlib.sha1(b"f" + _float_bytes(value)).hexdigest()
     h = hashlib.sha1()
     ctx = Context(name, strict, file_hash, types)
     ctx.top_type = tp
@@ -100,6 +102,11 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
     except RecursionError:
         raise ctx.unhashable(value, "it is nested too deeply or contains itself") from None
     return h.hexdigest()
+
+
+def hash_int(value: int) -> str:
+    """:func:`hash_value` of an int (of type int exactly, not a bool or a subclass)."""
+    return hashlib.sha1(b"i%d;" % value).hexdigest()
 
 
 def encode(obj: Any, update: Update, ctx: Context) -> None:

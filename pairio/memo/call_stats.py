@@ -96,15 +96,25 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     column = 0 if hit else 1
     if not _hooked:
         _at_exit_of_workers()
+    pending = (database_dir, function)
     with _lock:
-        for table, name in ((_process, function), (_pending, (database_dir, function))):
-            row = table.get(name)  # type: ignore[call-overload]
-            if row is None:
-                row = table[name] = [0, 0, 0.0, 0.0, 0, 0, 0]  # type: ignore[index]
-            row[column] += 1
-            row[2 + column] += seconds
-            if remote:
-                row[4] += 1
+        # Written out for the two tables, not as a loop over them: this runs on every hit.
+        row = _process.get(function)
+        if row is None:
+            row = _process[function] = [0, 0, 0.0, 0.0, 0, 0, 0]
+        row[column] += 1
+        row[2 + column] += seconds
+        if remote or downloaded or uploaded:
+            row[4] += remote
+            row[5] += downloaded
+            row[6] += uploaded
+        row = _pending.get(pending)
+        if row is None:
+            row = _pending[pending] = [0, 0, 0.0, 0.0, 0, 0, 0]
+        row[column] += 1
+        row[2 + column] += seconds
+        if remote or downloaded or uploaded:
+            row[4] += remote
             row[5] += downloaded
             row[6] += uploaded
         if _writer is None:

@@ -90,6 +90,7 @@ class CachedFunction:
         # __pairio_hash__(); however the method is reached (obj.m(x) or C.m(obj, x)).
         parts = getattr(func, "__qualname__", "").split(".")
         self._method = (len(parts) >= 2 and parts[-2] != "<locals>" and self._keys.self_name == "self")
+        self._places: _Places | None = None
 
     def __repr__(self) -> str:
         return f"<pairio.cached {self.name}>"
@@ -116,7 +117,7 @@ class CachedFunction:
         cfg = get_config()
         if cfg.cache == "off":
             return self.__wrapped__(*args, **kwargs)
-        key = self._key(args, kwargs)
+        key = self._keys.key(args, kwargs, method=self._method)
         if cfg.cache != "refresh":
             found = self._lookup(cfg, key)
             if found is not _MISSING:
@@ -219,16 +220,19 @@ class CachedFunction:
         a miss, with a warning unless ``quiet`` (a second look, after the first one warned)."""
         started = time.perf_counter()
         skey = seconds_key(key)
-        collection = self._collection(cfg)
+        places = self._places
+        if places is None or places.cfg is not cfg:
+            places = self._places = _Places(cfg)
+        collection = self.collection or cfg.collection
         server = None
-        if cfg.get_from == "local":
+        if places.local:
             # The store itself: both keys are 40-hex, made here, so pa.get_many's checks are spared.
-            found = local_store(cfg).get_many(collection, [key, skey])
+            sha1, seconds_text = places.kv.get_two(collection, key, skey)
             from_server = False
         else:
             server = remote.Server(cfg)
             found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
-        sha1 = found.get(key)
+            sha1, seconds_text = found.get(key), found.get(skey)
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
@@ -238,7 +242,7 @@ class CachedFunction:
         try:
             mmap = cfg.mmap if self.mmap is None else self.mmap
             if server is None:
-                result = load_result(content_store(cfg), sha1, restore_paths=self.restore_paths, mmap=mmap)
+                result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap)
             else:
                 result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
                                      mmap=mmap)
@@ -257,14 +261,14 @@ class CachedFunction:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
         try:
-            seconds = float(found.get(skey) or 0.0)
+            seconds = float(seconds_text or 0.0)
         except ValueError:
             seconds = 0.0
         downloaded = 0 if server is None else server.downloaded
-        call_stats.record(self.name, key, True, seconds, cfg.database_dir, waited=waited, verbose=cfg.verbose,
+        call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited, verbose=cfg.verbose,
                           loaded=time.perf_counter() - started, remote=from_server or downloaded > 0,
                           downloaded=downloaded)
-        hooks.hit(cfg, collection, key, result)
+        hooks.hit(cfg, collection, key, result, places.kv)
         return result
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
@@ -353,6 +357,21 @@ class CachedFunction:
         api.set_many({key: None, seconds_key(key): None}, collection)
         hooks.forgotten(cfg, collection, key)
         return existed
+
+
+class _Places:
+    """The stores a config value points at, for a cached function's lookups. Config values are
+    immutable, so each function works these out once per value it meets (``set_config`` and
+    ``with config()`` make new values)."""
+
+    __slots__ = ("cfg", "local", "kv", "content", "database_dir")
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.local = cfg.get_from == "local"  # pairs from the local store only
+        self.kv = local_store(cfg)  # the pairs (when local) and, in any case, the records
+        self.content = content_store(cfg)
+        self.database_dir = cfg.database_dir
 
 
 class BoundCachedMethod:

@@ -31,11 +31,12 @@ from typing import Any
 from ..hashing import canonical_json
 from ..user_warnings import warn_user
 from . import dependencies as deps
-from .arguments import hash_value
+from .arguments import hash_int, hash_value
 from .code import CodeDescription, describe_function, qualified_name
 
 KEY_FORMAT = 1
-# The str arguments a KeyMaker remembers having checked for naming a file (each costs a stat).
+# The str arguments a KeyMaker remembers having checked for naming a file (each costs a stat),
+# with their value hashes.
 _CHECKED_STRS = 4096
 
 # How many items of a list, tuple or dict argument are looked at for a str naming a file.
@@ -66,13 +67,20 @@ class KeyMaker:
         self._defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         self._simple = not any(p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
                                for p in params)
+        # A call passing every parameter by position (the commonest) is bound by zip: its
+        # arguments are the parameters in order. -1 when that cannot be (*args, keyword-only, ignore=).
+        self._arity = (len(params) if self._simple and not self.ignore and len(self._positional) == len(params)
+                       else -1)
+        self._heads = tuple(f"{name}\0".encode() for name in self._order)  # as key_from_hashes encodes them
         self.self_name = params[0].name if params and params[0].kind in _POSITIONAL else None
         self._prefix: bytes | None = None
+        self._prefix_sha1: Any = None  # a SHA-1 fed the prefix, copied by each key
         self._code: CodeDescription | None = None
         self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
-        # The str arguments found to name no file (up to _CHECKED_STRS): a default or a repeated
-        # value is not looked up on disk at every call (the warning is advice, not part of the key).
-        self._checked_file_names: set[str] = set()
+        # The str arguments found to name no file (up to _CHECKED_STRS), each with its value hash: a
+        # default or a repeated value is neither looked up on disk (the warning is advice, not part of
+        # the key) nor hashed again at every call.
+        self._checked_file_names: dict[str, str] = {}
         self._type_parts: dict[frozenset[type], tuple[dict[str, str], bytes]] = {}
         self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
 
@@ -149,17 +157,18 @@ class KeyMaker:
             out[name] = hash_value(value, name, strict=strict, file_hash=file_hash, types=types)
             if (isinstance(value, (str, list, tuple, dict)) and name not in self._warned_file_names
                     and not (type(value) is str and value in self._checked_file_names)):
-                self._warn_if_names_file(name, value)
+                self._warn_if_names_file(name, value, out[name])
         return out
 
-    def _warn_if_names_file(self, name: str, value: Any) -> None:
-        """Warn (once per argument) when a str argument, or one in a list, tuple or dict, names a file."""
+    def _warn_if_names_file(self, name: str, value: Any, digest: str) -> None:
+        """Warn (once per argument) when a str argument, or one in a list, tuple or dict, names a file
+        (``digest``: the value's hash, remembered with a str that names none)."""
         text = _file_named_by(value)
         if text is None:
             if type(value) is str:  # a container may be changed in place: only a str is remembered
                 if len(self._checked_file_names) >= _CHECKED_STRS:  # ever new strs: keep it bounded
                     self._checked_file_names.clear()
-                self._checked_file_names.add(value)
+                self._checked_file_names[value] = digest
             return
         self._warned_file_names.add(name)
         warn_user(
@@ -207,10 +216,16 @@ class KeyMaker:
         record them without hashing the arguments again (a reader checks the key: threads share it).
         """
         types: set[type] = set()
-        hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
-        h = hashlib.sha1(self.prefix)
-        for name, digest in hashes.items():
-            h.update(f"{name}\0{digest}\0".encode())
+        h = self._prefix_sha1
+        if h is None:
+            h = self._prefix_sha1 = hashlib.sha1(self.prefix)
+        h = h.copy()
+        if len(args) == self._arity and not kwargs and file_hash is None:
+            hashes = self._positional_hashes(args, h, method, types)
+        else:
+            hashes = self.argument_hashes(args, kwargs, method=method, file_hash=file_hash, types=types)
+            for name, digest in hashes.items():
+                h.update(f"{name}\0{digest}\0".encode())
         type_versions: dict[str, str] = {}
         if types:
             type_versions, part = self._type_part(types)
@@ -218,6 +233,28 @@ class KeyMaker:
         key = h.hexdigest()
         self.last = (key, hashes, type_versions)
         return key
+
+    def _positional_hashes(self, args: Sequence[Any], h: Any, method: bool, types: set[type]) -> dict[str, str]:
+        """:meth:`argument_hashes` of a call passing every parameter by position, each also fed to
+        ``h`` as :meth:`key_from_hashes` feeds it: the hot path of a hit."""
+        out = {}
+        checked = self._checked_file_names
+        names, heads = self._order, self._heads
+        if method and not hasattr(type(args[0]), "__pairio_hash__"):  # self counts only through it
+            names, heads, args = names[1:], heads[1:], args[1:]
+        for name, head, value in zip(names, heads, args, strict=True):
+            tp = type(value)
+            if tp is int:
+                digest = hash_int(value)
+            else:
+                digest = checked.get(value) if tp is str else None  # (another thread may clear it)
+                if digest is None:
+                    digest = hash_value(value, name, strict=self.strict, types=types)
+                    if isinstance(value, (str, list, tuple, dict)) and name not in self._warned_file_names:
+                        self._warn_if_names_file(name, value, digest)
+            out[name] = digest
+            h.update(head + digest.encode() + b"\0")
+        return out
 
     def explain(self, args: Sequence[Any], kwargs: dict[str, Any], *, method: bool = False,
                 file_hash: Callable[[PurePath], str] | None = None) -> dict[str, Any]:
