@@ -55,8 +55,8 @@ _GET_FEW = [
     "SELECT " + ", ".join(f"(SELECT value FROM pairs WHERE collection = ?1 AND key = ?{i + 2})" for i in range(n))
     for n in range(_SMALL_BATCH + 1)
 ]
-# The two keys of a cached call, with plain placeholders (numbered ones bound by a sequence are
-# deprecated from Python 3.12).
+# The two keys of a cached call. Plain placeholders: Python 3.12.1 warns about numbered ones
+# bound by a sequence.
 _GET_TWO = ("SELECT (SELECT value FROM pairs WHERE collection = ? AND key = ?), "
             "(SELECT value FROM pairs WHERE collection = ? AND key = ?)")
 _BUSY_TIMEOUT_MS = 60_000
