@@ -369,12 +369,16 @@ def test_a_stored_file_of_the_result_gone_missing_is_recomputed(tmp_path):
     assert export("abc").read_text() == "abc" and runs["export"] == 2
 
 
+@pytest.mark.parametrize("form", ["row", "file"])
 @pytest.mark.parametrize("damage", ["truncated", "extended"])
-def test_a_small_result_cut_short_or_extended_is_corrupt(damage):
+def test_a_small_result_cut_short_or_extended_is_corrupt(damage, form):
     square(8)
-    path = _object_file(pa.get(square.key(8)))
-    data = path.read_bytes()
-    _overwrite(path, data[:-1] if damage == "truncated" else data + b"\0")
+    sha1 = pa.get(square.key(8))
+    if form == "file":
+        _store().path(sha1)  # written out as a file (a path was asked for): read as one from now on
+    assert stored_objects.is_row(_store(), sha1) == (form == "row")
+    data = stored_objects.raw_bytes(_store(), sha1)
+    stored_objects.overwrite(_store(), sha1, data[:-1] if damage == "truncated" else data + b"\0")
     with pytest.warns(RuntimeWarning, match="corrupt"):
         assert square(8) == 64
     assert runs["square"] == 2
