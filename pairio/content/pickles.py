@@ -108,19 +108,18 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
     With ``mmap`` its out-of-band buffers are read-only views of a memory map of the object.
     ``remember`` is given the hash and bytes of an object read whole (small ones), to keep them.
     """
+    # Most results are small, and a small result is a row: looked up first (never out of band:
+    # nothing to map).
+    data = store.read_row(sha1)
+    if data is not None:
+        if remember is not None:
+            remember(sha1, data)
+        return loads(data)
     try:
         fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        data = store.read_row(sha1)  # a small object kept as a row (never out of band: nothing to map)
-        if data is not None:
-            if remember is not None:
-                remember(sha1, data)
-            return loads(data)
-        try:  # written out as a file meanwhile
-            fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        except FileNotFoundError:
-            raise ContentNotFoundError(f"object {sha1} is not in the content store "
-                                       f"{str(store.directory)!r}") from None
+        raise ContentNotFoundError(f"object {sha1} is not in the content store "
+                                   f"{str(store.directory)!r}") from None
     try:
         first = b""
         if not mmap:
