@@ -55,6 +55,7 @@ import numpy as np
 from common import default_dir, timed
 
 import pairio as pa
+from pairio.content import hash_cache
 from pairio.memo import call_stats, values
 
 TOOLS = ("pairio", "joblib", "cachier", "diskcache")
@@ -92,6 +93,14 @@ def slow(k: int) -> int:
     return 2 * k
 
 
+def _pairio_done() -> None:
+    """Write what pairio writes in the background while its directory exists (what exit would
+    write re-creates a deleted directory, or fails the rmtree that deletes it): hit counts,
+    written at most once a second, and the signatures of large objects just stored."""
+    call_stats.flush()
+    hash_cache._background.drain()
+
+
 def wrap(tool: str, func: Callable[..., Any], directory: Path) -> tuple[Callable[..., Any], Callable[[], None]]:
     """``func`` cached by ``tool`` in ``directory`` (pairio: the process-wide config points there),
     and what to call when done with it."""
@@ -101,9 +110,7 @@ def wrap(tool: str, func: Callable[..., Any], directory: Path) -> tuple[Callable
         # Each round starts cold, as the other tools do: the bytes of small results this process
         # loaded in an earlier round (the same results, by hash) are forgotten.
         values._recent.clear()
-        # Hit counts are written at most once a second: flush them while the directory exists
-        # (the flush at exit would re-create a deleted one).
-        return pa.cached(func), call_stats.flush
+        return pa.cached(func), _pairio_done
     if tool == "joblib":
         import joblib
 
@@ -225,7 +232,7 @@ def mmap_hits(work: Path, mb: int, hits: int) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
             assert got.shape == _OUTPUT.shape and not got.flags.writeable
             del got
-        call_stats.flush()
+        _pairio_done()
     finally:
         _OUTPUT = saved
         shutil.rmtree(work / "mmap", ignore_errors=True)
