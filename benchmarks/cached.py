@@ -56,6 +56,7 @@ from common import default_dir, timed
 
 import pairio as pa
 from pairio.content import hash_cache
+from pairio.lifecycle import records
 from pairio.memo import call_stats, values
 
 TOOLS = ("pairio", "joblib", "cachier", "diskcache")
@@ -94,10 +95,11 @@ def slow(k: int) -> int:
 
 
 def _pairio_done() -> None:
-    """Write what pairio writes in the background while its directory exists (what exit would
-    write re-creates a deleted directory, or fails the rmtree that deletes it): hit counts,
-    written at most once a second, and the signatures of large objects just stored."""
+    """Write what pairio writes in the background while its directory exists (a write after it
+    is deleted re-creates files in it, or fails the rmtree that deletes it): call and hit
+    counts, written at most once a second, and the signatures of large objects just stored."""
     call_stats.flush()
+    records.flush()
     hash_cache._background.drain()
 
 
