@@ -8,8 +8,10 @@ Measured (a fresh, empty cache directory per tool and round; warm page cache):
    ``hashlib.sha1(arr)`` of the same buffer (target: sha1/pairio >= 0.75, i.e. pairio hashes
    at three quarters of sha1's speed or better);
 3. a 100 MB numpy array as the result: the miss (key, compute, pickle, write; pairio also
-   fsyncs) and the hit that loads it. The compute (a copy of a preallocated array) is timed
-   alone and printed; the miss figures include it;
+   hashes what it writes, with SHA-1; nobody fsyncs) and the hit that loads it. The compute (a
+   copy of a preallocated array) is timed alone and printed; the miss figures include it.
+   Before each miss, memory of three times the result's size is touched and given back (see
+   warm_memory);
 4. two spawned processes calling the same --keys keys of a 20 ms function at the same time,
    sharing one cache: the executions (each appends a line to a file) are counted. Target for
    pairio, which has single flight: exactly one execution per key.
@@ -167,11 +169,25 @@ def array_hits(work: Path, arr: Any, calls: int) -> dict[str, list[float]]:
     return out
 
 
+def warm_memory(nbytes: int) -> None:
+    """Touch ``nbytes`` of memory and give it back at once.
+
+    A virtual machine may hand the memory its kernel left free for a few seconds back to its
+    host (virtio-balloon free page reporting): using it again then costs a fault in the host per
+    page, which made a 100 MB write into the page cache take 150-300 ms instead of 15-25, at
+    random, mostly for whichever tool came first after a pause. Warmed, every tool's miss finds
+    the memory it needs (the result's copy, the page cache) ready.
+    """
+    block = np.ones(nbytes // 8)
+    del block
+
+
 def output_store_load(work: Path, loads: int) -> dict[str, dict[str, float]]:
     """Seconds of the miss of big_output(1) and the median of ``loads`` hits, per tool."""
     out = {}
     for tool in TOOLS:
         fn, done = wrap(tool, big_output, work / tool)
+        warm_memory(3 * _OUTPUT.nbytes)
         miss = timed(lambda: fn(1))  # noqa: B023
         hits = []
         for _ in range(loads):
@@ -352,6 +368,7 @@ def main() -> None:
             for tool, m in output_store_load(work / f"output{i}", 3).items():
                 output_t[tool]["miss"].append(m["miss"])
                 output_t[tool]["hit"].append(m["hit"])
+            warm_memory(3 * _OUTPUT.nbytes)
             compute_t.append(timed(lambda: _OUTPUT.copy()))
             shutil.rmtree(work / f"array{i}")  # the array as a diskcache key: 80 MB in its database
         counts: dict[str, int] = {}
