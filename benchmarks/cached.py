@@ -99,7 +99,7 @@ def slow(k: int) -> int:
 def _pairio_done() -> None:
     """Write what pairio writes in the background while its directory exists (a write after it
     is deleted re-creates files in it, or fails the rmtree that deletes it): call and hit
-    counts, written at most once a second, and the signatures of large objects just stored."""
+    counts and records, written at most once a second, and the signatures of large objects just stored."""
     call_stats.flush()
     records.flush()
     hash_cache._background.drain()
