@@ -474,12 +474,18 @@ def test_each_hit_is_a_fresh_object_that_the_caller_may_change():
 
 
 def test_a_hit_is_served_from_memory_only_for_content_that_is_already_verified():
-    square(7)
-    assert square(7) == 49  # a verified read: its bytes are now kept in this process
-    sha1 = pa.get(square.key(7))
+    @pa.cached
+    def filler(n):
+        return b"x" * n
+
+    n = 40_000  # a file, not a row of the small objects (those are read with the pair, every hit)
+    filler(n)
+    assert filler(n) == b"x" * n  # a verified read: its bytes are now kept in this process
+    sha1 = pa.get(filler.key(n))
+    assert not stored_objects.is_row(_store(), sha1)
     stored_objects.overwrite(_store(), sha1, b"rotten")
     # The same content, by its hash: still right; the rotten file is caught by the next reader.
-    assert square(7) == 49
+    assert filler(n) == b"x" * n
     assert not _store().verify(sha1)
 
 
@@ -923,6 +929,30 @@ def test_time_saved_is_compute_minus_load_in_logs_and_stats(caplog, capsys):
     assert main(["stats", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)[square.name]
     assert shown["seconds_saved"] == pytest.approx(counts["seconds_saved"])
+
+
+def test_hits_count_their_computing_seconds_read_after_the_hit(capsys):
+    square(43)
+    pa.set(seconds_key(square.key(43)), "0.5")
+    pa.reset_stats()
+    call_stats.clear_persistent(pa.get_config().database_dir)
+    square(43)
+    square(43)  # not logged: the seconds are read when the counts are
+    assert 0.9 < pa.stats()[square.name]["seconds_saved"] < 1.0
+    square(43)
+    call_stats.flush()
+    assert main(["stats", "--json"]) == 0
+    assert 1.4 < json.loads(capsys.readouterr().out)[square.name]["seconds_saved"] < 1.5
+
+
+def test_counting_the_seconds_of_hits_never_makes_a_removed_database_again(tmp_path):
+    home = tmp_path / "gone"
+    with pa.config(database_path=str(home)):
+        square(12)
+        square(12)
+    shutil.rmtree(home)
+    call_stats.flush()
+    assert not home.exists()
 
 
 def test_a_hit_slower_to_load_than_to_compute_saves_negative_time():

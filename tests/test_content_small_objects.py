@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 import pairio as pa
 from pairio.content import ContentStore
 from pairio.content.small import FILENAME, INLINE_MAX
+from pairio.kv import local_store
 from pairio.lifecycle import gc
 
 
@@ -228,3 +229,72 @@ def test_the_table_is_made_only_when_a_small_object_is_stored():
     _inline(store, b"now a row")
     with sqlite3.connect(store.directory / FILENAME) as conn:
         assert conn.execute("SELECT count(*) FROM objects").fetchone()[0] == 1
+
+
+def _statements_of_a_hit(call):
+    """The SQL statements run on this thread's connections to the pairs (the one that writes them
+    and the one that reads them with the rows) and to the small objects while ``call()`` runs."""
+    seen = []
+    kv = local_store(pa.get_config())
+    connections = [kv._connection(), kv._local.objects_reader, _store().small._connection(create=True)]
+    for connection in connections:
+        connection.set_trace_callback(seen.append)
+    try:
+        call()
+    finally:
+        for connection in connections:
+            connection.set_trace_callback(None)
+    return seen
+
+
+def test_a_hit_of_a_small_result_reads_its_pair_and_row_in_one_statement():
+    @pa.cached
+    def pair_of(a):
+        return (a, a)
+
+    pair_of(1)
+    pair_of(1)  # the reader with the rows' table attached is opened at a first hit
+    statements = _statements_of_a_hit(lambda: pair_of(1))
+    assert len(statements) == 1 and "objects" in statements[0] and "pairs" in statements[0]
+
+
+def test_a_damaged_row_read_with_its_pair_is_quarantined_and_the_call_recomputed():
+    calls = []
+
+    @pa.cached
+    def listed(a):
+        calls.append(a)
+        return [a, "x"]
+
+    assert listed(3) == [3, "x"] and listed(3) == [3, "x"] and calls == [3]
+    store = _store()
+    sha1 = pa.get(listed.key(3))
+    stored_objects.overwrite(store, sha1, b"the wrong bytes")
+    with pytest.warns(RuntimeWarning, match="corrupt"):
+        assert listed(3) == [3, "x"]
+    assert calls == [3, 3]
+    [moved] = store.quarantine_dir.iterdir()
+    assert moved.read_bytes() == b"the wrong bytes"
+    assert listed(3) == [3, "x"] and calls == [3, 3]  # stored again, whole
+
+
+def test_reading_a_pair_with_its_row_before_the_table_exists_makes_no_table():
+    kv, store = local_store(pa.get_config()), _store()
+    kv.set("c", "k" * 40, "0" * 40)
+    assert kv.get_with_object("c", "k" * 40, store.small) == ("0" * 40, None)
+    assert kv.get_with_object("c", "absent", store.small) == (None, None)
+    assert not store.small.path.exists()
+    sha1 = _inline(store, b"a row now")
+    kv.set("c", "k" * 40, sha1)
+    assert kv.get_with_object("c", "k" * 40, store.small) == (sha1, b"a row now")
+
+
+def test_a_write_transaction_of_the_pairs_never_holds_up_the_writers_of_rows():
+    kv, store = local_store(pa.get_config()), _store()
+    sha1 = _inline(store, b"row")
+    kv.set("c", "k" * 40, sha1)
+    assert kv.get_with_object("c", "k" * 40, store.small) == (sha1, b"row")  # the table attached
+    with kv.transaction(immediate=True):
+        assert kv.get_with_object("c", "k" * 40, store.small) == (sha1, b"row")
+        with sqlite3.connect(store.small.path, timeout=0.5) as other:  # raises if the table is locked
+            other.execute("INSERT INTO objects (sha1, data, mtime) VALUES (?, ?, 0)", ("e" * 40, b"x"))

@@ -73,6 +73,12 @@ class SmallObjects:
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    @staticmethod
+    def select_data(schema: str, sha1_sql: str) -> str:
+        """An SQL scalar subquery for the bytes of the row whose hash is the SQL expression
+        ``sha1_sql`` (NULL if none), with this table's database attached as ``schema``."""
+        return f"(SELECT data FROM {schema}.objects WHERE sha1 = {sha1_sql})"
+
     def get(self, sha1: str) -> bytes | None:
         """The bytes kept under ``sha1`` (not checked against it), or None."""
         cursor = self._execute("SELECT data FROM objects WHERE sha1 = ?", (sha1,))

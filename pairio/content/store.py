@@ -211,10 +211,14 @@ class ContentStore:
         """The bytes of the small object ``sha1`` kept as a row, checked against its hash, or None
         if there is no such row; CorruptContentError (after quarantining it) if they do not match."""
         data = self.small.get(_check_sha1(sha1))
-        if data is not None:
-            actual = hashlib.sha1(data).hexdigest()
-            if actual != sha1:
-                raise self._corrupt(sha1, actual, row=data)
+        return data if data is None else self.check_row(sha1, data)
+
+    def check_row(self, sha1: str, data: bytes) -> bytes:
+        """``data``, read from the row ``sha1`` elsewhere (see ``EmbeddedStore.get_with_object``),
+        if it matches the hash; CorruptContentError (after quarantining the row) if not."""
+        actual = hashlib.sha1(data).hexdigest()
+        if actual != sha1:
+            raise self._corrupt(sha1, actual, row=data)
         return data
 
     def _has_size(self, sha1: str, size: int, files_only: bool = False) -> bool:

@@ -18,10 +18,14 @@ import threading
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import StoreUnavailableError
 from ..wal import set_up_wal
 from .base import KeyValueStore
+
+if TYPE_CHECKING:
+    from ..content.small import SmallObjects
 
 DATABASE_FILENAME = "kv.sqlite3"
 
@@ -57,8 +61,8 @@ _GET_FEW = [
 ]
 # The two keys of a cached call. Plain placeholders: Python 3.12.1 warns about numbered ones
 # bound by a sequence.
-_GET_TWO = ("SELECT (SELECT value FROM pairs WHERE collection = ? AND key = ?), "
-            "(SELECT value FROM pairs WHERE collection = ? AND key = ?)")
+# The name under which a content store's small-object database is attached (get_with_object).
+_OBJECTS_SCHEMA = "small_objects"
 _BUSY_TIMEOUT_MS = 60_000
 
 # Schema versions after the pairs table (PRAGMA user_version). Each step only adds tables,
@@ -229,7 +233,7 @@ class EmbeddedStore(KeyValueStore):
 
     def close(self) -> None:
         """Close this thread's connection."""
-        self._local.__dict__.pop("cursor", None)
+        self._detach()
         connection = self._local.__dict__.pop("connection", None)
         if connection is not None:
             connection.close()
@@ -243,18 +247,56 @@ class EmbeddedStore(KeyValueStore):
             raise self._error(exc) from exc
         return None if row is None else row[0]
 
-    def get_two(self, collection: str, key: str, other: str) -> tuple[str | None, str | None]:
-        """The values of ``key`` and ``other`` (None where absent), read in one statement: what a
-        cached call asks for (its result's SHA-1 and the seconds it took)."""
+    def get_with_object(self, collection: str, key: str, objects: SmallObjects) -> tuple[str | None, bytes | None]:
+        """The value of ``key`` (None if absent), and the bytes of the row of ``objects`` it names
+        (None if there is none), read in one statement: what a cached hit of a small result reads.
+        The bytes are not checked against the hash. Where the table cannot be read so (not made
+        yet, damaged), the bytes are None and the caller reads the row itself.
+
+        The statement runs on a second connection of this thread's, with ``objects``' database
+        attached: attached to the first, it would join every write transaction of the pairs
+        (``BEGIN IMMEDIATE`` locks each attached database) and hold up the writers of objects.
+        """
+        local = self._local
+        if local.__dict__.get("objects_attached") is not objects and not self._attach(objects):
+            return self.get(collection, key), None
         try:
-            try:
-                cursor = self._local.cursor  # this thread's, kept for this statement (one fewer object a call)
-            except AttributeError:
-                cursor = self._local.cursor = self._connection().cursor()
-            # Fetched whole: a kept cursor then holds no read transaction open between calls.
-            return cursor.execute(_GET_TWO, (collection, key, collection, other)).fetchone()
-        except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            # A kept cursor, fetched whole: it holds no read transaction open between calls.
+            row = local.objects_cursor.execute(local.objects_sql, (collection, key)).fetchone()
+        except sqlite3.Error:
+            self._detach()
+            return self.get(collection, key), None
+        return (None, None) if row is None else row
+
+    def _attach(self, objects: SmallObjects) -> bool:
+        """Open this thread's reader of the pairs with ``objects``' database attached."""
+        self._detach()
+        if not objects.path.exists():
+            return False  # ATTACH would make it, and without its table
+        self._connection()  # the database made and set up
+        try:
+            reader = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        except sqlite3.Error:
+            return False
+        try:
+            reader.execute(f"ATTACH DATABASE ? AS {_OBJECTS_SCHEMA}", (str(objects.path),))
+        except sqlite3.Error:
+            reader.close()
+            return False
+        local = self._local
+        local.objects_reader, local.objects_cursor = reader, reader.cursor()
+        local.objects_sql = ("SELECT value, " + objects.select_data(_OBJECTS_SCHEMA, "value")
+                             + " FROM pairs WHERE collection = ? AND key = ?")
+        local.objects_attached = objects
+        return True
+
+    def _detach(self) -> None:
+        local = self._local
+        for name in ("objects_attached", "objects_cursor"):
+            local.__dict__.pop(name, None)
+        reader = local.__dict__.pop("objects_reader", None)
+        if reader is not None:
+            reader.close()
 
     def get_many(self, collection: str, keys: Iterable[str]) -> dict[str, str]:
         keys = list(dict.fromkeys(keys))

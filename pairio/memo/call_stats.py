@@ -13,6 +13,7 @@ at most its last second of counts.
 from __future__ import annotations
 
 import atexit
+import functools
 import logging
 import os
 import sqlite3
@@ -21,6 +22,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from ..errors import PairioError
+from ..hashing import sha1_hex
 
 logger = logging.getLogger("pairio")
 
@@ -59,14 +63,24 @@ _lock = threading.Lock()
 # function -> [hits, misses, saved, computed, remote hits, bytes downloaded, bytes uploaded]
 _process: dict[str, list[float]] = {}
 _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
+# Hits whose computing seconds are still only in their store, read when the counts are next
+# read or written: (function, database dir, store, collection, key of the seconds).
+_unread: list[tuple[str, Path, Any, str, str]] = []
 _last_flush = time.monotonic()
 _writer: threading.Thread | None = None
 _flushing = threading.Lock()
 
 
+@functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
+def seconds_key(key: str) -> str:
+    """The key under which the seconds a result took to compute are kept, beside ``key``."""
+    return sha1_hex(b"pairio.cached/seconds\0" + key.encode("ascii"))
+
+
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
            waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
-           remote: bool = False, downloaded: int = 0, uploaded: int = 0) -> None:
+           remote: bool = False, downloaded: int = 0, uploaded: int = 0,
+           seconds_at: tuple[Any, str, str] | None = None) -> None:
     """Count one call and log its line: ``hit  name key8 saved 1.16s (computed in 1.23s, loaded in 0.07s)``
     / ``miss name key8 computed 1.23s`` (followed by ``reason``, why it missed, if given).
 
@@ -76,10 +90,18 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     ``uploaded``: the bytes of content moved for the call.
     The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
     it is printed to stderr when that logger would not show it.
+
+    ``seconds_at``: for a hit, the (store, collection, key) of the result: ``seconds`` are those
+    kept under its :func:`seconds_key`, read only when a line is logged or the counts are next read or written, in one statement
+    for all hits counted so (a cold hit of a small result is about two reads of SQLite: this
+    spares it one of them).
     """
+    logged = logger.isEnabledFor(logging.INFO)
+    if seconds_at is not None and (logged or verbose):
+        store, collection, result_key = seconds_at
+        seconds, seconds_at = _read_seconds(store, collection, result_key).get(result_key, 0.0), None
     if hit:
         computed, seconds = seconds, seconds - loaded  # the net saving is what is counted
-    logged = logger.isEnabledFor(logging.INFO)
     if logged or verbose:
         if hit:
             line = (f"hit  {function} {key[:8]} saved {seconds:.2f}s (computed in {computed:.2f}s, "
@@ -117,8 +139,50 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
             row[4] += remote
             row[5] += downloaded
             row[6] += uploaded
+        if seconds_at is not None:
+            _unread.append((function, database_dir, *seconds_at))
         if _writer is None:
             _start_writer()
+
+
+def _read_seconds(store: Any, collection: str, *keys: str) -> dict[str, float]:
+    """The seconds the results of ``keys`` took to compute, as kept in ``store`` (absent,
+    unreadable or not a number: left out)."""
+    by_seconds_key = {seconds_key(key): key for key in keys}
+    try:
+        found = store.get_many(collection, by_seconds_key)
+    except PairioError as exc:
+        logger.debug("could not read the computing seconds of cached results: %s", exc)
+        return {}
+    out = {}
+    for skey, text in found.items():
+        try:
+            out[by_seconds_key[skey]] = float(text)
+        except ValueError:
+            continue
+    return out
+
+
+def _add_unread_seconds() -> None:
+    """Count the computing seconds of the hits counted without them (:func:`record`'s ``seconds_at``)."""
+    with _lock:
+        if not _unread:
+            return
+        unread = list(_unread)
+        _unread.clear()
+    by_place: dict[tuple[Any, str, Path], list[tuple[str, str]]] = {}
+    for function, directory, store, collection, key in unread:
+        by_place.setdefault((store, collection, directory), []).append((function, key))
+    for (store, collection, directory), hits in by_place.items():
+        if not directory.is_dir():
+            continue  # the database was removed (a temporary one): do not make it again
+        seconds = _read_seconds(store, collection, *{key for _, key in hits})
+        with _lock:
+            for function, key in hits:
+                saved = seconds.get(key, 0.0)
+                if saved:
+                    _process.setdefault(function, [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
+                    _pending.setdefault((directory, function), [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
 
 
 def _start_writer() -> None:
@@ -143,12 +207,14 @@ def _write_while_counting() -> None:
 
 def stats() -> dict[str, dict[str, Any]]:
     """This process's counts: ``{function: {hits, misses, seconds_saved, seconds_computed}}``."""
+    _add_unread_seconds()
     with _lock:
         return {name: _row(row) for name, row in sorted(_process.items())}
 
 
 def reset() -> None:
     """Forget this process's counts (the persistent table is kept)."""
+    _add_unread_seconds()  # theirs to count in the table
     with _lock:
         _process.clear()
 
@@ -177,6 +243,7 @@ def flush() -> None:
 
 def _flush() -> None:
     global _last_flush
+    _add_unread_seconds()
     with _lock:
         pending = dict(_pending)
         _pending.clear()
@@ -266,6 +333,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()
     _flushing = threading.Lock()
     _pending.clear()
+    _unread.clear()
     _writer = None  # the parent's writer thread did not follow the fork
 
 

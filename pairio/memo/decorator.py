@@ -26,7 +26,7 @@ from .. import api
 from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
-from ..hashing import is_sha1_hex, sha1_hex
+from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..lifecycle import api as lifecycle_api
 from ..lifecycle import hooks
@@ -35,18 +35,13 @@ from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight, remote
+from .call_stats import seconds_key
 from .lease import Outcome, ServerLease
 from .values import load_result, store_result_described
 
 logger = logging.getLogger("pairio")
 
 _MISSING = object()
-
-
-@functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
-def seconds_key(key: str) -> str:
-    """The key under which the seconds a result took to compute are kept, beside ``key``."""
-    return sha1_hex(b"pairio.cached/seconds\0" + key.encode("ascii"))
 
 
 class CachedFunction:
@@ -219,17 +214,19 @@ class CachedFunction:
         """The stored result of ``key``, or ``_MISSING``. A result whose content is gone or corrupt is
         a miss, with a warning unless ``quiet`` (a second look, after the first one warned)."""
         started = time.perf_counter()
-        skey = seconds_key(key)
         places = self._places
         if places is None or places.cfg is not cfg:
             places = self._places = _Places(cfg)
         collection = self.collection or cfg.collection
         server = None
         if places.local:
-            # The store itself: both keys are 40-hex, made here, so pa.get_many's checks are spared.
-            sha1, seconds_text = places.kv.get_two(collection, key, skey)
-            from_server = False
+            # The store itself (the key is 40-hex, made here: pa.get's checks are spared), and the
+            # result's row if it is a small one, in one statement. The seconds it took to compute
+            # are read later, with those of other hits, when the counts are.
+            sha1, row = places.kv.get_with_object(collection, key, places.content.small)
+            seconds_text, from_server = None, False
         else:
+            skey = seconds_key(key)
             server = remote.Server(cfg)
             found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
             sha1, seconds_text = found.get(key), found.get(skey)
@@ -242,7 +239,7 @@ class CachedFunction:
         try:
             mmap = cfg.mmap if self.mmap is None else self.mmap
             if server is None:
-                result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap)
+                result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row)
             else:
                 result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
                                      mmap=mmap)
@@ -260,14 +257,18 @@ class CachedFunction:
             if not quiet:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
-        try:
-            seconds = float(seconds_text or 0.0)
-        except ValueError:
-            seconds = 0.0
-        downloaded = 0 if server is None else server.downloaded
-        call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited, verbose=cfg.verbose,
-                          loaded=time.perf_counter() - started, remote=from_server or downloaded > 0,
-                          downloaded=downloaded)
+        if server is None:
+            call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited, verbose=cfg.verbose,
+                              loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
+        else:
+            try:
+                seconds = float(seconds_text or 0.0)
+            except ValueError:
+                seconds = 0.0
+            downloaded = server.downloaded
+            call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
+                              verbose=cfg.verbose, loaded=time.perf_counter() - started,
+                              remote=from_server or downloaded > 0, downloaded=downloaded)
         hooks.hit(cfg, collection, key, result, places.kv)
         return result
 

@@ -134,30 +134,34 @@ def remember(sha1: str, data: bytes) -> None:
         _recent.put(sha1, data)
 
 
-def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False) -> Any:
+def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False,
+                row: bytes | None = None) -> Any:
     """The result stored as object ``sha1`` (with ``mmap``, its large arrays mapped read-only).
 
     A ``Path`` in it to a file stored with it comes back as a read-only path in the store with
     the file's name, or with ``restore_paths`` as the path the function returned, the file
     written back there. Raises ContentNotFoundError if it (or a file it refers to) is missing,
-    and CorruptContentError (after quarantining it) if its bytes do not match its hash.
+    and CorruptContentError (after quarantining it) if its bytes do not match its hash. ``row``:
+    the bytes of the object's row in the small-object table, if the caller read them already.
     """
     if restore_paths:
         token = _restore_paths.set(True)
         try:
-            return _load_result(store, sha1, mmap)
+            return _load_result(store, sha1, mmap, row)
         finally:
             _restore_paths.reset(token)
-    return _load_result(store, sha1, mmap)
+    return _load_result(store, sha1, mmap, row)
 
 
-def _load_result(store: ContentStore, sha1: str, mmap: bool) -> Any:
+def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None) -> Any:
+    if row is not None:  # the bytes are here already: only checked, not kept
+        return pickles.loads(store.check_row(sha1, row))
     if not mmap:
         data = _recent.get(sha1)
         if data is not None:
             return pickles.loads(data)
     try:
-        return pickles.load(store, sha1, mmap=mmap, remember=_remember)
+        return pickles.load(store, sha1, mmap=mmap, remember=_remember, row=row)
     except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
 
