@@ -101,17 +101,16 @@ def loads(data: bytes) -> Any:
 
 
 def load(store: ContentStore, sha1: str, mmap: bool = False,
-         remember: Callable[[str, bytes], None] | None = None, row: bytes | None = None) -> Any:
+         remember: Callable[[str, bytes], None] | None = None) -> Any:
     """The value pickled as object ``sha1``; ContentNotFoundError if absent, CorruptContentError
     (after quarantining it) if its bytes do not match its hash.
 
     With ``mmap`` its out-of-band buffers are read-only views of a memory map of the object.
     ``remember`` is given the hash and bytes of an object read whole (small ones), to keep them.
-    ``row``: the bytes of the object's row, if the caller read them already (checked here).
     """
     # Most results are small, and a small result is a row: looked up first (never out of band:
     # nothing to map).
-    data = store.read_row(sha1) if row is None else store.check_row(sha1, row)
+    data = store.read_row(sha1)
     if data is not None:
         if remember is not None:
             remember(sha1, data)

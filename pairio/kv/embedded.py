@@ -59,8 +59,6 @@ _GET_FEW = [
     "SELECT " + ", ".join(f"(SELECT value FROM pairs WHERE collection = ?1 AND key = ?{i + 2})" for i in range(n))
     for n in range(_SMALL_BATCH + 1)
 ]
-# The two keys of a cached call. Plain placeholders: Python 3.12.1 warns about numbered ones
-# bound by a sequence.
 # The name under which a content store's small-object database is attached (get_with_object).
 _OBJECTS_SCHEMA = "small_objects"
 _BUSY_TIMEOUT_MS = 60_000

@@ -15,7 +15,7 @@ from ..config import Config
 from ..content import content_store
 from ..errors import StoreUnavailableError
 from ..kv import EmbeddedStore, local_store
-from . import eviction, misses, provenance, records
+from . import misses, provenance, records
 from .summary import summarize
 
 if TYPE_CHECKING:
@@ -123,6 +123,8 @@ def settled(cfg: Config, collection: str, key: str, result: Any, total: float | 
     """After :func:`stored`: ``result`` remembered for lineage, and eviction if the store passed ``max_size``."""
     provenance.remember(result, {"collection": collection, "key": key})
     if cfg.max_size is not None and total is not None and total > cfg.max_size:
+        from . import eviction  # (imported where a store has a max_size)
+
         eviction.evict(cfg)
 
 

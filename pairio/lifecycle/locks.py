@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import threading
 import time
 from collections.abc import Iterator
@@ -158,7 +157,7 @@ def remove_unless_read(path: str, trash: list[str] | None = None, temp_dir: str 
             if trash is None or temp_dir is None:
                 os.unlink(path)
             else:
-                target = os.path.join(temp_dir, f"{TEMP_PREFIX}{secrets.token_hex(8)}")
+                target = os.path.join(temp_dir, f"{TEMP_PREFIX}{os.urandom(8).hex()}")
                 try:
                     os.replace(path, target)
                 except FileNotFoundError:

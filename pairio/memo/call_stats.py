@@ -64,7 +64,7 @@ _lock = threading.Lock()
 _process: dict[str, list[float]] = {}
 _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
 # Hits whose computing seconds are still only in their store, read when the counts are next
-# read or written: (function, database dir, store, collection, key of the seconds).
+# read or written: (function, database dir, store, collection, key of the result).
 _unread: list[tuple[str, Path, Any, str, str]] = []
 _last_flush = time.monotonic()
 _writer: threading.Thread | None = None
@@ -91,10 +91,10 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
     it is printed to stderr when that logger would not show it.
 
-    ``seconds_at``: for a hit, the (store, collection, key) of the result: ``seconds`` are those
-    kept under its :func:`seconds_key`, read only when a line is logged or the counts are next read or written, in one statement
-    for all hits counted so (a cold hit of a small result is about two reads of SQLite: this
-    spares it one of them).
+    ``seconds_at``: for a hit, the (store, collection, key) of the result, whose computing seconds
+    are kept under its :func:`seconds_key`: read (instead of ``seconds``) only when a line is
+    logged, or when the counts are next read or written, in one statement for all hits counted
+    so. A hit of a small result is one read of SQLite; this spares it a second.
     """
     logged = logger.isEnabledFor(logging.INFO)
     if seconds_at is not None and (logged or verbose):

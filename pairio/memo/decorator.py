@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable, Iterable
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from .. import api
 from ..config import Config, get_config
@@ -34,10 +34,12 @@ from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
-from . import call_stats, flight, remote
+from . import call_stats, flight
 from .call_stats import seconds_key
-from .lease import Outcome, ServerLease
 from .values import load_result, store_result_described
+
+if TYPE_CHECKING:
+    from .lease import ServerLease
 
 logger = logging.getLogger("pairio")
 
@@ -139,6 +141,8 @@ class CachedFunction:
             lease = self._lease(cfg, key)
             if lease is None:
                 return self._run_and_store(cfg, key, args, kwargs, store=True)
+            from .lease import Outcome
+
             try:
                 if lease.wait() is not Outcome.HELD or lease.waited:
                     found = self._lookup(cfg, key, waited=True, quiet=True)
@@ -188,6 +192,8 @@ class CachedFunction:
                 return await self._run_and_store_async(cfg, key, args, kwargs, store=True)
             import asyncio  # loaded already (this runs in an event loop); not at `import pairio`
 
+            from .lease import Outcome
+
             try:
                 # Waiting for another machine polls the server: in a thread, not on the event loop.
                 if await asyncio.to_thread(lease.wait) is not Outcome.HELD or lease.waited:
@@ -227,9 +233,11 @@ class CachedFunction:
             seconds_text, from_server = None, False
         else:
             skey = seconds_key(key)
+            from . import remote  # (imported where a server is used)
+
             server = remote.Server(cfg)
             found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
-            sha1, seconds_text = found.get(key), found.get(skey)
+            sha1, seconds_text, row = found.get(key), found.get(skey), None
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
@@ -276,6 +284,9 @@ class CachedFunction:
         """The server's lease for computing ``key``, when results are shared through a server."""
         if cfg.set_to == "local" or cfg.cache != "on":
             return None
+        from . import remote
+        from .lease import ServerLease
+
         return ServerLease(cfg, remote.Server(cfg), self._collection(cfg), key, self.name)
 
     def _store(self, cfg: Config, key: str, result: Any, seconds: float, args: tuple,
@@ -297,6 +308,8 @@ class CachedFunction:
             else:
                 # The result is computed and in the local content store: whatever the server does, it is
                 # handed back (remote.Server stores the pair locally if the server cannot).
+                from . import remote
+
                 server = remote.Server(cfg)
                 server.record(collection, pairs, [*stored.files, stored.sha1],
                               f"{self.name} {key[:8]}: recording the result")

@@ -161,7 +161,7 @@ def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None) 
         if data is not None:
             return pickles.loads(data)
     try:
-        return pickles.load(store, sha1, mmap=mmap, remember=_remember, row=row)
+        return pickles.load(store, sha1, mmap=mmap, remember=_remember)
     except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
 
