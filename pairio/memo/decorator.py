@@ -230,7 +230,7 @@ class CachedFunction:
             # result's row if it is a small one, in one statement. The seconds it took to compute
             # are read later, with those of other hits, when the counts are.
             sha1, row = places.kv.get_with_object(collection, key, places.content.small)
-            seconds_text, from_server = None, False
+            from_server = False
         else:
             skey = seconds_key(key)
             from . import remote  # (imported where a server is used)

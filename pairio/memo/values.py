@@ -161,14 +161,9 @@ def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None) 
         if data is not None:
             return pickles.loads(data)
     try:
-        return pickles.load(store, sha1, mmap=mmap, remember=_remember)
+        return pickles.load(store, sha1, mmap=mmap, remember=remember)
     except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
-
-
-def _remember(sha1: str, data: bytes) -> None:
-    if len(data) <= _RECENT_MAX_OBJECT:
-        _recent.put(sha1, data)
 
 
 class _RecentObjects:
