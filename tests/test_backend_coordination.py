@@ -21,6 +21,23 @@ def coordination(request) -> Coordination:
     backend.close()
 
 
+@pytest.fixture(params=["memory", "postgresql", "directory"])
+def leases(request, tmp_path):
+    """What keeps leases: the coordination backends, and the directory store's leases (files)."""
+    if request.param == "directory":
+        from pairio.kv.directory import DirectoryLeases
+
+        backend = DirectoryLeases(tmp_path / "store")
+    elif request.param == "memory":
+        backend = MemoryCoordination()
+    else:
+        from pairio.server.backends.postgres import PostgresCoordination
+
+        backend = PostgresCoordination(request.getfixturevalue("postgres_url"))
+    yield backend
+    backend.close()
+
+
 def test_a_nonce_is_accepted_once_per_channel(coordination):
     assert coordination.add_nonce("lab", "n" * 20, T0 + 300, T0)
     assert not coordination.add_nonce("lab", "n" * 20, T0 + 300, T0 + 1)
@@ -47,24 +64,24 @@ def test_upload_quota_counts_per_channel_and_day(coordination):
     assert coordination.uploaded_today("lab", day_start + 86_400) == 1000
 
 
-def test_a_lease_is_held_by_one_owner_until_it_expires(coordination):
-    mine = coordination.acquire_lease("k", "a", {"host": "h1", "pid": 1}, ttl=10, now=T0)
+def test_a_lease_is_held_by_one_owner_until_it_expires(leases):
+    mine = leases.acquire_lease("k", "a", {"host": "h1", "pid": 1}, ttl=10, now=T0)
     assert mine.owner == "a" and mine.expires_at == T0 + 10 and mine.info["host"] == "h1"
-    theirs = coordination.acquire_lease("k", "b", {"host": "h2"}, ttl=10, now=T0 + 5)
+    theirs = leases.acquire_lease("k", "b", {"host": "h2"}, ttl=10, now=T0 + 5)
     assert theirs.owner == "a"
-    assert coordination.renew_lease("k", "b", 10, now=T0 + 5) is None
-    renewed = coordination.renew_lease("k", "a", 10, now=T0 + 5)
+    assert leases.renew_lease("k", "b", 10, now=T0 + 5) is None
+    renewed = leases.renew_lease("k", "a", 10, now=T0 + 5)
     assert renewed.expires_at == T0 + 15 and renewed.acquired_at == T0
-    taken = coordination.acquire_lease("k", "b", {"host": "h2"}, ttl=10, now=T0 + 16)
+    taken = leases.acquire_lease("k", "b", {"host": "h2"}, ttl=10, now=T0 + 16)
     assert taken.owner == "b"
-    assert coordination.renew_lease("k", "a", 10, now=T0 + 16) is None
-    assert not coordination.release_lease("k", "a")
-    assert coordination.release_lease("k", "b")
-    assert coordination.acquire_lease("k", "c", {}, ttl=10, now=T0 + 17).owner == "c"
+    assert leases.renew_lease("k", "a", 10, now=T0 + 16) is None
+    assert not leases.release_lease("k", "a")
+    assert leases.release_lease("k", "b")
+    assert leases.acquire_lease("k", "c", {}, ttl=10, now=T0 + 17).owner == "c"
 
 
-def test_leases_lists_only_unexpired_leases_oldest_first(coordination):
-    coordination.acquire_lease("x", "a", {}, ttl=100, now=T0)
-    coordination.acquire_lease("y", "b", {}, ttl=1, now=T0 + 1)
-    coordination.acquire_lease("z", "c", {}, ttl=100, now=T0 + 2)
-    assert [lease.name for lease in coordination.leases(now=T0 + 3)] == ["x", "z"]
+def test_leases_lists_only_unexpired_leases_oldest_first(leases):
+    leases.acquire_lease("x", "a", {}, ttl=100, now=T0)
+    leases.acquire_lease("y", "b", {}, ttl=1, now=T0 + 1)
+    leases.acquire_lease("z", "c", {}, ttl=100, now=T0 + 2)
+    assert [lease.name for lease in leases.leases(now=T0 + 3)] == ["x", "z"]

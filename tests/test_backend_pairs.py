@@ -9,13 +9,16 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pairio.kv.base import KeyValueStore
+from pairio.kv.directory import DirectoryStore
 from pairio.kv.embedded import EmbeddedStore
 
 
-@pytest.fixture(params=["embedded", "postgresql"])
+@pytest.fixture(params=["embedded", "directory", "postgresql"])
 def store(request, tmp_path) -> KeyValueStore:
     if request.param == "embedded":
         backend = EmbeddedStore(tmp_path / "store")
+    elif request.param == "directory":
+        backend = DirectoryStore(tmp_path / "store")
     else:
         from pairio.server.backends.postgres import PostgresStore
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StoreUnavailableError
-from ..wal import set_up_wal
+from ..wal import journal_mode, set_up_wal
 from .base import KeyValueStore
 
 if TYPE_CHECKING:
@@ -190,9 +190,10 @@ class EmbeddedStore(KeyValueStore):
             _migrate(c)
 
         mode = set_up_wal(connection, setup, _BUSY_TIMEOUT_MS / 1000)
-        if mode.lower() != "wal":
+        wanted = journal_mode(self.path)
+        if mode.lower() != wanted.lower():
             raise StoreUnavailableError(
-                f"pairio database {str(self.path)!r} could not be put in WAL mode (got {mode!r})"
+                f"pairio database {str(self.path)!r} could not be put in {wanted} mode (got {mode!r})"
             )
         connection.execute("PRAGMA synchronous = NORMAL")
 
