@@ -27,7 +27,9 @@ from .lifecycle.units import parse_size
 GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
 SET_TO_CHOICES = ("local", "remote", "local_and_remote")
 CACHE_CHOICES = ("on", "off", "readonly", "refresh")
-_ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES)
+# The local store: SQLite, pairs as files (for a directory shared by hosts), or chosen by its file system.
+STORE_BACKEND_CHOICES = ("auto", "sqlite", "directory")
+_ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES + STORE_BACKEND_CHOICES)
 
 # Field name -> environment variable.
 ENV_VARS = {
@@ -47,6 +49,7 @@ ENV_VARS = {
     "max_wait": "PAIRIO_MAX_WAIT",
     "max_size": "PAIRIO_MAX_SIZE",
     "mmap": "PAIRIO_MMAP",
+    "store_backend": "PAIRIO_STORE_BACKEND",
 }
 
 
@@ -75,16 +78,18 @@ class Config:
     max_wait: float | None = None
     max_size: int | None = None
     mmap: bool = False
+    store_backend: str = "auto"
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
-        for name in ("get_from", "set_to", "cache"):
+        for name in ("get_from", "set_to", "cache", "store_backend"):
             value = getattr(self, name)
             if isinstance(value, str) and value not in _ALL_CHOICES:
                 object.__setattr__(self, name, value.strip().lower())
         _check_choice("get_from", self.get_from, GET_FROM_CHOICES)
         _check_choice("set_to", self.set_to, SET_TO_CHOICES)
         _check_choice("cache", self.cache, CACHE_CHOICES)
+        _check_choice("store_backend", self.store_backend, STORE_BACKEND_CHOICES)
         if isinstance(self.url, (list, tuple)) and self.url and all(isinstance(u, str) for u in self.url):
             # Several servers (replicas): kept as one comma-separated str, as in PAIRIO_URL.
             object.__setattr__(self, "url", ",".join(u.strip() for u in self.url))

@@ -6,11 +6,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 from ..config import get_config
 from ..content import content_store
 from ..errors import ConfigurationError
+from ..kv import local_store
 from ..lifecycle import access, api, eviction, gc, provenance, records
 from ..lifecycle.units import format_age, format_size, parse_age, parse_size
 
@@ -91,6 +93,11 @@ def _ls(args: argparse.Namespace) -> int:
                         newer_than=args.newer_than, min_size=args.larger_than, max_size=args.smaller_than,
                         limit=args.limit)
     totals = records.totals(found)
+    store = local_store(get_config())
+    if not records.keeps_records(store):
+        count = sum(store.count(c) for c in store.collections())
+        print(f"pairio: {store!r} keeps no records of cached results (the directory store, for a directory "
+              f"shared by hosts): nothing to list; it holds {count} pair(s)", file=sys.stderr)
     if args.json:
         print(json.dumps({"entries": [e.as_dict() for e in found], "totals": vars(totals)}, indent=2))
         return 0

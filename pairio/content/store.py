@@ -44,6 +44,7 @@ from ..errors import (
     InvalidURIError,
     StoreUnavailableError,
 )
+from ..filesystems import shared_file_system
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
 from ..lifecycle.locks import mark_reading
 from .hash_cache import HashCache, signature, stat_regular_file
@@ -167,6 +168,9 @@ class ContentStore:
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
         self._objects_prefix = os.path.join(self.objects_dir, "")
         self.small = SmallObjects(self.directory)
+        # On a network or FUSE file system small results are files too (written then renamed):
+        # the small-object table is SQLite, whose locks such file systems do not keep across hosts.
+        self.inline_max = INLINE_MAX if shared_file_system(self.directory) is None else 0
 
     def __repr__(self) -> str:
         return f"ContentStore({str(self.directory)!r})"
@@ -353,11 +357,15 @@ class ContentStore:
         which suits content that is verified when read and can be made again.
         With ``expect`` (a SHA-1) bytes that hash to anything else are not stored:
         CorruptContentError when the block ends. With ``inline`` an object of at most
-        ``INLINE_MAX`` bytes becomes a row of the small-object table, not a file.
+        ``INLINE_MAX`` bytes becomes a row of the small-object table, not a file (except on a
+        network or FUSE file system).
         """
         if expect is not None:
             _check_sha1(expect)
-        w = ObjectWriter(None, self, INLINE_MAX) if inline else ObjectWriter(self._temp_file(), self)
+        if inline and self.inline_max:
+            w = ObjectWriter(None, self, self.inline_max)
+        else:
+            w = ObjectWriter(self._temp_file(), self)
         try:
             yield w
             if w._temp is None:

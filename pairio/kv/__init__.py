@@ -1,4 +1,4 @@
-"""Key/value stores: the interface, the embedded SQLite store, the HTTP client.
+"""Key/value stores: the interface, the embedded SQLite store, the directory store, the HTTP client.
 
 :func:`local_store` and :func:`remote_store` hand out one store object per
 location, so connections and sessions are reused across calls.
@@ -6,30 +6,58 @@ location, so connections and sessions are reused across calls.
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from ..config import Config
 from ..errors import ConfigurationError
 from .base import KeyValueStore
-from .embedded import EmbeddedStore
+from .directory import DirectoryStore
+from .embedded import DATABASE_FILENAME, EmbeddedStore
 
-__all__ = ["KeyValueStore", "EmbeddedStore", "local_store", "remote_store"]
+__all__ = ["KeyValueStore", "EmbeddedStore", "DirectoryStore", "local_store", "remote_store"]
 
+logger = logging.getLogger("pairio")
 _lock = threading.Lock()
-_local_stores: dict[str, EmbeddedStore] = {}
+_local_stores: dict[tuple[str, str], EmbeddedStore | DirectoryStore] = {}
 _remote_stores: dict[tuple, KeyValueStore] = {}
 
 
-def local_store(config: Config) -> EmbeddedStore:
-    """The embedded store at ``config.database_path``."""
+def local_store(config: Config) -> EmbeddedStore | DirectoryStore:
+    """The local store at ``config.database_path``: the embedded (SQLite) store, or the directory
+    store where ``config.store_backend`` says so or, by default, where the directory is on a
+    network or FUSE file system (:func:`pairio.filesystems.shared_file_system`)."""
     try:
-        return _local_stores[config.database_path]
+        return _local_stores[config.database_path, config.store_backend]
     except KeyError:
         with _lock:
-            store = _local_stores.get(config.database_path)
+            ident = (config.database_path, config.store_backend)
+            store = _local_stores.get(ident)
             if store is None:
-                store = _local_stores[config.database_path] = EmbeddedStore(config.database_dir)
+                store = _local_stores[ident] = _open_local(config)
             return store
+
+
+def _open_local(config: Config) -> EmbeddedStore | DirectoryStore:
+    directory = config.database_dir
+    if config.store_backend == "sqlite":
+        return EmbeddedStore(directory)
+    if config.store_backend == "directory":
+        return DirectoryStore(directory)
+    from ..filesystems import shared_file_system
+
+    found = shared_file_system(directory)
+    if found is None:
+        return EmbeddedStore(directory)
+    left = (f"; the SQLite database {DATABASE_FILENAME} there is not used (store_backend='sqlite' uses "
+            "it, in rollback-journal mode, safe for one host at a time)"
+            if (directory / DATABASE_FILENAME).exists() else "")
+    logger.warning(
+        "pairio: the store %s is on %s, where SQLite's WAL mode does not work across hosts: using the "
+        "directory store (pairs as files, safe for many hosts; no records, so no ls/show/why details "
+        "and no max_size eviction)%s. Set store_backend (PAIRIO_STORE_BACKEND) to 'directory' to "
+        "choose it and silence this, or to 'sqlite'.", directory, found, left)
+    return DirectoryStore(directory)
 
 
 def remote_store(config: Config) -> KeyValueStore:

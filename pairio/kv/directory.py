@@ -120,6 +120,7 @@ class DirectoryStore(KeyValueStore):
         self.path = self.directory / PAIRS_DIRNAME
         self._root = os.fspath(self.path)
         self._collections: dict[str, str] = {}
+        self.warned_no_records = False  # (pairio.lifecycle.records: it keeps none)
 
     def __repr__(self) -> str:
         return f"DirectoryStore({str(self.directory)!r})"

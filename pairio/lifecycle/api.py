@@ -57,6 +57,10 @@ def show(key_or_uri: str, **overrides: Any) -> records.Entry:
     """The one entry ``key_or_uri`` names; LookupError if none (or several: give more digits)."""
     found = find(key_or_uri, **overrides)
     if not found:
+        store = local_store(get_config(**overrides))
+        if not records.keeps_records(store):
+            raise LookupError(f"no recorded entry for {key_or_uri!r}: {store!r} keeps no records of "
+                              "cached results (the directory store, for a directory shared by hosts)")
         raise LookupError(f"no recorded entry for {key_or_uri!r}")
     if len({(e.collection, e.key) for e in found}) > 1 and not is_sha1_hex(key_or_uri.lower()):
         raise LookupError(f"{key_or_uri!r} names {len(found)} entries; give more digits of the key")
@@ -79,7 +83,8 @@ def lineage_of_key(key: str, collection: str, **overrides: Any) -> dict[str, Any
     records.flush()
     entry = records.get(store, collection, key)
     if entry is None:
-        raise LookupError(f"no recorded entry for key {key} in collection {collection!r}")
+        unkept = "" if records.keeps_records(store) else f": {store!r} keeps no records of cached results"
+        raise LookupError(f"no recorded entry for key {key} in collection {collection!r}{unkept}")
     return provenance.lineage(store, entry)
 
 

@@ -55,8 +55,11 @@ class EvictionReport:
 
 
 def total_size(cfg: Config) -> int:
-    """The bytes of the cached results recorded in the local store."""
-    with local_store(cfg).transaction() as connection:
+    """The bytes of the cached results recorded in the local store (0 for one that keeps no records)."""
+    store = local_store(cfg)
+    if not records.keeps_records(store):
+        return 0
+    with store.transaction() as connection:
         return int(connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0])
 
 
@@ -70,6 +73,9 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
         return EvictionReport()
     began = time.perf_counter()
     store = local_store(cfg)
+    if not records.keeps_records(store):
+        records.warn_unrecorded(store)
+        return EvictionReport()
     content = content_store(cfg)
     import filelock  # here: `import pairio` stays light
 

@@ -22,6 +22,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Iterable
 from typing import Any
 
 from .. import files
@@ -184,21 +185,18 @@ def references(cfg: Config, store: ContentStore) -> set[str]:
     if not kv.path.exists():
         return out
     dirs: list[str] = []
-    with kv.transaction() as connection:
-        recorded = set()
-        for sha1, objects in connection.execute("SELECT sha1, objects FROM entries"):
-            recorded.add(sha1)
-            out.update(json.loads(objects))
-        out |= recorded
-        for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"):
-            if is_sha1_hex(value):
-                out.add(value)
-                if value not in recorded:
-                    out |= _sha1s_inside(store, value)
-            elif value.startswith("sha1://") and is_sha1_hex(value[7:47].lower()):
-                out.add(value[7:47].lower())
-            elif value.startswith("sha1dir://") and is_sha1_hex(value[10:50].lower()):
-                dirs.append(value[10:50].lower())
+    if not records.keeps_records(kv):  # the directory store: its pairs only
+        values = (v for c in kv.collections() for _, v in kv.items(c) if len(v) >= 40)
+        _values_references(store, values, set(), out, dirs)
+    else:
+        with kv.transaction() as connection:
+            recorded = set()
+            for sha1, objects in connection.execute("SELECT sha1, objects FROM entries"):
+                recorded.add(sha1)
+                out.update(json.loads(objects))
+            out |= recorded
+            values = (value for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"))
+            _values_references(store, values, recorded, out, dirs)
     for sha1 in dirs:
         out.add(sha1)
         try:
@@ -206,6 +204,20 @@ def references(cfg: Config, store: ContentStore) -> set[str]:
         except PairioError:
             pass  # the manifest is gone or damaged: its files are not known, so nothing else is kept
     return out
+
+
+def _values_references(store: ContentStore, values: Iterable[str], recorded: set[str], out: set[str],
+                       dirs: list[str]) -> None:
+    """The objects pair ``values`` refer to, into ``out`` (directories' manifests into ``dirs``)."""
+    for value in values:
+        if is_sha1_hex(value):
+            out.add(value)
+            if value not in recorded:
+                out |= _sha1s_inside(store, value)
+        elif value.startswith("sha1://") and is_sha1_hex(value[7:47].lower()):
+            out.add(value[7:47].lower())
+        elif value.startswith("sha1dir://") and is_sha1_hex(value[10:50].lower()):
+            dirs.append(value[10:50].lower())
 
 
 def _manifest_files(manifest: dict[str, Any], out: set[str]) -> None:

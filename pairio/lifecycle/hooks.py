@@ -37,8 +37,11 @@ def hit(cfg: Config, collection: str, key: str, result: Any, store: EmbeddedStor
 
 def forgotten(cfg: Config, collection: str, key: str) -> None:
     """The entry ``key`` was forgotten: its record goes too."""
+    store = local_store(cfg)
+    if not records.keeps_records(store):
+        return
     records.flush()
-    with local_store(cfg).transaction(immediate=True) as connection:
+    with store.transaction(immediate=True) as connection:
         connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
 
 

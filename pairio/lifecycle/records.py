@@ -122,6 +122,20 @@ def host_name() -> str:
 _host: str | None = None
 
 
+def keeps_records(store: object) -> bool:
+    """True if ``store`` keeps records beside its pairs (the embedded store). The directory store,
+    for directories shared by hosts, keeps none: nothing to list, show or evict by."""
+    return isinstance(store, EmbeddedStore)
+
+
+def warn_unrecorded(store: Any) -> None:
+    """Log, once per store, that ``store`` keeps no records, so ``max_size`` is not enforced."""
+    if not getattr(store, "warned_no_records", True):
+        store.warned_no_records = True
+        logger.warning("pairio: %r keeps no records of cached results: max_size is not enforced there "
+                       "(evict with `pairio forget`/`gc` on a store that keeps them)", store)
+
+
 # --- writing ---------------------------------------------------------------------------
 
 
@@ -129,8 +143,14 @@ def add(store: EmbeddedStore, entry: Entry, pairs: Mapping[str, str] | None = No
     """Write ``entry``'s record (replacing any of the same key), and ``pairs`` of its collection in
     the same transaction if given; returns the recorded total size.
 
-    Its priority is computed here from the store's inflation value.
+    Its priority is computed here from the store's inflation value. A store that keeps no
+    records (:func:`keeps_records`) is given the pairs only, and the total is 0.
     """
+    if not keeps_records(store):
+        if pairs:
+            store.set_many(entry.collection, pairs)
+        warn_unrecorded(store)
+        return 0.0
     with store.transaction(immediate=True) as connection:
         if pairs:
             store.write_pairs(connection, entry.collection, pairs)
@@ -149,6 +169,8 @@ def add_soon(store: EmbeddedStore, entry: Entry) -> None:
     """Queue ``entry``'s record: written with the hits, by the writer thread within a second, before
     any listing or eviction in this process, and at exit. (A process killed before leaves the
     result and its pair without a record: still a hit, but not listed nor counted by eviction.)"""
+    if not keeps_records(store):
+        return
     hits = _hits
     if not hits.hooked:
         _at_exit_of_workers()
@@ -181,7 +203,10 @@ def hit(cfg: Config, collection: str, key: str, store: EmbeddedStore | None = No
     hits = _hits
     if not hits.hooked:
         _at_exit_of_workers()
-    ident = (local_store(cfg) if store is None else store, collection, key)
+    store = local_store(cfg) if store is None else store
+    if not keeps_records(store):
+        return
+    ident = (store, collection, key)
     with hits.lock:
         hits.pending[ident] = hits.pending.get(ident, 0) + 1
         _start_writer(hits)
@@ -279,6 +304,8 @@ def entries(store: EmbeddedStore, function: str | None = None, *, collection: st
             limit: int | None = None) -> list[Entry]:
     """The recorded entries, newest first, filtered: ``function`` as :func:`matches_function`
     takes it, ages in seconds since creation, sizes in bytes."""
+    if not keeps_records(store):
+        return []
     flush()
     where, params = [], []
     if collection is not None:
@@ -324,6 +351,8 @@ def totals(found: Iterable[Entry]) -> Totals:
 def find(store: EmbeddedStore, key_or_sha1: str, collection: str | None = None) -> list[Entry]:
     """Entries whose key is ``key_or_sha1`` (a full key or a prefix of at least 6 hex digits),
     or whose result object is that SHA-1, or that hold that SHA-1 as a file of their result."""
+    if not keeps_records(store):
+        return []
     flush()
     k = key_or_sha1.lower()
     with store.transaction() as connection:
@@ -341,6 +370,8 @@ def find(store: EmbeddedStore, key_or_sha1: str, collection: str | None = None) 
 
 def get(store: EmbeddedStore, collection: str, key: str) -> Entry | None:
     """The record of ``key`` in ``collection``, or None."""
+    if not keeps_records(store):
+        return None
     flush()
     with store.transaction() as connection:
         row = connection.execute(_SELECT + " WHERE collection = ? AND key = ?", (collection, key)).fetchone()
@@ -349,6 +380,8 @@ def get(store: EmbeddedStore, collection: str, key: str) -> Entry | None:
 
 def of_function(store: EmbeddedStore, function: str, limit: int = 500) -> list[Entry]:
     """The newest ``limit`` entries of the function named exactly ``function``."""
+    if not keeps_records(store):
+        return []
     flush()
     with store.transaction() as connection:
         rows = connection.execute(_SELECT + " WHERE function = ? ORDER BY created DESC LIMIT ?",
@@ -367,6 +400,8 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
     """
     from ..memo.decorator import seconds_key
 
+    if not keeps_records(store):
+        return []
     flush()  # a record still queued would come back after its removal
     removed = []
     with store.transaction(immediate=True) as connection:
