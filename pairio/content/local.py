@@ -10,7 +10,7 @@ from .hash_cache import HashCache
 from .store import ContentStore
 
 _lock = threading.Lock()
-_stores: dict[tuple[str | None, str], ContentStore] = {}
+_stores: dict[tuple[str | None, str, bool], ContentStore] = {}
 _hash_caches: dict[Path, HashCache] = {}
 
 
@@ -27,13 +27,17 @@ def file_hash_cache(config: Config) -> HashCache:
 
 
 def content_store(config: Config) -> ContentStore:
-    """The content store at ``config.content_path`` (using the hash cache of ``config.database_dir``)."""
-    key = (config.content_dir, config.database_path)
+    """The content store at ``config.content_path`` (using the hash cache of ``config.database_dir``).
+    With the directory store (``store_backend='directory'``) small results are files too."""
+    key = (config.content_dir, config.database_path, config.store_backend == "directory")
     store = _stores.get(key)
     if store is None:
         cache = file_hash_cache(config)
         with _lock:
             store = _stores.get(key)
             if store is None:
-                store = _stores[key] = ContentStore(config.content_path, hash_cache=cache)
+                store = ContentStore(config.content_path, hash_cache=cache)
+                if key[2]:
+                    store.inline_max = 0
+                _stores[key] = store
     return store
