@@ -133,15 +133,18 @@ class DirectoryStore(KeyValueStore):
         return StoreUnavailableError(f"pairio directory store {self._root!r}: cannot {doing} {where!r}: {detail}")
 
     def _collection_dir(self, collection: str) -> str:
+        return self._collection_prefix(collection)[:-1]
+
+    def _collection_prefix(self, collection: str) -> str:
         try:
             return self._collections[collection]
         except KeyError:
-            path = self._collections[collection] = os.path.join(self._root, _sha1(collection))
+            path = self._collections[collection] = os.path.join(self._root, _sha1(collection), "")
             return path
 
     def _pair_path(self, collection: str, key: str) -> str:
-        digest = _sha1(key)
-        return os.path.join(self._collection_dir(collection), digest[:2], digest[2:])
+        digest = hashlib.sha1(key.encode("utf-8", "surrogatepass")).hexdigest()
+        return f"{self._collection_prefix(collection)}{digest[:2]}{os.sep}{digest[2:]}"
 
     # --- operations --------------------------------------------------------------
 
