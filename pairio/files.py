@@ -30,6 +30,31 @@ TEMP_PREFIX = ".pairio-tmp-"
 COPY_CHUNK = 64 << 20
 # Without flock, a temp file untouched for this long is taken to be abandoned.
 _STALE_AGE_WITHOUT_LOCKS = 24 * 3600
+# What a file system that keeps no locks answers (NFS without its lock manager, Lustre mounted
+# without -o flock, some FUSE file systems).
+NO_LOCKS_ERRNOS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL})
+_said_no_locks: set[str] = set()
+
+
+def lock_or_go_on(fd: int, operation: int, what: str) -> bool:
+    """``flock(fd, operation)``; False, with one warning per ``what``, where the file system keeps
+    no locks: the caller goes on unlocked (a file it marks in use may then be taken for
+    abandoned after a day, a step computed twice). A held lock raises BlockingIOError as before."""
+    try:
+        fcntl.flock(fd, operation)
+    except BlockingIOError:
+        raise
+    except OSError as exc:
+        if exc.errno not in NO_LOCKS_ERRNOS:
+            raise
+        if what not in _said_no_locks:
+            _said_no_locks.add(what)
+            import logging
+
+            logging.getLogger("pairio").warning(
+                "pairio: %s cannot be locked (%s): going on without the lock", what, exc.strerror or exc)
+        return False
+    return True
 _CREATE_ATTEMPTS = 20
 # Errors from os.link that mean "this file system or this pair of paths cannot hard link".
 _NO_LINK_ERRNOS = {errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EACCES}
@@ -110,7 +135,7 @@ class AtomicFile:
             ensure_dir(self.directory)
             fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_APPEND | getattr(os, "O_CLOEXEC", 0), mode)
             if fcntl is not None:
-                fcntl.flock(fd, fcntl.LOCK_EX)
+                lock_or_go_on(fd, fcntl.LOCK_EX, self.directory)
             # The previous holder may have committed or removed the file while we waited.
             try:
                 same = os.stat(self._temp).st_ino == os.fstat(fd).st_ino
@@ -187,9 +212,8 @@ def _create_locked_temp(directory: str, mode: int) -> tuple[int, str]:
             # (A file in its place is an error naming that file, from ensure_dir.)
             ensure_dir(directory)
             continue
-        if fcntl is None:
+        if fcntl is None or not lock_or_go_on(fd, fcntl.LOCK_EX, directory):
             return fd, path
-        fcntl.flock(fd, fcntl.LOCK_EX)
         # A cleaner may have locked and unlinked the file in the instant between our
         # open and our flock; then the name is gone (or is another file), so retry.
         try:

@@ -280,3 +280,27 @@ def test_writers_killed_mid_write_lose_no_acknowledged_pair(tmp_path):
     assert all(json.loads(open(path).read())[0] for path in store._pair_files(store._collection_dir("c")))
     assert store.remove_temporary(older_than_s=0) >= 0
     assert not [n for _, _, names in os.walk(directory) for n in names if n.startswith(".tmp-")]
+
+
+def test_a_file_system_without_locks_computes_with_one_warning(tmp_path, monkeypatch, caplog):
+    # No file system here refuses locks (Lustre without -o flock answers ENOSYS, an NFS server
+    # without its lock manager ENOLCK): the lock calls are made to answer so.
+    import errno
+
+    from pairio.memo import flight
+
+    def no_locks(*args, **kwargs):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(flight.fcntl, "fcntl", no_locks)
+    monkeypatch.setattr(flight.fcntl, "flock", no_locks)
+    pa.set_config(database_path=str(tmp_path / "home"), store_backend="directory")
+
+    @pa.cached
+    def double(x):
+        return 2 * x
+
+    with caplog.at_level(logging.WARNING, logger="pairio"):
+        assert [double(i) for i in range(3)] == [0, 2, 4]
+        assert double(2) == 4 and double.is_cached(1)
+    assert caplog.text.count("cannot lock files (No locks available)") == 1

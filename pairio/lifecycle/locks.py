@@ -32,7 +32,7 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 from ..errors import StoreUnavailableError
-from ..files import TEMP_PREFIX, ensure_dir
+from ..files import TEMP_PREFIX, ensure_dir, lock_or_go_on
 
 GUARD_FILENAME = "gc.lock"
 _POLL_S = 0.005
@@ -56,14 +56,14 @@ class _SharedGuard:
             if self._count == 0:
                 if self._fd is None:
                     self._fd = _open(self.path)
-                fcntl.flock(self._fd, fcntl.LOCK_SH)
+                lock_or_go_on(self._fd, fcntl.LOCK_SH, str(self.path))
             self._count += 1
 
     def release(self) -> None:
         with self._mutex:
             self._count -= 1
             if self._count == 0 and self._fd is not None:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                lock_or_go_on(self._fd, fcntl.LOCK_UN, str(self.path))
 
 
 _guards: dict[Path, _SharedGuard] = {}

@@ -32,7 +32,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-from ..files import ensure_dir
+from ..files import NO_LOCKS_ERRNOS, ensure_dir
 
 try:
     import fcntl
@@ -174,14 +174,36 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
     """Hold the lock of ``key`` for the block; yields True if another holder had to be waited for."""
     lock = _lock(database_dir, key)
     waited = False
-    if not lock.try_acquire():
-        waited = True
-        logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        lock.acquire()
+    try:
+        if not lock.try_acquire():
+            waited = True
+            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+            lock.acquire()
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        _unlocked(database_dir, exc)
+        yield False
+        return
     try:
         yield waited
     finally:
         lock.release()
+
+
+_NO_LOCKS = NO_LOCKS_ERRNOS
+
+
+def _unlocked(database_dir: Path, exc: OSError) -> None:
+    """Say once per directory that its file system keeps no locks: computations go on without."""
+    if str(database_dir) not in _said_unlocked:
+        _said_unlocked.add(str(database_dir))
+        logger.warning("pairio: %s cannot lock files (%s): a step may be computed by two processes at "
+                       "once (a duplicate computation, never a wrong result)", database_dir / "locks",
+                       exc.strerror or exc)
+
+
+_said_unlocked: set[str] = set()
 
 
 async def _sleep(seconds: float) -> None:
@@ -195,11 +217,18 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
     """:func:`claim` for coroutines: waits without blocking the event loop."""
     lock = _lock(database_dir, key)
     waited = False
-    while not lock.try_acquire():
-        if not waited:
-            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        waited = True
-        await _sleep(_ASYNC_POLL_S)
+    try:
+        while not lock.try_acquire():
+            if not waited:
+                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+            waited = True
+            await _sleep(_ASYNC_POLL_S)
+    except OSError as exc:
+        if exc.errno not in _NO_LOCKS:
+            raise
+        _unlocked(database_dir, exc)
+        yield False
+        return
     try:
         yield waited
     finally:
