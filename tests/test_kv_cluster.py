@@ -304,3 +304,74 @@ def test_a_file_system_without_locks_computes_with_one_warning(tmp_path, monkeyp
         assert [double(i) for i in range(3)] == [0, 2, 4]
         assert double(2) == 4 and double.is_cached(1)
     assert caplog.text.count("cannot lock files (No locks available)") == 1
+
+
+def _until(condition) -> None:
+    for _ in range(6000):  # (a bound on a hang, not a timing)
+        if condition():
+            return
+        import time
+
+        time.sleep(0.01)
+    raise AssertionError("the condition never came")
+
+
+@pytest.mark.parametrize("holder_stores", [True, False])
+def test_a_step_another_host_computes_on_the_directory_store_is_waited_for(tmp_path, caplog, holder_stores):
+    import threading
+
+    from pairio.kv.directory import DirectoryLeases
+
+    pa.set_config(database_path=str(tmp_path / "home"), store_backend="directory", lease_ttl=30)
+    runs = []
+
+    @pa.cached
+    def slow(x):
+        runs.append(x)
+        return x * 10
+
+    # Another host takes the lease on slow(4) first.
+    leases = DirectoryLeases(tmp_path / "home")
+    name = f"{pa.get_config().collection}/{slow.key(4)}"
+    assert leases.acquire_lease(name, "node-2", {"host": "node-2", "pid": 7}, ttl=30).owner == "node-2"
+    answers = []
+    with caplog.at_level(logging.INFO, logger="pairio"):
+        waiter = threading.Thread(target=lambda: answers.append(slow(4)))
+        waiter.start()
+        _until(lambda: "being computed on node-2 (pid 7)" in caplog.text)
+        assert runs == []  # waiting, not computing
+        if holder_stores:  # node-2 stores its result (not through this host's file lock, which the waiter holds)
+            slow._store(pa.get_config(), slow.key(4), 40, 1.0, (4,), {})
+            waiter.join()  # the waiter finds it
+        assert leases.release_lease(name, "node-2")
+        waiter.join()
+    assert answers == [40]
+    assert runs == ([] if holder_stores else [4])  # computed once: by node-2, or here once node-2 let go
+    assert leases.leases() == []  # the waiter's lease, if it took one, is given up
+
+
+def test_gc_removes_the_directory_store_s_old_leases_and_leftovers(tmp_path):
+    from pairio.kv.directory import DirectoryLeases
+
+    pa.set_config(database_path=str(tmp_path / "home"), store_backend="directory")
+    store = local_store(pa.get_config())
+    leases = DirectoryLeases(store.directory)
+    leases.acquire_lease("c/old", "a", {}, ttl=1, now=1_000.0)  # expired long ago
+    leases.acquire_lease("c/held", "b", {}, ttl=600)
+    store.set("c", "k", "v")
+    leftover = store.path / "left-by-a-killed-writer"
+    leftover.mkdir()
+    (leftover / ".tmp-node-1-99-abc").write_text("[")
+    old = 1_000_000.0
+    for d, _, names in os.walk(tmp_path / "home"):
+        for n in names:
+            if n.startswith(".tmp-") or d == leases._dir("c/old"):
+                os.utime(os.path.join(d, n), (old, old))
+    from pairio.lifecycle import gc
+
+    report = gc.collect(pa.get_config(), dry_run=True)
+    assert report.temp_files >= 1 and report.locks >= 1 and len(leases.leases(now=2_000.0)) == 1
+    report = gc.collect(pa.get_config())
+    assert report.temp_files >= 1 and report.locks >= 1
+    assert not os.path.exists(leases._dir("c/old")) and [le.name for le in leases.leases()] == ["c/held"]
+    assert not (leftover / ".tmp-node-1-99-abc").exists() and store.get("c", "k") == "v"

@@ -230,9 +230,9 @@ class DirectoryStore(KeyValueStore):
                 key, value = _loads(data)
                 yield key, value
 
-    def remove_temporary(self, older_than_s: float = 3600.0) -> int:
+    def remove_temporary(self, older_than_s: float = 3600.0, dry_run: bool = False) -> int:
         """Remove the temporary files of writers that died before renaming them (left for
-        ``older_than_s`` seconds); returns how many went."""
+        ``older_than_s`` seconds); returns how many went (with ``dry_run``, would go)."""
         removed, cutoff = 0, time.time() - older_than_s
         for root in (self._root, os.path.join(os.fspath(self.directory), LEASES_DIRNAME)):
             for directory, _, names in os.walk(root):
@@ -241,7 +241,8 @@ class DirectoryStore(KeyValueStore):
                         path = os.path.join(directory, name)
                         try:
                             if os.stat(path).st_mtime < cutoff:
-                                os.unlink(path)
+                                if not dry_run:
+                                    os.unlink(path)
                                 removed += 1
                         except FileNotFoundError:
                             pass
@@ -406,6 +407,31 @@ class DirectoryLeases:
         released = dataclasses.replace(held, expires_at=0.0)
         write_file(os.path.join(directory, f"{generation:012d}"), _dumps(dataclasses.asdict(released)))
         return True
+
+    def remove_expired(self, older_than_s: float = 3600.0, dry_run: bool = False) -> int:
+        """Remove the files of the leases expired (or released) more than ``older_than_s`` seconds
+        ago; returns how many leases went (with ``dry_run``, would go)."""
+        cutoff = time.time() - older_than_s
+        try:
+            directories = [entry.path for entry in os.scandir(self._root) if entry.is_dir()]
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        for directory in directories:
+            _, lease = self._newest(directory)
+            try:
+                paths = [entry.path for entry in os.scandir(directory)]
+                if (lease is not None and lease.expires_at > cutoff) or any(
+                        os.stat(p).st_mtime > cutoff for p in paths):
+                    continue
+                removed += 1
+                if not dry_run:
+                    for path in paths:
+                        os.unlink(path)
+                    os.rmdir(directory)
+            except (FileNotFoundError, OSError):
+                continue  # in use again meanwhile: left
+        return removed
 
     def leases(self, now: float | None = None) -> list[Lease]:
         """The leases held (unexpired), oldest first."""

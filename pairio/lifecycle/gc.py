@@ -33,6 +33,7 @@ from ..content.store import ContentStore
 from ..errors import ContentNotFoundError, CorruptContentError, PairioError
 from ..hashing import is_sha1_hex
 from ..kv import local_store
+from ..kv.directory import DirectoryLeases, DirectoryStore
 from ..memo.flight import remove_idle_locks
 from . import locks, records
 
@@ -89,6 +90,12 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
                 report.temp_bytes += sizes.get(path.name, 0)
     if idle_locks:
         report.locks = len(remove_idle_locks(cfg.database_dir, lock_age_s, dry_run=dry_run))
+    kv = local_store(cfg)
+    if isinstance(kv, DirectoryStore):  # its writers' leftovers and its old leases
+        if temp:
+            report.temp_files += kv.remove_temporary(dry_run=dry_run)
+        if idle_locks:
+            report.locks += DirectoryLeases(kv.directory).remove_expired(lock_age_s, dry_run=dry_run)
     report.seconds = time.perf_counter() - began
     return report
 

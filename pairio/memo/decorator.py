@@ -27,7 +27,7 @@ from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex
-from ..kv import local_store
+from ..kv import DirectoryStore, local_store
 from ..lifecycle import api as lifecycle_api
 from ..lifecycle import hooks
 from ..lifecycle import locks as lifecycle_locks
@@ -281,9 +281,17 @@ class CachedFunction:
         return result
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
-        """The server's lease for computing ``key``, when results are shared through a server."""
-        if cfg.set_to == "local" or cfg.cache != "on":
+        """The server's lease for computing ``key``, when results are shared through a server; the
+        directory store's (:mod:`.dir_lease`), when they are shared through a directory."""
+        if cfg.cache != "on":
             return None
+        if cfg.set_to == "local":
+            store = local_store(cfg)
+            if not isinstance(store, DirectoryStore):
+                return None
+            from .dir_lease import DirectoryLease
+
+            return DirectoryLease(cfg, store, self._collection(cfg), key, self.name)  # type: ignore[return-value]
         from . import remote
         from .lease import ServerLease
 
