@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import threading
+from typing import TYPE_CHECKING, Any
 
 from ..config import Config
 from ..errors import ConfigurationError
 from .base import KeyValueStore
-from .directory import DirectoryStore
 from .embedded import DATABASE_FILENAME, EmbeddedStore
+
+if TYPE_CHECKING:
+    from .directory import DirectoryStore
 
 __all__ = ["KeyValueStore", "EmbeddedStore", "DirectoryStore", "local_store", "remote_store"]
 
@@ -21,6 +24,14 @@ logger = logging.getLogger("pairio")
 _lock = threading.Lock()
 _local_stores: dict[tuple[str, str], EmbeddedStore | DirectoryStore] = {}
 _remote_stores: dict[tuple, KeyValueStore] = {}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "DirectoryStore":  # imported where it is used: `import pairio` stays light
+        from .directory import DirectoryStore
+
+        return DirectoryStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def local_store(config: Config) -> EmbeddedStore | DirectoryStore:
@@ -39,6 +50,8 @@ def local_store(config: Config) -> EmbeddedStore | DirectoryStore:
 
 
 def _open_local(config: Config) -> EmbeddedStore | DirectoryStore:
+    from .directory import DirectoryStore
+
     directory = config.database_dir
     if config.store_backend == "sqlite":
         return EmbeddedStore(directory)

@@ -31,10 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import functools
 import hashlib
 import json
 import os
-import socket
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -81,8 +81,15 @@ def _read(path: str) -> bytes | None:
     return b"".join(chunks)
 
 
+@functools.lru_cache(maxsize=1)
+def _host() -> str:
+    import socket  # here: `import pairio` stays light
+
+    return socket.gethostname()
+
+
 def _temporary_name(directory: str) -> str:
-    return os.path.join(directory, f"{_TMP_PREFIX}{socket.gethostname()}-{os.getpid()}-{os.urandom(6).hex()}")
+    return os.path.join(directory, f"{_TMP_PREFIX}{_host()}-{os.getpid()}-{os.urandom(6).hex()}")
 
 
 def write_file(path: str, data: bytes) -> None:

@@ -27,7 +27,7 @@ from ..config import Config, get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import is_sha1_hex
-from ..kv import DirectoryStore, local_store
+from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
 from ..lifecycle import hooks
 from ..lifecycle import locks as lifecycle_locks
@@ -287,7 +287,7 @@ class CachedFunction:
             return None
         if cfg.set_to == "local":
             store = local_store(cfg)
-            if not isinstance(store, DirectoryStore):
+            if isinstance(store, EmbeddedStore):  # (not shared across hosts: the file lock is enough)
                 return None
             from .dir_lease import DirectoryLease
 
