@@ -174,10 +174,22 @@ def _cached_pipeline(home, capsys) -> None:
     capsys.readouterr()
     assert cli_main(["ls"]) == 0
     assert "keeps no records" in capsys.readouterr().err
+    assert cli_main(["forget", "smooth"]) == 0
+    assert "keeps no records" in capsys.readouterr().err
     with pytest.raises(LookupError, match="keeps no records"):
         pa.why(smooth.key(data, 3))
     assert cli_main(["gc"]) == 0
     assert cli_main(["fsck"]) == 0
+    # gc with no grace period: what the pairs name stays, an object nothing names goes.
+    from pairio.lifecycle import gc
+
+    orphan = pa.store_text("nothing refers to this")
+    report = gc.collect(pa.get_config(), grace_s=0)
+    assert report.objects == 1
+    with pytest.raises(pa.ContentNotFoundError):
+        pa.load_text(orphan)
+    runs.clear()
+    assert peak(smooth(data, 3)) == first and runs == []
     assert smooth.forget(data, 3)
     runs.clear()
     assert peak(smooth(data, 3)) == first and runs == [3]
@@ -253,7 +265,7 @@ def test_many_processes_write_and_read_the_directory_store_at_once(tmp_path, whe
     assert acknowledged == dict.fromkeys(range(processes), count - 1)
     store = DirectoryStore(directory)
     _check_all(store, acknowledged)
-    assert store.count("c") == processes * count + 7
+    assert store.count("c") == processes * count + 7 and store.collections() == ["c"]
     assert all(store.get("c", f"shared-{j}").split("-")[0] in map(str, range(processes)) for j in range(7))
     assert not [n for _, _, names in os.walk(directory) for n in names if n.startswith(".tmp-")]
 

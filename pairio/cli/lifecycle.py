@@ -93,11 +93,7 @@ def _ls(args: argparse.Namespace) -> int:
                         newer_than=args.newer_than, min_size=args.larger_than, max_size=args.smaller_than,
                         limit=args.limit)
     totals = records.totals(found)
-    store = local_store(get_config())
-    if not records.keeps_records(store):
-        count = sum(store.count(c) for c in store.collections())
-        print(f"pairio: {store!r} keeps no records of cached results (the directory store, for a directory "
-              f"shared by hosts): nothing to list; it holds {count} pair(s)", file=sys.stderr)
+    _say_if_unrecorded("nothing to list")
     if args.json:
         print(json.dumps({"entries": [e.as_dict() for e in found], "totals": vars(totals)}, indent=2))
         return 0
@@ -113,6 +109,15 @@ def _ls(args: argparse.Namespace) -> int:
     print(f"{totals.count} entr{'y' if totals.count == 1 else 'ies'}, {format_size(totals.size)}, "
           f"{totals.seconds:.2f}s to compute, {totals.hits} hits")
     return 0
+
+
+def _say_if_unrecorded(consequence: str) -> None:
+    """Tell, on stderr, that the local store keeps no records (the directory store), and so ``consequence``."""
+    store = local_store(get_config())
+    if not records.keeps_records(store):
+        count = sum(store.count(c) for c in store.collections())
+        print(f"pairio: {store!r} keeps no records of cached results (the directory store, for a directory "
+              f"shared by hosts): {consequence}; it holds {count} pair(s)", file=sys.stderr)
 
 
 def _print_entry(e: records.Entry) -> None:
@@ -150,6 +155,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def _forget(args: argparse.Namespace) -> int:
     removed = api.forget(args.function, older_than=args.older_than, collection=args.collection)
+    if not removed:
+        _say_if_unrecorded("its entries cannot be found by function (a cached function's .forget(...) "
+                           "removes one call's result)")
     size = sum(e.size for e in removed)
     if args.json:
         print(json.dumps({"forgot": [e.key for e in removed], "bytes": size}, indent=2))

@@ -127,6 +127,7 @@ class DirectoryStore(KeyValueStore):
         self.path = self.directory / PAIRS_DIRNAME
         self._root = os.fspath(self.path)
         self._collections: dict[str, str] = {}
+        self._named: set[str] = set()  # collections whose name file is known to be there
         self.warned_no_records = False  # (pairio.lifecycle.records: it keeps none)
 
     def __repr__(self) -> str:
@@ -185,20 +186,18 @@ class DirectoryStore(KeyValueStore):
     def set(self, collection: str, key: str, value: str) -> None:
         path = self._pair_path(collection, key)
         try:
-            try:
-                write_file(path, _dumps([key, value]))
-            except FileNotFoundError:
-                self._make_collection(collection)
-                write_file(path, _dumps([key, value]))
+            if collection not in self._named:
+                self._name_collection(collection)
+            write_file(path, _dumps([key, value]))
         except OSError as exc:
             raise self._error(exc, "write") from exc
 
-    def _make_collection(self, collection: str) -> None:
-        directory = self._collection_dir(collection)
-        os.makedirs(directory, exist_ok=True)
-        name_file = os.path.join(directory, _COLLECTION_FILENAME)
+    def _name_collection(self, collection: str) -> None:
+        """Write the collection's name beside its pairs (once: :meth:`collections` reads it)."""
+        name_file = os.path.join(self._collection_dir(collection), _COLLECTION_FILENAME)
         if not os.path.exists(name_file):
             write_file(name_file, _dumps(collection))
+        self._named.add(collection)
 
     def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
         """Each pair atomically, one after another (a None value deletes its key)."""
