@@ -387,3 +387,31 @@ def test_gc_removes_the_directory_store_s_old_leases_and_leftovers(tmp_path):
     assert report.temp_files >= 1 and report.locks >= 1
     assert not os.path.exists(leases._dir("c/old")) and [le.name for le in leases.leases()] == ["c/held"]
     assert not (leftover / ".tmp-node-1-99-abc").exists() and store.get("c", "k") == "v"
+
+
+_LEASE_TAKER = textwrap.dedent("""
+    import os, sys
+    from pairio.kv.directory import DirectoryLeases
+    leases, log, me = DirectoryLeases(sys.argv[1]), sys.argv[2], sys.argv[3]
+    turns = 0
+    while turns < 15:
+        if leases.acquire_lease("step", me, {"pid": os.getpid()}, ttl=600).owner != me:
+            continue
+        with open(log, "a") as f:  # O_APPEND: whole lines
+            f.write(f"start {me}\\n")
+        with open(log, "a") as f:
+            f.write(f"end {me}\\n")
+        assert leases.release_lease("step", me)
+        turns += 1
+    """)
+
+
+def test_one_process_at_a_time_holds_a_directory_lease(tmp_path):
+    log = tmp_path / "log"
+    takers = [subprocess.Popen([sys.executable, "-c", _LEASE_TAKER, str(tmp_path / "store"), str(log), f"p{i}"])
+              for i in range(5)]
+    assert [t.wait() for t in takers] == [0] * 5
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2 * 5 * 15
+    for start, end in zip(lines[::2], lines[1::2], strict=True):  # never two holders at once
+        assert start.split()[0] == "start" and end == "end " + start.split()[1]

@@ -292,10 +292,10 @@ class DirectoryLeases:
     """Leases kept as files under ``<directory>/leases``: one computer per key across hosts.
 
     A lease's directory holds one file per generation (``000000000001``, ...); the newest is the
-    lease. Taking a free or expired lease is creating the next generation's file with
-    ``O_EXCL``: of any number of hosts trying at once exactly one succeeds. Renewing and
-    releasing rewrite the holder's own generation (written then renamed; released: expired at
-    0). Old generations are removed after an hour. Expiry is judged by each host's clock, so
+    lease. Taking a free, expired or released lease is creating the next generation's file with
+    ``O_EXCL`` (a hard link, which fails where the name exists): of any number of hosts trying
+    at once exactly one succeeds. Renewing an unexpired lease and releasing rewrite the
+    holder's own generation (written then renamed; released: expired at 0). Old generations are removed after an hour. Expiry is judged by each host's clock, so
     hosts' clocks should agree to well within a lease's time to live.
     """
 
@@ -335,13 +335,15 @@ class DirectoryLeases:
         directory = self._dir(name)
         while True:
             generation, held = self._newest(directory)
-            if held is not None and held.owner == owner:
+            if held is not None and held.expires_at > now:
+                if held.owner != owner:
+                    return held
                 renewed = self.renew_lease(name, owner, ttl, now)
                 if renewed is not None:
                     return renewed
                 continue
-            if held is not None and held.expires_at > now:
-                return held
+            # Free, expired or released (even ours): the next generation, never a rewrite of this one,
+            # which another host may be taking over at this moment.
             lease = Lease(name, owner, dict(info), now, now + ttl)
             path = os.path.join(directory, f"{generation + 1:012d}")
             try:
@@ -391,12 +393,13 @@ class DirectoryLeases:
                     pass
 
     def renew_lease(self, name: str, owner: str, ttl: float, now: float | None = None) -> Lease | None:
-        """Extend ``owner``'s lease on ``name`` to ``now + ttl``; None if ``owner`` no longer holds it
-        (an expired lease nobody else took is still the owner's to renew)."""
+        """Extend ``owner``'s lease on ``name`` to ``now + ttl``; None if ``owner`` no longer holds it.
+        An expired lease is not renewed (another host may be taking it over): the holder renews
+        every ``ttl / 3`` seconds, long before it expires."""
         now = time.time() if now is None else now
         directory = self._dir(name)
         generation, held = self._newest(directory)
-        if held is None or held.owner != owner:
+        if held is None or held.owner != owner or held.expires_at <= now:
             return None
         lease = Lease(name, owner, held.info, held.acquired_at, now + ttl)
         write_file(os.path.join(directory, f"{generation:012d}"), _dumps(dataclasses.asdict(lease)))
