@@ -41,6 +41,7 @@ import functools
 import hashlib
 import importlib
 import inspect
+import linecache
 import marshal
 import operator
 import os
@@ -297,7 +298,7 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
         pass
     note = None
     try:
-        digest = source_digest(inspect.getsource(obj))
+        digest = source_digest(_class_source(obj) if isinstance(obj, type) else inspect.getsource(obj))
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is not None:
@@ -325,6 +326,29 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     except TypeError:
         pass
     return digest, note
+
+
+def _class_source(klass: type) -> str:
+    """The source of ``klass``: of the definition its methods come from when the file defines
+    the class more than once (a class redefined further down; inspect finds the first)."""
+    lines, start = inspect.getsourcelines(klass)
+    inside = f"{klass.__qualname__}."
+    firsts = [f.__code__.co_firstlineno for attr in vars(klass).values()
+              if isinstance(f := _unwrap(attr), types.FunctionType) and f.__qualname__.startswith(inside)
+              and f.__code__.co_filename not in ("<string>",)]
+    if not firsts or start <= min(firsts) < start + len(lines):
+        return "".join(lines)
+    import ast
+
+    file = inspect.getsourcefile(klass)
+    all_lines = linecache.getlines(file) if file else []
+    line = min(firsts)
+    for node in ast.walk(ast.parse("".join(all_lines))):
+        if isinstance(node, ast.ClassDef) and node.name == klass.__name__ and node.end_lineno is not None:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if first <= line <= node.end_lineno:
+                return "".join(all_lines[first - 1:node.end_lineno])
+    return "".join(lines)
 
 
 def _code_state(obj: Any) -> tuple:
@@ -579,13 +603,15 @@ class _Walker:
             self.watch.read(attributes, name, attr, owner=klass)
         count = len(attributes)
         self.watch.check(lambda: len(attributes) == count)
+        inside = f"{klass.__qualname__}."
         for attr in vars(klass).values():
             targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
             for target in targets:
                 if isinstance(target, types.FunctionType):
-                    # The method's source is inside the class's: walk only what it reaches.
+                    # A method's source is inside the class's: walk only what it reaches. One set on
+                    # the class from elsewhere (Scaler.factor = other) counts by its own source.
                     self._seen.discard(id(target))
-                    self.function(target, record=False)
+                    self.function(target, record=not target.__qualname__.startswith(inside))
 
     def value(self, value: Any, label: str, names: set[str]) -> None:
         """Count one global (or closure) value by its kind."""
@@ -620,7 +646,7 @@ class _Walker:
                 self.large[label] = (f"{large}: too large to check at every call, so not counted; pass it "
                                      f"as an argument (or list what it holds in version=)")
             else:
-                self.data(label, value, strict=True)
+                self.data(label, value)
             return
         module = dependencies.module_of(value)
         if module is None:
@@ -637,7 +663,7 @@ class _Walker:
             # An instance of a user class: its class's code counts, and its state, by value (as
             # an argument's), checked at every call.
             tp = type(value)
-            self.data(label, value, strict=True)
+            self.data(label, value)
             if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
                 self.value(tp, qualified_name(tp), names)
 

@@ -1,0 +1,360 @@
+"""Issue 18: a key follows code and data as they are at each call, in one live process.
+
+Each program below runs in a fresh process: it calls a step, then rebinds, mutates, redefines,
+replaces or reloads something the step reads, and calls it again (a stale hit is the bug). Then
+a fresh process with the original code computes the call the changed code made: it must get the
+original code's result (a poisoned key is the other bug: a result stored under the key of code
+that did not compute it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+import pairio as pa
+
+HELPERS_MODULE = "def scale(x):\n    return x * 10\n\n\nFACTOR = 10\n"
+
+# name: (prelude, change). The prelude defines @pairio.cached step(x), which returns x * 10;
+# after the change it returns x * 20.
+SCENARIOS = {
+    "a constant rebound": ("""
+        T = 10
+
+        @pairio.cached
+        def step(x):
+            return x * T
+        """, "T = 20"),
+    "a dict mutated in place": ("""
+        OPTIONS = {"scale": 10}
+
+        @pairio.cached
+        def step(x):
+            return x * OPTIONS["scale"]
+        """, 'OPTIONS["scale"] = 20'),
+    "a list inside a dict mutated in place": ("""
+        CONFIG = {"weights": [10, 1]}
+
+        @pairio.cached
+        def step(x):
+            return x * CONFIG["weights"][0]
+        """, 'CONFIG["weights"][0] = 20'),
+    "a set added to": ("""
+        KEEP = {10}
+
+        @pairio.cached
+        def step(x):
+            return x * max(KEEP)
+        """, "KEEP.add(20)"),
+    "a numpy array written in place": ("""
+        import numpy as np
+        W = np.array([10, 1])
+
+        @pairio.cached
+        def step(x):
+            return int(x * W[0])
+        """, "W[0] = 20"),
+    "a pandas DataFrame written in place": ("""
+        import pandas as pd
+        FRAME = pd.DataFrame({"a": [10, 1]})
+
+        @pairio.cached
+        def step(x):
+            return int(x * FRAME["a"].iloc[0])
+        """, 'FRAME.loc[0, "a"] = 20'),
+    "a helper redefined (a cell run again)": ("""
+        def helper(x):
+            return x * 10
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, "def helper(x):\n    return x * 20"),
+    "a helper redefined by exec": ("""
+        def helper(x):
+            return x * 10
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, 'exec("def helper(x):\\n    return x * 20", globals())'),
+    "a helper two calls down redefined": ("""
+        def inner(x):
+            return x * 10
+
+        def helper(x):
+            return inner(x)
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, "def inner(x):\n    return x * 20"),
+    "a module's helper replaced": ("""
+        import live_helpers
+
+        @pairio.cached
+        def step(x):
+            return live_helpers.scale(x)
+        """, "live_helpers.scale = lambda x: x * 20"),
+    "a module's constant rebound": ("""
+        import live_helpers
+
+        @pairio.cached
+        def step(x):
+            return x * live_helpers.FACTOR
+        """, "live_helpers.FACTOR = 20"),
+    "a module reloaded after an edit": ("""
+        import importlib
+        import live_helpers
+
+        @pairio.cached
+        def step(x):
+            return live_helpers.scale(x)
+        """, "_edit('live_helpers.py', 'x * 10', 'x * 20 + 0')\n"
+             "importlib.reload(live_helpers)"),
+    "a helper imported by name, its module reloaded": ("""
+        import importlib
+        import live_helpers
+        from live_helpers import scale
+
+        @pairio.cached
+        def step(x):
+            return scale(x)
+        """, "_edit('live_helpers.py', 'x * 10', 'x * 20 + 0')\n"
+             "importlib.reload(live_helpers)\n"
+             "from live_helpers import scale"),
+    "a method of a class replaced": ("""
+        class Scaler:
+            def factor(self):
+                return 10
+
+        @pairio.cached
+        def step(x):
+            return x * Scaler().factor()
+        """, "Scaler.factor = lambda self: 20"),
+    "a class redefined": ("""
+        class Scaler:
+            def factor(self):
+                return 10
+
+        @pairio.cached
+        def step(x):
+            return x * Scaler().factor()
+        """, "class Scaler:\n    def factor(self):\n        return 20"),
+    "an instance's attribute set": ("""
+        class Settings:
+            def __init__(self):
+                self.scale = 10
+
+        SETTINGS = Settings()
+
+        @pairio.cached
+        def step(x):
+            return x * SETTINGS.scale
+        """, "SETTINGS.scale = 20"),
+    "a dataclass instance's field set": ("""
+        import dataclasses
+
+        @dataclasses.dataclass
+        class Params:
+            scale: int = 10
+
+        PARAMS = Params()
+
+        @pairio.cached
+        def step(x):
+            return x * PARAMS.scale
+        """, "PARAMS.scale = 20"),
+    "a Path's file rewritten": ("""
+        import pathlib
+        DATA = pathlib.Path("scale.txt")
+        DATA.write_text("10")
+
+        @pairio.cached
+        def step(x):
+            return x * int(DATA.read_text())
+        """, 'DATA.write_text("20")'),
+    "a date rebound": ("""
+        import datetime
+        START = datetime.date(2020, 1, 10)
+
+        @pairio.cached
+        def step(x):
+            return x * START.day
+        """, "START = datetime.date(2020, 1, 20)"),
+    "a closure's list mutated": ("""
+        def make():
+            weights = [10]
+
+            @pairio.cached
+            def step(x):
+                return x * weights[0]
+            return step, weights
+
+        step, weights = make()
+        """, "weights[0] = 20"),
+}
+
+
+def _program(prelude: str, body: str) -> str:
+    edit = ("import pathlib\n\n\ndef _edit(name, old, new):\n    path = pathlib.Path(name)\n"
+            "    path.write_text(path.read_text().replace(old, new))\n")
+    return "import json\nimport pairio\n" + edit + textwrap.dedent(prelude) + "\n" + body + "\n"
+
+
+def _run(directory, source: str) -> list:
+    (directory / "program.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "program.py"], cwd=directory, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("scenario", sorted(SCENARIOS))
+def test_a_change_while_the_process_runs_counts_and_poisons_no_key(tmp_path, scenario):
+    prelude, change = SCENARIOS[scenario]
+    (tmp_path / "live_helpers.py").write_text(HELPERS_MODULE)
+    live = _program(prelude, f"first = step(1)\n{change}\nsecond = step(2)\nthird = step(1)\n"
+                             "print(json.dumps([first, second, third]))")
+    assert _run(tmp_path, live) == [10, 40, 20]  # after the change: no stale hit
+    (tmp_path / "live_helpers.py").write_text(HELPERS_MODULE)
+    original = _program(prelude, "print(json.dumps([step(2), step(1)]))")
+    assert _run(tmp_path, original) == [20, 10]  # the original code: no poisoned key
+
+
+def test_a_step_mutating_a_parameter_dict_in_a_loop(tmp_path):
+    prelude = """
+        OPTIONS = {"scale": 0, "name": "run"}
+
+        @pairio.cached
+        def step(x):
+            return x * OPTIONS["scale"]
+        """
+    body = "out = []\nfor t in [1, 2, 3]:\n    OPTIONS['scale'] = t\n    out.append(step(10))\nprint(json.dumps(out))"
+    assert _run(tmp_path, _program(prelude, body)) == [10, 20, 30]
+    assert _run(tmp_path, _program(prelude, body)) == [10, 20, 30]  # hits, in a fresh process
+
+
+def test_a_miss_after_a_change_stores_under_the_key_of_what_computed_it(tmp_path):
+    prelude = """
+        T = 1
+
+        @pairio.cached
+        def step(x):
+            return x * T
+        """
+    body = "before = step.key(5)\nT = 2\nafter = step.key(5)\nstep(5)\nprint(json.dumps([before, after]))"
+    before, after = _run(tmp_path, _program(prelude, body))
+    assert before != after
+    assert pa.get(before) is None and pa.get(after) is not None
+
+
+def test_a_container_the_step_only_appends_to_is_not_counted_and_named(tmp_path):
+    prelude = """
+        CALLS = []
+
+        @pairio.cached
+        def step(x):
+            CALLS.append(x)
+            return x * 2
+        """
+    body = ("out = [step(1), step(1), step(1)]\n"
+            "print(json.dumps([out, len(CALLS), step.explain(1)['not_counted']['written_only_globals']]))")
+    out, calls, written = _run(tmp_path, _program(prelude, body))
+    assert out == [2, 2, 2] and calls == 1
+    assert list(written) == ["program.CALLS"]
+
+
+def test_a_mutable_global_too_large_to_check_is_named_and_warned_about_once(tmp_path):
+    prelude = """
+        import warnings
+        warnings.simplefilter("always")
+        BIG = list(range(20_000))
+
+        @pairio.cached
+        def step(x):
+            return x + BIG[0]
+        """
+    body = ("import io, contextlib\n"
+            "with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    step(1); step(2); T = 3; step(3)\n"
+            "named = step.explain(1)['not_counted']['large_mutable_globals']\n"
+            "print(json.dumps([[str(w.message) for w in caught if 'BIG' in str(w.message)], list(named)]))")
+    messages, named = _run(tmp_path, _program(prelude, body))
+    assert named == ["program.BIG"]
+    assert len(messages) == 1 and "pass it as an argument" in messages[0]
+
+
+def test_an_unhashable_global_is_named_and_warned_about_once(tmp_path):
+    prelude = """
+        import threading
+        import warnings
+        GUARDS = [threading.Lock()]
+
+        @pairio.cached
+        def step(x):
+            return x + len(GUARDS)
+        """
+    body = ("with warnings.catch_warnings(record=True) as caught:\n"
+            "    warnings.simplefilter('always')\n"
+            "    step(1); step(2)\n"
+            "ignored = step.explain(1)['not_counted']['globals']\n"
+            "print(json.dumps([[str(w.message) for w in caught if 'GUARDS' in str(w.message)], list(ignored)]))")
+    messages, ignored = _run(tmp_path, _program(prelude, body))
+    assert ignored == ["program.GUARDS"]
+    assert len(messages) == 1
+
+
+def test_globals_of_common_types_count_by_value(tmp_path):
+    prelude = """
+        import dataclasses
+        import datetime
+        import enum
+        import pathlib
+        import pandas as pd
+
+        class Mode(enum.Enum):
+            FAST = 1
+
+        @dataclasses.dataclass(frozen=True)
+        class Window:
+            days: int = 3
+
+        FRAME = pd.DataFrame({"a": [1, 2]})
+        SERIES = pd.Series([1.5, 2.5])
+        INDEX = pd.Index(["x", "y"])
+        WHEN = datetime.datetime(2024, 5, 1, 12, 0)
+        DAY = datetime.date(2024, 5, 1)
+        SPAN = datetime.timedelta(days=2)
+        MODE = Mode.FAST
+        WINDOW = Window()
+        DATES = (datetime.date(2024, 1, 1), datetime.date(2024, 2, 1))
+        KINDS = frozenset({Mode.FAST})
+        FILE = pathlib.Path("input.txt")
+        FILE.write_text("hello")
+
+        @pairio.cached
+        def step(x):
+            return (len(FRAME), len(SERIES), len(INDEX), WHEN, DAY, SPAN, MODE, WINDOW, DATES, KINDS,
+                    FILE.read_text(), x)
+        """
+    body = "print(json.dumps(sorted(step.explain(1)['code']['constants'])))"
+    counted = _run(tmp_path, _program(prelude, body))
+    for name in ("FRAME", "SERIES", "INDEX", "WHEN", "DAY", "SPAN", "MODE", "WINDOW", "DATES", "KINDS", "FILE"):
+        assert f"program.{name}" in counted, name
+    # Changed between processes, each changes the key.
+    keys = {_run(tmp_path, _program(prelude, "print(json.dumps(step.key(1)))"))}
+    for old, new in [('"a": [1, 2]', '"a": [1, 3]'), ("[1.5, 2.5]", "[1.5, 2.0]"), ('["x", "y"]', '["x", "z"]'),
+                     ("12, 0)", "13, 0)"), ("days=2", "days=3"), ('write_text("hello")', 'write_text("world")'),
+                     ("datetime.date(2024, 2, 1)", "datetime.date(2024, 3, 1)")]:
+        assert old in prelude
+        keys.add(_run(tmp_path, _program(prelude.replace(old, new), "print(json.dumps(step.key(1)))")))
+    assert len(keys) == 8
