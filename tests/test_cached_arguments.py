@@ -6,8 +6,8 @@ import asyncio
 import collections
 import copy
 import dataclasses
-import fractions
 import enum
+import fractions
 import math
 import os
 import shutil

@@ -358,3 +358,137 @@ def test_globals_of_common_types_count_by_value(tmp_path):
         assert old in prelude
         keys.add(_run(tmp_path, _program(prelude.replace(old, new), "print(json.dumps(step.key(1)))")))
     assert len(keys) == 8
+
+
+# --- methods: self counts by its state and its class's code ------------------------------------------
+
+
+class Analyzer:
+    def __init__(self, factor):
+        self.factor = factor
+
+    @property
+    def scale(self):
+        return self.factor * 10
+
+    @pa.cached
+    def run(self, x):
+        return x * self.scale
+
+    @classmethod
+    @pa.cached
+    def make(cls, x):
+        return cls.__name__, x
+
+
+class Tagged:
+    def __init__(self, tag, scratch=None):
+        self.tag, self.scratch = tag, scratch
+
+    def __pairio_hash__(self):
+        return self.tag
+
+    @pa.cached
+    def run(self, x):
+        return (self.tag, x)
+
+
+class Locked:
+    def __init__(self):
+        import threading
+
+        self.lock = threading.Lock()
+
+    @pa.cached
+    def run(self, x):
+        return x
+
+    @pa.cached(ignore=["self"])
+    def plain(self, x):
+        return x + 1
+
+
+def test_a_method_counts_self_by_its_state():
+    assert Analyzer(2).run(1) == 20
+    assert Analyzer(3).run(1) == 30  # not 20: another instance's state
+    assert Analyzer(2).run.key(1) != Analyzer(3).run.key(1)
+    assert Analyzer(2).run.key(1) == Analyzer(2).run.key(1)
+    a = Analyzer(2)
+    a.run(1)
+    a.factor = 4
+    assert a.run(1) == 40  # the same instance, changed
+    assert "self" in a.run.explain(1)["arguments"]
+
+
+def test_a_method_counts_self_through_pairio_hash_when_defined():
+    assert Tagged("a", scratch=1).run.key(1) == Tagged("a", scratch=2).run.key(1) != Tagged("b").run.key(1)
+
+
+def test_an_unhashable_self_raises_naming_it_unless_ignored():
+    with pytest.raises(pa.UnhashableArgumentError, match="'self'"):
+        Locked().run(1)
+    assert Locked().plain(1) == 2 and Locked().plain.key(1) == Locked().plain.key(1)
+
+
+def test_a_classmethod_counts_its_class():
+    class Sub(Analyzer):
+        pass
+
+    assert Analyzer.make(1) == ("Analyzer", 1)
+    assert Sub.make(1) == ("Sub", 1)
+
+
+def test_a_method_edited_between_processes_and_self_of_an_edited_class(tmp_path):
+    module = '''
+import pairio
+
+
+class Model:
+    def __init__(self, weight):
+        self.weight = weight
+
+    def predict(self, x):
+        return x * self.weight
+
+
+@pairio.cached
+def score(model, x):
+    return model.predict(x)
+'''
+    (tmp_path / "live_models.py").write_text(module)
+    body = "import live_models\nprint(json.dumps([live_models.score(live_models.Model(10), 1)]))"
+    assert _run(tmp_path, _program("", body)) == [10]
+    assert _run(tmp_path, _program("", body)) == [10]  # a hit
+    (tmp_path / "live_models.py").write_text(module.replace("return x * self.weight", "return x * self.weight * 2"))
+    assert _run(tmp_path, _program("", body)) == [20]  # the argument's class was edited: a miss
+    # In one process: the class's method replaced while it runs.
+    (tmp_path / "live_models.py").write_text(module)
+    body = ("import live_models\nm = live_models.Model(10)\nfirst = live_models.score(m, 1)\n"
+            "live_models.Model.predict = lambda self, x: x * self.weight * 3\n"
+            "print(json.dumps([first, live_models.score(m, 1), live_models.score([m][0], 1)]))")
+    assert _run(tmp_path, _program("", body)) == [10, 30, 30]
+
+
+def test_instances_of_user_classes_in_containers_count_by_state_and_class_code(tmp_path):
+    module = '''
+import pairio
+
+
+class Box:
+    def __init__(self, v):
+        self.v = v
+
+    def get(self):
+        return self.v
+
+
+@pairio.cached
+def total(boxes):
+    return sum(b.get() for b in boxes["items"])
+'''
+    (tmp_path / "live_boxes.py").write_text(module)
+    body = ("import live_boxes as lb\n"
+            "print(json.dumps([lb.total({'items': [lb.Box(1), lb.Box(2)]}), lb.total({'items': [lb.Box(1), lb.Box(5)]})]))")
+    assert _run(tmp_path, _program("", body)) == [3, 6]
+    (tmp_path / "live_boxes.py").write_text(module.replace("return self.v", "return self.v * 10"))
+    assert _run(tmp_path, _program("", body)) == [30, 60]
