@@ -436,6 +436,13 @@ def test_a_classmethod_counts_its_class():
 
     assert Analyzer.make(1) == ("Analyzer", 1)
     assert Sub.make(1) == ("Sub", 1)
+    before = Sub.make.key(1)
+    Sub.extra = lambda self: 1  # the class's code changed while the process runs
+    try:
+        assert Sub.make.key(1) != before
+    finally:
+        del Sub.extra
+    assert Sub.make.key(1) == before
 
 
 def test_a_method_edited_between_processes_and_self_of_an_edited_class(tmp_path):

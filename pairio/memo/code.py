@@ -13,7 +13,8 @@ its nested functions' code) refers to:
   library by nothing (see :mod:`.dependencies`);
 * closure variables count by value (functions and classes in them are walked).
 
-Globals of other kinds (a logger, an open connection, an instance) are listed as
+Data of common types (frames, dates, paths to files, instances of user classes by
+state and class code) counts by value; a value that cannot be hashed is listed as
 ignored in :meth:`CachedFunction.explain`. Lookups the walk cannot follow
 (``getattr(module, name)``, ``importlib.import_module``, ``globals()[...]``,
 ``sys.modules[...]``, ``eval``/``exec``) are listed as ``dynamic`` (with a
