@@ -499,3 +499,19 @@ def total(boxes):
     assert _run(tmp_path, _program("", body)) == [3, 6]
     (tmp_path / "live_boxes.py").write_text(module.replace("return self.v", "return self.v * 10"))
     assert _run(tmp_path, _program("", body)) == [30, 60]
+
+
+def test_an_instance_holding_too_much_to_check_is_named(tmp_path):
+    prelude = """
+        class Store:
+            def __init__(self):
+                self.rows = list(range(20_000))
+
+        STORE = Store()
+
+        @pairio.cached
+        def step(x):
+            return x + STORE.rows[0]
+        """
+    body = "print(json.dumps(list(step.explain(1)['not_counted']['large_mutable_globals'])))"
+    assert _run(tmp_path, _program(prelude, body)) == ["program.STORE"]

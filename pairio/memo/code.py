@@ -664,7 +664,12 @@ class _Walker:
             # An instance of a user class: its class's code counts, and its state, by value (as
             # an argument's), checked at every call.
             tp = type(value)
-            self.data(label, value)
+            large = _too_large(getattr(value, "__dict__", None) or {})
+            if large is not None:
+                self.large[label] = (f"instance of {qualified_name(tp)} holding a {large}: too large to check "
+                                     f"at every call, so not counted; pass it as an argument")
+            else:
+                self.data(label, value)
             if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
                 self.value(tp, qualified_name(tp), names)
 
