@@ -147,6 +147,17 @@ SCENARIOS = {
         def step(x):
             return x * Scaler().factor()
         """, "class Scaler:\n    def factor(self):\n        return 20"),
+    "a class attribute set": ("""
+        class Scaler:
+            SCALE = 10
+
+            def factor(self):
+                return self.SCALE
+
+        @pairio.cached
+        def step(x):
+            return x * Scaler().factor()
+        """, "Scaler.SCALE = 20"),
     "an instance's attribute set": ("""
         class Settings:
             def __init__(self):

@@ -605,6 +605,12 @@ class _Walker:
         count = len(attributes)
         self.watch.check(lambda: len(attributes) == count)
         inside = f"{klass.__qualname__}."
+        if not issubclass(klass, enum.Enum):
+            # Class-level data (SCALE = 10 in the body) by value: set later (Scaler.SCALE = 20), the
+            # source does not show it.
+            for name, attr in attributes.items():
+                if not name.startswith("__") and (_is_constant(attr) or _is_data(attr)):
+                    self.data(f"{qualified_name(klass)}.{name}", attr)
         for attr in vars(klass).values():
             targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
             for target in targets:
