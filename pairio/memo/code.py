@@ -33,7 +33,6 @@ named (``large_mutable_globals``) and warned about.
 from __future__ import annotations
 
 import builtins
-import collections
 import dataclasses
 import datetime
 import dis
@@ -460,7 +459,7 @@ class _Walker:
                 value = globals_[name]
                 self.watch.read(globals_, name, value)
                 label = f"{module_label(module_name)}.{name}"
-                if name in written and type(value) in _WRITTEN_TYPES:
+                if name in written and not _is_code_like(value):
                     self.written[label] = _WRITTEN_NOTE
                     continue
                 self.value(value, label, names)
@@ -473,7 +472,7 @@ class _Walker:
                 continue
             self.watch.cell(cell, content)
             label = f"{qualified_name(func)}.<closure {var}>"
-            if var in written and type(content) in _WRITTEN_TYPES:
+            if var in written and not _is_code_like(content):
                 self.written[label] = _WRITTEN_NOTE
                 continue
             if _is_code_like(content):
@@ -765,11 +764,12 @@ def _is_constant(value: Any, budget: list[int] | None = None) -> bool:
     return False
 
 
-# A list, dict, set or deque the code only adds to (``calls.append(x)``, ``seen[k] = v``) is not
-# read: its contents cannot change the result, and would change the key at every call.
-_WRITTEN_TYPES = (list, dict, set, collections.deque)
+# A container the code only adds to (``calls.append(x)``, ``seen[k] = v``, a counter
+# ``runs[k] = runs.get(k, 0) + 1``), or a global it assigns itself, is the code's own record, not
+# an input: its contents would change the key at every call.
 _WRITE_METHODS = frozenset({"append", "extend", "add", "insert", "appendleft", "extendleft"})
-_WRITTEN_NOTE = "only added to (append, extend, add, item assignment), never read: not counted"
+_WRITTEN_NOTE = ("only added to (append, extend, add, item assignment, a counter) or assigned by the code "
+                 "itself: its own record, not an input; not counted")
 
 
 def _written_only(code: types.CodeType) -> set[str]:
@@ -777,19 +777,44 @@ def _written_only(code: types.CodeType) -> set[str]:
     instructions = [ins for ins, _ in _instructions(code)]
     writes: set[str] = set()
     reads: set[str] = set()
+    assigned = {ins.argval for ins in instructions if ins.opname in ("STORE_GLOBAL", "STORE_DEREF")}
     for i, ins in enumerate(instructions):
         if ins.opname not in _LOADS:
             continue
         following = instructions[i + 1:i + 3]
+        ahead = instructions[i + 1:i + 12]
         if (following and following[0].opname in ("LOAD_METHOD", "LOAD_ATTR")
                 and following[0].argval in _WRITE_METHODS):
             writes.add(ins.argval)
         elif (len(following) == 2 and following[1].opname == "STORE_SUBSCR"
               and following[0].opname in ("LOAD_CONST", "LOAD_FAST")):
             writes.add(ins.argval)
+        elif _counts_into_itself(ins.argval, ahead):  # RUNS[k] = RUNS.get(k, 0) + 1; RUNS[k] += 1
+            writes.add(ins.argval)
         else:
             reads.add(ins.argval)
-    return writes - reads
+    # A global the code assigns itself (global COUNT; COUNT += 1) is its own state, not an input.
+    return (writes - reads) | {name for name in assigned if name in writes | reads}
+
+
+def _counts_into_itself(name: str, ahead: list[dis.Instruction]) -> bool:
+    """True if the load of ``name`` before ``ahead`` reads an item only to store into ``name`` again:
+    ``name[k] = name.get(k, 0) + 1`` or ``name[k] += 1`` (a counter)."""
+    if not ahead:
+        return False
+    first = ahead[0]
+    if first.opname in ("LOAD_METHOD", "LOAD_ATTR") and first.argval == "get":
+        rest = ahead[1:]
+    elif first.opname in ("LOAD_FAST", "LOAD_CONST") and len(ahead) > 3 and ahead[1].opname == "COPY":
+        return any(op.opname == "STORE_SUBSCR" for op in ahead[2:9]) and not any(
+            op.opname.startswith(("CALL", "RETURN")) for op in ahead[2:9])
+    else:
+        return False
+    for j in range(len(rest) - 2):
+        if (rest[j].opname in _LOADS and rest[j].argval == name
+                and rest[j + 1].opname in ("LOAD_FAST", "LOAD_CONST") and rest[j + 2].opname == "STORE_SUBSCR"):
+            return True
+    return False
 
 
 _TIME_TYPES = (datetime.date, datetime.time, datetime.timedelta, datetime.timezone)
