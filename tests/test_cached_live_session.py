@@ -526,3 +526,22 @@ def test_an_instance_holding_too_much_to_check_is_named(tmp_path):
         """
     body = "print(json.dumps(list(step.explain(1)['not_counted']['large_mutable_globals'])))"
     assert _run(tmp_path, _program(prelude, body)) == ["program.STORE"]
+
+
+def test_a_counter_the_step_keeps_is_its_own_record_not_an_input(tmp_path):
+    prelude = """
+        RUNS = {}
+        TOTAL = 0
+
+        @pairio.cached
+        def step(x):
+            global TOTAL
+            RUNS[x] = RUNS.get(x, 0) + 1
+            TOTAL += 1
+            return x * 2
+        """
+    body = ("out = [step(1), step(1), step(2), step(2)]\n"
+            "print(json.dumps([out, RUNS, sorted(step.explain(1)['not_counted']['written_only_globals'])]))")
+    out, runs, written = _run(tmp_path, _program(prelude, body))
+    assert out == [2, 2, 4, 4] and runs == {"1": 1, "2": 1}
+    assert written == ["program.RUNS", "program.TOTAL"]
