@@ -764,16 +764,16 @@ def _is_constant(value: Any, budget: list[int] | None = None) -> bool:
     return False
 
 
-# A container the code only adds to (``calls.append(x)``, ``seen[k] = v``, a counter
-# ``runs[k] = runs.get(k, 0) + 1``), or a global it assigns itself, is the code's own record, not
-# an input: its contents would change the key at every call.
+# A container the code adds to (``calls.append(x)``, ``seen[k] = v``, a counter
+# ``runs[k] = runs.get(k, 0) + 1``), or a global it assigns itself, is the code's own record (a
+# log, a memo, a counter), not an input: its contents would change the key at every call.
 _WRITE_METHODS = frozenset({"append", "extend", "add", "insert", "appendleft", "extendleft"})
-_WRITTEN_NOTE = ("only added to (append, extend, add, item assignment, a counter) or assigned by the code "
-                 "itself: its own record, not an input; not counted")
+_WRITTEN_NOTE = ("written by the code itself (append, extend, add, item assignment, a counter, a global "
+                 "it assigns): its own record, not an input; not counted")
 
 
 def _written_only(code: types.CodeType) -> set[str]:
-    """The global and closure names ``code`` (and nested code) only adds to, never reads otherwise."""
+    """The global and closure names ``code`` (and nested code) adds to or assigns: its own state."""
     instructions = [ins for ins, _ in _instructions(code)]
     writes: set[str] = set()
     reads: set[str] = set()
@@ -793,8 +793,9 @@ def _written_only(code: types.CodeType) -> set[str]:
             writes.add(ins.argval)
         else:
             reads.add(ins.argval)
-    # A global the code assigns itself (global COUNT; COUNT += 1) is its own state, not an input.
-    return (writes - reads) | {name for name in assigned if name in writes | reads}
+    # A container the code writes into (a log of calls, a memo of results, a counter), even if it
+    # reads it too, and a global it assigns itself (global COUNT; COUNT += 1): its own state.
+    return writes | {name for name in assigned if name in reads}
 
 
 def _counts_into_itself(name: str, ahead: list[dis.Instruction]) -> bool:
