@@ -30,6 +30,15 @@ The rows of issue 10 ("speed where pipelines feel it"), each beside its target:
    pairio at most 40 ms; beside it, the same for the standard library modules pairio loads
    (imported alone, without pairio): the floor under that figure.
 
+The rows of issue 18 ("never a stale hit in a live session"), with every per-call check on (the
+identity of each global read, each helper's ``__code__``, the contents of mutable globals):
+
+5 and 6 above, with targets: the miss at most 1.0x diskcache's, each hit at most 0.8x;
+10. the hit of a step reading 10 module-level constants (one a 1,000-element list) and calling 5
+    helpers, beside the hit of a step reading none (the two take turns): at most 1.5x.
+
+``--issue18`` runs only rows 5, 6 and 10.
+
 Each of 1-3 and 5-6 is repeated (--rounds, default 5) and medians are printed, with ratios.
 The temporary directory (on disk, not tmpfs; --dir to choose) is deleted at the end.
 Run: python benchmarks/cached.py [--rounds N] [--quick]
@@ -81,6 +90,41 @@ def small(a: int, b: float, c: str) -> float:
 
 def trivial(a: int, b: str) -> int:
     return a + len(b)
+
+
+C0, C1, C2, C3 = 1, 2.5, "name", (1, 2)
+C4, C5, C6, C7 = {"scale": 2}, [1, 2, 3], frozenset({1}), None
+C8 = {"a": [1, 2], "b": (3, 4)}
+C9 = list(range(1000))
+
+
+def _h1(x: int) -> int:
+    return x + C0
+
+
+def _h2(x: int) -> int:
+    return _h1(x) * C4["scale"]
+
+
+def _h3(x: int) -> int:
+    return x + len(C3) + len(C6)
+
+
+def _h4(x: int) -> int:
+    return x if C7 is None else -x
+
+
+def _h5(x: int) -> int:
+    return x + len(C8["a"])
+
+
+def reads_globals(a: int, b: str) -> float:
+    """Reads 10 module-level constants (C9 a 1,000-element list) and calls 5 helpers."""
+    return _h2(a) + _h3(a) + _h4(a) + _h5(a) + C1 + len(C2) + C5[0] + len(C9) + len(b)
+
+
+def reads_none(a: int, b: str) -> float:
+    return a + len(b) + 0.5
 
 
 def array_sum(arr: Any) -> float:
@@ -241,6 +285,25 @@ def trivial_misses_and_hits(work: Path, misses: int, hits: int, entries: int,
     return out
 
 
+def globals_hits(work: Path, hits: int, turn: int = 50) -> dict[str, list[float]]:
+    """Seconds of each pairio hit of reads_globals(1, 'abc') and of reads_none(1, 'abc'), taking turns."""
+    steps = {"reads 10 globals": pa.cached(reads_globals), "reads none": pa.cached(reads_none)}
+    pa.set_config(database_path=str(work / "globals"))
+    values._recent.clear()
+    for fn in steps.values():
+        fn(1, "abc")
+    out: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(0, hits, turn):
+        for name, fn in steps.items():
+            times = out[name]
+            for _ in range(turn):
+                begin = time.perf_counter()
+                fn(1, "abc")
+                times.append(time.perf_counter() - begin)
+    _pairio_done()
+    return out
+
+
 def mmap_hits(work: Path, mb: int, hits: int) -> tuple[float, float]:
     """Seconds of a pairio mmap=True hit on a ``mb`` MB array (median of ``hits``) and of its miss."""
     global _OUTPUT
@@ -356,6 +419,7 @@ def main() -> None:
     parser.add_argument("--imports", type=int, default=15, help="runs of each python -c 'import X'")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run of a few seconds")
     parser.add_argument("--dir", default=None, help="where to put the temporary files (not tmpfs)")
+    parser.add_argument("--issue18", action="store_true", help="only rows 5, 6 and 10")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.calls, args.array_mb, args.output_mb, args.keys = 2, 200, 8, 10, 20
@@ -367,6 +431,13 @@ def main() -> None:
     _OUTPUT = rng.random((args.output_mb << 20) // 8)
 
     work = Path(tempfile.mkdtemp(prefix="pairio-bench-cached-", dir=args.dir or default_dir()))
+    if args.issue18:
+        try:
+            issue18(work, args)
+        finally:
+            call_stats.flush()
+            shutil.rmtree(work, ignore_errors=True)
+        return
     try:
         small_t: dict[str, list[float]] = {t: [] for t in TOOLS}
         array_t: dict[str, list[float]] = {t: [] for t in ("sha1", *TOOLS)}
@@ -464,6 +535,34 @@ def main() -> None:
     stdlib_ms = ms_imports.pop("stdlib")
     row("9 import over bare python, ms", ms_imports, ".1f", "", "pairio <= 40 ms", yes(ms_imports["pairio"] <= 40))
     print(f"  (the standard library modules pairio loads, imported alone: {stdlib_ms:.1f} ms)")
+
+
+def issue18(work: Path, args: argparse.Namespace) -> None:
+    """Rows 5, 6 and 10 alone, with the targets of issue 18."""
+    trivial_t: dict[str, dict[str, list[float]]] = {t: {"miss": [], "hit1": [], "hitN": []} for t in TOOLS}
+    globals_t: dict[str, list[float]] = {"reads 10 globals": [], "reads none": []}
+    for i in range(args.rounds):
+        for tool, m in trivial_misses_and_hits(work / f"trivial{i}", args.misses, args.calls,
+                                               args.entries).items():
+            for name, times in m.items():
+                trivial_t[tool][name].extend(times)
+        shutil.rmtree(work / f"trivial{i}")
+        for name, times in globals_hits(work / f"globals{i}", args.calls).items():
+            globals_t[name].extend(times)
+    med = {t: {k: statistics.median(v) * 1e6 for k, v in m.items()} for t, m in trivial_t.items()}
+    print(f"{args.rounds} rounds, medians (us); {os.cpu_count()} cores\n")
+    print(f"{'measure':<34}" + "".join(f"{t:>11}" for t in TOOLS) + f"  {'ratio':<22}{'target':<24}met")
+    for label, measure, limit in [("5 miss f(a: int, b: str)", "miss", 1.0), ("6 hit f(a, b), one entry", "hit1", 0.8),
+                                  (f"6 hit over {args.entries} entries", "hitN", 0.8)]:
+        ratio = med["pairio"][measure] / med["diskcache"][measure]
+        cells = "".join(f"{med[t][measure]:>11.1f}" for t in TOOLS)
+        print(f"{label:<34}{cells}  {f'pairio/diskcache {ratio:.2f}x':<22}{f'<= {limit}x diskcache':<24}"
+              f"{'yes' if ratio <= limit else 'no'}")
+    g = {name: statistics.median(times) * 1e6 for name, times in globals_t.items()}
+    ratio = g["reads 10 globals"] / g["reads none"]
+    print(f"{'10 hit, step reading 10 globals':<34}{g['reads 10 globals']:>11.1f}  "
+          f"{f'/ reads none {ratio:.2f}x':<22}{'<= 1.5x':<24}{'yes' if ratio <= 1.5 else 'no'}")
+    print(f"{'   the step reading none':<34}{g['reads none']:>11.1f}")
 
 
 if __name__ == "__main__":

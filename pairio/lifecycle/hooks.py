@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger("pairio")
 
 # KeyMaker -> its code part as records keep it (computed once per function).
-_code_parts: weakref.WeakKeyDictionary[Any, dict[str, Any]] = weakref.WeakKeyDictionary()
+_code_parts: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
 def hit(cfg: Config, collection: str, key: str, result: Any, store: EmbeddedStore | None = None) -> None:
@@ -48,16 +48,18 @@ def forgotten(cfg: Config, collection: str, key: str) -> None:
 def code_parts(fn: CachedFunction) -> dict[str, Any]:
     """The code digest of ``fn`` and the digests of its parts."""
     keys = fn._keys
-    parts = _code_parts.get(keys)
-    if parts is None:
-        code = keys.code
-        parts = _code_parts[keys] = {
-            "digest": code.digest,
-            "source": hashlib.sha1(code.source.encode("utf-8", "surrogatepass")).hexdigest(),
-            "helpers": dict(code.helpers),
-            "constants": dict(code.constants),
-            "closure": dict(code.closure),
-        }
+    code = keys.code  # as it is now: a helper redefined since the last call has a new description
+    cached = _code_parts.get(keys)
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    parts = {
+        "digest": code.digest,
+        "source": hashlib.sha1(code.source.encode("utf-8", "surrogatepass")).hexdigest(),
+        "helpers": dict(code.helpers),
+        "constants": dict(code.constants),
+        "closure": dict(code.closure),
+    }
+    _code_parts[keys] = (code, parts)
     return parts
 
 

@@ -281,6 +281,68 @@ def _function(obj: types.FunctionType, update: Update, ctx: Context) -> None:
 
 def _type(obj: type, update: Update, ctx: Context) -> None:
     update(b"k" + _text(_type_name(obj)))
+    if _is_user_type(obj):  # a class of user code (a classmethod's cls) counts by its code too
+        from .code import class_digest
+
+        update(b"K" + class_digest(obj).encode("ascii"))
+
+
+def _is_user_type(tp: type) -> bool:
+    from .dependencies import classify_module
+
+    module = getattr(tp, "__module__", None)
+    return isinstance(module, str) and classify_module(module) == "user"
+
+
+def _defines_methods(tp: type) -> bool:
+    """True if a class of user code defines functions of its own (not those dataclasses generate)."""
+    if not _is_user_type(tp):
+        return False
+    for attr in vars(tp).values():
+        targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [
+            getattr(attr, "__func__", attr)]
+        # Those dataclasses and namedtuple generate are compiled from text ("<string>") or are
+        # defined in the standard library (dataclasses' __repr__, collections').
+        if any(isinstance(t, types.FunctionType) and t.__module__ == tp.__module__
+               and t.__code__.co_filename != "<string>" and not t.__code__.co_filename.startswith(_STDLIB_DIR)
+               for t in targets):
+            return True
+    return False
+
+
+_STDLIB_DIR = os.path.dirname(os.__file__) + os.sep
+
+
+def _with_class_code(rule: Rule) -> Rule:
+    """``rule``, after the code of the value's class (for records and enums that define methods)."""
+
+    def coded(obj: Any, update: Update, ctx: Context) -> None:
+        from .code import class_digest
+
+        update(b"C" + class_digest(type(obj)).encode("ascii"))
+        rule(obj, update, ctx)
+
+    return coded
+
+
+def _instance(obj: Any, update: Update, ctx: Context) -> None:
+    """An instance of a user class: by its class's code and its state (its attributes, or what
+    ``__getstate__`` returns), each hashed by these rules."""
+    from .code import class_digest
+
+    tp = type(obj)
+    getstate = getattr(tp, "__getstate__", None)
+    if getstate is not None and getstate is not getattr(object, "__getstate__", None):
+        state = obj.__getstate__()
+    else:
+        state = dict(getattr(obj, "__dict__", None) or {})
+        for klass in tp.__mro__:
+            slots = vars(klass).get("__slots__", ())
+            for slot in (slots,) if isinstance(slots, str) else slots:
+                if slot not in ("__dict__", "__weakref__") and hasattr(obj, slot):
+                    state[slot] = getattr(obj, slot)
+    update(b"o" + _text(_type_name(tp)) + class_digest(tp).encode("ascii"))
+    encode(state, update, ctx)
 
 
 def _pickled(obj: Any, update: Update, ctx: Context) -> None:
@@ -341,11 +403,11 @@ def _rule_for(tp: type) -> Rule:
     if issubclass(tp, _FORBIDDEN_BASES) or tp.__module__ in _FORBIDDEN_MODULES or _is_socket(tp):
         return _forbidden
     if issubclass(tp, enum.Enum):
-        return _enum
+        return _with_class_code(_enum) if _defines_methods(tp) else _enum
     if dataclasses.is_dataclass(tp):
-        return _dataclass
+        return _with_class_code(_dataclass) if _defines_methods(tp) else _dataclass
     if issubclass(tp, tuple) and hasattr(tp, "_fields"):
-        return _namedtuple
+        return _with_class_code(_namedtuple) if _defines_methods(tp) else _namedtuple
     numpy = sys.modules.get("numpy")
     if numpy is not None:
         from . import numeric
@@ -370,4 +432,8 @@ def _rule_for(tp: type) -> Rule:
         return _function
     if isinstance(tp, type) and issubclass(tp, type):
         return _type
+    if _is_user_type(tp):
+        # A class that says how it pickles (__reduce__) is taken at its word: its pickle, by its code.
+        reduces = tp.__reduce__ is not object.__reduce__ or tp.__reduce_ex__ is not object.__reduce_ex__
+        return _with_class_code(_pickled) if reduces else _instance
     return _pickled

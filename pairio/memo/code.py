@@ -13,29 +13,44 @@ its nested functions' code) refers to:
   library by nothing (see :mod:`.dependencies`);
 * closure variables count by value (functions and classes in them are walked).
 
-Globals of other kinds (a logger, an open connection, an instance) are listed as
+Data of common types (frames, dates, paths to files, instances of user classes by
+state and class code) counts by value; a value that cannot be hashed is listed as
 ignored in :meth:`CachedFunction.explain`. Lookups the walk cannot follow
 (``getattr(module, name)``, ``importlib.import_module``, ``globals()[...]``,
 ``sys.modules[...]``, ``eval``/``exec``) are listed as ``dynamic`` (with a
-warning from the decorator); ``getattr(module, "literal")`` is followed. The description is computed once per
-function object (a module imported afresh gives new function objects).
+warning from the decorator); ``getattr(module, "literal")`` is followed.
+
+A description holds a :class:`Watch` of what the walk read: each global (and
+class attribute, closure cell) by identity, each function by its ``__code__``,
+each mutable value (a dict, list, set, array, frame, a Path's file, an instance)
+by its contents. A cached function checks it at every call and walks again when
+any of it changed: a helper redefined in a notebook cell, replaced, reloaded or
+patched by ``%autoreload``, a constant rebound, a dict of options mutated in
+place. A mutable global too large to check at every call is not counted, and
+named (``large_mutable_globals``) and warned about.
 """
 
 from __future__ import annotations
 
 import builtins
 import dataclasses
+import datetime
 import dis
 import enum
 import functools
 import hashlib
 import importlib
 import inspect
+import linecache
 import marshal
+import operator
 import os
 import sys
+import threading
 import types
 import weakref
+from collections.abc import Callable
+from pathlib import Path, PurePath
 from typing import Any
 
 from ..hashing import canonical_json
@@ -49,6 +64,80 @@ _CONSTANT_CONTAINERS = (tuple, frozenset, list, set, dict)
 _MAX_CONSTANT_ITEMS = 10_000
 _MAX_CONSTANT_ARRAY_BYTES = 1 << 20
 _MAX_TABLE_ITEMS = 1_000
+# A mutable global is checked at every call (compared with a copy, or hashed again): up to this many
+# items, or bytes for an array or a frame; a larger one is not counted (named, and warned about).
+_MAX_WATCHED_ITEMS = _MAX_CONSTANT_ITEMS
+_MAX_WATCHED_BYTES = _MAX_CONSTANT_ARRAY_BYTES
+_CODE = operator.attrgetter("__code__")
+_CONTENTS = operator.attrgetter("cell_contents")
+
+
+class Watch:
+    """What a walk read, as cheap signals checked at every call: :meth:`fresh` is False once any
+    global, class attribute or closure cell read is rebound, any function's ``__code__`` replaced,
+    or any mutable value read changed its contents."""
+
+    def __init__(self) -> None:
+        self._reads: dict[int, tuple[Callable[[str], Any], list[str], list[Any], Any]] = {}
+        self._functions: list[Any] = []
+        self._codes: list[Any] = []
+        self._cells: list[Any] = []
+        self._contents: list[Any] = []
+        self._checks: list[Callable[[], bool]] = []
+        self._frozen: tuple = ()
+
+    def read(self, mapping: Any, name: str, value: Any, owner: Any = None) -> None:
+        """``mapping[name]`` (a module's or function's globals, a class's ``__dict__``) was ``value``."""
+        owner = mapping if owner is None else owner
+        entry = self._reads.get(id(owner))
+        if entry is None:
+            entry = self._reads[id(owner)] = (mapping.__getitem__, [], [], owner)
+        if name not in entry[1]:
+            entry[1].append(name)
+            entry[2].append(value)
+
+    def function(self, func: Any) -> None:
+        """``func.__code__`` counted (``%autoreload`` replaces it in place)."""
+        code = getattr(func, "__code__", None)
+        if code is not None:
+            self._functions.append(func)
+            self._codes.append(code)
+
+    def cell(self, cell: Any, value: Any) -> None:
+        self._cells.append(cell)
+        self._contents.append(value)
+
+    def check(self, check: Callable[[], bool]) -> None:
+        """``check()`` is True while a mutable value has the contents it was counted with."""
+        self._checks.append(check)
+
+    def freeze(self) -> Watch:
+        reads = tuple((get, tuple(names), tuple(map(id, values)), values, owner)
+                      for get, names, values, owner in self._reads.values())
+        self._frozen = (reads, tuple(self._functions), tuple(map(id, self._codes)), tuple(self._cells),
+                        tuple(map(id, self._contents)), tuple(self._checks))
+        return self
+
+    def fresh(self) -> bool:
+        """True while nothing the walk read has changed (a few identity comparisons per name)."""
+        reads, functions, codes, cells, contents, checks = self._frozen
+        try:
+            for get, names, ids, _, _ in reads:
+                if tuple(map(id, map(get, names))) != ids:
+                    return False
+            if tuple(map(id, map(_CODE, functions))) != codes:
+                return False
+            if cells and tuple(map(id, map(_CONTENTS, cells))) != contents:
+                return False
+            for check in checks:
+                if not check():
+                    return False
+        except (KeyError, ValueError, AttributeError, TypeError):  # a name deleted, a cell emptied
+            return False
+        return True
+
+
+_ALWAYS_FRESH = Watch().freeze()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,14 +155,18 @@ class CodeDescription:
     notes: tuple[str, ...]
     digest: str
     dynamic: tuple[str, ...] = ()
+    large: dict[str, str] = dataclasses.field(default_factory=dict)
+    written: dict[str, str] = dataclasses.field(default_factory=dict)
+    watch: Watch = dataclasses.field(default=_ALWAYS_FRESH, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
         """Everything, for ``explain``: what enters the digest and what was left out."""
-        return dataclasses.asdict(self)
+        return {f.name: (dict(v) if isinstance(v := getattr(self, f.name), dict) else v)
+                for f in dataclasses.fields(self) if f.name != "watch"}
 
 
 _descriptions: weakref.WeakKeyDictionary[Any, CodeDescription] = weakref.WeakKeyDictionary()
-_source_digests: weakref.WeakKeyDictionary[Any, tuple[str, str | None]] = weakref.WeakKeyDictionary()
+_source_digests: weakref.WeakKeyDictionary[Any, tuple[tuple, str, str | None]] = weakref.WeakKeyDictionary()
 
 
 def qualified_name(obj: Any) -> str:
@@ -102,10 +195,13 @@ def module_label(name: str) -> str:
 
 
 def describe_function(func: Any) -> CodeDescription:
-    """The code description of ``func`` (computed once per function object)."""
+    """The code description of ``func`` as its code and the globals it reads are now (kept while
+    its :class:`Watch` says nothing changed)."""
     func = _unwrap(func)
     try:
-        return _descriptions[func]
+        known = _descriptions[func]
+        if known.watch.fresh():
+            return known
     except (KeyError, TypeError):
         pass
     walker = _Walker()
@@ -127,12 +223,48 @@ def describe_function(func: Any) -> CodeDescription:
         constants=dict(sorted(walker.constants.items())), closure=dict(sorted(walker.closure.items())),
         dependencies=dict(sorted(walker.dependencies.items())), stdlib=tuple(sorted(walker.stdlib)),
         ignored=dict(sorted(walker.ignored.items())), notes=tuple(walker.notes), digest=digest,
-        dynamic=tuple(walker.dynamic))
+        dynamic=tuple(walker.dynamic), large=dict(sorted(walker.large.items())),
+        written=dict(sorted(walker.written.items())), watch=walker.watch.freeze())
     try:
         _descriptions[func] = description
     except TypeError:
         pass  # not weak-referenceable: recomputed next time
     return description
+
+
+_class_digests: weakref.WeakKeyDictionary[type, tuple[str, Watch]] = weakref.WeakKeyDictionary()
+_describing = threading.local()
+
+
+def class_digest(klass: type) -> str:
+    """The digest of a user class's code as it is now: its source, its methods' helpers and
+    constants, its base classes in user code (what an instance of it counts by, beside its state)."""
+    try:
+        digest, watch = _class_digests[klass]
+        if watch.fresh():
+            return digest
+    except (KeyError, TypeError):
+        pass
+    busy = getattr(_describing, "classes", None)
+    if busy is None:
+        busy = _describing.classes = set()
+    if id(klass) in busy:  # an instance of the class among its own globals: counted by the outer walk
+        return hashlib.sha1(b"class being described\0" + qualified_name(klass).encode()).hexdigest()
+    busy.add(id(klass))
+    try:
+        walker = _Walker()
+        walker.value(klass, qualified_name(klass), set())
+        parts = {"format": TOKEN_FORMAT, "class": qualified_name(klass), "helpers": walker.helpers,
+                 "constants": walker.constants, "closure": walker.closure, "dependencies": walker.dependencies}
+        digest = hashlib.sha1(canonical_json(parts).encode("utf-8")).hexdigest()
+        watch = walker.watch.freeze()
+    finally:
+        busy.discard(id(klass))
+    try:
+        _class_digests[klass] = (digest, watch)
+    except TypeError:
+        pass
+    return digest
 
 
 def _unwrap(func: Any) -> Any:
@@ -157,13 +289,16 @@ def _code_names(code: types.CodeType) -> set[str]:
 
 def own_source_digest(obj: Any) -> tuple[str, str | None]:
     """The digest of a function's or class's own source, and a note when the source is unavailable."""
+    state = _code_state(obj)
     try:
-        return _source_digests[obj]
+        known_state, digest, note = _source_digests[obj]
+        if len(known_state) == len(state) and all(a is b for a, b in zip(known_state, state, strict=True)):
+            return digest, note
     except (KeyError, TypeError):
         pass
     note = None
     try:
-        digest = source_digest(inspect.getsource(obj))
+        digest = source_digest(_class_source(obj) if isinstance(obj, type) else inspect.getsource(obj))
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is not None:
@@ -186,12 +321,43 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
         else:
             digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
             note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
-    result = (digest, note)
     try:
-        _source_digests[obj] = result
+        _source_digests[obj] = (state, digest, note)
     except TypeError:
         pass
-    return result
+    return digest, note
+
+
+def _class_source(klass: type) -> str:
+    """The source of ``klass``: of the definition its methods come from when the file defines
+    the class more than once (a class redefined further down; inspect finds the first)."""
+    lines, start = inspect.getsourcelines(klass)
+    inside = f"{klass.__qualname__}."
+    firsts = [f.__code__.co_firstlineno for attr in vars(klass).values()
+              if isinstance(f := _unwrap(attr), types.FunctionType) and f.__qualname__.startswith(inside)
+              and f.__code__.co_filename not in ("<string>",)]
+    if not firsts or start <= min(firsts) < start + len(lines):
+        return "".join(lines)
+    import ast
+
+    file = inspect.getsourcefile(klass)
+    all_lines = linecache.getlines(file) if file else []
+    line = min(firsts)
+    for node in ast.walk(ast.parse("".join(all_lines))):
+        if isinstance(node, ast.ClassDef) and node.name == klass.__name__ and node.end_lineno is not None:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            if first <= line <= node.end_lineno:
+                return "".join(all_lines[first - 1:node.end_lineno])
+    return "".join(lines)
+
+
+def _code_state(obj: Any) -> tuple:
+    """What a source digest is kept for: a function's ``__code__``, a class's attributes and their
+    code (``%autoreload`` swaps code in place, an assignment replaces a method)."""
+    if isinstance(obj, type):
+        values = tuple(vars(obj).values())
+        return values + tuple(getattr(_unwrap(v), "__code__", None) for v in values)
+    return (getattr(obj, "__code__", None),)
 
 
 def code_fingerprint(code: types.CodeType) -> tuple:
@@ -257,6 +423,9 @@ class _Walker:
         self.ignored: dict[str, str] = {}
         self.notes: list[str] = []
         self.dynamic: list[str] = []
+        self.large: dict[str, str] = {}  # mutable globals too large to check at every call
+        self.written: dict[str, str] = {}  # containers the code only adds to (a log of calls)
+        self.watch = Watch()
         self._seen: set[int] = set()
         self._seen_attributes: set[tuple[int, str]] = set()  # (id(module), name)
         self._keep: list[Any] = []  # keeps ids in _seen valid during the walk
@@ -280,12 +449,20 @@ class _Walker:
         code = getattr(func, "__code__", None)
         if code is None:
             return digest
+        self.watch.function(func)
         module_name = getattr(func, "__module__", None) or "__main__"
         names = _code_names(code)
         globals_ = getattr(func, "__globals__", {})
+        written = _written_only(code)
         for name in sorted(names):
             if name in globals_:
-                self.value(globals_[name], f"{module_label(module_name)}.{name}", names)
+                value = globals_[name]
+                self.watch.read(globals_, name, value)
+                label = f"{module_label(module_name)}.{name}"
+                if name in written and not _is_code_like(value):
+                    self.written[label] = _WRITTEN_NOTE
+                    continue
+                self.value(value, label, names)
         cells = getattr(func, "__closure__", None) or ()
         self.dynamic_lookups(func, code, globals_, dict(zip(code.co_freevars, cells, strict=True)))
         for var, cell in zip(code.co_freevars, cells, strict=True):
@@ -293,14 +470,21 @@ class _Walker:
                 content = cell.cell_contents
             except ValueError:  # an empty cell: a variable assigned after the function was made
                 continue
+            self.watch.cell(cell, content)
             label = f"{qualified_name(func)}.<closure {var}>"
+            if var in written and not _is_code_like(content):
+                self.written[label] = _WRITTEN_NOTE
+                continue
             if _is_code_like(content):
                 self.value(content, label, names)
             else:
                 try:
-                    self.closure[label] = hash_value(content, label)
+                    self.closure[label] = digest_ = hash_value(content, label)
                 except TypeError as exc:  # UnhashableArgumentError is a TypeError
                     self.ignored[label] = f"closure value not hashable: {exc}"
+                else:
+                    if not _immutable(content):
+                        self.watch.check(_content_check(content, digest_, label, False))
         return digest
 
     def dynamic_lookups(self, func: Any, code: types.CodeType, globals_: dict[str, Any],
@@ -414,13 +598,26 @@ class _Walker:
         self.helpers[qualified_name(klass)] = digest
         for base in klass.__bases__:
             self.value(base, qualified_name(base), set())
+        attributes = klass.__dict__
+        for name, attr in attributes.items():  # a method replaced, added or removed counts
+            self.watch.read(attributes, name, attr, owner=klass)
+        count = len(attributes)
+        self.watch.check(lambda: len(attributes) == count)
+        inside = f"{klass.__qualname__}."
+        if not issubclass(klass, enum.Enum):
+            # Class-level data (SCALE = 10 in the body) by value: set later (Scaler.SCALE = 20), the
+            # source does not show it.
+            for name, attr in attributes.items():
+                if not name.startswith("__") and (_is_constant(attr) or _is_data(attr)):
+                    self.data(f"{qualified_name(klass)}.{name}", attr)
         for attr in vars(klass).values():
             targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
             for target in targets:
                 if isinstance(target, types.FunctionType):
-                    # The method's source is inside the class's: walk only what it reaches.
+                    # A method's source is inside the class's: walk only what it reaches. One set on
+                    # the class from elsewhere (Scaler.factor = other) counts by its own source.
                     self._seen.discard(id(target))
-                    self.function(target, record=False)
+                    self.function(target, record=not target.__qualname__.startswith(inside))
 
     def value(self, value: Any, label: str, names: set[str]) -> None:
         """Count one global (or closure) value by its kind."""
@@ -440,9 +637,22 @@ class _Walker:
             # A dispatch table ({"fast": fast_path, ...}): each function or class is walked, and
             # which name maps to which, with the constants beside them, counts by value.
             self.data(f"{label}.<table>", _table_shape(value))
+            if type(value) in (list, set, dict):  # changed in place: walked again
+                snapshot = _snapshot(value)
+                self.watch.check(lambda: value == snapshot)
             for item in _table_items(value):
                 if not _is_constant(item):
                     self.value(item, label, names)
+            return
+        if _is_data(value):
+            # Data of a common type (a large container, an array, a frame, a date, a Path to a file):
+            # by value, checked at every call if it can change, unless too large for that.
+            large = None if _immutable(value) else _too_large(value)
+            if large is not None:
+                self.large[label] = (f"{large}: too large to check at every call, so not counted; pass it "
+                                     f"as an argument (or list what it holds in version=)")
+            else:
+                self.data(label, value)
             return
         module = dependencies.module_of(value)
         if module is None:
@@ -456,22 +666,27 @@ class _Walker:
         elif isinstance(value, types.FunctionType):
             self.function(value)
         else:
-            # An instance of a user class: its class's code counts; its state counts by value
-            # for a dataclass or namedtuple (a settings record), and not otherwise.
+            # An instance of a user class: its class's code counts, and its state, by value (as
+            # an argument's), checked at every call.
             tp = type(value)
-            if dataclasses.is_dataclass(tp) or (issubclass(tp, tuple) and hasattr(tp, "_fields")):
-                self.data(label, value, strict=True)
+            large = _too_large(getattr(value, "__dict__", None) or {})
+            if large is not None:
+                self.large[label] = (f"instance of {qualified_name(tp)} holding a {large}: too large to check "
+                                     f"at every call, so not counted; pass it as an argument")
             else:
-                self.ignored[label] = f"instance of {qualified_name(tp)} (state not hashed)"
+                self.data(label, value)
             if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
                 self.value(tp, qualified_name(tp), names)
 
     def data(self, label: str, value: Any, strict: bool = False) -> None:
         """Count ``value`` by its typed hash, under ``label`` (listed as ignored if it cannot be hashed)."""
         try:
-            self.constants[label] = hash_value(value, label, strict=strict)
+            self.constants[label] = digest = hash_value(value, label, strict=strict)
         except TypeError as exc:  # UnhashableArgumentError is a TypeError
             self.ignored[label] = f"not hashable: {exc}"
+            return
+        if not _immutable(value):  # a dict of options mutated in place counts with its contents
+            self.watch.check(_content_check(value, digest, label, strict))
 
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
@@ -483,6 +698,7 @@ class _Walker:
             # Once per attribute, not per module: two functions may use different attributes of it.
             if name in attrs and (id(module), name) not in self._seen_attributes:
                 self._seen_attributes.add((id(module), name))
+                self.watch.read(attrs, name, attrs[name])
                 self.value(attrs[name], f"{module_label(module.__name__)}.{name}", names)
 
     def library(self, module: str) -> None:
@@ -546,3 +762,153 @@ def _is_constant(value: Any, budget: list[int] | None = None) -> bool:
     if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
         return not value.dtype.hasobject and value.nbytes <= _MAX_CONSTANT_ARRAY_BYTES
     return False
+
+
+# A container the code adds to (``calls.append(x)``, ``seen[k] = v``, a counter
+# ``runs[k] = runs.get(k, 0) + 1``), or a global it assigns itself, is the code's own record (a
+# log, a memo, a counter), not an input: its contents would change the key at every call.
+_WRITE_METHODS = frozenset({"append", "extend", "add", "insert", "appendleft", "extendleft"})
+_WRITTEN_NOTE = ("written by the code itself (append, extend, add, item assignment, a counter, a global "
+                 "it assigns): its own record, not an input; not counted")
+
+
+def _written_only(code: types.CodeType) -> set[str]:
+    """The global and closure names ``code`` (and nested code) adds to or assigns: its own state."""
+    instructions = [ins for ins, _ in _instructions(code)]
+    writes: set[str] = set()
+    reads: set[str] = set()
+    assigned = {ins.argval for ins in instructions if ins.opname in ("STORE_GLOBAL", "STORE_DEREF")}
+    for i, ins in enumerate(instructions):
+        if ins.opname not in _LOADS:
+            continue
+        following = instructions[i + 1:i + 3]
+        ahead = instructions[i + 1:i + 12]
+        if (following and following[0].opname in ("LOAD_METHOD", "LOAD_ATTR")
+                and following[0].argval in _WRITE_METHODS):
+            writes.add(ins.argval)
+        elif (len(following) == 2 and following[1].opname == "STORE_SUBSCR"
+              and following[0].opname in ("LOAD_CONST", "LOAD_FAST")):
+            writes.add(ins.argval)
+        elif _counts_into_itself(ins.argval, ahead):  # RUNS[k] = RUNS.get(k, 0) + 1; RUNS[k] += 1
+            writes.add(ins.argval)
+        else:
+            reads.add(ins.argval)
+    # A container the code writes into (a log of calls, a memo of results, a counter), even if it
+    # reads it too, and a global it assigns itself (global COUNT; COUNT += 1): its own state.
+    return writes | {name for name in assigned if name in reads}
+
+
+def _counts_into_itself(name: str, ahead: list[dis.Instruction]) -> bool:
+    """True if the load of ``name`` before ``ahead`` reads an item only to store into ``name`` again:
+    ``name[k] = name.get(k, 0) + 1`` or ``name[k] += 1`` (a counter)."""
+    if not ahead:
+        return False
+    first = ahead[0]
+    if first.opname in ("LOAD_METHOD", "LOAD_ATTR") and first.argval == "get":
+        rest = ahead[1:]
+    elif first.opname in ("LOAD_FAST", "LOAD_CONST") and len(ahead) > 3 and ahead[1].opname == "COPY":
+        return any(op.opname == "STORE_SUBSCR" for op in ahead[2:9]) and not any(
+            op.opname.startswith(("CALL", "RETURN")) for op in ahead[2:9])
+    else:
+        return False
+    for j in range(len(rest) - 2):
+        if (rest[j].opname in _LOADS and rest[j].argval == name
+                and rest[j + 1].opname in ("LOAD_FAST", "LOAD_CONST") and rest[j + 2].opname == "STORE_SUBSCR"):
+            return True
+    return False
+
+
+_TIME_TYPES = (datetime.date, datetime.time, datetime.timedelta, datetime.timezone)
+
+
+def _is_data(value: Any) -> bool:
+    """A value of a common data type (counted by value, never by its library's version alone)."""
+    if type(value) in _CONSTANT_CONTAINERS or isinstance(value, (*_TIME_TYPES, PurePath)):
+        return True
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, (numpy.ndarray, numpy.generic)):
+        return True
+    pandas = sys.modules.get("pandas")
+    return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series, pandas.Index))
+
+
+def _immutable(value: Any, budget: list[int] | None = None) -> bool:
+    """True for values that cannot change in place (scalars, enums, dates, pure paths, and tuples
+    and frozensets of those): counted once, not checked at every call."""
+    if budget is None:
+        budget = [_MAX_CONSTANT_ITEMS]
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    tp = type(value)
+    if tp in _CONSTANT_TYPES or isinstance(value, (enum.Enum, *_TIME_TYPES)):
+        return True
+    if isinstance(value, PurePath):
+        return not isinstance(value, Path)  # a Path to a file counts by the file's content
+    if tp is tuple or tp is frozenset:
+        return all(_immutable(v, budget) for v in value)
+    return False
+
+
+def _too_large(value: Any) -> str | None:
+    """What makes a mutable value too large to check at every call, or None."""
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return f"array of {value.nbytes} bytes" if value.nbytes > _MAX_WATCHED_BYTES else None
+    pandas = sys.modules.get("pandas")
+    if pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series, pandas.Index)):
+        try:
+            size = int(numpy.asarray(value.memory_usage(deep=False)).sum())  # type: ignore[union-attr]
+        except (TypeError, ValueError, AttributeError):
+            return None
+        return f"{type(value).__name__} of {size} bytes" if size > _MAX_WATCHED_BYTES else None
+    budget = [_MAX_WATCHED_ITEMS]
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        budget[0] -= 1
+        if budget[0] < 0:
+            return f"{type(value).__name__} of more than {_MAX_WATCHED_ITEMS} items"
+        if type(item) in _CONSTANT_CONTAINERS:
+            stack.extend(v for pair in item.items() for v in pair) if isinstance(item, dict) else stack.extend(item)
+        elif numpy is not None and isinstance(item, numpy.ndarray) and item.nbytes > _MAX_WATCHED_BYTES:
+            return f"{type(value).__name__} holding an array of {item.nbytes} bytes"
+    return None
+
+
+def _plain(value: Any, budget: list[int]) -> bool:
+    """Builtin containers of scalars, enums, functions and classes: compared with ``==`` to a copy."""
+    budget[0] -= 1
+    if budget[0] < 0:
+        return False
+    tp = type(value)
+    if tp in _CONSTANT_TYPES or isinstance(value, (enum.Enum, *_TIME_TYPES, types.FunctionType, type)):
+        return True
+    if tp is dict:
+        return all(_plain(k, budget) and _plain(v, budget) for k, v in value.items())
+    if tp in _CONSTANT_CONTAINERS:
+        return all(_plain(v, budget) for v in value)
+    return False
+
+
+def _snapshot(value: Any) -> Any:
+    """A copy of a plain container, its scalars shared (functions and classes too)."""
+    tp = type(value)
+    if tp is dict:
+        return {k: _snapshot(v) for k, v in value.items()}
+    if tp in (list, tuple, set, frozenset):
+        return tp(_snapshot(v) for v in value)
+    return value
+
+
+def _content_check(value: Any, digest: str, label: str, strict: bool) -> Callable[[], bool]:
+    """A check that ``value`` still has the contents it was hashed with (``digest``): a comparison
+    with a copy where that is exact and cheap, else hashing it again."""
+    if _plain(value, [_MAX_WATCHED_ITEMS]):
+        snapshot = _snapshot(value)
+        return lambda: value == snapshot
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject:
+        shape, dtype, data = value.shape, value.dtype, value.tobytes()
+        return lambda: value.shape == shape and value.dtype == dtype and value.tobytes() == data
+    return lambda: hash_value(value, label, strict=strict) == digest

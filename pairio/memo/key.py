@@ -76,6 +76,7 @@ class KeyMaker:
         self._prefix: bytes | None = None
         self._prefix_sha1: Any = None  # a SHA-1 fed the prefix, copied by each key
         self._code: CodeDescription | None = None
+        self._warned_globals: set[str] = set()  # globals already warned about (not counted)
         self._warned_file_names: set[str] = set()  # arguments already warned about naming a file
         # The str arguments found to name no file (up to _CHECKED_STRS), each with its value hash: a
         # default or a repeated value is neither looked up on disk (the warning is advice, not part of
@@ -88,16 +89,40 @@ class KeyMaker:
 
     @property
     def code(self) -> CodeDescription:
-        """The description of the function's code (computed once)."""
-        if self._code is None:
-            self._code = describe_function(self.func)
-            if self._code.dynamic:
-                warn_user(f"pairio: {self._code.function} looks code up by a name computed at run time "
-                          f"({'; '.join(self._code.dynamic)}): pairio cannot see what that reaches, so an "
-                          f"edit there would not change the key (a stale hit). Refer to the helper "
-                          f"directly, list a library in dependencies=[...], or raise version= when it "
-                          f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
-        return self._code
+        """The description of the function's code as it is now (walked again when a global it reads
+        was rebound or changed in place, or a helper's code changed)."""
+        code = self._code
+        if code is None or not code.watch.fresh():
+            code = self._refresh()
+        return code
+
+    def _refresh(self) -> CodeDescription:
+        """Describe the code afresh; everything derived from the old description goes."""
+        code = describe_function(self.func)
+        self._code = code
+        self._prefix = None
+        self._prefix_sha1 = None
+        self._type_parts = {}
+        new = [d for d in code.dynamic if d not in self._warned_globals]
+        if new:
+            self._warned_globals.update(new)
+            warn_user(f"pairio: {code.function} looks code up by a name computed at run time "
+                      f"({'; '.join(code.dynamic)}): pairio cannot see what that reaches, so an "
+                      f"edit there would not change the key (a stale hit). Refer to the helper "
+                      f"directly, list a library in dependencies=[...], or raise version= when it "
+                      f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
+        for label, why in code.large.items():
+            if label not in self._warned_globals:
+                self._warned_globals.add(label)
+                warn_user(f"pairio: {code.function} reads the global {label}, a {why}: a change to it "
+                          f"would not change the key. (explain()['not_counted']['large_mutable_globals'])")
+        for label, why in code.ignored.items():
+            if why.startswith("not hashable") and label not in self._warned_globals:
+                self._warned_globals.add(label)
+                warn_user(f"pairio: {code.function} reads the global {label}, which is {why}; it is not "
+                          f"counted, so a change to it would not change the key: pass it as an argument. "
+                          f"(explain()['not_counted']['globals'])")
+        return code
 
     def dependency_versions(self) -> dict[str, str]:
         """The versions of the distributions named in ``dependencies=``."""
@@ -142,17 +167,15 @@ class KeyMaker:
                         types: set[type] | None = None) -> dict[str, str]:
         """Each counted argument's value hash, in signature order.
 
-        With ``method``, the first argument (``self``) counts through its
-        ``__pairio_hash__()`` if it has one, and is left out otherwise.
+        ``method`` is accepted for callers that pass it: a method's ``self`` counts like any
+        argument (by its state and its class's code), unless ``ignore=['self']``.
         ``types``, if given, receives the non-builtin types met in the arguments.
         """
         out = {}
         ignore = self.ignore
         strict = self.strict
-        for i, (name, value) in enumerate(self.bind(args, kwargs)):
+        for name, value in self.bind(args, kwargs):
             if name in ignore:
-                continue
-            if method and i == 0 and not hasattr(type(value), "__pairio_hash__"):
                 continue
             out[name] = hash_value(value, name, strict=strict, file_hash=file_hash, types=types)
             if (isinstance(value, (str, list, tuple, dict)) and name not in self._warned_file_names
@@ -216,6 +239,9 @@ class KeyMaker:
         record them without hashing the arguments again (a reader checks the key: threads share it).
         """
         types: set[type] = set()
+        code = self._code
+        if code is None or not code.watch.fresh():  # a global rebound, a helper redefined...
+            self._refresh()
         h = self._prefix_sha1
         if h is None:
             h = self._prefix_sha1 = hashlib.sha1(self.prefix)
@@ -240,8 +266,6 @@ class KeyMaker:
         out = {}
         checked = self._checked_file_names
         names, heads = self._order, self._heads
-        if method and not hasattr(type(args[0]), "__pairio_hash__"):  # self counts only through it
-            names, heads, args = names[1:], heads[1:], args[1:]
         for name, head, value in zip(names, heads, args, strict=True):
             tp = type(value)
             if tp is int:
@@ -284,6 +308,8 @@ class KeyMaker:
                 "stdlib_modules (not versioned)": list(code.pop("stdlib")),
                 "globals": code.pop("ignored"),
                 "dynamic_lookups": list(code.pop("dynamic")),
+                "large_mutable_globals": code.pop("large"),
+                "written_only_globals": code.pop("written"),
                 "notes": list(code.pop("notes")),
             },
         }
