@@ -43,6 +43,7 @@ ENV_VARS = {
     "cache": "PAIRIO_CACHE",
     "timeout": "PAIRIO_TIMEOUT",
     "strict_remote": "PAIRIO_STRICT_REMOTE",
+    "strict_store": "PAIRIO_STRICT_STORE",
     "lease_ttl": "PAIRIO_LEASE_TTL",
     "max_wait": "PAIRIO_MAX_WAIT",
     "max_size": "PAIRIO_MAX_SIZE",
@@ -71,6 +72,7 @@ class Config:
     cache: str = "on"
     timeout: float = 30.0
     strict_remote: bool = False
+    strict_store: bool = False
     lease_ttl: float = 60.0
     max_wait: float | None = None
     max_size: int | None = None
@@ -97,7 +99,7 @@ class Config:
         check_collection(self.collection, "config field 'collection'")
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
-        for name in ("verbose", "strict_remote", "mmap"):
+        for name in ("verbose", "strict_remote", "strict_store", "mmap"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"config field {name!r} must be True or False")
         _check_seconds("timeout", self.timeout)
@@ -160,7 +162,7 @@ class Config:
             raw = environ.get(var)
             if raw is None or raw == "":
                 continue
-            if name in ("verbose", "strict_remote", "mmap"):
+            if name in ("verbose", "strict_remote", "strict_store", "mmap"):
                 fields[name] = _parse_bool(var, raw)
             elif name in ("timeout", "lease_ttl", "max_wait"):
                 try:

@@ -46,6 +46,7 @@ from ..errors import (
 )
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
 from ..lifecycle.locks import mark_reading
+from ..write_faults import not_writable
 from .hash_cache import HashCache, signature, stat_regular_file
 from .small import INLINE_MAX, SmallObjects
 
@@ -370,7 +371,7 @@ class ContentStore:
     def _temp_file(self) -> files.AtomicFile:
         try:
             self._sweep_temp_files()
-            return files.AtomicFile(self.temp_dir, mode=0o644)
+            return files.AtomicFile(self.temp_dir, mode=0o666)
         except OSError as exc:
             raise self._unavailable(exc) from exc
 
@@ -388,7 +389,7 @@ class ContentStore:
         """
         _check_sha1(sha1)
         try:
-            temp = files.AtomicFile.resume(self.partial_dir / sha1, mode=0o644)
+            temp = files.AtomicFile.resume(self.partial_dir / sha1, mode=0o666)
         except OSError as exc:
             raise self._unavailable(exc) from exc
         if self.has(sha1):
@@ -462,8 +463,9 @@ class ContentStore:
             return 0
 
     def _unavailable(self, exc: OSError) -> StoreUnavailableError:
-        return StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "
-                                     f"{exc.strerror or exc}")
+        return (not_writable("content store", self.directory, exc)
+                or StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "
+                                         f"{exc.strerror or exc}"))
 
     def put_stream(self, chunks: Iterable[bytes]) -> str:
         """Store the concatenation of ``chunks``; returns its SHA-1."""

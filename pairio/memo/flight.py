@@ -94,10 +94,10 @@ class _KeyLock:
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, _OPEN_FLAGS, 0o644)
+            return os.open(self.path, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
-            return os.open(self.path, _OPEN_FLAGS, 0o644)
+            return os.open(self.path, _OPEN_FLAGS, 0o666)
 
     def _fallback_acquire(self, timeout: float) -> bool:
         import filelock
@@ -140,10 +140,10 @@ class _RangeLock:
 
     def _lock(self, command: int) -> bool:
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
-            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
         try:
             fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
         except OSError as exc:
@@ -174,14 +174,30 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
     """Hold the lock of ``key`` for the block; yields True if another holder had to be waited for."""
     lock = _lock(database_dir, key)
     waited = False
-    if not lock.try_acquire():
-        waited = True
-        logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        lock.acquire()
+    try:
+        if not lock.try_acquire():
+            waited = True
+            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+            lock.acquire()
+    except OSError as exc:
+        _unlocked(database_dir, label, key, exc)
+        yield False
+        return
     try:
         yield waited
     finally:
         lock.release()
+
+
+def _unlocked(database_dir: Path, label: str, key: str, exc: OSError) -> None:
+    """A lock that cannot be made (a full disk, a read-only store, another user's lock file):
+    the call goes on without one, as its result cannot be stored there either, or another
+    OSError is raised."""
+    from ..write_faults import cause_of
+
+    if cause_of(database_dir / "locks", exc) is None:
+        raise exc
+    logger.debug("%s %s computed without its lock in %s: %s", label, key[:8], database_dir, exc)
 
 
 async def _sleep(seconds: float) -> None:
@@ -195,11 +211,16 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
     """:func:`claim` for coroutines: waits without blocking the event loop."""
     lock = _lock(database_dir, key)
     waited = False
-    while not lock.try_acquire():
-        if not waited:
-            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-        waited = True
-        await _sleep(_ASYNC_POLL_S)
+    try:
+        while not lock.try_acquire():
+            if not waited:
+                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+            waited = True
+            await _sleep(_ASYNC_POLL_S)
+    except OSError as exc:
+        _unlocked(database_dir, label, key, exc)
+        yield False
+        return
     try:
         yield waited
     finally:
