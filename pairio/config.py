@@ -29,6 +29,9 @@ SET_TO_CHOICES = ("local", "remote", "local_and_remote")
 CACHE_CHOICES = ("on", "off", "readonly", "refresh")
 _ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES)
 
+# The default store: created private (0700), as it holds the user's results.
+DEFAULT_DATABASE_PATH = "~/.pairio"
+
 # Field name -> environment variable.
 ENV_VARS = {
     "url": "PAIRIO_URL",
@@ -64,7 +67,7 @@ class Config:
     channel: str | None = None
     password: str | None = None
     collection: str = "default"
-    database_path: str = "~/.pairio"
+    database_path: str = DEFAULT_DATABASE_PATH
     content_dir: str | None = None
     get_from: str = "local"
     set_to: str = "local"

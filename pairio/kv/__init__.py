@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import threading
 
-from ..config import Config
+from ..config import DEFAULT_DATABASE_PATH, Config
 from ..errors import ConfigurationError
+from ..files import make_private_dir
 from .base import KeyValueStore
 from .embedded import EmbeddedStore
 
@@ -28,6 +29,8 @@ def local_store(config: Config) -> EmbeddedStore:
         with _lock:
             store = _local_stores.get(config.database_path)
             if store is None:
+                if config.database_path == DEFAULT_DATABASE_PATH:
+                    make_private_dir(config.database_dir)
                 store = _local_stores[config.database_path] = EmbeddedStore(config.database_dir)
             return store
 
