@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import StoreNotWritableError, StoreUnavailableError
-from ..wal import create_file, open_read_only, set_up_wal
+from ..wal import ReadOnlyConnection, create_file, open_read_only, set_up_wal
 from ..write_faults import not_writable
 from .base import KeyValueStore
 
@@ -170,9 +170,11 @@ class EmbeddedStore(KeyValueStore):
             self.directory.mkdir(parents=True, exist_ok=True)
             create_file(self.path)
         except OSError as exc:
-            raise (not_writable("pairio database directory", self.directory, exc)
-                   or StoreUnavailableError(f"cannot create the pairio database directory "
-                                            f"{str(self.directory)!r}: {exc.strerror}")) from exc
+            error = not_writable("pairio database directory", self.directory, exc)
+            if error is not None and not self.path.exists():
+                return self._empty(error)
+            raise (error or StoreUnavailableError(f"cannot create the pairio database directory "
+                                                  f"{str(self.directory)!r}: {exc.strerror}")) from exc
         try:
             connection = sqlite3.connect(
                 self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
@@ -184,6 +186,16 @@ class EmbeddedStore(KeyValueStore):
         except sqlite3.Error as exc:
             connection.close()
             return self._connect_read_only(exc)
+        return connection
+
+    @staticmethod
+    def _empty(error: StoreNotWritableError) -> sqlite3.Connection:
+        """No database, and none can be made there (a read-only mount, another user's directory):
+        an empty one in memory, which reads as an empty store and refuses every write."""
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=ReadOnlyConnection)
+        connection.execute(_SCHEMA)
+        _migrate(connection)
+        connection.execute("PRAGMA query_only = 1")
         return connection
 
     def _connect_read_only(self, exc: sqlite3.Error) -> sqlite3.Connection:
@@ -239,12 +251,22 @@ class EmbeddedStore(KeyValueStore):
             detail = message
         return StoreUnavailableError(f"pairio database {str(self.path)!r}: {detail}")
 
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection, for a write: one opened read-only (the store could not be
+        written then) gives way to a new try at opening it for writing."""
+        connection = self._connection()
+        if getattr(connection, "read_only", False):
+            self._detach()
+            self._local.__dict__.pop("connection", None)
+            connection = self._connection()
+        return connection
+
     @contextlib.contextmanager
     def transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         """This thread's connection inside one transaction (``immediate``: take the write lock
         at once), committed when the block ends; for the tables beside the pairs."""
         try:
-            connection = self._connection()
+            connection = self._writer() if immediate else self._connection()
             connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
@@ -372,7 +394,7 @@ class EmbeddedStore(KeyValueStore):
 
     def set(self, collection: str, key: str, value: str) -> None:
         try:
-            self._connection().execute(_SET, (collection, key, value))
+            self._writer().execute(_SET, (collection, key, value))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
@@ -394,7 +416,7 @@ class EmbeddedStore(KeyValueStore):
 
     def delete(self, collection: str, key: str) -> None:
         try:
-            self._connection().execute(_DELETE, (collection, key))
+            self._writer().execute(_DELETE, (collection, key))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
