@@ -202,3 +202,110 @@ def prepare_in_child(database_path: Path) -> dict[str, str]:
                           "import store_faults; print(json.dumps(store_faults.prepare(sys.argv[2])))",
                           tests, str(database_path)], check=True, capture_output=True, text=True)
     return json.loads(out.stdout)
+
+
+# --- a writer killed at random while the disk fills up ---------------------------------------
+
+
+@pa.cached
+def sized_step(i: int, size: int) -> bytes:
+    return (f"{i}:".encode() * (size // 4 + 1))[:size]
+
+
+def durable_value(i: int) -> str:
+    return f"v{i}-" + format(i * 2654435761 % 2**32, "08x")
+
+
+def writer(database_path: str, seed: int) -> None:
+    """Write pairs, cached results and content until killed; print each acknowledged write."""
+    import random
+    import sys
+
+    rng = random.Random(seed)
+    pa.set_config(database_path=database_path)
+    print("ready", flush=True)
+    for i in range(10**9):
+        try:
+            pa.set(f"k{i}", durable_value(i))
+            print(f"set {i}", flush=True)
+        except pa.StoreNotWritableError:
+            print(f"refused {i}", flush=True)
+        if i % 3 == 0:
+            size = rng.choice([10, 2_000, 40_000, 200_000])
+            with warnings_caught() as said:
+                sized_step(i, size)
+            if not said:  # stored (a store that could not take it says so)
+                print(f"cached {i} {size}", flush=True)
+        if i % 5 == 0:
+            try:
+                uri = pa.store_bytes(os.urandom(rng.choice([100, 50_000])))
+                print(f"object {uri}", flush=True)
+            except pa.StoreNotWritableError:
+                pass
+        sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def warnings_caught():
+    import warnings
+
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        yield seen
+
+
+def killed_writer_trial(mounts: Mounts, seed: int) -> dict[str, Any]:
+    """One trial: a writer on a 3 MB tmpfs that a filler fills while it writes, SIGKILLed at a
+    random moment; then every acknowledged write is read back and the store checked. Returns
+    the counts and what was lost (``lost`` empty, ``fsck`` clean when all is well)."""
+    import random
+    import signal
+    import sqlite3
+    import sys
+    import time
+
+    rng = random.Random(seed)
+    disk = mounts.tmpfs("3m")
+    home = disk / "store"
+    tests = os.path.dirname(os.path.abspath(__file__))
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import store_faults; "
+         "store_faults.writer(sys.argv[2], int(sys.argv[3]))", tests, str(home), str(seed)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    deadline = time.monotonic() + rng.uniform(0.05, 1.5)
+    filler = disk / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(OSError):
+                f.write(b"\0" * rng.choice([4096, 65536, 262144]))
+            time.sleep(0.01)
+    child.send_signal(signal.SIGKILL)
+    lines = child.stdout.read().splitlines()
+    child.wait()
+    full = os.statvfs(disk).f_bavail == 0
+    lost = []
+    with pa.config(database_path=str(home)):
+        acked = [line.split() for line in lines if line.count(" ") >= 1]
+        for word, *rest in acked:
+            if word == "set" and pa.get(f"k{rest[0]}") != durable_value(int(rest[0])):
+                lost.append(("pair", rest[0]))
+            elif word == "cached":
+                i, size = int(rest[0]), int(rest[1])
+                if not sized_step.is_cached(i, size) or sized_step(i, size) != sized_step.__wrapped__(i, size):
+                    lost.append(("cached", rest[0]))
+            elif word == "object":
+                try:
+                    pa.load_bytes(rest[0])
+                except pa.PairioError as exc:
+                    lost.append(("object", f"{rest[0]}: {exc}"))
+        filler.unlink()
+        from pairio.content import content_store
+
+        report = content_store(pa.get_config()).fsck()
+    with contextlib.closing(sqlite3.connect(home / "kv.sqlite3")) as db:
+        integrity = db.execute("PRAGMA integrity_check").fetchone()[0]
+    mounts.close()
+    counts = {word: sum(1 for w, *_ in acked if w == word) for word in ("set", "cached", "object", "refused")}
+    return {"acknowledged": counts, "full": full, "lost": lost, "fsck_corrupt": len(report.corrupt),
+            "fsck_unreadable": len(report.unreadable), "integrity": integrity}

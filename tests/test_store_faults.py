@@ -283,4 +283,15 @@ def test_default_store_is_created_private(tmp_path, monkeypatch):
     assert out.returncode == 0 and stat.S_IMODE((tmp_path / "other" / ".pairio").stat().st_mode) == 0o700
 
 
-del store_faults  # imported for its fixtures' side: the steps are named by it
+
+
+
+# --- the figure: a writer killed at random while the disk fills (benchmarks/full_disk_kills.py runs 100) ---
+
+
+def test_writer_killed_while_the_disk_fills_loses_no_acknowledged_write(mounts):
+    results = [store_faults.killed_writer_trial(mounts, seed) for seed in range(4)]
+    for result in results:
+        assert result["lost"] == [] and result["fsck_corrupt"] == 0 and result["fsck_unreadable"] == 0, result
+        assert result["integrity"] == "ok", result
+    assert sum(r["acknowledged"]["set"] for r in results) > 0
