@@ -295,3 +295,22 @@ def test_writer_killed_while_the_disk_fills_loses_no_acknowledged_write(mounts):
         assert result["lost"] == [] and result["fsck_corrupt"] == 0 and result["fsck_unreadable"] == 0, result
         assert result["integrity"] == "ok", result
     assert sum(r["acknowledged"]["set"] for r in results) > 0
+
+
+def test_fsck_of_a_read_only_store_reports_a_corrupt_object_and_leaves_it(mounts, monkeypatch, capsys):
+    disk = mounts.tmpfs("16m")
+    home = disk / "store"
+    ids = prepare_in_child(home)
+    sha1 = pa.parse_uri(ids["bytes"]).sha1
+    path = home / "content" / "sha1" / sha1[:2] / sha1[2:4] / sha1
+    path.chmod(0o644)
+    path.write_bytes(b"damaged!!!")
+    mounts.remount(disk, read_only=True)
+    _use(monkeypatch, home)
+    capsys.readouterr()
+    assert main(["fsck"]) != 0
+    out = capsys.readouterr().out
+    assert f"corrupt: {sha1}" in out and "1 corrupt" in out
+    assert path.read_bytes() == b"damaged!!!"
+    with pytest.raises(pa.CorruptContentError, match="left in place"):
+        pa.load_bytes(ids["bytes"])

@@ -339,6 +339,8 @@ class ContentStore:
     def _corrupt(self, sha1: str, actual: str, row: bytes | None = None) -> CorruptContentError:
         moved = self.quarantine(sha1) if row is None else self._quarantine_row(sha1, row)
         where = f"; moved to {str(moved)!r}" if moved else ""
+        if moved is not None and moved.parent != self.quarantine_dir:
+            where = "; left in place (the store cannot be written)"
         return CorruptContentError(f"object {sha1} in {str(self.directory)!r} is corrupt "
                                    f"(its bytes hash to {actual}){where}")
 
@@ -581,14 +583,19 @@ class ContentStore:
         return self.small.remove(sha1) is not None or removed
 
     def quarantine(self, sha1: str) -> Path | None:
-        """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent)."""
-        files.ensure_dir(self.quarantine_dir)
-        dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
+        """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent).
+        In a store that cannot be written (read-only, not ours) the object stays where it is: its path."""
         try:
+            files.ensure_dir(self.quarantine_dir)
+            dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
             os.replace(self.object_path(sha1), dest)
             return dest
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            if not_writable("content store", self.directory, exc) is None:
+                raise
+            return self.object_path(sha1) if self.object_path(sha1).is_file() else None
         data = self.small.get(sha1)
         return None if data is None else self._quarantine_row(sha1, data)
 
