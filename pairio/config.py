@@ -31,6 +31,9 @@ CACHE_CHOICES = ("on", "off", "readonly", "refresh")
 STORE_BACKEND_CHOICES = ("auto", "sqlite", "directory")
 _ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES + STORE_BACKEND_CHOICES)
 
+# The default store: created private (0700), as it holds the user's results.
+DEFAULT_DATABASE_PATH = "~/.pairio"
+
 # Field name -> environment variable.
 ENV_VARS = {
     "url": "PAIRIO_URL",
@@ -45,6 +48,7 @@ ENV_VARS = {
     "cache": "PAIRIO_CACHE",
     "timeout": "PAIRIO_TIMEOUT",
     "strict_remote": "PAIRIO_STRICT_REMOTE",
+    "strict_store": "PAIRIO_STRICT_STORE",
     "lease_ttl": "PAIRIO_LEASE_TTL",
     "max_wait": "PAIRIO_MAX_WAIT",
     "max_size": "PAIRIO_MAX_SIZE",
@@ -66,7 +70,7 @@ class Config:
     channel: str | None = None
     password: str | None = None
     collection: str = "default"
-    database_path: str = "~/.pairio"
+    database_path: str = DEFAULT_DATABASE_PATH
     content_dir: str | None = None
     get_from: str = "local"
     set_to: str = "local"
@@ -74,6 +78,7 @@ class Config:
     cache: str = "on"
     timeout: float = 30.0
     strict_remote: bool = False
+    strict_store: bool = False
     lease_ttl: float = 60.0
     max_wait: float | None = None
     max_size: int | None = None
@@ -102,7 +107,7 @@ class Config:
         check_collection(self.collection, "config field 'collection'")
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
-        for name in ("verbose", "strict_remote", "mmap"):
+        for name in ("verbose", "strict_remote", "strict_store", "mmap"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigurationError(f"config field {name!r} must be True or False")
         _check_seconds("timeout", self.timeout)
@@ -165,7 +170,7 @@ class Config:
             raw = environ.get(var)
             if raw is None or raw == "":
                 continue
-            if name in ("verbose", "strict_remote", "mmap"):
+            if name in ("verbose", "strict_remote", "strict_store", "mmap"):
                 fields[name] = _parse_bool(var, raw)
             elif name in ("timeout", "lease_ttl", "max_wait"):
                 try:

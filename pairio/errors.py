@@ -49,6 +49,21 @@ class StoreUnavailableError(PairioError, OSError):
     """A store cannot be opened or written (unwritable path, corrupt database, full disk)."""
 
 
+class StoreNotWritableError(StoreUnavailableError):
+    """A store cannot be written because its disk is full (or over quota), its file system is
+    read-only, or this user may not write there. Reading it still works.
+
+    ``store`` is the path that could not be written, ``cause`` one of ``"full"``,
+    ``"read-only"``, ``"no permission"``, and ``free`` the bytes free on its disk (None if unknown).
+    """
+
+    def __init__(self, message: str, store: str = "", cause: str = "", free: int | None = None) -> None:
+        super().__init__(message)
+        self.store = store
+        self.cause = cause
+        self.free = free
+
+
 class ContentNotFoundError(PairioError, LookupError):
     """No object with the requested SHA-1 is in the content store."""
 

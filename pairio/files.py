@@ -86,6 +86,18 @@ def ensure_dir(directory: str | os.PathLike[str]) -> None:
     raise NotADirectoryError(errno.ENOTDIR, "exists but is not a directory", path)
 
 
+def make_private_dir(directory: str | os.PathLike[str]) -> None:
+    """Create ``directory`` (if missing) readable by its owner only (0700), its parents as the
+    umask says: for the default store, which holds a user's results."""
+    path = os.fspath(directory)
+    if os.path.isdir(path):
+        return
+    parent = os.path.dirname(os.path.abspath(path))
+    with contextlib.suppress(OSError):  # what cannot be made is reported where it is used
+        ensure_dir(parent)
+        os.mkdir(path, 0o700)
+
+
 def fsync_dir(directory: Path) -> None:
     """Make a rename in ``directory`` durable (a no-op where directories cannot be opened)."""
     try:

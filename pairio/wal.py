@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Callable
 
 BUSY_TIMEOUT_S = 60.0
@@ -41,14 +42,81 @@ def journal_mode(path: str | os.PathLike[str]) -> str:
     return "WAL" if not path or shared_file_system(os.path.dirname(os.fspath(path))) is None else "DELETE"
 
 
-def open_wal(path: str | os.PathLike[str], *schema: str, timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+def open_wal(path: str | os.PathLike[str], *schema: str, timeout_s: float = BUSY_TIMEOUT_S,
+             read_only_fallback: bool = True) -> sqlite3.Connection:
     """A connection (autocommit) to the database at ``path``, in WAL mode with ``synchronous =
-    NORMAL``, its directory and the ``schema`` statements created if missing."""
-    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
-    conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+    NORMAL``, its directory and the ``schema`` statements created if missing.
+
+    Where it cannot be opened for writing (a full disk, a read-only file system, another
+    user's file) but exists, it is opened read-only (:func:`open_read_only`), if
+    ``read_only_fallback``; its writes then fail (``connection.read_only`` is True).
+    """
     try:
-        set_up_wal(conn, lambda c: [c.execute(statement) for statement in schema], timeout_s)
-        conn.execute("PRAGMA synchronous = NORMAL")
+        os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+        create_file(path)
+        conn = sqlite3.connect(path, timeout=timeout_s, isolation_level=None)
+        try:
+            set_up_wal(conn, lambda c: [c.execute(statement) for statement in schema], timeout_s)
+            conn.execute("PRAGMA synchronous = NORMAL")
+        except BaseException:
+            conn.close()
+            raise
+    except (OSError, sqlite3.Error):
+        if not read_only_fallback or not os.path.isfile(path):
+            raise
+        try:
+            return open_read_only(path, timeout_s)
+        except sqlite3.Error:
+            pass
+        raise
+    return conn
+
+
+class ReadOnlyConnection(sqlite3.Connection):
+    """A connection opened by :func:`open_read_only`: every write fails."""
+
+    read_only = True
+
+
+def create_file(path: str | os.PathLike[str]) -> None:
+    """Create the database file at ``path`` if missing, as the umask allows (0666 before it):
+    SQLite would make it 0644 whatever the umask, so a group sharing the store could not write
+    it, nor the ``-wal`` and ``-shm`` files SQLite then makes with its mode. In a setgid
+    directory it takes the directory's group."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    except FileExistsError:
+        return
+    except OSError:
+        if os.path.exists(path):
+            return  # there already (a read-only file system refuses even O_CREAT of an existing file)
+        raise
+    os.close(fd)
+
+
+def open_read_only(path: str | os.PathLike[str], timeout_s: float = BUSY_TIMEOUT_S) -> sqlite3.Connection:
+    """A read-only connection to the database at ``path`` (which must exist) that writes nothing.
+
+    ``mode=ro`` first: it reads a WAL beside the database (SQLite keeps the WAL index in
+    memory where its ``-shm`` file cannot be made). Where that fails (a full disk, on which not
+    even the ``-shm`` can be made), ``immutable=1``, which opens no other file; only when no
+    WAL holds commits it would not see.
+    """
+    uri = "file:" + urllib.parse.quote(os.path.abspath(os.fspath(path)))
+    try:
+        conn = _checked(uri + "?mode=ro", timeout_s)
+    except sqlite3.Error:
+        wal = os.fspath(path) + "-wal"
+        if os.path.exists(wal) and os.path.getsize(wal) > 0:
+            raise
+        conn = _checked(uri + "?mode=ro&immutable=1", timeout_s)
+    return conn
+
+
+def _checked(uri: str, timeout_s: float) -> sqlite3.Connection:
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None, factory=ReadOnlyConnection)
+    try:
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except BaseException:
         conn.close()
         raise

@@ -41,7 +41,7 @@ def pairio_home(tmp_path, monkeypatch):
     for var in ("PAIRIO_URL", "PAIRIO_CHANNEL", "PAIRIO_PASSWORD", "PAIRIO_COLLECTION",
                 "PAIRIO_CONTENT_DIR", "PAIRIO_GET_FROM", "PAIRIO_SET_TO", "PAIRIO_VERBOSE",
                 "PAIRIO_CACHE", "PAIRIO_TIMEOUT", "PAIRIO_STRICT_REMOTE", "PAIRIO_LEASE_TTL", "PAIRIO_MAX_WAIT",
-                "PAIRIO_MAX_SIZE", "PAIRIO_STORE_BACKEND"):
+                "PAIRIO_MAX_SIZE", "PAIRIO_STORE_BACKEND", "PAIRIO_STRICT_STORE"):
         monkeypatch.delenv(var, raising=False)
     home = tmp_path / "pairio-home"
     monkeypatch.setenv("PAIRIO_DB_PATH", str(home))

@@ -81,6 +81,7 @@ def test_check_warns_about_weak_passwords(tmp_path, password, capsys):
     settings = default_settings()
     settings["channels"][0]["password"] = password
     (tmp_path / "pairio.json").write_text(json.dumps(settings))
+    (tmp_path / "pairio.json").chmod(0o600)  # readable by others is a warning of its own
     assert main(["serve", str(tmp_path), "--check", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert len(report["warnings"]) == 1 and "weak password" in report["warnings"][0]
@@ -134,3 +135,28 @@ def test_refused_requests_are_logged_with_the_channel_and_no_secret(tmp_path):
     assert "refused 403" in log and "'public-ro'" in log and "'spikes'" in log
     for secret in (wrong, RW_PASSWORD, RO_PASSWORD):
         assert secret not in log
+
+
+# --- files holding passwords that others can read ----------------------------------------------
+
+
+@pytest.mark.parametrize("which", ["pairio.json", "password file"])
+@pytest.mark.parametrize("mode", [0o644, 0o604])
+def test_check_warns_about_password_files_readable_by_others(tmp_path, which, mode, capsys):
+    (tmp_path / "pairio.json").write_text(json.dumps(default_settings()))
+    password_file = tmp_path / "secret"
+    password_file.write_text("a long random password of the client's\n")
+    readable = tmp_path / "pairio.json" if which == "pairio.json" else password_file
+    for path in (tmp_path / "pairio.json", password_file):
+        path.chmod(mode if path == readable else 0o640)
+    assert main(["--password-file", str(password_file), "serve", str(tmp_path), "--check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    named = [w for w in report["warnings"] if "readable by every user" in w]
+    assert len(named) == 1 and str(readable) in named[0] and f"{mode:04o}" in named[0]
+
+
+def test_check_is_quiet_about_private_password_files(tmp_path, capsys):
+    (tmp_path / "pairio.json").write_text(json.dumps(default_settings()))
+    (tmp_path / "pairio.json").chmod(0o640)
+    assert main(["serve", str(tmp_path), "--check", "--json"]) == 0
+    assert not [w for w in json.loads(capsys.readouterr().out)["warnings"] if "readable" in w]

@@ -11,6 +11,7 @@ import os
 import secrets
 import shutil
 import socket
+import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -87,6 +88,23 @@ def password_warnings(passwords: dict[str, str]) -> list[str]:
     return out
 
 
+def readable_by_others(paths: list[str | os.PathLike[str] | None]) -> list[str]:
+    """A warning for each file of ``paths`` (None skipped) that every user of the machine may read:
+    pairio.json and a password file hold passwords."""
+    out = []
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            mode = os.stat(path).st_mode
+        except OSError:
+            continue
+        if mode & stat.S_IROTH:
+            out.append(f"{os.fspath(path)} holds passwords and is readable by every user of this machine "
+                       f"(mode {stat.S_IMODE(mode):04o}): chmod o-r {os.fspath(path)} (or chmod 600)")
+    return out
+
+
 def _password_bits(password: str) -> float:
     """A generous estimate of a password's strength: its length times the bits of the alphabet it draws on,
     counting a character repeated as no new information."""
@@ -105,7 +123,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.init:
         return _init(Path(args.directory), SETTINGS_FILENAME, args.json)
     settings = load_settings(args.directory)
-    warnings = password_warnings(settings.passwords)
+    warnings = password_warnings(settings.passwords) + readable_by_others(
+        [Path(args.directory) / SETTINGS_FILENAME, getattr(args, "password_file", None)])
     if args.check:
         store = "postgresql" if settings.database else settings.store.backend
         channels = ", ".join(

@@ -35,6 +35,7 @@ from ..errors import InvalidPathError
 from ..hashing import is_valid_unicode, sha1_of_stream
 from ..user_warnings import warn_user
 from ..wal import open_wal
+from ..write_faults import cause_of
 
 FILENAME = "hash_cache.sqlite3"
 # A file modified less than this long before its hashing started is not remembered:
@@ -127,7 +128,9 @@ class HashCache:
         return conn
 
     def _disable(self, exc: Exception) -> None:
-        if not self._broken:
+        # A store that cannot be written (a full disk, a read-only mount) is said so where a write
+        # of its own fails; the hash cache only stops remembering.
+        if not self._broken and cause_of(self.directory, exc) is None:
             warn_user(f"pairio hash cache {str(self.path)!r} is unusable ({exc}); "
                       "files will be re-hashed every time")
         self._broken = True

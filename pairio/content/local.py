@@ -5,7 +5,8 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from ..config import Config
+from ..config import DEFAULT_DATABASE_PATH, Config
+from ..files import make_private_dir
 from .hash_cache import HashCache
 from .store import ContentStore
 
@@ -36,6 +37,8 @@ def content_store(config: Config) -> ContentStore:
         with _lock:
             store = _stores.get(key)
             if store is None:
+                if config.database_path == DEFAULT_DATABASE_PATH:
+                    make_private_dir(config.database_dir)
                 store = ContentStore(config.content_path, hash_cache=cache)
                 if key[2]:
                     store.inline_max = 0

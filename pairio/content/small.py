@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..errors import StoreUnavailableError
 from ..wal import open_wal
+from ..write_faults import not_writable
 
 FILENAME = "small-objects.sqlite3"
 INLINE_MAX = 32 << 10
@@ -62,7 +63,11 @@ class SmallObjects:
         return conn
 
     def _error(self, exc: Exception) -> StoreUnavailableError:
-        return StoreUnavailableError(f"small-object table {str(self.path)!r} cannot be used: {exc}")
+        conn = getattr(self._local, "connection", None)
+        if getattr(conn, "read_only", False):
+            self._local.connection = None  # opened read-only: the next use tries to write again
+        return (not_writable("small-object table", self.path, exc, detail=str(exc))
+                or StoreUnavailableError(f"small-object table {str(self.path)!r} cannot be used: {exc}"))
 
     def _execute(self, sql: str, args: tuple = (), create: bool = False) -> sqlite3.Cursor | None:
         conn = self._connection(create)

@@ -47,6 +47,7 @@ from ..errors import (
 from ..filesystems import shared_file_system
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
 from ..lifecycle.locks import mark_reading
+from ..write_faults import not_writable
 from .hash_cache import HashCache, signature, stat_regular_file
 from .small import INLINE_MAX, SmallObjects
 
@@ -342,6 +343,8 @@ class ContentStore:
     def _corrupt(self, sha1: str, actual: str, row: bytes | None = None) -> CorruptContentError:
         moved = self.quarantine(sha1) if row is None else self._quarantine_row(sha1, row)
         where = f"; moved to {str(moved)!r}" if moved else ""
+        if moved is not None and moved.parent != self.quarantine_dir:
+            where = "; left in place (the store cannot be written)"
         return CorruptContentError(f"object {sha1} in {str(self.directory)!r} is corrupt "
                                    f"(its bytes hash to {actual}){where}")
 
@@ -378,7 +381,7 @@ class ContentStore:
     def _temp_file(self) -> files.AtomicFile:
         try:
             self._sweep_temp_files()
-            return files.AtomicFile(self.temp_dir, mode=0o644)
+            return files.AtomicFile(self.temp_dir, mode=0o666)
         except OSError as exc:
             raise self._unavailable(exc) from exc
 
@@ -396,7 +399,7 @@ class ContentStore:
         """
         _check_sha1(sha1)
         try:
-            temp = files.AtomicFile.resume(self.partial_dir / sha1, mode=0o644)
+            temp = files.AtomicFile.resume(self.partial_dir / sha1, mode=0o666)
         except OSError as exc:
             raise self._unavailable(exc) from exc
         if self.has(sha1):
@@ -470,8 +473,9 @@ class ContentStore:
             return 0
 
     def _unavailable(self, exc: OSError) -> StoreUnavailableError:
-        return StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "
-                                     f"{exc.strerror or exc}")
+        return (not_writable("content store", self.directory, exc)
+                or StoreUnavailableError(f"content store {str(self.directory)!r} cannot be written: "
+                                         f"{exc.strerror or exc}"))
 
     def put_stream(self, chunks: Iterable[bytes]) -> str:
         """Store the concatenation of ``chunks``; returns its SHA-1."""
@@ -587,14 +591,19 @@ class ContentStore:
         return self.small.remove(sha1) is not None or removed
 
     def quarantine(self, sha1: str) -> Path | None:
-        """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent)."""
-        files.ensure_dir(self.quarantine_dir)
-        dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
+        """Move the object ``sha1`` to the quarantine directory; returns its new path (None if absent).
+        In a store that cannot be written (read-only, not ours) the object stays where it is: its path."""
         try:
+            files.ensure_dir(self.quarantine_dir)
+            dest = self.quarantine_dir / f"{sha1}.{time.time_ns()}"
             os.replace(self.object_path(sha1), dest)
             return dest
         except FileNotFoundError:
             pass
+        except OSError as exc:
+            if not_writable("content store", self.directory, exc) is None:
+                raise
+            return self.object_path(sha1) if self.object_path(sha1).is_file() else None
         data = self.small.get(sha1)
         return None if data is None else self._quarantine_row(sha1, data)
 

@@ -10,8 +10,9 @@ import logging
 import threading
 from typing import TYPE_CHECKING, Any
 
-from ..config import Config
+from ..config import DEFAULT_DATABASE_PATH, Config
 from ..errors import ConfigurationError
+from ..files import make_private_dir
 from .base import KeyValueStore
 from .embedded import DATABASE_FILENAME, EmbeddedStore
 
@@ -45,6 +46,8 @@ def local_store(config: Config) -> EmbeddedStore | DirectoryStore:
             ident = (config.database_path, config.store_backend)
             store = _local_stores.get(ident)
             if store is None:
+                if config.database_path == DEFAULT_DATABASE_PATH:
+                    make_private_dir(config.database_dir)
                 store = _local_stores[ident] = _open_local(config)
             return store
 

@@ -15,13 +15,15 @@ import json
 import os
 import sqlite3
 import threading
+import urllib.parse
 import weakref
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import StoreUnavailableError
-from ..wal import journal_mode, set_up_wal
+from ..errors import StoreNotWritableError, StoreUnavailableError
+from ..wal import ReadOnlyConnection, create_file, journal_mode, open_read_only, set_up_wal
+from ..write_faults import not_writable
 from .base import KeyValueStore
 
 if TYPE_CHECKING:
@@ -166,21 +168,50 @@ class EmbeddedStore(KeyValueStore):
             )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
+            create_file(self.path)
         except OSError as exc:
-            raise StoreUnavailableError(
-                f"cannot create the pairio database directory {str(self.directory)!r}: {exc.strerror}"
-            ) from exc
+            error = not_writable("pairio database directory", self.directory, exc)
+            if error is not None and not self.path.exists():
+                return self._empty(error)
+            raise (error or StoreUnavailableError(f"cannot create the pairio database directory "
+                                                  f"{str(self.directory)!r}: {exc.strerror}")) from exc
         try:
             connection = sqlite3.connect(
                 self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=True
             )
         except sqlite3.Error as exc:
-            raise self._error(exc) from exc
+            return self._connect_read_only(exc)
         try:
             self._initialise(connection)
         except sqlite3.Error as exc:
             connection.close()
-            raise self._error(exc) from exc
+            return self._connect_read_only(exc)
+        return connection
+
+    @staticmethod
+    def _empty(error: StoreNotWritableError) -> sqlite3.Connection:
+        """No database, and none can be made there (a read-only mount, another user's directory):
+        an empty one in memory, which reads as an empty store and refuses every write."""
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=ReadOnlyConnection)
+        connection.execute(_SCHEMA)
+        _migrate(connection)
+        connection.execute("PRAGMA query_only = 1")
+        return connection
+
+    def _connect_read_only(self, exc: sqlite3.Error) -> sqlite3.Connection:
+        """Where the database cannot be opened for writing (a full disk, a read-only mount, another
+        user's store) it is read as it is: hits, ``get`` and ``ls`` work, writes fail (and try
+        to open it for writing again)."""
+        error = self._error(exc)
+        if not isinstance(error, StoreNotWritableError):
+            raise error from exc
+        try:
+            connection = open_read_only(self.path, _BUSY_TIMEOUT_MS / 1000)
+            if connection.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
+                connection.close()  # an older schema: it cannot be migrated here
+                raise error from exc
+        except sqlite3.Error:
+            raise error from exc
         return connection
 
     def _initialise(self, connection: sqlite3.Connection) -> None:
@@ -201,22 +232,42 @@ class EmbeddedStore(KeyValueStore):
         message = str(exc)
         if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):
             detail = f"it is corrupt or not a pairio database ({message})"
-        elif "unable to open" in message:
-            detail = "it cannot be opened (is the directory writable?)"
-        elif "readonly" in message:
-            detail = "it is read-only"
-        elif "disk is full" in message or "disk I/O" in message:
-            detail = f"the disk failed ({message})"
+        elif any(s in message for s in ("unable to open", "readonly", "disk is full", "disk I/O")):
+            connection = self._local.__dict__.get("connection")
+            if getattr(connection, "read_only", False):
+                # Opened read-only: the next use of this thread tries to open it for writing again
+                # (a transaction still holding it rolls back on it).
+                self._detach()
+                self._local.__dict__.pop("connection", None)
+            error = not_writable("pairio database", self.path, exc, detail=message)
+            if error is not None:
+                return error
+            if "unable to open" in message:
+                detail = "it cannot be opened (is the directory writable?)"
+            elif "readonly" in message:
+                detail = "it is read-only"
+            else:
+                detail = f"the disk failed ({message})"
         else:
             detail = message
         return StoreUnavailableError(f"pairio database {str(self.path)!r}: {detail}")
+
+    def _writer(self) -> sqlite3.Connection:
+        """This thread's connection, for a write: one opened read-only (the store could not be
+        written then) gives way to a new try at opening it for writing."""
+        connection = self._connection()
+        if getattr(connection, "read_only", False):
+            self._detach()
+            self._local.__dict__.pop("connection", None)
+            connection = self._connection()
+        return connection
 
     @contextlib.contextmanager
     def transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         """This thread's connection inside one transaction (``immediate``: take the write lock
         at once), committed when the block ends; for the tables beside the pairs."""
         try:
-            connection = self._connection()
+            connection = self._writer() if immediate else self._connection()
             connection.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
@@ -272,13 +323,18 @@ class EmbeddedStore(KeyValueStore):
         self._detach()
         if not objects.path.exists():
             return False  # ATTACH would make it, and without its table
-        self._connection()  # the database made and set up
+        read_only = getattr(self._connection(), "read_only", False)  # the database made and set up
         try:
-            reader = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            if read_only:  # a full disk, a read-only store: read as the first connection reads
+                reader = open_read_only(self.path, _BUSY_TIMEOUT_MS / 1000)
+                target = "file:" + urllib.parse.quote(os.path.abspath(objects.path)) + "?mode=ro"
+            else:
+                reader = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+                target = str(objects.path)
         except sqlite3.Error:
             return False
         try:
-            reader.execute(f"ATTACH DATABASE ? AS {_OBJECTS_SCHEMA}", (str(objects.path),))
+            reader.execute(f"ATTACH DATABASE ? AS {_OBJECTS_SCHEMA}", (target,))
         except sqlite3.Error:
             reader.close()
             return False
@@ -339,7 +395,7 @@ class EmbeddedStore(KeyValueStore):
 
     def set(self, collection: str, key: str, value: str) -> None:
         try:
-            self._connection().execute(_SET, (collection, key, value))
+            self._writer().execute(_SET, (collection, key, value))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
@@ -361,7 +417,7 @@ class EmbeddedStore(KeyValueStore):
 
     def delete(self, collection: str, key: str) -> None:
         try:
-            self._connection().execute(_DELETE, (collection, key))
+            self._writer().execute(_DELETE, (collection, key))
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

@@ -33,6 +33,7 @@ except ImportError:  # Windows
 
 from ..errors import StoreUnavailableError
 from ..files import TEMP_PREFIX, ensure_dir, lock_or_go_on
+from ..write_faults import not_writable
 
 GUARD_FILENAME = "gc.lock"
 _POLL_S = 0.005
@@ -75,7 +76,8 @@ def _open(path: Path) -> int:
         ensure_dir(path.parent)
         return os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
     except OSError as exc:
-        raise StoreUnavailableError(f"cannot open the content lock {str(path)!r}: {exc.strerror or exc}") from exc
+        raise (not_writable("content store", path.parent, exc, detail=f"its lock {str(path)!r}")
+               or StoreUnavailableError(f"cannot open the content lock {str(path)!r}: {exc.strerror or exc}")) from exc
 
 
 @contextlib.contextmanager

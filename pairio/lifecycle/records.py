@@ -29,7 +29,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import Config
+from ..errors import StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
+from ..write_faults import cause_of
 
 logger = logging.getLogger("pairio")
 
@@ -264,8 +266,11 @@ def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tupl
                 connection.executemany(_INSERT, rows)  # first: a hit may count on a record just made
                 connection.executemany(_HITS, counts)
         except (sqlite3.Error, OSError) as exc:
-            logger.warning("could not write %d records and %d hit counts in %s: %s", len(rows), len(counts),
-                           store.directory, exc)
+            # Hit counts only, on a store that cannot be written (read-only, full): nothing to say.
+            quiet = not rows and (isinstance(exc, StoreNotWritableError) or cause_of(store.directory, exc) is not None)
+            log = logger.debug if quiet else logger.warning
+            log("could not write %d records and %d hit counts in %s: %s", len(rows), len(counts),
+                store.directory, exc)
 
 
 def _at_exit_of_workers() -> None:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import ContentNotFoundError, CorruptContentError
+from ..errors import ContentNotFoundError, CorruptContentError, StoreNotWritableError, StoreUnavailableError
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
@@ -36,7 +36,7 @@ from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight
 from .call_stats import seconds_key
-from .values import load_result, store_result_described
+from .values import load_result, not_stored_message, store_result_described
 
 if TYPE_CHECKING:
     from .lease import ServerLease
@@ -160,7 +160,17 @@ class CachedFunction:
                   args: tuple, kwargs: dict) -> Any:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
-        reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs) if store else ("", 0)
+        reason, uploaded = "", 0
+        if store:
+            try:
+                reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs)
+            except StoreUnavailableError as exc:
+                # Computed is computed: a store that cannot take it (full, read-only, not ours)
+                # costs the cache, never the result.
+                if cfg.strict_store:
+                    raise
+                _warn(not_stored_message(self.name, key, result, exc))
+                reason = "not stored"
         if cfg.url and cfg.get_from == "local":
             # A server that was not asked is the first thing to suspect when a colleague's result misses.
             reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
@@ -229,7 +239,10 @@ class CachedFunction:
             # The store itself (the key is 40-hex, made here: pa.get's checks are spared), and the
             # result's row if it is a small one, in one statement. The seconds it took to compute
             # are read later, with those of other hits, when the counts are.
-            sha1, row = places.kv.get_with_object(collection, key, places.content.small)
+            try:
+                sha1, row = places.kv.get_with_object(collection, key, places.content.small)
+            except StoreNotWritableError:
+                return _MISSING  # no database, and none can be made there: nothing is stored
             from_server = False
         else:
             skey = seconds_key(key)

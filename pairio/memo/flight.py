@@ -94,10 +94,10 @@ class _KeyLock:
 
     def _open(self) -> int:
         try:
-            return os.open(self.path, _OPEN_FLAGS, 0o644)
+            return os.open(self.path, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
-            return os.open(self.path, _OPEN_FLAGS, 0o644)
+            return os.open(self.path, _OPEN_FLAGS, 0o666)
 
     def _fallback_acquire(self, timeout: float) -> bool:
         import filelock
@@ -140,10 +140,10 @@ class _RangeLock:
 
     def _lock(self, command: int) -> bool:
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
-            fd = os.open(self.path, _OPEN_FLAGS, 0o644)
+            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
         try:
             fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
         except OSError as exc:
@@ -180,9 +180,7 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
             logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
             lock.acquire()
     except OSError as exc:
-        if exc.errno not in _NO_LOCKS:
-            raise
-        _unlocked(database_dir, exc)
+        _unlocked(database_dir, label, key, exc)
         yield False
         return
     try:
@@ -194,13 +192,22 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
 _NO_LOCKS = NO_LOCKS_ERRNOS
 
 
-def _unlocked(database_dir: Path, exc: OSError) -> None:
-    """Say once per directory that its file system keeps no locks: computations go on without."""
-    if str(database_dir) not in _said_unlocked:
-        _said_unlocked.add(str(database_dir))
-        logger.warning("pairio: %s cannot lock files (%s): a step may be computed by two processes at "
-                       "once (a duplicate computation, never a wrong result)", database_dir / "locks",
-                       exc.strerror or exc)
+def _unlocked(database_dir: Path, label: str, key: str, exc: OSError) -> None:
+    """A lock that cannot be made: on a file system that keeps no locks, said once per directory;
+    on a full disk, a read-only store or another user's lock file, the call goes on without one
+    (its result cannot be stored there either). Any other OSError is raised."""
+    if exc.errno in _NO_LOCKS:
+        if str(database_dir) not in _said_unlocked:
+            _said_unlocked.add(str(database_dir))
+            logger.warning("pairio: %s cannot lock files (%s): a step may be computed by two processes at "
+                           "once (a duplicate computation, never a wrong result)", database_dir / "locks",
+                           exc.strerror or exc)
+        return
+    from ..write_faults import cause_of
+
+    if cause_of(database_dir / "locks", exc) is None:
+        raise exc
+    logger.debug("%s %s computed without its lock in %s: %s", label, key[:8], database_dir, exc)
 
 
 _said_unlocked: set[str] = set()
@@ -224,9 +231,7 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
             waited = True
             await _sleep(_ASYNC_POLL_S)
     except OSError as exc:
-        if exc.errno not in _NO_LOCKS:
-            raise
-        _unlocked(database_dir, exc)
+        _unlocked(database_dir, label, key, exc)
         yield False
         return
     try:

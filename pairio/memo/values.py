@@ -33,6 +33,7 @@ from ..config import get_config
 from ..content import content_store, named, pickles
 from ..content.store import ContentStore
 from ..errors import ContentNotFoundError, UnstorableResultError
+from ..lifecycle.units import format_size
 
 PICKLE_PROTOCOL = pickles.PROTOCOL
 # The bytes of small results, by SHA-1, kept in this process: content never changes under its
@@ -126,6 +127,35 @@ def store_result_described(store: ContentStore, value: Any, label: str = "result
                                     f"into the content store: {exc}") from exc
     files = made[-1].files
     return StoredResult(sha1, tuple(files), size + sum(files.values()))
+
+
+def not_stored_message(label: str, key: str, value: Any, exc: Exception) -> str:
+    """The warning for a result ``value`` of ``label`` computed but not stored because of ``exc``:
+    the store, the cause, and the bytes the result needs."""
+    needed = pickled_size(value)
+    size = f"; the result needs {format_size(needed)}" if needed is not None else ""
+    return (f"{label}: the result of key {key[:8]} was computed but not stored: {exc}{size}. "
+            "It is returned uncached (PAIRIO_STRICT_STORE=1 raises instead)")
+
+
+def pickled_size(value: Any) -> int | None:
+    """The bytes ``value`` takes pickled (files it names not counted), or None if it cannot be pickled."""
+    import cloudpickle
+
+    class _Counter:
+        n = 0
+
+        def write(self, data: Any) -> int:
+            n = memoryview(data).nbytes
+            self.n += n
+            return n
+
+    counter = _Counter()
+    try:
+        cloudpickle.CloudPickler(counter, protocol=PICKLE_PROTOCOL).dump(value)
+    except Exception:  # noqa: BLE001 - whatever stops the pickler, the size is unknown
+        return None
+    return counter.n
 
 
 def remember(sha1: str, data: bytes) -> None:
