@@ -177,23 +177,25 @@ def test_the_outbox_survives_a_crash_and_pairio_sync_uploads_it_so_a_teammate_hi
 
 
 def test_sync_pushes_recorded_entries_the_server_lacks_and_never_overwrites_its_values(server, tag, tmp_path):
-    step(tag, 1)  # computed with no server at all: recorded locally, not in the outbox
-    step(tag, 2)
+    with pa.config(collection="spikes"):
+        step(tag, 1)  # computed with no server at all: recorded locally, not in the outbox
+        step(tag, 2)
+    step(tag, 3)  # in a collection the channel may not use: counted as refused
     with shared(server):
         dry = pa.sync(dry_run=True)
-        assert dry.pushed == 2 and dry.objects == 2 and dry.bytes > 0
+        assert dry.pushed == 2 and dry.objects == 2 and dry.bytes > 0 and dry.collections_refused == ["default"]
         report = pa.sync()
-        assert (report.pushed, report.on_server, report.differing) == (2, 0, 0)
+        assert (report.pushed, report.on_server, report.differing, report.refused) == (2, 0, 0, 1)
         key = step.key(tag, 1)
     with teammate(server, tmp_path):
         assert step(tag, 1) == [1] * 1000 and step(tag, 2) == [2] * 1000
-        assert runs[tag] == 2
+        assert runs[tag] == 3
         # The server now holds another value for a key this store has: sync leaves it.
         pa.set(key, pa.store_object([9]), collection="spikes")
     with shared(server):
-        report = pa.sync()
-    assert (report.pushed, report.on_server, report.differing) == (0, 1, 1)
-    with shared(server, get_from="remote"):
+        report = pa.sync(collection="spikes")
+    assert (report.entries, report.pushed, report.on_server, report.differing) == (2, 0, 1, 1)
+    with shared(server), pa.config(get_from="remote"):
         assert pa.load_object(pa.get(key, collection="spikes")) == [9]
 
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 from .. import files
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import BadRequestError, RemoteError
+from ..errors import BadRequestError, PermissionDeniedError, RemoteError
 from ..hashing import is_sha1_hex
 from ..kv import local_store, remote_store
 from .call_stats import seconds_key
@@ -66,9 +66,11 @@ class SyncReport:
     on_server: int = 0  # entries the server has already
     differing: int = 0  # keys the server holds with another value (left as they are)
     missing_content: int = 0  # entries whose content is no longer in the local store
-    refused: int = 0  # entries with an object the server refuses (over the channel's size limit)
+    refused: int = 0  # entries the server refuses (an object over the channel's size limit, a collection
+    # the channel may not use)
     objects: int = 0  # objects the server lacked, uploaded (with dry_run: to upload)
     bytes: int = 0  # their bytes
+    collections_refused: list[str] = dataclasses.field(default_factory=list)  # the channel may not use these
     outbox_left: int = 0  # results still waiting in the outbox
     seconds: float = 0.0
 
@@ -157,7 +159,14 @@ def push(cfg: Config, entries: list[Waiting], *, dry_run: bool = False,
     for collection, group in by_collection.items():
         keys = list(dict.fromkeys(entry.key for entry in group))
         here = local.get_many(collection, keys)
-        there = server.get_many(collection, keys)
+        try:
+            there = server.get_many(collection, keys)
+        except (PermissionDeniedError, BadRequestError) as exc:  # a collection the channel may not use
+            logger.warning("pairio sync: collection %r skipped: %s", collection, exc)
+            report.entries += len(group)
+            report.refused += len(group)
+            report.collections_refused.append(collection)
+            continue
         sending: list[Waiting] = []
         for entry in group:
             report.entries += 1
