@@ -31,3 +31,30 @@ def test_known_and_test_suite_variables_are_not_warned_about(monkeypatch):
     monkeypatch.setenv("PAIRIO_TEST_ANYTHING", "1")
     _, said = runtime_warnings(pa.reset_config)
     assert said == []
+
+
+@pa.cached
+def outage_step(tag: str, x: int) -> int:
+    return x * 2
+
+
+def test_with_the_server_down_a_missing_content_is_not_said_to_be_on_no_reachable_store():
+    import hashlib
+    import uuid
+
+    from server_process import RW_PASSWORD, free_port
+
+    from pairio.memo import remote
+
+    remote.forget_health()
+    tag = uuid.uuid4().hex
+    for x in (1, 2):  # pairs stored here whose content is not (it may be on the server)
+        pa.set(outage_step.key(tag, x), hashlib.sha1(f"{tag}{x}".encode()).hexdigest())
+    with pa.config(url=f"http://127.0.0.1:{free_port()}", channel="lab-rw", password=RW_PASSWORD,
+                   get_from="local_then_remote", set_to="local_and_remote"):
+        first, said_first = runtime_warnings(outage_step, tag, 1)  # finds the server down
+        second, said_second = runtime_warnings(outage_step, tag, 2)  # while it is skipped
+    assert (first, second) == (2, 4)
+    assert len(said_first) == 1 and "unreachable" in said_first[0]
+    assert len(said_second) == 1 and "could not be asked" in said_second[0]
+    assert not any("no reachable store" in m for m in said_first + said_second)

@@ -256,6 +256,11 @@ class CachedFunction:
                 if server is None:
                     _warn(f"{self.name}: key {key[:8]} is stored, but its content is missing here ({exc}); "
                           "recomputing")
+                elif server.unasked:
+                    # The server is down: the content may well be there. Said once, with the outage.
+                    if not server.warned:
+                        _warn(f"{self.name}: key {key[:8]} is stored, but its content is not here and the "
+                              f"server could not be asked for it ({exc}); computing it here")
                 else:
                     where = "the server" if from_server else "the local store"
                     _warn(f"{self.name}: {where} knows key {key[:8]}, but its content is on no reachable "

@@ -73,7 +73,9 @@ class Server:
         self.inline: dict[str, bytes] = {}  # small objects that came with the pairs
         self.downloaded = 0
         self.uploaded = 0
-        self.refused_object = False  # an object the server will never take (over its size limit)
+        self.refused_object = False
+        self.unasked = False  # content was needed from the server and it could not be asked (down)
+        self.warned = False  # this object warned about the server already  # an object the server will never take (over its size limit)
         identity = (cfg.url, cfg.channel, cfg.database_path)
         with _lock:
             self._health = _health.setdefault(identity, _Health())
@@ -99,6 +101,7 @@ class Server:
                 self._health.denied.add((operation, collection))
             if first:
                 warn(f"{doing}: {exc}; {_CONSEQUENCES[operation]} (said once)")
+                self.warned = True
             return
         with _lock:
             first = self.up()
@@ -106,6 +109,7 @@ class Server:
         if first:
             warn(f"{doing}: {exc}; going on without the server for {SKIP_S:.0f} s: results are computed and "
                  "stored locally (strict_remote=True raises instead)")
+            self.warned = True
         else:
             logger.debug("%s: %s", doing, exc)
 
@@ -197,6 +201,7 @@ class Server:
             self.downloaded += len(data)
             return True
         if not self.may("read", _CONTENT):
+            self.unasked = not self.up()
             return False
         try:
             path = self.content.download(sha1)
@@ -207,6 +212,7 @@ class Server:
             return False
         except RemoteError as exc:
             self.failed(exc, "read", _CONTENT, doing)
+            self.unasked = not self.up()
             return False
         self.downloaded += path.stat().st_size
         return True
@@ -237,6 +243,9 @@ class Server:
 
         def fetch(h: str) -> None:
             if not self.fetch(h, doing):
+                if self.unasked:
+                    raise ContentNotFoundError(f"object {h} is not here, and the server {self.store._shown_url} "
+                                               "cannot be reached to fetch it")
                 raise ContentNotFoundError(f"object {h} is neither here nor on the server")
 
         if not store.has(sha1):
