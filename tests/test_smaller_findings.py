@@ -58,3 +58,34 @@ def test_with_the_server_down_a_missing_content_is_not_said_to_be_on_no_reachabl
     assert len(said_first) == 1 and "unreachable" in said_first[0]
     assert len(said_second) == 1 and "could not be asked" in said_second[0]
     assert not any("no reachable store" in m for m in said_first + said_second)
+
+
+def test_an_unstorable_result_is_returned_with_one_warning_naming_its_type_and_what_to_return():
+    import threading
+
+    @pa.cached
+    def lazy(n):
+        return (i * i for i in range(n))
+
+    @pa.cached
+    def holding(n):
+        return {"n": n, "guard": threading.Lock()}
+
+    result, said = runtime_warnings(lazy, 4)
+    assert list(result) == [0, 1, 4, 9]
+    assert len(said) == 1 and "generator" in said[0] and "list(" in said[0] and "not cached" in said[0]
+    result, said = runtime_warnings(holding, 2)
+    assert result["n"] == 2 and isinstance(result["guard"], type(threading.Lock()))
+    assert len(said) == 1 and "type dict" in said[0] and "lock" in said[0] and "leave the lock out" in said[0]
+    assert pa.get(lazy.key(4)) is None and pa.get(holding.key(2)) is None
+
+
+def test_an_unstorable_result_raises_with_strict():
+    @pa.cached(strict=True)
+    def lazy(n):
+        return (i for i in range(n))
+
+    import pytest
+
+    with pytest.raises(pa.UnstorableResultError, match="generator.*list"):
+        lazy(3)

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import ContentNotFoundError, CorruptContentError
+from ..errors import ContentNotFoundError, CorruptContentError, UnstorableResultError
 from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..lifecycle import api as lifecycle_api
@@ -160,7 +160,14 @@ class CachedFunction:
                   args: tuple, kwargs: dict) -> Any:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
-        reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs) if store else ("", 0)
+        try:
+            reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs) if store else ("", 0)
+        except UnstorableResultError as exc:
+            if self._options["strict"]:
+                raise
+            # Nothing was stored: the value is the caller's all the same (strict=True raises instead).
+            _warn(f"{self.name}: {exc}; returned, not cached (strict=True raises instead)")
+            reason, uploaded = "not stored: the result cannot be pickled", 0
         if cfg.url and cfg.get_from == "local":
             # A server that was not asked is the first thing to suspect when a colleague's result misses.
             reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
@@ -499,7 +506,8 @@ def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = N
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
-    ``strict=True`` refuses arguments that only cloudpickle can hash. ``collection``
+    ``strict=True`` refuses arguments that only cloudpickle can hash, and raises UnstorableResultError
+    for a result that cannot be pickled (else it is returned, not cached, with one warning). ``collection``
     overrides the config's collection for this function's pairs. A ``pathlib.Path`` to a file in a
     result comes back on a hit as a read-only path in the content store with the file's name and
     suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.
