@@ -89,3 +89,46 @@ def test_an_unstorable_result_raises_with_strict():
 
     with pytest.raises(pa.UnstorableResultError, match="generator.*list"):
         lazy(3)
+
+
+def test_a_result_larger_than_max_size_is_warned_about_once_and_never_stored(caplog):
+    import logging
+    import os
+
+    calls = []
+
+    @pa.cached
+    def big(n):
+        calls.append(n)
+        return os.urandom(20_000)
+
+    caplog.set_level(logging.INFO, logger="pairio")
+    with pa.config(max_size="10kB"):
+        _, said = runtime_warnings(big, 1)
+        _, again = runtime_warnings(big, 1)
+        _, other = runtime_warnings(big, 2)
+    assert calls == [1, 1, 2]
+    assert len(said) == 1 and again == [] and other == []
+    assert "20 kB" in said[0] and "max_size (10 kB)" in said[0] and "never be kept" in said[0]
+    assert pa.get(big.key(1)) is None and pa.entries() == []
+    assert list(pa.content_store(pa.get_config()).iter_objects()) == []
+    assert "evicted" not in caplog.text  # not stored, so not evicted either
+
+
+def test_the_eviction_log_line_names_function_key_size_and_worth_in_readable_units(caplog):
+    import logging
+    import os
+
+    @pa.cached
+    def chunk(n):
+        return os.urandom(4_000)
+
+    caplog.set_level(logging.INFO, logger="pairio")
+    with pa.config(max_size="10kB"):
+        keys = [chunk.key(n)[:8] for n in range(3)]
+        for n in range(3):
+            chunk(n)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("evicted"))
+    assert any(f"chunk {k} (4.0" in line for k in keys)
+    assert " kB, saves " in line and ("ms a use" in line or " s a use" in line) and "0 hits" in line
+    assert "within 10 kB" in line

@@ -88,6 +88,7 @@ class CachedFunction:
         parts = getattr(func, "__qualname__", "").split(".")
         self._method = (len(parts) >= 2 and parts[-2] != "<locals>" and self._keys.self_name == "self")
         self._places: _Places | None = None
+        self._warned_too_large = False
 
     def __repr__(self) -> str:
         return f"<pairio.cached {self.name}>"
@@ -312,6 +313,8 @@ class CachedFunction:
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
             stored = store_result_described(store, result, f"result of {self.name}")
+            if cfg.max_size is not None and stored.size > cfg.max_size:
+                return self._too_large(cfg, key, stored), 0
             pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
             if cfg.set_to == "local":
                 # The pair and its record in one transaction.
@@ -330,6 +333,21 @@ class CachedFunction:
             reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
         hooks.settled(cfg, collection, key, result, total)
         return reason, uploaded
+
+    def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
+        """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
+        once, on every run). Its object goes unless an entry refers to it; warned once per function."""
+        from ..lifecycle import records
+        from ..lifecycle.units import format_size
+
+        if not records.find(local_store(cfg), stored.sha1):
+            content_store(cfg).remove(stored.sha1)
+        if not self._warned_too_large:
+            self._warned_too_large = True
+            _warn(f"{self.name}: the result of key {key[:8]} takes {format_size(stored.size)}, more than max_size "
+                  f"({format_size(cfg.max_size or 0)}): it can never be kept, so it is returned and not stored "
+                  "(raise max_size to cache it; said once)")
+        return "not stored: larger than max_size"
 
     # --- controls -------------------------------------------------------------------------
 
