@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import pairio as pa
@@ -132,3 +133,67 @@ def test_the_eviction_log_line_names_function_key_size_and_worth_in_readable_uni
     assert any(f"chunk {k} (4.0" in line for k in keys)
     assert " kB, saves " in line and ("ms a use" in line or " s a use" in line) and "0 hits" in line
     assert "within 10 kB" in line
+
+
+def _age_object(sha1: str) -> None:
+    import stored_objects
+
+    stored_objects.age(pa.content_store(pa.get_config()), sha1, 3 * 86400)
+
+
+def test_gc_dry_run_counts_only_what_the_real_run_removes_and_says_what_it_keeps_and_why(tmp_path, capsys):
+    import fcntl
+
+    from pairio.cli import main
+    from pairio.lifecycle import gc
+
+    store = pa.content_store(pa.get_config())
+    data = tmp_path / "inside.bin"
+    data.write_bytes(os.urandom(300_000))  # a file object inside the result
+
+    @pa.cached
+    def keeps_a_file():
+        return data
+
+    keeps_a_file()
+    [entry] = pa.entries()
+    for sha1 in (entry.sha1, *entry.objects):
+        _age_object(sha1)
+    store.remove(entry.sha1)  # the result is gone: gc removes its pair, and then its file is unreferenced
+    held = pa.parse_uri(pa.store_bytes(os.urandom(300_000))).sha1  # unreferenced, but a reader holds it
+    _age_object(held)
+    kept = pa.parse_uri(pa.store_text("named by a pair")).sha1
+    pa.set("k", kept)
+    _age_object(kept)
+    fd = os.open(store.object_file(held), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        dry = gc.collect(pa.get_config(), dry_run=True)
+        assert main(["gc", "--dry-run"]) == 0
+        out = capsys.readouterr().out
+        real = gc.collect(pa.get_config())
+    finally:
+        os.close(fd)
+    assert (dry.objects, dry.object_bytes, dry.pairs) == (real.objects, real.object_bytes, real.pairs) == (
+        1, 300_000, 1)
+    assert dry.objects_in_use == real.objects_in_use == 1
+    assert "would remove 1 unreferenced object(s)" in out
+    assert "kept: 1 a pair or record refers to" in out and "1 a reader holds open" in out
+
+
+def test_gc_removes_partial_downloads_whose_object_is_complete_and_counts_them(capsys):
+    from pairio.cli import main
+
+    store = pa.content_store(pa.get_config())
+    complete = pa.parse_uri(pa.store_bytes(b"x" * 5000)).sha1
+    absent = "0" * 40
+    store.partial_dir.mkdir(parents=True, exist_ok=True)
+    (store.partial_dir / complete).write_bytes(b"x" * 1000)  # left by a download cut short
+    (store.partial_dir / absent).write_bytes(b"y" * 700)
+    assert main(["gc", "--temp", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "would remove 1 abandoned temporary file(s), 1 kB (1 partial download(s) whose object is complete)" in out
+    assert "kept: 1 partial download(s) of absent objects, 700 B" in out
+    assert (store.partial_dir / complete).exists()
+    assert main(["gc", "--temp"]) == 0
+    assert not (store.partial_dir / complete).exists() and (store.partial_dir / absent).exists()
