@@ -197,3 +197,36 @@ def test_gc_removes_partial_downloads_whose_object_is_complete_and_counts_them(c
     assert (store.partial_dir / complete).exists()
     assert main(["gc", "--temp"]) == 0
     assert not (store.partial_dir / complete).exists() and (store.partial_dir / absent).exists()
+
+
+def smooth(x):
+    return x
+
+
+def sharpen(x):
+    return -x
+
+
+def test_a_miss_caused_by_a_changed_callable_argument_names_it_never_by_address(caplog):
+    import functools
+    import logging
+    import re
+
+    @pa.cached
+    def apply(data, transform):
+        return [transform(d) for d in data]
+
+    first = lambda x: x + 1  # noqa: E731
+    second = lambda x: x + 2  # noqa: E731
+    line = first.__code__.co_firstlineno
+    caplog.set_level(logging.INFO, logger="pairio")
+    for transform in (smooth, sharpen, first, second, functools.partial(pow, exp=2)):
+        apply([1, 2], transform)
+    said = [r.getMessage() for r in caplog.records if "missed because" in r.getMessage()]
+    assert len(said) == 4
+    assert not any(re.search(r"0x[0-9a-f]{6,}", m) for m in said)
+    assert "argument `transform` differs (function test_smaller_findings.smooth -> " \
+           "function test_smaller_findings.sharpen)" in said[0]
+    assert f"(<lambda> at test_smaller_findings.py:{line} -> <lambda> at test_smaller_findings.py:{line + 1})" \
+        in said[2]
+    assert "partial(function pow, exp=2)" in said[3]
