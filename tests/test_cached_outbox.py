@@ -202,3 +202,18 @@ def test_sync_pushes_recorded_entries_the_server_lacks_and_never_overwrites_its_
 def test_sync_needs_a_server():
     with pytest.raises(pa.ConfigurationError, match="PAIRIO_URL"):
         pa.sync()
+
+
+def test_a_later_local_hit_also_sends_the_outbox_once_the_server_answers(server, tag, tmp_path):
+    with shared(server):
+        quietly(step, tag, 1)  # a result from before the outage: a local hit below
+        server.stop()
+        remote.forget_health()
+        quietly(step, tag, 2)  # made during the outage
+        restart(server)
+        assert step(tag, 1) == [1] * 1000  # a local hit; the server is not known to be down
+        outbox.wait_for_uploads()
+        assert outbox.waiting(pa.get_config()) == []
+    with teammate(server, tmp_path):
+        step(tag, 2)
+    assert runs[tag] == 2

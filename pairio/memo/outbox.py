@@ -295,15 +295,18 @@ def _seconds_pairs(cfg: Config, entries: list[Waiting]) -> dict[tuple[str, str],
 _lock = threading.Lock()
 _pending: dict[Path, bool] = {}  # outbox directory -> results may be waiting there (absent: not looked yet)
 _threads: dict[Path, threading.Thread] = {}
+_retry_after: dict[Path, float] = {}  # after a failed upload, not tried again before this (monotonic)
+RETRY_S = 30.0
 
 
 def kick(cfg: Config) -> None:
-    """The server of ``cfg`` just answered: if results wait in the outbox, upload them in a
-    background thread (one per outbox at a time). Cheap when the outbox is empty: it is looked at
-    once per process, then only after this process adds to it."""
+    """The server of ``cfg`` answers (or is not known to be down): if results wait in the outbox,
+    upload them in a background thread (one per outbox at a time; after a failure, not again for
+    RETRY_S seconds). Cheap when the outbox is empty: it is looked at once per process, then only
+    after this process adds to it."""
     directory = outbox_dir(cfg)
     pending = _pending.get(directory)
-    if pending is False:
+    if pending is False or time.monotonic() < _retry_after.get(directory, 0.0):
         return
     with _lock:
         if pending is None:
@@ -333,6 +336,7 @@ def _drain(cfg: Config, directory: Path) -> None:
         logger.debug("pairio: outbox not sent yet: %s", exc)
         with _lock:
             _pending[directory] = True
+            _retry_after[directory] = time.monotonic() + RETRY_S
     except Exception:  # a background thread has no caller to raise to
         logger.exception("pairio: uploading the outbox %s failed", directory)
 
@@ -347,6 +351,7 @@ def _forget_after_fork() -> None:
     # The threads did not follow the fork; the files on disk say what still waits.
     _pending.clear()
     _threads.clear()
+    _retry_after.clear()
 
 
 atexit.register(wait_for_uploads, 5.0)

@@ -122,6 +122,8 @@ class Server:
         if mode == "local_then_remote":
             found = local.get_many(collection, keys)
             if keys[0] in found or not self.may("get", collection):
+                if self.up():
+                    outbox.kick(self.cfg)  # a local hit: results of an outage may go up meanwhile
                 return found, False
             more = self._remote_get(collection, keys, doing)
             if more:
