@@ -59,6 +59,10 @@ def __getattr__(name: str):
         from .memo.key import KEY_FORMAT
 
         return KEY_FORMAT
+    if name in ("sync", "SyncReport"):
+        from .memo import outbox
+
+        return getattr(outbox, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -107,6 +111,8 @@ __all__ = [
     "entries",
     "why",
     "Entry",
+    "sync",
+    "SyncReport",
     # errors
     "PairioError",
     "InvalidKeyError",

@@ -56,6 +56,10 @@ ENV_VARS = {
     "store_backend": "PAIRIO_STORE_BACKEND",
 }
 
+# PAIRIO_* variables read elsewhere (the server's), and prefixes left to the test suite and benchmarks.
+OTHER_ENV_VARS = ("PAIRIO_SERVE_DIRECTORY", "PAIRIO_STRICT_STORE")
+_UNCHECKED_PREFIXES = ("PAIRIO_TEST_", "PAIRIO_BENCH_")
+
 
 @dataclasses.dataclass(frozen=True)
 class Config:
@@ -165,6 +169,7 @@ class Config:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
         """The defaults, overridden by any PAIRIO_* environment variables."""
         environ = os.environ if environ is None else environ
+        _warn_unknown_variables(environ)
         fields: dict[str, Any] = {}
         for name, var in ENV_VARS.items():
             raw = environ.get(var)
@@ -186,6 +191,27 @@ class Config:
             except ConfigurationError as exc:
                 raise ConfigurationError(f"{ENV_VARS[name]}: {exc}") from None
         return cls(**fields)
+
+
+_warned_variables: set[str] = set()  # unknown PAIRIO_* variables this process has warned about
+
+
+def _warn_unknown_variables(environ: Mapping[str, str]) -> None:
+    """Warn once per process about each PAIRIO_* variable pairio does not know (a typo is silently
+    ignored otherwise), naming the closest known one."""
+    known = (*ENV_VARS.values(), *OTHER_ENV_VARS)
+    for var in environ:
+        if (not var.startswith("PAIRIO_") or var in known or var.startswith(_UNCHECKED_PREFIXES)
+                or var in _warned_variables):
+            continue
+        import difflib  # only when there is a variable to match
+
+        from .user_warnings import warn_user
+
+        _warned_variables.add(var)
+        close = difflib.get_close_matches(var, known, n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]}?" if close else f"known: {', '.join(sorted(ENV_VARS.values()))}"
+        warn_user(f"environment variable {var} is not a pairio setting and is ignored; {hint} (said once)")
 
 
 # The password part of a URL's user info: http://user:PASSWORD@host

@@ -351,6 +351,12 @@ def remove_stale_temp_files(directory: str | os.PathLike[str], dry_run: bool = F
     return removed
 
 
+def remove_if_unlocked(path: str, dry_run: bool = False) -> bool:
+    """Remove the file at ``path`` unless a live writer holds its lock; True if removed (or, with
+    ``dry_run``, if it would be)."""
+    return _remove_if_stale(path, dry_run)
+
+
 def _remove_if_stale(path: str, dry_run: bool = False) -> bool:
     if fcntl is None:
         try:

@@ -450,8 +450,8 @@ def test_an_exception_releases_the_claim_on_the_key():
     assert pa.stats().get(fails.name) is None  # a failed call is neither a hit nor a miss
 
 
-def test_a_result_that_cannot_be_pickled_raises_and_stores_nothing():
-    @pa.cached
+def test_a_result_that_cannot_be_pickled_raises_with_strict_and_stores_nothing():
+    @pa.cached(strict=True)
     def opens():
         return {"lock": threading.Lock()}
 

@@ -1,5 +1,6 @@
 """``pairio stats``: hits, misses and time saved per cached function, totalled across runs;
-``pairio leases``: the computations the server knows to be running."""
+``pairio leases``: the computations the server knows to be running; ``pairio sync``: what the
+server lacks of this store's results, uploaded."""
 
 from __future__ import annotations
 
@@ -26,6 +27,14 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
         "in the collections the channel may read: which step, on which host and process, for how "
         "long, and for how long more unless renewed."))
     p.set_defaults(handler=_leases)
+    p = subparsers.add_parser("sync", help="upload the results the server lacks (those made during an outage)",
+                              description=(
+        "Upload to the configured server what it lacks of this store's cached results: those stored here "
+        "while it was unreachable or refused them (the outbox), and every recorded entry whose key it does "
+        "not hold (of --collection, if given; else of every collection). Content goes first, then the "
+        "pairs; a key the server holds with another value is left as it is. Prints the counts."))
+    p.add_argument("--dry-run", action="store_true", help="count what would be uploaded; send nothing")
+    p.set_defaults(handler=_sync)
 
 
 def _stats(args: argparse.Namespace) -> int:
@@ -67,4 +76,36 @@ def _leases(args: argparse.Namespace) -> int:
         print(f"{str(lease['collection']):<12}  {str(lease['key'])[:8]:<8}  {str(info.get('function', '?')):<30}  "
               f"{str(info.get('host', '?')):<16}  {str(info.get('pid', '?')):>7}  "
               f"{now - lease['acquired_at']:>8.1f}  {lease['expires_at'] - now:>10.1f}")
+    return 0
+
+
+def _sync(args: argparse.Namespace) -> int:
+    import sys
+
+    from ..content.progress import ProgressBar
+    from ..memo.outbox import sync
+
+    bars: list[ProgressBar] = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            bars.append(ProgressBar(total, "pairio sync: uploading"))
+        bars[0](done)
+
+    shown = not args.json and sys.stderr.isatty()
+    try:
+        report = sync(dry_run=args.dry_run, collection=getattr(args, "collection", None),
+                      progress=progress if shown else None)
+    finally:
+        for bar in bars:
+            bar.close()
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    verb = "would upload" if report.dry_run else "uploaded"
+    print(f"{report.entries} local entr{'y' if report.entries == 1 else 'ies'}: {report.pushed} the server lacked "
+          f"({verb}: {report.objects} object(s), {report.bytes / 1e6:.1f} MB), {report.on_server} on the server "
+          f"already, {report.differing} held there with another value (left), {report.missing_content} whose "
+          f"content is gone here, {report.refused} refused; {report.outbox_left} result(s) still waiting in the "
+          f"outbox ({report.seconds:.1f} s)")
     return 0

@@ -216,12 +216,16 @@ def _gc(args: argparse.Namespace) -> int:
         print(f"{verb} {by_access.objects} object(s) read longest ago, {format_size(by_access.bytes)}: "
               f"{format_size(by_access.size_before)} -> {format_size(by_access.size_after)}")
     if every or args.content:
-        print(f"{verb} {report.objects} unreferenced object(s), {format_size(report.object_bytes)} "
-              f"({report.objects_kept_young} younger than {args.grace} kept, {report.objects_in_use} in use)")
+        print(f"{verb} {report.objects} unreferenced object(s), {format_size(report.object_bytes)}; kept: "
+              f"{report.objects_referenced} a pair or record refers to, {report.objects_kept_young} younger than "
+              f"{args.grace} (--grace), {report.objects_in_use} a reader holds open")
     if every or args.pairs:
         print(f"{verb} {report.pairs} pair(s) whose content is gone")
     if every or args.temp:
-        print(f"{verb} {report.temp_files} abandoned temporary file(s), {format_size(report.temp_bytes)}")
+        print(f"{verb} {report.temp_files} abandoned temporary file(s), {format_size(report.temp_bytes)} "
+              f"({report.partials} partial download(s) whose object is complete); kept: {report.partials_kept} "
+              f"partial download(s) of absent objects, {format_size(report.partials_kept_bytes)} (a later "
+              "download resumes them)")
     if every or args.locks:
         print(f"{verb} {report.locks} idle lock file(s) from {cfg.database_dir / 'locks'}")
     return 0

@@ -53,8 +53,12 @@ class GcReport:
     objects_in_use: int = 0
     objects_kept_young: int = 0
     pairs: int = 0
-    temp_files: int = 0
+    objects_referenced: int = 0  # old enough, but a pair or a record refers to them: kept
+    temp_files: int = 0  # abandoned temporary files, and partial downloads whose object is complete
     temp_bytes: int = 0
+    partials: int = 0  # of those, partial downloads whose object is complete
+    partials_kept: int = 0  # partial downloads of objects still absent: kept, a later download resumes them
+    partials_kept_bytes: int = 0
     locks: int = 0
     seconds: float = 0.0
 
@@ -76,10 +80,11 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
         with locks.removing(store.directory) as held:
             if not held:
                 raise PairioError(f"gc: writers kept the content directory {str(store.directory)!r} busy; try again")
-            if pairs:
-                _orphaned_pairs(cfg, store, report, dry_run)
+            gone = _orphaned_pairs(cfg, store, report, dry_run) if pairs else []
             if content:
-                _unreferenced_content(cfg, store, report, grace_s, dry_run, candidates, trash)
+                # A dry run leaves the orphaned records in place: their objects count as the real run sees them.
+                ignoring = {(e.collection, e.key) for e in gone} if dry_run else set()
+                _unreferenced_content(cfg, store, report, grace_s, dry_run, candidates, trash, ignoring)
         locks.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
     if temp:
         # Content being written, and the database directory's own atomic writes.
@@ -88,6 +93,7 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
             for path in files.remove_stale_temp_files(directory, dry_run=dry_run):
                 report.temp_files += 1
                 report.temp_bytes += sizes.get(path.name, 0)
+        _partials(store, report, dry_run)
     if idle_locks:
         report.locks = len(remove_idle_locks(cfg.database_dir, lock_age_s, dry_run=dry_run))
     kv = local_store(cfg)
@@ -100,15 +106,39 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
     return report
 
 
-def _orphaned_pairs(cfg: Config, store: ContentStore, report: GcReport, dry_run: bool) -> None:
+def _orphaned_pairs(cfg: Config, store: ContentStore, report: GcReport, dry_run: bool) -> list[records.Entry]:
     kv = local_store(cfg)
     if not kv.path.exists():
-        return
+        return []
     gone = [e for e in records.entries(kv) if not all(store.has(s) for s in [e.sha1, *e.objects])]
     if dry_run:
         report.pairs = len(gone)
-    else:
-        report.pairs = len(records.remove(kv, gone))
+        return gone
+    removed = records.remove(kv, gone)
+    report.pairs = len(removed)
+    return removed
+
+
+def _partials(store: ContentStore, report: GcReport, dry_run: bool) -> None:
+    """Partial downloads (``partial/``) whose object is complete go (unless a download holds them);
+    the others are counted and kept, for a later download to resume."""
+    try:
+        found = list(os.scandir(store.partial_dir))
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    for entry in found:
+        try:
+            size = entry.stat(follow_symlinks=False).st_size
+        except FileNotFoundError:
+            continue
+        if is_sha1_hex(entry.name) and not store.has(entry.name):
+            report.partials_kept += 1
+            report.partials_kept_bytes += size
+            continue
+        if files.remove_if_unlocked(entry.path, dry_run):
+            report.partials += 1
+            report.temp_files += 1
+            report.temp_bytes += size
 
 
 def _sizes(directory: os.PathLike[str]) -> dict[str, int]:
@@ -138,12 +168,14 @@ def _old_objects(store: ContentStore, report: GcReport, grace_s: float) -> list[
 
 
 def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, grace_s: float,
-                          dry_run: bool, candidates: list[tuple[str, str | None]], trash: list[str]) -> None:
+                          dry_run: bool, candidates: list[tuple[str, str | None]], trash: list[str],
+                          ignoring: set[tuple[str, str]] | None = None) -> None:
     if not candidates:
         return
-    referenced = references(cfg, store)
+    referenced = references(cfg, store, ignoring)
     for sha1, path in candidates:
         if sha1 in referenced:
+            report.objects_referenced += 1
             continue
         if path is None:
             _unreferenced_row(store, sha1, report, grace_s, dry_run)
@@ -156,6 +188,9 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             report.objects_kept_young += 1
             continue
         if dry_run:
+            if locks.held_by_reader(path):  # the real run leaves it
+                report.objects_in_use += 1
+                continue
             report.objects += 1
             report.object_bytes += st.st_size
             continue
@@ -176,6 +211,8 @@ def _unreferenced_row(store: ContentStore, sha1: str, report: GcReport, grace_s:
         if info is not None and info[1] < older_than:
             report.objects += 1
             report.object_bytes += info[0]
+        elif info is not None:
+            report.objects_kept_young += 1
         return
     size = store.small.remove(sha1, older_than=older_than)
     if size is None:
@@ -185,24 +222,31 @@ def _unreferenced_row(store: ContentStore, sha1: str, report: GcReport, grace_s:
         report.object_bytes += size
 
 
-def references(cfg: Config, store: ContentStore) -> set[str]:
-    """Every object a pair or a record of the local store refers to."""
+def references(cfg: Config, store: ContentStore, ignoring: set[tuple[str, str]] | None = None) -> set[str]:
+    """Every object a pair or a record of the local store refers to (but for the entries
+    ``ignoring``, (collection, key): their records and pairs, as if removed)."""
     kv = local_store(cfg)
     out: set[str] = set()
+    ignoring = ignoring or set()
     if not kv.path.exists():
         return out
     dirs: list[str] = []
     if not records.keeps_records(kv):  # the directory store: its pairs only
-        values = (v for c in kv.collections() for _, v in kv.items(c) if len(v) >= 40)
+        values = (v for c in kv.collections() for k, v in kv.items(c)
+                  if len(v) >= 40 and (c, k) not in ignoring)
         _values_references(store, values, set(), out, dirs)
     else:
         with kv.transaction() as connection:
             recorded = set()
-            for sha1, objects in connection.execute("SELECT sha1, objects FROM entries"):
+            for collection, key, sha1, objects in connection.execute("SELECT collection, key, sha1, objects FROM entries"):
+                if (collection, key) in ignoring:
+                    continue
                 recorded.add(sha1)
                 out.update(json.loads(objects))
             out |= recorded
-            values = (value for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"))
+            values = (value for collection, key, value in connection.execute(
+                "SELECT collection, key, value FROM pairs WHERE length(value) >= 40")
+                if (collection, key) not in ignoring)
             _values_references(store, values, recorded, out, dirs)
     for sha1 in dirs:
         out.add(sha1)

@@ -132,6 +132,23 @@ def mark_reading(fd: int) -> None:
             fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
 
 
+def held_by_reader(path: str) -> bool:
+    """True if a reader holds the object at ``path`` (so :func:`remove_unless_read` would leave it)."""
+    if fcntl is None:
+        return False
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # (closing lets go of the lock)
+    return False
+
+
 def remove_unless_read(path: str, trash: list[str] | None = None, temp_dir: str | None = None) -> int | None:
     """Remove the object at ``path`` unless a reader holds it; returns its size, or None if left.
 

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import ContentNotFoundError, CorruptContentError, StoreNotWritableError, StoreUnavailableError
+from ..errors import (ContentNotFoundError, CorruptContentError, StoreNotWritableError, StoreUnavailableError,
+                      UnstorableResultError)
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
@@ -88,6 +89,7 @@ class CachedFunction:
         parts = getattr(func, "__qualname__", "").split(".")
         self._method = (len(parts) >= 2 and parts[-2] != "<locals>" and self._keys.self_name == "self")
         self._places: _Places | None = None
+        self._warned_too_large = False
 
     def __repr__(self) -> str:
         return f"<pairio.cached {self.name}>"
@@ -164,6 +166,12 @@ class CachedFunction:
         if store:
             try:
                 reason, uploaded = self._store(cfg, key, result, seconds, args, kwargs)
+            except UnstorableResultError as exc:
+                if self._options["strict"]:
+                    raise
+                # Nothing was stored: the value is the caller's all the same (strict=True raises instead).
+                _warn(f"{self.name}: {exc}; returned, not cached (strict=True raises instead)")
+                reason = "not stored: the result cannot be pickled"
             except StoreUnavailableError as exc:
                 # Computed is computed: a store that cannot take it (full, read-only, not ours)
                 # costs the cache, never the result.
@@ -269,6 +277,11 @@ class CachedFunction:
                 if server is None:
                     _warn(f"{self.name}: key {key[:8]} is stored, but its content is missing here ({exc}); "
                           "recomputing")
+                elif server.unasked:
+                    # The server is down: the content may well be there. Said once, with the outage.
+                    if not server.warned:
+                        _warn(f"{self.name}: key {key[:8]} is stored, but its content is not here and the "
+                              f"server could not be asked for it ({exc}); computing it here")
                 else:
                     where = "the server" if from_server else "the local store"
                     _warn(f"{self.name}: {where} knows key {key[:8]}, but its content is on no reachable "
@@ -321,6 +334,8 @@ class CachedFunction:
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
             stored = store_result_described(store, result, f"result of {self.name}")
+            if cfg.max_size is not None and stored.size > cfg.max_size:
+                return self._too_large(cfg, key, stored), 0
             pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
             if cfg.set_to == "local":
                 # The pair and its record in one transaction.
@@ -339,6 +354,21 @@ class CachedFunction:
             reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
         hooks.settled(cfg, collection, key, result, total)
         return reason, uploaded
+
+    def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
+        """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
+        once, on every run). Its object goes unless an entry refers to it; warned once per function."""
+        from ..lifecycle import records
+        from ..lifecycle.units import format_size
+
+        if not records.find(local_store(cfg), stored.sha1):
+            content_store(cfg).remove(stored.sha1)
+        if not self._warned_too_large:
+            self._warned_too_large = True
+            _warn(f"{self.name}: the result of key {key[:8]} takes {format_size(stored.size)}, more than max_size "
+                  f"({format_size(cfg.max_size or 0)}): it can never be kept, so it is returned and not stored "
+                  "(raise max_size to cache it; said once)")
+        return "not stored: larger than max_size"
 
     # --- controls -------------------------------------------------------------------------
 
@@ -515,7 +545,8 @@ def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = N
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
-    ``strict=True`` refuses arguments that only cloudpickle can hash. ``collection``
+    ``strict=True`` refuses arguments that only cloudpickle can hash, and raises UnstorableResultError
+    for a result that cannot be pickled (else it is returned, not cached, with one warning). ``collection``
     overrides the config's collection for this function's pairs. A ``pathlib.Path`` to a file in a
     result comes back on a hit as a read-only path in the content store with the file's name and
     suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.

@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..kv import local_store, remote_store
 from ..user_warnings import warn_user
+from . import outbox
 from .values import fetch_missing_file, load_result, remember
 
 if TYPE_CHECKING:  # the HTTP client (requests) is imported only where a server is used
@@ -72,6 +73,9 @@ class Server:
         self.inline: dict[str, bytes] = {}  # small objects that came with the pairs
         self.downloaded = 0
         self.uploaded = 0
+        self.refused_object = False
+        self.unasked = False  # content was needed from the server and it could not be asked (down)
+        self.warned = False  # this object warned about the server already  # an object the server will never take (over its size limit)
         identity = (cfg.url, cfg.channel, cfg.database_path)
         with _lock:
             self._health = _health.setdefault(identity, _Health())
@@ -97,6 +101,7 @@ class Server:
                 self._health.denied.add((operation, collection))
             if first:
                 warn(f"{doing}: {exc}; {_CONSEQUENCES[operation]} (said once)")
+                self.warned = True
             return
         with _lock:
             first = self.up()
@@ -104,6 +109,7 @@ class Server:
         if first:
             warn(f"{doing}: {exc}; going on without the server for {SKIP_S:.0f} s: results are computed and "
                  "stored locally (strict_remote=True raises instead)")
+            self.warned = True
         else:
             logger.debug("%s: %s", doing, exc)
 
@@ -116,6 +122,8 @@ class Server:
         if mode == "local_then_remote":
             found = local.get_many(collection, keys)
             if keys[0] in found or not self.may("get", collection):
+                if self.up():
+                    outbox.kick(self.cfg)  # a local hit: results of an outage may go up meanwhile
                 return found, False
             more = self._remote_get(collection, keys, doing)
             if more:
@@ -133,17 +141,22 @@ class Server:
             if not self.may("read", _CONTENT):
                 return self.store.get_many(collection, keys)
             found, self.inline = self.store.get_many_inline(collection, keys, MAX_INLINE_BYTES)
-            return found
         except RemoteError as exc:
             self.failed(exc, "get", collection, doing)
             return {}
+        outbox.kick(self.cfg)  # it answers: results stored during an outage go up, in the background
+        return found
 
     def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str) -> bool:
         """Store a result's ``pairs`` along ``set_to``, uploading its objects ``sha1s`` (files first)
         before the server gets the pairs: a key on the server never points to content it lacks.
         True if the server has them; if it should and cannot, they are stored locally instead."""
         shared = self.cfg.set_to != "local" and self.may("set", collection) and self.upload(sha1s, doing)
-        return self.set_pairs(collection, pairs, doing, remote=shared)
+        recorded = self.set_pairs(collection, pairs, doing, remote=shared)
+        if not recorded and self.cfg.set_to != "local" and not self.refused_object:
+            # Stored locally only: remembered, and uploaded once the server answers again.
+            outbox.add(self.cfg, collection, pairs, sha1s)
+        return recorded
 
     def set_pairs(self, collection: str, pairs: dict[str, str | None], doing: str, remote: bool = True) -> bool:
         """Store ``pairs`` along ``set_to`` (not on the server unless ``remote``); True if the server
@@ -157,6 +170,7 @@ class Server:
         if remote and self.may("set", collection):
             try:
                 self.store.set_many(collection, pairs)
+                outbox.kick(self.cfg)
                 return True
             except RemoteError as exc:
                 self.failed(exc, "set", collection, doing)
@@ -189,6 +203,7 @@ class Server:
             self.downloaded += len(data)
             return True
         if not self.may("read", _CONTENT):
+            self.unasked = not self.up()
             return False
         try:
             path = self.content.download(sha1)
@@ -199,6 +214,7 @@ class Server:
             return False
         except RemoteError as exc:
             self.failed(exc, "read", _CONTENT, doing)
+            self.unasked = not self.up()
             return False
         self.downloaded += path.stat().st_size
         return True
@@ -215,6 +231,7 @@ class Server:
             if self.cfg.strict_remote:
                 raise
             warn(f"{doing}: {exc}; the result is kept locally only")
+            self.refused_object = True
             return False
         except RemoteError as exc:
             self.failed(exc, "write", _CONTENT, doing)
@@ -228,6 +245,9 @@ class Server:
 
         def fetch(h: str) -> None:
             if not self.fetch(h, doing):
+                if self.unasked:
+                    raise ContentNotFoundError(f"object {h} is not here, and the server {self.store._shown_url} "
+                                               "cannot be reached to fetch it")
                 raise ContentNotFoundError(f"object {h} is neither here nor on the server")
 
         if not store.has(sha1):

@@ -124,7 +124,7 @@ def store_result_described(store: ContentStore, value: Any, label: str = "result
         sha1, size = pickles.dump(store, value, pickler, durable=False, inline=True)
     except (pickle.PicklingError, TypeError, AttributeError) as exc:
         raise UnstorableResultError(f"the {label} (of type {type(value).__name__}) cannot be pickled "
-                                    f"into the content store: {exc}") from exc
+                                    f"into the content store: {exc}; {what_to_return(value, exc)}") from exc
     files = made[-1].files
     return StoredResult(sha1, tuple(files), size + sum(files.values()))
 
@@ -156,6 +156,29 @@ def pickled_size(value: Any) -> int | None:
     except Exception:  # noqa: BLE001 - whatever stops the pickler, the size is unknown
         return None
     return counter.n
+
+
+_LAZY = ("generator", "coroutine", "async_generator", "map", "filter", "zip", "itertools", "iterator",
+         "dict_keys", "dict_values", "dict_items")
+_HANDLES = {"lock": "leave the lock out of the result (make it where it is used)",
+            "textiowrapper": "return the file's contents, or its pathlib.Path (the file is stored with the result)",
+            "buffered": "return the file's contents, or its pathlib.Path (the file is stored with the result)",
+            "socket": "return the data read through it, not the socket",
+            "connection": "return the data read through it, not the connection",
+            "cursor": "return the rows (cursor.fetchall()), not the cursor",
+            "thread": "return what the thread computed, not the thread"}
+
+
+def what_to_return(value: Any, exc: BaseException) -> str:
+    """What a function whose result ``value`` could not be pickled (``exc``) should return instead."""
+    text = f"{type(value).__module__}.{type(value).__name__} {exc}".lower()
+    if any(name in text for name in _LAZY) and not isinstance(value, (dict, list, tuple, set)):
+        return "return a list (list(...)) or a tuple instead of a lazy iterator"
+    for name, hint in _HANDLES.items():
+        if name in text:
+            return hint
+    return ("return plain data (numbers, strings, lists, dicts, arrays, a pathlib.Path of a file), or give "
+            "the class a __reduce__ method")
 
 
 def remember(sha1: str, data: bytes) -> None:
