@@ -58,6 +58,10 @@ def __getattr__(name: str):
         from .memo.key import KEY_FORMAT
 
         return KEY_FORMAT
+    if name in ("Memory", "MemorizedFunc", "MemorizedResult"):
+        from . import memory  # loads joblib, when installed: only on first use of pairio.Memory
+
+        return getattr(memory, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
