@@ -13,7 +13,8 @@ import functools
 import logging
 import os
 import time
-from typing import Any, Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
 from .config import Config, config, get_config
 from .memo.decorator import CachedFunction
@@ -132,7 +133,7 @@ class Memory(_Base):  # type: ignore[misc,valid-type]
 class MemorizedResult:
     """A shelved result (``MemorizedFunc.call_and_shelve``): ``get()`` loads it, ``clear()`` forgets it."""
 
-    def __init__(self, memorized: "MemorizedFunc", args: tuple, kwargs: dict) -> None:
+    def __init__(self, memorized: MemorizedFunc, args: tuple, kwargs: dict) -> None:
         self._memorized, self._args, self._kwargs = memorized, args, kwargs
 
     def get(self) -> Any:
@@ -175,32 +176,28 @@ class MemorizedFunc:
             return out, {"duration": time.time() - started, "time": started, "input_args": {}}
         with self.memory._scope():
             started = time.time()
-            hit = self._cached.is_cached(*args, **kwargs)
-            if hit and self.cache_validation_callback is not None:
-                meta = {"duration": None, "time": self._stored_time(args, kwargs), "input_args": {}}
+            stored = self._stored_time(args, kwargs)
+            if stored is not None and self.cache_validation_callback is not None:
+                meta = {"duration": None, "time": stored, "input_args": {}}
                 if not self.cache_validation_callback(meta):
-                    hit = False
-            if hit:
-                if self.verbose:
-                    logger.info("[Memory] loading %s from cache", self._cached.name)
-                out = self._cached(*args, **kwargs)
-            else:
-                if self.verbose:
-                    logger.info("[Memory] calling %s", self._cached.name)
-                out = self._cached.recompute(*args, **kwargs)
+                    stored = -1.0  # rejected: computed again below
+            if self.verbose:
+                logger.info("[Memory] %s %s", "loading from cache" if stored and stored > 0 else "calling",
+                            self._cached.name)
+            out = self._cached.recompute(*args, **kwargs) if stored == -1.0 else self._cached(*args, **kwargs)
             duration = time.time() - started
-            if self.verbose and not hit:
-                logger.info("%s - %.1fs", self._cached.name, duration)
+            if self.verbose:
+                logger.info("[Memory] %s - %.1fs", self._cached.name, duration)
             return out, {"duration": duration, "time": started, "input_args": {}, "key": self._cached.key(*args, **kwargs)}
 
-    def _stored_time(self, args: tuple, kwargs: dict) -> float:
+    def _stored_time(self, args: tuple, kwargs: dict) -> float | None:
+        """When this call's result was stored here (the local record), None if it is not recorded."""
+        if self.cache_validation_callback is None and not self.verbose:
+            return None  # nobody asks: spare a hit the read of the records
         from .lifecycle import api as lifecycle_api
 
         key = self._cached.key(*args, **kwargs)
-        for entry in lifecycle_api.entries(self._cached.name):
-            if entry.key == key:
-                return entry.created
-        return time.time()
+        return next((e.created for e in lifecycle_api.entries(self._cached.name) if e.key == key), None)
 
     def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:
         """Compute (or find) the call and return a :class:`MemorizedResult` for it."""
@@ -218,7 +215,7 @@ class MemorizedFunc:
                 self._cached.clear()
 
     def _in_scope(name: str) -> Callable[..., Any]:  # type: ignore[misc]
-        def method(self: "MemorizedFunc", *args: Any, **kwargs: Any) -> Any:
+        def method(self: MemorizedFunc, *args: Any, **kwargs: Any) -> Any:
             if self.memory._fields is None:
                 return False if name in ("is_cached", "forget") else getattr(self._cached, name)(*args, **kwargs)
             with self.memory._scope():

@@ -152,9 +152,10 @@ def _slow_double(x, log):
 def test_joblib_parallel_computes_each_key_once(tmp_path):
     log = tmp_path / "calls.txt"
     f = pairio.Memory(tmp_path / "s", verbose=0).cache(_slow_double)
-    first = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in [1, 2, 3, 4])
-    second = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in [1, 2, 3, 4])
-    assert first == second == [2, 4, 6, 8]
+    xs = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]  # each key asked for by both workers, at once
+    first = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in xs)
+    second = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in xs)
+    assert first == second == [2 * x for x in xs]
     assert sorted(log.read_text().split()) == ["1", "2", "3", "4"]
 
 
@@ -172,3 +173,30 @@ def test_nilearn_nifti_masker_caches_with_pairio_memory(tmp_path):
         assert lifecycle_api.entries(), "nilearn's cached steps stored nothing"
     b = maskers.NiftiMasker(mask_img=mask, memory=memory, memory_level=2, smoothing_fwhm=2.0).fit_transform(img)
     np.testing.assert_array_equal(a, b)
+
+
+def test_another_machines_pipeline_fit_is_all_remote_hits(tmp_path):
+    from server_process import RW_PASSWORD, ServerProcess, default_settings
+
+    log = tmp_path / "fits.txt"
+    X, y = _data()
+    with ServerProcess(tmp_path / "server", default_settings()) as server:
+        def machine(home):
+            return pairio.Memory(pairio.Config(
+                url=server.url, channel="lab-rw", password=RW_PASSWORD, collection="spikes",
+                database_path=str(tmp_path / home), get_from="local_then_remote", set_to="local_and_remote"),
+                verbose=0)
+
+        def fit(memory):
+            steps = [("a", CountingScaler(str(log))), ("b", StandardScaler()), ("c", LogisticRegression())]
+            return Pipeline(steps, memory=memory).fit(X, y)
+
+        a = fit(machine("a"))
+        assert _fits(log) == 1
+        pairio.reset_stats()
+        b = fit(machine("b"))  # its own local store, empty: every transformer comes from the server
+        assert _fits(log) == 1
+        counts = {k: v for k, v in pairio.stats().items() if "_fit_transform_one" in k}
+        assert counts, pairio.stats()
+        assert all(v["hits"] == v["remote_hits"] == 2 and v["misses"] == 0 for v in counts.values()), counts
+        np.testing.assert_array_equal(a.predict(X), b.predict(X))
