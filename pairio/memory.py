@@ -166,10 +166,15 @@ class MemorizedFunc:
         return f"<pairio.Memory cached {self._cached.name}>"
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if self.memory._fields is None:
+            return self.func(*args, **kwargs)
+        if self.cache_validation_callback is None and not self.verbose:
+            with self.memory._scope():
+                return self._cached(*args, **kwargs)  # the key is computed once, as for @pairio.cached
         return self.call(*args, **kwargs)[0]
 
     def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """The output and its metadata (``duration``, ``time``, ``key``), as joblib's ``call`` returns them."""
+        """The output and its metadata (``duration``, ``time``), as joblib's ``call`` returns them."""
         if self.memory._fields is None:
             started = time.time()
             out = self.func(*args, **kwargs)
@@ -188,7 +193,7 @@ class MemorizedFunc:
             duration = time.time() - started
             if self.verbose:
                 logger.info("[Memory] %s - %.1fs", self._cached.name, duration)
-            return out, {"duration": duration, "time": started, "input_args": {}, "key": self._cached.key(*args, **kwargs)}
+            return out, {"duration": duration, "time": started, "input_args": {}}
 
     def _stored_time(self, args: tuple, kwargs: dict) -> float | None:
         """When this call's result was stored here (the local record), None if it is not recorded."""

@@ -118,7 +118,7 @@ def test_memory_none_runs_every_time_and_cache_api(tmp_path):
     calls.clear()
     assert f(4) == 16 and f(4, verbose=True) == 16 and calls == [4]
     out, meta = f.call(4)
-    assert out == 16 and "duration" in meta
+    assert out == 16 and "duration" in meta and "time" in meta
     assert f.check_call_in_cache(4) and not f.check_call_in_cache(5)
     shelved = f.call_and_shelve(5)
     assert shelved.get() == 25
