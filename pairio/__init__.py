@@ -63,6 +63,10 @@ def __getattr__(name: str):
         from .memo import outbox
 
         return getattr(outbox, name)
+    if name in ("Memory", "MemorizedFunc", "MemorizedResult"):
+        from . import memory  # loads joblib, when installed: only on first use of pairio.Memory
+
+        return getattr(memory, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 

@@ -1,0 +1,202 @@
+"""pairio.Memory, a drop-in for joblib.Memory: scikit-learn's own tests, Pipelines, nilearn, joblib.Parallel."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+
+import pairio
+
+joblib = pytest.importorskip("joblib")
+sklearn_pipeline_tests = pytest.importorskip("sklearn.tests.test_pipeline")
+
+from sklearn.base import BaseEstimator, TransformerMixin  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import Pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+
+MEMORY_TESTS = sorted(n for n in dir(sklearn_pipeline_tests) if n.startswith("test_") and "memory" in n)
+
+
+@pytest.mark.parametrize("name", MEMORY_TESTS)
+def test_scikit_learn_pipeline_memory_tests_pass_with_pairio_memory(name, monkeypatch, tmp_path):
+    # The tests build their cache as ``joblib.Memory(location=...)``: that name resolves to pairio's.
+    fake = types.SimpleNamespace(**{k: getattr(joblib, k) for k in dir(joblib) if not k.startswith("__")})
+    fake.Memory = pairio.Memory
+    monkeypatch.setattr(sklearn_pipeline_tests, "joblib", fake)
+    monkeypatch.chdir(tmp_path)
+    test = getattr(sklearn_pipeline_tests, name)
+    import inspect
+
+    params = inspect.signature(test).parameters
+    kwargs = {}
+    if "tmp_path" in params:
+        kwargs["tmp_path"] = tmp_path
+    if "global_random_seed" in params:
+        kwargs["global_random_seed"] = 0
+    test(**kwargs)
+
+
+def test_memory_is_a_joblib_memory_and_import_pairio_does_not_load_joblib():
+    assert isinstance(pairio.Memory(None), joblib.Memory)
+    out = subprocess.run([sys.executable, "-c", "import pairio, sys; print('joblib' in sys.modules)"],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"
+
+
+class CountingScaler(TransformerMixin, BaseEstimator):
+    """A user transformer that counts its fits in a file (so fresh processes count too)."""
+
+    def __init__(self, log=None):
+        self.log = log
+
+    def fit(self, X, y=None):
+        with open(self.log, "a") as f:
+            f.write("fit\n")
+        self.mean_ = X.mean(axis=0)
+        return self
+
+    def transform(self, X):
+        return X - self.mean_
+
+
+def _data():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 5))
+    return X, (X[:, 0] > 0).astype(int)
+
+
+def _fits(log):
+    return log.read_text().count("fit") if log.exists() else 0
+
+
+def test_cached_pipeline_second_fit_does_not_refit_transformers(tmp_path):
+    log = tmp_path / "fits.txt"
+    X, y = _data()
+    memory = pairio.Memory(tmp_path / "store", verbose=0)
+    Pipeline([("s", CountingScaler(str(log))), ("c", LogisticRegression(C=1.0))], memory=memory).fit(X, y)
+    assert _fits(log) == 1
+    pipe = Pipeline([("s", CountingScaler(str(log))), ("c", LogisticRegression(C=1.0))], memory=memory).fit(X, y)
+    assert _fits(log) == 1
+    pipe.set_params(c__C=0.5).fit(X, y)  # only the final estimator changes: it refits, the transformer does not
+    assert _fits(log) == 1
+    assert pipe.named_steps["c"].C == 0.5
+
+
+def test_cached_pipeline_fit_in_a_fresh_process_is_a_hit(tmp_path):
+    log = tmp_path / "fits.txt"
+    script = textwrap.dedent(f"""
+        import sys; sys.path.insert(0, {str(__import__('os').path.dirname(__file__))!r})
+        import pairio
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.pipeline import Pipeline
+        from test_memory import CountingScaler, _data
+        X, y = _data()
+        memory = pairio.Memory({str(tmp_path / 'store')!r}, verbose=0)
+        Pipeline([("s", CountingScaler({str(log)!r})), ("c", LogisticRegression())], memory=memory).fit(X, y)
+    """)
+    for _ in range(2):
+        subprocess.run([sys.executable, "-c", script], check=True)
+    assert _fits(log) == 1
+
+
+def test_memory_none_runs_every_time_and_cache_api(tmp_path):
+    calls = []
+
+    def square(x, verbose=False):
+        calls.append(x)
+        return x * x
+
+    off = pairio.Memory(None).cache(square)
+    assert off(3) == 9 and off(3) == 9 and len(calls) == 2
+    mem = pairio.Memory(tmp_path / "s", verbose=0)
+    f = mem.cache(ignore=["verbose"])(square)
+    calls.clear()
+    assert f(4) == 16 and f(4, verbose=True) == 16 and calls == [4]
+    out, meta = f.call(4)
+    assert out == 16 and "duration" in meta and "time" in meta
+    assert f.check_call_in_cache(4) and not f.check_call_in_cache(5)
+    shelved = f.call_and_shelve(5)
+    assert shelved.get() == 25
+    shelved.clear()
+    assert not f.check_call_in_cache(5)
+    assert f.func is square and len(f.key(4)) == 40
+    assert mem.eval(square, 6) == 36
+    f.clear()
+    assert not f.is_cached(4)
+
+
+def test_expires_after_validation_callback_recomputes(tmp_path):
+    calls = []
+
+    def inc(x):
+        calls.append(x)
+        return x + 1
+
+    f = pairio.Memory(tmp_path / "s", verbose=0).cache(inc, cache_validation_callback=joblib.expires_after(seconds=0))
+    f(1)
+    f(1)
+    assert calls == [1, 1]
+
+
+def _slow_double(x, log):
+    with open(log, "a") as fh:
+        fh.write(f"{x}\n")
+    return 2 * x
+
+
+def test_joblib_parallel_computes_each_key_once(tmp_path):
+    log = tmp_path / "calls.txt"
+    f = pairio.Memory(tmp_path / "s", verbose=0).cache(_slow_double)
+    xs = [1, 2, 3, 4, 1, 2, 3, 4, 1, 2, 3, 4]  # each key asked for by both workers, at once
+    first = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in xs)
+    second = joblib.Parallel(n_jobs=2)(joblib.delayed(f)(x, str(log)) for x in xs)
+    assert first == second == [2 * x for x in xs]
+    assert sorted(log.read_text().split()) == ["1", "2", "3", "4"]
+
+
+def test_nilearn_nifti_masker_caches_with_pairio_memory(tmp_path):
+    nib = pytest.importorskip("nibabel")
+    maskers = pytest.importorskip("nilearn.maskers")
+    rng = np.random.default_rng(0)
+    img = nib.Nifti1Image(rng.normal(size=(6, 6, 6, 4)).astype("float32"), np.eye(4))
+    mask = nib.Nifti1Image(np.ones((6, 6, 6), dtype="uint8"), np.eye(4))
+    memory = pairio.Memory(tmp_path / "s", verbose=0)
+    a = maskers.NiftiMasker(mask_img=mask, memory=memory, memory_level=2, smoothing_fwhm=2.0).fit_transform(img)
+    from pairio.lifecycle import api as lifecycle_api
+
+    with pairio.config(database_path=str(tmp_path / "s")):
+        assert lifecycle_api.entries(), "nilearn's cached steps stored nothing"
+    b = maskers.NiftiMasker(mask_img=mask, memory=memory, memory_level=2, smoothing_fwhm=2.0).fit_transform(img)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_another_machines_pipeline_fit_is_all_remote_hits(tmp_path):
+    from server_process import RW_PASSWORD, ServerProcess, default_settings
+
+    log = tmp_path / "fits.txt"
+    X, y = _data()
+    with ServerProcess(tmp_path / "server", default_settings()) as server:
+        def machine(home):
+            return pairio.Memory(pairio.Config(
+                url=server.url, channel="lab-rw", password=RW_PASSWORD, collection="spikes",
+                database_path=str(tmp_path / home), get_from="local_then_remote", set_to="local_and_remote"),
+                verbose=0)
+
+        def fit(memory):
+            steps = [("a", CountingScaler(str(log))), ("b", StandardScaler()), ("c", LogisticRegression())]
+            return Pipeline(steps, memory=memory).fit(X, y)
+
+        a = fit(machine("a"))
+        assert _fits(log) == 1
+        pairio.reset_stats()
+        b = fit(machine("b"))  # its own local store, empty: every transformer comes from the server
+        assert _fits(log) == 1
+        counts = {k: v for k, v in pairio.stats().items() if "_fit_transform_one" in k}
+        assert counts, pairio.stats()
+        assert all(v["hits"] == v["remote_hits"] == 2 and v["misses"] == 0 for v in counts.values()), counts
+        np.testing.assert_array_equal(a.predict(X), b.predict(X))
