@@ -25,8 +25,13 @@ from typing import TYPE_CHECKING, Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
-from ..errors import (ContentNotFoundError, CorruptContentError, StoreNotWritableError, StoreUnavailableError,
-                      UnstorableResultError)
+from ..errors import (
+    ContentNotFoundError,
+    CorruptContentError,
+    StoreNotWritableError,
+    StoreUnavailableError,
+    UnstorableResultError,
+)
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
