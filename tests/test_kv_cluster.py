@@ -207,14 +207,14 @@ def test_a_cached_pipeline_runs_on_a_fuse_mount(fuse_dir, capsys):
 
 
 def test_max_size_on_the_directory_store_is_warned_about_once(tmp_path, caplog):
-    pa.set_config(database_path=str(tmp_path / "home"), store_backend="directory", max_size=1000)
+    pa.set_config(database_path=str(tmp_path / "home"), store_backend="directory", max_size=10_000)
 
     @pa.cached
     def make(n):
         return os.urandom(n)
 
     with caplog.at_level(logging.WARNING, logger="pairio"):
-        for n in range(3000, 3005):
+        for n in range(3000, 3005):  # each fits under max_size; together they pass it
             assert len(make(n)) == n
     assert caplog.text.count("max_size is not enforced") == 1
 
