@@ -489,6 +489,28 @@ def test_every_nan_in_an_array_is_one_value(np):
     assert plain.view(np.uint64)[1] == 0x7FF8_0000_0000_0000 and negative[1] != 0  # not modified
 
 
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_a_many_piece_array_checked_for_nan_on_a_thread_hashes_its_canonical_bytes(np, dtype, monkeypatch):
+    import hashlib
+
+    from pairio.memo.arguments import _text
+
+    monkeypatch.setattr(numeric, "_CHUNK_BYTES", 64)  # many pieces: the NaN check runs a piece ahead
+    a = np.arange(200, dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        a[7] = np.inf - np.inf  # x86: a negative NaN
+    a.view(a.real.dtype)[150] = np.inf  # inf and -inf in one piece: a NaN sum, no NaN
+    a.view(a.real.dtype)[151] = -np.inf
+    a.view(a.real.dtype)[-1] = -np.nan
+    canonical = a.copy()
+    parts = canonical.view(canonical.real.dtype)
+    parts[np.isnan(parts)] = numeric._NAN
+    header = f"numpy.ndarray|{a.dtype.str}|{a.shape}"
+    expected = hashlib.sha1(b"a" + _text(header) + canonical.tobytes()).hexdigest()
+    assert a.nbytes > 4 * numeric._CHUNK_BYTES
+    assert h(a) == expected == h(canonical)
+
+
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64", ">f8", "complex64", "complex128"])
 def test_nan_is_stable_for_every_float_dtype(np, dtype):
     a = np.array([1, np.nan, 2], dtype=dtype)
