@@ -200,3 +200,128 @@ def test_another_machines_pipeline_fit_is_all_remote_hits(tmp_path):
         assert counts, pairio.stats()
         assert all(v["hits"] == v["remote_hits"] == 2 and v["misses"] == 0 for v in counts.values()), counts
         np.testing.assert_array_equal(a.predict(X), b.predict(X))
+
+
+# --- joblib's metadata, verbose lines, reduce_size -------------------------------------------
+
+
+def _scaled(x, factor=2, *rest, verbose=False, **options):
+    return x * factor
+
+
+def test_call_computes_again_and_returns_joblibs_metadata(tmp_path):
+    calls = []
+
+    def square(x, power=2, verbose=False):
+        calls.append(x)
+        return x ** power
+
+    mine = pairio.Memory(tmp_path / "p", verbose=0).cache(square, ignore=["verbose"])
+    theirs = joblib.Memory(tmp_path / "j", verbose=0).cache(square, ignore=["verbose"])
+    assert mine(3) == 9 and calls == [3]
+    out, meta = mine.call(3, verbose=True)  # as joblib's call: computed even though it is cached
+    assert out == 9 and calls == [3, 3]
+    assert meta["input_args"] == theirs.call(3, verbose=True)[1]["input_args"] == {"x": "3", "power": "2"}
+    assert meta["duration"] >= 0 and abs(meta["time"] - __import__("time").time()) < 600
+    variadic = [pairio.Memory(tmp_path / "p2", verbose=0), joblib.Memory(tmp_path / "j2", verbose=0)]
+    a, b = (m.cache(_scaled, ignore=["verbose"]).call(np.arange(3), 3, 4, 5, verbose=True, depth=2)[1] for m in variadic)
+    assert a["input_args"] == b["input_args"] and a["input_args"]["*"] == "[4, 5]"
+
+
+def test_the_validation_callback_is_given_the_stored_calls_metadata(tmp_path):
+    seen = []
+
+    def keep(meta):
+        seen.append(meta)
+        return True
+
+    f = pairio.Memory(tmp_path / "s", verbose=0).cache(_scaled, ignore=["verbose"], cache_validation_callback=keep)
+    assert f(2, verbose=True) == 4 and seen == []  # nothing stored: nothing to validate
+    assert f(2) == 4
+    (meta,) = seen
+    assert meta["input_args"] == {"x": "2", "factor": "2", "*": "[]", "**": "{}"}
+    assert meta["duration"] >= 0 and meta["time"] > 0
+
+
+def test_verbose_logs_joblibs_lines_through_the_pairio_logger(tmp_path, caplog):
+    caplog.set_level("INFO", logger="pairio")
+
+    def lines():
+        out = [r.getMessage() for r in caplog.records if r.name == "pairio" and "[Memory]" in r.getMessage()]
+        caplog.clear()
+        return out
+
+    quiet = pairio.Memory(tmp_path / "q", verbose=0).cache(_scaled)
+    quiet(1), quiet(1)
+    assert lines() == []
+    f = pairio.Memory(tmp_path / "v", verbose=1).cache(_scaled)
+    assert f(3, factor=5) == 15
+    calling, took = lines()
+    assert calling.startswith("[Memory] Calling ") and "_scaled..." in calling and calling.endswith("_scaled(3, factor=5)")
+    assert took.startswith("[Memory] _scaled - ") and took.endswith("min")
+    assert f(3, factor=5) == 15 and lines() == []  # a hit says nothing at verbose=1, as in joblib
+    loud = pairio.Memory(tmp_path / "v", verbose=5).cache(_scaled)
+    assert loud(3, factor=5) == 15
+    (loaded,) = lines()
+    assert loaded.startswith("[Memory] _scaled cache loaded - ")
+    assert pairio.Memory(tmp_path / "v", verbose=5).cache(_scaled, verbose=0)(3, factor=5) == 15 and lines() == []
+
+
+def _blob(n, tag):
+    return np.full(n, tag, dtype=np.uint8)
+
+
+def _entries(memory):
+    from pairio.lifecycle import api as lifecycle_api
+
+    with pairio.config(database_path=str(memory.location)):
+        return lifecycle_api.entries()
+
+
+def test_reduce_size_items_limit_keeps_those_used_last(tmp_path):
+    memory = pairio.Memory(tmp_path / "s", verbose=0)
+    f = memory.cache(_blob)
+    for tag in (1, 2, 3):
+        f(10, tag)
+    f(10, 1)  # used last, though stored first
+    memory.reduce_size(items_limit=2)
+    assert [f.check_call_in_cache(10, tag) for tag in (1, 2, 3)] == [True, False, True]
+    assert len(_entries(memory)) == 2
+    memory.reduce_size(items_limit=0)
+    assert _entries(memory) == [] and not f.check_call_in_cache(10, 1)
+    with pytest.raises(pairio.PairioError, match="items_limit"):
+        memory.reduce_size(items_limit=-1)
+
+
+def test_reduce_size_age_limit_removes_those_not_used_since(tmp_path):
+    import datetime
+    import time
+
+    memory = pairio.Memory(tmp_path / "s", verbose=0)
+    f = memory.cache(_blob)
+    f(10, 1), f(10, 2)
+    time.sleep(0.5)
+    f(10, 1)  # used again: younger than the limit, though created before it
+    memory.reduce_size(age_limit=datetime.timedelta(seconds=0.3))
+    assert f.check_call_in_cache(10, 1) and not f.check_call_in_cache(10, 2)
+
+
+def test_reduce_size_bytes_limit_evicts_results_and_their_content(tmp_path):
+    from pairio.content import content_store
+    from pairio.lifecycle.eviction import total_size
+
+    memory = pairio.Memory(tmp_path / "s", verbose=0)
+    f = memory.cache(_blob)
+    for tag in range(6):
+        f(200_000, tag)  # 200 kB each, stored as objects
+    found = _entries(memory)
+    with pairio.config(database_path=str(tmp_path / "s")) as cfg:
+        assert total_size(cfg) >= 1_200_000
+        memory.reduce_size(bytes_limit="500kB")
+        assert total_size(cfg) <= 500_000
+        kept = {e.sha1 for e in _entries(memory)}
+        store = content_store(cfg)
+        assert 0 < len(kept) < 6
+        assert [store.has(e.sha1) for e in found if e.sha1 not in kept] == [False] * (6 - len(kept))
+    assert sum(f.check_call_in_cache(200_000, tag) for tag in range(6)) == len(kept)
+    assert f(200_000, 0)[0] == 0  # an evicted call computes again
