@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -319,6 +320,27 @@ def test_functions_count_by_their_code():
 def test_other_objects_count_by_their_pickle():
     assert h(Model([1, 2])) == h(Model([1, 2]))
     assert h(Model([1, 2])) != h(Model([1, 3]))
+
+
+def test_a_pickled_value_counts_by_its_cloudpickle_bytes_and_any_set_inside_by_its_items():
+    import fractions
+    import hashlib
+
+    import cloudpickle
+
+    from pairio.memo.arguments import _text
+
+    value = fractions.Fraction(1, 3)  # no rule: pickled; and no set inside: the very bytes cloudpickle writes
+    data = cloudpickle.dumps(value, protocol=5)
+    assert h(value) == hashlib.sha1(b"x" + _text("fractions.Fraction") + b"%d:" % len(data) + data).hexdigest()
+    words = [f"w{i}" for i in range(20)]
+    grown = set(words + [f"extra{i}" for i in range(200)])
+    grown.difference_update(f"extra{i}" for i in range(200))  # equal, in a larger table: another order
+    assert grown == set(words) and list(grown) != list(set(words))
+    with_set = [types.SimpleNamespace(stop=set(words)), types.SimpleNamespace(stop=grown)]
+    assert h(with_set[0]) == h(with_set[1])
+    assert h(types.SimpleNamespace(stop=frozenset(words))) != h(with_set[0])
+    assert h(types.SimpleNamespace(stop=set(words[1:]))) != h(with_set[0])
 
 
 # A library's type without a rule (an instance of a user class counts by its state and class code).

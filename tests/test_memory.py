@@ -325,3 +325,183 @@ def test_reduce_size_bytes_limit_evicts_results_and_their_content(tmp_path):
         assert [store.has(e.sha1) for e in found if e.sha1 not in kept] == [False] * (6 - len(kept))
     assert sum(f.check_call_in_cache(200_000, tag) for tag in range(6)) == len(kept)
     assert f(200_000, 0)[0] == 0  # an evicted call computes again
+
+
+# --- the key across processes ------------------------------------------------------------------
+
+_ESTIMATOR_HASHES = """
+import json, sys
+import numpy as np
+from sklearn.base import clone
+from sklearn.compose import ColumnTransformer
+from sklearn.decomposition import PCA
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline, make_union
+from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+import pairio
+from pairio.memo.arguments import hash_value
+
+words = {"alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta"}
+estimators = {
+    "scaler": StandardScaler(), "pca": PCA(n_components=3, random_state=0),
+    "logreg": LogisticRegression(C=0.5, class_weight={0: 1, 1: 2}),
+    "onehot": OneHotEncoder(categories=[["a", "b"]], handle_unknown="ignore"),
+    "function": FunctionTransformer(np.log1p),
+    "stop_words_set": TfidfVectorizer(stop_words=words),
+    "vocabulary_frozenset": CountVectorizer(vocabulary=frozenset(words)),
+    "column": ColumnTransformer([("s", StandardScaler(), [0, 1]), ("p", "passthrough", [2])]),
+    "union": make_union(PCA(2), StandardScaler()),
+    "pipeline": Pipeline([("s", StandardScaler()), ("v", CountVectorizer(stop_words=words))]),
+}
+out = {name: hash_value(clone(est)) for name, est in estimators.items()}
+step = pairio.Memory(sys.argv[1], verbose=0).cache(__import__("sklearn.pipeline").pipeline._fit_transform_one)
+X = np.arange(12.0).reshape(4, 3)
+out["_fit_transform_one key"] = step.key(clone(estimators["stop_words_set"]), X, None, None)
+print(json.dumps(out, sort_keys=True))
+"""
+
+
+def test_cloned_unfitted_estimators_hash_the_same_in_every_process(tmp_path):
+    import json
+    import os
+
+    runs = []
+    for seed in ("1", "2", "12345"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        runs.append(json.loads(subprocess.run([sys.executable, "-c", _ESTIMATOR_HASHES, str(tmp_path / "s")],
+                                              env=env, capture_output=True, text=True, check=True).stdout))
+    assert runs[0] == runs[1] == runs[2], [{k: r[k] for k in r if r[k] != runs[0][k]} for r in runs]
+    assert len(set(runs[0].values())) == len(runs[0])
+
+
+def test_a_set_inside_a_pickled_value_counts_by_its_items(tmp_path):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from pairio.memo.arguments import hash_value
+
+    words = ["alpha", "beta", "gamma", "delta"]
+    assert hash_value(TfidfVectorizer(stop_words=set(words))) == hash_value(TfidfVectorizer(stop_words=set(words[::-1])))
+    assert hash_value(TfidfVectorizer(stop_words=set(words))) != hash_value(TfidfVectorizer(stop_words=set(words[1:])))
+    assert hash_value(TfidfVectorizer(stop_words=set(words))) != hash_value(TfidfVectorizer(stop_words=frozenset(words)))
+    assert hash_value(TfidfVectorizer(stop_words=set(words))) != hash_value(TfidfVectorizer(stop_words=words))
+
+
+_TRANSFORMER = '''
+import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
+
+
+def shift(X, by):
+    return X - by
+
+
+class Centre(TransformerMixin, BaseEstimator):
+    def __init__(self, log=None):
+        self.log = log
+
+    def fit(self, X, y=None):
+        with open(self.log, "a") as f:
+            f.write("fit\\n")
+        self.mean_ = X.mean(axis=0)
+        return self
+
+    def transform(self, X):
+        return shift(X, self.mean_)
+'''
+
+_FIT_WITH_MEMORY = """
+import sys
+sys.path.insert(0, sys.argv[1])
+import numpy as np
+import pairio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+from usersteps import Centre
+rng = np.random.default_rng(0)
+X = rng.normal(size=(60, 3)); y = (X[:, 0] > 0).astype(int)
+pipe = Pipeline([("c", Centre(sys.argv[2])), ("clf", LogisticRegression())], memory=pairio.Memory(sys.argv[3], verbose=0))
+print(float(pipe.fit(X, y).steps[0][1].transform(X).sum()))
+"""
+
+
+def test_a_user_transformer_edited_between_processes_misses(tmp_path):
+    code, log, store = tmp_path / "code", tmp_path / "fits.txt", tmp_path / "store"
+    code.mkdir()
+
+    def fit():
+        subprocess.run([sys.executable, "-c", _FIT_WITH_MEMORY, str(code), str(log), str(store)], check=True)
+        return _fits(log)
+
+    (code / "usersteps.py").write_text(_TRANSFORMER)
+    assert fit() == 1
+    assert fit() == 1  # unchanged: a hit
+    (code / "usersteps.py").write_text(_TRANSFORMER.replace("self.mean_ = X.mean(axis=0)",
+                                                            "self.mean_ = np.median(X, axis=0)"))
+    assert fit() == 2  # the class's own method edited
+    assert fit() == 2
+    (code / "usersteps.py").write_text(_TRANSFORMER.replace("self.mean_ = X.mean(axis=0)",
+                                                            "self.mean_ = np.median(X, axis=0)")
+                                       .replace("return X - by", "return (X - by) * 1.0"))
+    assert fit() == 3  # a helper the class calls, edited
+
+
+_SKLEARN_FIT = """
+import sys
+for extra in sys.argv[2:]:
+    sys.path.insert(0, extra)
+import numpy as np
+import pairio
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import Pipeline
+rng = np.random.default_rng(0)
+X = rng.normal(size=(60, 4)); y = (X[:, 0] > 0).astype(int)
+Pipeline([("p", PCA(2)), ("clf", LogisticRegression())], memory=pairio.Memory(sys.argv[1], verbose=0)).fit(X, y)
+counts = [v for k, v in pairio.stats().items() if "_fit_transform_one" in k]
+print(sum(c["hits"] for c in counts), sum(c["misses"] for c in counts))
+"""
+
+
+def test_the_scikit_learn_version_counts_in_the_key(tmp_path):
+    import importlib.metadata
+
+    real = importlib.metadata.version("scikit-learn")
+    # Another installed scikit-learn, as importlib.metadata (what the key reads) sees it: a
+    # distribution found first on sys.path, of the same name and another version.
+    other = tmp_path / "other"
+    info = other / "scikit_learn-0.0.1.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: scikit-learn\nVersion: 0.0.1\n")
+    (info / "top_level.txt").write_text("sklearn\n")
+    check = "import sys; sys.path.insert(0, sys.argv[1]); import importlib.metadata as m; print(m.version('scikit-learn'))"
+    assert subprocess.run([sys.executable, "-c", check, str(other)], capture_output=True, text=True,
+                          check=True).stdout.strip() == "0.0.1" != real
+
+    def fit(*extra):
+        out = subprocess.run([sys.executable, "-c", _SKLEARN_FIT, str(tmp_path / "s"), *map(str, extra)],
+                             capture_output=True, text=True, check=True).stdout
+        return tuple(map(int, out.split()))
+
+    assert fit() == (0, 1)
+    assert fit() == (1, 0)
+    assert fit(other) == (0, 1)  # another scikit-learn: PCA is fitted again
+    assert fit(other) == (1, 0)
+    assert fit() == (1, 0)
+
+
+def test_a_memory_cached_function_on_a_dask_cluster_computes_each_key_once(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    log = tmp_path / "calls.txt"
+    f = pairio.Memory(tmp_path / "s", verbose=0).cache(_slow_double)
+    xs = [1, 2, 3, 1, 2, 3, 1, 2, 3]
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        assert len({w.pid for w in cluster.workers.values()} | {__import__("os").getpid()}) == 3
+        # pure=False: dask must not merge the repeated calls itself; pairio is what makes them one.
+        first = client.gather(client.map(f, xs, [str(log)] * len(xs), pure=False))
+        workers = client.run(__import__("os").getpid)
+        second = client.gather(client.map(f, xs, [str(log)] * len(xs), pure=False))
+    assert len(set(workers.values())) == 2
+    assert first == second == [2 * x for x in xs]
+    assert sorted(log.read_text().split()) == ["1", "2", "3"]
