@@ -95,6 +95,15 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
         return hashlib.sha1(b"s" + _text(value)).hexdigest()
     if tp is float:
         return hashlib.sha1(b"f" + _float_bytes(value)).hexdigest()
+    frozen = tp.__name__ == "ndarray" and tp.__module__ == "numpy"
+    if frozen:
+        from .numeric import frozen_digest
+
+        known = frozen_digest(value)
+        if known is not None:  # an array that cannot change, hashed before
+            if types is not None:
+                types.add(tp)
+            return known
     h = hashlib.sha1()
     ctx = Context(name, strict, file_hash, types)
     ctx.top_type = tp
@@ -102,7 +111,12 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
         encode(value, h.update, ctx)
     except RecursionError:
         raise ctx.unhashable(value, "it is nested too deeply or contains itself") from None
-    return h.hexdigest()
+    out = h.hexdigest()
+    if frozen:
+        from .numeric import remember_if_frozen
+
+        remember_if_frozen(value, out)
+    return out
 
 
 def hash_int(value: int) -> str:

@@ -10,6 +10,7 @@ import math
 import queue
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -128,6 +129,56 @@ def _one_nan(np: Any, piece: Any) -> Any:
     piece = piece.copy()
     piece[nans] = _NAN
     return piece
+
+
+# The digests of arrays that cannot change (see _is_frozen), by id, each with a weak reference
+# to its array: the entry goes with the array, and a new array at the same address is not it.
+_FROZEN: dict[int, tuple[weakref.ref, str]] = {}
+_FROZEN_MIN_BYTES = 1 << 20  # smaller arrays hash in well under a millisecond
+
+
+def _is_frozen(a: Any) -> bool:
+    """True only if the data of ``a`` can never change: it and every array it views are read-only
+    and the memory is a ``bytes`` object's (``np.frombuffer(some_bytes)``).
+
+    Read-only is not enough on its own: an array owning its memory can be made writeable again
+    (``a.flags.writeable = True``), and a read-only view sees every write to a writeable base;
+    numpy refuses writeable=True only to an array over a read-only buffer, and of those only a
+    ``bytes`` object's content is immutable (a read-only memory map's file can change).
+    """
+    np = sys.modules["numpy"]
+    base = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    if type(base) is memoryview:
+        if not base.readonly:
+            return False
+        base = base.obj
+    return type(base) is bytes
+
+
+def frozen_digest(a: Any) -> str | None:
+    """The digest :func:`remember_if_frozen` kept for this very array, else None."""
+    entry = _FROZEN.get(id(a))
+    if entry is None or entry[0]() is not a:
+        return None
+    return entry[1]
+
+
+def remember_if_frozen(a: Any, digest: str) -> None:
+    """Keep ``digest`` of ``a`` for its next hash, if ``a`` is large and its data can never change."""
+    if a.nbytes < _FROZEN_MIN_BYTES or not _is_frozen(a):
+        return
+    key = id(a)
+
+    def gone(ref: weakref.ref) -> None:
+        entry = _FROZEN.get(key)
+        if entry is not None and entry[0] is ref:
+            del _FROZEN[key]
+
+    _FROZEN[key] = (weakref.ref(a, gone), digest)
 
 
 def scalar_rule(x: Any, update: Update, ctx: Context) -> None:
