@@ -175,14 +175,20 @@ class _LoggedFunction(CachedFunction):
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         self._last_computed.value = True
+        short = _short_name(self.__wrapped__)
         if self.verbose > 0:
             shown = [_ARG_REPR.repr(a) for a in args] + [f"{k}={_ARG_REPR.repr(v)}" for k, v in kwargs.items()]
-            logger.info("[Memory] Calling %s...\n%s(%s)", self.name, self.__wrapped__.__name__, ", ".join(shown))
+            logger.info("[Memory] Calling %s...\n%s(%s)", self.name, short, ", ".join(shown))
         started = time.time()
         out = super()._run_and_store(cfg, key, args, kwargs, store)
         if self.verbose > 0:
-            logger.info("[Memory] %s - %s", self.__wrapped__.__name__, _format_time(time.time() - started))
+            logger.info("[Memory] %s - %s", short, _format_time(time.time() - started))
         return out
+
+
+def _short_name(func: Callable[..., Any]) -> str:
+    """The name joblib's lines give a function (a ``functools.partial`` has none: its function's)."""
+    return getattr(func, "__name__", None) or _short_name(getattr(func, "func", type(func)))
 
 
 class MemorizedFunc:
@@ -223,7 +229,7 @@ class MemorizedFunc:
             started = time.time()
             out = self._cached(*args, **kwargs)
             if not flag.value:
-                logger.info("[Memory] %s cache loaded - %s", self.func.__name__, _format_time(time.time() - started))
+                logger.info("[Memory] %s cache loaded - %s", _short_name(self.func), _format_time(time.time() - started))
             return out
 
     def _valid(self, args: tuple, kwargs: dict) -> bool:

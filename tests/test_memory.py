@@ -496,7 +496,7 @@ def test_a_memory_cached_function_on_a_dask_cluster_computes_each_key_once(tmp_p
     f = pairio.Memory(tmp_path / "s", verbose=0).cache(_slow_double)
     xs = [1, 2, 3, 1, 2, 3, 1, 2, 3]
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+                                  dashboard_address="127.0.0.1:0") as cluster, distributed.Client(cluster) as client:
         assert len({w.pid for w in cluster.workers.values()} | {__import__("os").getpid()}) == 3
         # pure=False: dask must not merge the repeated calls itself; pairio is what makes them one.
         first = client.gather(client.map(f, xs, [str(log)] * len(xs), pure=False))
