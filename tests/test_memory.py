@@ -295,15 +295,22 @@ def test_reduce_size_items_limit_keeps_those_used_last(tmp_path):
 
 def test_reduce_size_age_limit_removes_those_not_used_since(tmp_path):
     import datetime
-    import time
+
+    from pairio.kv import local_store
+    from pairio.lifecycle import records
 
     memory = pairio.Memory(tmp_path / "s", verbose=0)
     f = memory.cache(_blob)
     f(10, 1), f(10, 2)
-    time.sleep(0.5)
-    f(10, 1)  # used again: younger than the limit, though created before it
-    memory.reduce_size(age_limit=datetime.timedelta(seconds=0.3))
+    with pairio.config(database_path=str(tmp_path / "s")) as cfg:
+        records.flush()
+        with local_store(cfg).transaction() as connection:  # both stored two hours ago, not used since
+            connection.execute("UPDATE entries SET created = created - 7200, last_used = last_used - 7200")
+    f(10, 1)  # used now: younger than the limit, though created before it
+    memory.reduce_size(age_limit=datetime.timedelta(hours=1))
     assert f.check_call_in_cache(10, 1) and not f.check_call_in_cache(10, 2)
+    memory.reduce_size(age_limit=3600)  # seconds, too
+    assert f.check_call_in_cache(10, 1)
 
 
 def test_reduce_size_bytes_limit_evicts_results_and_their_content(tmp_path):
