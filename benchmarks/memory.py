@@ -4,7 +4,10 @@
    then LogisticRegression) on 100,000 x 50 float64: the transformers come from the cache, the
    final estimator is fitted again (target: pairio at most 1x joblib's);
 2. the hit of a cached call whose argument is a 100 MB float64 array (the same array object each
-   call, as a pipeline passes it on): target pairio at most 0.5x joblib's.
+   call, as a pipeline passes it on): target pairio at most 0.5x joblib's; beside it, one SHA-1
+   of the array alone, the floor of pairio's hit (the key's hash cannot change);
+3. the same hit when the array cannot change (read-only over a bytes object), which pairio
+   hashes once.
 
 A fresh, empty cache directory per tool and round; the tools take turns within each round.
 Medians over --rounds rounds (row 1) and over --calls calls per round (row 2), with ratios.
@@ -14,6 +17,7 @@ Run: python benchmarks/memory.py [--rounds N] [--dir DIR]
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
 import shutil
 import statistics
@@ -75,7 +79,9 @@ def main() -> None:
     big = rng.normal(size=100 * 2**20 // 8)
     root = Path(tempfile.mkdtemp(prefix="pairio-bench-memory-", dir=opts.dir))
     fit2: dict[str, list[float]] = {"joblib": [], "pairio": [], "uncached": []}
-    hit: dict[str, list[float]] = {"joblib": [], "pairio": []}
+    hit: dict[str, list[float]] = {"joblib": [], "pairio": [], "sha1": []}
+    frozen_hit: dict[str, list[float]] = {"joblib": [], "pairio": []}
+    frozen = np.frombuffer(big.tobytes(), dtype=big.dtype)  # read-only over bytes: cannot change
     try:
         for r in range(opts.rounds):
             fit2["uncached"].append(timed(lambda: pipeline(None).fit(X, y)))
@@ -89,6 +95,13 @@ def main() -> None:
             for _ in range(opts.calls):
                 for tool, f in funcs.items():
                     hit[tool].append(timed(lambda f=f: f(big)))
+                # What bounds pairio's hit: one SHA-1 over the array's bytes (the key must stay SHA-1).
+                hit["sha1"].append(timed(lambda: hashlib.sha1(big.view(np.uint8)).hexdigest()))
+            for f in funcs.values():
+                f(frozen)
+            for _ in range(opts.calls):
+                for tool, f in funcs.items():
+                    frozen_hit[tool].append(timed(lambda f=f: f(frozen)))
             shutil.rmtree(root / f"fit{r}", ignore_errors=True)
             shutil.rmtree(root / f"hit{r}", ignore_errors=True)
     finally:
@@ -104,6 +117,14 @@ def main() -> None:
     print(f"   joblib       {h['joblib'] * 1e3:8.2f} ms")
     print(f"   pairio       {h['pairio'] * 1e3:8.2f} ms   pairio/joblib = {h['pairio'] / h['joblib']:.3f} "
           f"(target <= 0.5)")
+    print(f"   SHA-1 alone  {h['sha1'] * 1e3:8.2f} ms   sha1/joblib   = {h['sha1'] / h['joblib']:.3f} "
+          f"(the floor of pairio's hit)")
+    fh = {k: statistics.median(v) for k, v in frozen_hit.items()}
+    print(f"3. hit with a 100 MB array that cannot change (np.frombuffer of bytes; median of "
+          f"{len(frozen_hit['pairio'])} calls):")
+    print(f"   joblib       {fh['joblib'] * 1e3:8.2f} ms")
+    print(f"   pairio       {fh['pairio'] * 1e3:8.3f} ms   pairio/joblib = {fh['pairio'] / fh['joblib']:.4f} "
+          f"(hashed once, then known by identity)")
 
 
 if __name__ == "__main__":

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import logging
 import os
+import reprlib
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .config import Config, config, get_config
+from .errors import ConfigurationError
 from .memo.decorator import CachedFunction
 
 logger = logging.getLogger("pairio")
@@ -96,38 +100,48 @@ class Memory(_Base):  # type: ignore[misc,valid-type]
         return self.cache(func)(*args, **kwargs)
 
     def clear(self, warn: bool = True) -> None:
-        """Forget every entry recorded in this Memory's store."""
+        """Forget every entry recorded in this Memory's store (the content goes at ``pairio gc``)."""
         if self._fields is None:
             return
-        from .lifecycle import api as lifecycle_api
+        from .kv import local_store
+        from .lifecycle import records
 
-        with self._scope():
-            names = {e.function for e in lifecycle_api.entries()}
-            for name in names:
-                lifecycle_api.forget(name)
+        with self._scope() as cfg:
+            store = local_store(cfg)
+            records.remove(store, records.entries(store))
 
     def reduce_size(self, bytes_limit: int | str | None = None, items_limit: int | None = None,
                     age_limit: Any = None) -> None:
-        """Evict entries beyond ``bytes_limit`` (default: the Memory's), ``items_limit`` or older than
-        ``age_limit`` (a ``datetime.timedelta`` or seconds), through pairio's eviction."""
+        """Evict as joblib does: the entries not used for ``age_limit`` (a ``datetime.timedelta`` or
+        seconds), those beyond the ``items_limit`` used last, then, through pairio's eviction, entries
+        until the results take at most ``bytes_limit`` (default: the Memory's; bytes or ``"1G"``).
+        The content of the entries removed by age or count goes at the next ``pairio gc``."""
         if self._fields is None:
             return
-        from .lifecycle import api as lifecycle_api
+        from .kv import local_store
+        from .lifecycle import records
+        from .lifecycle.eviction import evict
+        from .lifecycle.units import parse_size
 
         limit = self.bytes_limit if bytes_limit is None else bytes_limit
-        with self._scope():
-            if age_limit is not None:
-                seconds = age_limit.total_seconds() if hasattr(age_limit, "total_seconds") else float(age_limit)
-                for name in {e.function for e in lifecycle_api.entries()}:
-                    lifecycle_api.forget(name, older_than=seconds)
-            if items_limit is not None:
-                for entry in lifecycle_api.entries()[items_limit:]:
-                    lifecycle_api.forget(entry.function, older_than=time.time() - entry.created)
+        with self._scope() as cfg:
+            store = local_store(cfg)
+            if age_limit is not None or items_limit is not None:
+                found = sorted(records.entries(store), key=lambda e: -e.last_used)  # used last first
+                drop = []
+                if age_limit is not None:
+                    seconds = age_limit.total_seconds() if hasattr(age_limit, "total_seconds") else float(age_limit)
+                    oldest = time.time() - seconds
+                    drop = [e for e in found if e.last_used < oldest]
+                    found = [e for e in found if e.last_used >= oldest]
+                if items_limit is not None:
+                    if isinstance(items_limit, bool) or not isinstance(items_limit, int) or items_limit < 0:
+                        raise ConfigurationError(f"reduce_size(items_limit=...) takes a count >= 0, "
+                                                 f"got {items_limit!r}")
+                    drop += found[items_limit:]
+                records.remove(store, drop)
             if limit is not None:
-                from .lifecycle.eviction import evict
-                from .lifecycle.units import parse_size
-
-                evict(get_config(), max_size=parse_size(limit) if isinstance(limit, str) else int(limit))
+                evict(cfg, max_size=parse_size(limit, "bytes_limit") if isinstance(limit, str) else int(limit))
 
 
 class MemorizedResult:
@@ -145,9 +159,45 @@ class MemorizedResult:
         self._memorized.forget(*self._args, **self._kwargs)
 
 
+def _format_time(seconds: float) -> str:
+    return f"{seconds:.1f}s, {seconds / 60:.1f}min"  # as joblib writes durations
+
+
+_ARG_REPR = reprlib.Repr()
+_ARG_REPR.maxstring = _ARG_REPR.maxother = 60
+
+
+class _LoggedFunction(CachedFunction):
+    """``@pairio.cached`` that logs joblib's lines around a computation (``verbose`` > 0)."""
+
+    verbose = 0
+    _last_computed = threading.local()  # whether the last call in this thread computed
+
+    def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
+        self._last_computed.value = True
+        short = _short_name(self.__wrapped__)
+        if self.verbose > 0:
+            shown = [_ARG_REPR.repr(a) for a in args] + [f"{k}={_ARG_REPR.repr(v)}" for k, v in kwargs.items()]
+            logger.info("[Memory] Calling %s...\n%s(%s)", self.name, short, ", ".join(shown))
+        started = time.time()
+        out = super()._run_and_store(cfg, key, args, kwargs, store)
+        if self.verbose > 0:
+            logger.info("[Memory] %s - %s", short, _format_time(time.time() - started))
+        return out
+
+
+def _short_name(func: Callable[..., Any]) -> str:
+    """The name joblib's lines give a function (a ``functools.partial`` has none: its function's)."""
+    return getattr(func, "__name__", None) or _short_name(getattr(func, "func", type(func)))
+
+
 class MemorizedFunc:
     """joblib's ``MemorizedFunc`` API over ``@pairio.cached``, plus pairio's ``key``, ``explain``,
-    ``is_cached`` and ``forget``."""
+    ``is_cached`` and ``forget``.
+
+    ``verbose`` as joblib's: above 0, a miss logs ``[Memory] Calling ...`` and its duration;
+    above 4, a hit logs ``... cache loaded``; through the ``pairio`` logger, at INFO.
+    """
 
     def __init__(self, memory: Memory, func: Callable[..., Any], ignore: Iterable[str] | None = None,
                  verbose: int = 1, cache_validation_callback: Callable[[dict], bool] | None = None) -> None:
@@ -156,7 +206,8 @@ class MemorizedFunc:
         self.ignore = list(ignore or ())
         self.verbose = verbose
         self.cache_validation_callback = cache_validation_callback
-        self._cached = CachedFunction(func, ignore=self.ignore)
+        self._cached = _LoggedFunction(func, ignore=self.ignore)
+        self._cached.verbose = verbose
         functools.update_wrapper(self, func)
 
     def __reduce__(self) -> tuple:
@@ -168,45 +219,65 @@ class MemorizedFunc:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         if self.memory._fields is None:
             return self.func(*args, **kwargs)
-        if self.cache_validation_callback is None and not self.verbose:
-            with self.memory._scope():
+        with self.memory._scope():
+            if self.cache_validation_callback is not None and not self._valid(args, kwargs):
+                return self._cached.recompute(*args, **kwargs)
+            if self.verbose <= 4:
                 return self._cached(*args, **kwargs)  # the key is computed once, as for @pairio.cached
-        return self.call(*args, **kwargs)[0]
+            flag = _LoggedFunction._last_computed
+            flag.value = False
+            started = time.time()
+            out = self._cached(*args, **kwargs)
+            if not flag.value:
+                logger.info("[Memory] %s cache loaded - %s", _short_name(self.func), _format_time(time.time() - started))
+            return out
+
+    def _valid(self, args: tuple, kwargs: dict) -> bool:
+        """False if the stored result of this call is rejected by ``cache_validation_callback``
+        (given joblib's metadata of the stored call); True if it is kept or nothing is stored."""
+        from .kv import local_store
+        from .lifecycle import records
+
+        cfg = get_config()
+        key = self._cached.key(*args, **kwargs)
+        entry = records.get(local_store(cfg), self._cached.collection or cfg.collection, key)
+        if entry is None:
+            return True
+        return bool(self.cache_validation_callback(  # type: ignore[misc]
+            {"duration": entry.seconds, "input_args": self._input_args(args, kwargs), "time": entry.created}))
+
+    def _input_args(self, args: tuple, kwargs: dict) -> dict[str, str]:
+        """joblib's ``input_args``: each argument's repr by name, defaults applied, ``ignore`` left out
+        (``*`` and ``**`` for variadic ones)."""
+        signature = inspect.signature(self.func)
+        bound = signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        out = {}
+        for name, value in bound.arguments.items():
+            kind = signature.parameters[name].kind
+            if kind is inspect.Parameter.VAR_POSITIONAL:
+                name, value = "*", list(value)
+            elif kind is inspect.Parameter.VAR_KEYWORD:
+                name, value = "**", dict(value)
+            if name not in self.ignore:
+                out[name] = repr(value)
+        return out
 
     def call(self, *args: Any, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-        """The output and its metadata (``duration``, ``time``), as joblib's ``call`` returns them."""
+        """Compute the call even if it is cached (as joblib's ``call`` does), store it and return the
+        output with its metadata: ``duration``, ``input_args`` (each argument's repr), ``time``."""
+        started = time.time()
         if self.memory._fields is None:
-            started = time.time()
             out = self.func(*args, **kwargs)
-            return out, {"duration": time.time() - started, "time": started, "input_args": {}}
-        with self.memory._scope():
-            started = time.time()
-            stored = self._stored_time(args, kwargs)
-            if stored is not None and self.cache_validation_callback is not None:
-                meta = {"duration": None, "time": stored, "input_args": {}}
-                if not self.cache_validation_callback(meta):
-                    stored = -1.0  # rejected: computed again below
-            if self.verbose:
-                logger.info("[Memory] %s %s", "loading from cache" if stored and stored > 0 else "calling",
-                            self._cached.name)
-            out = self._cached.recompute(*args, **kwargs) if stored == -1.0 else self._cached(*args, **kwargs)
-            duration = time.time() - started
-            if self.verbose:
-                logger.info("[Memory] %s - %.1fs", self._cached.name, duration)
-            return out, {"duration": duration, "time": started, "input_args": {}}
-
-    def _stored_time(self, args: tuple, kwargs: dict) -> float | None:
-        """When this call's result was stored here (the local record), None if it is not recorded."""
-        if self.cache_validation_callback is None and not self.verbose:
-            return None  # nobody asks: spare a hit the read of the records
-        from .lifecycle import api as lifecycle_api
-
-        key = self._cached.key(*args, **kwargs)
-        return next((e.created for e in lifecycle_api.entries(self._cached.name) if e.key == key), None)
+        else:
+            with self.memory._scope():
+                out = self._cached.recompute(*args, **kwargs)
+        return out, {"duration": time.time() - started, "input_args": self._input_args(args, kwargs),
+                     "time": started}
 
     def call_and_shelve(self, *args: Any, **kwargs: Any) -> MemorizedResult:
         """Compute (or find) the call and return a :class:`MemorizedResult` for it."""
-        self.call(*args, **kwargs)
+        self(*args, **kwargs)
         return MemorizedResult(self, args, kwargs)
 
     def check_call_in_cache(self, *args: Any, **kwargs: Any) -> bool:

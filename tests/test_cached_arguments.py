@@ -16,6 +16,7 @@ import struct
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -321,6 +322,28 @@ def test_other_objects_count_by_their_pickle():
     assert h(Model([1, 2])) != h(Model([1, 3]))
 
 
+def test_a_pickled_value_counts_by_its_cloudpickle_bytes_and_any_set_inside_by_its_items():
+    import fractions
+    import hashlib
+
+    import cloudpickle
+
+    from pairio.memo.arguments import _text
+
+    value = fractions.Fraction(1, 3)  # no rule: pickled; and no set inside: the very bytes cloudpickle writes
+    data = cloudpickle.dumps(value, protocol=5)
+    assert h(value) == hashlib.sha1(b"x" + _text("fractions.Fraction") + b"%d:" % len(data) + data).hexdigest()
+    # Equal sets iterating in two orders (ints colliding in a small table keep their insertion order;
+    # sets of str iterate in an order PYTHONHASHSEED decides): one value.
+    one, other = {0, 64, 128}, set()
+    for i in (128, 64, 0):
+        other.add(i)
+    assert one == other and list(one) != list(other)
+    assert h(types.SimpleNamespace(items=one)) == h(types.SimpleNamespace(items=other))
+    assert h(types.SimpleNamespace(items=frozenset(one))) != h(types.SimpleNamespace(items=one))
+    assert h(types.SimpleNamespace(items={0, 64})) != h(types.SimpleNamespace(items=one))
+
+
 # A library's type without a rule (an instance of a user class counts by its state and class code).
 def test_strict_refuses_the_pickle_fallback_naming_the_argument_and_type():
     with pytest.raises(pa.UnhashableArgumentError, match=r"argument 'model' \(of type fractions\.Fraction\)"):
@@ -474,6 +497,66 @@ def test_hashing_a_large_array_holds_no_copy_of_it(np):
     assert peak < a.nbytes // 4
 
 
+def test_an_array_over_bytes_that_cannot_change_is_hashed_once(np, monkeypatch):
+    import gc
+
+    data = np.arange(1 << 18, dtype=np.float64)  # 2 MiB
+    frozen = np.frombuffer(data.tobytes(), dtype=np.float64)
+    view = frozen[::2]  # read-only too, over the same bytes
+    assert not frozen.flags.writeable
+    first, of_view = h(frozen), h(view)
+    assert first == h(data) and of_view == h(data[::2].copy())
+    hashed = []
+    real = numeric._array_data
+    monkeypatch.setattr(numeric, "_array_data", lambda *a: hashed.append(1) or real(*a))
+    types_met: set[type] = set()
+    assert hash_value(frozen, types=types_met) == first and types_met == {np.ndarray}
+    assert h(view) == of_view
+    assert hashed == []  # neither was hashed again
+    key = id(frozen)
+    del frozen, view
+    gc.collect()
+    assert key not in numeric._FROZEN  # the entry went with its array: a new one at its address is not it
+
+
+def test_a_read_only_array_that_can_still_change_is_hashed_at_every_call(np, tmp_path):
+    n = 1 << 18  # 2 MiB of float64: above the size whose digest would be kept
+
+    def changed(a, write):
+        before = h(a)
+        write()
+        return h(a) != before
+
+    owner = np.zeros(n)
+    owner.flags.writeable = False  # it owns its memory: it may be made writeable again
+
+    def through_owner():
+        owner.flags.writeable = True
+        owner[0] = 1
+        owner.flags.writeable = False
+
+    base = np.zeros(n)
+    view = base[:]
+    view.flags.writeable = False  # a read-only view of a writeable array
+    buffer = bytearray(8 * n)
+    over_bytearray = np.frombuffer(buffer, dtype=np.float64)
+    over_bytearray.flags.writeable = False
+    path = tmp_path / "a.bin"
+    np.zeros(n).tofile(path)
+    mapped = np.memmap(path, dtype=np.float64, mode="r")  # read-only, but its file is not
+    assert not (owner.flags.writeable or view.flags.writeable or over_bytearray.flags.writeable
+                or mapped.flags.writeable)
+
+    def through_file():
+        with open(path, "r+b") as f:
+            f.write(np.float64(7).tobytes())
+
+    assert changed(owner, through_owner)
+    assert changed(view, lambda: base.__setitem__(0, 2.0))
+    assert changed(over_bytearray, lambda: buffer.__setitem__(0, 1))
+    assert changed(np.asarray(mapped), through_file)
+
+
 def test_every_nan_in_an_array_is_one_value(np):
     plain = np.array([1.0, np.nan, 3.0])
     with np.errstate(invalid="ignore"):
@@ -487,6 +570,28 @@ def test_every_nan_in_an_array_is_one_value(np):
     assert h(plain) == h(computed) == h(negative) == h(payload)
     assert h(plain) != h(np.array([1.0, np.inf, 3.0]))
     assert plain.view(np.uint64)[1] == 0x7FF8_0000_0000_0000 and negative[1] != 0  # not modified
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex128"])
+def test_a_many_piece_array_checked_for_nan_on_a_thread_hashes_its_canonical_bytes(np, dtype, monkeypatch):
+    import hashlib
+
+    from pairio.memo.arguments import _text
+
+    monkeypatch.setattr(numeric, "_CHUNK_BYTES", 64)  # many pieces: the NaN check runs a piece ahead
+    a = np.arange(200, dtype=dtype)
+    with np.errstate(invalid="ignore"):
+        a[7] = np.inf - np.inf  # x86: a negative NaN
+    a.view(a.real.dtype)[150] = np.inf  # inf and -inf in one piece: a NaN sum, no NaN
+    a.view(a.real.dtype)[151] = -np.inf
+    a.view(a.real.dtype)[-1] = -np.nan
+    canonical = a.copy()
+    parts = canonical.view(canonical.real.dtype)
+    parts[np.isnan(parts)] = numeric._NAN
+    header = f"numpy.ndarray|{a.dtype.str}|{a.shape}"
+    expected = hashlib.sha1(b"a" + _text(header) + canonical.tobytes()).hexdigest()
+    assert a.nbytes > 4 * numeric._CHUNK_BYTES
+    assert h(a) == expected == h(canonical)
 
 
 @pytest.mark.parametrize("dtype", ["float16", "float32", "float64", ">f8", "complex64", "complex128"])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import hashlib
 import io
 import math
@@ -94,6 +95,15 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
         return hashlib.sha1(b"s" + _text(value)).hexdigest()
     if tp is float:
         return hashlib.sha1(b"f" + _float_bytes(value)).hexdigest()
+    frozen = tp.__name__ == "ndarray" and tp.__module__ == "numpy"
+    if frozen:
+        from .numeric import frozen_digest
+
+        known = frozen_digest(value)
+        if known is not None:  # an array that cannot change, hashed before
+            if types is not None:
+                types.add(tp)
+            return known
     h = hashlib.sha1()
     ctx = Context(name, strict, file_hash, types)
     ctx.top_type = tp
@@ -101,7 +111,12 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
         encode(value, h.update, ctx)
     except RecursionError:
         raise ctx.unhashable(value, "it is nested too deeply or contains itself") from None
-    return h.hexdigest()
+    out = h.hexdigest()
+    if frozen:
+        from .numeric import remember_if_frozen
+
+        remember_if_frozen(value, out)
+    return out
 
 
 def hash_int(value: int) -> str:
@@ -349,14 +364,46 @@ def _pickled(obj: Any, update: Update, ctx: Context) -> None:
     if ctx.strict:
         raise ctx.unhashable(obj, "no hashing rule for this type (strict=True refuses the cloudpickle "
                                   "fallback; define __pairio_hash__() on it or list the argument in ignore=)")
-    import cloudpickle  # only values without a hashing rule need it
-
     try:
-        data = cloudpickle.dumps(obj, protocol=5)
+        data = _canonical_pickle(obj, ctx)
+    except UnhashableArgumentError:
+        raise
     except Exception as exc:  # pickling runs arbitrary __reduce__ code: any error means "cannot"
         raise ctx.unhashable(obj, f"it has no hashing rule and cannot be pickled ({exc})") from None
     update(b"x" + _text(_type_name(type(obj))) + b"%d:" % len(data))
     update(data)
+
+
+def _canonical_pickle(obj: Any, ctx: Context) -> bytes:
+    """``cloudpickle.dumps(obj, protocol=5)``, except that a set or frozenset inside is written as
+    its items' sorted digests: a set of str iterates in an order ``PYTHONHASHSEED`` decides, so its
+    pickle (a scikit-learn estimator's ``stop_words={...}``) differed from one process to the next.
+    A value holding no set pickles to the very bytes it did."""
+    buffer = io.BytesIO()
+    pickler = _set_sorting_pickler()(buffer, protocol=5)
+    pickler.ctx = ctx
+    pickler.dump(obj)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _set_sorting_pickler() -> type:
+    """The pickler class, made at first use: cloudpickle loads only when a value needs it."""
+    import cloudpickle  # only values without a hashing rule need it
+
+    class SetSortingPickler(cloudpickle.Pickler):
+        # persistent_id is the one hook the C pickler calls for every object, sets included
+        # (reducer_override is skipped for exact builtins).
+        ctx: Context
+
+        def persistent_id(self, obj: Any) -> Any:
+            tp = type(obj)
+            if tp is not set and tp is not frozenset:
+                return None
+            items = sorted(digest(item, self.ctx) for item in obj)
+            return ("pairio.set" if tp is set else "pairio.frozenset", b"".join(items))
+
+    return SetSortingPickler
 
 
 def _forbidden(obj: Any, update: Update, ctx: Context) -> None:

@@ -7,7 +7,10 @@ is a dependency of pairio.
 from __future__ import annotations
 
 import math
+import queue
 import sys
+import threading
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -44,12 +47,60 @@ def _array_data(np: Any, a: Any, update: Update, ctx: Context) -> None:
     if a.dtype.hasobject:
         encode(a.tolist(), update, ctx)
         return
-    for piece in _pieces(np, a):
-        if piece.dtype.kind in "fc":
-            piece = _one_nan(np, piece)
-        # A uint8 view of the same memory: no copy, and it works for dtypes that
-        # refuse the buffer protocol (datetime64, structured).
-        update(piece.view(np.uint8))
+    if a.dtype.kind not in "fc":
+        for piece in _pieces(np, a):
+            # A uint8 view of the same memory: no copy, and it works for dtypes that
+            # refuse the buffer protocol (datetime64, structured).
+            update(piece.view(np.uint8))
+        return
+    for piece, has_nan in _nan_checked(np, a):
+        update((_one_nan(np, piece) if has_nan else piece).view(np.uint8))
+
+
+def _nan_checked(np: Any, a: Any) -> Iterator[tuple[Any, bool]]:
+    """The pieces of a float or complex ``a``, each with whether it may hold a NaN.
+
+    A contiguous array of several pieces is checked one piece ahead on another thread:
+    numpy's reductions and hashlib's SHA-1 both release the GIL, so the check of a 100 MB
+    array (about a tenth of its hash) overlaps its hashing instead of adding to it.
+    """
+    if not a.flags.c_contiguous or a.nbytes <= _CHUNK_BYTES:
+        for piece in _pieces(np, a):
+            yield piece, _may_hold_nan(np, piece)
+        return
+    pieces = list(_pieces(np, a))  # views: no copy
+    flags: queue.SimpleQueue = queue.SimpleQueue()
+
+    def check() -> None:
+        for piece in pieces:
+            try:
+                flags.put(_may_hold_nan(np, piece))
+            except BaseException as exc:  # handed to the hashing thread, which raises it
+                flags.put(exc)
+                return
+
+    checker = threading.Thread(target=check, name="pairio-nan-check", daemon=True)
+    checker.start()
+    for piece in pieces:
+        flag = flags.get()
+        if isinstance(flag, BaseException):
+            raise flag
+        yield piece, flag
+    checker.join()
+
+
+def _may_hold_nan(np: Any, piece: Any) -> bool:
+    """False only if the float or complex ``piece`` holds no NaN.
+
+    A NaN makes the sum NaN, and a sum without one is NaN only through inf - inf (then the
+    piece is looked at element by element): a reduction that allocates nothing, twice as fast
+    as ``np.isnan(piece).any()``.
+    """
+    if piece.dtype.kind == "c":
+        piece = piece.view(piece.real.dtype)
+    with np.errstate(all="ignore"):  # a sum may overflow to inf: only NaN matters
+        total = np.add.reduce(piece, axis=None)
+    return bool(np.isnan(total))
 
 
 def _pieces(np: Any, a: Any) -> Iterator[Any]:
@@ -78,6 +129,56 @@ def _one_nan(np: Any, piece: Any) -> Any:
     piece = piece.copy()
     piece[nans] = _NAN
     return piece
+
+
+# The digests of arrays that cannot change (see _is_frozen), by id, each with a weak reference
+# to its array: the entry goes with the array, and a new array at the same address is not it.
+_FROZEN: dict[int, tuple[weakref.ref, str]] = {}
+_FROZEN_MIN_BYTES = 1 << 20  # smaller arrays hash in well under a millisecond
+
+
+def _is_frozen(a: Any) -> bool:
+    """True only if the data of ``a`` can never change: it and every array it views are read-only
+    and the memory is a ``bytes`` object's (``np.frombuffer(some_bytes)``).
+
+    Read-only is not enough on its own: an array owning its memory can be made writeable again
+    (``a.flags.writeable = True``), and a read-only view sees every write to a writeable base;
+    numpy refuses writeable=True only to an array over a read-only buffer, and of those only a
+    ``bytes`` object's content is immutable (a read-only memory map's file can change).
+    """
+    np = sys.modules["numpy"]
+    base = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    if type(base) is memoryview:
+        if not base.readonly:
+            return False
+        base = base.obj
+    return type(base) is bytes
+
+
+def frozen_digest(a: Any) -> str | None:
+    """The digest :func:`remember_if_frozen` kept for this very array, else None."""
+    entry = _FROZEN.get(id(a))
+    if entry is None or entry[0]() is not a:
+        return None
+    return entry[1]
+
+
+def remember_if_frozen(a: Any, digest: str) -> None:
+    """Keep ``digest`` of ``a`` for its next hash, if ``a`` is large and its data can never change."""
+    if a.nbytes < _FROZEN_MIN_BYTES or not _is_frozen(a):
+        return
+    key = id(a)
+
+    def gone(ref: weakref.ref) -> None:
+        entry = _FROZEN.get(key)
+        if entry is not None and entry[0] is ref:
+            del _FROZEN[key]
+
+    _FROZEN[key] = (weakref.ref(a, gone), digest)
 
 
 def scalar_rule(x: Any, update: Update, ctx: Context) -> None:
