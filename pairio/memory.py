@@ -156,7 +156,7 @@ class MemorizedFunc:
         self.ignore = list(ignore or ())
         self.verbose = verbose
         self.cache_validation_callback = cache_validation_callback
-        self._cached = CachedFunction(func, ignore=self.ignore)
+        self._cached = CachedFunction(func, ignore=self.ignore, verbose=None if verbose else False)
         functools.update_wrapper(self, func)
 
     def __reduce__(self) -> tuple:
