@@ -18,6 +18,7 @@ import builtins
 import functools
 import inspect
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -36,7 +37,7 @@ from ..errors import (
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
-from ..lifecycle import hooks
+from ..lifecycle import hooks, records
 from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
@@ -195,6 +196,8 @@ class CachedFunction:
                                                      "but get_from is 'local')"]))
         call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=self._shows_line(cfg),
                           reason=reason, uploaded=uploaded)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -313,7 +316,9 @@ class CachedFunction:
             call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
                               verbose=self._shows_line(cfg), loaded=time.perf_counter() - started,
                               remote=from_server or downloaded > 0, downloaded=downloaded)
-        hooks.hit(cfg, collection, key, result, places.kv)
+        hooks.hit(cfg, collection, key, result, sha1, places.kv)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
 
     def _shows_line(self, cfg: Config) -> bool:
@@ -368,13 +373,12 @@ class CachedFunction:
                 uploaded = server.uploaded
         if cfg.set_to != "local":
             reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
-        hooks.settled(cfg, collection, key, result, total)
+        hooks.settled(cfg, collection, key, result, stored.sha1, total)
         return reason, uploaded
 
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
         once, on every run). Its object goes unless an entry refers to it; warned once per function."""
-        from ..lifecycle import records
         from ..lifecycle.units import format_size
 
         if not records.find(local_store(cfg), stored.sha1):
@@ -385,6 +389,11 @@ class CachedFunction:
                   f"({format_size(cfg.max_size or 0)}): it can never be kept, so it is returned and not stored "
                   "(raise max_size to cache it; said once)")
         return "not stored: larger than max_size"
+
+    def stored_result(self, cfg: Config, sha1: str) -> Any:
+        """The result stored as object ``sha1`` in the content store of ``cfg`` (for lineage: is a
+        value handed out still what was stored?)."""
+        return load_result(content_store(cfg), sha1)
 
     # --- controls -------------------------------------------------------------------------
 
@@ -531,6 +540,33 @@ def _pickled_by_multiprocessing() -> bool:
     # ForkingPickler.dumps or reduction.dump, in multiprocessing.reduction.
     frame = sys._getframe(2)
     return frame.f_globals.get("__name__") == "multiprocessing.reduction"
+
+
+def in_worker() -> bool:
+    """True in a process that multiprocessing started (a ``Pool`` worker, a ``Process``), worked out
+    once per process. Such a process leaves through ``os._exit`` (no atexit) and, from
+    ``pool.terminate()`` or ``with Pool() as p:``, by SIGTERM (no finalizers either)."""
+    global _worker
+    if _worker is None:
+        mp = sys.modules.get("multiprocessing")
+        _worker = mp is not None and mp.parent_process() is not None
+    return _worker
+
+
+def _write_now() -> None:
+    # In a worker, the call's record and counts are written before its result goes back to the
+    # parent, which may kill the worker as soon as it has every result (Pool.__exit__ terminates).
+    records.flush()
+    call_stats.flush()
+
+
+def _forget_worker_after_fork() -> None:
+    global _worker
+    _worker = None  # a forked child is worked out again, at its first call
+
+
+_worker: bool | None = None
+os.register_at_fork(after_in_child=_forget_worker_after_fork)
 
 
 def in_ipython() -> bool:
