@@ -323,9 +323,12 @@ class CachedFunction:
 
     def _shows_line(self, cfg: Config) -> bool:
         """Whether this call prints its short hit/miss line: ``verbose=`` of the decorator, else the
-        config's, else (neither set) only in IPython and Jupyter, where people watch each call."""
+        config's, else (neither set) only in IPython and Jupyter, where people watch each call (not
+        in the workers a kernel forks: their stderr is the kernel's terminal)."""
         verbose = cfg.verbose if self.verbose is None else self.verbose
-        return in_ipython() if verbose is None else verbose
+        if verbose is None:
+            return in_ipython() and not in_worker()
+        return verbose
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
         """The server's lease for computing ``key``, when results are shared through a server; the
