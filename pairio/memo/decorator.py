@@ -14,9 +14,11 @@ The ``cache`` config field chooses the mode: ``on``; ``off`` (plain calls);
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable
@@ -35,7 +37,7 @@ from ..errors import (
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
-from ..lifecycle import hooks
+from ..lifecycle import hooks, records
 from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
@@ -61,7 +63,7 @@ class CachedFunction:
 
     def __init__(self, func: Callable[..., Any], *, version: str | None = None, ignore: Iterable[str] = (),
                  dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-                 restore_paths: bool = False, mmap: bool | None = None) -> None:
+                 restore_paths: bool = False, mmap: bool | None = None, verbose: bool | None = None) -> None:
         if not callable(func):
             raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
         get_config()  # a bad PAIRIO_* variable is refused here, where the step is defined, not at its first call
@@ -73,8 +75,12 @@ class CachedFunction:
         self.__wrapped__ = func
         if mmap is not None and not isinstance(mmap, bool):
             raise TypeError(f"@pairio.cached(mmap=...) takes True, False or None (the config's), got {mmap!r}")
+        if verbose is not None and not isinstance(verbose, bool):
+            raise TypeError(f"@pairio.cached(verbose=...) takes True, False or None (the config's), got {verbose!r}")
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
-                             strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap)
+                             strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap,
+                             verbose=verbose)
+        self.verbose = verbose
         # Key derivation (ast, dis, tokenize, source digests) loads when the first function is decorated,
         # not with ``import pairio``.
         from .code import qualified_name
@@ -188,8 +194,10 @@ class CachedFunction:
             # A server that was not asked is the first thing to suspect when a colleague's result misses.
             reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
                                                      "but get_from is 'local')"]))
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason,
-                          uploaded=uploaded)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=self._shows_line(cfg),
+                          reason=reason, uploaded=uploaded)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -297,8 +305,8 @@ class CachedFunction:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
         if server is None:
-            call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited, verbose=cfg.verbose,
-                              loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
+            call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited,
+                              verbose=self._shows_line(cfg), loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
         else:
             try:
                 seconds = float(seconds_text or 0.0)
@@ -306,10 +314,21 @@ class CachedFunction:
                 seconds = 0.0
             downloaded = server.downloaded
             call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
-                              verbose=cfg.verbose, loaded=time.perf_counter() - started,
+                              verbose=self._shows_line(cfg), loaded=time.perf_counter() - started,
                               remote=from_server or downloaded > 0, downloaded=downloaded)
-        hooks.hit(cfg, collection, key, result, places.kv)
+        hooks.hit(cfg, collection, key, result, sha1, places.kv)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
+
+    def _shows_line(self, cfg: Config) -> bool:
+        """Whether this call prints its short hit/miss line: ``verbose=`` of the decorator, else the
+        config's, else (neither set) only in IPython and Jupyter, where people watch each call (not
+        in the workers a kernel forks: their stderr is the kernel's terminal)."""
+        verbose = cfg.verbose if self.verbose is None else self.verbose
+        if verbose is None:
+            return in_ipython() and not in_worker()
+        return verbose
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
         """The server's lease for computing ``key``, when results are shared through a server; the
@@ -335,7 +354,7 @@ class CachedFunction:
         store = content_store(cfg)
         collection = self._collection(cfg)
         uploaded = 0
-        want_reason = cfg.verbose or logger.isEnabledFor(logging.INFO)
+        want_reason = self._shows_line(cfg) or logger.isEnabledFor(logging.INFO)
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
             stored = store_result_described(store, result, f"result of {self.name}")
@@ -357,13 +376,12 @@ class CachedFunction:
                 uploaded = server.uploaded
         if cfg.set_to != "local":
             reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
-        hooks.settled(cfg, collection, key, result, total)
+        hooks.settled(cfg, collection, key, result, stored.sha1, total)
         return reason, uploaded
 
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
         once, on every run). Its object goes unless an entry refers to it; warned once per function."""
-        from ..lifecycle import records
         from ..lifecycle.units import format_size
 
         if not records.find(local_store(cfg), stored.sha1):
@@ -375,6 +393,11 @@ class CachedFunction:
                   "(raise max_size to cache it; said once)")
         return "not stored: larger than max_size"
 
+    def stored_result(self, cfg: Config, sha1: str) -> Any:
+        """The result stored as object ``sha1`` in the content store of ``cfg`` (for lineage: is a
+        value handed out still what was stored?)."""
+        return load_result(content_store(cfg), sha1)
+
     # --- controls -------------------------------------------------------------------------
 
     def key(self, *args: Any, **kwargs: Any) -> str:
@@ -383,13 +406,18 @@ class CachedFunction:
 
     def explain(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """What went into the key of this call: code, helpers, constants, versions, each argument's hash;
-        and, if it is not cached, why: ``miss`` says what differs from the closest stored entry
-        of this function (``closest`` is its key, ``differences`` the list)."""
+        ``hit``: whether the call is cached now (then ``miss`` is None); if not, why: ``miss`` says
+        what differs from the closest stored entry of this function, as the code and data are now
+        (a global rebound or a helper redefined in this process included; ``closest`` is its key,
+        ``differences`` the list)."""
         out = self._keys.explain(args, kwargs, method=self._method)
         cfg = get_config()
         out["collection"] = self._collection(cfg)
-        out["result_sha1"] = api.get(out["key"], self._collection(cfg))
-        if out["result_sha1"] is None or not self.is_cached(*args, **kwargs):
+        out["result_sha1"] = sha1 = api.get(out["key"], self._collection(cfg))
+        out["hit"] = sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
+        if out["hit"]:
+            out.update(miss=None, closest=None, differences=[])
+        else:
             out.update(explain_miss(cfg, self, out["collection"], out["key"], args, kwargs))
         return out
 
@@ -517,6 +545,43 @@ def _pickled_by_multiprocessing() -> bool:
     return frame.f_globals.get("__name__") == "multiprocessing.reduction"
 
 
+def in_worker() -> bool:
+    """True in a process that multiprocessing started (a ``Pool`` worker, a ``Process``), worked out
+    once per process. Such a process leaves through ``os._exit`` (no atexit) and, from
+    ``pool.terminate()`` or ``with Pool() as p:``, by SIGTERM (no finalizers either)."""
+    global _worker
+    if _worker is None:
+        mp = sys.modules.get("multiprocessing")
+        _worker = mp is not None and mp.parent_process() is not None
+    return _worker
+
+
+def _write_now() -> None:
+    # In a worker, the call's record and counts are written before its result goes back to the
+    # parent, which may kill the worker as soon as it has every result (Pool.__exit__ terminates).
+    records.flush()
+    call_stats.flush()
+
+
+def _forget_worker_after_fork() -> None:
+    global _worker
+    _worker = None  # a forked child is worked out again, at its first call
+
+
+_worker: bool | None = None
+os.register_at_fork(after_in_child=_forget_worker_after_fork)
+
+
+def in_ipython() -> bool:
+    """True in an IPython shell or a Jupyter kernel (found without importing IPython: a shell puts
+    ``get_ipython`` in builtins; a plain script that imported IPython has no shell)."""
+    if "get_ipython" in builtins.__dict__:
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
+
+
 def _warn(message: str) -> None:
     # One message per event: a RuntimeWarning (logging.captureWarnings sends it to the logs),
     # attributed to the user's line however deep in pairio it was raised.
@@ -541,12 +606,12 @@ def cached(func: Callable[..., Any], /) -> CachedFunction: ...
 @overload
 def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
            strict: bool = False, collection: str | None = None, restore_paths: bool = False,
-           mmap: bool | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
+           mmap: bool | None = None, verbose: bool | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
            dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-           restore_paths: bool = False, mmap: bool | None = None) -> Any:
+           restore_paths: bool = False, mmap: bool | None = None, verbose: bool | None = None) -> Any:
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
@@ -556,10 +621,12 @@ def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = N
     result comes back on a hit as a read-only path in the content store with the file's name and
     suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.
     ``mmap=True`` returns a hit's large numpy arrays as read-only views of a memory map of the
-    stored object (None: the config field ``mmap``).
+    stored object (None: the config field ``mmap``). ``verbose``: print one short hit/miss line per
+    call (None: the config field ``verbose``, ``PAIRIO_VERBOSE``; neither set, in IPython and
+    Jupyter only).
     """
     options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection,
-                   restore_paths=restore_paths, mmap=mmap)
+                   restore_paths=restore_paths, mmap=mmap, verbose=verbose)
     if func is None:
         return lambda f: CachedFunction(f, **options)
     return CachedFunction(func, **options)
