@@ -155,6 +155,9 @@ def _link(value: Any, objects_prefix: str, name: str | None, checker: Checker | 
         return None
     if t in _PLAIN:
         return None
+    ref_link = getattr(t, "pairio_link", None)  # a pairio.Ref: the call that produced it
+    if ref_link is not None:
+        return ref_link(value)
     if isinstance(value, PurePath):
         path = os.path.abspath(value)
         base = os.path.basename(path)

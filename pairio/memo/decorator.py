@@ -20,6 +20,7 @@ import inspect
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
@@ -44,6 +45,17 @@ from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight
 from .call_stats import seconds_key
+from .refs import (
+    Ref,
+    argument_key,
+    digest_pairs,
+    has_refs,
+    parse_argument,
+    remember_frozen,
+    resolve,
+    type_names,
+    types_key,
+)
 from .values import load_result, not_stored_message, store_result_described
 
 if TYPE_CHECKING:
@@ -167,7 +179,10 @@ class CachedFunction:
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
+        given = (args, kwargs)
+        if has_refs(args, kwargs):  # keyed without their values: loaded now, each once
+            args, kwargs = resolve(args, kwargs)
+        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store, *given)
 
     def _computed(self, cfg: Config, key: str, result: Any, started: float, store: bool,
                   args: tuple, kwargs: dict) -> Any:
@@ -237,7 +252,10 @@ class CachedFunction:
 
     async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
+        given = (args, kwargs)
+        if has_refs(args, kwargs):
+            args, kwargs = resolve(args, kwargs)
+        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store, *given)
 
     # --- the stores -----------------------------------------------------------------------
 
@@ -256,6 +274,8 @@ class CachedFunction:
             places = self._places = _Places(cfg)
         collection = self.collection or cfg.collection
         server = None
+        mmap = cfg.mmap if self.mmap is None else self.mmap
+        digest_text = None
         if places.local:
             # The store itself (the key is 40-hex, made here: pa.get's checks are spared), and the
             # result's row if it is a small one, in one statement. The seconds it took to compute
@@ -270,8 +290,11 @@ class CachedFunction:
             from . import remote  # (imported where a server is used)
 
             server = remote.Server(cfg)
-            found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
+            # With mmap, the result's argument digest too (its arrays then need no hashing as arguments).
+            keys = [key, skey, argument_key(key)] if mmap else [key, skey]
+            found, from_server = server.get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up")
             sha1, seconds_text, row = found.get(key), found.get(skey), None
+            digest_text = found.get(keys[-1]) if mmap else None
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
@@ -279,7 +302,6 @@ class CachedFunction:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
-            mmap = cfg.mmap if self.mmap is None else self.mmap
             if server is None:
                 result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row)
             else:
@@ -304,6 +326,13 @@ class CachedFunction:
             if not quiet:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
+        if mmap and _nbytes(result) >= _THREADED_DIGEST_BYTES:
+            # A read-only memory map of a verified object: its stored argument digest is its hash.
+            if server is None:
+                digest_text = places.kv.get(collection, argument_key(key))
+            digest = parse_argument(digest_text)[1]
+            if digest is not None:
+                remember_frozen(result, digest)
         if server is None:
             call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited,
                               verbose=self._shows_line(cfg), loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
@@ -357,10 +386,16 @@ class CachedFunction:
         want_reason = self._shows_line(cfg) or logger.isEnabledFor(logging.INFO)
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
+            # The result's hash as an argument (for its Refs), taken while it is pickled: the hash
+            # of a large buffer and the writes of its pickle both run outside the GIL.
+            digest = _ArgumentDigest(result)
             stored = store_result_described(store, result, f"result of {self.name}")
             if cfg.max_size is not None and stored.size > cfg.max_size:
                 return self._too_large(cfg, key, stored), 0
-            pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
+            arg_digest, types = digest.result()
+            _last_stored.value = (key, stored.sha1, stored.size, arg_digest, types)
+            pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}",
+                     **digest_pairs(key, stored.size, arg_digest, types)}
             if cfg.set_to == "local":
                 # The pair and its record in one transaction.
                 reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs,
@@ -397,6 +432,64 @@ class CachedFunction:
         """The result stored as object ``sha1`` in the content store of ``cfg`` (for lineage: is a
         value handed out still what was stored?)."""
         return load_result(content_store(cfg), sha1)
+
+    # --- Refs -----------------------------------------------------------------------------
+
+    def ref(self, *args: Any, **kwargs: Any) -> Ref:
+        """The :class:`pairio.Ref` of this call's result, without its value: a hit (local or on the
+        server) costs the key lookup and moves no content; a miss computes and stores the result.
+        Refs among the arguments are keyed without their values (loaded only on a miss)."""
+        cfg = get_config()
+        if cfg.cache in ("off", "readonly"):
+            raise UnstorableResultError(f"{self.name}.ref(): a Ref needs a stored result, and the cache is "
+                                        f"{cfg.cache!r} (results are not stored)")
+        key = self._key(args, kwargs)
+        call = (args, kwargs)
+        if cfg.cache != "refresh":
+            found = self._lookup_ref(cfg, key, call)
+            if found is not None:
+                return found
+        _last_stored.value = None
+        if self._is_async:
+            import asyncio
+
+            asyncio.run(self._call_async(args, kwargs, force=cfg.cache == "refresh"))
+        else:
+            self._compute(cfg, key, args, kwargs)
+        last = getattr(_last_stored, "value", None)
+        if last is not None and last[0] == key:
+            _, sha1, size, digest, types = last
+            return Ref(sha1, size, self.name, self._collection(cfg), key, digest, type_names(types), call, self)
+        found = self._lookup_ref(cfg, key, call)  # (stored by another process meanwhile)
+        if found is None:
+            raise UnstorableResultError(f"{self.name}.ref(): the result of key {key} was computed but not stored "
+                                        "(see the warning above), so there is no Ref of it")
+        return found
+
+    def _lookup_ref(self, cfg: Config, key: str, call: tuple) -> Ref | None:
+        """The Ref of ``key`` if it is stored (in one lookup of its three pairs), else None."""
+        collection = self._collection(cfg)
+        keys = [key, argument_key(key), types_key(key)]
+        if cfg.get_from == "local":
+            try:
+                found = local_store(cfg).get_many(collection, keys)
+            except StoreNotWritableError:
+                return None
+        else:
+            from . import remote
+
+            found, _ = remote.Server(cfg).get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up a Ref",
+                                                    inline=False)
+        sha1 = found.get(key)
+        if sha1 is None or not is_sha1_hex(sha1):
+            return None
+        if cfg.get_from == "local" and not content_store(cfg).has(sha1):
+            return None  # its content is gone, and no server could have it: a miss
+        size, digest = parse_argument(found.get(argument_key(key)))
+        if size is None and content_store(cfg).has(sha1):
+            size = content_store(cfg).size(sha1)
+        call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg))
+        return Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
 
     # --- controls -------------------------------------------------------------------------
 
@@ -452,7 +545,7 @@ class CachedFunction:
         key = self._key(args, kwargs)
         collection = self._collection(cfg)
         existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
-        api.set_many({key: None, seconds_key(key): None}, collection)
+        api.set_many({key: None, seconds_key(key): None, argument_key(key): None, types_key(key): None}, collection)
         hooks.forgotten(cfg, collection, key)
         return existed
 
@@ -492,9 +585,63 @@ class BoundCachedMethod:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.__func__, name)
-        if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance"):
+        if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance", "ref"):
             return functools.partial(attr, self.__self__)
         return attr
+
+
+class _ArgumentDigest:
+    """The hash of a result by the argument rules and its non-builtin types, taken on a second
+    thread for a large one (while the caller stores it); None if the rules cannot hash it."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+        self._out: tuple[str | None, set[type]] = (None, set())
+        self._thread = None
+        if _nbytes(value) >= _THREADED_DIGEST_BYTES:
+            self._thread = threading.Thread(target=self._run, name="pairio-digest", daemon=True)
+            self._thread.start()
+        else:
+            self._run()
+
+    def _run(self) -> None:
+        from .arguments import hash_value
+
+        types: set[type] = set()
+        try:
+            self._out = (hash_value(self._value, "result", types=types), types)
+        except Exception:  # noqa: BLE001 (any value the rules refuse, however: its Refs are hashed from it)
+            self._out = (None, set())
+
+    def result(self) -> tuple[str | None, set[type]]:
+        if self._thread is not None:
+            self._thread.join()
+        self._value = None
+        return self._out
+
+
+_THREADED_DIGEST_BYTES = 1 << 20
+
+
+def _nbytes(value: Any) -> int:
+    """The bytes of a result's buffer(s), roughly (0 when not known cheaply)."""
+    n = getattr(value, "nbytes", None)
+    if isinstance(n, int):
+        return n
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if type(value) in (tuple, list) and len(value) <= 64:
+        return sum(_nbytes(v) for v in value)
+    if type(value) is dict and len(value) <= 64:
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
+class _LastStored(threading.local):
+    value: tuple | None = None
+
+
+_last_stored = _LastStored()  # this thread's newest stored result: (key, sha1, size, digest, types)
 
 
 def _findable(f: CachedFunction) -> bool:
