@@ -30,6 +30,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import UnhashableArgumentError
+from .digested import Digested
 
 Update = Callable[[bytes], None]
 
@@ -60,17 +61,6 @@ class Context:
         if self.top_type is not None and self.top_type is not inner:
             where += f" contains a value of type {_type_name(inner)} that"
         return UnhashableArgumentError(f"{where} cannot be hashed into a cache key: {why}")
-
-
-class Digested:
-    """A value that stands for another whose hash by these rules it knows (:class:`pairio.Ref`):
-    hashed as that value, without it."""
-
-    __slots__ = ()
-
-    def argument_digest(self, types: set[type] | None) -> str:
-        """The hash of the value this stands for (adding its non-builtin types to ``types``)."""
-        raise NotImplementedError
 
 
 Rule = Callable[[Any, Update, Context], None]

@@ -25,7 +25,7 @@ from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
 from ..hashing import MAX_VALUE_LENGTH, sha1_hex
 from ..user_warnings import warn_user
-from .arguments import Digested, hash_value
+from .digested import Digested
 
 # The call of a Ref travels with it (for recomputing lost content elsewhere) if it pickles this small.
 _MAX_CALL_BYTES = 64 << 10
@@ -130,6 +130,8 @@ class Ref(Digested):
         """The hash its value has as an argument: the stored digest (the value is loaded and hashed
         only for a result stored without one)."""
         if self.digest is None:
+            from .arguments import hash_value
+
             return hash_value(self.load(), f"Ref of {self.function}", types=types)
         if types is not None and self.types:
             for name in self.types.split(","):
@@ -262,9 +264,9 @@ def remember_frozen(value: Any, digest: str) -> None:
     """A read-only memory-mapped array is never hashed again: its stored digest is its hash."""
     tp = type(value)
     if tp.__name__ == "ndarray" and tp.__module__ == "numpy":
-        from .numeric import remember_if_frozen
+        from .numeric import remember_stored
 
-        remember_if_frozen(value, digest)
+        remember_stored(value, digest)
 
 
 def has_refs(args: tuple, kwargs: dict) -> bool:
