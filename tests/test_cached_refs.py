@@ -77,6 +77,19 @@ def test_a_chain_rerun_on_another_machine_through_refs_downloads_only_the_final_
     assert "summary" in repr(ref) and ref.key[:8] in repr(ref)
 
 
+def test_refs_of_many_calls_are_looked_up_in_one_request(server, runs, tmp_path):
+    with pa.config(**machine(server, tmp_path / "a")):
+        made = [ref_steps.load.ref(N + 20 + i) for i in range(5)]
+    asked = requests_answered(server)
+    with pa.config(**machine(server, tmp_path / "b")):
+        refs = ref_steps.load.ref_many([(N + 20 + i,) for i in range(5)])
+        assert requests_answered(server) - asked == 1
+        assert refs == made and [r.size for r in refs] == [m.size for m in made]
+        assert ref_steps.load.ref_many([]) == []
+        (more,) = ref_steps.load.ref_many([(7,)])  # a miss: computed
+        assert executions(runs).count("load-7") == 1 and more.load()[-1] == 6.0
+
+
 def test_a_ref_and_its_value_give_the_same_key_in_both_directions(server, runs, tmp_path):
     with pa.config(**machine(server, tmp_path / "a")):  # A: values
         a_value = ref_steps.filter_rows(ref_steps.load(N + 1))

@@ -466,30 +466,50 @@ class CachedFunction:
                                         "(see the warning above), so there is no Ref of it")
         return found
 
+    def ref_many(self, calls: Iterable[tuple]) -> list[Ref]:
+        """:meth:`ref` of many calls (each a tuple of positional arguments), looked up together:
+        one request to a server for all of them; the misses are then computed one by one."""
+        cfg = get_config()
+        calls = [tuple(args) for args in calls]
+        keys = [self._key(args, {}) for args in calls]
+        if not keys:
+            return []
+        found = self._lookup_refs(cfg, keys, [(args, {}) for args in calls]) if cfg.cache == "on" else {}
+        return [found[key] if key in found else self.ref(*args) for key, args in zip(keys, calls, strict=True)]
+
     def _lookup_ref(self, cfg: Config, key: str, call: tuple) -> Ref | None:
         """The Ref of ``key`` if it is stored (in one lookup of its three pairs), else None."""
+        return self._lookup_refs(cfg, [key], [call]).get(key)
+
+    def _lookup_refs(self, cfg: Config, keys: list[str], calls: list[tuple]) -> dict[str, Ref]:
+        """The Refs of those of ``keys`` that are stored, each key's three pairs asked for at once."""
         collection = self._collection(cfg)
-        keys = [key, argument_key(key), types_key(key)]
+        wanted = [k for key in keys for k in (key, argument_key(key), types_key(key))]
         if cfg.get_from == "local":
             try:
-                found = local_store(cfg).get_many(collection, keys)
+                found = local_store(cfg).get_many(collection, wanted)
             except StoreNotWritableError:
-                return None
+                return {}
         else:
             from . import remote
 
-            found, _ = remote.Server(cfg).get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up a Ref",
+            found, _ = remote.Server(cfg).get_pairs(collection, wanted, f"{self.name} {keys[0][:8]}: looking up "
+                                                    f"{'a Ref' if len(keys) == 1 else f'{len(keys)} Refs'}",
                                                     inline=False)
-        sha1 = found.get(key)
-        if sha1 is None or not is_sha1_hex(sha1):
-            return None
-        if cfg.get_from == "local" and not content_store(cfg).has(sha1):
-            return None  # its content is gone, and no server could have it: a miss
-        size, digest = parse_argument(found.get(argument_key(key)))
-        if size is None and content_store(cfg).has(sha1):
-            size = content_store(cfg).size(sha1)
-        call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg))
-        return Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
+        out = {}
+        content = content_store(cfg)
+        for key, call in zip(keys, calls, strict=True):
+            sha1 = found.get(key)
+            if sha1 is None or not is_sha1_hex(sha1):
+                continue
+            if cfg.get_from == "local" and not content.has(sha1):
+                continue  # its content is gone, and no server could have it: a miss
+            size, digest = parse_argument(found.get(argument_key(key)))
+            if size is None and content.has(sha1):
+                size = content.size(sha1)
+            call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg))
+            out[key] = Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
+        return out
 
     # --- controls -------------------------------------------------------------------------
 
@@ -587,6 +607,8 @@ class BoundCachedMethod:
         attr = getattr(self.__func__, name)
         if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance", "ref"):
             return functools.partial(attr, self.__self__)
+        if name == "ref_many":
+            return lambda calls: attr([(self.__self__, *args) for args in calls])
         return attr
 
 
