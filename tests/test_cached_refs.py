@@ -211,3 +211,28 @@ def test_refs_travel_through_a_dask_cluster_and_workers_resolve_them_from_the_se
     assert sent(server) - before < 16 << 10  # keys only: no array went to the workers
     with pa.config(**machine(server, tmp_path / "b")):
         assert [r.load() for r in refs] == expected
+
+
+def test_a_result_hashed_only_by_pickling_has_no_digest_and_its_ref_is_keyed_by_its_value(tmp_path, runs):
+    with pa.config(database_path=str(tmp_path / "a")):
+        ref = ref_steps.make_opaque.ref(3)
+        assert ref.digest is None  # not pickled a second time at the miss
+        assert ref_steps.unwrap.key(ref) == ref_steps.unwrap.key(ref_steps.make_opaque(3))
+        assert ref_steps.unwrap(ref) == 3 and ref_steps.unwrap(ref_steps.make_opaque(3)) == 3
+    assert executions(runs).count("unwrap") == 1
+
+
+def test_a_ref_of_a_bound_method_call(tmp_path):
+    class Scaler:
+        def __init__(self, k: float) -> None:
+            self.k = k
+
+        @pa.cached
+        def scale(self, a: np.ndarray) -> np.ndarray:
+            return a * self.k
+
+    with pa.config(database_path=str(tmp_path / "a")):
+        base = ref_steps.load.ref(10)
+        scaled = Scaler(2.0).scale.ref(base)
+        np.testing.assert_array_equal(scaled.load(), np.arange(10) * 2.0)
+        assert Scaler(2.0).scale.key(base) == Scaler(2.0).scale.key(ref_steps.load(10))

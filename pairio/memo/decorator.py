@@ -614,7 +614,8 @@ class BoundCachedMethod:
 
 class _ArgumentDigest:
     """The hash of a result by the argument rules and its non-builtin types, taken on a second
-    thread for a large one (while the caller stores it); None if the rules cannot hash it."""
+    thread for a large one (while the caller stores it); None if the rules cannot hash it without
+    pickling it (a Ref of it is then keyed by loading and hashing its value)."""
 
     def __init__(self, value: Any) -> None:
         self._value = value
@@ -631,7 +632,9 @@ class _ArgumentDigest:
 
         types: set[type] = set()
         try:
-            self._out = (hash_value(self._value, "result", types=types), types)
+            # strict: the same digest as a plain hash where it succeeds, but a value only the cloudpickle
+            # fallback could hash is refused at once (not pickled a second time, on every miss).
+            self._out = (hash_value(self._value, "result", strict=True, types=types), types)
         except Exception:  # noqa: BLE001 (any value the rules refuse, however: its Refs are hashed from it)
             self._out = (None, set())
 
