@@ -236,3 +236,18 @@ def test_a_ref_of_a_bound_method_call(tmp_path):
         scaled = Scaler(2.0).scale.ref(base)
         np.testing.assert_array_equal(scaled.load(), np.arange(10) * 2.0)
         assert Scaler(2.0).scale.key(base) == Scaler(2.0).scale.key(ref_steps.load(10))
+
+
+def test_the_pairs_beside_a_result_go_with_it(tmp_path):
+    from pairio.kv import local_store
+    from pairio.memo.refs import argument_key, types_key
+
+    with pa.config(database_path=str(tmp_path / "a")):
+        store = local_store(pa.get_config())
+        for i, remove in enumerate([lambda: ref_steps.load.forget(N + 30), lambda: ref_steps.load.clear()]):
+            ref = ref_steps.load.ref(N + 30)
+            side = [argument_key(ref.key), types_key(ref.key)]
+            assert store.get_many("default", side).keys() == set(side), i
+            assert store.get("default", types_key(ref.key)) == "numpy:ndarray"
+            remove()
+            assert store.get_many("default", [ref.key, *side]) == {}, i

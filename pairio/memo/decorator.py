@@ -53,6 +53,7 @@ from .refs import (
     parse_argument,
     remember_frozen,
     resolve,
+    side_keys,
     type_names,
     types_key,
 )
@@ -565,7 +566,7 @@ class CachedFunction:
         key = self._key(args, kwargs)
         collection = self._collection(cfg)
         existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
-        api.set_many({key: None, seconds_key(key): None, argument_key(key): None, types_key(key): None}, collection)
+        api.set_many({key: None, **dict.fromkeys(side_keys(key))}, collection)
         hooks.forgotten(cfg, collection, key)
         return existed
 

@@ -42,6 +42,14 @@ def types_key(key: str) -> str:
     return sha1_hex(b"pairio.cached/types\0" + key.encode("ascii"))
 
 
+def side_keys(key: str) -> list[str]:
+    """The keys stored beside a result's pair ``key``: its seconds, its size and argument digest,
+    its types (removed with it)."""
+    from .call_stats import seconds_key
+
+    return [seconds_key(key), argument_key(key), types_key(key)]
+
+
 def type_names(types: Iterable[type]) -> str:
     """``types`` as :func:`types_key` keeps them."""
     return ",".join(sorted(f"{tp.__module__}:{tp.__qualname__}" for tp in types))
