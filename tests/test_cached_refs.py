@@ -178,8 +178,9 @@ def test_a_mutated_value_is_never_keyed_by_its_old_digest(tmp_path, runs):
 def test_provenance_follows_refs(tmp_path, runs):
     with pa.config(database_path=str(tmp_path / "a")):
         loaded = ref_steps.load.ref(N + 6)
-        ref_steps.summary.ref(ref_steps.filter_rows.ref(loaded))
+        final = ref_steps.summary.ref(ref_steps.filter_rows.ref(loaded))
         tree = ref_steps.summary.provenance(ref_steps.filter_rows.ref(loaded))
+        assert pa.why(final.uri) == pa.why(final.key) == tree  # as `pairio why` shows it
     (step,) = tree["inputs"]
     assert step["function"].endswith("filter_rows") and step["argument"] == "a"
     assert step["inputs"][0]["function"].endswith("load") and step["inputs"][0]["key"] == loaded.key
