@@ -51,6 +51,7 @@ from .hashing import key_string
 from .lifecycle.api import entries, why
 from .lifecycle.records import Entry
 from .memo import BoundCachedMethod, CachedFunction, cached, reset_stats, stats
+from .memo.refs import Ref
 
 
 def __getattr__(name: str):
@@ -106,6 +107,7 @@ __all__ = [
     "InvalidPathError",
     # cached decorator
     "cached",
+    "Ref",
     "CachedFunction",
     "BoundCachedMethod",
     "stats",

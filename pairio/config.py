@@ -78,7 +78,7 @@ class Config:
     content_dir: str | None = None
     get_from: str = "local"
     set_to: str = "local"
-    verbose: bool = False
+    verbose: bool | None = None  # None: the short line of each cached call in IPython and Jupyter only
     cache: str = "on"
     timeout: float = 30.0
     strict_remote: bool = False
@@ -112,8 +112,10 @@ class Config:
         if not isinstance(self.database_path, (str, os.PathLike)) or not str(self.database_path):
             raise ConfigurationError("config field 'database_path' must be a non-empty path")
         for name in ("verbose", "strict_remote", "strict_store", "mmap"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigurationError(f"config field {name!r} must be True or False")
+            value = getattr(self, name)
+            if not isinstance(value, bool) and not (name == "verbose" and value is None):
+                raise ConfigurationError(f"config field {name!r} must be True or False"
+                                         + (" (or None: in IPython and Jupyter only)" if name == "verbose" else ""))
         _check_seconds("timeout", self.timeout)
         # The server takes leases of 0.5 s to an hour.
         _check_seconds("lease_ttl", self.lease_ttl, 0.5, 3600.0)

@@ -170,18 +170,18 @@ _ARG_REPR.maxstring = _ARG_REPR.maxother = 60
 class _LoggedFunction(CachedFunction):
     """``@pairio.cached`` that logs joblib's lines around a computation (``verbose`` > 0)."""
 
-    verbose = 0
+    joblib_verbose = 0  # joblib's level (``verbose`` is the decorator's short hit/miss line)
     _last_computed = threading.local()  # whether the last call in this thread computed
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         self._last_computed.value = True
         short = _short_name(self.__wrapped__)
-        if self.verbose > 0:
+        if self.joblib_verbose > 0:
             shown = [_ARG_REPR.repr(a) for a in args] + [f"{k}={_ARG_REPR.repr(v)}" for k, v in kwargs.items()]
             logger.info("[Memory] Calling %s...\n%s(%s)", self.name, short, ", ".join(shown))
         started = time.time()
         out = super()._run_and_store(cfg, key, args, kwargs, store)
-        if self.verbose > 0:
+        if self.joblib_verbose > 0:
             logger.info("[Memory] %s - %s", short, _format_time(time.time() - started))
         return out
 
@@ -206,8 +206,8 @@ class MemorizedFunc:
         self.ignore = list(ignore or ())
         self.verbose = verbose
         self.cache_validation_callback = cache_validation_callback
-        self._cached = _LoggedFunction(func, ignore=self.ignore)
-        self._cached.verbose = verbose
+        self._cached = _LoggedFunction(func, ignore=self.ignore, verbose=None if verbose else False)
+        self._cached.joblib_verbose = verbose
         functools.update_wrapper(self, func)
 
     def __reduce__(self) -> tuple:

@@ -74,3 +74,33 @@ def test_autoreload_of_an_edited_module(tmp_path):
 
 def test_the_kernel_sees_the_test_store():
     assert os.environ.get("PAIRIO_DB_PATH")  # the kernel inherits it: results go to the test's store
+
+
+def _stderr_of_cells(directory, cells: list[str]) -> list[str]:
+    """Run ``cells`` in one kernel in ``directory``; what each cell wrote to stderr."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(directory)}})
+    client.execute()
+    return ["".join(out.get("text", "") for out in cell.outputs
+                    if out.get("output_type") == "stream" and out.get("name") == "stderr") for cell in nb.cells]
+
+
+def test_each_cached_call_shows_one_short_line_in_a_kernel_unless_turned_off(tmp_path):
+    cells = [
+        "import os\nimport pairio\nT = 1",
+        "@pairio.cached\ndef clean(x):\n    return x * T",
+        "clean(1)",  # 2: a first miss
+        "clean(1)",  # 3: a hit
+        "T = 2",
+        "clean(1)",  # 5: a miss, with what changed
+        "@pairio.cached(verbose=False)\ndef quiet(x):\n    return x\n\nquiet(1)\nquiet(1)",  # 6
+        "with pairio.config(verbose=False):\n    clean(1)\n    clean(7)",  # 7
+        "os.environ['PAIRIO_VERBOSE'] = '0'\npairio.reset_config()\nclean(1)\nclean(8)",  # 8
+    ]
+    err = _stderr_of_cells(tmp_path, cells)
+    assert err[2].startswith("pairio: miss clean ") and err[2].count("\n") == 1
+    assert err[3].startswith("pairio: hit clean ") and ", saved " in err[3] and err[3].count("\n") == 1
+    assert err[3].split()[3].rstrip(",") == err[2].split()[3].rstrip(",")  # the same key, 8 digits
+    assert err[5].startswith("pairio: miss clean ") and "constant T changed" in err[5]
+    assert err[6] == err[7] == err[8] == ""

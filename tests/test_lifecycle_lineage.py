@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import pairio as pa
 from pairio.cli import main
@@ -147,11 +148,54 @@ def test_a_miss_says_which_helper_changed_and_which_argument_differs(tmp_path, c
     assert out == explained["differences"]
 
 
-def test_explain_of_a_cached_call_has_no_miss_reason():
+def test_explain_of_a_cached_call_says_hit_with_no_miss_reason():
     @pa.cached
     def f(x):
         return x
 
     f(1)
-    assert "miss" not in f.explain(1)
+    assert f.explain(1)["hit"] is True and f.explain(1)["miss"] is None
+    assert f.explain(2)["hit"] is False
     assert f.explain(2)["differences"] == ["argument `x` differs (1 -> 2)"]
+
+
+class Box:
+    def __init__(self, values):
+        self.values = values
+
+
+def _mutations():
+    import pandas as pd
+
+    return {
+        "a numpy array": (lambda n: np.arange(n, dtype=float), lambda x: x.__setitem__(0, 1000.0)),
+        "a pandas frame": (lambda n: pd.DataFrame({"a": range(n)}), lambda x: x.__setitem__("a", x["a"] * 2)),
+        "a user object": (lambda n: Box(list(range(n))), lambda x: x.values.append(1000)),
+        "an array in a returned tuple": (lambda n: (np.arange(n), n), lambda x: x.__setitem__(0, 1000)),
+        "an array in a returned dict": (lambda n: {"a": np.arange(n)}, lambda x: x.__setitem__(0, 1000)),
+    }
+
+
+@pytest.mark.parametrize("kind", ["a numpy array", "a pandas frame", "a user object",
+                                  "an array in a returned tuple", "an array in a returned dict"])
+def test_lineage_is_not_claimed_for_a_result_changed_in_place(kind):
+    make, mutate = _mutations()[kind]
+    unwrap = (lambda r: r[0]) if "tuple" in kind else (lambda r: r["a"]) if "dict" in kind else (lambda r: r)
+
+    @pa.cached
+    def load(n):
+        return make(n)
+
+    @pa.cached
+    def use(x, run):
+        return repr(x)
+
+    for run in ("the result of a miss", "the result of a hit"):
+        assert load.is_cached(5) == (run == "the result of a hit")
+        x = unwrap(load(5))
+        use(x, run)
+        assert [i["function"] for i in use.provenance(x, run)["inputs"]] == [load.name]  # unchanged: linked
+        mutate(x)
+        use(x, run)
+        assert use.provenance(x, run)["inputs"] == []  # changed in place: not load's result any more
+

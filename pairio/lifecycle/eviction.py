@@ -127,7 +127,7 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
 
 
 def _evict_entries(store, limit: int, target: float, started: float) -> tuple[EvictionReport, list[str]]:
-    from ..memo.decorator import seconds_key
+    from ..memo.refs import side_keys
 
     report = EvictionReport()
     with store.transaction(immediate=True) as connection:
@@ -153,7 +153,7 @@ def _evict_entries(store, limit: int, target: float, started: float) -> tuple[Ev
         connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
                                [(r[0], r[1], r[2]) for r in chosen])
         connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ?",
-                               [(r[0], seconds_key(r[1])) for r in chosen])
+                               [(r[0], k) for r in chosen for k in side_keys(r[1])])
         connection.execute("UPDATE entry_totals SET value = max(value, ?) WHERE name = 'inflation'",
                            (chosen[-1][5],))
         objects = set()

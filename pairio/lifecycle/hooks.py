@@ -28,11 +28,11 @@ logger = logging.getLogger("pairio")
 _code_parts: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
-def hit(cfg: Config, collection: str, key: str, result: Any, store: EmbeddedStore | None = None) -> None:
-    """A hit of ``key``: counted for its record (in ``store``, if given: ``local_store(cfg)``), and
-    ``result`` remembered for lineage."""
+def hit(cfg: Config, collection: str, key: str, result: Any, sha1: str, store: EmbeddedStore | None = None) -> None:
+    """A hit of ``key`` (its result stored as object ``sha1``): counted for its record (in ``store``,
+    if given: ``local_store(cfg)``), and ``result`` remembered for lineage."""
     records.hit(cfg, collection, key, store)
-    provenance.remember(result, {"collection": collection, "key": key})
+    provenance.remember(result, {"collection": collection, "key": key}, sha1)
 
 
 def forgotten(cfg: Config, collection: str, key: str) -> None:
@@ -85,6 +85,14 @@ def describe(fn: CachedFunction, key: str, args: tuple, kwargs: dict) -> tuple[d
     return parts, bound
 
 
+def _checker(cfg: Config, fn: CachedFunction, hashes: dict[str, str]) -> provenance.Checker:
+    """What tells whether an argument handed out by a cached call is still that call's result."""
+    keys = fn._keys
+    # A method's self is hashed for the key with its class's code: not as a plain value.
+    known = {name: digest for name, digest in hashes.items() if not (fn._method and name == keys.self_name)}
+    return provenance.Checker(lambda sha1: fn.stored_result(cfg, sha1), keys.value_hash, known)
+
+
 def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, stored: StoredResult, seconds: float,
            args: tuple, kwargs: dict, want_reason: bool,
            pairs: Mapping[str, str] | None = None) -> tuple[str, float | None]:
@@ -109,7 +117,8 @@ def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, stored: S
         content = content_store(cfg)
         entry = records.Entry(
             collection=collection, key=key, function=fn.name, sha1=stored.sha1, objects=list(stored.files),
-            inputs=provenance.links(bound, str(content.objects_dir)), size=stored.size, seconds=seconds,
+            inputs=provenance.links(bound, str(content.objects_dir), _checker(cfg, fn, parts["arguments"])),
+            size=stored.size, seconds=seconds,
             created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
         if cfg.max_size is not None:
             return reason, records.add(store, entry, pairs)
@@ -124,9 +133,10 @@ def stored(cfg: Config, fn: CachedFunction, collection: str, key: str, stored: S
     return reason, None
 
 
-def settled(cfg: Config, collection: str, key: str, result: Any, total: float | None) -> None:
-    """After :func:`stored`: ``result`` remembered for lineage, and eviction if the store passed ``max_size``."""
-    provenance.remember(result, {"collection": collection, "key": key})
+def settled(cfg: Config, collection: str, key: str, result: Any, sha1: str, total: float | None) -> None:
+    """After :func:`stored`: ``result`` (stored as object ``sha1``) remembered for lineage, and
+    eviction if the store passed ``max_size``."""
+    provenance.remember(result, {"collection": collection, "key": key}, sha1)
     if cfg.max_size is not None and total is not None and total > cfg.max_size:
         from . import eviction  # (imported where a store has a max_size)
 

@@ -10,6 +10,12 @@ When a call misses, each argument (and each element of an argument that is a
 list, tuple or dict) is matched: a remembered result links to its entry; a
 ``sha1://`` URI, or a path inside the content store's objects, links to that
 content (and, through it, to the entry that produced it, if any).
+
+A remembered result may have been changed in place since it was handed out
+(``x = load(5); x[0] = 1000; total(x)``): it links only if its hash, by the
+argument rules (as the key hashed it), is still the hash of the stored result
+(worked out once per stored result, from its content, and only for a miss that
+passes it on: a hit never pays for it).
 """
 
 from __future__ import annotations
@@ -18,12 +24,13 @@ import os
 import reprlib
 import threading
 import weakref
+from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any
 
 from ..content.named import sha1_of_named_path
 from ..content.uri import parse_uri
-from ..errors import InvalidURIError
+from ..errors import InvalidURIError, PairioError
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore
 from . import records
@@ -31,32 +38,38 @@ from . import records
 _MAX_REMEMBERED = 4096
 _MAX_ELEMENTS = 64
 _lock = threading.Lock()
-# id(result) -> (weak reference to it, link); a link is {"collection": c, "key": k} or {"uri": u}.
-_remembered: dict[int, tuple[weakref.ref, dict[str, str]]] = {}
+# id(result) -> (weak reference to it, link, SHA-1 of the stored result it came from, where in that
+# result: None for the whole, an index or a dict key for an element); a link is
+# {"collection": c, "key": k} or {"uri": u}.
+_remembered: dict[int, tuple[weakref.ref, dict[str, str], str, Any]] = {}
+# (SHA-1 of a stored result, where in it) -> the hash of that value by the argument rules.
+_stored_hashes: dict[tuple[str, Any], str] = {}
+_MAX_STORED_HASHES = 1024
 # Types never remembered: their values are shared by identity (small ints, interned strings)
 # or cannot be weakly referenced anyway.
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
-def remember(result: Any, link: dict[str, str]) -> None:
-    """Remember that ``result`` came from ``link`` (its elements too, for a tuple, list or dict)."""
+def remember(result: Any, link: dict[str, str], sha1: str) -> None:
+    """Remember that ``result``, stored as object ``sha1``, came from ``link`` (its elements too, for
+    a tuple, list or dict)."""
     t = type(result)
     if t in _PLAIN:
         return
     if t is tuple or t is list:
-        for value in result[:_MAX_ELEMENTS]:
+        for i, value in enumerate(result[:_MAX_ELEMENTS]):
             if type(value) not in _PLAIN:
-                _remember_one(value, link)
+                _remember_one(value, link, sha1, i)
         return
     if t is dict:
-        for value in list(result.values())[:_MAX_ELEMENTS]:
+        for k, value in list(result.items())[:_MAX_ELEMENTS]:
             if type(value) not in _PLAIN:
-                _remember_one(value, link)
+                _remember_one(value, link, sha1, k)
         return
-    _remember_one(result, link)
+    _remember_one(result, link, sha1, None)
 
 
-def _remember_one(value: Any, link: dict[str, str]) -> None:
+def _remember_one(value: Any, link: dict[str, str], sha1: str, where: Any) -> None:
     try:
         ref = weakref.ref(value)
     except TypeError:
@@ -66,23 +79,53 @@ def _remember_one(value: Any, link: dict[str, str]) -> None:
             # Drop the oldest half (dicts keep insertion order); dead references go with them.
             for k in list(_remembered)[: _MAX_REMEMBERED // 2]:
                 del _remembered[k]
-        _remembered[id(value)] = (ref, link)
+        _remembered[id(value)] = (ref, link, sha1, where)
 
 
-def _remembered_link(value: Any) -> dict[str, str] | None:
+class Checker:
+    """Tells whether a value remembered as a stored result is still that result: ``load(sha1)``
+    gives a stored result, ``digest(value)`` a value's hash by the argument rules, ``known`` the
+    hashes already taken for the key (by argument name)."""
+
+    def __init__(self, load: Callable[[str], Any], digest: Callable[[Any], str],
+                 known: dict[str, str] | None = None) -> None:
+        self.load = load
+        self.digest = digest
+        self.known = known or {}
+
+    def unchanged(self, value: Any, name: str | None, sha1: str, where: Any) -> bool:
+        try:
+            stored = _stored_hashes.get((sha1, where))
+            if stored is None:
+                result = self.load(sha1)
+                stored = self.digest(result if where is None else result[where])
+                with _lock:
+                    if len(_stored_hashes) >= _MAX_STORED_HASHES:
+                        _stored_hashes.clear()
+                    _stored_hashes[(sha1, where)] = stored
+            now = self.known.get(name) if name is not None else None
+            return (now or self.digest(value)) == stored
+        except (PairioError, OSError, LookupError, TypeError, ValueError):
+            return False  # not known to be the stored result: not claimed
+
+
+def _remembered_link(value: Any, name: str | None, checker: Checker | None) -> dict[str, str] | None:
     found = _remembered.get(id(value))
-    if found is not None and found[0]() is value:
-        return found[1]
-    return None
+    if found is None or found[0]() is not value:
+        return None
+    if checker is not None and not checker.unchanged(value, name, found[2], found[3]):
+        return None  # changed in place since it was handed out (or not known to be unchanged)
+    return found[1]
 
 
-def links(bound: list[tuple[str, Any]], objects_dir: str) -> list[dict[str, str]]:
+def links(bound: list[tuple[str, Any]], objects_dir: str, checker: Checker | None = None) -> list[dict[str, str]]:
     """The inputs of a call's arguments ``[(name, value)]``: ``{"argument", "collection", "key"}``
-    for another cached call's result, ``{"argument", "uri"}`` for content."""
+    for another cached call's result (if ``checker`` finds it unchanged since), ``{"argument", "uri"}``
+    for content."""
     out: list[dict[str, str]] = []
     prefix = os.path.join(os.path.abspath(objects_dir), "")
     for name, value in bound:
-        link = _link(value, prefix)
+        link = _link(value, prefix, name, checker)
         if link is not None:
             out.append({"argument": name, **link})
             continue
@@ -94,13 +137,13 @@ def links(bound: list[tuple[str, Any]], objects_dir: str) -> list[dict[str, str]
         else:
             continue
         for i, element in items:
-            link = _link(element, prefix)
+            link = _link(element, prefix, None, checker)
             if link is not None:
                 out.append({"argument": f"{name}[{i!r}]", **link})
     return out
 
 
-def _link(value: Any, objects_prefix: str) -> dict[str, str] | None:
+def _link(value: Any, objects_prefix: str, name: str | None, checker: Checker | None) -> dict[str, str] | None:
     t = type(value)
     if t is str:
         if value.startswith(("sha1://", "sha1dir://")):
@@ -112,15 +155,18 @@ def _link(value: Any, objects_prefix: str) -> dict[str, str] | None:
         return None
     if t in _PLAIN:
         return None
+    ref_link = getattr(t, "pairio_link", None)  # a pairio.Ref: the call that produced it
+    if ref_link is not None:
+        return ref_link(value)
     if isinstance(value, PurePath):
         path = os.path.abspath(value)
-        name = os.path.basename(path)
-        if path.startswith(objects_prefix) and is_sha1_hex(name):
-            return {"uri": f"sha1://{name}"}
+        base = os.path.basename(path)
+        if path.startswith(objects_prefix) and is_sha1_hex(base):
+            return {"uri": f"sha1://{base}"}
         # A file of a cached result, as a hit hands it back: named like the original, beside the objects.
         sha1 = sha1_of_named_path(path, os.path.dirname(os.path.dirname(objects_prefix)))
-        return {"uri": f"sha1://{sha1}/{name}"} if sha1 is not None else None
-    return _remembered_link(value)
+        return {"uri": f"sha1://{sha1}/{base}"} if sha1 is not None else None
+    return _remembered_link(value, name, checker)
 
 
 # --- lineage ------------------------------------------------------------------------------

@@ -403,7 +403,7 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
     A pair is removed only while it still names the entry's result, and with
     ``created_before`` only if its record is older: a result stored again meanwhile stays.
     """
-    from ..memo.decorator import seconds_key
+    from ..memo.refs import side_keys
 
     if not keeps_records(store):
         return []
@@ -418,7 +418,8 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
             connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (e.collection, e.key))
             connection.execute("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
                                (e.collection, e.key, e.sha1))
-            connection.execute("DELETE FROM pairs WHERE collection = ? AND key = ?", (e.collection, seconds_key(e.key)))
+            connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ?",
+                                   [(e.collection, k) for k in side_keys(e.key)])
             removed.append(e)
     return removed
 

@@ -22,6 +22,12 @@ _repr.maxlevel = 2
 
 def summarize(value: Any) -> str:
     """At most ``MAX_LENGTH`` characters saying what ``value`` is."""
+    tp = type(value)
+    if tp is int or tp is float or tp is bool or tp is str or value is None:
+        # The commonest arguments, as reprlib writes them when short (a miss summarises each).
+        text = repr(value)
+        if len(text) <= _repr.maxstring:
+            return text
     try:
         text = _summarize(value)
     except Exception as exc:  # a user's __repr__ may raise anything; a summary must not

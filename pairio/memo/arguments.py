@@ -30,6 +30,7 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import UnhashableArgumentError
+from .digested import Digested
 
 Update = Callable[[bytes], None]
 
@@ -95,6 +96,8 @@ def hash_value(value: Any, name: str = "value", *, strict: bool = False,
         return hashlib.sha1(b"s" + _text(value)).hexdigest()
     if tp is float:
         return hashlib.sha1(b"f" + _float_bytes(value)).hexdigest()
+    if isinstance(value, Digested):  # a Ref: its value's hash, known without its bytes
+        return value.argument_digest(types)
     frozen = tp.__name__ == "ndarray" and tp.__module__ == "numpy"
     if frozen:
         from .numeric import frozen_digest
@@ -134,6 +137,8 @@ def encode(obj: Any, update: Update, ctx: Context) -> None:
 
 def digest(obj: Any, ctx: Context) -> bytes:
     """The 20-byte SHA-1 of the encoding of ``obj``: how unordered containers see their items."""
+    if isinstance(obj, Digested):  # a dict's Ref is seen as its value is: by the value's hash
+        return bytes.fromhex(obj.argument_digest(ctx.types))
     h = hashlib.sha1()
     encode(obj, h.update, ctx)
     return h.digest()
@@ -427,7 +432,7 @@ def _is_socket(tp: type) -> bool:
 
 def _find_rule(tp: type) -> Rule:
     rule = _rule_for(tp)
-    if tp.__module__ != "builtins":
+    if tp.__module__ != "builtins" and not issubclass(tp, Digested):  # (a Ref adds its value's types)
         rule = _noting(tp, rule)
     _RULES[tp] = rule  # a type's rule never changes: look it up once
     return rule
@@ -444,7 +449,15 @@ def _noting(tp: type, rule: Rule) -> Rule:
     return noted
 
 
+def _digested(obj: Digested, update: Update, ctx: Context) -> None:
+    # In a list or tuple, whose items are encoded in line (not by their hashes), a Ref is its
+    # value's hash under a tag of its own: stable without the bytes, but not the value's encoding.
+    update(b"@" + bytes.fromhex(obj.argument_digest(ctx.types)))
+
+
 def _rule_for(tp: type) -> Rule:
+    if issubclass(tp, Digested):
+        return _digested
     if hasattr(tp, "__pairio_hash__"):
         return _custom
     if issubclass(tp, _FORBIDDEN_BASES) or tp.__module__ in _FORBIDDEN_MODULES or _is_socket(tp):

@@ -88,8 +88,9 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     is their difference, negative when loading took longer than computing would have.
     ``remote``: a hit found through the server (its pair or its content); ``downloaded`` and
     ``uploaded``: the bytes of content moved for the call.
-    The line goes to the ``pairio`` logger at INFO; with ``verbose`` (the config field)
-    it is printed to stderr when that logger would not show it.
+    The line goes to the ``pairio`` logger at INFO; with ``verbose`` (decided by the caller: the
+    decorator's or config's ``verbose``, IPython) a :func:`short_line` is printed to stderr when
+    that logger would not show the line.
 
     ``seconds_at``: for a hit, the (store, collection, key) of the result, whose computing seconds
     are kept under its :func:`seconds_key`: read (instead of ``seconds``) only when a line is
@@ -102,7 +103,7 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
         seconds, seconds_at = _read_seconds(store, collection, result_key).get(result_key, 0.0), None
     if hit:
         computed, seconds = seconds, seconds - loaded  # the net saving is what is counted
-    if logged or verbose:
+    if logged:
         if hit:
             line = (f"hit  {function} {key[:8]} saved {seconds:.2f}s (computed in {computed:.2f}s, "
                     f"loaded in {loaded:.2f}s)" + (" from the server" if remote else "")
@@ -111,10 +112,9 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
         else:
             line = (f"miss {function} {key[:8]} computed {seconds:.2f}s"
                     + (f", {_size(uploaded)} uploaded" if uploaded else "") + (f": {reason}" if reason else ""))
-        if logged:
-            logger.info("%s", line)
-        else:
-            print(f"pairio: {line}", file=sys.stderr)
+        logger.info("%s", line)
+    elif verbose:
+        print(short_line(function, key, hit, seconds, reason, remote=remote, waited=waited), file=sys.stderr)
     column = 0 if hit else 1
     if not _hooked:
         _at_exit_of_workers()
@@ -143,6 +143,25 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
             _unread.append((function, database_dir, *seconds_at))
         if _writer is None:
             _start_writer()
+
+
+def short_line(function: str, key: str, hit: bool, seconds: float, reason: str = "", remote: bool = False,
+               waited: bool = False) -> str:
+    """The one line a verbose call prints: ``pairio: hit clean 3f2a9c1e, saved 12.3 s`` /
+    ``pairio: miss clean 3f2a9c1e, computed 0.52 s: constant T changed ...``."""
+    name = function.removeprefix("__main__.")
+    if hit:
+        return (f"pairio: hit {name} {key[:8]}, saved {_seconds(seconds)}" + (" (from the server)" if remote else "")
+                + (" (computed elsewhere while waiting)" if waited else ""))
+    # A notebook's names are all __main__'s: said without it.
+    reason = reason.removeprefix("missed because ").replace(" __main__.", " ")
+    return f"pairio: miss {name} {key[:8]}, computed {_seconds(seconds)}" + (f": {reason}" if reason else "")
+
+
+def _seconds(seconds: float) -> str:
+    if abs(seconds) >= 0.1:
+        return f"{seconds:.3g} s"
+    return f"{seconds * 1000:.2g} ms" if abs(seconds) >= 0.0001 else "under 0.1 ms"
 
 
 def _read_seconds(store: Any, collection: str, *keys: str) -> dict[str, float]:

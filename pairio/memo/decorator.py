@@ -14,10 +14,13 @@ The ``cache`` config field chooses the mode: ``on``; ``off`` (plain calls);
 
 from __future__ import annotations
 
+import builtins
 import functools
 import inspect
 import logging
+import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
@@ -35,13 +38,25 @@ from ..errors import (
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
-from ..lifecycle import hooks
+from ..lifecycle import hooks, records
 from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
 from ..user_warnings import warn_user
 from . import call_stats, flight
 from .call_stats import seconds_key
+from .refs import (
+    Ref,
+    argument_key,
+    digest_pairs,
+    has_refs,
+    parse_argument,
+    remember_frozen,
+    resolve,
+    side_keys,
+    type_names,
+    types_key,
+)
 from .values import load_result, not_stored_message, store_result_described
 
 if TYPE_CHECKING:
@@ -61,7 +76,7 @@ class CachedFunction:
 
     def __init__(self, func: Callable[..., Any], *, version: str | None = None, ignore: Iterable[str] = (),
                  dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-                 restore_paths: bool = False, mmap: bool | None = None) -> None:
+                 restore_paths: bool = False, mmap: bool | None = None, verbose: bool | None = None) -> None:
         if not callable(func):
             raise TypeError(f"@pairio.cached needs a function, got {type(func).__name__}")
         get_config()  # a bad PAIRIO_* variable is refused here, where the step is defined, not at its first call
@@ -73,8 +88,12 @@ class CachedFunction:
         self.__wrapped__ = func
         if mmap is not None and not isinstance(mmap, bool):
             raise TypeError(f"@pairio.cached(mmap=...) takes True, False or None (the config's), got {mmap!r}")
+        if verbose is not None and not isinstance(verbose, bool):
+            raise TypeError(f"@pairio.cached(verbose=...) takes True, False or None (the config's), got {verbose!r}")
         self._options = dict(version=version, ignore=tuple(ignore), dependencies=tuple(dependencies),
-                             strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap)
+                             strict=strict, collection=collection, restore_paths=restore_paths, mmap=mmap,
+                             verbose=verbose)
+        self.verbose = verbose
         # Key derivation (ast, dis, tokenize, source digests) loads when the first function is decorated,
         # not with ``import pairio``.
         from .code import qualified_name
@@ -161,7 +180,10 @@ class CachedFunction:
 
     def _run_and_store(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
+        given = (args, kwargs)
+        if has_refs(args, kwargs):  # keyed without their values: loaded now, each once
+            args, kwargs = resolve(args, kwargs)
+        return self._computed(cfg, key, self.__wrapped__(*args, **kwargs), started, store, *given)
 
     def _computed(self, cfg: Config, key: str, result: Any, started: float, store: bool,
                   args: tuple, kwargs: dict) -> Any:
@@ -188,8 +210,10 @@ class CachedFunction:
             # A server that was not asked is the first thing to suspect when a colleague's result misses.
             reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
                                                      "but get_from is 'local')"]))
-        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=cfg.verbose, reason=reason,
-                          uploaded=uploaded)
+        call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=self._shows_line(cfg),
+                          reason=reason, uploaded=uploaded)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
 
     async def _call_async(self, args: tuple, kwargs: dict, force: bool) -> Any:
@@ -229,7 +253,10 @@ class CachedFunction:
 
     async def _run_and_store_async(self, cfg: Config, key: str, args: tuple, kwargs: dict, store: bool) -> Any:
         started = time.perf_counter()
-        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store, args, kwargs)
+        given = (args, kwargs)
+        if has_refs(args, kwargs):
+            args, kwargs = resolve(args, kwargs)
+        return self._computed(cfg, key, await self.__wrapped__(*args, **kwargs), started, store, *given)
 
     # --- the stores -----------------------------------------------------------------------
 
@@ -248,6 +275,8 @@ class CachedFunction:
             places = self._places = _Places(cfg)
         collection = self.collection or cfg.collection
         server = None
+        mmap = cfg.mmap if self.mmap is None else self.mmap
+        digest_text = None
         if places.local:
             # The store itself (the key is 40-hex, made here: pa.get's checks are spared), and the
             # result's row if it is a small one, in one statement. The seconds it took to compute
@@ -262,8 +291,11 @@ class CachedFunction:
             from . import remote  # (imported where a server is used)
 
             server = remote.Server(cfg)
-            found, from_server = server.get_pairs(collection, [key, skey], f"{self.name} {key[:8]}: looking up")
+            # With mmap, the result's argument digest too (its arrays then need no hashing as arguments).
+            keys = [key, skey, argument_key(key)] if mmap else [key, skey]
+            found, from_server = server.get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up")
             sha1, seconds_text, row = found.get(key), found.get(skey), None
+            digest_text = found.get(keys[-1]) if mmap else None
         if sha1 is None:
             return _MISSING
         if not is_sha1_hex(sha1):
@@ -271,7 +303,6 @@ class CachedFunction:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING
         try:
-            mmap = cfg.mmap if self.mmap is None else self.mmap
             if server is None:
                 result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row)
             else:
@@ -296,9 +327,16 @@ class CachedFunction:
             if not quiet:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
+        if mmap and _nbytes(result) >= _THREADED_DIGEST_BYTES:
+            # A read-only memory map of a verified object: its stored argument digest is its hash.
+            if server is None:
+                digest_text = places.kv.get(collection, argument_key(key))
+            digest = parse_argument(digest_text)[1]
+            if digest is not None:
+                remember_frozen(result, digest)
         if server is None:
-            call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited, verbose=cfg.verbose,
-                              loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
+            call_stats.record(self.name, key, True, 0.0, places.database_dir, waited=waited,
+                              verbose=self._shows_line(cfg), loaded=time.perf_counter() - started, seconds_at=(places.kv, collection, key))
         else:
             try:
                 seconds = float(seconds_text or 0.0)
@@ -306,10 +344,21 @@ class CachedFunction:
                 seconds = 0.0
             downloaded = server.downloaded
             call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
-                              verbose=cfg.verbose, loaded=time.perf_counter() - started,
+                              verbose=self._shows_line(cfg), loaded=time.perf_counter() - started,
                               remote=from_server or downloaded > 0, downloaded=downloaded)
-        hooks.hit(cfg, collection, key, result, places.kv)
+        hooks.hit(cfg, collection, key, result, sha1, places.kv)
+        if _worker is not False and in_worker():
+            _write_now()
         return result
+
+    def _shows_line(self, cfg: Config) -> bool:
+        """Whether this call prints its short hit/miss line: ``verbose=`` of the decorator, else the
+        config's, else (neither set) only in IPython and Jupyter, where people watch each call (not
+        in the workers a kernel forks: their stderr is the kernel's terminal)."""
+        verbose = cfg.verbose if self.verbose is None else self.verbose
+        if verbose is None:
+            return in_ipython() and not in_worker()
+        return verbose
 
     def _lease(self, cfg: Config, key: str) -> ServerLease | None:
         """The server's lease for computing ``key``, when results are shared through a server; the
@@ -335,13 +384,19 @@ class CachedFunction:
         store = content_store(cfg)
         collection = self._collection(cfg)
         uploaded = 0
-        want_reason = cfg.verbose or logger.isEnabledFor(logging.INFO)
+        want_reason = self._shows_line(cfg) or logger.isEnabledFor(logging.INFO)
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
         with lifecycle_locks.writing(store.directory):
+            # The result's hash as an argument (for its Refs), taken while it is pickled: the hash
+            # of a large buffer and the writes of its pickle both run outside the GIL.
+            digest = _ArgumentDigest(result)
             stored = store_result_described(store, result, f"result of {self.name}")
             if cfg.max_size is not None and stored.size > cfg.max_size:
                 return self._too_large(cfg, key, stored), 0
-            pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}"}
+            arg_digest, types = digest.result()
+            _last_stored.value = (key, stored.sha1, stored.size, arg_digest, types)
+            pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}",
+                     **digest_pairs(key, stored.size, arg_digest, types)}
             if cfg.set_to == "local":
                 # The pair and its record in one transaction.
                 reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs,
@@ -357,13 +412,12 @@ class CachedFunction:
                 uploaded = server.uploaded
         if cfg.set_to != "local":
             reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
-        hooks.settled(cfg, collection, key, result, total)
+        hooks.settled(cfg, collection, key, result, stored.sha1, total)
         return reason, uploaded
 
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
         once, on every run). Its object goes unless an entry refers to it; warned once per function."""
-        from ..lifecycle import records
         from ..lifecycle.units import format_size
 
         if not records.find(local_store(cfg), stored.sha1):
@@ -375,6 +429,89 @@ class CachedFunction:
                   "(raise max_size to cache it; said once)")
         return "not stored: larger than max_size"
 
+    def stored_result(self, cfg: Config, sha1: str) -> Any:
+        """The result stored as object ``sha1`` in the content store of ``cfg`` (for lineage: is a
+        value handed out still what was stored?)."""
+        return load_result(content_store(cfg), sha1)
+
+    # --- Refs -----------------------------------------------------------------------------
+
+    def ref(self, *args: Any, **kwargs: Any) -> Ref:
+        """The :class:`pairio.Ref` of this call's result, without its value: a hit (local or on the
+        server) costs the key lookup and moves no content; a miss computes and stores the result.
+        Refs among the arguments are keyed without their values (loaded only on a miss)."""
+        cfg = get_config()
+        if cfg.cache in ("off", "readonly"):
+            raise UnstorableResultError(f"{self.name}.ref(): a Ref needs a stored result, and the cache is "
+                                        f"{cfg.cache!r} (results are not stored)")
+        key = self._key(args, kwargs)
+        call = (args, kwargs)
+        if cfg.cache != "refresh":
+            found = self._lookup_ref(cfg, key, call)
+            if found is not None:
+                return found
+        _last_stored.value = None
+        if self._is_async:
+            import asyncio
+
+            asyncio.run(self._call_async(args, kwargs, force=cfg.cache == "refresh"))
+        else:
+            self._compute(cfg, key, args, kwargs)
+        last = getattr(_last_stored, "value", None)
+        if last is not None and last[0] == key:
+            _, sha1, size, digest, types = last
+            return Ref(sha1, size, self.name, self._collection(cfg), key, digest, type_names(types), call, self)
+        found = self._lookup_ref(cfg, key, call)  # (stored by another process meanwhile)
+        if found is None:
+            raise UnstorableResultError(f"{self.name}.ref(): the result of key {key} was computed but not stored "
+                                        "(see the warning above), so there is no Ref of it")
+        return found
+
+    def ref_many(self, calls: Iterable[tuple]) -> list[Ref]:
+        """:meth:`ref` of many calls (each a tuple of positional arguments), looked up together:
+        one request to a server for all of them; the misses are then computed one by one."""
+        cfg = get_config()
+        calls = [tuple(args) for args in calls]
+        keys = [self._key(args, {}) for args in calls]
+        if not keys:
+            return []
+        found = self._lookup_refs(cfg, keys, [(args, {}) for args in calls]) if cfg.cache == "on" else {}
+        return [found[key] if key in found else self.ref(*args) for key, args in zip(keys, calls, strict=True)]
+
+    def _lookup_ref(self, cfg: Config, key: str, call: tuple) -> Ref | None:
+        """The Ref of ``key`` if it is stored (in one lookup of its three pairs), else None."""
+        return self._lookup_refs(cfg, [key], [call]).get(key)
+
+    def _lookup_refs(self, cfg: Config, keys: list[str], calls: list[tuple]) -> dict[str, Ref]:
+        """The Refs of those of ``keys`` that are stored, each key's three pairs asked for at once."""
+        collection = self._collection(cfg)
+        wanted = [k for key in keys for k in (key, argument_key(key), types_key(key))]
+        if cfg.get_from == "local":
+            try:
+                found = local_store(cfg).get_many(collection, wanted)
+            except StoreNotWritableError:
+                return {}
+        else:
+            from . import remote
+
+            found, _ = remote.Server(cfg).get_pairs(collection, wanted, f"{self.name} {keys[0][:8]}: looking up "
+                                                    f"{'a Ref' if len(keys) == 1 else f'{len(keys)} Refs'}",
+                                                    inline=False)
+        out = {}
+        content = content_store(cfg)
+        for key, call in zip(keys, calls, strict=True):
+            sha1 = found.get(key)
+            if sha1 is None or not is_sha1_hex(sha1):
+                continue
+            if cfg.get_from == "local" and not content.has(sha1):
+                continue  # its content is gone, and no server could have it: a miss
+            size, digest = parse_argument(found.get(argument_key(key)))
+            if size is None and content.has(sha1):
+                size = content.size(sha1)
+            call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg))
+            out[key] = Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
+        return out
+
     # --- controls -------------------------------------------------------------------------
 
     def key(self, *args: Any, **kwargs: Any) -> str:
@@ -383,13 +520,18 @@ class CachedFunction:
 
     def explain(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """What went into the key of this call: code, helpers, constants, versions, each argument's hash;
-        and, if it is not cached, why: ``miss`` says what differs from the closest stored entry
-        of this function (``closest`` is its key, ``differences`` the list)."""
+        ``hit``: whether the call is cached now (then ``miss`` is None); if not, why: ``miss`` says
+        what differs from the closest stored entry of this function, as the code and data are now
+        (a global rebound or a helper redefined in this process included; ``closest`` is its key,
+        ``differences`` the list)."""
         out = self._keys.explain(args, kwargs, method=self._method)
         cfg = get_config()
         out["collection"] = self._collection(cfg)
-        out["result_sha1"] = api.get(out["key"], self._collection(cfg))
-        if out["result_sha1"] is None or not self.is_cached(*args, **kwargs):
+        out["result_sha1"] = sha1 = api.get(out["key"], self._collection(cfg))
+        out["hit"] = sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
+        if out["hit"]:
+            out.update(miss=None, closest=None, differences=[])
+        else:
             out.update(explain_miss(cfg, self, out["collection"], out["key"], args, kwargs))
         return out
 
@@ -424,7 +566,7 @@ class CachedFunction:
         key = self._key(args, kwargs)
         collection = self._collection(cfg)
         existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
-        api.set_many({key: None, seconds_key(key): None}, collection)
+        api.set_many({key: None, **dict.fromkeys(side_keys(key))}, collection)
         hooks.forgotten(cfg, collection, key)
         return existed
 
@@ -464,9 +606,68 @@ class BoundCachedMethod:
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.__func__, name)
-        if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance"):
+        if name in ("key", "explain", "is_cached", "forget", "recompute", "provenance", "ref"):
             return functools.partial(attr, self.__self__)
+        if name == "ref_many":
+            return lambda calls: attr([(self.__self__, *args) for args in calls])
         return attr
+
+
+class _ArgumentDigest:
+    """The hash of a result by the argument rules and its non-builtin types, taken on a second
+    thread for a large one (while the caller stores it); None if the rules cannot hash it without
+    pickling it (a Ref of it is then keyed by loading and hashing its value)."""
+
+    def __init__(self, value: Any) -> None:
+        self._value = value
+        self._out: tuple[str | None, set[type]] = (None, set())
+        self._thread = None
+        if _nbytes(value) >= _THREADED_DIGEST_BYTES:
+            self._thread = threading.Thread(target=self._run, name="pairio-digest", daemon=True)
+            self._thread.start()
+        else:
+            self._run()
+
+    def _run(self) -> None:
+        from .arguments import hash_value
+
+        types: set[type] = set()
+        try:
+            # strict: the same digest as a plain hash where it succeeds, but a value only the cloudpickle
+            # fallback could hash is refused at once (not pickled a second time, on every miss).
+            self._out = (hash_value(self._value, "result", strict=True, types=types), types)
+        except Exception:  # noqa: BLE001 (any value the rules refuse, however: its Refs are hashed from it)
+            self._out = (None, set())
+
+    def result(self) -> tuple[str | None, set[type]]:
+        if self._thread is not None:
+            self._thread.join()
+        self._value = None
+        return self._out
+
+
+_THREADED_DIGEST_BYTES = 1 << 20
+
+
+def _nbytes(value: Any) -> int:
+    """The bytes of a result's buffer(s), roughly (0 when not known cheaply)."""
+    n = getattr(value, "nbytes", None)
+    if isinstance(n, int):
+        return n
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return len(value)
+    if type(value) in (tuple, list) and len(value) <= 64:
+        return sum(_nbytes(v) for v in value)
+    if type(value) is dict and len(value) <= 64:
+        return sum(_nbytes(v) for v in value.values())
+    return 0
+
+
+class _LastStored(threading.local):
+    value: tuple | None = None
+
+
+_last_stored = _LastStored()  # this thread's newest stored result: (key, sha1, size, digest, types)
 
 
 def _findable(f: CachedFunction) -> bool:
@@ -517,6 +718,43 @@ def _pickled_by_multiprocessing() -> bool:
     return frame.f_globals.get("__name__") == "multiprocessing.reduction"
 
 
+def in_worker() -> bool:
+    """True in a process that multiprocessing started (a ``Pool`` worker, a ``Process``), worked out
+    once per process. Such a process leaves through ``os._exit`` (no atexit) and, from
+    ``pool.terminate()`` or ``with Pool() as p:``, by SIGTERM (no finalizers either)."""
+    global _worker
+    if _worker is None:
+        mp = sys.modules.get("multiprocessing")
+        _worker = mp is not None and mp.parent_process() is not None
+    return _worker
+
+
+def _write_now() -> None:
+    # In a worker, the call's record and counts are written before its result goes back to the
+    # parent, which may kill the worker as soon as it has every result (Pool.__exit__ terminates).
+    records.flush()
+    call_stats.flush()
+
+
+def _forget_worker_after_fork() -> None:
+    global _worker
+    _worker = None  # a forked child is worked out again, at its first call
+
+
+_worker: bool | None = None
+os.register_at_fork(after_in_child=_forget_worker_after_fork)
+
+
+def in_ipython() -> bool:
+    """True in an IPython shell or a Jupyter kernel (found without importing IPython: a shell puts
+    ``get_ipython`` in builtins; a plain script that imported IPython has no shell)."""
+    if "get_ipython" in builtins.__dict__:
+        return True
+    ipython = sys.modules.get("IPython")
+    get_ipython = getattr(ipython, "get_ipython", None)
+    return get_ipython is not None and get_ipython() is not None
+
+
 def _warn(message: str) -> None:
     # One message per event: a RuntimeWarning (logging.captureWarnings sends it to the logs),
     # attributed to the user's line however deep in pairio it was raised.
@@ -541,12 +779,12 @@ def cached(func: Callable[..., Any], /) -> CachedFunction: ...
 @overload
 def cached(*, version: str | None = None, ignore: Iterable[str] = (), dependencies: Iterable[str] = (),
            strict: bool = False, collection: str | None = None, restore_paths: bool = False,
-           mmap: bool | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
+           mmap: bool | None = None, verbose: bool | None = None) -> Callable[[Callable[..., Any]], CachedFunction]: ...
 
 
 def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = None, ignore: Iterable[str] = (),
            dependencies: Iterable[str] = (), strict: bool = False, collection: str | None = None,
-           restore_paths: bool = False, mmap: bool | None = None) -> Any:
+           restore_paths: bool = False, mmap: bool | None = None, verbose: bool | None = None) -> Any:
     """Cache a function's results by its code, arguments and dependency versions.
 
     Use as ``@cached`` or ``@cached(version='2', ignore=['verbose'], dependencies=['scipy'])``.
@@ -556,10 +794,12 @@ def cached(func: Callable[..., Any] | None = None, /, *, version: str | None = N
     result comes back on a hit as a read-only path in the content store with the file's name and
     suffix; with ``restore_paths=True``, as the path the function returned, the file written back there.
     ``mmap=True`` returns a hit's large numpy arrays as read-only views of a memory map of the
-    stored object (None: the config field ``mmap``).
+    stored object (None: the config field ``mmap``). ``verbose``: print one short hit/miss line per
+    call (None: the config field ``verbose``, ``PAIRIO_VERBOSE``; neither set, in IPython and
+    Jupyter only).
     """
     options = dict(version=version, ignore=ignore, dependencies=dependencies, strict=strict, collection=collection,
-                   restore_paths=restore_paths, mmap=mmap)
+                   restore_paths=restore_paths, mmap=mmap, verbose=verbose)
     if func is None:
         return lambda f: CachedFunction(f, **options)
     return CachedFunction(func, **options)

@@ -199,6 +199,10 @@ class KeyMaker:
             f"file: a str counts by its text, so an edit to the file would not change the key (a stale hit). "
             f"Pass pathlib.Path({text!r}) instead: a Path to a file counts by the file's content.")
 
+    def value_hash(self, value: Any) -> str:
+        """``value``'s hash by the argument rules, as an argument of this function is hashed."""
+        return hash_value(value, "value")
+
     def type_dependencies(self, types: Iterable[type]) -> dict[str, str]:
         """The versions of the libraries defining ``types`` that the code part does not count yet."""
         counted = self.code.dependencies

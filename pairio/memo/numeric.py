@@ -159,6 +159,30 @@ def _is_frozen(a: Any) -> bool:
     return type(base) is bytes
 
 
+def _maps_readonly(a: Any) -> bool:
+    """True only if ``a`` and every array it views are read-only over a read-only memoryview of an
+    ``mmap``: how ``mmap=True`` maps an object of the content store, whose file (named by its hash,
+    never written again) does not change."""
+    np = sys.modules["numpy"]
+    base = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return False
+        base = base.base
+    if type(base) is not memoryview or not base.readonly:
+        return False
+    import mmap
+
+    return type(base.obj) is mmap.mmap
+
+
+def remember_stored(a: Any, digest: str) -> None:
+    """Keep ``digest`` (the stored argument digest of the object ``a`` maps) for its next hash, if
+    ``a`` is a large read-only memory map of a stored object: it is then never hashed as an argument."""
+    if a.nbytes >= _FROZEN_MIN_BYTES and _maps_readonly(a):
+        _keep(a, digest)
+
+
 def frozen_digest(a: Any) -> str | None:
     """The digest :func:`remember_if_frozen` kept for this very array, else None."""
     entry = _FROZEN.get(id(a))
@@ -171,6 +195,10 @@ def remember_if_frozen(a: Any, digest: str) -> None:
     """Keep ``digest`` of ``a`` for its next hash, if ``a`` is large and its data can never change."""
     if a.nbytes < _FROZEN_MIN_BYTES or not _is_frozen(a):
         return
+    _keep(a, digest)
+
+
+def _keep(a: Any, digest: str) -> None:
     key = id(a)
 
     def gone(ref: weakref.ref) -> None:

@@ -31,7 +31,7 @@ from ..content import content_store
 from ..errors import BadRequestError, PermissionDeniedError, RemoteError
 from ..hashing import is_sha1_hex
 from ..kv import local_store, remote_store
-from .call_stats import seconds_key
+from .refs import side_keys
 
 if TYPE_CHECKING:
     from ..content.remote import RemoteContent
@@ -277,16 +277,19 @@ def sync(*, dry_run: bool = False, collection: str | None = None,
 
 
 def _seconds_pairs(cfg: Config, entries: list[Waiting]) -> dict[tuple[str, str], dict[str, str]]:
+    """The pairs stored beside each entry's pair (its seconds, its argument digest and types)."""
     local = local_store(cfg)
     out: dict[tuple[str, str], dict[str, str]] = {}
     by_collection: dict[str, list[str]] = {}
     for e in entries:
-        by_collection.setdefault(e.collection, []).append(seconds_key(e.key))
+        by_collection.setdefault(e.collection, []).extend(side_keys(e.key))
     for collection, skeys in by_collection.items():
         found = local.get_many(collection, skeys)
         for e in entries:
-            if e.collection == collection and seconds_key(e.key) in found:
-                out[(collection, e.key)] = {seconds_key(e.key): found[seconds_key(e.key)]}
+            if e.collection == collection:
+                mine = {k: found[k] for k in side_keys(e.key) if k in found}
+                if mine:
+                    out[(collection, e.key)] = mine
     return out
 
 

@@ -115,8 +115,10 @@ class Server:
 
     # --- pairs -------------------------------------------------------------------------
 
-    def get_pairs(self, collection: str, keys: list[str], doing: str) -> tuple[dict[str, str], bool]:
-        """The stored pairs among ``keys`` along ``get_from``, and whether they came from the server."""
+    def get_pairs(self, collection: str, keys: list[str], doing: str,
+                  inline: bool = True) -> tuple[dict[str, str], bool]:
+        """The stored pairs among ``keys`` along ``get_from``, and whether they came from the server
+        (with ``inline``, small objects they name come in the same request)."""
         mode = self.cfg.get_from
         local = local_store(self.cfg)
         if mode == "local_then_remote":
@@ -125,20 +127,20 @@ class Server:
                 if self.up():
                     outbox.kick(self.cfg)  # a local hit: results of an outage may go up meanwhile
                 return found, False
-            more = self._remote_get(collection, keys, doing)
+            more = self._remote_get(collection, keys, doing, inline)
             if more:
                 local.set_many(collection, more)
             return {**found, **more}, bool(more)
-        found = self._remote_get(collection, keys, doing) if self.may("get", collection) else {}
+        found = self._remote_get(collection, keys, doing, inline) if self.may("get", collection) else {}
         if keys[0] in found:
             return found, True
         if mode == "remote_then_local":
             return local.get_many(collection, keys), False
         return found, False
 
-    def _remote_get(self, collection: str, keys: list[str], doing: str) -> dict[str, str]:
+    def _remote_get(self, collection: str, keys: list[str], doing: str, inline: bool = True) -> dict[str, str]:
         try:
-            if not self.may("read", _CONTENT):
+            if not inline or not self.may("read", _CONTENT):
                 return self.store.get_many(collection, keys)
             found, self.inline = self.store.get_many_inline(collection, keys, MAX_INLINE_BYTES)
         except RemoteError as exc:

@@ -101,6 +101,11 @@ class StoredResult:
     size: int
 
 
+# Results pickled without a ResultPickler (bytes are written in band only under OUT_OF_BAND_MIN:
+# a large bytes value goes through the pickler, which writes it out of band).
+_SCALARS = frozenset({int, float, bool, type(None), str, complex})
+
+
 def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
     """Pickle ``value`` into ``store``; returns the object's SHA-1.
 
@@ -111,6 +116,13 @@ def store_result(store: ContentStore, value: Any, label: str = "result") -> str:
 
 def store_result_described(store: ContentStore, value: Any, label: str = "result") -> StoredResult:
     """:func:`store_result`, also saying which files went in with it and how many bytes in all."""
+    if type(value) in _SCALARS:
+        # Pickled as the result pickler would (its reducer_override is never asked about these
+        # types), without making one: on a miss of a small step, making it costs more than the rest.
+        with store.writer(durable=False, inline=True) as w:
+            w.write(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
+        assert w.sha1 is not None
+        return StoredResult(w.sha1, (), w.size)
     made = []
 
     def pickler(f: Any, buffer_callback: Any) -> Any:
