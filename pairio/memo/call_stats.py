@@ -25,6 +25,7 @@ from typing import Any
 
 from ..errors import PairioError
 from ..hashing import sha1_hex
+from ..wal import open_wal
 
 logger = logging.getLogger("pairio")
 
@@ -288,7 +289,7 @@ def read_persistent(database_dir: Path) -> dict[str, dict[str, Any]]:
     path = database_dir / FILENAME
     if not path.exists():
         return {}
-    with _connect(database_dir) as conn:
+    with _connect(database_dir, write=False) as conn:
         rows = conn.execute("SELECT function, hits, misses, seconds_saved, seconds_computed, remote_hits, "
                             "bytes_downloaded, bytes_uploaded, last_used FROM cache_stats ORDER BY function").fetchall()
     return {r[0]: {**_row(r[1:8]), "last_used": r[8]} for r in rows}
@@ -303,32 +304,76 @@ def clear_persistent(database_dir: Path) -> None:
 
 
 class _Connection:
-    def __init__(self, directory: Path) -> None:
-        self.conn = sqlite3.connect(os.fspath(directory / FILENAME), timeout=30.0)
+    """A transaction (``write``) or a read on this thread's connection to the table in
+    ``directory``: kept open, in WAL mode with ``synchronous = NORMAL`` as pairio's other tables,
+    so that a pool worker, which writes its counts at every call, pays a commit, not an open, a
+    schema check and the fsyncs of a rollback journal."""
+
+    def __init__(self, directory: Path, write: bool = True) -> None:
+        self.conn = _connection(directory)
+        self.write = write
 
     def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute(_SCHEMA)
-        have = {row[1] for row in self.conn.execute("PRAGMA table_info(cache_stats)")}
-        for column in _REMOTE_COLUMNS:
-            if column not in have:
-                try:
-                    self.conn.execute(f"ALTER TABLE cache_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
-                except sqlite3.OperationalError as exc:
-                    # Another process added it between our look and our ALTER: what we wanted.
-                    if "duplicate column" not in str(exc):
-                        raise
+        if self.write:
+            self.conn.execute("BEGIN IMMEDIATE")
         return self.conn
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         try:
-            if exc_type is None:
-                self.conn.commit()
+            if self.write:
+                try:
+                    self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
+                except sqlite3.Error:
+                    if self.conn.in_transaction:  # a COMMIT that failed (busy): the kept connection
+                        self.conn.execute("ROLLBACK")  # must not stay inside its transaction
+                    raise
         finally:
-            self.conn.close()
+            if getattr(self.conn, "read_only", False):
+                self.conn.close()  # not kept: the next use tries to open it for writing again
 
 
-def _connect(directory: Path) -> _Connection:
-    return _Connection(directory)
+_local = threading.local()
+_KEPT_CONNECTIONS = 4  # per thread: a process uses one database, tests and tools a few
+
+
+def _connection(directory: Path) -> sqlite3.Connection:
+    """This thread's connection to ``directory``'s table, opened (the table made or brought up to
+    date) at first use; opened again in a forked child, when the file was replaced, or when it
+    was opened read-only."""
+    path = directory / FILENAME
+    kept: dict[Path, tuple[int, int, sqlite3.Connection]] = _local.__dict__.setdefault("connections", {})
+    found = kept.pop(directory, None)
+    try:
+        inode: int | None = os.stat(path).st_ino
+    except FileNotFoundError:
+        inode = None
+    if found is not None and found[0] == os.getpid():
+        if found[1] == inode:
+            kept[directory] = found  # the newest used last
+            return found[2]
+        found[2].close()
+    conn = open_wal(path, _SCHEMA, timeout_s=30.0)
+    if not getattr(conn, "read_only", False):
+        have = {row[1] for row in conn.execute("PRAGMA table_info(cache_stats)")}
+        for column in _REMOTE_COLUMNS:
+            if column not in have:
+                try:
+                    conn.execute(f"ALTER TABLE cache_stats ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+                except sqlite3.OperationalError as exc:
+                    # Another process added it between our look and our ALTER: what we wanted.
+                    if "duplicate column" not in str(exc):
+                        raise
+        while len(kept) >= _KEPT_CONNECTIONS:
+            oldest = next(iter(kept))
+            pid, _, old = kept.pop(oldest)
+            if pid == os.getpid():
+                old.close()
+        kept[directory] = (os.getpid(), os.stat(path).st_ino, conn)
+    return conn
+
+
+def _connect(directory: Path, write: bool = True) -> _Connection:
+    return _Connection(directory, write)
 
 
 def _at_exit_of_workers() -> None:
