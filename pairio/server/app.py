@@ -24,7 +24,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import ContentNotFoundError, InvalidKeyError, InvalidValueError, PairioError
+from ..errors import ContentNotFoundError, InvalidInputError, InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
@@ -132,13 +132,39 @@ def create_app(
         # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
         routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
-    app = Starlette(routes=routes, middleware=[Middleware(Observer, metrics=metrics)])
+    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)])
     app.state.settings = settings
     app.state.store = store
     app.state.content = content
     app.state.coordination = guard.coordination
     app.state.metrics = metrics
     return app
+
+
+def one_route_per_path(routes: list[Route]) -> list[Route]:
+    """``routes`` with those of one path merged into one route that dispatches on the method (in
+    the place of the first), so a method none of them takes is answered 405 with an ``Allow``
+    header listing every method the path takes (Starlette lists only the first route's)."""
+    groups: dict[str, list[Route]] = {}
+    for route in routes:
+        groups.setdefault(route.path, []).append(route)
+    merged = []
+    for path, group in groups.items():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        handlers: dict[str, Handler] = {}
+        for route in group:
+            for method in sorted(route.methods or ()):
+                handlers.setdefault(method, route.endpoint)
+
+        async def dispatch(request: Request, handlers: dict[str, Handler] = handlers) -> Response:
+            return await handlers[request.method](request)
+
+        route = Route(path, dispatch, methods=list(handlers))
+        route.methods = set(handlers)  # as given: HEAD only where a GET route takes it
+        merged.append(route)
+    return merged
 
 
 def app_from_environment() -> Starlette:
@@ -185,6 +211,8 @@ class _Api:
                 return operation(channel, obj)
             except ApiError as exc:
                 return json_response({"error": exc.message}, exc.status, exc.headers)
+            except InvalidInputError as exc:  # bad input the store refused: never an outage
+                return json_response({"error": str(exc)}, 400)
             except PairioError as exc:  # the store failed: log the detail, keep paths private
                 log.error("store error: %s", exc)
                 return json_response({"error": "the server's store is unavailable"}, 503)
