@@ -161,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
             "server/README.md), or run one process (one is plenty for the embedded store: its reads take "
             "microseconds)"
         )
+    _check_backends(args.directory, settings)
     # With PostgreSQL the replay cache and rate limits are shared: replicas may serve one directory.
     with _only_server(Path(args.directory)) if settings.database is None else contextlib.nullcontext():
         sock = _listen(args.host, args.port)
@@ -172,6 +173,23 @@ def _serve(args: argparse.Namespace) -> int:
         _tell(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}")
         uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _check_backends(directory: str, settings) -> None:
+    """StoreUnavailableError naming each backend that cannot be used (a database unreachable, a store
+    lost or corrupt, a content directory that is none): a server never says it serves without them."""
+    from ..server.app import backend_problems, open_backends, open_content
+
+    store, coordination = open_backends(settings)
+    content = open_content(settings)
+    try:
+        causes = backend_problems(store, coordination, content, detail=True)
+    finally:
+        for backend in (store, coordination, content):
+            with contextlib.suppress(Exception):
+                backend.close()
+    if causes:
+        raise StoreUnavailableError(f"cannot serve {directory}: " + "; ".join(causes))
 
 
 def _tell(message: str) -> None:

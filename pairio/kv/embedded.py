@@ -276,6 +276,17 @@ class EmbeddedStore(KeyValueStore):
                 "store would silently take its place. Restore it from a backup, or run `pairio fsck "
                 "--repair` to start a new database beside the objects (their results are then recomputed)")
 
+    def check(self) -> None:
+        """Raise StoreUnavailableError if the database cannot be used: lost beside its objects, not a
+        database, or damaged where its first or last pair lies (a cheap probe, not a full check)."""
+        self._check_not_lost()
+        try:
+            connection = self._connection()
+            for order in ("ASC", "DESC"):
+                connection.execute(f"SELECT key FROM pairs ORDER BY collection {order}, key {order} LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
     def _check_not_lost(self) -> None:
         problem = self.lost()
         if problem is not None:

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -69,7 +70,9 @@ def open_backends(settings: ServerSettings) -> tuple[KeyValueStore, Coordination
                 PostgresCoordination(PostgresDatabase(settings.database, synchronous_commit=False)))
     from ..kv.embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.store.path), MemoryCoordination()
+    # The content beside it: a database lost while that holds objects is an error, not an empty store.
+    content_dir = settings.content.path if settings.content.backend == "directory" else None
+    return EmbeddedStore(settings.store.path, content_dir), MemoryCoordination()
 
 
 def open_content(settings: ServerSettings) -> ContentBackend:
@@ -167,6 +170,31 @@ def one_route_per_path(routes: list[Route]) -> list[Route]:
     return merged
 
 
+def backend_problems(store: KeyValueStore, coordination: Coordination, content: ContentBackend | None,
+                     detail: bool = False) -> list[str]:
+    """Each of the server's backends probed: the causes of those that cannot be used. Without
+    ``detail`` (an unsigned answer), a cause names the backend and the failure, not its paths (they
+    are logged)."""
+    causes = []
+    for name, backend in (("pairs store", store), ("coordination", coordination), ("content store", content)):
+        if backend is None:
+            continue
+        try:
+            backend.check()
+        except (PairioError, OSError) as exc:
+            if detail:
+                causes.append(f"{name}: {exc}")
+                continue
+            log.error("health: %s unusable: %s", name, exc)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # The paths and the URL it names stay in the log: a path by its last part, the URL not at all.
+            if message.startswith("pairio database postgres") and ": " in message:
+                message = "database: " + message.split(": ", 1)[1]
+            message = re.sub(r"'(/[^']*)'", lambda m: repr(os.path.basename(m.group(1))), message)
+            causes.append(f"{name}: {message[:300]}")
+    return causes
+
+
 def app_from_environment() -> Starlette:
     """The app for the directory ``pairio serve --workers N`` names in its workers' environment."""
     from ..cli.serve import SERVE_DIRECTORY_VARIABLE
@@ -231,7 +259,17 @@ class _Api:
     # --- routes ----------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
+        """``ok``, or 503 with the cause where the pairs store, the coordination or the content cannot
+        be used now (each is probed with one cheap read)."""
+        causes = await run_in_threadpool(self.problems) if self.inline_blocking else self.problems()
+        if causes:
+            return json_response({"status": "unavailable", "causes": causes, "version": __version__, "api": "v1"},
+                                 503, {"Retry-After": "10"})
         return json_response({"status": "ok", "version": __version__, "api": "v1"})
+
+    def problems(self) -> list[str]:
+        """What cannot be used now, one cause each: the pairs store, the coordination, the content."""
+        return backend_problems(self.store, self.guard.coordination, self.content)
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
