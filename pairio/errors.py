@@ -30,6 +30,16 @@ class InvalidURIError(PairioError, ValueError):
     """A content URI is not of the form ``sha1://<40-hex>[/name]`` or ``sha1dir://...``."""
 
 
+class InvalidInputError(PairioError, ValueError):
+    """A value a store cannot hold as it is (a NUL character in a text field of PostgreSQL): bad
+    input, never a sign that the store is down."""
+
+
+class InvalidManifestError(InvalidURIError):
+    """A ``sha1dir://`` URI names a manifest that is malformed or hostile: a name that is no plain
+    file name, or both a file and a directory, a size that is not its object's, too deep a tree."""
+
+
 class UnhashableArgumentError(PairioError, TypeError):
     """An argument of a cached function cannot be hashed into a cache key."""
 

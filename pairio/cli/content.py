@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ from ..config import get_config
 from ..content import ContentURI, api, content_store, directories, file_uri, parse_uri
 from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
-from ..errors import ContentNotFoundError
+from ..errors import ContentNotFoundError, PairioError
 from . import CORRUPT, NOT_FOUND, OTHER, USAGE
 
 
@@ -68,9 +69,16 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("uri", metavar="URI")
     p.set_defaults(handler=_info)
 
-    p = subparsers.add_parser("fsck", help="re-hash every stored object; quarantine corrupt ones", description=(
-        "Re-hash every object in the content store. Corrupt objects are moved to the quarantine "
-        "directory and listed; exit code 1 if any was found."))
+    p = subparsers.add_parser("fsck", help="check the databases; re-hash every stored object", description=(
+        "Check the store's SQLite databases (PRAGMA quick_check; the records against the pairs; a "
+        "database empty or missing while the content holds objects), then re-hash every object in "
+        "the content store. Corrupt objects are moved to the quarantine directory and listed. Exit "
+        "code 7 if anything is damaged (each damaged database is named, with what is wrong). "
+        "With --repair, each damaged database is salvaged: its readable pairs, records and small "
+        "objects go into a new database put in its place, and the damaged one is kept aside "
+        "(renamed NAME.damaged-TIME, its path printed). Run --repair while nothing else uses the store."))
+    p.add_argument("--repair", action="store_true",
+                   help="salvage damaged databases into new ones, keeping the damaged ones aside")
     p.set_defaults(handler=_fsck)
 
 
@@ -253,14 +261,45 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fsck(args: argparse.Namespace) -> int:
-    store = content_store(get_config())
-    report = store.fsck()
-    code = CORRUPT if report.corrupt else OTHER if report.unreadable else 0
+    from ..lifecycle import fsck
+
+    cfg = get_config()
+    damaged = fsck.check(cfg)
+    repairs = fsck.repair(cfg, damaged) if args.repair and damaged else []
+    unrepaired = [] if args.repair else damaged
+    store = content_store(cfg)
+    try:
+        report = store.fsck()
+    except (PairioError, sqlite3.Error) as exc:  # the small objects' database is damaged: named above
+        report = None
+        objects_error = str(exc)
+    code = CORRUPT if unrepaired or (report is not None and report.corrupt) else (
+        OTHER if report is None or report.unreadable else 0)
     if args.json:
-        print(json.dumps({"directory": str(store.directory), "checked": report.checked,
-                          "corrupt": [{"sha1": sha1, "moved_to": str(moved)} for sha1, moved in report.corrupt],
-                          "unreadable": [{"sha1": sha1, "reason": str(reason)}
-                                         for sha1, reason in report.unreadable]}, indent=2))
+        print(json.dumps({
+            "directory": str(store.directory),
+            "databases": {"damaged": [{"path": str(d.path), "kind": d.kind, "problems": d.problems} for d in damaged],
+                          "repaired": [{"path": str(r.path), "kind": r.kind, "salvaged": r.salvaged,
+                                        "damaged_kept_as": None if r.aside is None else str(r.aside)}
+                                       for r in repairs]},
+            "checked": 0 if report is None else report.checked,
+            "corrupt": [] if report is None else [{"sha1": sha1, "moved_to": str(moved)}
+                                                  for sha1, moved in report.corrupt],
+            "unreadable": [] if report is None else [{"sha1": sha1, "reason": str(reason)}
+                                                     for sha1, reason in report.unreadable]}, indent=2))
+        return code
+    for d in damaged:
+        print(f"damaged database: {d.describe()}", file=sys.stderr if not args.repair else sys.stdout)
+    for r in repairs:
+        counts = ", ".join(f"{n} rows of {table}" for table, n in r.salvaged.items()) or (
+            "nothing (a cache: rebuilt as it is used)" if r.kind == "cache" else "nothing readable")
+        kept = f"; the damaged one is kept as {r.aside}" if r.aside is not None else ""
+        print(f"repaired {r.path}: salvaged {counts} into a new database{kept}")
+    if unrepaired:
+        print(f"pairio: {len(unrepaired)} damaged database(s); `pairio fsck --repair` salvages what can be read "
+              "into new ones and keeps the damaged ones aside", file=sys.stderr)
+    if report is None:
+        print(f"pairio: the content store's objects could not be checked: {objects_error}", file=sys.stderr)
         return code
     for sha1, moved in report.corrupt:
         print(f"corrupt: {sha1} (moved to {moved})")

@@ -151,7 +151,7 @@ def _serve(args: argparse.Namespace) -> int:
             f"pairio serve needs the server extra ({exc.name} is missing): pip install 'pairio[server]'"
         ) from None
     for warning in warnings:
-        print(f"pairio: warning: {warning}", file=sys.stderr)
+        _tell(f"pairio: warning: {warning}")
     if args.workers > 1 and not settings.shared:
         raise ConfigurationError(
             f"--workers {args.workers} needs a backend the processes share, and {args.directory}/pairio.json "
@@ -161,6 +161,7 @@ def _serve(args: argparse.Namespace) -> int:
             "server/README.md), or run one process (one is plenty for the embedded store: its reads take "
             "microseconds)"
         )
+    _check_backends(args.directory, settings)
     # With PostgreSQL the replay cache and rate limits are shared: replicas may serve one directory.
     with _only_server(Path(args.directory)) if settings.database is None else contextlib.nullcontext():
         sock = _listen(args.host, args.port)
@@ -169,10 +170,36 @@ def _serve(args: argparse.Namespace) -> int:
             return 0
         config = uvicorn.Config(create_app(settings), **_uvicorn_options(args))
         # Listening already: a port taken is reported above, never after "serving".
-        print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}",
-              file=sys.stderr, flush=True)
+        _tell(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port}")
         uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def _check_backends(directory: str, settings) -> None:
+    """StoreUnavailableError naming each backend that cannot be used (a database unreachable, a store
+    lost or corrupt, a content directory that is none): a server never says it serves without them."""
+    from ..server.app import backend_problems, open_backends, open_content
+
+    store, coordination = open_backends(settings)
+    content = open_content(settings)
+    try:
+        causes = backend_problems(store, coordination, content, detail=True)
+    finally:
+        for backend in (store, coordination, content):
+            with contextlib.suppress(Exception):
+                backend.close()
+    if causes:
+        raise StoreUnavailableError(f"cannot serve {directory}: " + "; ".join(causes))
+
+
+def _tell(message: str) -> None:
+    """``message`` on stderr, if it can be written: a full disk under the log never stops the server."""
+    try:
+        print(message, file=sys.stderr, flush=True)
+    except OSError:
+        from ..server.logs import SafeStreamHandler
+
+        SafeStreamHandler.failures += 1
 
 
 def _uvicorn_options(args: argparse.Namespace) -> dict:
@@ -213,8 +240,8 @@ def _serve_workers(args: argparse.Namespace, settings, sock: socket.socket) -> N
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
     config = uvicorn.Config("pairio.server.app:app_from_environment", factory=True, workers=args.workers,
                             **_uvicorn_options(args))
-    print(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port} "
-          f"with {args.workers} worker processes", file=sys.stderr, flush=True)
+    _tell(f"pairio: serving {args.directory} on http://{_shown_host(args.host)}:{args.port} "
+          f"with {args.workers} worker processes")
     try:
         Multiprocess(config, sockets=[sock]).run()
     finally:
@@ -317,6 +344,10 @@ def log_config(level: str, access_log: bool) -> dict:
     config["formatters"]["pairio_line"] = {"format": "%(message)s"}
     config["handlers"]["pairio_access"] = {"class": "logging.StreamHandler", "formatter": "pairio_line",
                                            "stream": "ext://sys.stderr"}
+    # A log on a full disk must never stop the server: every handler swallows write failures.
+    for handler in config["handlers"].values():
+        if handler.get("class") == "logging.StreamHandler":
+            handler["class"] = "pairio.server.logs.SafeStreamHandler"
     config["loggers"]["pairio.server"] = {"handlers": ["default"], "level": level.upper(), "propagate": False}
     config["loggers"]["pairio.server.access"] = {
         "handlers": ["pairio_access"], "propagate": False,

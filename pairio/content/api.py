@@ -13,6 +13,7 @@ import copy
 import json
 import os
 import pickle
+import stat
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -22,6 +23,7 @@ from ..errors import (
     ContentFormatError,
     ContentNotFoundError,
     CorruptContentError,
+    InvalidManifestError,
     InvalidPathError,
     InvalidURIError,
     PairioError,
@@ -268,21 +270,76 @@ def load_dir(uri: str, dest: str | os.PathLike[str], link: bool = False, verify:
             missing.append("/".join(relative))
             continue
         _open_checked(store, entry["sha1"], uri, verify).close()
-        plan.append((path, target.joinpath(*relative)))
+        size = store.size(entry["sha1"])
+        if size != entry["size"]:
+            raise InvalidManifestError(f"directory {uri!r}: file {'/'.join(relative)!r} is declared "
+                                       f"{entry['size']} bytes, but its object {entry['sha1']} has {size}")
+        plan.append((path, relative))
     if missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise ContentNotFoundError(f"{len(missing)} file(s) of directory {uri!r} are not in the content store "
                                    f"{str(store.directory)!r}: {', '.join(missing[:3])}{more}")
+    # What is already at dest is looked at without following a symbolic link: a link where the tree
+    # has a directory is refused (it would lead the files out of dest), a link where it has a file is
+    # replaced (a rename replaces the link itself), and a directory where it has a file is refused.
+    for relative_dir in directories.walk_dirs(manifest):
+        _check_existing(target, relative_dir, uri, "directory")
+    for _, relative in plan:
+        _check_existing(target, relative, uri, "file")
     try:
         target.mkdir(parents=True, exist_ok=True)
         for relative_dir in directories.walk_dirs(manifest):
-            target.joinpath(*relative_dir).mkdir(parents=True, exist_ok=True)
+            _make_dir(target, relative_dir)
     except OSError as exc:
         raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {exc.strerror or exc}"
                                f"{f': {exc.filename!r}' if exc.filename else ''}") from None
-    for path, destination in plan:
-        copy_to(path, uri, destination, link=link, durable=durable, progress=progress)
+    for path, relative in plan:
+        _check_existing(target, relative, uri, "file")  # made since? Checked again just before
+        destination = target.joinpath(*relative)
+        try:
+            files.copy_file(path, destination, link=link, durable=durable, progress=progress)
+        except OSError as exc:
+            raise InvalidPathError(f"cannot copy {uri!r} to {str(destination)!r}: {exc.strerror or exc}") from None
     return str(target)
+
+
+def _check_existing(target: Path, relative: tuple[str, ...], uri: str, kind: str) -> None:
+    """Refuse (InvalidPathError naming it) a ``relative`` path under ``target`` that cannot become
+    a ``kind`` of ``uri``'s tree without leaving ``target``: a parent, or a directory, that is a
+    symbolic link; a non-directory where a directory goes; a directory where a file goes."""
+    for depth in range(1, len(relative) + 1):
+        here = target.joinpath(*relative[:depth])
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            return  # nothing below it either
+        except OSError as exc:
+            raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {str(here)!r}: "
+                                   f"{exc.strerror}") from None
+        last = depth == len(relative)
+        if stat.S_ISLNK(st.st_mode):
+            if last and kind == "file":
+                return  # replaced by the file, never followed
+            raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {str(here)!r} is a symbolic "
+                                   f"link where the directory {'/'.join(relative[:depth])!r} goes (it is not "
+                                   "followed: remove it first)")
+        if last and kind == "file":
+            if stat.S_ISDIR(st.st_mode):
+                raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {str(here)!r} is a "
+                                       f"directory where the file {'/'.join(relative)!r} goes")
+        elif not stat.S_ISDIR(st.st_mode):
+            raise InvalidPathError(f"cannot recreate {uri!r} at {str(target)!r}: {str(here)!r} is a file "
+                                   f"where the directory {'/'.join(relative[:depth])!r} goes")
+
+
+def _make_dir(target: Path, relative: tuple[str, ...]) -> None:
+    """Make ``target/relative`` (its parents exist), refusing one that became a symbolic link meanwhile."""
+    path = target.joinpath(*relative)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        if not stat.S_ISDIR(os.lstat(path).st_mode):
+            raise InvalidPathError(f"{str(path)!r} is not a directory (a symbolic link or a file)") from None
 
 
 def copy_to(path: Path, uri: str, dest: str | os.PathLike[str], link: bool = False, durable: bool = False,

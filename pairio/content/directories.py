@@ -14,11 +14,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..errors import ContentNotFoundError, CorruptContentError, InvalidPathError, InvalidURIError
-from ..hashing import canonical_json
+from ..errors import ContentNotFoundError, CorruptContentError, InvalidManifestError, InvalidPathError
+from ..hashing import canonical_json, is_sha1_hex
 from .store import ContentStore
 
 Manifest = dict[str, Any]
+
+# Directories nested deeper than this are refused, when stored and when a manifest is read:
+# deep enough for any real tree, shallow enough that walking one never exhausts the stack.
+MAX_DEPTH = 100
 
 
 def put_dir(store: ContentStore, path: str | os.PathLike[str], link: bool = False) -> tuple[str, Manifest]:
@@ -30,11 +34,15 @@ def put_dir(store: ContentStore, path: str | os.PathLike[str], link: bool = Fals
         raise InvalidPathError(f"directory to store {os.fspath(path)!r} does not exist")
     if not root.is_dir():
         raise InvalidPathError(f"directory to store {os.fspath(path)!r} is a file, not a directory")
-    manifest = _walk(store, root, link, set())
+    manifest = _walk(store, root, link, set(), 0)
     return store.put_bytes(canonical_json(manifest).encode("utf-8")), manifest
 
 
-def _walk(store: ContentStore, directory: Path, link: bool, ancestors: set[tuple[int, int]]) -> Manifest:
+def _walk(store: ContentStore, directory: Path, link: bool, ancestors: set[tuple[int, int]],
+          depth: int) -> Manifest:
+    if depth > MAX_DEPTH:
+        raise InvalidPathError(f"directory {str(directory)!r} is nested more than {MAX_DEPTH} levels deep "
+                               f"in the directory to store (the limit, pairio.content.directories.MAX_DEPTH)")
     st = directory.stat()
     identity = (st.st_dev, st.st_ino)
     if identity in ancestors:
@@ -46,7 +54,7 @@ def _walk(store: ContentStore, directory: Path, link: bool, ancestors: set[tuple
         raise InvalidPathError(f"directory {str(directory)!r} cannot be listed: {exc.strerror}") from None
     for entry in entries:
         if entry.is_dir():
-            manifest["dirs"][entry.name] = _walk(store, Path(entry.path), link, ancestors | {identity})
+            manifest["dirs"][entry.name] = _walk(store, Path(entry.path), link, ancestors | {identity}, depth + 1)
         elif entry.is_file():
             sha1 = store.put_file(entry.path, link=link)
             manifest["files"][entry.name] = {"size": store.size(sha1), "sha1": sha1}
@@ -74,10 +82,45 @@ def read_manifest(store: ContentStore, sha1: str, uri: str, verify: bool = False
             manifest = json.load(f)
         except (UnicodeDecodeError, json.JSONDecodeError):
             manifest = None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict) \
-            or not isinstance(manifest.get("dirs"), dict):
-        raise InvalidURIError(f"{uri!r} is not a directory: object {sha1} is not a directory manifest")
+        except RecursionError:  # nested far deeper than MAX_DEPTH: refused below as such
+            raise InvalidManifestError(f"directory {uri!r}: its manifest {sha1} is nested more than "
+                                       f"{MAX_DEPTH} levels deep (the limit)") from None
+    if not _is_manifest(manifest):
+        raise InvalidManifestError(f"{uri!r} is not a directory: object {sha1} is not a directory manifest")
+    check_manifest(manifest, uri)
     return manifest
+
+
+def _is_manifest(node: object) -> bool:
+    return isinstance(node, dict) and isinstance(node.get("files"), dict) and isinstance(node.get("dirs"), dict)
+
+
+def check_manifest(manifest: Manifest, uri: str) -> None:
+    """Refuse (InvalidManifestError naming the entry) a manifest that could not have been stored:
+    a name that is not a plain file name, one that is both a file and a directory, a file entry
+    without a SHA-1 and a size, a subdirectory that is no manifest, nesting deeper than MAX_DEPTH.
+
+    Walked without recursion, so a hostile manifest cannot exhaust the stack.
+    """
+    pending: list[tuple[tuple[str, ...], Any]] = [((), manifest)]
+    while pending:
+        prefix, node = pending.pop()
+        if not _is_manifest(node):
+            raise InvalidManifestError(f"directory {uri!r}: entry {'/'.join(prefix)!r} is not a directory manifest")
+        if len(prefix) > MAX_DEPTH:
+            raise InvalidManifestError(f"directory {uri!r} is nested more than {MAX_DEPTH} levels deep "
+                                       f"(the limit), at {'/'.join(prefix[:3])}/...")
+        for name, entry in node["files"].items():
+            path = "/".join((*prefix, _check_name(name, uri)))
+            if name in node["dirs"]:
+                raise InvalidManifestError(f"directory {uri!r}: entry {path!r} is both a file and a directory")
+            size = entry.get("size") if isinstance(entry, dict) else None
+            if not (isinstance(entry, dict) and isinstance(entry.get("sha1"), str) and is_sha1_hex(entry["sha1"])
+                    and isinstance(size, int) and not isinstance(size, bool) and size >= 0):
+                raise InvalidManifestError(f"directory {uri!r}: file {path!r} has no valid SHA-1 and size "
+                                           f"({str(entry)[:100]})")
+        for name, sub in node["dirs"].items():
+            pending.append(((*prefix, _check_name(name, uri)), sub))
 
 
 def lookup(manifest: Manifest, parts: tuple[str, ...], uri: str) -> tuple[str, Any]:
@@ -98,7 +141,7 @@ def _check_name(name: object, uri: str) -> str:
     # A manifest comes from the store, perhaps from someone else: a name must not climb out of the tree.
     if (not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\\" in name or "\0" in name
             or (os.altsep is not None and os.altsep in name)):
-        raise InvalidURIError(f"directory {uri!r} holds an entry named {name!r}, which is not a plain file name")
+        raise InvalidManifestError(f"directory {uri!r} holds an entry named {name!r}, which is not a plain file name")
     return name
 
 

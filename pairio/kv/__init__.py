@@ -57,14 +57,14 @@ def _open_local(config: Config) -> EmbeddedStore | DirectoryStore:
 
     directory = config.database_dir
     if config.store_backend == "sqlite":
-        return EmbeddedStore(directory)
+        return EmbeddedStore(directory, config.content_path)
     if config.store_backend == "directory":
         return DirectoryStore(directory)
     from ..filesystems import shared_file_system
 
     found = shared_file_system(directory)
     if found is None:
-        return EmbeddedStore(directory)
+        return EmbeddedStore(directory, config.content_path)
     left = (f"; the SQLite database {DATABASE_FILENAME} there is not used (store_backend='sqlite' uses "
             "it, in rollback-journal mode, safe for one host at a time)"
             if (directory / DATABASE_FILENAME).exists() else "")

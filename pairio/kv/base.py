@@ -34,5 +34,9 @@ class KeyValueStore(abc.ABC):
     def delete(self, collection: str, key: str) -> None:
         """Remove ``key``; removing an absent key is not an error."""
 
+    def check(self) -> None:
+        """Raise StoreUnavailableError if the store cannot be used now (a cheap probe: one read)."""
+        self.get("pairio.health", "probe")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources; the store may be reopened by using it again."""

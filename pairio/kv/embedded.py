@@ -150,12 +150,73 @@ def _forget_connections_after_fork() -> None:
 os.register_at_fork(after_in_child=_forget_connections_after_fork)
 
 
-class EmbeddedStore(KeyValueStore):
-    """A SQLite-backed store in ``directory`` (created if missing); thread- and process-safe."""
+# Written beside the database once it holds its schema: a database missing later, while the
+# content directory holds objects, was lost, not yet to be made (see EmbeddedStore).
+MARKER_FILENAME = ".pairio-database-made"
+_MARKER_TEXT = (f"pairio made {DATABASE_FILENAME} in this directory. If it is missing (or empty) while the "
+                "content directory holds objects, pairio refuses to start an empty store in its place: restore "
+                "it, or run `pairio fsck --repair`.\n")
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+
+def create_schema(connection: sqlite3.Connection) -> None:
+    """Make the tables of a new database (pairs, records) on ``connection``."""
+    connection.execute(_SCHEMA)
+    _migrate(connection)
+
+
+def new_database(directory: Path, prefix: str) -> Path:
+    """A new database with the schema, at a temporary name in ``directory`` (``prefix`` + random),
+    made as the umask and the directory's group allow; the caller renames or links it into place."""
+    temp = directory / f"{prefix}{os.urandom(6).hex()}"
+    create_file(temp)
+    try:
+        connection = sqlite3.connect(temp, isolation_level=None)
+        try:
+            create_schema(connection)
+        finally:
+            connection.close()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
+    return temp
+
+
+def holds_objects(content_dir: Path) -> bool:
+    """True if the content store in ``content_dir`` holds at least one object (a file or a small object)."""
+    small = content_dir / "small-objects.sqlite3"
+    with contextlib.suppress(OSError):
+        if small.stat().st_size > 0:
+            return True
+    pending = [content_dir / "sha1"]
+    while pending:
+        directory = pending.pop()
+        try:
+            with os.scandir(directory) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(Path(entry.path))
+                    elif len(entry.name) == 40:
+                        return True
+        except OSError:
+            continue
+    return False
+
+
+class EmbeddedStore(KeyValueStore):
+    """A SQLite-backed store in ``directory`` (created if missing); thread- and process-safe.
+
+    ``content_dir`` is the content store beside it (default ``directory/content``): a database
+    that is empty (0 bytes), or missing where one was made, while that holds objects is a
+    StoreUnavailableError naming both, never a new empty store. The database is made whole
+    (schema included) under a temporary name and linked into place, so no process ever sees
+    it empty.
+    """
+
+    def __init__(self, directory: str | os.PathLike[str], content_dir: str | os.PathLike[str] | None = None) -> None:
         self.directory = Path(directory)
         self.path = self.directory / DATABASE_FILENAME
+        self.content_dir = self.directory / "content" if content_dir is None else Path(content_dir)
         self._local = threading.local()
         _stores.add(self)
 
@@ -179,8 +240,12 @@ class EmbeddedStore(KeyValueStore):
             )
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            create_file(self.path)
+            self._check_not_lost()
+            if not self.path.exists():
+                self._create()
         except OSError as exc:
+            if isinstance(exc, StoreUnavailableError):
+                raise
             error = not_writable("pairio database directory", self.directory, exc)
             if error is not None and not self.path.exists():
                 return self._empty(error)
@@ -197,7 +262,65 @@ class EmbeddedStore(KeyValueStore):
         except sqlite3.Error as exc:
             connection.close()
             return self._connect_read_only(exc)
+        marker = self.directory / MARKER_FILENAME
+        if not marker.exists():
+            with contextlib.suppress(OSError):  # a read-only store: it cannot be lost from here
+                marker.write_text(_MARKER_TEXT)
         return connection
+
+    def lost(self) -> str | None:
+        """What is wrong if the database is empty (0 bytes), or missing where one was made, while the
+        content directory holds objects (the pairs and records of those objects are gone); else None."""
+        try:
+            size: int | None = os.stat(self.path).st_size
+        except FileNotFoundError:
+            size = None
+        if size not in (None, 0):
+            return None
+        if size is None and not (self.directory / MARKER_FILENAME).exists():
+            return None  # never made: a new store (perhaps beside content stored before)
+        if not holds_objects(self.content_dir):
+            return None
+        state = "is empty (0 bytes)" if size == 0 else "is missing (a database was made here before)"
+        return (f"pairio database {str(self.path)!r} {state} while its content directory "
+                f"{str(self.content_dir)!r} holds objects: their pairs and records are lost, and an empty "
+                "store would silently take its place. Restore it from a backup, or run `pairio fsck "
+                "--repair` to start a new database beside the objects (their results are then recomputed)")
+
+    def check(self) -> None:
+        """Raise StoreUnavailableError if the database cannot be used: lost beside its objects, not a
+        database, or damaged where its first or last pair lies (a cheap probe, not a full check)."""
+        self._check_not_lost()
+        try:
+            connection = self._connection()
+            for order in ("ASC", "DESC"):
+                connection.execute(f"SELECT key FROM pairs ORDER BY collection {order}, key {order} LIMIT 1").fetchone()
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _check_not_lost(self) -> None:
+        problem = self.lost()
+        if problem is not None:
+            raise StoreUnavailableError(problem)
+
+    def _create(self) -> None:
+        """Make the database whole under a temporary name and link it into place (another process
+        may have made it meanwhile: then that one stays)."""
+        try:
+            temp = new_database(self.directory, f"{DATABASE_FILENAME}.new-")
+        except sqlite3.Error:
+            create_file(self.path)  # set up by _initialise, as before
+            return
+        try:
+            os.link(temp, self.path)
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system: a rename, which may replace a racing twin
+            if not self.path.exists():
+                os.replace(temp, self.path)
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
 
     @staticmethod
     def _empty(error: StoreNotWritableError) -> sqlite3.Connection:

@@ -13,6 +13,7 @@ import base64
 import json
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
@@ -24,7 +25,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import ContentNotFoundError, InvalidKeyError, InvalidValueError, PairioError
+from ..errors import ContentNotFoundError, InvalidInputError, InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
@@ -69,7 +70,9 @@ def open_backends(settings: ServerSettings) -> tuple[KeyValueStore, Coordination
                 PostgresCoordination(PostgresDatabase(settings.database, synchronous_commit=False)))
     from ..kv.embedded import EmbeddedStore
 
-    return EmbeddedStore(settings.store.path), MemoryCoordination()
+    # The content beside it: a database lost while that holds objects is an error, not an empty store.
+    content_dir = settings.content.path if settings.content.backend == "directory" else None
+    return EmbeddedStore(settings.store.path, content_dir), MemoryCoordination()
 
 
 def open_content(settings: ServerSettings) -> ContentBackend:
@@ -132,13 +135,64 @@ def create_app(
         # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
         routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
-    app = Starlette(routes=routes, middleware=[Middleware(Observer, metrics=metrics)])
+    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)])
     app.state.settings = settings
     app.state.store = store
     app.state.content = content
     app.state.coordination = guard.coordination
     app.state.metrics = metrics
     return app
+
+
+def one_route_per_path(routes: list[Route]) -> list[Route]:
+    """``routes`` with those of one path merged into one route that dispatches on the method (in
+    the place of the first), so a method none of them takes is answered 405 with an ``Allow``
+    header listing every method the path takes (Starlette lists only the first route's)."""
+    groups: dict[str, list[Route]] = {}
+    for route in routes:
+        groups.setdefault(route.path, []).append(route)
+    merged = []
+    for path, group in groups.items():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        handlers: dict[str, Handler] = {}
+        for route in group:
+            for method in sorted(route.methods or ()):
+                handlers.setdefault(method, route.endpoint)
+
+        async def dispatch(request: Request, handlers: dict[str, Handler] = handlers) -> Response:
+            return await handlers[request.method](request)
+
+        route = Route(path, dispatch, methods=list(handlers))
+        route.methods = set(handlers)  # as given: HEAD only where a GET route takes it
+        merged.append(route)
+    return merged
+
+
+def backend_problems(store: KeyValueStore, coordination: Coordination, content: ContentBackend | None,
+                     detail: bool = False) -> list[str]:
+    """Each of the server's backends probed: the causes of those that cannot be used. Without
+    ``detail`` (an unsigned answer), a cause names the backend and the failure, not its paths (they
+    are logged)."""
+    causes = []
+    for name, backend in (("pairs store", store), ("coordination", coordination), ("content store", content)):
+        if backend is None:
+            continue
+        try:
+            backend.check()
+        except (PairioError, OSError) as exc:
+            if detail:
+                causes.append(f"{name}: {exc}")
+                continue
+            log.error("health: %s unusable: %s", name, exc)
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            # The paths and the URL it names stay in the log: a path by its last part, the URL not at all.
+            if message.startswith("pairio database postgres") and ": " in message:
+                message = "database: " + message.split(": ", 1)[1]
+            message = re.sub(r"'(/[^']*)'", lambda m: repr(os.path.basename(m.group(1))), message)
+            causes.append(f"{name}: {message[:300]}")
+    return causes
 
 
 def app_from_environment() -> Starlette:
@@ -185,6 +239,8 @@ class _Api:
                 return operation(channel, obj)
             except ApiError as exc:
                 return json_response({"error": exc.message}, exc.status, exc.headers)
+            except InvalidInputError as exc:  # bad input the store refused: never an outage
+                return json_response({"error": str(exc)}, 400)
             except PairioError as exc:  # the store failed: log the detail, keep paths private
                 log.error("store error: %s", exc)
                 return json_response({"error": "the server's store is unavailable"}, 503)
@@ -203,7 +259,17 @@ class _Api:
     # --- routes ----------------------------------------------------------------------
 
     async def health(self, request: Request) -> Response:
+        """``ok``, or 503 with the cause where the pairs store, the coordination or the content cannot
+        be used now (each is probed with one cheap read)."""
+        causes = await run_in_threadpool(self.problems) if self.inline_blocking else self.problems()
+        if causes:
+            return json_response({"status": "unavailable", "causes": causes, "version": __version__, "api": "v1"},
+                                 503, {"Retry-After": "10"})
         return json_response({"status": "ok", "version": __version__, "api": "v1"})
+
+    def problems(self) -> list[str]:
+        """What cannot be used now, one cause each: the pairs store, the coordination, the content."""
+        return backend_problems(self.store, self.guard.coordination, self.content)
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")

@@ -31,14 +31,19 @@ class ApiError(Exception):
         self.headers = headers
 
 
+def content_length(header: str) -> int:
+    """The value of a Content-Length header: 400 unless it is digits, at most 20 of them (2**64 has
+    20; int() of thousands of digits raises)."""
+    if not (header.isascii() and header.isdigit()) or len(header.lstrip("0")) > 20:
+        raise ApiError(400, "header Content-Length must be a non-negative integer of at most 20 digits")
+    return int(header)
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The request body, refusing (413) one over ``limit`` bytes before reading it all."""
     length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise ApiError(400, "header Content-Length must be a non-negative integer")
-        if int(length) > limit:
-            raise ApiError(413, f"request body is {length} bytes; the limit is {limit}")
+    if length is not None and content_length(length) > limit:
+        raise ApiError(413, f"request body is {length} bytes; the limit is {limit}")
     chunks = []
     size = 0
     async for chunk in request.stream():

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from ..errors import ContentNotFoundError, CorruptContentError, PairioError
 from ..hashing import is_sha1_hex
 from .app import API, json_response
-from .auth import ApiError, Guard, read_body
+from .auth import ApiError, Guard, content_length, read_body
 from .backends import ContentBackend, Upload
 from .ratelimit import retry_after_header
 from .settings import MAX_PAIRS_PER_REQUEST, ContentRights, ServerSettings
@@ -37,6 +37,8 @@ log = logging.getLogger("pairio.server")
 MAX_SHA1S_PER_REQUEST = MAX_PAIRS_PER_REQUEST
 # Bytes received are handed to the backend (in a worker thread) this many at a time.
 _WRITE_BUFFER = 1 << 20
+# The digits a Range position may have: 2**64 has 20. Longer ones are refused (416).
+MAX_RANGE_DIGITS = 20
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
@@ -155,9 +157,7 @@ class ContentApi:
         raw = request.headers.get("content-length")
         length = None
         if raw is not None:
-            if not raw.isdigit():
-                raise ApiError(400, "header Content-Length must be a non-negative integer")
-            length = int(raw)
+            length = content_length(raw)
             if length > limit:
                 raise ApiError(413, f"object is {length} bytes; channel {channel!r} may upload objects "
                                     f"of at most maxObjectBytes={limit}")
@@ -223,6 +223,10 @@ def _parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if m is None or (not m.group(1) and not m.group(2)):
         return None
     first, last = m.group(1), m.group(2)
+    if len(first) > MAX_RANGE_DIGITS or len(last) > MAX_RANGE_DIGITS:
+        # No object is that large; and int() of thousands of digits would raise (or take long).
+        raise ApiError(416, f"range {header[:60]!r}: a position has more than {MAX_RANGE_DIGITS} digits",
+                       {"Content-Range": f"bytes */{size}"})
     if not first:  # bytes=-N: the last N bytes
         n = int(last)
         if n == 0 or size == 0:

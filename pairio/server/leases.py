@@ -23,6 +23,7 @@ slow costs a duplicate computation, never a wrong result.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -67,7 +68,7 @@ class _Leases:
 
     def acquire(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = _lease_key(obj.get("key"))
         owner = _owner(channel, obj.get("owner"))
         ttl = _ttl(obj.get("ttl"))
         info = _info(obj.get("info"))
@@ -83,7 +84,7 @@ class _Leases:
 
     def renew(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = _lease_key(obj.get("key"))
         owner = _owner(channel, obj.get("owner"))
         ttl = _ttl(obj.get("ttl"))
         self.guard.allow(channel, collection, "set")
@@ -93,7 +94,7 @@ class _Leases:
 
     def release(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = _lease_key(obj.get("key"))
         owner = _owner(channel, obj.get("owner"))
         self.guard.allow(channel, collection, "set")
         released = self.coordination.release_lease(lease_name(collection.name, key), owner)
@@ -117,6 +118,26 @@ def _public(lease: Lease, now: float | None = None) -> dict[str, Any]:
     if now is not None:
         out["age"] = now - lease.acquired_at
     return out
+
+
+def _lease_key(key: object) -> str:
+    """A lease's key: a key (see :func:`pairio.server.app._key`) without a NUL character, which the
+    leases' records on PostgreSQL cannot hold (refused on every backend alike)."""
+    checked = _key(key, "key")
+    if "\0" in checked:
+        raise ApiError(400, "field 'key': a lease's key may not contain a NUL character (U+0000)")
+    return checked
+
+
+def _plain_text(text: str) -> bool:
+    """True if ``text`` has no NUL and encodes as UTF-8 (no lone surrogate)."""
+    if "\0" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _owner(channel: str, owner: object) -> str:
@@ -143,8 +164,13 @@ def _info(info: object) -> dict[str, Any]:
     for name, value in info.items():
         if isinstance(value, bool) or not isinstance(value, (str, int, float)) or name in (
                 "channel", "collection", "key"):
-            raise ApiError(400, f"field 'info.{name}' must be a string or a number, and not a reserved name "
-                                "(channel, collection, key)")
+            raise ApiError(400, f"field 'info.{name[:40]}' must be a string or a number, and not a reserved "
+                                "name (channel, collection, key)")
+        if not all(_plain_text(text) for text in (name, value) if isinstance(text, str)):
+            raise ApiError(400, f"field 'info.{name[:40]!r}': names and strings may not contain a NUL "
+                                "character (U+0000) or a lone surrogate")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ApiError(400, f"field 'info.{name[:40]}' must be a finite number")
     if len(json.dumps(info)) > MAX_INFO_BYTES:
         raise ApiError(400, f"field 'info' is over {MAX_INFO_BYTES} bytes as JSON")
     return info

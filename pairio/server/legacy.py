@@ -18,15 +18,16 @@ The same permissions, limits and quotas apply as for the signed API. It is weake
 from __future__ import annotations
 
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from ..errors import InvalidKeyError, InvalidValueError, PairioError
+from ..errors import InvalidInputError, InvalidKeyError, InvalidValueError, PairioError
 from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
-from ..signing import verify_legacy, verify_legacy_content
+from ..signing import NonceCacheFull, verify_legacy, verify_legacy_content
 from .app import json_response
 from .auth import ApiError, Guard
 from .backends import ContentBackend
@@ -34,6 +35,9 @@ from .content import ContentApi
 from .settings import ServerSettings
 
 log = logging.getLogger("pairio.server")
+
+# How long a legacy set's URL is remembered, so that a replay of it is not applied again.
+LEGACY_REPLAY_DAYS = 7
 
 
 def legacy_routes(guard: Guard, store: KeyValueStore) -> list[Route]:
@@ -45,10 +49,9 @@ def legacy_routes(guard: Guard, store: KeyValueStore) -> list[Route]:
     async def set_(request: Request) -> Response:
         return _answer(request, guard, store, "set")
 
-    return [
-        Route("/get/{collection}/{key}", get, methods=["GET"]),
-        Route("/set/{collection}/{key}/{value}", set_, methods=["GET"]),
-    ]
+    setter = Route("/set/{collection}/{key}/{value}", set_, methods=["GET"])
+    setter.methods = {"GET"}  # a set is a GET in this protocol: a HEAD must not write (405)
+    return [Route("/get/{collection}/{key}", get, methods=["GET"]), setter]
 
 
 def _answer(request: Request, guard: Guard, store: KeyValueStore, name: str) -> Response:
@@ -69,6 +72,13 @@ def _answer(request: Request, guard: Guard, store: KeyValueStore, name: str) -> 
             raise ApiError(400, str(exc)) from None
         guard.allow(channel, collection, name)
         if name == "set":
+            if not _first_use(guard, channel, signature):
+                # The same URL again: harmless if the key still holds its value, else a replay of
+                # an old set that would revert the key (a legacy URL carries no nonce or expiry).
+                if store.get(collection.name, key) == value:
+                    return json_response({"success": True})
+                raise ApiError(409, "this signed set URL was already used: a legacy set is applied once "
+                                    f"(within {LEGACY_REPLAY_DAYS} days); the key has changed since")
             store.set(collection.name, key, value)
             return json_response({"success": True})
         found = store.get(collection.name, key)
@@ -77,9 +87,22 @@ def _answer(request: Request, guard: Guard, store: KeyValueStore, name: str) -> 
         return json_response({"success": True, "value": found})
     except ApiError as exc:
         return json_response({"success": False, "error": exc.message}, exc.status, exc.headers)
+    except InvalidInputError as exc:  # bad input the store refused: never an outage
+        return json_response({"success": False, "error": str(exc)}, 400)
     except PairioError as exc:
         log.error("store error: %s", exc)
         return json_response({"success": False, "error": "the server's store is unavailable"}, 503)
+
+
+def _first_use(guard: Guard, channel: str, signature: str) -> bool:
+    """Record a legacy set's signature (it names the collection, key and value) for
+    LEGACY_REPLAY_DAYS; False if it was recorded already. 503 if the record is full."""
+    expires_at = time.time() + LEGACY_REPLAY_DAYS * 86_400
+    try:
+        return guard.coordination.add_nonce(f"legacy-set:{channel}", signature, expires_at)
+    except NonceCacheFull as exc:
+        log.warning("nonce cache full (legacy sets): %s", exc)
+        raise ApiError(503, "server busy: too many legacy sets in the replay window", {"Retry-After": "10"}) from None
 
 
 def legacy_content_routes(settings: ServerSettings, guard: Guard, backend: ContentBackend) -> list[Route]:

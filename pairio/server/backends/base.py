@@ -72,6 +72,10 @@ class Coordination(abc.ABC):
     def leases(self, now: float | None = None) -> list[Lease]:
         """The leases held (unexpired), oldest first."""
 
+    def check(self) -> None:
+        """Raise a PairioError if the coordination cannot be used now (a cheap probe)."""
+        self.uploaded_today("pairio.health")
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release connections and other resources."""
 
@@ -127,6 +131,10 @@ class ContentBackend(abc.ABC):
     @abc.abstractmethod
     def upload(self, sha1: str) -> Upload:
         """Begin receiving the object ``sha1``; see :class:`Upload`."""
+
+    def check(self) -> None:
+        """Raise a PairioError (or OSError) if the content cannot be used now (a cheap probe)."""
+        self.size("0" * 40)
 
     @abc.abstractmethod
     def usage(self) -> tuple[int, int]:

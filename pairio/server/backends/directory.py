@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...content.store import ContentStore
-from ...errors import ContentNotFoundError
+from ...errors import ContentNotFoundError, StoreUnavailableError
 from ...hashing import CHUNK_SIZE
 from ...lifecycle.access import AccessLog
 from .base import ContentBackend, Upload
@@ -28,6 +28,23 @@ class DirectoryContent(ContentBackend):
 
     def __repr__(self) -> str:
         return f"DirectoryContent({str(self.store.directory)!r})"
+
+    def check(self) -> None:
+        """StoreUnavailableError if the directory is not one that can be listed (absent is fine: it is
+        made with the first object, if its parent exists)."""
+        directory = self.store.directory
+        try:
+            if directory.exists():
+                if not directory.is_dir():
+                    raise StoreUnavailableError(f"content directory {str(directory)!r}: it is not a directory")
+                with os.scandir(directory):
+                    pass
+            elif not directory.parent.is_dir():
+                raise StoreUnavailableError(f"content directory {str(directory)!r}: its parent is not a directory")
+        except StoreUnavailableError:
+            raise
+        except OSError as exc:
+            raise StoreUnavailableError(f"content directory {str(directory)!r}: {exc.strerror or exc}") from None
 
     def size(self, sha1: str) -> int | None:
         try:

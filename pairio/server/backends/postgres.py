@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ...config import mask_url
-from ...errors import ConfigurationError, StoreUnavailableError
+from ...errors import ConfigurationError, InvalidInputError, StoreUnavailableError
 from ...kv.base import KeyValueStore
 from .base import Coordination, Lease
 
@@ -129,6 +129,11 @@ class PostgresDatabase:
         try:
             with self.pool().connection() as connection:
                 return operation(connection)
+        except psycopg.DataError as exc:
+            # A value the database cannot hold (a NUL in text or JSON): the request's fault, not
+            # an outage; a client would skip a server that answered 503 to it.
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise InvalidInputError(f"the database refused a value of the request: {message}") from None
         except (psycopg.Error, PoolTimeout) as exc:
             raise self.error(exc) from None
 
