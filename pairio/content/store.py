@@ -165,6 +165,9 @@ class ContentStore:
         self.temp_dir = self.directory / "tmp"
         self.quarantine_dir = self.directory / "quarantine"
         self.partial_dir = self.directory / "partial"
+        # An empty file per object that came from a server (see mark_foreign).
+        self.foreign_dir = self.directory / "foreign"
+        self._foreign_prefix = os.path.join(self.foreign_dir, "")
         self.hash_cache = hash_cache
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
         self._objects_prefix = os.path.join(self.objects_dir, "")
@@ -211,6 +214,35 @@ class ContentStore:
         # A reader that found no file looks for the row, then for the file again: none misses it.
         self.small.remove(sha1)
         return p
+
+    # --- where an object came from ---------------------------------------------------
+
+    def mark_foreign(self, sha1: str) -> None:
+        """Record that the object ``sha1`` comes from elsewhere (a server), before it is written: a
+        pickle of it is loaded as data only unless a trusted writer vouches for it."""
+        path = self._foreign_prefix + _check_sha1(sha1)
+        try:
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+            except FileNotFoundError:
+                self.foreign_dir.mkdir(parents=True, exist_ok=True)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        os.close(fd)
+
+    def is_foreign(self, sha1: str) -> bool:
+        """True if the object ``sha1`` came from a server and was not also made here since."""
+        return os.path.exists(self._foreign_prefix + sha1)
+
+    def mark_own(self, sha1: str) -> None:
+        """The object ``sha1`` was made here (pickled by this user): no longer foreign."""
+        try:
+            os.unlink(self._foreign_prefix + sha1)
+        except FileNotFoundError:
+            pass
+        except OSError:  # a store this user may not change: it stays foreign (loaded as data only)
+            pass
 
     def read_row(self, sha1: str) -> bytes | None:
         """The bytes of the small object ``sha1`` kept as a row, checked against its hash, or None

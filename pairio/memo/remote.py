@@ -197,6 +197,8 @@ class Server:
         if data is not None and hashlib.sha1(data).hexdigest() == sha1:
             # Not fsync'd, as results are not (see values.store_result): every load verifies.
             # A small one is a row, as a result computed here would be.
+            if not store.has(sha1):
+                store.mark_foreign(sha1)
             with store.writer(durable=False, inline=True) as w:
                 w.write(data)
             remember(sha1, data)  # verified: loading it need not read it back
@@ -254,7 +256,7 @@ class Server:
             fetch(sha1)
         token = fetch_missing_file.set(fetch)
         try:
-            return load_result(store, sha1, restore_paths=restore_paths, mmap=mmap)
+            return load_result(store, sha1, restore_paths=restore_paths, mmap=mmap, cfg=self.cfg)
         finally:
             fetch_missing_file.reset(token)
 
