@@ -46,6 +46,11 @@ def warn_once(what: str, message: str) -> None:
         warn_user(message)
 
 
+def forget_warnings() -> None:
+    """Forget what was said: the next untrusted load warns again (for tests)."""
+    _once.clear()
+
+
 def safe_for(cfg: Config, store: ContentStore, sha1: str, trusted: bool | None = None) -> Safe:
     """How to unpickle object ``sha1`` of ``store``: None (as pickle does) if it is trusted, else the
     extra globals allowed when it is loaded as data only. ``trusted``: what the pair naming it says
