@@ -75,7 +75,7 @@ _PLAIN_BASES: tuple[type, ...] = (object, dict, list, set, frozenset, tuple, int
 # and what it runs on. (Their data types that are safe are in _ALLOWED.)
 _NEVER = frozenset(sys.stdlib_module_names) | {"pairio", "cloudpickle", "requests", "urllib3", "filelock",
                                                "numpy", "pandas", "pip", "setuptools", "_pytest", "pytest",
-                                               "IPython", "ipykernel", "dill", "joblib", "torch", "__main__"}
+                                               "IPython", "ipykernel", "dill", "joblib", "torch"}
 # Standard-library modules whose classes may be bases of a class restored by state (abstract bases).
 _BASE_MODULES = frozenset({"abc", "typing", "collections.abc", "_collections_abc"})
 
