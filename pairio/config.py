@@ -58,6 +58,8 @@ ENV_VARS = {
     "store_backend": "PAIRIO_STORE_BACKEND",
     "trust": "PAIRIO_TRUST",
     "safe_globals": "PAIRIO_SAFE_GLOBALS",
+    "trusted_writers": "PAIRIO_TRUSTED_WRITERS",
+    "writer_name": "PAIRIO_WRITER_NAME",
 }
 
 # PAIRIO_* variables read elsewhere (the server's), and prefixes left to the test suite and benchmarks.
@@ -94,6 +96,8 @@ class Config:
     store_backend: str = "auto"
     trust: str = "writers"
     safe_globals: tuple[str, ...] = ()
+    trusted_writers: tuple[str, ...] = ()
+    writer_name: str | None = None
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
@@ -107,10 +111,11 @@ class Config:
         _check_choice("store_backend", self.store_backend, STORE_BACKEND_CHOICES)
         _check_choice("trust", self.trust, TRUST_CHOICES)
         object.__setattr__(self, "safe_globals", _names_list("safe_globals", self.safe_globals))
+        object.__setattr__(self, "trusted_writers", _names_list("trusted_writers", self.trusted_writers))
         if isinstance(self.url, (list, tuple)) and self.url and all(isinstance(u, str) for u in self.url):
             # Several servers (replicas): kept as one comma-separated str, as in PAIRIO_URL.
             object.__setattr__(self, "url", ",".join(u.strip() for u in self.url))
-        for name in ("url", "channel", "password", "content_dir"):
+        for name in ("url", "channel", "password", "content_dir", "writer_name"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ConfigurationError(

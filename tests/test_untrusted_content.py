@@ -175,7 +175,8 @@ def marker(tmp_path, monkeypatch):
 
 def machine(server, home, **fields):
     return {"url": server.url, "channel": "lab-rw", "password": RW_PASSWORD, "collection": "spikes",
-            "database_path": str(home), "get_from": "local_then_remote", "set_to": "local_and_remote", **fields}
+            "database_path": str(home), "get_from": "local_then_remote", "set_to": "local_and_remote",
+            "writer_name": f"{home.name}@lab", **fields}
 
 
 CALLS: list[int] = []
@@ -241,7 +242,7 @@ def test_the_warning_names_the_refused_callable_once(server, tmp_path, marker):
         add(2002)
     said = [str(w.message) for w in caught if "not trusted here" in str(w.message)]
     assert len(said) == 1
-    assert f"{os.system.__module__}.system" in said[0] and "unsigned" in said[0]
+    assert f"{os.system.__module__}.system" in said[0] and "a@lab (ed25519:" in said[0]
 
 
 def test_plain_results_of_a_teammate_stay_remote_hits(server, tmp_path):

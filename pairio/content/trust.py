@@ -51,14 +51,14 @@ def forget_warnings() -> None:
     _once.clear()
 
 
-def safe_for(cfg: Config, store: ContentStore, sha1: str, trusted: bool | None = None) -> Safe:
+def safe_for(cfg: Config, store: ContentStore, sha1: str, trusted: bool = False) -> Safe:
     """How to unpickle object ``sha1`` of ``store``: None (as pickle does) if it is trusted, else the
-    extra globals allowed when it is loaded as data only. ``trusted``: what the pair naming it says
-    (True: signed by a trusted writer), None to decide by where the object came from."""
+    extra globals allowed when it is loaded as data only. ``trusted``: True if the pair naming it is
+    signed by a trusted writer; else where the object came from decides."""
     if cfg.trust == "all":
         warn_once("trust=all", "trust='all': pickles from any writer are unpickled as they are, and may run "
                   "code on this machine (said once)")
         return None
-    if trusted or (trusted is None and not store.is_foreign(sha1)):
+    if trusted or not store.is_foreign(sha1):
         return None
     return safe_pickle.safe_globals_of(cfg.safe_globals) if cfg.safe_globals else frozenset()

@@ -278,8 +278,9 @@ class CachedFunction:
                 result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row,
                                      cfg=cfg)
             else:
+                trusted, writer = server.vouch(collection, key, sha1, found)
                 result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
-                                     mmap=mmap)
+                                     mmap=mmap, trusted=trusted, writer=writer)
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
@@ -300,7 +301,7 @@ class CachedFunction:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
             return _MISSING
         except UntrustedContentError as exc:
-            writer = exc.writer or "an unknown writer (unsigned)"
+            writer = exc.writer or "nobody who signed it (unsigned)"
             warn_once(f"untrusted {self.name} {exc.writer} {exc.refused}",
                       f"{self.name}: the cached result of key {key[:8]} was written by {writer}, not trusted here, "
                       f"and would call {exc.refused}: it is not run, and the result is computed here instead "

@@ -28,7 +28,10 @@ from ..errors import (
     CorruptContentError,
     PermissionDeniedError,
     RemoteError,
+    UntrustedContentError,
 )
+from ..hashing import is_sha1_hex
+from ..identity import Writer, signature_key, trusted_writers, verify_record
 from ..kv import local_store, remote_store
 from ..user_warnings import warn_user
 from . import outbox
@@ -116,7 +119,10 @@ class Server:
     # --- pairs -------------------------------------------------------------------------
 
     def get_pairs(self, collection: str, keys: list[str], doing: str) -> tuple[dict[str, str], bool]:
-        """The stored pairs among ``keys`` along ``get_from``, and whether they came from the server."""
+        """The stored pairs among ``keys`` along ``get_from``, and whether they came from the server.
+
+        The pair pointing to the signed record of ``keys[0]``'s pair (see :meth:`vouch`) comes too."""
+        keys = [*keys, signature_key(keys[0])]
         mode = self.cfg.get_from
         local = local_store(self.cfg)
         if mode == "local_then_remote":
@@ -146,6 +152,48 @@ class Server:
             return {}
         outbox.kick(self.cfg)  # it answers: results stored during an outage go up, in the background
         return found
+
+    def vouch(self, collection: str, key: str, value: str, found: dict[str, str]) -> tuple[bool, Writer | None]:
+        """Whether a writer this reader trusts signed that ``key`` is ``value`` in ``collection``,
+        and who signed it (None: unsigned, or a record that is not valid for this very pair).
+
+        The signed record came with the pairs (small: inline), or is fetched from the server."""
+        record = found.get(signature_key(key))
+        if not record or not is_sha1_hex(record):
+            return False, None
+        data = self.inline.get(record)
+        if data is None or hashlib.sha1(data).hexdigest() != record:
+            data = self._record_bytes(record)
+            if data is None:
+                return False, None
+        else:
+            self._keep(record, data)
+        writer = verify_record(data, collection, key, value)
+        if writer is None:
+            return False, None
+        trusted = trusted_writers(self.cfg.database_dir, self.cfg.trusted_writers, self.cfg.writer_name)
+        return writer.public_key in trusted, writer
+
+    def _keep(self, sha1: str, data: bytes) -> None:
+        """Keep a signed record that came inline (verified against ``sha1``): `pairio show` reads it."""
+        store = content_store(self.cfg)
+        try:
+            if not store.has(sha1):
+                store.mark_foreign(sha1)
+                with store.writer(durable=False, inline=True) as w:
+                    w.write(data)
+        except OSError as exc:  # StoreUnavailableError included: the record is only not kept
+            logger.debug("the signed record %s is not kept: %s", sha1, exc)
+
+    def _record_bytes(self, sha1: str) -> bytes | None:
+        store = content_store(self.cfg)
+        try:
+            if not store.has(sha1) and not self.fetch(sha1, "fetching the signed record of a pair"):
+                return None
+            with store.open(sha1) as f:
+                return f.read(1 << 20)
+        except (ContentNotFoundError, CorruptContentError):
+            return None
 
     def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str) -> bool:
         """Store a result's ``pairs`` along ``set_to``, uploading its objects ``sha1s`` (files first)
@@ -240,9 +288,13 @@ class Server:
             return False
         return True
 
-    def load(self, sha1: str, doing: str, restore_paths: bool = False, mmap: bool = False) -> Any:
+    def load(self, sha1: str, doing: str, restore_paths: bool = False, mmap: bool = False,
+             trusted: bool = False, writer: Writer | None = None) -> Any:
         """The result stored as object ``sha1``, its content (and its files') fetched from the server
-        where the local store lacks it. ContentNotFoundError if it is on no reachable store."""
+        where the local store lacks it. ContentNotFoundError if it is on no reachable store.
+
+        Unless ``trusted`` (its pair is signed by a trusted writer) or made here, it is loaded as
+        data only: UntrustedContentError (naming ``writer``) if it is more."""
         store = content_store(self.cfg)
 
         def fetch(h: str) -> None:
@@ -256,9 +308,14 @@ class Server:
             fetch(sha1)
         token = fetch_missing_file.set(fetch)
         try:
-            return load_result(store, sha1, restore_paths=restore_paths, mmap=mmap, cfg=self.cfg)
+            value = load_result(store, sha1, restore_paths=restore_paths, mmap=mmap, cfg=self.cfg, trusted=trusted)
+        except UntrustedContentError as exc:
+            raise UntrustedContentError(str(exc), refused=exc.refused, writer=str(writer) if writer else "") from None
         finally:
             fetch_missing_file.reset(token)
+        if trusted:
+            store.mark_own(sha1)  # vouched for by a trusted writer: its later local hits are trusted too
+        return value
 
 
 def warn(message: str) -> None:

@@ -198,7 +198,7 @@ def remember(sha1: str, data: bytes) -> None:
 
 
 def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False,
-                row: bytes | None = None, cfg: Config | None = None, trusted: bool | None = None) -> Any:
+                row: bytes | None = None, cfg: Config | None = None, trusted: bool = False) -> Any:
     """The result stored as object ``sha1`` (with ``mmap``, its large arrays mapped read-only).
 
     A ``Path`` in it to a file stored with it comes back as a read-only path in the store with
