@@ -465,3 +465,141 @@ def test_foreign_marks_are_kept_until_made_here(tmp_path):
     assert store.is_foreign(sha1)
     store.mark_own(sha1)
     assert not store.is_foreign(sha1)
+
+
+# --- signed pairs ------------------------------------------------------------------------------
+
+
+def public_key(home) -> str:
+    from pairio.identity import load_identity
+
+    return load_identity(home, f"{home.name}@lab").public_key
+
+
+def raw_store(server):
+    """The channel as an attacker holding its password uses it: pairs set unsigned, as they please."""
+    from pairio.kv.remote import RemoteStore
+
+    return RemoteStore(server.url, "lab-rw", RW_PASSWORD)
+
+
+@pa.cached
+def make_class(n):
+    CALLS.append(n)
+    return Reduces(n)
+
+
+def test_a_trusted_writers_arbitrary_class_loads_as_a_remote_hit(server, tmp_path):
+    CALLS.clear()
+    with pa.config(**machine(server, tmp_path / "a")):
+        make_class(5001)
+    for fields in ({"trusted_writers": [public_key(tmp_path / "a")]},):
+        with pa.config(**machine(server, tmp_path / "b", **fields)), warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert make_class(5001).v == 5001
+            assert make_class(5001).v == 5001  # then a local hit: still trusted
+    assert CALLS == [5001]
+
+
+def test_trust_by_environment_and_by_the_projects_file(server, tmp_path, monkeypatch):
+    CALLS.clear()
+    with pa.config(**machine(server, tmp_path / "a")):
+        make_class(5101)
+        make_class(5102)
+    monkeypatch.setenv("PAIRIO_TRUSTED_WRITERS", public_key(tmp_path / "a"))
+    pa.reset_config()  # the default now reads the variable
+    try:
+        with pa.config(**machine(server, tmp_path / "b")):
+            assert make_class(5101).v == 5101
+    finally:
+        monkeypatch.delenv("PAIRIO_TRUSTED_WRITERS")
+        pa.reset_config()
+    project = tmp_path / "project" / "notebooks"
+    project.mkdir(parents=True)
+    (tmp_path / "project" / ".pairio-trusted").write_text(f"# the lab's CI\n{public_key(tmp_path / 'a')} ci@lab\n")
+    monkeypatch.chdir(project)
+    with pa.config(**machine(server, tmp_path / "c")):
+        assert make_class(5102).v == 5102
+    assert CALLS == [5101, 5102]
+
+
+def _untrusted_after(server, tmp_path, n, tamper):
+    """A's trusted result of ``n``, then ``tamper``; B (trusting A) must compute ``n`` itself."""
+    CALLS.clear()
+    with pa.config(**machine(server, tmp_path / "a")):
+        key = make_class.key(n)
+        make_class(n)
+    tamper(key)
+    with pa.config(**machine(server, tmp_path / "b", trusted_writers=[public_key(tmp_path / "a")])), \
+            warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert make_class(n).v == n
+    assert CALLS == [n, n], "the tampered pair was trusted"
+    return [str(w.message) for w in caught]
+
+
+def test_a_pair_replayed_onto_another_key_is_refused(server, tmp_path):
+    from pairio.identity import signature_key
+
+    with pa.config(**machine(server, tmp_path / "a")):
+        other = make_class.key(5200)
+        make_class(5200)  # A's signed result of another call
+
+    def replay(key):
+        store = raw_store(server)
+        found = store.get_many("spikes", [other, signature_key(other)])
+        # The other call's result and A's signed record of it, under this key.
+        store.set_many("spikes", {key: found[other], signature_key(key): found[signature_key(other)]})
+
+    _untrusted_after(server, tmp_path, 5201, replay)
+
+
+def test_a_signature_replayed_for_another_value_is_refused(server, tmp_path):
+    def swap(key):
+        store = raw_store(server)
+        with pa.config(**machine(server, tmp_path / "m")):
+            evil = pa.parse_uri(pa.store_pickle(Reduces(-1))).sha1
+        store.set_many("spikes", {key: evil})  # A's record stays: it names A's value, not this one
+
+    said = _untrusted_after(server, tmp_path, 5301, swap)
+    assert any("make_reduces" in s for s in said)
+
+
+def test_a_forged_record_is_refused(server, tmp_path):
+    import json
+
+    from pairio.identity import signature_key
+
+    def forge(key):
+        store = raw_store(server)
+        found = store.get_many("spikes", [key, signature_key(key)])
+        with pa.config(**machine(server, tmp_path / "m")):
+            record = json.loads(pa.load_bytes(f"sha1://{found[signature_key(key)]}"))
+            evil = pa.parse_uri(pa.store_pickle(Reduces(-2))).sha1
+            record["pairs"][key] = evil  # A's signature kept, the value changed (as a server operator could)
+            forged = pa.parse_uri(pa.store_bytes(json.dumps(record).encode())).sha1
+        store.set_many("spikes", {key: evil, signature_key(key): forged})
+
+    _untrusted_after(server, tmp_path, 5401, forge)
+
+
+def test_a_pair_re_signed_by_another_writer_is_refused_whatever_name_it_gives(server, tmp_path):
+    def re_sign(key):
+        with pa.config(**machine(server, tmp_path / "m", writer_name="a@lab")):  # A's name, not A's key
+            evil = pa.parse_uri(pa.store_pickle(Reduces(-3))).sha1
+            pa.set(key, evil, collection="spikes")
+
+    said = _untrusted_after(server, tmp_path, 5501, re_sign)
+    assert any("a@lab (ed25519:" in s and public_key(tmp_path / "m")[:20] in s for s in said)
+
+
+def test_the_private_key_is_private_and_made_once(tmp_path):
+    from pairio.identity import KEY_DIR, PRIVATE_KEY_FILE, load_identity
+
+    first = load_identity(tmp_path / "home")
+    path = tmp_path / "home" / KEY_DIR / PRIVATE_KEY_FILE
+    assert path.stat().st_mode & 0o777 == 0o600
+    from pairio import identity
+
+    identity._identities.clear()
+    assert load_identity(tmp_path / "home").public_key == first.public_key
