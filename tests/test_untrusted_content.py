@@ -19,6 +19,7 @@ import decimal
 import enum
 import fractions
 import importlib
+import json
 import os
 import pathlib
 import pickle
@@ -603,3 +604,57 @@ def test_the_private_key_is_private_and_made_once(tmp_path):
 
     identity._identities.clear()
     assert load_identity(tmp_path / "home").public_key == first.public_key
+
+
+# --- the command line --------------------------------------------------------------------------
+
+
+def cli(home, *args, **env):
+    import subprocess
+
+    return subprocess.run([sys.executable, "-m", "pairio", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PAIRIO_DB_PATH": str(home), **env})
+
+
+def test_identity_and_trust_add_list_remove(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    shown = cli(a, "identity", "--json")
+    assert shown.returncode == 0, shown.stderr
+    key = json.loads(shown.stdout)["public_key"]
+    assert key == public_key(a)
+    assert cli(b, "trust", "add", key, "alice").returncode == 0
+    listed = json.loads(cli(b, "trust", "list", "--json").stdout)
+    assert {"public_key": key, "name": "alice", "listed_in": "pairio trust add"} in listed
+    assert cli(b, "trust", "add", "ed25519:not-a-key").returncode == 2
+    assert cli(b, "trust", "remove", key).returncode == 0
+    assert key not in cli(b, "trust", "list").stdout
+    assert cli(b, "trust", "remove", key).returncode == 1
+
+
+def test_trust_add_makes_a_writers_results_run_and_adopt_signs_old_pairs(server, tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
+    CALLS.clear()
+    with pa.config(**machine(server, a)):
+        key = make_class.key(6001)
+        make_class(6001)
+    # An old pair: written before writers signed (its signature pair gone), then adopted by B, who has it.
+    from pairio.identity import signature_key
+
+    raw_store(server).set_many("spikes", {signature_key(key): None})
+    with pa.config(**machine(server, b)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pa.config(trust="all"):
+            assert make_class(6001).v == 6001  # B ran it once, knowingly: a hit, copied to B's store
+    env = {"PAIRIO_URL": server.url, "PAIRIO_CHANNEL": "lab-rw", "PAIRIO_PASSWORD": RW_PASSWORD,
+           "PAIRIO_WRITER_NAME": "b@lab"}
+    adopted = cli(b, "trust", "adopt", "--collection", "spikes", "--json", **env)
+    assert adopted.returncode == 0, adopted.stderr
+    assert json.loads(adopted.stdout)["signed"] >= 1
+    assert cli(c, "trust", "add", public_key(b), "bob").returncode == 0
+    with pa.config(**machine(server, c)), warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert make_class(6001).v == 6001
+    assert CALLS == [6001]
+    shown = cli(c, "show", key, "--json", PAIRIO_COLLECTION="spikes")
+    assert shown.returncode == 0, shown.stderr
+    assert json.loads(shown.stdout)["written_by"] == {"writer": "b@lab", "public_key": public_key(b), "trusted": True}
