@@ -658,3 +658,12 @@ def test_trust_add_makes_a_writers_results_run_and_adopt_signs_old_pairs(server,
     shown = cli(c, "show", key, "--json", PAIRIO_COLLECTION="spikes")
     assert shown.returncode == 0, shown.stderr
     assert json.loads(shown.stdout)["written_by"] == {"writer": "b@lab", "public_key": public_key(b), "trusted": True}
+
+
+def test_trust_all_warns_once_per_process(server, tmp_path):
+    with pa.config(**machine(server, tmp_path / "a")):
+        uris = [pa.store_pickle(Reduces(i)) for i in (1, 2)]
+    with pa.config(**machine(server, tmp_path / "b"), trust="all"), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert [pa.load_pickle(u).v for u in uris] == [1, 2]
+    assert sum("trust='all'" in str(w.message) for w in caught) == 1
