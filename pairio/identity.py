@@ -21,11 +21,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import getpass
 import hashlib
 import json
 import os
-import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -74,6 +72,9 @@ class Identity:
 
 def default_name() -> str:
     """``user@host``."""
+    import getpass
+    import socket  # (not loaded by `import pairio`)
+
     try:
         user = getpass.getuser()
     except (KeyError, OSError):
