@@ -60,6 +60,7 @@ ENV_VARS = {
     "safe_globals": "PAIRIO_SAFE_GLOBALS",
     "trusted_writers": "PAIRIO_TRUSTED_WRITERS",
     "writer_name": "PAIRIO_WRITER_NAME",
+    "identity_dir": "PAIRIO_IDENTITY_DIR",
 }
 
 # PAIRIO_* variables read elsewhere (the server's), and prefixes left to the test suite and benchmarks.
@@ -98,6 +99,7 @@ class Config:
     safe_globals: tuple[str, ...] = ()
     trusted_writers: tuple[str, ...] = ()
     writer_name: str | None = None
+    identity_dir: str | None = None
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
@@ -115,7 +117,7 @@ class Config:
         if isinstance(self.url, (list, tuple)) and self.url and all(isinstance(u, str) for u in self.url):
             # Several servers (replicas): kept as one comma-separated str, as in PAIRIO_URL.
             object.__setattr__(self, "url", ",".join(u.strip() for u in self.url))
-        for name in ("url", "channel", "password", "content_dir", "writer_name"):
+        for name in ("url", "channel", "password", "content_dir", "writer_name", "identity_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ConfigurationError(
@@ -163,6 +165,13 @@ class Config:
         if self.content_dir is not None:
             return Path(os.path.expanduser(os.fspath(self.content_dir)))
         return self.database_dir / "content"
+
+    @functools.cached_property
+    def identity_path(self) -> Path:
+        """Where this user's writer key and trust list live: ``identity_dir``, or ``<database_path>/identity``."""
+        if self.identity_dir is not None:
+            return Path(os.path.expanduser(os.fspath(self.identity_dir)))
+        return self.database_dir / "identity"
 
     def replace(self, **fields: Any) -> Config:
         """A copy with ``fields`` changed; unknown names raise ConfigurationError."""

@@ -4,8 +4,9 @@ Not to be confused with :mod:`pairio.signing` (a channel's HMAC request signatur
 checks those; they prove the channel's password, which a whole lab shares). A writer's key proves
 *who* wrote a pair, to every reader, whoever runs the server.
 
-The key pair is made on first use in the user's pairio directory (``<database_path>/identity``:
-the private key 0600, never sent anywhere). A writer's public key is written
+The key pair is made on first use in the user's identity directory (``<database_path>/identity``,
+or the ``identity_dir`` config field: the private key 0600, never sent anywhere). The functions
+here take that directory (``Config.identity_path``). A writer's public key is written
 ``ed25519:<base64>``; its readable name is ``user@host`` unless the ``writer_name`` config field
 (``PAIRIO_WRITER_NAME``) says otherwise.
 
@@ -87,8 +88,20 @@ _identities: dict[tuple[str, str], Identity] = {}
 
 
 def load_identity(directory: str | os.PathLike[str], name: str | None = None) -> Identity:
-    """The identity kept in ``directory`` (the user's pairio directory), made there on first use."""
-    folder = Path(os.path.expanduser(os.fspath(directory))) / KEY_DIR
+    """The identity kept in ``directory`` (the user's pairio directory), made there on first use
+    (OSError if it cannot be written there)."""
+    identity = _load_identity(directory, name, create=True)
+    assert identity is not None
+    return identity
+
+
+def existing_identity(directory: str | os.PathLike[str], name: str | None = None) -> Identity | None:
+    """The identity kept in ``directory``, or None if none was made there yet (nothing is written)."""
+    return _load_identity(directory, name, create=False)
+
+
+def _load_identity(directory: str | os.PathLike[str], name: str | None, create: bool) -> Identity | None:
+    folder = Path(os.path.expanduser(os.fspath(directory)))
     name = name or default_name()
     cached = _identities.get((str(folder), name))
     if cached is not None:
@@ -98,6 +111,8 @@ def load_identity(directory: str | os.PathLike[str], name: str | None = None) ->
 
     path = folder / PRIVATE_KEY_FILE
     with _lock:
+        if not path.exists() and not create:
+            return None
         if not path.exists():
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             pem = Ed25519PrivateKey.generate().private_bytes(
@@ -220,7 +235,7 @@ def read_trust_file(path: str | os.PathLike[str]) -> dict[str, str]:
 
 def user_trust_file(directory: str | os.PathLike[str]) -> Path:
     """The user's own list of trusted writers, under their pairio directory."""
-    return Path(os.path.expanduser(os.fspath(directory))) / KEY_DIR / TRUST_FILE
+    return Path(os.path.expanduser(os.fspath(directory))) / TRUST_FILE
 
 
 def project_trust_file(start: str | os.PathLike[str] | None = None) -> Path | None:
@@ -253,7 +268,7 @@ def trusted_writers(directory: str | os.PathLike[str], listed: tuple[str, ...] =
     ``trusted_writers`` config field (``listed``; PAIRIO_TRUSTED_WRITERS), its trust file
     (``pairio trust add``), and the project's ``.pairio-trusted``."""
     project = project_trust_file()
-    user_file = os.path.join(os.path.expanduser(os.fspath(directory)), KEY_DIR, TRUST_FILE)
+    user_file = os.path.join(os.path.expanduser(os.fspath(directory)), TRUST_FILE)
     cache_key = (os.fspath(directory), tuple(listed), name, _signature(user_file), _signature(project))
     found = _trusted.get(cache_key)
     if found is None:
@@ -267,7 +282,8 @@ def trusted_writers(directory: str | os.PathLike[str], listed: tuple[str, ...] =
 
 def _trusted_writers(directory: str | os.PathLike[str], listed: tuple[str, ...], name: str | None,
                      project: Path | None) -> dict[str, str]:
-    found = {load_identity(directory, name).public_key: "this user's own key"}
+    me = existing_identity(directory, name)  # none yet: nothing of this user's was ever signed
+    found = {me.public_key: "this user's own key"} if me is not None else {}
     for key in listed:
         found.setdefault(check_public_key(key, "config field 'trusted_writers':"), "config trusted_writers")
     for key in read_trust_file(user_trust_file(directory)):

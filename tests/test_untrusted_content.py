@@ -474,7 +474,7 @@ def test_foreign_marks_are_kept_until_made_here(tmp_path):
 def public_key(home) -> str:
     from pairio.identity import load_identity
 
-    return load_identity(home, f"{home.name}@lab").public_key
+    return load_identity(home / "identity", f"{home.name}@lab").public_key
 
 
 def raw_store(server):
@@ -597,13 +597,13 @@ def test_a_pair_re_signed_by_another_writer_is_refused_whatever_name_it_gives(se
 def test_the_private_key_is_private_and_made_once(tmp_path):
     from pairio.identity import KEY_DIR, PRIVATE_KEY_FILE, load_identity
 
-    first = load_identity(tmp_path / "home")
+    first = load_identity(tmp_path / "home" / KEY_DIR)
     path = tmp_path / "home" / KEY_DIR / PRIVATE_KEY_FILE
     assert path.stat().st_mode & 0o777 == 0o600
     from pairio import identity
 
     identity._identities.clear()
-    assert load_identity(tmp_path / "home").public_key == first.public_key
+    assert load_identity(tmp_path / "home" / KEY_DIR).public_key == first.public_key
 
 
 # --- the command line --------------------------------------------------------------------------

@@ -11,9 +11,10 @@ from typing import Any
 from ..config import Config, get_config
 from ..errors import ConfigurationError, ContentNotFoundError, CorruptContentError, StoreUnavailableError
 from ..identity import (
-    KEY_DIR,
     PRIVATE_KEY_FILE,
     check_public_key,
+    default_name,
+    existing_identity,
     load_identity,
     read_trust_file,
     signature_key,
@@ -56,8 +57,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _identity(args: argparse.Namespace) -> int:
     cfg = get_config()
-    me = load_identity(cfg.database_dir, cfg.writer_name)
-    key_file = str(cfg.database_dir / KEY_DIR / PRIVATE_KEY_FILE)
+    me = load_identity(cfg.identity_path, cfg.writer_name)
+    key_file = str(cfg.identity_path / PRIVATE_KEY_FILE)
     if args.json:
         print(json.dumps({"name": me.name, "public_key": me.public_key, "key_file": key_file}))
     else:
@@ -67,8 +68,8 @@ def _identity(args: argparse.Namespace) -> int:
 
 def _list(args: argparse.Namespace) -> int:
     cfg = get_config()
-    names = read_trust_file(user_trust_file(cfg.database_dir))
-    found = trusted_writers(cfg.database_dir, cfg.trusted_writers, cfg.writer_name)
+    names = read_trust_file(user_trust_file(cfg.identity_path))
+    found = trusted_writers(cfg.identity_path, cfg.trusted_writers, cfg.writer_name)
     if args.json:
         print(json.dumps([{"public_key": k, "name": names.get(k, ""), "listed_in": v} for k, v in found.items()],
                          indent=2))
@@ -79,7 +80,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _write_trust_file(cfg: Config, entries: dict[str, str]) -> None:
-    path = user_trust_file(cfg.database_dir)
+    path = user_trust_file(cfg.identity_path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = "# writers trusted by `pairio trust add`: public key, then a name\n"
     text += "".join(f"{k} {n}".rstrip() + "\n" for k, n in entries.items())
@@ -95,7 +96,7 @@ def _add(args: argparse.Namespace) -> int:
     except ConfigurationError as exc:
         print(f"pairio: error: {exc}", file=sys.stderr)
         return 2
-    entries = read_trust_file(user_trust_file(cfg.database_dir))
+    entries = read_trust_file(user_trust_file(cfg.identity_path))
     entries[key] = args.name.strip() or entries.get(key, "")
     _write_trust_file(cfg, entries)
     print(json.dumps({"trusted": key}) if args.json else f"trusted {key}")
@@ -104,9 +105,9 @@ def _add(args: argparse.Namespace) -> int:
 
 def _remove(args: argparse.Namespace) -> int:
     cfg = get_config()
-    entries = read_trust_file(user_trust_file(cfg.database_dir))
+    entries = read_trust_file(user_trust_file(cfg.identity_path))
     if args.key.strip() not in entries:
-        print(f"pairio: {args.key!r} is not in {str(user_trust_file(cfg.database_dir))!r} "
+        print(f"pairio: {args.key!r} is not in {str(user_trust_file(cfg.identity_path))!r} "
               "(`pairio trust list` says where each trusted key is listed)", file=sys.stderr)
         return 1
     del entries[args.key.strip()]
@@ -135,7 +136,7 @@ def _adopt(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"collection": args.collection, "signed": len(vouched), "differ": differ}))
     else:
-        me = load_identity(cfg.database_dir, cfg.writer_name).name
+        me = load_identity(cfg.identity_path, cfg.writer_name).name
         print(f"signed {len(vouched)} pair(s) of collection {args.collection!r} as {me}"
               + (f"; {differ} on the server differ from this store's and were left as they are" if differ else ""))
     return 0
@@ -147,13 +148,14 @@ def writer_of(cfg: Config, collection: str, key: str, value: str) -> dict[str, A
     from ..content import content_store
     from ..kv import local_store
 
-    me = load_identity(cfg.database_dir, cfg.writer_name)
     record = local_store(cfg).get(collection, signature_key(key))
     if record is None:
         store = content_store(cfg)
         if len(value) == 40 and store.is_foreign(value):
             return {"writer": "unknown (unsigned, from a server)", "public_key": None, "trusted": False}
-        return {"writer": f"{me.name} (this user)", "public_key": me.public_key, "trusted": True}
+        me = existing_identity(cfg.identity_path, cfg.writer_name)  # (a read: no key is made for it)
+        return {"writer": f"{me.name if me else default_name()} (this user)",
+                "public_key": me.public_key if me else None, "trusted": True}
     try:
         with content_store(cfg).open(record) as f:
             data = f.read(1 << 20)
@@ -162,5 +164,5 @@ def writer_of(cfg: Config, collection: str, key: str, value: str) -> dict[str, A
     writer = verify_record(data, collection, key, value) if hashlib.sha1(data).hexdigest() == record else None
     if writer is None:
         return {"writer": "nobody: its signature is not valid for this pair", "public_key": None, "trusted": False}
-    trusted = writer.public_key in trusted_writers(cfg.database_dir, cfg.trusted_writers, cfg.writer_name)
+    trusted = writer.public_key in trusted_writers(cfg.identity_path, cfg.trusted_writers, cfg.writer_name)
     return {"writer": writer.name, "public_key": writer.public_key, "trusted": trusted}

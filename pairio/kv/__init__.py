@@ -92,7 +92,7 @@ def remote_store(config: Config) -> KeyValueStore:
             "(set them with set_config(channel=..., password=...) or PAIRIO_CHANNEL, PAIRIO_PASSWORD)"
         )
     # Per user and writer too: the pairs this store sets are signed with the writer's key.
-    identity = (config.url, config.channel, config.password, config.timeout, str(config.database_dir),
+    identity = (config.url, config.channel, config.password, config.timeout, str(config.identity_path),
                 config.writer_name)
     store = _remote_stores.get(identity)
     if store is None:
@@ -103,6 +103,6 @@ def remote_store(config: Config) -> KeyValueStore:
             if store is None:
                 store = _remote_stores[identity] = RemoteStore(
                     config.url, config.channel, config.password, timeout=config.timeout,
-                    signer=functools.partial(load_identity, config.database_dir, config.writer_name),
+                    signer=functools.partial(load_identity, config.identity_path, config.writer_name),
                 )
     return store

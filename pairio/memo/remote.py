@@ -174,7 +174,7 @@ class Server:
         writer = verify_record(data, collection, key, value)
         if writer is None:
             return False, None
-        trusted = trusted_writers(self.cfg.database_dir, self.cfg.trusted_writers, self.cfg.writer_name)
+        trusted = trusted_writers(self.cfg.identity_path, self.cfg.trusted_writers, self.cfg.writer_name)
         return writer.public_key in trusted, writer
 
     def _keep(self, sha1: str, data: bytes) -> None:
