@@ -278,9 +278,8 @@ class CachedFunction:
                 result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row,
                                      cfg=cfg)
             else:
-                trusted, writer = server.vouch(collection, key, sha1, found)
                 result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
-                                     mmap=mmap, trusted=trusted, writer=writer)
+                                     mmap=mmap, vouch=lambda: server.vouch(collection, key, sha1, found))
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
