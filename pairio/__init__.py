@@ -26,6 +26,7 @@ from .content import (
     store_pickle,
     store_text,
 )
+from .content.safe_pickle import add_safe_globals
 from .errors import (
     AuthenticationError,
     BadRequestError,
@@ -48,6 +49,7 @@ from .errors import (
     StoreUnavailableError,
     UnhashableArgumentError,
     UnstorableResultError,
+    UntrustedContentError,
 )
 from .hashing import key_string
 from .lifecycle.api import entries, why
@@ -79,6 +81,8 @@ __all__ = [
     "get",
     "set",
     "delete",
+    "add_safe_globals",
+    "UntrustedContentError",
     "get_many",
     "set_many",
     "key_string",

@@ -29,7 +29,9 @@ SET_TO_CHOICES = ("local", "remote", "local_and_remote")
 CACHE_CHOICES = ("on", "off", "readonly", "refresh")
 # The local store: SQLite, pairs as files (for a directory shared by hosts), or chosen by its file system.
 STORE_BACKEND_CHOICES = ("auto", "sqlite", "directory")
-_ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES + STORE_BACKEND_CHOICES)
+# Content from elsewhere: pickles run only for trusted writers ("writers"), or for anyone ("all").
+TRUST_CHOICES = ("writers", "all")
+_ALL_CHOICES = frozenset(GET_FROM_CHOICES + SET_TO_CHOICES + CACHE_CHOICES + STORE_BACKEND_CHOICES + TRUST_CHOICES)
 
 # The default store: created private (0700), as it holds the user's results.
 DEFAULT_DATABASE_PATH = "~/.pairio"
@@ -54,6 +56,11 @@ ENV_VARS = {
     "max_size": "PAIRIO_MAX_SIZE",
     "mmap": "PAIRIO_MMAP",
     "store_backend": "PAIRIO_STORE_BACKEND",
+    "trust": "PAIRIO_TRUST",
+    "safe_globals": "PAIRIO_SAFE_GLOBALS",
+    "trusted_writers": "PAIRIO_TRUSTED_WRITERS",
+    "writer_name": "PAIRIO_WRITER_NAME",
+    "identity_dir": "PAIRIO_IDENTITY_DIR",
 }
 
 # PAIRIO_* variables read elsewhere (the server's), and prefixes left to the test suite and benchmarks.
@@ -88,10 +95,15 @@ class Config:
     max_size: int | None = None
     mmap: bool = False
     store_backend: str = "auto"
+    trust: str = "writers"
+    safe_globals: tuple[str, ...] = ()
+    trusted_writers: tuple[str, ...] = ()
+    writer_name: str | None = None
+    identity_dir: str | None = None
 
     def __post_init__(self) -> None:
         # Choices in any case, with spaces around (PAIRIO_CACHE=OFF): as written in the docs.
-        for name in ("get_from", "set_to", "cache", "store_backend"):
+        for name in ("get_from", "set_to", "cache", "store_backend", "trust"):
             value = getattr(self, name)
             if isinstance(value, str) and value not in _ALL_CHOICES:
                 object.__setattr__(self, name, value.strip().lower())
@@ -99,10 +111,13 @@ class Config:
         _check_choice("set_to", self.set_to, SET_TO_CHOICES)
         _check_choice("cache", self.cache, CACHE_CHOICES)
         _check_choice("store_backend", self.store_backend, STORE_BACKEND_CHOICES)
+        _check_choice("trust", self.trust, TRUST_CHOICES)
+        object.__setattr__(self, "safe_globals", _names_list("safe_globals", self.safe_globals))
+        object.__setattr__(self, "trusted_writers", _names_list("trusted_writers", self.trusted_writers))
         if isinstance(self.url, (list, tuple)) and self.url and all(isinstance(u, str) for u in self.url):
             # Several servers (replicas): kept as one comma-separated str, as in PAIRIO_URL.
             object.__setattr__(self, "url", ",".join(u.strip() for u in self.url))
-        for name in ("url", "channel", "password", "content_dir"):
+        for name in ("url", "channel", "password", "content_dir", "writer_name", "identity_dir"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, (str, os.PathLike)):
                 raise ConfigurationError(
@@ -152,6 +167,13 @@ class Config:
         if self.content_dir is not None:
             return Path(os.path.expanduser(os.fspath(self.content_dir)))
         return self.database_dir / "content"
+
+    @functools.cached_property
+    def identity_path(self) -> Path:
+        """Where this user's writer key and trust list live: ``identity_dir``, or ``<database_path>/identity``."""
+        if self.identity_dir is not None:
+            return Path(os.path.expanduser(os.fspath(self.identity_dir)))
+        return self.database_dir / "identity"
 
     def replace(self, **fields: Any) -> Config:
         """A copy with ``fields`` changed; unknown names raise ConfigurationError."""
@@ -236,6 +258,16 @@ def _check_seconds(name: str, value: object, low: float = 0.0, high: float = mat
         bound = f"from {low:g} to {high:g}" if math.isfinite(high) else ("0 or more" if zero else "positive")
         raise ConfigurationError(
             f"config field {name!r} must be a finite number of seconds, {bound}, got {value!r}")
+
+
+def _names_list(name: str, value: object) -> tuple[str, ...]:
+    """A list of names given as a list, a tuple or a comma-separated str, as a tuple of str."""
+    if isinstance(value, str):
+        value = [v for v in (v.strip() for v in value.split(",")) if v]
+    if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise ConfigurationError(f"config field {name!r} must be a list of names (or a comma-separated str), "
+                                 f"got {value!r}")
+    return tuple(v.strip() for v in value)
 
 
 def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> None:

@@ -115,3 +115,21 @@ class ServerUnavailableError(RemoteError, OSError):
 
 class BadRequestError(RemoteError, ValueError):
     """The server rejected the request as malformed (HTTP 400, 404, 413)."""
+
+
+# --- trust -----------------------------------------------------------------------
+
+
+class UntrustedContentError(PairioError):
+    """Content no trusted writer vouches for would run code when loaded: it was loaded as data only,
+    and it names a callable that is not data (``refused``, e.g. ``"posix.system"``).
+
+    ``writer`` names who wrote it ("" if unsigned or unknown). Trust the writer
+    (``pairio trust add``), allow the callable (``pairio.add_safe_globals``), or load with
+    ``trust="all"`` to run it.
+    """
+
+    def __init__(self, message: str, refused: str = "", writer: str = "") -> None:
+        super().__init__(message)
+        self.refused = refused
+        self.writer = writer

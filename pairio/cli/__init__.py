@@ -40,6 +40,7 @@ _COMMAND_MODULES = (
     "pairio.cli.content",
     "pairio.cli.cache",
     "pairio.cli.lifecycle",
+    "pairio.cli.trust",
     "pairio.cli.serve",
 )
 

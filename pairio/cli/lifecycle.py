@@ -141,16 +141,39 @@ def _print_entry(e: records.Entry) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from .trust import writer_of
+
     try:
         entry = api.show(args.name)
     except LookupError as exc:
-        print(f"pairio: {exc}")
-        return 1
+        # A pair with no record here (a hit from a server): its value and who wrote it.
+        cfg = get_config()
+        value = local_store(cfg).get(cfg.collection, args.name.lower()) if len(args.name) == 40 else None
+        if value is None:
+            print(f"pairio: {exc}")
+            return 1
+        writer = writer_of(cfg, cfg.collection, args.name.lower(), value)
+        if args.json:
+            print(json.dumps({"collection": cfg.collection, "key": args.name.lower(), "value": value,
+                              "written_by": writer}, indent=2))
+        else:
+            print(f"key        {args.name.lower()}  (collection {cfg.collection}; no record here)")
+            print(f"value      {value}")
+            _print_writer(writer)
+        return 0
+    writer = writer_of(get_config(), entry.collection, entry.key, entry.sha1)
     if args.json:
-        print(json.dumps(entry.as_dict(), indent=2))
+        print(json.dumps({**entry.as_dict(), "written_by": writer}, indent=2))
     else:
         _print_entry(entry)
+        _print_writer(writer)
     return 0
+
+
+def _print_writer(writer: dict) -> None:
+    trusted = "trusted here" if writer["trusted"] else "not trusted here: its pickles load as data only"
+    key = f" {writer['public_key']}" if writer["public_key"] else ""
+    print(f"written by {writer['writer']}{key} ({trusted})")
 
 
 def _forget(args: argparse.Namespace) -> int:

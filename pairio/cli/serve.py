@@ -206,8 +206,15 @@ def _uvicorn_options(args: argparse.Namespace) -> dict:
     options = {"host": args.host, "port": args.port, "root_path": args.root_path, "access_log": False,
                "log_config": log_config(args.log_level, args.access_log), "log_level": args.log_level,
                "server_header": False}
+    # Request heads are bounded (431 past 64 KiB): see pairio.server.http.
     if importlib.util.find_spec("httptools"):
-        options["http"] = "httptools"
+        from ..server.http import HeadLimitedHttpToolsProtocol
+
+        options["http"] = HeadLimitedHttpToolsProtocol
+    else:
+        from ..server.settings import MAX_HEADER_BYTES
+
+        options["h11_max_incomplete_event_size"] = MAX_HEADER_BYTES
     if importlib.util.find_spec("uvloop"):
         options["loop"] = "uvloop"
     return options

@@ -28,11 +28,13 @@ from ..errors import (
     InvalidURIError,
     PairioError,
     RemoteError,
+    UntrustedContentError,
 )
 from ..hashing import canonical_json
 from . import directories, pickles
 from .local import content_store, file_hash_cache
 from .store import ContentStore
+from .trust import safe_for
 from .uri import dir_uri, file_uri, parse_uri
 
 PICKLE_PROTOCOL = 5
@@ -399,7 +401,8 @@ def load_pickle(uri: str, verify: bool = False, mmap: bool = False, **overrides:
     stored, CorruptContentError if damaged, ContentFormatError if it is not a pickle.
 
     With ``mmap`` its large arrays are read-only views of a memory map of the stored object.
-    Unpickling runs code: load only pickles you trust.
+    A pickle that came from a server is loaded as data only (see :mod:`pairio.content.safe_pickle`):
+    UntrustedContentError, naming what it would call, if it is more than data (``trust="all"`` runs it).
     """
     cfg, store = _where(overrides)
     sha1 = resolve_sha1(store, uri, verify, cfg)
@@ -408,7 +411,12 @@ def load_pickle(uri: str, verify: bool = False, mmap: bool = False, **overrides:
             _open_checked(store, sha1, uri, True).close()
         # Checked against its hash as it is read (or by its file's signature); any failure to
         # unpickle is checked against the hash too, so what is left is a pickle that is intact.
-        return pickles.load(store, sha1, mmap=mmap)
+        return pickles.load(store, sha1, mmap=mmap, safe=safe_for(cfg, store, sha1))
+    except UntrustedContentError as exc:
+        raise UntrustedContentError(
+            f"{uri!r} came from a server, with no trusted writer vouching for it, and would call {exc.refused}: "
+            "it was not run (pairio.add_safe_globals allows a class or function, trust='all' runs any)",
+            refused=exc.refused, writer=exc.writer) from None
     except ContentNotFoundError:
         raise _absent(cfg, store, uri) from None
     except CorruptContentError as exc:

@@ -30,8 +30,9 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ContentNotFoundError, CorruptContentError
+from ..errors import ContentNotFoundError, CorruptContentError, UntrustedContentError
 from ..lifecycle.locks import mark_reading
+from . import safe_pickle
 from .store import ContentStore
 
 PROTOCOL = 5
@@ -87,26 +88,44 @@ def dump(store: ContentStore, value: Any, pickler: PicklerFactory = _default_pic
                 w.write(raw)
             w.write(bytes(table) + _FOOTER.pack(pickle_length, len(buffers), MAGIC))
     assert w.sha1 is not None
+    store.mark_own(w.sha1)  # pickled here: this user's own content, even if a server had it too
     return w.sha1, w.size
 
 
-def loads(data: bytes) -> Any:
-    """The value in the object bytes ``data`` (already checked against their hash)."""
+# ``safe``: None to unpickle as pickle does (the content is trusted), or the extra globals allowed
+# when it is loaded as data only (see safe_pickle).
+Safe = frozenset | None
+
+
+def _loads(data: Any, safe: Safe, buffers: Any = None) -> Any:
+    if safe is None:
+        return pickle.loads(data, buffers=buffers)
+    return safe_pickle.safe_loads(data, buffers=buffers, extra=safe)
+
+
+def _load(f: Any, safe: Safe) -> Any:
+    return pickle.load(f) if safe is None else safe_pickle.safe_load(f, extra=safe)
+
+
+def loads(data: bytes, safe: Safe = None) -> Any:
+    """The value in the object bytes ``data`` (already checked against their hash); with ``safe``
+    (extra allowed globals) built as data only, UntrustedContentError if it would call anything else."""
     if not data.endswith(MAGIC):
-        return pickle.loads(data)
+        return _loads(data, safe)
     pickle_length, regions = _layout(data[-_FOOTER.size:], lambda start, n: data[start:start + n], len(data))
     view = memoryview(data)
     # Copies: arrays of a result are writable, as an unpickled array is.
-    return pickle.loads(view[:pickle_length], buffers=[bytearray(view[o:o + n]) for o, n in regions])
+    return _loads(view[:pickle_length], safe, buffers=[bytearray(view[o:o + n]) for o, n in regions])
 
 
 def load(store: ContentStore, sha1: str, mmap: bool = False,
-         remember: Callable[[str, bytes], None] | None = None) -> Any:
+         remember: Callable[[str, bytes], None] | None = None, safe: Safe = None) -> Any:
     """The value pickled as object ``sha1``; ContentNotFoundError if absent, CorruptContentError
     (after quarantining it) if its bytes do not match its hash.
 
     With ``mmap`` its out-of-band buffers are read-only views of a memory map of the object.
     ``remember`` is given the hash and bytes of an object read whole (small ones), to keep them.
+    ``safe`` as for :func:`loads`.
     """
     # Most results are small, and a small result is a row: looked up first (never out of band:
     # nothing to map).
@@ -114,7 +133,7 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
     if data is not None:
         if remember is not None:
             remember(sha1, data)
-        return loads(data)
+        return loads(data, safe)
     try:
         fd = os.open(store.object_file(sha1), os.O_RDONLY | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
@@ -129,7 +148,7 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
             if len(first) < _FIRST_READ and hashlib.sha1(first).hexdigest() == sha1:
                 if remember is not None:
                     remember(sha1, first)
-                return loads(first)  # intact bytes: an error here is the pickle's own
+                return loads(first, safe)  # intact bytes: an error here is the pickle's own
         st = os.fstat(fd)
         verified = store.is_verified(sha1, st)
         if st.st_size <= SMALL_OBJECT and not mmap:
@@ -142,7 +161,7 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
             if remember is not None:
                 remember(sha1, data)
             try:
-                return loads(data)
+                return loads(data, safe)
             except Exception:
                 actual = hashlib.sha1(data).hexdigest()
                 if actual != sha1:  # damage its signature did not show: the hash decides
@@ -151,8 +170,8 @@ def load(store: ContentStore, sha1: str, mmap: bool = False,
         os.lseek(fd, 0, os.SEEK_SET)
         mark_reading(fd)  # a large object is read for a while: gc and eviction leave it meanwhile
         try:
-            value = _load_large(fd, st.st_size, sha1, mmap, verified, store)
-        except CorruptContentError:
+            value = _load_large(fd, st.st_size, sha1, mmap, verified, store, safe)
+        except (CorruptContentError, UntrustedContentError):
             raise
         except Exception:
             # Damaged bytes can fail as any error (a mangled module name is an ImportError):
@@ -203,7 +222,8 @@ def _layout(footer: bytes, read: Callable[[int, int], bytes], size: int) -> tupl
     return pickle_length, regions
 
 
-def _load_large(fd: int, size: int, sha1: str, mmap: bool, verified: bool, store: ContentStore) -> Any:
+def _load_large(fd: int, size: int, sha1: str, mmap: bool, verified: bool, store: ContentStore,
+                safe: Safe) -> Any:
     footer = os.pread(fd, _FOOTER.size, max(size - _FOOTER.size, 0))
     out_of_band = footer.endswith(MAGIC)
     if out_of_band:
@@ -222,9 +242,9 @@ def _load_large(fd: int, size: int, sha1: str, mmap: bool, verified: bool, store
     if not out_of_band:
         with os.fdopen(os.dup(fd), "rb") as f:
             if mmap or verified:
-                return pickle.load(f)
+                return _load(f, safe)
             reader = _HashingReader(f)
-            value = pickle.load(reader)
+            value = _load(reader, safe)
             reader.drain()  # anything after the pickle is corruption too
             if reader.hash.hexdigest() != sha1:
                 raise store._corrupt(sha1, reader.hash.hexdigest())
@@ -234,7 +254,7 @@ def _load_large(fd: int, size: int, sha1: str, mmap: bool, verified: bool, store
 
         mapped = mmap_module.mmap(fd, 0, access=mmap_module.ACCESS_READ)
         view = memoryview(mapped)
-        return pickle.loads(view[:pickle_length], buffers=[view[o:o + n] for o, n in regions])
+        return _loads(view[:pickle_length], safe, buffers=[view[o:o + n] for o, n in regions])
     h = None if verified else hashlib.sha1()
     position = 0
 
@@ -264,7 +284,7 @@ def _load_large(fd: int, size: int, sha1: str, mmap: bool, verified: bool, store
         read_into(memoryview(bytearray(size - position)))  # the table and the footer
         if h.hexdigest() != sha1:
             raise store._corrupt(sha1, h.hexdigest())
-    return pickle.loads(head, buffers=buffers)
+    return _loads(head, safe, buffers=buffers)
 
 
 def _uninitialised(length: int) -> Any:

@@ -208,6 +208,7 @@ class RemoteContent:
         path = self.store.path(sha1)
         if path is not None:
             return path
+        self.store.mark_foreign(sha1)  # before it exists: no moment where it passes for this user's own
         with self.store.partial_writer(sha1, durable=False) as w:
             if w is not None:  # None: another process stored it while this one waited
                 self._receive(sha1, w, progress)

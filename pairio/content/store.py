@@ -165,6 +165,10 @@ class ContentStore:
         self.temp_dir = self.directory / "tmp"
         self.quarantine_dir = self.directory / "quarantine"
         self.partial_dir = self.directory / "partial"
+        # The objects that came from a server (see mark_foreign).
+        self._foreign_log = os.path.join(self.directory, "foreign.log")
+        self._foreign_lock = threading.Lock()
+        self._foreign_state: tuple[int, int, set[str]] = (0, -1, set())
         self.hash_cache = hash_cache
         self._last_sweep = -_TEMP_SWEEP_INTERVAL_S
         self._objects_prefix = os.path.join(self.objects_dir, "")
@@ -211,6 +215,67 @@ class ContentStore:
         # A reader that found no file looks for the row, then for the file again: none misses it.
         self.small.remove(sha1)
         return p
+
+    # --- where an object came from ---------------------------------------------------
+    # A log of lines "+<sha1>" (came from a server) and "-<sha1>" (made here since), appended
+    # atomically (O_APPEND, one short write): cheaper than a file per object, read incrementally.
+
+    def mark_foreign(self, sha1: str) -> None:
+        """Record that the object ``sha1`` comes from elsewhere (a server), before it is written: a
+        pickle of it is loaded as data only unless a trusted writer vouches for it."""
+        self._append_foreign(f"+{_check_sha1(sha1)}\n")
+
+    def is_foreign(self, sha1: str) -> bool:
+        """True if the object ``sha1`` came from a server and was not also made here since."""
+        return sha1 in self._foreign_set()
+
+    def mark_own(self, sha1: str) -> None:
+        """The object ``sha1`` was made here (pickled by this user): no longer foreign."""
+        if self.is_foreign(sha1):
+            try:
+                self._append_foreign(f"-{sha1}\n")
+            except StoreUnavailableError:  # a store this user may not change: it stays foreign (data only)
+                pass
+
+    def _append_foreign(self, line: str) -> None:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        try:
+            try:
+                fd = os.open(self._foreign_log, flags, 0o666)
+            except FileNotFoundError:
+                self.directory.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self._foreign_log, flags, 0o666)
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        try:
+            os.write(fd, line.encode())
+        except OSError as exc:
+            raise self._unavailable(exc) from exc
+        finally:
+            os.close(fd)
+
+    def _foreign_set(self) -> frozenset[str] | set[str]:
+        try:
+            st = os.stat(self._foreign_log)
+        except FileNotFoundError:
+            return frozenset()
+        with self._foreign_lock:
+            read, inode, found = self._foreign_state
+            if inode != st.st_ino or st.st_size < read:
+                read, found = 0, set()  # a new log (the store was cleared): read from the start
+            if st.st_size > read:
+                with open(self._foreign_log, "rb") as f:
+                    f.seek(read)
+                    data = f.read(st.st_size - read)
+                data = data[:data.rfind(b"\n") + 1]  # complete lines only: the rest is read next time
+                for line in data.decode("ascii", "replace").splitlines():
+                    if line[:1] == "+":
+                        found.add(line[1:])
+                    elif line[:1] == "-":
+                        found.discard(line[1:])
+                read += len(data)
+            self._foreign_state = (read, st.st_ino, found)
+            return found
 
     def read_row(self, sha1: str) -> bytes | None:
         """The bytes of the small object ``sha1`` kept as a row, checked against its hash, or None

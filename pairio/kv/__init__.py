@@ -6,6 +6,7 @@ location, so connections and sessions are reused across calls.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from typing import TYPE_CHECKING, Any
@@ -13,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..config import DEFAULT_DATABASE_PATH, Config
 from ..errors import ConfigurationError
 from ..files import make_private_dir
+from ..identity import load_identity
 from .base import KeyValueStore
 from .embedded import DATABASE_FILENAME, EmbeddedStore
 
@@ -89,7 +91,9 @@ def remote_store(config: Config) -> KeyValueStore:
             f"server {config.url} is configured but channel or password is missing "
             "(set them with set_config(channel=..., password=...) or PAIRIO_CHANNEL, PAIRIO_PASSWORD)"
         )
-    identity = (config.url, config.channel, config.password, config.timeout)
+    # Per user and writer too: the pairs this store sets are signed with the writer's key.
+    identity = (config.url, config.channel, config.password, config.timeout, str(config.identity_path),
+                config.writer_name)
     store = _remote_stores.get(identity)
     if store is None:
         from .remote import RemoteStore
@@ -98,6 +102,7 @@ def remote_store(config: Config) -> KeyValueStore:
             store = _remote_stores.get(identity)
             if store is None:
                 store = _remote_stores[identity] = RemoteStore(
-                    config.url, config.channel, config.password, timeout=config.timeout
+                    config.url, config.channel, config.password, timeout=config.timeout,
+                    signer=functools.partial(load_identity, config.identity_path, config.writer_name),
                 )
     return store

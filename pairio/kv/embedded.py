@@ -572,6 +572,14 @@ class EmbeddedStore(KeyValueStore):
             raise self._error(exc) from exc
         return [row[0] for row in rows]
 
+    def items(self, collection: str) -> list[tuple[str, str]]:
+        """Every pair of ``collection``, as ``(key, value)``."""
+        try:
+            return [tuple(row) for row in self._connection().execute(
+                "SELECT key, value FROM pairs WHERE collection = ?", (collection,)).fetchall()]
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
     def count(self, collection: str) -> int:
         """How many pairs ``collection`` holds."""
         try:

@@ -36,7 +36,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
+import logging
 import os
 import random
 import threading
@@ -59,10 +61,12 @@ from ..errors import (
     RemoteError,
     ServerUnavailableError,
 )
+from ..identity import Identity, signature_key, signed_record
 from ..signing import CHANNEL_PATTERN, sign_request
 from .base import KeyValueStore
 
 API = "/api/v1"
+logger = logging.getLogger("pairio")
 MAX_PAIRS_PER_REQUEST = 10_000
 # Batches are split further so a request body stays well under the server's limit.
 MAX_BODY_BYTES = 4 * 1024 * 1024
@@ -94,6 +98,7 @@ class RemoteStore(KeyValueStore):
         backoff: float = 0.2,
         max_retry_after: float = 10.0,
         pool_size: int = 16,
+        signer: Callable[[], Identity] | None = None,
     ) -> None:
         self.urls = _check_urls(url)
         self._current = 0  # index in urls of the server in use
@@ -117,6 +122,9 @@ class RemoteStore(KeyValueStore):
         self.max_body_bytes = MAX_BODY_BYTES
         self._session: requests.Session | None = None
         self._lock = threading.Lock()
+        # The writer whose key signs the pairs set (see pairio.identity); None: sent unsigned.
+        self._signer = signer
+        self._signing = signer is not None  # off once the server refuses the records (no content rights)
         _stores.add(self)
 
     def __repr__(self) -> str:
@@ -168,13 +176,46 @@ class RemoteStore(KeyValueStore):
         return values, content
 
     def set(self, collection: str, key: str, value: str) -> None:
-        self._call("set", {"collection": collection, "key": key, "value": value})
+        if self._signing:
+            self.set_many(collection, {key: value})
+        else:
+            self._call("set", {"collection": collection, "key": key, "value": value})
 
     def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
-        """Store ``pairs``; each request of up to 10,000 pairs is one transaction on the server."""
+        """Store ``pairs``; each request of up to 10,000 pairs is one transaction on the server.
+
+        Signed (see :mod:`pairio.identity`): with each request goes, for each of its keys, a pair
+        pointing to the writer's signed record of them, in the same transaction."""
         items = list(pairs.items())
-        for chunk in _chunks(items):
-            self._call("set_many", {"collection": collection, "pairs": dict(chunk)})
+        for chunk in _chunks(items, MAX_PAIRS_PER_REQUEST // 2 if self._signing else MAX_PAIRS_PER_REQUEST):
+            self._call("set_many", {"collection": collection, "pairs": self._signed(collection, dict(chunk))})
+
+    def _signed(self, collection: str, pairs: dict[str, str | None]) -> dict[str, str | None]:
+        """``pairs`` and the pairs of their signed record (uploaded first); ``pairs`` alone if this
+        store does not sign, or the channel may not write the record."""
+        if not self._signing or self._signer is None:
+            return pairs
+        values = {k: v for k, v in pairs.items() if v is not None}
+        record_sha1 = None
+        if values:
+            try:
+                signer = self._signer()
+            except (OSError, ConfigurationError) as exc:  # no key can be made or read here
+                logger.warning("pairs are set unsigned on %s: %s", self._shown_url, exc)
+                return pairs
+            data = signed_record(signer, collection, values)
+            record_sha1 = hashlib.sha1(data).hexdigest()
+            try:
+                self.request("PUT", f"{API}/content/sha1/{record_sha1}", data, body_hash=record_sha1,
+                             headers={"Content-Type": "application/octet-stream"}).close()
+            except (PermissionDeniedError, BadRequestError) as exc:
+                logger.info("pairs are set unsigned on %s: the signed record was refused (%s)", self._shown_url, exc)
+                self._signing = False
+                return pairs
+        out = dict(pairs)
+        for key, value in pairs.items():
+            out[signature_key(key)] = None if value is None else record_sha1
+        return out
 
     def delete(self, collection: str, key: str) -> None:
         self._call("delete", {"collection": collection, "key": key})
@@ -421,9 +462,9 @@ def _check_url(url: object) -> str:
     return url.rstrip("/")
 
 
-def _chunks(items: list) -> Iterator[list]:
-    for start in range(0, len(items), MAX_PAIRS_PER_REQUEST):
-        yield items[start : start + MAX_PAIRS_PER_REQUEST]
+def _chunks(items: list, size: int = MAX_PAIRS_PER_REQUEST) -> Iterator[list]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def _retry_after(response: requests.Response) -> float | None:

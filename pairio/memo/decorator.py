@@ -28,12 +28,14 @@ from typing import TYPE_CHECKING, Any, overload
 from .. import api
 from ..config import Config, get_config
 from ..content import content_store
+from ..content.trust import warn_once
 from ..errors import (
     ContentNotFoundError,
     CorruptContentError,
     StoreNotWritableError,
     StoreUnavailableError,
     UnstorableResultError,
+    UntrustedContentError,
 )
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
@@ -304,10 +306,11 @@ class CachedFunction:
             return _MISSING
         try:
             if server is None:
-                result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row)
+                result = load_result(places.content, sha1, restore_paths=self.restore_paths, mmap=mmap, row=row,
+                                     cfg=cfg)
             else:
                 result = server.load(sha1, f"{self.name} {key[:8]}: fetching the result", self.restore_paths,
-                                     mmap=mmap)
+                                     mmap=mmap, vouch=lambda: server.vouch(collection, key, sha1, found))
         except ContentNotFoundError as exc:
             if not quiet:
                 if server is None:
@@ -326,6 +329,13 @@ class CachedFunction:
         except CorruptContentError as exc:
             if not quiet:
                 _warn(f"{self.name}: cached result of key {key[:8]} is corrupt ({exc}); recomputing")
+            return _MISSING
+        except UntrustedContentError as exc:
+            writer = exc.writer or "nobody who signed it (unsigned)"
+            warn_once(f"untrusted {self.name} {exc.writer} {exc.refused}",
+                      f"{self.name}: the cached result of key {key[:8]} was written by {writer}, not trusted here, "
+                      f"and would call {exc.refused}: it is not run, and the result is computed here instead "
+                      "(trust the writer, pairio.add_safe_globals, or trust='all' to run it; said once)")
             return _MISSING
         if mmap and _nbytes(result) >= _THREADED_DIGEST_BYTES:
             # A read-only memory map of a verified object: its stored argument digest is its hash.

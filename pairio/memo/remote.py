@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..config import Config
@@ -28,7 +29,10 @@ from ..errors import (
     CorruptContentError,
     PermissionDeniedError,
     RemoteError,
+    UntrustedContentError,
 )
+from ..hashing import is_sha1_hex
+from ..identity import Writer, signature_key, trusted_writers, verify_record
 from ..kv import local_store, remote_store
 from ..user_warnings import warn_user
 from . import outbox
@@ -149,6 +153,74 @@ class Server:
         outbox.kick(self.cfg)  # it answers: results stored during an outage go up, in the background
         return found
 
+    def vouch(self, collection: str, key: str, value: str, found: dict[str, str]) -> tuple[bool, Writer | None]:
+        """Whether a writer this reader trusts signed that ``key`` is ``value`` in ``collection``,
+        and who signed it (None: unsigned, or a record that is not valid for this very pair).
+
+        Asked only of a result that is more than data (see :meth:`load`): the pair naming its signed
+        record is looked up then (here, else on the server, its record inline), and kept here."""
+        store = content_store(self.cfg)
+        if not store.is_foreign(value) and store.has(value):
+            return True, None  # made here: this user's own content, whoever set the pair
+        record = found.get(signature_key(key)) or self._signature_pair(collection, key)
+        if not record or not is_sha1_hex(record):
+            return False, None
+        data = self.inline.get(record)
+        if data is None or hashlib.sha1(data).hexdigest() != record:
+            data = self._record_bytes(record)
+            if data is None:
+                return False, None
+        else:
+            self._keep(record, data)
+        writer = verify_record(data, collection, key, value)
+        if writer is None:
+            return False, None
+        trusted = trusted_writers(self.cfg.identity_path, self.cfg.trusted_writers, self.cfg.writer_name)
+        return writer.public_key in trusted, writer
+
+    def _signature_pair(self, collection: str, key: str) -> str | None:
+        """The value of the pair naming the signed record of ``key``'s pair: here, else on the server
+        (then kept here, for `pairio show`)."""
+        name = signature_key(key)
+        local = local_store(self.cfg)
+        record = local.get_many(collection, [name]).get(name)
+        if record is not None or not self.may("get", collection):
+            return record
+        try:
+            found, inline = self.store.get_many_inline(collection, [name], MAX_INLINE_BYTES)
+        except RemoteError as exc:
+            logger.debug("the signature of key %s cannot be looked up: %s", key, exc)
+            return None
+        self.inline.update(inline)
+        record = found.get(name)
+        if record is not None:
+            try:
+                local.set_many(collection, {name: record})
+            except OSError as exc:  # an unwritable store: only not kept
+                logger.debug("the signature pair of key %s is not kept: %s", key, exc)
+        return record
+
+    def _keep(self, sha1: str, data: bytes) -> None:
+        """Keep a signed record that came inline (verified against ``sha1``): `pairio show` reads it."""
+        store = content_store(self.cfg)
+        try:
+            if not store.has(sha1):
+                store.mark_foreign(sha1)
+                with store.writer(durable=False, inline=True) as w:
+                    w.write(data)
+        except OSError as exc:  # StoreUnavailableError included: the record is only not kept
+            logger.debug("the signed record %s is not kept: %s", sha1, exc)
+
+    def _record_bytes(self, sha1: str) -> bytes | None:
+        store = content_store(self.cfg)
+        try:
+            if not store.has(sha1) and not self.fetch(sha1, "fetching the signed record of a pair"):
+                return None
+            with store.open(sha1) as f:
+                return f.read(1 << 20)
+        except (ContentNotFoundError, CorruptContentError):
+            return None
+
     def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str) -> bool:
         """Store a result's ``pairs`` along ``set_to``, uploading its objects ``sha1s`` (files first)
         before the server gets the pairs: a key on the server never points to content it lacks.
@@ -199,6 +271,7 @@ class Server:
         if data is not None and hashlib.sha1(data).hexdigest() == sha1:
             # Not fsync'd, as results are not (see values.store_result): every load verifies.
             # A small one is a row, as a result computed here would be.
+            store.mark_foreign(sha1)  # (asked for only when it is not here: never this user's own)
             with store.writer(durable=False, inline=True) as w:
                 w.write(data)
             remember(sha1, data)  # verified: loading it need not read it back
@@ -240,9 +313,16 @@ class Server:
             return False
         return True
 
-    def load(self, sha1: str, doing: str, restore_paths: bool = False, mmap: bool = False) -> Any:
+    def load(self, sha1: str, doing: str, restore_paths: bool = False, mmap: bool = False,
+             vouch: Callable[[], tuple[bool, Writer | None]] | None = None) -> Any:
         """The result stored as object ``sha1``, its content (and its files') fetched from the server
-        where the local store lacks it. ContentNotFoundError if it is on no reachable store."""
+        where the local store lacks it. ContentNotFoundError if it is on no reachable store.
+
+        Unless made here, it is loaded as data only; only if it is more than data is ``vouch`` asked
+        (see :meth:`vouch`) whether a trusted writer signed its pair: then it is loaded as pickle
+        loads it, else UntrustedContentError names the writer. (Plain results, most of them, need no
+        signature check. With ``restore_paths`` it is asked first: only a trusted writer's result
+        writes files where it says.)"""
         store = content_store(self.cfg)
 
         def fetch(h: str) -> None:
@@ -254,11 +334,26 @@ class Server:
 
         if not store.has(sha1):
             fetch(sha1)
+        asked = restore_paths and vouch is not None
+        trusted, writer = vouch() if asked and vouch is not None else (False, None)
         token = fetch_missing_file.set(fetch)
         try:
-            return load_result(store, sha1, restore_paths=restore_paths, mmap=mmap)
+            try:
+                value = load_result(store, sha1, restore_paths=restore_paths, mmap=mmap, cfg=self.cfg,
+                                    trusted=trusted)
+            except UntrustedContentError as exc:
+                if not asked and vouch is not None:
+                    trusted, writer = vouch()
+                if not trusted:
+                    raise UntrustedContentError(str(exc), refused=exc.refused,
+                                                writer=str(writer) if writer else "") from None
+                value = load_result(store, sha1, restore_paths=restore_paths, mmap=mmap, cfg=self.cfg,
+                                    trusted=True)
         finally:
             fetch_missing_file.reset(token)
+        if trusted:
+            store.mark_own(sha1)  # vouched for by a trusted writer: its later local hits are trusted too
+        return value
 
 
 def warn(message: str) -> None:

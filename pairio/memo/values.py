@@ -29,9 +29,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ..config import get_config
-from ..content import content_store, named, pickles
+from ..config import Config, get_config
+from ..content import content_store, named, pickles, safe_pickle
 from ..content.store import ContentStore
+from ..content.trust import safe_for
 from ..errors import ContentNotFoundError, UnstorableResultError
 from ..lifecycle.units import format_size
 
@@ -67,6 +68,15 @@ def stored_file(sha1: str, name: str, original: str | None = None) -> Path:
                                            f"store {str(store.directory)!r}") from None
             fetch(sha1)
     raise AssertionError("unreachable")
+
+
+def _stored_file_as_data(sha1: str, name: str, original: str | None = None) -> Path:
+    """:func:`stored_file` for content loaded as data only: the file is named in the store, never
+    written back where the writer says (``restore_paths`` is the writer's choice of path: not trusted)."""
+    return stored_file(sha1, name)
+
+
+safe_pickle.replace_global(__name__, "stored_file", _stored_file_as_data)
 
 
 @functools.lru_cache(maxsize=1)
@@ -200,7 +210,7 @@ def remember(sha1: str, data: bytes) -> None:
 
 
 def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mmap: bool = False,
-                row: bytes | None = None) -> Any:
+                row: bytes | None = None, cfg: Config | None = None, trusted: bool = False) -> Any:
     """The result stored as object ``sha1`` (with ``mmap``, its large arrays mapped read-only).
 
     A ``Path`` in it to a file stored with it comes back as a read-only path in the store with
@@ -208,25 +218,29 @@ def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mma
     written back there. Raises ContentNotFoundError if it (or a file it refers to) is missing,
     and CorruptContentError (after quarantining it) if its bytes do not match its hash. ``row``:
     the bytes of the object's row in the small-object table, if the caller read them already.
+
+    A result from elsewhere (see :mod:`pairio.content.trust`; ``trusted`` is what the pair naming it
+    says, if signed) is loaded as data only: UntrustedContentError if it would call anything else.
     """
+    safe = safe_for(cfg or get_config(), store, sha1, trusted)
     if restore_paths:
         token = _restore_paths.set(True)
         try:
-            return _load_result(store, sha1, mmap, row)
+            return _load_result(store, sha1, mmap, row, safe)
         finally:
             _restore_paths.reset(token)
-    return _load_result(store, sha1, mmap, row)
+    return _load_result(store, sha1, mmap, row, safe)
 
 
-def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None) -> Any:
+def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None, safe: pickles.Safe) -> Any:
     if row is not None:  # the bytes are here already: only checked, not kept
-        return pickles.loads(store.check_row(sha1, row))
+        return pickles.loads(store.check_row(sha1, row), safe)
     if not mmap:
         data = _recent.get(sha1)
         if data is not None:
-            return pickles.loads(data)
+            return pickles.loads(data, safe)
     try:
-        return pickles.load(store, sha1, mmap=mmap, remember=remember)
+        return pickles.load(store, sha1, mmap=mmap, remember=remember, safe=safe)
     except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
 

@@ -22,6 +22,8 @@ from ..signing import CHANNEL_PATTERN
 SETTINGS_FILENAME = "pairio.json"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PAIRS_PER_REQUEST = 10_000
+# A request head (request line and headers) longer than this is answered 431 (see pairio.server.http).
+MAX_HEADER_BYTES = 64 << 10
 # A rate beyond any server's reach; larger integers would overflow the limiter's floats.
 MAX_PER_MINUTE = 10**9
 BACKENDS = ("embedded",)
