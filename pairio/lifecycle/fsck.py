@@ -109,7 +109,7 @@ def check_database(path: Path, kind: str, config: Config | None = None) -> list[
         if not problems and kind == "pairs":
             problems += _check_records(connection)
     except sqlite3.Error as exc:
-        problems = [f"it cannot be read ({exc})"]
+        problems = [f"quick_check cannot read it ({exc})"]
     finally:
         connection.close()
     return problems
