@@ -137,6 +137,17 @@ _FROZEN: dict[int, tuple[weakref.ref, str]] = {}
 _FROZEN_MIN_BYTES = 1 << 20  # smaller arrays hash in well under a millisecond
 
 
+def _read_only_base(a: Any) -> Any:
+    """The object under ``a``'s chain of array views if each array on it is read-only, else None."""
+    np = sys.modules["numpy"]
+    base = a
+    while isinstance(base, np.ndarray):
+        if base.flags.writeable:
+            return None
+        base = base.base
+    return base
+
+
 def _is_frozen(a: Any) -> bool:
     """True only if the data of ``a`` can never change: it and every array it views are read-only
     and the memory is a ``bytes`` object's (``np.frombuffer(some_bytes)``).
@@ -146,12 +157,7 @@ def _is_frozen(a: Any) -> bool:
     numpy refuses writeable=True only to an array over a read-only buffer, and of those only a
     ``bytes`` object's content is immutable (a read-only memory map's file can change).
     """
-    np = sys.modules["numpy"]
-    base = a
-    while isinstance(base, np.ndarray):
-        if base.flags.writeable:
-            return False
-        base = base.base
+    base = _read_only_base(a)
     if type(base) is memoryview:
         if not base.readonly:
             return False
@@ -163,12 +169,7 @@ def _maps_readonly(a: Any) -> bool:
     """True only if ``a`` and every array it views are read-only over a read-only memoryview of an
     ``mmap``: how ``mmap=True`` maps an object of the content store, whose file (named by its hash,
     never written again) does not change."""
-    np = sys.modules["numpy"]
-    base = a
-    while isinstance(base, np.ndarray):
-        if base.flags.writeable:
-            return False
-        base = base.base
+    base = _read_only_base(a)
     if type(base) is not memoryview or not base.readonly:
         return False
     import mmap
