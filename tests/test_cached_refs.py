@@ -241,7 +241,7 @@ def test_a_ref_of_a_bound_method_call(tmp_path):
 
 def test_the_pairs_beside_a_result_go_with_it(tmp_path):
     from pairio.kv import local_store
-    from pairio.memo.refs import argument_key, types_key
+    from pairio.result_keys import argument_key, types_key
 
     with pa.config(database_path=str(tmp_path / "a")):
         store = local_store(pa.get_config())

@@ -29,6 +29,7 @@ from ..config import Config
 from ..content import content_store, named
 from ..hashing import is_sha1_hex
 from ..kv import local_store
+from ..result_keys import side_keys
 from . import locks, records
 from .units import format_size
 
@@ -127,7 +128,6 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
 
 
 def _evict_entries(store, limit: int, target: float, started: float) -> tuple[EvictionReport, list[str]]:
-    from ..memo.refs import side_keys
 
     report = EvictionReport()
     with store.transaction(immediate=True) as connection:

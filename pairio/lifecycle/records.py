@@ -31,6 +31,7 @@ from typing import Any
 from ..config import Config
 from ..errors import StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
+from ..result_keys import side_keys
 from ..write_faults import cause_of
 
 logger = logging.getLogger("pairio")
@@ -403,7 +404,6 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
     A pair is removed only while it still names the entry's result, and with
     ``created_before`` only if its record is older: a result stored again meanwhile stays.
     """
-    from ..memo.refs import side_keys
 
     if not keeps_records(store):
         return []

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import PairioError
-from ..hashing import sha1_hex
+from ..result_keys import seconds_key
 from ..wal import open_wal
 
 logger = logging.getLogger("pairio")
@@ -73,11 +73,6 @@ _flushing = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
-def seconds_key(key: str) -> str:
-    """The key under which the seconds a result took to compute are kept, beside ``key``."""
-    return sha1_hex(b"pairio.cached/seconds\0" + key.encode("ascii"))
-
-
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
            waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
            remote: bool = False, downloaded: int = 0, uploaded: int = 0,

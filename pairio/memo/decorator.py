@@ -44,20 +44,17 @@ from ..lifecycle import hooks, records
 from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
+from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
 from . import call_stats, flight
-from .call_stats import seconds_key
 from .refs import (
     Ref,
-    argument_key,
     digest_pairs,
     has_refs,
     parse_argument,
     remember_frozen,
     resolve,
-    side_keys,
     type_names,
-    types_key,
 )
 from .values import load_result, not_stored_message, store_result_described
 

@@ -31,7 +31,7 @@ from ..content import content_store
 from ..errors import BadRequestError, PermissionDeniedError, RemoteError
 from ..hashing import is_sha1_hex
 from ..kv import local_store, remote_store
-from .refs import side_keys
+from ..result_keys import side_keys
 
 if TYPE_CHECKING:
     from ..content.remote import RemoteContent

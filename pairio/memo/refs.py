@@ -23,31 +23,14 @@ from typing import Any
 from ..config import get_config
 from ..content import content_store
 from ..errors import ContentNotFoundError, CorruptContentError
-from ..hashing import MAX_VALUE_LENGTH, sha1_hex
+from ..hashing import MAX_VALUE_LENGTH
+from ..result_keys import argument_key, types_key
 from ..user_warnings import warn_user
 from .digested import Digested
 
 # The call of a Ref travels with it (for recomputing lost content elsewhere) if it pickles this small.
 _MAX_CALL_BYTES = 64 << 10
 _PLAIN_ARGUMENTS = (int, float, str, bool, type(None), bytes, complex, PurePath)
-
-
-def argument_key(key: str) -> str:
-    """The key under which a result's size and argument digest are kept, beside ``key``."""
-    return sha1_hex(b"pairio.cached/argument\0" + key.encode("ascii"))
-
-
-def types_key(key: str) -> str:
-    """The key under which the non-builtin types of a result (``module:qualname,...``) are kept."""
-    return sha1_hex(b"pairio.cached/types\0" + key.encode("ascii"))
-
-
-def side_keys(key: str) -> list[str]:
-    """The keys stored beside a result's pair ``key``: its seconds, its size and argument digest,
-    its types (removed with it)."""
-    from .call_stats import seconds_key
-
-    return [seconds_key(key), argument_key(key), types_key(key)]
 
 
 def type_names(types: Iterable[type]) -> str:
