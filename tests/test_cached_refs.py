@@ -252,3 +252,36 @@ def test_the_pairs_beside_a_result_go_with_it(tmp_path):
             assert store.get("default", types_key(ref.key)) == "numpy:ndarray"
             remove()
             assert store.get_many("default", [ref.key, *side]) == {}, i
+
+
+@pytest.mark.parametrize("how", ["recorded", "outbox"])
+def test_a_chain_made_offline_and_synced_reruns_on_another_machine_moving_only_the_final_result(
+        server, runs, tmp_path, how):
+    # A's results reach the server only through `pairio sync`: as recorded entries of a store that
+    # had no server, or from the outbox of a store whose server was down. Each must carry the pairs
+    # beside it (size and argument digest, types, seconds), or B could not key the next step of the
+    # chain from a Ref without downloading the intermediate it stands for.
+    from pairio.memo import remote
+
+    if how == "recorded":
+        with pa.config(database_path=str(tmp_path / "a"), collection="spikes"):
+            expected = ref_steps.summary(ref_steps.filter_rows(ref_steps.load(N + 40)))
+    else:
+        server.stop()
+        try:
+            with pa.config(**machine(server, tmp_path / "a")), pytest.warns(RuntimeWarning):
+                expected = ref_steps.summary(ref_steps.filter_rows(ref_steps.load(N + 40)))
+        finally:
+            server.start()
+            remote.forget_health()
+    with pa.config(**machine(server, tmp_path / "a")):
+        report = pa.sync()
+    assert report.pushed == 3
+    before = sent(server)
+    with pa.config(**machine(server, tmp_path / "b")):
+        ref = ref_steps.summary.ref(ref_steps.filter_rows.ref(ref_steps.load.ref(N + 40)))
+        assert ref.load() == expected
+        explained = ref_steps.summary.explain(ref_steps.filter_rows.ref(ref_steps.load.ref(N + 40)))
+    assert len(executions(runs)) == 3  # B computed nothing
+    assert sent(server) - before < 4096  # nor downloaded the 5 MB of intermediates
+    assert explained["hit"]
