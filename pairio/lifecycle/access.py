@@ -23,8 +23,8 @@ import time
 import weakref
 from pathlib import Path
 
+from ..content import directory_lock
 from ..content.store import ContentStore
-from . import locks
 
 logger = logging.getLogger("pairio")
 
@@ -133,7 +133,7 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
         return report
     objects.sort()
     now = time.time()
-    with locks.removing(store.directory) as held:
+    with directory_lock.removing(store.directory) as held:
         if not held:
             return report
         for last, name, path, size in objects:
@@ -144,7 +144,7 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
             elif path is None:  # a small object kept as a row: no reader to wait for
                 freed = store.small.remove(name)
             else:
-                freed = locks.remove_unless_read(path)
+                freed = directory_lock.remove_unless_read(path)
             if freed is None:
                 report.objects_in_use += 1
                 continue
