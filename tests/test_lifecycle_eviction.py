@@ -15,7 +15,7 @@ import pairio as pa
 from pairio.cli import main
 from pairio.kv import local_store
 from pairio.lifecycle import eviction, records
-from pairio.lifecycle.units import parse_size
+from pairio.units import parse_size
 
 
 def _entry(name: str, size: int, seconds: float, created: float | None = None) -> records.Entry:

@@ -30,8 +30,8 @@ from ..content import content_store, directory_lock, named
 from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..result_keys import side_keys
+from ..units import format_size
 from . import records
-from .units import format_size
 
 logger = logging.getLogger("pairio")
 

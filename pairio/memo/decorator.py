@@ -424,7 +424,7 @@ class CachedFunction:
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
         once, on every run). Its object goes unless an entry refers to it; warned once per function."""
-        from ..lifecycle.units import format_size
+        from ..units import format_size
 
         if not records.find(local_store(cfg), stored.sha1):
             content_store(cfg).remove(stored.sha1)
