@@ -22,7 +22,7 @@ from typing import Any
 
 from .errors import ConfigurationError
 from .hashing import check_collection
-from .lifecycle.units import parse_size
+from .units import parse_size
 
 GET_FROM_CHOICES = ("local", "remote", "local_then_remote", "remote_then_local")
 SET_TO_CHOICES = ("local", "remote", "local_and_remote")

@@ -121,7 +121,7 @@ class Memory(_Base):  # type: ignore[misc,valid-type]
         from .kv import local_store
         from .lifecycle import records
         from .lifecycle.eviction import evict
-        from .lifecycle.units import parse_size
+        from .units import parse_size
 
         limit = self.bytes_limit if bytes_limit is None else bytes_limit
         with self._scope() as cfg:

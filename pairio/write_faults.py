@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from .errors import StoreNotWritableError
-from .lifecycle.units import format_size
+from .units import format_size
 
 FULL = "full"
 READ_ONLY = "read-only"

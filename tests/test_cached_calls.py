@@ -22,6 +22,7 @@ from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_sett
 
 import pairio as pa
 from pairio.cli import main
+from pairio.deferred import drain_all
 from pairio.kv.embedded import EmbeddedStore
 from pairio.memo import call_stats
 from pairio.memo.decorator import seconds_key
@@ -925,7 +926,7 @@ def test_time_saved_is_compute_minus_load_in_logs_and_stats(caplog, capsys):
     assert computed == 0.5 and saved == pytest.approx(computed - loaded, abs=0.011)
     counts = pa.stats()[square.name]
     assert counts["seconds_saved"] < 0.5 and counts["seconds_saved"] == pytest.approx(saved, abs=0.006)
-    call_stats.flush()
+    drain_all()
     assert main(["stats", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)[square.name]
     assert shown["seconds_saved"] == pytest.approx(counts["seconds_saved"])
@@ -940,7 +941,7 @@ def test_hits_count_their_computing_seconds_read_after_the_hit(capsys):
     square(43)  # not logged: the seconds are read when the counts are
     assert 0.9 < pa.stats()[square.name]["seconds_saved"] < 1.0
     square(43)
-    call_stats.flush()
+    drain_all()
     assert main(["stats", "--json"]) == 0
     assert 1.4 < json.loads(capsys.readouterr().out)[square.name]["seconds_saved"] < 1.5
 
@@ -966,7 +967,7 @@ def test_a_hit_slower_to_load_than_to_compute_saves_negative_time():
 def test_a_forked_child_never_writes_the_counts_its_parent_has_not_written_yet(pairio_home):
     import multiprocessing
 
-    call_stats.flush()
+    drain_all()
     square(31)  # a miss: counted in memory, not yet written
     child = multiprocessing.get_context("fork").Process(target=call_stats.flush)
     child.start()
@@ -980,7 +981,7 @@ def test_counts_reach_the_table_without_a_flush_and_without_a_call_waiting_for_i
     import sqlite3
     import time
 
-    call_stats.flush()
+    drain_all()
     square(41)
     square(41)
 

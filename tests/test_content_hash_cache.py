@@ -11,6 +11,7 @@ import pytest
 
 import pairio as pa
 from pairio.content import hash_cache as hash_cache_module
+from pairio.deferred import drain_all
 
 
 @pytest.fixture
@@ -135,16 +136,16 @@ def test_a_signature_queued_for_the_table_never_replaces_a_newer_one_written_sin
     """A store queues its object's signature for the background writer; a read after a change
     writes the new one at once. The queued, older row must not land over it."""
     queued = []
-    monkeypatch.setattr(hash_cache_module._background, "put", lambda cache, row: queued.append((cache, row)))
+    queue_write = hash_cache_module._queue_write
+    monkeypatch.setattr(hash_cache_module, "_queue_write", lambda cache, row: queued.append((cache, row)))
     path = _old_file(tmp_path / "object", b"x" * 100)
     sha1 = hashlib.sha1(b"x" * 100).hexdigest()
     cache = hash_cache_module.HashCache(tmp_path / "db")
     cache.remember(str(path), os.stat(path), sha1, wait=False)
     os.utime(path, ns=(1, 1))
     cache.remember(str(path), os.stat(path), sha1)  # verified again after the change
-    late = hash_cache_module._Background()  # the background writer, running only now
-    for item in queued:
-        late.put(*item)
-    late.drain()
+    for item in queued:  # the background writer, running only now
+        queue_write(*item)
+    drain_all()
     elsewhere = hash_cache_module.HashCache(tmp_path / "db")
     assert elsewhere.lookup(str(path), os.stat(path)) == sha1

@@ -161,16 +161,16 @@ def test_a_pickle_with_large_arrays_round_trips_and_maps_read_only():
 
 
 def test_a_large_object_written_here_is_known_verified_to_other_processes_once_written_out():
-    from pairio.content import hash_cache
+    from pairio.deferred import drain_all
 
     data = os.urandom(LARGE)
     uri = pa.store_bytes(data)
     path = str(_store().path(pa.parse_uri(uri).sha1))
-    hash_cache._background.drain()  # what exit does: the queued signatures reach the table
+    drain_all()  # what exit does: the queued signatures reach the table
     elsewhere = pa.content.HashCache(pa.get_config().database_dir)  # nothing in memory: the table answers
     assert elsewhere.lookup(path, os.stat(path)) == pa.parse_uri(uri).sha1
     # Written out again after that: the writer starts anew.
     again = pa.store_bytes(os.urandom(LARGE))
-    hash_cache._background.drain()
+    drain_all()
     path = str(_store().path(pa.parse_uri(again).sha1))
     assert elsewhere.lookup(path, os.stat(path)) == pa.parse_uri(again).sha1

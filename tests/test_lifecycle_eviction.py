@@ -13,9 +13,10 @@ import pytest
 
 import pairio as pa
 from pairio.cli import main
+from pairio.deferred import drain_all
 from pairio.kv import local_store
 from pairio.lifecycle import eviction, records
-from pairio.lifecycle.units import parse_size
+from pairio.units import parse_size
 
 
 def _entry(name: str, size: int, seconds: float, created: float | None = None) -> records.Entry:
@@ -67,7 +68,7 @@ def test_hits_raise_an_entrys_value_and_eviction_inflates_later_entries():
     _entry("b", 10_000, 1.0)
     for _ in range(3):
         records.hit(pa.get_config(), a.collection, a.key)
-    records.flush()
+    drain_all()
     eviction.evict(pa.get_config(), max_size=15_000)
     assert _kept() == {"a"}
     with local_store(pa.get_config()).transaction() as connection:

@@ -296,14 +296,14 @@ def test_reduce_size_items_limit_keeps_those_used_last(tmp_path):
 def test_reduce_size_age_limit_removes_those_not_used_since(tmp_path):
     import datetime
 
+    from pairio.deferred import drain_all
     from pairio.kv import local_store
-    from pairio.lifecycle import records
 
     memory = pairio.Memory(tmp_path / "s", verbose=0)
     f = memory.cache(_blob)
     f(10, 1), f(10, 2)
     with pairio.config(database_path=str(tmp_path / "s")) as cfg:
-        records.flush()
+        drain_all()
         with local_store(cfg).transaction() as connection:  # both stored two hours ago, not used since
             connection.execute("UPDATE entries SET created = created - 7200, last_used = last_used - 7200")
     f(10, 1)  # used now: younger than the limit, though created before it

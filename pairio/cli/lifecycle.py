@@ -14,7 +14,7 @@ from ..content import content_store
 from ..errors import ConfigurationError
 from ..kv import local_store
 from ..lifecycle import access, api, eviction, gc, provenance, records
-from ..lifecycle.units import format_age, format_size, parse_age, parse_size
+from ..units import format_age, format_size, parse_age, parse_size
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:

@@ -19,8 +19,6 @@ from pathlib import Path
 from ..errors import ConfigurationError, InvalidPathError, StoreUnavailableError
 
 LOCK_FILENAME = ".pairio-serve.lock"
-# How ``pairio serve --workers N`` tells its worker processes which directory they serve.
-SERVE_DIRECTORY_VARIABLE = "PAIRIO_SERVE_DIRECTORY"
 # The passwords of server/example_pairio.json: a server still using them is open to anyone.
 EXAMPLE_PASSWORDS = frozenset({"change-me-to-a-long-random-secret", "another-long-random-secret"})
 # Below this many bits (estimated from length and the kinds of characters used) a password is weak.
@@ -228,6 +226,7 @@ def _serve_workers(args: argparse.Namespace, settings, sock: socket.socket) -> N
     from uvicorn.supervisors import Multiprocess
 
     from ..server.backends.postgres import PostgresDatabase
+    from ..server.settings import SERVE_DIRECTORY_VARIABLE
 
     # Reach the database (and create or upgrade its schema) once, before any worker starts:
     # a wrong URL is one clear error here, not N tracebacks.

@@ -21,16 +21,15 @@ works (a warning says why it is slow).
 
 from __future__ import annotations
 
-import atexit
 import collections
 import os
-import queue
 import sqlite3
 import stat
 import threading
 import time
 from pathlib import Path
 
+from ..deferred import DeferredWriter
 from ..errors import InvalidPathError
 from ..hashing import is_valid_unicode, sha1_of_stream
 from ..user_warnings import warn_user
@@ -193,7 +192,7 @@ class HashCache:
         sig = signature(st)
         if not wait:
             self._keep(abspath, sig, sha1)
-            _background.put(self, (abspath, *sig, sha1))
+            _queue_write(self, (abspath, *sig, sha1))
             return True
         with self._write_lock:
             self._keep(abspath, sig, sha1)
@@ -235,42 +234,24 @@ class HashCache:
         return sha1
 
 
-class _Background:
-    """One thread that writes remembered signatures to their tables, in the order given."""
-
-    def __init__(self) -> None:
-        self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def put(self, cache: HashCache, row: tuple) -> None:
-        self._queue.put((cache, row))
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
-                    self._thread = threading.Thread(target=self._run, name="pairio-signatures", daemon=True)
-                    self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            cache, (abspath, *sig, sha1) = item
-            cache._write_if_current(abspath, tuple(sig), sha1)
-
-    def drain(self) -> None:
-        """Write what is queued (at exit), waiting a few seconds at most."""
-        thread = self._thread
-        if thread is not None and thread.is_alive():
-            self._queue.put(None)
-            thread.join(5.0)
-
-    def forget_after_fork(self) -> None:
-        # The thread did not follow the fork; what the parent queued is the parent's to write.
-        self.__init__()  # type: ignore[misc]
+# Signatures remembered without waiting, written to their tables in the order given, by a
+# writer that starts at once and lingers a second for more.
+_queued: collections.deque[tuple[HashCache, tuple]] = collections.deque()
 
 
-_background = _Background()
-atexit.register(_background.drain)
-os.register_at_fork(after_in_child=_background.forget_after_fork)
+def _queue_write(cache: HashCache, row: tuple) -> None:
+    _queued.append((cache, row))
+    _writer.notify()
+
+
+def _write_queued() -> None:
+    while _queued:
+        try:
+            cache, (abspath, *sig, sha1) = _queued.popleft()
+        except IndexError:
+            return
+        cache._write_if_current(abspath, tuple(sig), sha1)
+
+
+_writer = DeferredWriter("pairio-signatures", _write_queued, lambda: bool(_queued), interval_s=1.0,
+                         forget=_queued.clear, eager=True)

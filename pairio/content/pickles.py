@@ -31,8 +31,8 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import ContentNotFoundError, CorruptContentError, UntrustedContentError
-from ..lifecycle.locks import mark_reading
 from . import safe_pickle
+from .directory_lock import mark_reading
 from .store import ContentStore
 
 PROTOCOL = 5

@@ -46,8 +46,8 @@ from ..errors import (
 )
 from ..filesystems import shared_file_system
 from ..hashing import CHUNK_SIZE, is_sha1_hex, sha1_of_stream
-from ..lifecycle.locks import mark_reading
 from ..write_faults import not_writable
+from .directory_lock import mark_reading
 from .hash_cache import HashCache, signature, stat_regular_file
 from .small import INLINE_MAX, SmallObjects
 

@@ -3,8 +3,8 @@
 A server has no record of what a result cost to compute, so its content is kept
 in bounds by recency: :class:`AccessLog` counts reads in memory and writes them
 (the last read's time and the number of reads) to ``access.sqlite3`` in the
-content directory at most every few seconds and when the process exits, so a
-read costs a dictionary update. :func:`evict_least_recent` removes the objects
+content directory from a background writer every few seconds and when the process
+exits, so a read costs a dictionary update. :func:`evict_least_recent` removes the objects
 read longest ago (an object never read counts from when it was stored) until the
 directory holds at most a given size, leaving objects stored or read within the
 grace period and objects a reader holds open (``pairio gc --max-size`` on a
@@ -13,7 +13,6 @@ server directory).
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import logging
 import os
@@ -23,8 +22,9 @@ import time
 import weakref
 from pathlib import Path
 
+from ..content import directory_lock
 from ..content.store import ContentStore
-from . import locks
+from ..deferred import DeferredWriter
 
 logger = logging.getLogger("pairio")
 
@@ -44,7 +44,6 @@ class AccessLog:
         self.path = Path(directory) / FILENAME
         self._lock = threading.Lock()
         self._pending: dict[str, list[float]] = {}
-        self._last_flush = time.monotonic()
         _logs.add(self)
 
     def touch(self, sha1: str) -> None:
@@ -57,15 +56,12 @@ class AccessLog:
             else:
                 row[0] = now
                 row[1] += 1
-            due = time.monotonic() - self._last_flush >= _FLUSH_INTERVAL_S
-        if due:
-            self.flush()
+        _writer.notify()
 
     def flush(self) -> None:
         """Write the reads counted so far (errors are logged: access times are hints, not data)."""
         with self._lock:
             pending, self._pending = self._pending, {}
-            self._last_flush = time.monotonic()
         if not pending or not self.path.parent.is_dir():
             return
         try:
@@ -104,7 +100,15 @@ def _flush_all() -> None:
         log.flush()
 
 
-atexit.register(_flush_all)
+def _forget_all() -> None:
+    # The parent's reads not yet written are the parent's to write.
+    for log in list(_logs):
+        log._lock = threading.Lock()
+        log._pending = {}
+
+
+_writer = DeferredWriter("pairio-access", _flush_all, lambda: any(log._pending for log in list(_logs)),
+                         interval_s=_FLUSH_INTERVAL_S, forget=_forget_all)
 
 
 @dataclasses.dataclass
@@ -133,7 +137,7 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
         return report
     objects.sort()
     now = time.time()
-    with locks.removing(store.directory) as held:
+    with directory_lock.removing(store.directory) as held:
         if not held:
             return report
         for last, name, path, size in objects:
@@ -144,7 +148,7 @@ def evict_least_recent(store: ContentStore, max_size: int, grace_s: float = 3600
             elif path is None:  # a small object kept as a row: no reader to wait for
                 freed = store.small.remove(name)
             else:
-                freed = locks.remove_unless_read(path)
+                freed = directory_lock.remove_unless_read(path)
             if freed is None:
                 report.objects_in_use += 1
                 continue

@@ -14,8 +14,8 @@ from ..content.uri import parse_uri
 from ..errors import InvalidURIError
 from ..hashing import is_sha1_hex
 from ..kv import local_store
+from ..units import parse_age, parse_size
 from . import misses, provenance, records
-from .units import parse_age, parse_size
 
 
 def entries(function: Any = None, *, collection: str | None = None,

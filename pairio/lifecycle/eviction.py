@@ -12,7 +12,7 @@ used recently with the same value: recency ages value, as in GDSF.
 Eviction runs in the process whose miss took the total past the limit, in one
 process at a time (``evict.lock``; another process finding it held waits, then
 evicts only if the total is still over the limit). It holds the content directory exclusively
-(:func:`.locks.removing`), so no writer is between storing content and setting
+(:func:`directory_lock.removing`), so no writer is between storing content and setting
 its pair; only entries recorded before it started are candidates, a pair is
 removed only while it still names the entry's result, and an object is removed
 only if no remaining entry or pair refers to it and no reader holds it open.
@@ -26,12 +26,12 @@ import logging
 import time
 
 from ..config import Config
-from ..content import content_store, named
+from ..content import content_store, directory_lock, named
 from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..result_keys import side_keys
-from . import locks, records
-from .units import format_size
+from ..units import format_size
+from . import records
 
 logger = logging.getLogger("pairio")
 
@@ -94,7 +94,7 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
     try:
         records.flush()
         started = time.time()
-        with locks.removing(content.directory) as held:
+        with directory_lock.removing(content.directory) as held:
             holding = time.perf_counter()
             if not held:
                 logger.warning("eviction skipped: writers kept %s busy", content.directory)
@@ -102,7 +102,7 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
             report, candidates = _evict_entries(store, limit, limit * low_water, started)
             for sha1 in candidates:
                 removed = named.identity(content.object_file(sha1))
-                size = locks.remove_unless_read(content.object_file(sha1), trash, str(content.temp_dir))
+                size = directory_lock.remove_unless_read(content.object_file(sha1), trash, str(content.temp_dir))
                 if size is None:
                     size = content.small.remove(sha1)  # a small object kept as a row: no reader to wait for
                     if size is not None:
@@ -118,7 +118,7 @@ def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER
             report.seconds_holding_writers = time.perf_counter() - holding
     finally:
         lock.release()
-    locks.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
+    directory_lock.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
     report.seconds = time.perf_counter() - began
     if report.entries:
         logger.info("evicted %d entries (%s recorded, %d objects removed) to keep %s within %s: %s",

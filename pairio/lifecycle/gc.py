@@ -7,7 +7,7 @@ stored before records existed, by any SHA-1 written inside its pickle. An
 unreferenced object is removed only once it is older than the grace period
 (default a day), so content stored before its pair is set is never lost; storing
 content that is already present refreshes its time. Removal happens while the
-content directory is held exclusively (:func:`.locks.removing`): a cached call
+content directory is held exclusively (:func:`directory_lock.removing`): a cached call
 holds it shared from storing its result to setting its pair, so a pair written
 during gc always finds its content. Objects a reader holds open are left.
 
@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import files
 from ..config import Config
-from ..content import content_store, named
+from ..content import content_store, directory_lock, named
 from ..content.directories import read_manifest
 from ..content.store import ContentStore
 from ..errors import ContentNotFoundError, CorruptContentError, PairioError
@@ -35,7 +35,7 @@ from ..hashing import is_sha1_hex
 from ..kv import local_store
 from ..kv.directory import DirectoryLeases, DirectoryStore
 from ..memo.flight import remove_idle_locks
-from . import locks, records
+from . import records
 
 DEFAULT_GRACE_S = 24 * 3600.0
 DEFAULT_LOCK_AGE_S = 3600.0
@@ -77,7 +77,7 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
         records.flush()
         candidates = _old_objects(store, report, grace_s) if content else []
         trash: list[str] = []
-        with locks.removing(store.directory) as held:
+        with directory_lock.removing(store.directory) as held:
             if not held:
                 raise PairioError(f"gc: writers kept the content directory {str(store.directory)!r} busy; try again")
             gone = _orphaned_pairs(cfg, store, report, dry_run) if pairs else []
@@ -85,7 +85,7 @@ def collect(cfg: Config, *, grace_s: float = DEFAULT_GRACE_S, dry_run: bool = Fa
                 # A dry run leaves the orphaned records in place: their objects count as the real run sees them.
                 ignoring = {(e.collection, e.key) for e in gone} if dry_run else set()
                 _unreferenced_content(cfg, store, report, grace_s, dry_run, candidates, trash, ignoring)
-        locks.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
+        directory_lock.empty_trash(trash)  # freeing the files' blocks, no longer holding writers up
     if temp:
         # Content being written, and the database directory's own atomic writes.
         for directory in (store.temp_dir, cfg.database_dir):
@@ -188,14 +188,14 @@ def _unreferenced_content(cfg: Config, store: ContentStore, report: GcReport, gr
             report.objects_kept_young += 1
             continue
         if dry_run:
-            if locks.held_by_reader(path):  # the real run leaves it
+            if directory_lock.held_by_reader(path):  # the real run leaves it
                 report.objects_in_use += 1
                 continue
             report.objects += 1
             report.object_bytes += st.st_size
             continue
         removed = named.identity(path)
-        size = locks.remove_unless_read(path, trash, str(store.temp_dir))
+        size = directory_lock.remove_unless_read(path, trash, str(store.temp_dir))
         if size is None:
             report.objects_in_use += 1
         else:

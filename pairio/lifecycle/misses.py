@@ -12,8 +12,8 @@ import time
 from typing import Any
 
 from ..kv import EmbeddedStore
+from ..units import format_age
 from . import records
-from .units import format_age
 
 # How many of a function's newest entries a miss is compared with.
 _COMPARED = 500

@@ -15,20 +15,18 @@ each entry evicted; entries used long ago keep an old, lower ``L``.
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import fnmatch
 import json
 import logging
-import os
 import sqlite3
-import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..config import Config
+from ..deferred import DeferredWriter
 from ..errors import StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
@@ -175,11 +173,9 @@ def add_soon(store: EmbeddedStore, entry: Entry) -> None:
     if not keeps_records(store):
         return
     hits = _hits
-    if not hits.hooked:
-        _at_exit_of_workers()
     with hits.lock:
         hits.records.append((store, entry))  # made into a row by the writer: JSON costs a miss too
-        _start_writer(hits)
+    _writer.notify()
 
 
 class _Hits:
@@ -190,11 +186,8 @@ class _Hits:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.flushing = threading.Lock()  # one flush at a time, whole (exit waits for the writer's)
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
         self.records: list[tuple[EmbeddedStore, Entry]] = []
-        self.writer: threading.Thread | None = None
-        self.hooked = False
 
 
 _hits = _Hits()
@@ -204,47 +197,27 @@ def hit(cfg: Config, collection: str, key: str, store: EmbeddedStore | None = No
     """Count a hit of ``key`` in the records of ``store`` (default: ``local_store(cfg)``), written by
     the writer thread within a second, or at exit."""
     hits = _hits
-    if not hits.hooked:
-        _at_exit_of_workers()
     store = local_store(cfg) if store is None else store
     if not keeps_records(store):
         return
     ident = (store, collection, key)
     with hits.lock:
         hits.pending[ident] = hits.pending.get(ident, 0) + 1
-        _start_writer(hits)
-
-
-def _start_writer(hits: _Hits) -> None:
-    # Called holding hits.lock.
-    if hits.writer is None:
-        hits.writer = threading.Thread(target=_write_while_counting, args=(hits,), name="pairio-hits",
-                                       daemon=True)
-        hits.writer.start()
-
-
-def _write_while_counting(hits: _Hits) -> None:
-    while True:
-        time.sleep(_FLUSH_INTERVAL_S)
-        with hits.lock:
-            if not hits.pending and not hits.records:
-                # Nothing counted for a second: stop; the next hit starts a writer again.
-                hits.writer = None
-                return
-        if hits is not _hits:
-            return  # a forked child's copy of the parent's state: not this process's to write
-        flush()
+    _writer.notify()
 
 
 def flush() -> None:
     """Write the records and hits queued so far (errors are logged, never raised: they are not results)."""
+    _writer.flush()
+
+
+def _write_queued() -> None:
     hits = _hits
-    with hits.flushing:
-        with hits.lock:
-            pending, queued = hits.pending, hits.records
-            hits.pending, hits.records = {}, []
-        if pending or queued:
-            _write(pending, queued)
+    with hits.lock:
+        pending, queued = hits.pending, hits.records
+        hits.pending, hits.records = {}, []
+    if pending or queued:
+        _write(pending, queued)
 
 
 def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tuple[EmbeddedStore, Entry]]) -> None:
@@ -274,25 +247,18 @@ def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tupl
                 store.directory, exc)
 
 
-def _at_exit_of_workers() -> None:
-    """Flush when this process exits as a multiprocessing worker (pool workers leave through
-    os._exit, skipping atexit, but run multiprocessing's finalizers); only if multiprocessing
-    is in use, as :mod:`pairio.memo.call_stats` does."""
-    _hits.hooked = True
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, flush, exitpriority=10)
+def _has_work() -> bool:
+    return bool(_hits.pending or _hits.records)
 
 
-def _after_fork_in_child() -> None:
+def _forget() -> None:
     # The parent's hits not yet written are the parent's to write (and its lock may have
     # been held by another thread at the fork).
     global _hits
     _hits = _Hits()
 
 
-atexit.register(flush)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_writer = DeferredWriter("pairio-hits", _write_queued, _has_work, interval_s=_FLUSH_INTERVAL_S, forget=_forget)
 
 
 # --- reading ---------------------------------------------------------------------------

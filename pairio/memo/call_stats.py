@@ -12,7 +12,6 @@ at most its last second of counts.
 
 from __future__ import annotations
 
-import atexit
 import functools
 import logging
 import os
@@ -23,6 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..deferred import DeferredWriter
 from ..errors import PairioError
 from ..result_keys import seconds_key
 from ..wal import open_wal
@@ -67,9 +67,6 @@ _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -
 # Hits whose computing seconds are still only in their store, read when the counts are next
 # read or written: (function, database dir, store, collection, key of the result).
 _unread: list[tuple[str, Path, Any, str, str]] = []
-_last_flush = time.monotonic()
-_writer: threading.Thread | None = None
-_flushing = threading.Lock()
 
 
 @functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
@@ -112,8 +109,6 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     elif verbose:
         print(short_line(function, key, hit, seconds, reason, remote=remote, waited=waited), file=sys.stderr)
     column = 0 if hit else 1
-    if not _hooked:
-        _at_exit_of_workers()
     pending = (database_dir, function)
     with _lock:
         # Written out for the two tables, not as a loop over them: this runs on every hit.
@@ -137,8 +132,7 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
             row[6] += uploaded
         if seconds_at is not None:
             _unread.append((function, database_dir, *seconds_at))
-        if _writer is None:
-            _start_writer()
+    _writer.notify()
 
 
 def short_line(function: str, key: str, hit: bool, seconds: float, reason: str = "", remote: bool = False,
@@ -200,26 +194,6 @@ def _add_unread_seconds() -> None:
                     _pending.setdefault((directory, function), [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
 
 
-def _start_writer() -> None:
-    """Start the thread that writes the counts once a second (called holding ``_lock``): a call
-    never waits for the table (a first write makes it: tens of milliseconds)."""
-    global _writer
-    _writer = threading.Thread(target=_write_while_counting, name="pairio-stats", daemon=True)
-    _writer.start()
-
-
-def _write_while_counting() -> None:
-    global _writer
-    while True:
-        time.sleep(_FLUSH_INTERVAL_S)
-        with _lock:
-            if not _pending:
-                # Nothing counted for a second: stop; the next count starts a writer again.
-                _writer = None
-                return
-        flush()
-
-
 def stats() -> dict[str, dict[str, Any]]:
     """This process's counts: ``{function: {hits, misses, seconds_saved, seconds_computed}}``."""
     _add_unread_seconds()
@@ -250,19 +224,14 @@ def _size(n: int) -> str:
 
 def flush() -> None:
     """Add the counts not yet written to each database's table (errors are logged, never raised)."""
-    # One flush at a time, whole: the flush at exit waits for the writer thread's, so counts
-    # taken by that thread are written before the interpreter stops it.
-    with _flushing:
-        _flush()
+    _writer.flush()
 
 
-def _flush() -> None:
-    global _last_flush
+def _write() -> None:
     _add_unread_seconds()
     with _lock:
         pending = dict(_pending)
         _pending.clear()
-        _last_flush = time.monotonic()
     by_dir: dict[Path, list[tuple]] = {}
     now = time.time()
     for (directory, function), row in pending.items():
@@ -371,31 +340,17 @@ def _connect(directory: Path, write: bool = True) -> _Connection:
     return _Connection(directory, write)
 
 
-def _at_exit_of_workers() -> None:
-    """Flush when this process exits as a multiprocessing worker: pool workers leave through
-    os._exit, skipping atexit, but run multiprocessing's finalizers. Registered at the first
-    count of each process (a worker's table of finalizers is emptied when it starts), and only
-    if multiprocessing is in use: importing it costs ``import pairio`` a tenth of its time."""
-    global _hooked
-    _hooked = True
-    util = sys.modules.get("multiprocessing.util")
-    if util is not None:
-        util.Finalize(None, flush, exitpriority=10)
+def _has_work() -> bool:
+    return bool(_pending or _unread)
 
 
-def _after_fork_in_child() -> None:
-    global _hooked
-    _hooked = False
+def _forget() -> None:
     # The parent's counts not yet written are the parent's to write: a child writing them too
     # would count them twice. The lock may have been held by another thread at the fork.
-    global _lock, _writer, _flushing
+    global _lock
     _lock = threading.Lock()
-    _flushing = threading.Lock()
     _pending.clear()
     _unread.clear()
-    _writer = None  # the parent's writer thread did not follow the fork
 
 
-_hooked = False
-atexit.register(flush)
-os.register_at_fork(after_in_child=_after_fork_in_child)
+_writer = DeferredWriter("pairio-stats", _write, _has_work, interval_s=_FLUSH_INTERVAL_S, forget=_forget)

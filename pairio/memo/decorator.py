@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, overload
 
 from .. import api
 from ..config import Config, get_config
-from ..content import content_store
+from ..content import content_store, directory_lock
 from ..content.trust import warn_once
 from ..errors import (
     ContentNotFoundError,
@@ -41,7 +41,6 @@ from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
 from ..lifecycle import hooks, records
-from ..lifecycle import locks as lifecycle_locks
 from ..lifecycle.hooks import explain_miss
 from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
@@ -393,7 +392,7 @@ class CachedFunction:
         uploaded = 0
         want_reason = self._shows_line(cfg) or logger.isEnabledFor(logging.INFO)
         # Held from the content to its pair, so gc and eviction never take content whose pair is coming.
-        with lifecycle_locks.writing(store.directory):
+        with directory_lock.writing(store.directory):
             # The result's hash as an argument (for its Refs), taken while it is pickled: the hash
             # of a large buffer and the writes of its pickle both run outside the GIL.
             digest = _ArgumentDigest(result)
@@ -425,7 +424,7 @@ class CachedFunction:
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
         once, on every run). Its object goes unless an entry refers to it; warned once per function."""
-        from ..lifecycle.units import format_size
+        from ..units import format_size
 
         if not records.find(local_store(cfg), stored.sha1):
             content_store(cfg).remove(stored.sha1)

@@ -99,7 +99,7 @@ class Ref(Digested):
         return f"sha1://{self.sha1}"
 
     def __repr__(self) -> str:
-        from ..lifecycle.units import format_size
+        from ..units import format_size
 
         size = "size unknown" if self.size is None else format_size(self.size)
         return f"<pairio.Ref {self.function} key {self.key[:8]}: {self.uri[:15]}... {size}>"

@@ -34,7 +34,7 @@ from ..content import content_store, named, pickles, safe_pickle
 from ..content.store import ContentStore
 from ..content.trust import safe_for
 from ..errors import ContentNotFoundError, UnstorableResultError
-from ..lifecycle.units import format_size
+from ..units import format_size
 
 PICKLE_PROTOCOL = pickles.PROTOCOL
 # The bytes of small results, by SHA-1, kept in this process: content never changes under its

@@ -14,7 +14,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -25,28 +25,23 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from .._version import __version__
-from ..errors import ContentNotFoundError, InvalidInputError, InvalidKeyError, InvalidValueError, PairioError
-from ..hashing import check_value, is_sha1_hex, key_string
+from ..errors import ContentNotFoundError, InvalidInputError, InvalidValueError, PairioError
+from ..hashing import check_value, is_sha1_hex
 from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body
 from .backends import ContentBackend, Coordination, MemoryCoordination
+from .content import content_routes
+from .leases import lease_routes
 from .metrics import Metrics, Observer
 from .openapi import openapi_document
-from .settings import MAX_PAIRS_PER_REQUEST, ServerSettings, load_settings
+from .responses import API, Handler, json_response, request_key
+from .settings import MAX_PAIRS_PER_REQUEST, SERVE_DIRECTORY_VARIABLE, ServerSettings, load_settings
 
 log = logging.getLogger("pairio.server")
 
-API = "/api/v1"
 # get_many may return small objects with their keys' values (a remote hit in one request).
 MAX_INLINE_BYTES = 64 << 10
 MAX_INLINE_TOTAL_BYTES = 1 << 20
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A compact JSON response."""
-    body = json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return Response(body, status, headers, media_type="application/json")
 
 
 def open_store(settings: ServerSettings) -> KeyValueStore:
@@ -123,9 +118,6 @@ def create_app(
         Route("/openapi.json", api.openapi, methods=["GET"]),
         Route("/metrics", api.metrics_page, methods=["GET"]),
     ]
-    # These modules import this one's helpers.
-    from .content import content_routes
-    from .leases import lease_routes
 
     routes += lease_routes(api.endpoint, guard, store)
     routes += content_routes(settings, guard, content)
@@ -197,8 +189,6 @@ def backend_problems(store: KeyValueStore, coordination: Coordination, content: 
 
 def app_from_environment() -> Starlette:
     """The app for the directory ``pairio serve --workers N`` names in its workers' environment."""
-    from ..cli.serve import SERVE_DIRECTORY_VARIABLE
-
     return create_app(os.environ[SERVE_DIRECTORY_VARIABLE])
 
 
@@ -291,7 +281,7 @@ class _Api:
 
     def get(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = request_key(obj.get("key"), "key")
         self.guard.allow(channel, collection, "get")
         value = self.store.get(collection.name, key)
         self.metrics.count_lookups("pairs", value is not None, value is None)
@@ -299,7 +289,7 @@ class _Api:
 
     def set(self, channel: str, obj: dict) -> Response:  # noqa: A003
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = request_key(obj.get("key"), "key")
         value = _value(obj.get("value"), "value", key)
         self.guard.allow(channel, collection, "set")
         self.store.set(collection.name, key, value)
@@ -307,7 +297,7 @@ class _Api:
 
     def delete(self, channel: str, obj: dict) -> Response:
         collection = self.guard.collection(channel, obj.get("collection"))
-        key = _key(obj.get("key"), "key")
+        key = request_key(obj.get("key"), "key")
         self.guard.allow(channel, collection, "set")
         self.store.delete(collection.name, key)
         return json_response({"ok": True})
@@ -318,7 +308,7 @@ class _Api:
         if not isinstance(keys, list):
             raise ApiError(400, "field 'keys' must be a list of keys")
         _check_count(len(keys), "keys")
-        checked = [_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
+        checked = [request_key(k, f"keys[{i}]") for i, k in enumerate(keys)]
         inline = obj.get("inline", 0)
         if isinstance(inline, bool) or not isinstance(inline, int) or not 0 <= inline <= MAX_INLINE_BYTES:
             raise ApiError(400, f"field 'inline' must be a number of bytes from 0 to {MAX_INLINE_BYTES}")
@@ -358,21 +348,12 @@ class _Api:
         _check_count(len(pairs), "pairs")
         checked = {}
         for k, v in pairs.items():
-            key = _key(k, "pairs")
+            key = request_key(k, "pairs")
             checked[key] = None if v is None else _value(v, f"pairs[{key!r}]", key)
         self.guard.allow(channel, collection, "set", len(checked))
         if checked:
             self.store.set_many(collection.name, checked)
         return json_response({"ok": True})
-
-
-def _key(key: object, field: str) -> str:
-    if not isinstance(key, str):
-        raise ApiError(400, f"field {field!r} must be a string key")
-    try:
-        return key_string(key)
-    except InvalidKeyError as exc:
-        raise ApiError(400, f"field {field!r}: {exc}") from None
 
 
 def _value(value: object, field: str, key: str) -> str:

@@ -26,10 +26,10 @@ from starlette.routing import Route
 
 from ..errors import ContentNotFoundError, CorruptContentError, PairioError
 from ..hashing import is_sha1_hex
-from .app import API, json_response
 from .auth import ApiError, Guard, content_length, read_body
 from .backends import ContentBackend, Upload
 from .ratelimit import retry_after_header
+from .responses import API, json_response
 from .settings import MAX_PAIRS_PER_REQUEST, ContentRights, ServerSettings
 
 log = logging.getLogger("pairio.server")

@@ -33,9 +33,9 @@ from starlette.routing import Route
 
 from ..hashing import sha1_hex
 from ..kv.base import KeyValueStore
-from .app import API, Handler, _key, json_response
 from .auth import ApiError, Guard
 from .backends import Lease
+from .responses import API, Handler, json_response, request_key
 
 MIN_TTL_S = 0.5
 MAX_TTL_S = 3600.0
@@ -121,9 +121,9 @@ def _public(lease: Lease, now: float | None = None) -> dict[str, Any]:
 
 
 def _lease_key(key: object) -> str:
-    """A lease's key: a key (see :func:`pairio.server.app._key`) without a NUL character, which the
+    """A lease's key: a key (see :func:`pairio.server.responses.request_key`) without a NUL character, which the
     leases' records on PostgreSQL cannot hold (refused on every backend alike)."""
-    checked = _key(key, "key")
+    checked = request_key(key, "key")
     if "\0" in checked:
         raise ApiError(400, "field 'key': a lease's key may not contain a NUL character (U+0000)")
     return checked

@@ -28,10 +28,10 @@ from ..errors import InvalidInputError, InvalidKeyError, InvalidValueError, Pair
 from ..hashing import check_value, is_sha1_hex, key_string
 from ..kv.base import KeyValueStore
 from ..signing import NonceCacheFull, verify_legacy, verify_legacy_content
-from .app import json_response
 from .auth import ApiError, Guard
 from .backends import ContentBackend
 from .content import ContentApi
+from .responses import json_response
 from .settings import ServerSettings
 
 log = logging.getLogger("pairio.server")

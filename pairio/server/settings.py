@@ -20,6 +20,8 @@ from ..hashing import MAX_KEY_LENGTH, is_valid_unicode
 from ..signing import CHANNEL_PATTERN
 
 SETTINGS_FILENAME = "pairio.json"
+# How ``pairio serve --workers N`` tells its worker processes which directory they serve.
+SERVE_DIRECTORY_VARIABLE = "PAIRIO_SERVE_DIRECTORY"
 DEFAULT_MAX_BODY_BYTES = 8 * 1024 * 1024
 MAX_PAIRS_PER_REQUEST = 10_000
 # A request head (request line and headers) longer than this is answered 431 (see pairio.server.http).

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 
-from ..errors import ConfigurationError
+from .errors import ConfigurationError
 
 _SIZE_UNITS = {
     "": 1, "b": 1,
