@@ -667,3 +667,74 @@ def test_trust_all_warns_once_per_process(server, tmp_path):
         warnings.simplefilter("always")
         assert [pa.load_pickle(u).v for u in uris] == [1, 2]
     assert sum("trust='all'" in str(w.message) for w in caught) == 1
+
+
+# --- a class's own methods never run on untrusted content ---------------------------------------
+
+RAN: list[str] = []
+
+
+class _SetsState:
+    def __init__(self, v):
+        self.v = v
+
+    def __setstate__(self, state):
+        RAN.append("__setstate__")
+        self.__dict__.update(state)
+
+
+class _LooksUp:
+    def __init__(self, v):
+        self.v = v
+
+    def __getattr__(self, name):
+        RAN.append(f"__getattr__ {name}")
+        raise AttributeError(name)
+
+
+class _Appends(list):
+    def append(self, item):
+        RAN.append("append")
+        super().append(item)
+
+
+class _Hashes:
+    def __init__(self, v):
+        self.v = v
+
+    def __hash__(self):
+        RAN.append("__hash__")
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    x: int
+    y: list
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("value", [_SetsState(1), _LooksUp(2), _Appends([3]), {_Hashes(4): 1}, [{_Hashes(5)}]],
+                         ids=["setstate", "getattr", "append", "hash-key", "hash-member"])
+def test_a_class_whose_own_methods_loading_would_run_is_refused(value, protocol):
+    data = pickle.dumps(value, protocol=protocol)
+    RAN.clear()  # (what the writer's pickling ran)
+    with pytest.raises(pa.UntrustedContentError, match="test_untrusted_content._"):
+        safe_loads(data)
+    assert RAN == []  # none of its code ran
+    if protocol < 2:
+        return  # (copyreg._reconstructor rebuilds only the allow-listed types)
+    pa.add_safe_globals([type(value) if not isinstance(value, (dict, list)) or isinstance(value, _Appends)
+                         else _Hashes])  # the reader's own choice: then it loads, methods and all
+    try:
+        safe_loads(data)
+    finally:
+        from pairio.content.safe_pickle import _added
+
+        _added.clear()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_dataclass_is_still_restored_by_state(protocol):
+    loaded = safe_loads(pickle.dumps(_Frozen(1, [2]), protocol=protocol))
+    assert loaded == _Frozen(1, [2]) and type(loaded) is _Frozen
