@@ -738,3 +738,58 @@ def test_a_class_whose_own_methods_loading_would_run_is_refused(value, protocol)
 def test_a_dataclass_is_still_restored_by_state(protocol):
     loaded = safe_loads(pickle.dumps(_Frozen(1, [2]), protocol=protocol))
     assert loaded == _Frozen(1, [2]) and type(loaded) is _Frozen
+
+
+# --- a tiny pickle never allocates gigabytes -----------------------------------------------------
+
+
+class _Calls:
+    """Pickles as a call of ``function(*args)`` (what a hostile writer can put in any pickle)."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+class _Bytes(bytes):
+    pass
+
+
+class _HugeBytes(bytes):
+    def __reduce_ex__(self, protocol):
+        import copyreg
+
+        return copyreg.__newobj__, (type(self), 10**10)
+
+
+def _huge_array():
+    from numpy._core.multiarray import _reconstruct
+
+    return _Calls(_reconstruct, np.ndarray, (10**6, 10**6), b"b")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("make", [lambda: _Calls(bytearray, 10**10), lambda: _Calls(bytes, 10**10),
+                                  lambda: _Calls(list, range(10**10)), lambda: _Calls(set, range(10**9)),
+                                  lambda: _Calls(bytearray, range(10**10)), _huge_array,
+                                  lambda: _HugeBytes(b"")],
+                         ids=["bytearray", "bytes", "list-range", "set-range", "bytearray-range", "array",
+                              "bytes-subclass"])
+def test_a_tiny_pickle_that_would_allocate_gigabytes_is_refused_naming_the_limit(make, protocol):
+    if protocol < 2 and isinstance(make(), _HugeBytes):
+        pytest.skip("copyreg.__newobj__ needs protocol 2")
+    data = pickle.dumps(make(), protocol=protocol)
+    assert len(data) < 200
+    with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
+        safe_loads(data)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_bytes_ranges_and_arrays_within_the_limits_still_load(protocol):
+    value = [bytearray(b"x" * 3000), b"y" * 3000, range(0, 10**6, 3), _Bytes(b"z" * 10),
+             np.zeros((300, 200)), {1, 2, 3}, b""]
+    loaded = safe_loads(pickle.dumps(value, protocol=protocol))
+    assert loaded[:4] == value[:4] and type(loaded[3]) is _Bytes and loaded[5:] == value[5:]
+    assert (loaded[4] == value[4]).all()
