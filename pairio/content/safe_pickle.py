@@ -19,6 +19,9 @@ opcodes run at C speed) hands out only:
   *call* the class with arguments (``__reduce__`` returning ``(cls, args)``) is refused;
 * what :func:`add_safe_globals` or the ``safe_globals`` config field adds.
 
+What a call would make out of nothing is bounded (``bytearray(n)``, ``bytes(n)``, a ``range`` a
+list or set is made of, an array's shape): :data:`MAX_ALLOCATION_BYTES`, :data:`MAX_RANGE_LENGTH`.
+
 Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ``getattr``,
 ``importlib.import_module``, a function pickled by value) raises :class:`UntrustedContentError`
 naming the first global refused, before anything is called. Modules are never imported on a
