@@ -793,3 +793,20 @@ def test_bytes_ranges_and_arrays_within_the_limits_still_load(protocol):
     loaded = safe_loads(pickle.dumps(value, protocol=protocol))
     assert loaded[:4] == value[:4] and type(loaded[3]) is _Bytes and loaded[5:] == value[5:]
     assert (loaded[4] == value[4]).all()
+
+
+def test_a_teammates_result_of_a_class_with_its_own_setstate_is_a_miss_that_runs_none_of_it(server, tmp_path):
+    @pa.cached
+    def make3(n):
+        CALLS.append(n)
+        return _SetsState(n)
+
+    CALLS.clear()
+    with pa.config(**machine(server, tmp_path / "a")):
+        make3(4201)
+    RAN.clear()
+    with pa.config(**machine(server, tmp_path / "b")), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert make3(4201).v == 4201
+    assert CALLS == [4201, 4201] and RAN == []  # computed again on B; the class's __setstate__ never ran
+    assert any("_SetsState" in str(w.message) for w in said)
