@@ -667,3 +667,146 @@ def test_trust_all_warns_once_per_process(server, tmp_path):
         warnings.simplefilter("always")
         assert [pa.load_pickle(u).v for u in uris] == [1, 2]
     assert sum("trust='all'" in str(w.message) for w in caught) == 1
+
+
+# --- a class's own methods never run on untrusted content ---------------------------------------
+
+RAN: list[str] = []
+
+
+class _SetsState:
+    def __init__(self, v):
+        self.v = v
+
+    def __setstate__(self, state):
+        RAN.append("__setstate__")
+        self.__dict__.update(state)
+
+
+class _LooksUp:
+    def __init__(self, v):
+        self.v = v
+
+    def __getattr__(self, name):
+        RAN.append(f"__getattr__ {name}")
+        raise AttributeError(name)
+
+
+class _Appends(list):
+    def append(self, item):
+        RAN.append("append")
+        super().append(item)
+
+
+class _Hashes:
+    def __init__(self, v):
+        self.v = v
+
+    def __hash__(self):
+        RAN.append("__hash__")
+        return 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frozen:
+    x: int
+    y: list
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("value", [_SetsState(1), _LooksUp(2), _Appends([3]), {_Hashes(4): 1}, [{_Hashes(5)}]],
+                         ids=["setstate", "getattr", "append", "hash-key", "hash-member"])
+def test_a_class_whose_own_methods_loading_would_run_is_refused(value, protocol):
+    data = pickle.dumps(value, protocol=protocol)
+    RAN.clear()  # (what the writer's pickling ran)
+    with pytest.raises(pa.UntrustedContentError, match="test_untrusted_content._"):
+        safe_loads(data)
+    assert RAN == []  # none of its code ran
+    if protocol < 2:
+        return  # (copyreg._reconstructor rebuilds only the allow-listed types)
+    pa.add_safe_globals([type(value) if not isinstance(value, (dict, list)) or isinstance(value, _Appends)
+                         else _Hashes])  # the reader's own choice: then it loads, methods and all
+    try:
+        safe_loads(data)
+    finally:
+        from pairio.content.safe_pickle import _added
+
+        _added.clear()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_dataclass_is_still_restored_by_state(protocol):
+    loaded = safe_loads(pickle.dumps(_Frozen(1, [2]), protocol=protocol))
+    assert loaded == _Frozen(1, [2]) and type(loaded) is _Frozen
+
+
+# --- a tiny pickle never allocates gigabytes -----------------------------------------------------
+
+
+class _Calls:
+    """Pickles as a call of ``function(*args)`` (what a hostile writer can put in any pickle)."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def __reduce__(self):
+        return self.function, self.args
+
+
+class _Bytes(bytes):
+    pass
+
+
+class _HugeBytes(bytes):
+    def __reduce_ex__(self, protocol):
+        import copyreg
+
+        return copyreg.__newobj__, (type(self), 10**10)
+
+
+def _huge_array():
+    from numpy._core.multiarray import _reconstruct
+
+    return _Calls(_reconstruct, np.ndarray, (10**6, 10**6), b"b")
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("make", [lambda: _Calls(bytearray, 10**10), lambda: _Calls(bytes, 10**10),
+                                  lambda: _Calls(list, range(10**10)), lambda: _Calls(set, range(10**9)),
+                                  lambda: _Calls(bytearray, range(10**10)), _huge_array,
+                                  lambda: _HugeBytes(b"")],
+                         ids=["bytearray", "bytes", "list-range", "set-range", "bytearray-range", "array",
+                              "bytes-subclass"])
+def test_a_tiny_pickle_that_would_allocate_gigabytes_is_refused_naming_the_limit(make, protocol):
+    if protocol < 2 and isinstance(make(), _HugeBytes):
+        pytest.skip("copyreg.__newobj__ needs protocol 2")
+    data = pickle.dumps(make(), protocol=protocol)
+    assert len(data) < 200
+    with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
+        safe_loads(data)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_bytes_ranges_and_arrays_within_the_limits_still_load(protocol):
+    value = [bytearray(b"x" * 3000), b"y" * 3000, range(0, 10**6, 3), _Bytes(b"z" * 10),
+             np.zeros((300, 200)), {1, 2, 3}, b""]
+    loaded = safe_loads(pickle.dumps(value, protocol=protocol))
+    assert loaded[:4] == value[:4] and type(loaded[3]) is _Bytes and loaded[5:] == value[5:]
+    assert (loaded[4] == value[4]).all()
+
+
+def test_a_teammates_result_of_a_class_with_its_own_setstate_is_a_miss_that_runs_none_of_it(server, tmp_path):
+    @pa.cached
+    def make3(n):
+        CALLS.append(n)
+        return _SetsState(n)
+
+    CALLS.clear()
+    with pa.config(**machine(server, tmp_path / "a")):
+        make3(4201)
+    RAN.clear()
+    with pa.config(**machine(server, tmp_path / "b")), warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        assert make3(4201).v == 4201
+    assert CALLS == [4201, 4201] and RAN == []  # computed again on B; the class's __setstate__ never ran
+    assert any("_SetsState" in str(w.message) for w in said)

@@ -12,11 +12,15 @@ opcodes run at C speed) hands out only:
 * the pandas classes and rebuild helpers a DataFrame, Series, Index or extension array needs;
 * classes "restored by state": any other class of an imported module that is not part of
   Python's runtime, the standard library or pairio, whose bases are plain, and that defines no
-  ``__del__``. For such a class the unpickler gets a stand-in: it makes a bare instance
-  (``base.__new__(cls)``, no ``__init__``, no custom ``__new__``) that ``BUILD`` then fills with
-  the pickled state (the class's own ``__setstate__``, if it has one). A pickle that would
+  ``__del__`` nor any method loading could call (``__setstate__``, ``__getattr__``, ``__setattr__``,
+  ``__hash__``, ``append``...: code of the class run on the content's say). For such a class the
+  unpickler gets a stand-in: it makes a bare instance (``base.__new__(cls)``, no ``__init__``, no
+  custom ``__new__``) that ``BUILD`` then fills with the pickled state. A pickle that would
   *call* the class with arguments (``__reduce__`` returning ``(cls, args)``) is refused;
 * what :func:`add_safe_globals` or the ``safe_globals`` config field adds.
+
+What a call would make out of nothing is bounded (``bytearray(n)``, ``bytes(n)``, a ``range`` a
+list or set is made of, an array's shape): :data:`MAX_ALLOCATION_BYTES`, :data:`MAX_RANGE_LENGTH`.
 
 Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ``getattr``,
 ``importlib.import_module``, a function pickled by value) raises :class:`UntrustedContentError`
@@ -148,6 +152,8 @@ def _stand_in(cls: type, name: str) -> type:
             return BaseException.__new__(cls, *args)  # the arguments become .args: data
         if base is tuple:  # a named tuple's fields (its __getnewargs__)
             return tuple.__new__(cls, args)
+        if base in (bytes, bytearray):
+            _check_length(base, args)
         return base.__new__(cls, *args)
 
     return _StandIn(f"{cls.__name__}", (), {"__new__": __new__, "__slots__": (), "_pairio_class": cls,
@@ -167,14 +173,61 @@ def _is_allowed_type(cls: Any) -> bool:
                                       or issubclass(cls, enum.Enum) or _is_pandas_class(cls))
 
 
+# What one call made by content loaded as data only may allocate: a pickle of a few bytes must not
+# make gigabytes (``bytearray(10**10)``, ``list(range(10**10))``, an array of a huge shape). Data a
+# pickle carries is not bounded (it is in the file); only what a call would make out of nothing.
+MAX_ALLOCATION_BYTES = 1 << 26
+MAX_RANGE_LENGTH = 1 << 20
+
+
+def _too_large(what: str, size: int, limit: int, refused: str) -> UntrustedContentError:
+    return UntrustedContentError(f"the content makes {what} of {size:,} (more than the limit of {limit:,} for "
+                                 "content loaded as data only)", refused=refused)
+
+
+def _sized(kind: type) -> Callable[..., Any]:
+    """``bytes`` or ``bytearray`` whose length from an int (or a range) is bounded."""
+
+    def make(*args: Any) -> Any:
+        _check_length(kind, args)
+        return kind(*args)
+
+    make.__qualname__ = make.__name__ = kind.__name__
+    return make
+
+
+def _check_length(kind: type, args: tuple) -> None:
+    """Refuse ``kind(*args)`` (``bytes``, ``bytearray`` or a subclass) if it would be longer than the limit."""
+    first = args[0] if args else None
+    length = len(first) if isinstance(first, range) else first
+    if isinstance(length, int) and not isinstance(length, bool) and length > MAX_ALLOCATION_BYTES:
+        raise _too_large(f"{kind.__name__} of length", length, MAX_ALLOCATION_BYTES, f"builtins.{kind.__name__}")
+
+
+def _range(*args: Any) -> range:
+    """``range``, at most MAX_RANGE_LENGTH long (a list, set or bytes made of it would be as long)."""
+    made = range(*args)
+    if len(made) > MAX_RANGE_LENGTH:
+        raise _too_large("a range of length", len(made), MAX_RANGE_LENGTH, "builtins.range")
+    return made
+
+
+_bounded_bytes, _bounded_bytearray = _sized(bytes), _sized(bytearray)
+# The bounded stand-ins for types, to the types (where a base class is named, not called).
+_TYPE_OF: dict[Any, type] = {_bounded_bytes: bytes, _bounded_bytearray: bytearray, _range: range}
+
+
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only."""
+    base = _TYPE_OF.get(base, base)
     if not _is_allowed_type(cls) or base not in _PLAIN_BASES:
         raise UntrustedContentError("the content rebuilds an object of a class that is not allowed",
                                     refused="copyreg._reconstructor")
     real = _real(cls)
     if base is object:
         return object.__new__(real)
+    if base in (bytes, bytearray):
+        _check_length(base, (state,))
     obj = base.__new__(real, state)
     if base.__init__ is not object.__init__:  # a builtin's own __init__ (a list's items), never the class's
         base.__init__(obj, state)
@@ -210,7 +263,8 @@ def _getattr(obj: Any, name: str, *default: Any) -> Any:
     zoneinfo = sys.modules.get("zoneinfo")
     if zoneinfo is not None and obj is zoneinfo.ZoneInfo and name == "_unpickle":
         return obj._unpickle
-    raise UntrustedContentError(f"the content looks up attribute {name!r} of {obj!r}", refused="builtins.getattr")
+    raise UntrustedContentError(f"the content looks up attribute {name!r} of a {type(obj).__name__}",
+                                refused="builtins.getattr")
 
 
 def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
@@ -222,6 +276,9 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
             and subtype.__module__.split(".")[0] == "numpy"):
         raise UntrustedContentError(f"the content rebuilds an array of type {subtype!r}",
                                     refused="numpy._core.multiarray._reconstruct")
+    size = numpy.dtype(dtype).itemsize * int(numpy.prod(shape, dtype=object)) if shape else 0
+    if size > MAX_ALLOCATION_BYTES:
+        raise _too_large("an array of bytes", size, MAX_ALLOCATION_BYTES, "numpy._core.multiarray._reconstruct")
     return numpy.ndarray.__new__(subtype, shape, dtype)
 
 
@@ -295,6 +352,9 @@ _SAFE_REPLACEMENTS: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _encode,
     ("codecs", "encode"): _encode,
     ("builtins", "getattr"): _getattr,
+    ("builtins", "bytes"): _bounded_bytes,
+    ("builtins", "bytearray"): _bounded_bytearray,
+    ("builtins", "range"): _range,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
 }
@@ -304,6 +364,30 @@ def replace_global(module: str, name: str, replacement: Callable[..., Any]) -> N
     """Hand out ``replacement`` for the global ``module.name`` in content loaded as data only: how a
     layer above allows its own rebuild helper, in a form that only builds data."""
     _SAFE_REPLACEMENTS[(module, name)] = replacement
+
+
+# Methods the unpickler (or the C code it calls) runs on a restored instance: a class that defines one
+# would run its own code on content no trusted writer vouches for, so it is not restored by state.
+_LOAD_METHODS = frozenset({"__setstate__", "__getattr__", "__getattribute__", "__setattr__",
+                           "append", "extend", "add", "__setitem__", "__hash__", "__eq__",
+                           "__index__", "__iter__", "__len__", "__int__", "__float__", "__bytes__", "keys"})
+
+
+def _runs_on_load(klass: type) -> bool:
+    """Whether ``klass`` defines a method of its own that loading an instance could call (those
+    ``dataclasses`` generates only compare, hash or freeze the fields: they are allowed)."""
+    for name in _LOAD_METHODS & vars(klass).keys():
+        method = vars(klass)[name]
+        if method is None or getattr(method, "__module__", None) == "dataclasses":
+            continue  # ``__hash__ = None``, or generated by @dataclass
+        if name in ("__eq__", "__hash__", "__setattr__") and _generated_by_dataclass(klass):
+            continue
+        return True
+    return False
+
+
+def _generated_by_dataclass(klass: type) -> bool:
+    return "__dataclass_fields__" in vars(klass) and "__dataclass_params__" in vars(klass)
 
 
 class _Resolver:
@@ -363,7 +447,7 @@ class _Resolver:
                 continue
             if klass.__module__.split(".")[0] in _NEVER and klass.__module__ not in _BASE_MODULES:
                 return False  # a standard-library base (a thread, a file, a socket) is not data
-            if "__del__" in vars(klass):
+            if "__del__" in vars(klass) or _runs_on_load(klass):
                 return False
         return True
 
