@@ -421,7 +421,7 @@ def test_gc_removes_idle_lock_files_and_keeps_held_and_young_ones(pairio_home, m
     import filelock
 
     from pairio.cli import main
-    from pairio.memo.flight import remove_idle_locks
+    from pairio.key_lock_files import remove_idle_locks
 
     # Lock files per key are what platforms without range locks use (and what older versions left).
     monkeypatch.setattr(flight, "_USE_RANGES", False)

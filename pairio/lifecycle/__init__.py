@@ -4,7 +4,7 @@ eviction within ``max_size`` and garbage collection.
 Modules: :mod:`.records` (the record beside each pair), :mod:`.provenance` (where a
 result came from), :mod:`.misses` (why a call missed), :mod:`.eviction` (GDSF within
 ``max_size``), :mod:`.gc` (unreferenced content, orphaned pairs, temporary files, locks),
-:mod:`.hooks` (the two calls the decorator makes). How writers, readers and removers of
+:mod:`.calls` (what it keeps of the decorator's calls). How writers, readers and removers of
 content meet is :mod:`pairio.content.directory_lock`; ``50GB`` and ``30d`` are
 :mod:`pairio.units`. Nothing is imported here.
 """

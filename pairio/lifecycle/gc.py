@@ -32,9 +32,9 @@ from ..content.directories import read_manifest
 from ..content.store import ContentStore
 from ..errors import ContentNotFoundError, CorruptContentError, PairioError
 from ..hashing import is_sha1_hex
+from ..key_lock_files import remove_idle_locks
 from ..kv import local_store
 from ..kv.directory import DirectoryLeases, DirectoryStore
-from ..memo.flight import remove_idle_locks
 from . import records
 
 DEFAULT_GRACE_S = 24 * 3600.0

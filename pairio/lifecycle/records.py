@@ -155,8 +155,14 @@ def add(store: EmbeddedStore, entry: Entry, pairs: Mapping[str, str] | None = No
     with store.transaction(immediate=True) as connection:
         if pairs:
             store.write_pairs(connection, entry.collection, pairs)
-        connection.execute(_INSERT, _row(entry))
-        return connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
+        return add_in(connection, entry)
+
+
+def add_in(connection: sqlite3.Connection, entry: Entry) -> float:
+    """Write ``entry``'s record (replacing any of the same key) in ``connection``'s transaction (of
+    the embedded store, joined by the writer of its pairs); returns the recorded total size."""
+    connection.execute(_INSERT, _row(entry))
+    return connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
 
 
 def _row(entry: Entry) -> list[Any]:

@@ -40,12 +40,12 @@ from ..errors import (
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
 from ..lifecycle import api as lifecycle_api
-from ..lifecycle import hooks, records
-from ..lifecycle.hooks import explain_miss
+from ..lifecycle import calls, provenance, records
 from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
 from . import call_stats, flight
+from .key_parts import key_parts
 from .refs import (
     Ref,
     digest_pairs,
@@ -352,7 +352,7 @@ class CachedFunction:
             call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
                               verbose=self._shows_line(cfg), loaded=time.perf_counter() - started,
                               remote=from_server or downloaded > 0, downloaded=downloaded)
-        hooks.hit(cfg, collection, key, result, sha1, places.kv)
+        calls.count_hit(cfg, collection, key, result, sha1, places.kv)
         if _worker is not False and in_worker():
             _write_now()
         return result
@@ -404,9 +404,9 @@ class CachedFunction:
             pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}",
                      **digest_pairs(key, stored.size, arg_digest, types)}
             if cfg.set_to == "local":
-                # The pair and its record in one transaction.
-                reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs,
-                                             want_reason, pairs=pairs)
+                # The pair and (when the store has a max_size) its record in one transaction.
+                reason, total = self._write_miss(cfg, collection, key, stored, seconds, args, kwargs,
+                                                 want_reason, pairs)
             else:
                 # The result is computed and in the local content store: whatever the server does, it is
                 # handed back (remote.Server stores the pair locally if the server cannot).
@@ -417,9 +417,46 @@ class CachedFunction:
                               f"{self.name} {key[:8]}: recording the result")
                 uploaded = server.uploaded
         if cfg.set_to != "local":
-            reason, total = hooks.stored(cfg, self, collection, key, stored, seconds, args, kwargs, want_reason)
-        hooks.settled(cfg, collection, key, result, stored.sha1, total)
+            reason, total = self._write_miss(cfg, collection, key, stored, seconds, args, kwargs, want_reason, {})
+        calls.after_miss(cfg, collection, key, result, stored.sha1, total)
         return reason, uploaded
+
+    def _write_miss(self, cfg: Config, collection: str, key: str, stored: Any, seconds: float, args: tuple,
+                    kwargs: dict, want_reason: bool, pairs: dict[str, str]) -> tuple[str, float | None]:
+        """Write ``pairs`` (the result's pair and its side pairs, in the local store) and the miss's
+        record: in one transaction when the store has a ``max_size`` (eviction knows the new total at
+        once), else the record soon after, by lifecycle's background writer. Returns why the call
+        missed if ``want_reason`` (else "") and the recorded total size (None if not known yet). A
+        record that cannot be made is logged; a failure to write the pairs raises."""
+        call = self._missed_call(cfg, collection, key, args, kwargs)
+        reason, entry = calls.miss_record(cfg, call, stored.sha1, list(stored.files), stored.size, seconds,
+                                          want_reason)
+        store = local_store(cfg)
+        if entry is not None and calls.records_with_pairs(cfg, store):
+            try:
+                with store.transaction(immediate=True) as connection:
+                    if pairs:
+                        store.write_pairs(connection, collection, pairs)
+                    return reason, calls.write_record(store, entry, connection)
+            except StoreUnavailableError as exc:
+                calls.log_unrecorded(self.name, key, exc)
+                entry = None
+        if pairs:
+            store.set_many(collection, pairs)
+        if entry is not None:
+            calls.write_record(store, entry)
+        return reason, None
+
+    def _missed_call(self, cfg: Config, collection: str, key: str, args: tuple, kwargs: dict) -> calls.MissedCall:
+        """The call of key ``key`` as lifecycle records it: plain data, with what tells whether an
+        argument handed out by a cached call is still that call's result."""
+        parts, bound = key_parts(self._keys, self._method, key, args, kwargs)
+        keys = self._keys
+        # A method's self is hashed for the key with its class's code: not as a plain value.
+        known = {name: digest for name, digest in parts.arguments.items()
+                 if not (self._method and name == keys.self_name)}
+        checker = provenance.Checker(lambda sha1: self.stored_result(cfg, sha1), keys.value_hash, known)
+        return calls.MissedCall(self.name, collection, key, parts, bound, checker)
 
     def _too_large(self, cfg: Config, key: str, stored: Any) -> str:
         """A result larger than ``max_size``: it could never be kept (stored, it would be evicted at
@@ -538,7 +575,8 @@ class CachedFunction:
         if out["hit"]:
             out.update(miss=None, closest=None, differences=[])
         else:
-            out.update(explain_miss(cfg, self, out["collection"], out["key"], args, kwargs))
+            parts, _ = key_parts(self._keys, self._method, out["key"], args, kwargs)
+            out.update(calls.explain_miss(cfg, self.name, out["collection"], out["key"], parts))
         return out
 
     def entries(self, **filters: Any) -> list[Entry]:
@@ -573,7 +611,7 @@ class CachedFunction:
         collection = self._collection(cfg)
         existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
         api.set_many({key: None, **dict.fromkeys(side_keys(key))}, collection)
-        hooks.forgotten(cfg, collection, key)
+        calls.forget_record(cfg, collection, key)
         return existed
 
 

@@ -14,7 +14,7 @@ its own lock file, ``<database dir>/locks/<key>.lock``, locked with ``flock`` (w
 the ``filelock`` package where ``fcntl`` is missing, on Windows).
 
 Per-key lock files stay after use (removing one while another process may be opening
-it would let two computers in at once); :func:`remove_idle_locks` (``pairio gc
+it would let two computers in at once); ``key_lock_files.remove_idle_locks`` (``pairio gc
 --locks``) clears old ones. A computer that locked a file that was removed meanwhile
 notices (the path no longer leads to the file it holds) and locks the new one.
 """
@@ -27,12 +27,11 @@ import logging
 import os
 import struct
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from typing import Any
 
 from ..files import NO_LOCKS_ERRNOS, ensure_dir
+from ..key_lock_files import OPEN_FLAGS, KeyLockFile
 
 try:
     import fcntl
@@ -40,83 +39,10 @@ except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
 logger = logging.getLogger("pairio")
-# How often a waiter looks at the lock: a step worth caching takes far longer than this.
-_POLL_S = 0.005
 _ASYNC_POLL_S = 0.01
-_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
-_ATTEMPTS = 20
 # The file whose byte ranges are the keys' locks (its name does not end in .lock: gc keeps it).
 RANGES_FILENAME = "keys.ranges"
 _USE_RANGES = sys.platform == "linux" and fcntl is not None and hasattr(fcntl, "F_OFD_SETLK")
-
-
-class _KeyLock:
-    """An exclusive lock on one lock file; ``try_acquire`` never blocks, ``acquire`` waits."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._fd: int | None = None
-        self._fallback: Any = None
-
-    def try_acquire(self) -> bool:
-        if fcntl is None:
-            return self._fallback_acquire(timeout=0)
-        return self._lock(fcntl.LOCK_EX | fcntl.LOCK_NB)
-
-    def acquire(self) -> None:
-        if fcntl is None:
-            self._fallback_acquire(timeout=-1)
-        else:
-            self._lock(fcntl.LOCK_EX)
-
-    def _lock(self, operation: int) -> bool:
-        for _ in range(_ATTEMPTS):
-            fd = self._open()
-            try:
-                fcntl.flock(fd, operation)
-            except BlockingIOError:
-                os.close(fd)
-                return False
-            except BaseException:
-                os.close(fd)
-                raise
-            # remove_idle_locks may have unlinked the file between our open and our flock:
-            # a lock on a file no longer at the path excludes no one, so lock the new one.
-            try:
-                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
-            except FileNotFoundError:
-                same = False
-            if same:
-                self._fd = fd
-                return True
-            os.close(fd)
-        raise OSError(f"could not lock {self.path} (the lock file keeps being removed)")
-
-    def _open(self) -> int:
-        try:
-            return os.open(self.path, _OPEN_FLAGS, 0o666)
-        except FileNotFoundError:
-            ensure_dir(Path(self.path).parent)
-            return os.open(self.path, _OPEN_FLAGS, 0o666)
-
-    def _fallback_acquire(self, timeout: float) -> bool:
-        import filelock
-
-        ensure_dir(Path(self.path).parent)
-        # thread_local=False: the lock belongs to this call, which may hop threads only in async code.
-        self._fallback = filelock.FileLock(self.path, thread_local=False)
-        try:
-            self._fallback.acquire(timeout=timeout, poll_interval=_POLL_S)
-        except filelock.Timeout:
-            return False
-        return True
-
-    def release(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            os.close(fd)  # closing the only descriptor releases the flock
-        elif self._fallback is not None:
-            self._fallback.release()
 
 
 class _RangeLock:
@@ -140,10 +66,10 @@ class _RangeLock:
 
     def _lock(self, command: int) -> bool:
         try:
-            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+            fd = os.open(self.path, OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
-            fd = os.open(self.path, _OPEN_FLAGS, 0o666)
+            fd = os.open(self.path, OPEN_FLAGS, 0o666)
         try:
             fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
         except OSError as exc:
@@ -163,10 +89,10 @@ class _RangeLock:
             os.close(fd)  # closing the descriptor releases its locks
 
 
-def _lock(database_dir: Path, key: str) -> _KeyLock | _RangeLock:
+def _lock(database_dir: Path, key: str) -> KeyLockFile | _RangeLock:
     if _USE_RANGES:
         return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key)
-    return _KeyLock(os.path.join(database_dir, "locks", f"{key}.lock"))
+    return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
 @contextlib.contextmanager
@@ -238,40 +164,3 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
         yield waited
     finally:
         lock.release()
-
-
-def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0, dry_run: bool = False) -> list[Path]:
-    """Remove lock files older than ``min_age_s`` that no one holds; returns the paths removed
-    (with ``dry_run``, those that would be, removing nothing).
-
-    Each is removed while this process holds it, so no computer loses its claim: one that
-    opened the file just before locks it only after the removal, sees that the path no
-    longer leads to it, and locks the file at the path instead.
-    """
-    directory = database_dir / "locks"
-    removed: list[Path] = []
-    try:
-        entries = list(os.scandir(directory))
-    except FileNotFoundError:
-        return removed
-    now = time.time()
-    for entry in entries:
-        if not entry.name.endswith(".lock"):
-            continue
-        try:
-            if now - entry.stat().st_mtime < min_age_s:
-                continue
-        except FileNotFoundError:
-            continue
-        lock = _KeyLock(entry.path)
-        if not lock.try_acquire():
-            continue  # claimed right now
-        try:
-            if not dry_run:
-                os.unlink(entry.path)
-            removed.append(Path(entry.path))
-        except FileNotFoundError:
-            pass
-        finally:
-            lock.release()
-    return removed

@@ -18,7 +18,7 @@ import importlib
 import pickle
 from collections.abc import Iterable
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ..config import get_config
 from ..content import content_store
@@ -232,10 +232,20 @@ def _plain(value: Any, depth: int = 0) -> bool:
     return False
 
 
-def _import_function(name: str) -> Any:
-    """The cached function named ``module.qualname``, if it can be imported here (else None)."""
-    from .decorator import CachedFunction
+@runtime_checkable
+class CachedCallable(Protocol):
+    """What a Ref needs of the cached function that made it (``CachedFunction``, not imported
+    here: the decorator imports this module)."""
 
+    def key(self, *args: Any, **kwargs: Any) -> str: ...
+
+    def ref(self, *args: Any, **kwargs: Any) -> Ref: ...
+
+    def stored_result(self, cfg: Any, sha1: str) -> Any: ...
+
+
+def _import_function(name: str) -> CachedCallable | None:
+    """The cached function named ``module.qualname``, if it can be imported here (else None)."""
     parts = name.split(".")
     for i in range(len(parts) - 1, 0, -1):
         try:
@@ -247,7 +257,7 @@ def _import_function(name: str) -> Any:
                 obj = getattr(obj, part)
         except AttributeError:
             return None
-        return obj if isinstance(obj, CachedFunction) else None
+        return obj if isinstance(obj, CachedCallable) else None
     return None
 
 

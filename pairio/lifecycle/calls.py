@@ -1,0 +1,145 @@
+"""What lifecycle keeps of ``@pairio.cached``'s calls: a hit counted (:func:`count_hit`), a miss's
+record made (:func:`miss_record`) and written (:func:`write_record`, joining the transaction of the
+decorator's pairs when the store has a ``max_size``), a miss's result remembered for lineage and
+eviction run (:func:`after_miss`), a forgotten entry's record removed, a miss explained.
+
+The decorator hands over plain data (:class:`KeyParts`, :class:`MissedCall`): nothing here knows
+the decorator or its key maker."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import sqlite3
+import time
+from typing import Any
+
+from ..config import Config
+from ..content import content_store
+from ..errors import StoreUnavailableError
+from ..kv import EmbeddedStore, local_store
+from . import misses, provenance, records
+
+logger = logging.getLogger("pairio")
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyParts:
+    """The parts of a cached call's key as records keep them: ``code`` (digest, source digest,
+    helpers, constants, closure), ``version``, ``dependencies`` (versions of modules and types),
+    ``arguments`` (name -> digest) and ``summary`` (name -> short description)."""
+
+    code: dict[str, Any]
+    version: Any
+    dependencies: dict[str, Any]
+    arguments: dict[str, str]
+    summary: dict[str, Any]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The parts by name, as records and miss reasons compare them."""
+        return {"code": self.code, "version": self.version, "dependencies": self.dependencies,
+                "arguments": self.arguments, "summary": self.summary}
+
+
+@dataclasses.dataclass(frozen=True)
+class MissedCall:
+    """A call that missed, as its record needs it: the function's name, the key and its parts,
+    the bound arguments (name, value), and what tells whether an argument is still a cached result."""
+
+    function: str
+    collection: str
+    key: str
+    parts: KeyParts
+    bound: list[tuple[str, Any]]
+    checker: provenance.Checker | None = None
+
+
+def count_hit(cfg: Config, collection: str, key: str, result: Any, sha1: str,
+              store: EmbeddedStore | None = None) -> None:
+    """A hit of ``key`` (its result stored as object ``sha1``): counted for its record (in ``store``,
+    if given: ``local_store(cfg)``), and ``result`` remembered for lineage."""
+    records.hit(cfg, collection, key, store)
+    provenance.remember(result, {"collection": collection, "key": key}, sha1)
+
+
+def forget_record(cfg: Config, collection: str, key: str) -> None:
+    """The entry ``key`` was forgotten: its record goes too."""
+    store = local_store(cfg)
+    if not records.keeps_records(store):
+        return
+    records.flush()
+    with store.transaction(immediate=True) as connection:
+        connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
+
+
+def miss_record(cfg: Config, call: MissedCall, sha1: str, objects: list[str], size: int, seconds: float,
+                want_reason: bool) -> tuple[str, records.Entry | None]:
+    """The record of a result just stored as object ``sha1`` (with ``objects``), and why the call
+    missed if ``want_reason`` (else ""). A record that cannot be made is logged, and None."""
+    reason = ""
+    store = local_store(cfg)
+    parts = call.parts.as_dict()
+    try:
+        if want_reason:
+            reason = misses.reason(store, call.function, call.key, parts, records.get(store, call.collection, call.key))
+            if reason == misses.NOTHING_TO_COMPARE:
+                reason = ""  # a first call: the line says enough
+        now = time.time()
+        objects_dir = str(content_store(cfg).objects_dir)
+        return reason, records.Entry(
+            collection=call.collection, key=call.key, function=call.function, sha1=sha1, objects=objects,
+            inputs=provenance.links(call.bound, objects_dir, call.checker),
+            size=size, seconds=seconds,
+            created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
+    except StoreUnavailableError as exc:
+        log_unrecorded(call.function, call.key, exc)
+        return reason, None
+
+
+def log_unrecorded(function: str, key: str, exc: Exception) -> None:
+    """Log that the result of ``key`` is stored but its record could not be written."""
+    logger.warning("%s: result of key %s stored, but its record could not be written (%s)",
+                   function, key[:8], exc)
+
+
+def records_with_pairs(cfg: Config, store: object) -> bool:
+    """Whether a miss's record is written in the transaction of its pairs (the config sets
+    ``max_size``: eviction knows the new total at once), rather than soon after by a background
+    writer. A store that keeps no records is warned about once."""
+    if cfg.max_size is None:
+        return False
+    if not records.keeps_records(store):
+        records.warn_unrecorded(store)
+        return False
+    return True
+
+
+def write_record(store: EmbeddedStore, entry: records.Entry,
+                 connection: sqlite3.Connection | None = None) -> float | None:
+    """Write ``entry``'s record in ``connection``'s transaction (returns the recorded total size), or,
+    without one, queue it for the background writer (returns None: the total is not known yet)."""
+    if connection is not None:
+        return records.add_in(connection, entry)
+    records.add_soon(store, entry)
+    return None
+
+
+def after_miss(cfg: Config, collection: str, key: str, result: Any, sha1: str, total: float | None) -> None:
+    """After a miss's pairs and record are written: ``result`` (stored as object ``sha1``)
+    remembered for lineage, and eviction if the store passed ``max_size``."""
+    provenance.remember(result, {"collection": collection, "key": key}, sha1)
+    if cfg.max_size is not None and total is not None and total > cfg.max_size:
+        from . import eviction  # (imported where a store has a max_size)
+
+        eviction.evict(cfg)
+
+
+def explain_miss(cfg: Config, function: str, collection: str, key: str, parts: KeyParts) -> dict[str, Any]:
+    """Why a call of ``function`` with key ``key`` (of ``parts``) is not cached: ``miss`` (one line),
+    ``closest`` (a key or None) and ``differences`` from the closest stored entry of ``function``."""
+    store = local_store(cfg)
+    current = parts.as_dict()
+    same = records.get(store, collection, key)
+    entry, diff = misses.closest(store, function, key, current)
+    return {"miss": misses.reason(store, function, key, current, same),
+            "closest": None if entry is None else entry.key, "differences": diff}

@@ -1,0 +1,54 @@
+"""The parts of a cached call's key as lifecycle records them (:class:`~pairio.lifecycle.calls.KeyParts`),
+built from the key maker: its code part (computed once per code), version, dependency versions,
+the argument digests and short summaries of the arguments."""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from ..lifecycle.calls import KeyParts
+from ..lifecycle.summary import summarize
+
+if TYPE_CHECKING:
+    from .key import KeyMaker
+
+# KeyMaker -> its code part as records keep it (computed once per function).
+_code_parts: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
+
+
+def code_parts(keys: KeyMaker) -> dict[str, Any]:
+    """The code digest of ``keys``'s function and the digests of its parts."""
+    code = keys.code  # as it is now: a helper redefined since the last call has a new description
+    cached = _code_parts.get(keys)
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    parts = {
+        "digest": code.digest,
+        "source": hashlib.sha1(code.source.encode("utf-8", "surrogatepass")).hexdigest(),
+        "helpers": dict(code.helpers),
+        "constants": dict(code.constants),
+        "closure": dict(code.closure),
+    }
+    _code_parts[keys] = (code, parts)
+    return parts
+
+
+def key_parts(keys: KeyMaker, method: bool, key: str, args: tuple,
+              kwargs: dict) -> tuple[KeyParts, list[tuple[str, Any]]]:
+    """The parts of ``key``, the key of ``(*args, **kwargs)`` (``method``: of a method), and the
+    bound arguments."""
+    bound = keys.bind(args, kwargs)
+    last = getattr(keys, "last", None)
+    if last is not None and last[0] == key:
+        hashes, type_versions = last[1], last[2]
+    else:
+        types: set[type] = set()
+        hashes = keys.argument_hashes(args, kwargs, method=method, types=types)
+        type_versions = keys.type_dependencies(types) if types else {}
+    summary = {name: summarize(value) for name, value in bound if name in hashes}
+    parts = KeyParts(code=code_parts(keys), version=keys.version,
+                     dependencies={**keys.code.dependencies, **keys.dependency_versions(), **type_versions},
+                     arguments=hashes, summary=summary)
+    return parts, bound
