@@ -5,7 +5,6 @@ and a ``cached`` decorator built on both. This module is the public API.
 """
 
 from ._version import __version__
-from .api import delete, get, get_many, set, set_many
 from .config import Config, config, get_config, reset_config, set_config
 from .content import (
     ContentURI,
@@ -52,7 +51,8 @@ from .errors import (
     UntrustedContentError,
 )
 from .hashing import key_string
-from .lifecycle.api import entries, why
+from .key_value import delete, get, get_many, set, set_many
+from .lifecycle.queries import entries, why
 from .lifecycle.records import Entry
 from .memo import BoundCachedMethod, CachedFunction, cached, reset_stats, stats
 from .memo.refs import Ref

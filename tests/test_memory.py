@@ -5,6 +5,7 @@ import subprocess
 import sys
 import textwrap
 import types
+import warnings
 
 import numpy as np
 import pytest
@@ -167,25 +168,29 @@ def test_nilearn_nifti_masker_caches_with_pairio_memory(tmp_path):
     mask = nib.Nifti1Image(np.ones((6, 6, 6), dtype="uint8"), np.eye(4))
     memory = pairio.Memory(tmp_path / "s", verbose=0)
     a = maskers.NiftiMasker(mask_img=mask, memory=memory, memory_level=2, smoothing_fwhm=2.0).fit_transform(img)
-    from pairio.lifecycle import api as lifecycle_api
+    from pairio.lifecycle import queries
 
     with pairio.config(database_path=str(tmp_path / "s")):
-        assert lifecycle_api.entries(), "nilearn's cached steps stored nothing"
+        assert queries.entries(), "nilearn's cached steps stored nothing"
     b = maskers.NiftiMasker(mask_img=mask, memory=memory, memory_level=2, smoothing_fwhm=2.0).fit_transform(img)
     np.testing.assert_array_equal(a, b)
 
 
-def test_another_machines_pipeline_fit_is_all_remote_hits(tmp_path):
+def test_another_machines_pipeline_fit_is_all_remote_hits_for_a_reader_who_trusts_it(tmp_path):
+    # A fitted estimator is code as well as data (scikit-learn's own __setstate__ runs when it
+    # loads): a teammate's is loaded only from a writer the reader trusts; untrusted, it is refit here.
     from server_process import RW_PASSWORD, ServerProcess, default_settings
+
+    from pairio.identity import load_identity
 
     log = tmp_path / "fits.txt"
     X, y = _data()
     with ServerProcess(tmp_path / "server", default_settings()) as server:
-        def machine(home):
+        def machine(home, **fields):
             return pairio.Memory(pairio.Config(
                 url=server.url, channel="lab-rw", password=RW_PASSWORD, collection="spikes",
-                database_path=str(tmp_path / home), get_from="local_then_remote", set_to="local_and_remote"),
-                verbose=0)
+                database_path=str(tmp_path / home), get_from="local_then_remote", set_to="local_and_remote",
+                writer_name=f"{home}@lab", **fields), verbose=0)
 
         def fit(memory):
             steps = [("a", CountingScaler(str(log))), ("b", StandardScaler()), ("c", LogisticRegression())]
@@ -194,12 +199,17 @@ def test_another_machines_pipeline_fit_is_all_remote_hits(tmp_path):
         a = fit(machine("a"))
         assert _fits(log) == 1
         pairio.reset_stats()
-        b = fit(machine("b"))  # its own local store, empty: every transformer comes from the server
+        writer = load_identity(tmp_path / "a" / "identity", "a@lab").public_key
+        b = fit(machine("b", trusted_writers=[writer]))  # its own store, empty: all from the server
         assert _fits(log) == 1
         counts = {k: v for k, v in pairio.stats().items() if "_fit_transform_one" in k}
         assert counts, pairio.stats()
         assert all(v["hits"] == v["remote_hits"] == 2 and v["misses"] == 0 for v in counts.values()), counts
         np.testing.assert_array_equal(a.predict(X), b.predict(X))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "not trusted here ... computed here instead"
+            fit(machine("untrusting"))
+        assert _fits(log) == 2
 
 
 # --- joblib's metadata, verbose lines, reduce_size -------------------------------------------
@@ -272,10 +282,10 @@ def _blob(n, tag):
 
 
 def _entries(memory):
-    from pairio.lifecycle import api as lifecycle_api
+    from pairio.lifecycle import queries
 
     with pairio.config(database_path=str(memory.location)):
-        return lifecycle_api.entries()
+        return queries.entries()
 
 
 def test_reduce_size_items_limit_keeps_those_used_last(tmp_path):

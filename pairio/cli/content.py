@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from ..config import get_config
-from ..content import ContentURI, api, content_store, directories, file_uri, parse_uri
+from ..content import ContentURI, content_store, directories, file_uri, functions, parse_uri
 from ..content.hash_cache import stat_regular_file
 from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError, PairioError
@@ -85,11 +85,11 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 def _store(args: argparse.Namespace) -> int:
     cfg = get_config()
     store = content_store(cfg)
-    remote = api.uploader(cfg)  # set_to with the server: what it lacks is uploaded too
+    remote = functions.uploader(cfg)  # set_to with the server: what it lacks is uploaded too
     stored = []
     for path in args.paths:
         if os.path.isdir(path):
-            uri = api.store_dir(path, link=args.link)
+            uri = functions.store_dir(path, link=args.link)
             stored.append({"path": path, "uri": uri})
             if not args.json:
                 print(uri, flush=True)
@@ -101,7 +101,7 @@ def _store(args: argparse.Namespace) -> int:
         finally:
             if bar is not None:
                 bar.close()
-        stored.append({"path": path, "uri": api.shared(remote, cfg, file_uri(sha1, Path(path).name))})
+        stored.append({"path": path, "uri": functions.shared(remote, cfg, file_uri(sha1, Path(path).name))})
         if not args.json:
             print(stored[-1]["uri"], flush=True)
     if args.json:
@@ -116,24 +116,24 @@ def _load(args: argparse.Namespace) -> int:
             print(f"pairio: error: {args.uri!r} is a directory: give --dest DIR to recreate it there",
                   file=sys.stderr)
             return USAGE
-        manifest = api.read_dir(args.uri, verify=args.verify)
+        manifest = functions.read_dir(args.uri, verify=args.verify)
         _, _, size = directories.totals(manifest)
         bar = progress_bar(size, f"copying to {args.dest}")
         try:
-            path = api.load_dir(args.uri, args.dest, link=args.link, verify=args.verify, progress=bar)
+            path = functions.load_dir(args.uri, args.dest, link=args.link, verify=args.verify, progress=bar)
         finally:
             if bar is not None:
                 bar.close()
         _print_loaded(args, path)
         return 0
-    path = api.load_file(args.uri, verify=args.verify)
+    path = functions.load_file(args.uri, verify=args.verify)
     if path is None:
         print(f"pairio: {args.uri!r} is not in the content store", file=sys.stderr)
         return NOT_FOUND
     if args.dest is not None:
         bar = progress_bar(os.path.getsize(path), f"copying to {args.dest}")
         try:
-            path = api.copy_to(Path(path), args.uri, args.dest, link=args.link, progress=bar)
+            path = functions.copy_to(Path(path), args.uri, args.dest, link=args.link, progress=bar)
         finally:
             if bar is not None:
                 bar.close()
@@ -176,7 +176,7 @@ def _names_directory(parsed: ContentURI, uri: str) -> bool:
         return True
     cfg = get_config()
     store = content_store(cfg)
-    api.fetch(cfg, store, parsed.sha1)  # get_from with the server: the manifest may be there
+    functions.fetch(cfg, store, parsed.sha1)  # get_from with the server: the manifest may be there
     manifest = directories.read_manifest(store, parsed.sha1, uri)
     return directories.lookup(manifest, parsed.path, uri)[0] == "dir"
 
@@ -192,7 +192,7 @@ def _cat(args: argparse.Namespace) -> int:
         print(f"pairio: error: --end {args.end} is before --start {args.start}", file=sys.stderr)
         return USAGE
     try:
-        source = api.open_uri(args.uri, args.verify)
+        source = functions.open_uri(args.uri, args.verify)
     except ContentNotFoundError as exc:
         print(f"pairio: {exc}", file=sys.stderr)
         return NOT_FOUND

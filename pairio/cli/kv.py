@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from .. import api
+from .. import key_value
 from ..config import Config, get_config, mask_url
 from ..errors import BadRequestError, InvalidKeyError
 from ..hashing import key_string
@@ -60,7 +60,7 @@ def _parse_key(args: argparse.Namespace) -> object:
 def _get(args: argparse.Namespace) -> int:
     key = _parse_key(args)
     cfg = get_config()
-    value = api.get(key)
+    value = key_value.get(key)
     if args.json:
         print(json.dumps({"key": key_string(key), "collection": cfg.collection, "value": value,
                           "searched": _searched(cfg)}))
@@ -96,7 +96,7 @@ def _set(args: argparse.Namespace) -> int:
         print("pairio: error: give either VALUE or --delete", file=sys.stderr)
         return USAGE
     key = _parse_key(args)
-    api.set(key, args.value)
+    key_value.set(key, args.value)
     if args.json:
         print(json.dumps({"key": key_string(key), "collection": get_config().collection, "value": args.value}))
     return 0

@@ -13,7 +13,7 @@ from ..config import get_config
 from ..content import content_store
 from ..errors import ConfigurationError
 from ..kv import local_store
-from ..lifecycle import access, api, eviction, gc, provenance, records
+from ..lifecycle import access, eviction, gc, provenance, queries, records
 from ..units import format_age, format_size, parse_age, parse_size
 
 
@@ -89,7 +89,7 @@ def _when(t: float) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
-    found = api.entries(args.function, collection=args.collection, older_than=args.older_than,
+    found = queries.entries(args.function, collection=args.collection, older_than=args.older_than,
                         newer_than=args.newer_than, min_size=args.larger_than, max_size=args.smaller_than,
                         limit=args.limit)
     totals = records.totals(found)
@@ -144,7 +144,7 @@ def _show(args: argparse.Namespace) -> int:
     from .trust import writer_of
 
     try:
-        entry = api.show(args.name)
+        entry = queries.show(args.name)
     except LookupError as exc:
         # A pair with no record here (a hit from a server): its value and who wrote it.
         cfg = get_config()
@@ -177,7 +177,7 @@ def _print_writer(writer: dict) -> None:
 
 
 def _forget(args: argparse.Namespace) -> int:
-    removed = api.forget(args.function, older_than=args.older_than, collection=args.collection)
+    removed = queries.forget(args.function, older_than=args.older_than, collection=args.collection)
     if not removed:
         _say_if_unrecorded("its entries cannot be found by function (a cached function's .forget(...) "
                            "removes one call's result)")
@@ -192,7 +192,7 @@ def _forget(args: argparse.Namespace) -> int:
 
 def _why(args: argparse.Namespace) -> int:
     try:
-        tree = api.why(args.name)
+        tree = queries.why(args.name)
     except LookupError as exc:
         print(f"pairio: {exc}")
         return 1
@@ -202,7 +202,7 @@ def _why(args: argparse.Namespace) -> int:
 
 def _diff(args: argparse.Namespace) -> int:
     try:
-        differences = api.diff(args.first, args.second)
+        differences = queries.diff(args.first, args.second)
     except LookupError as exc:
         print(f"pairio: {exc}")
         return 1

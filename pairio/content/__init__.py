@@ -6,7 +6,7 @@ the ``store_*``/``load_*`` functions are thin calls on it.
 
 from __future__ import annotations
 
-from .api import (
+from .functions import (
     get_file_hash,
     load_bytes,
     load_dir,

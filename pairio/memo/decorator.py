@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
 
-from .. import api
+from .. import key_value
 from ..config import Config, get_config
 from ..content import content_store, directory_lock
 from ..content.trust import warn_once
@@ -39,8 +39,7 @@ from ..errors import (
 )
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
-from ..lifecycle import api as lifecycle_api
-from ..lifecycle import calls, provenance, records
+from ..lifecycle import calls, provenance, queries, records
 from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
@@ -288,7 +287,7 @@ class CachedFunction:
             skey = seconds_key(key)
             from . import remote  # (imported where a server is used)
 
-            server = remote.Server(cfg)
+            server = remote.ServerLink(cfg)
             # With mmap, the result's argument digest too (its arrays then need no hashing as arguments).
             keys = [key, skey, argument_key(key)] if mmap else [key, skey]
             found, from_server = server.get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up")
@@ -381,7 +380,7 @@ class CachedFunction:
         from . import remote
         from .lease import ServerLease
 
-        return ServerLease(cfg, remote.Server(cfg), self._collection(cfg), key, self.name)
+        return ServerLease(cfg, remote.ServerLink(cfg), self._collection(cfg), key, self.name)
 
     def _store(self, cfg: Config, key: str, result: Any, seconds: float, args: tuple,
                kwargs: dict) -> tuple[str, int]:
@@ -409,10 +408,10 @@ class CachedFunction:
                                                  want_reason, pairs)
             else:
                 # The result is computed and in the local content store: whatever the server does, it is
-                # handed back (remote.Server stores the pair locally if the server cannot).
+                # handed back (remote.ServerLink stores the pair locally if the server cannot).
                 from . import remote
 
-                server = remote.Server(cfg)
+                server = remote.ServerLink(cfg)
                 server.record(collection, pairs, [*stored.files, stored.sha1],
                               f"{self.name} {key[:8]}: recording the result")
                 uploaded = server.uploaded
@@ -537,7 +536,7 @@ class CachedFunction:
         else:
             from . import remote
 
-            found, _ = remote.Server(cfg).get_pairs(collection, wanted, f"{self.name} {keys[0][:8]}: looking up "
+            found, _ = remote.ServerLink(cfg).get_pairs(collection, wanted, f"{self.name} {keys[0][:8]}: looking up "
                                                     f"{'a Ref' if len(keys) == 1 else f'{len(keys)} Refs'}",
                                                     inline=False)
         out = {}
@@ -570,7 +569,7 @@ class CachedFunction:
         out = self._keys.explain(args, kwargs, method=self._method)
         cfg = get_config()
         out["collection"] = self._collection(cfg)
-        out["result_sha1"] = sha1 = api.get(out["key"], self._collection(cfg))
+        out["result_sha1"] = sha1 = key_value.get(out["key"], self._collection(cfg))
         out["hit"] = sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
         if out["hit"]:
             out.update(miss=None, closest=None, differences=[])
@@ -582,23 +581,23 @@ class CachedFunction:
     def entries(self, **filters: Any) -> list[Entry]:
         """The recorded entries of this function in the local store, newest first
         (``pairio.entries`` takes the same filters)."""
-        return lifecycle_api.entries(self.name, **filters)
+        return queries.entries(self.name, **filters)
 
     def clear(self, older_than: str | float | None = None) -> int:
         """Remove this function's entries (older than ``older_than``, e.g. ``'30d'``, if given);
         returns how many. ``pairio gc`` then frees their content."""
-        return len(lifecycle_api.forget(self.name, older_than=older_than))
+        return len(queries.forget(self.name, older_than=older_than))
 
     def provenance(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """Where the cached result of this call came from, as a tree back to the raw inputs
         (``pairio.lifecycle.provenance.format_tree`` prints it); LookupError if it is not recorded."""
         cfg = get_config()
-        return lifecycle_api.lineage_of_key(self._key(args, kwargs), self._collection(cfg))
+        return queries.lineage_of_key(self._key(args, kwargs), self._collection(cfg))
 
     def is_cached(self, *args: Any, **kwargs: Any) -> bool:
         """True if this call's result is stored and its content present."""
         cfg = get_config()
-        sha1 = api.get(self._key(args, kwargs), self._collection(cfg))
+        sha1 = key_value.get(self._key(args, kwargs), self._collection(cfg))
         return sha1 is not None and is_sha1_hex(sha1) and content_store(cfg).has(sha1)
 
     def forget(self, *args: Any, **kwargs: Any) -> bool:
@@ -609,8 +608,8 @@ class CachedFunction:
         cfg = get_config()
         key = self._key(args, kwargs)
         collection = self._collection(cfg)
-        existed = api.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
-        api.set_many({key: None, **dict.fromkeys(side_keys(key))}, collection)
+        existed = key_value.get(key, collection, get_from=_WRITTEN_STORES[cfg.set_to]) is not None
+        key_value.set_many({key: None, **dict.fromkeys(side_keys(key))}, collection)
         calls.forget_record(cfg, collection, key)
         return existed
 

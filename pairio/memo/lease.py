@@ -51,7 +51,7 @@ class Outcome(enum.Enum):
 class ServerLease:
     """The lease on ``key`` in ``collection`` for one computation of ``label``."""
 
-    def __init__(self, cfg: Config, server: remote.Server, collection: str, key: str, label: str) -> None:
+    def __init__(self, cfg: Config, server: remote.ServerLink, collection: str, key: str, label: str) -> None:
         self.cfg = cfg
         self.server = server
         self.collection = collection

@@ -175,14 +175,14 @@ class Ref(Digested):
         if cfg.url and cfg.get_from != "local":
             from . import remote
 
-            return remote.Server(cfg).load(self.sha1, f"{self.function} {self.key[:8]}: loading a Ref", mmap=mmap)
+            return remote.ServerLink(cfg).load(self.sha1, f"{self.function} {self.key[:8]}: loading a Ref", mmap=mmap)
         raise ContentNotFoundError(f"object {self.sha1} is not in the local content store (no server is configured)")
 
     def _fetch(self, cfg: Any) -> None:
         if cfg.url and cfg.get_from != "local":
             from . import remote
 
-            if remote.Server(cfg).fetch(self.sha1, f"{self.function} {self.key[:8]}: fetching a Ref"):
+            if remote.ServerLink(cfg).fetch(self.sha1, f"{self.function} {self.key[:8]}: fetching a Ref"):
                 return
         self._recompute(ContentNotFoundError(f"object {self.sha1} is on no reachable store"))
 

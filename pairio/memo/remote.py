@@ -67,8 +67,9 @@ _lock = threading.Lock()
 _health: dict[tuple, _Health] = {}
 
 
-class Server:
-    """The server as one configuration of cached calls sees it: its store, its health."""
+class ServerLink:
+    """The client side of the server for one configuration of cached calls: its pairs, its content,
+    its health (remembered between calls), and the local store it falls back to."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
