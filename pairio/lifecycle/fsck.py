@@ -26,6 +26,7 @@ from ..content.small import _SCHEMA as SMALL_SCHEMA
 from ..content.small import FILENAME as SMALL_FILENAME
 from ..kv.embedded import DATABASE_FILENAME, MARKER_FILENAME, EmbeddedStore, new_database
 from ..wal import create_file
+from . import schema  # noqa: F401  (a repaired database holds the records' tables)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 _CACHES = ("hash_cache.sqlite3", "access.sqlite3", "cache_stats.sqlite3")

@@ -33,6 +33,7 @@ from ..errors import StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
 from ..write_faults import cause_of
+from . import schema  # noqa: F401  (registers the tables below with the embedded store)
 
 logger = logging.getLogger("pairio")
 
