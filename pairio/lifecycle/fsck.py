@@ -22,7 +22,7 @@ import urllib.parse
 from pathlib import Path
 
 from ..config import Config
-from ..content.small import _SCHEMA as SMALL_SCHEMA
+from ..content import small
 from ..content.small import FILENAME as SMALL_FILENAME
 from ..kv.embedded import DATABASE_FILENAME, MARKER_FILENAME, EmbeddedStore, new_database
 from ..wal import create_file
@@ -184,7 +184,7 @@ def repair_database(path: Path, kind: str, config: Config | None = None) -> Repa
         temp = directory / f"{path.name}.repair-{os.urandom(6).hex()}"
         create_file(temp)
         with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as c:
-            c.execute(SMALL_SCHEMA)
+            small.create_schema(c)
     if temp is not None:
         try:
             with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as c:
