@@ -589,6 +589,30 @@ class EmbeddedStore(KeyValueStore):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 
+    def delete_pairs(self, connection: sqlite3.Connection, rows: Iterable[tuple[str, str]]) -> None:
+        """Delete the pairs ``(collection, key)`` inside a :meth:`transaction` of this store."""
+        self._run_many(connection, "DELETE FROM pairs WHERE collection = ? AND key = ?", rows)
+
+    def delete_unchanged(self, connection: sqlite3.Connection, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Delete each pair ``(collection, key, value)`` that still holds ``value``, inside a
+        :meth:`transaction` of this store (a pair set again meanwhile stays)."""
+        self._run_many(connection, "DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?", rows)
+
+    def long_values(self, connection: sqlite3.Connection, length: int) -> Iterator[tuple[str, str, str]]:
+        """Every pair ``(collection, key, value)`` whose value has at least ``length`` characters
+        (those that may name content), inside a :meth:`transaction` of this store."""
+        try:
+            yield from connection.execute(
+                "SELECT collection, key, value FROM pairs WHERE length(value) >= ?", (length,))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _run_many(self, connection: sqlite3.Connection, sql: str, rows: Iterable[tuple]) -> None:
+        try:
+            connection.executemany(sql, rows)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
     def delete(self, collection: str, key: str) -> None:
         try:
             self._writer().execute(_DELETE, (collection, key))

@@ -42,7 +42,7 @@ def forgotten(cfg: Config, collection: str, key: str) -> None:
         return
     records.flush()
     with store.transaction(immediate=True) as connection:
-        connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
+        records.delete_rows(connection, [(collection, key)])
 
 
 def code_parts(fn: CachedFunction) -> dict[str, Any]:
