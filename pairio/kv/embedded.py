@@ -6,6 +6,22 @@ survives a crash of the process (``synchronous=NORMAL``: the commit is in the
 WAL, which the OS holds even if this process dies; only a power cut can lose
 the last commits). A process killed mid-write loses at most its uncommitted
 transaction.
+
+Beside the :class:`~pairio.kv.base.KeyValueStore` methods, other layers use only this
+extension surface:
+
+- :func:`register_schema`: a layer's own tables in the same database (the records' are
+  registered by :mod:`pairio.lifecycle.schema`), made and migrated once per database;
+- :meth:`EmbeddedStore.transaction`, and inside it :meth:`~EmbeddedStore.write_pairs`,
+  :meth:`~EmbeddedStore.delete_pairs`, :meth:`~EmbeddedStore.delete_unchanged` and
+  :meth:`~EmbeddedStore.long_values`: pairs changed or read in one transaction with those tables;
+- :meth:`EmbeddedStore.get_with_object`: a pair and the row of an attached database it names
+  (:class:`~pairio.kv.base.Attachment`, such as the content store's small objects), in one read;
+- :meth:`~EmbeddedStore.collections`, :meth:`~EmbeddedStore.items`, :meth:`~EmbeddedStore.count`
+  (listings), :meth:`~EmbeddedStore.lost` and :meth:`~EmbeddedStore.check` (health), and for
+  ``pairio fsck``: :func:`new_database`, :data:`DATABASE_FILENAME`, :data:`MARKER_FILENAME`.
+
+SQL on the pairs table is written only here.
 """
 
 from __future__ import annotations
