@@ -203,6 +203,32 @@ def referred(connection: sqlite3.Connection, objects: set[str]) -> set[str]:
     return kept
 
 
+def count_without_pair(connection: sqlite3.Connection) -> int:
+    """How many records have no pair (``pairio fsck``: they describe nothing)."""
+    return connection.execute(
+        "SELECT count(*) FROM entries AS e WHERE NOT EXISTS "
+        "(SELECT 1 FROM pairs AS p WHERE p.collection = e.collection AND p.key = e.key)").fetchone()[0]
+
+
+def delete_without_pair(connection: sqlite3.Connection) -> int:
+    """Delete the records that have no pair; returns how many went."""
+    return connection.execute("DELETE FROM entries WHERE NOT EXISTS (SELECT 1 FROM pairs AS p "
+                              "WHERE p.collection = entries.collection AND p.key = entries.key)").rowcount
+
+
+def kept_and_actual_size(connection: sqlite3.Connection) -> tuple[float | None, int]:
+    """The total size the triggers kept (None if its row is gone) and the sum of the records' sizes."""
+    total = connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()
+    actual = connection.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0]
+    return None if total is None else total[0], actual
+
+
+def recount_size(connection: sqlite3.Connection) -> None:
+    """Set the kept total size to the sum of the records' sizes."""
+    connection.execute("UPDATE entry_totals SET value = (SELECT coalesce(sum(size), 0) FROM entries) "
+                       "WHERE name = 'size'")
+
+
 def _row(entry: Entry) -> list[Any]:
     values = [json.dumps(getattr(entry, c), separators=(",", ":")) if c in _JSON_COLUMNS else getattr(entry, c)
               for c in _COLUMNS[:-1]]
