@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import ast
 import sqlite3
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +117,36 @@ def test_threads_opening_a_new_store_at_once_make_each_family_once(tmp_path, reg
 def test_only_one_family_keeps_its_version_in_user_version(registry):
     with pytest.raises(pa.ConfigurationError, match="user_version"):
         embedded.register_schema("test_other", [], in_user_version=True)
+
+
+def test_a_new_database_holds_the_records_tables(tmp_path):
+    EmbeddedStore(tmp_path).set("c", "k", "v")
+    names = {name for _, name in _tables(tmp_path / "kv.sqlite3")}
+    assert {"pairs", "entries", "entry_totals", "entries_size_insert"} <= names
+
+
+_OPEN = """
+import sys
+import pairio  # registers the records' tables
+from pairio.kv import EmbeddedStore
+EmbeddedStore(sys.argv[1]).set("c", sys.argv[2], "v")
+"""
+
+
+def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    children = [subprocess.Popen([sys.executable, "-c", _OPEN, str(tmp_path), f"k{i}"]) for i in range(4)]
+    assert [child.wait(timeout=60) for child in children] == [0, 0, 0, 0]
+    store = EmbeddedStore(tmp_path)
+    assert store.count("c") == 4
+    assert {"entries", "entry_totals"} <= {name for _, name in _tables(tmp_path / "kv.sqlite3")}
+
+
+def test_kv_imports_no_layer_above_it():
+    above = {"content", "lifecycle", "memo", "server", "cli"}
+    found = []
+    for path in Path(embedded.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
+                if node.module.split(".")[0] in above:
+                    found.append(f"{path.name}: from ..{node.module}")
+    assert found == []
