@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import StoreUnavailableError
 from ..wal import open_wal
@@ -33,6 +34,11 @@ CREATE TABLE IF NOT EXISTS objects (
     mtime REAL NOT NULL
 ) WITHOUT ROWID
 """
+
+
+def create_schema(connection: sqlite3.Connection) -> None:
+    """Make the table of small objects on ``connection`` (a new database)."""
+    connection.execute(_SCHEMA)
 
 
 class SmallObjects:
@@ -77,6 +83,14 @@ class SmallObjects:
             return conn.execute(sql, args)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
+
+    def get_with_pair(self, store: Any, collection: str, key: str) -> tuple[str | None, bytes | None]:
+        """The value of ``key`` in the pair store ``store`` (None if absent) and the bytes of this
+        table's row it names (None if none, or not read so: the caller then reads the row itself),
+        in one statement where ``store`` (a local one: embedded or directory) can attach this
+        database; the embedded store's readers attach it apart from its writers, so they never
+        wait on writers of pairs."""
+        return store.get_with_object(collection, key, self)
 
     @staticmethod
     def select_data(schema: str, sha1_sql: str) -> str:

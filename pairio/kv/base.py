@@ -9,6 +9,20 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Protocol
+
+
+class Attachment(Protocol):
+    """A database of another layer that a store's readers may attach, to read a pair's value and
+    the row it names in one statement (:meth:`pairio.kv.embedded.EmbeddedStore.get_with_object`).
+    The small objects of a content store are one (:class:`pairio.content.small.SmallObjects`)."""
+
+    path: Path
+
+    def select_data(self, schema: str, sha1_sql: str) -> str:
+        """An SQL scalar subquery for the row named by the SQL expression ``sha1_sql`` (NULL if
+        none), with this database attached as ``schema``."""
 
 
 class KeyValueStore(abc.ABC):

@@ -38,13 +38,10 @@ import os
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import StoreUnavailableError
-from .base import KeyValueStore
-
-if TYPE_CHECKING:
-    from ..content.small import SmallObjects
+from .base import Attachment, KeyValueStore
 
 PAIRS_DIRNAME = "pairs"
 LEASES_DIRNAME = "leases"
@@ -170,7 +167,7 @@ class DirectoryStore(KeyValueStore):
             raise StoreUnavailableError(f"pairio directory store: pair file {path!r} is damaged ({exc})") from exc
         return value if stored_key == key else None  # (two keys of one SHA-1: not expected)
 
-    def get_with_object(self, collection: str, key: str, objects: SmallObjects) -> tuple[str | None, None]:
+    def get_with_object(self, collection: str, key: str, objects: Attachment) -> tuple[str | None, None]:
         """As :meth:`EmbeddedStore.get_with_object`: the value of ``key``; the small result's
         bytes are never read with it here (None: the caller reads them itself)."""
         return self.get(collection, key), None

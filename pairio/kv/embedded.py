@@ -6,6 +6,22 @@ survives a crash of the process (``synchronous=NORMAL``: the commit is in the
 WAL, which the OS holds even if this process dies; only a power cut can lose
 the last commits). A process killed mid-write loses at most its uncommitted
 transaction.
+
+Beside the :class:`~pairio.kv.base.KeyValueStore` methods, other layers use only this
+extension surface:
+
+- :func:`register_schema`: a layer's own tables in the same database (the records' are
+  registered by :mod:`pairio.lifecycle.schema`), made and migrated once per database;
+- :meth:`EmbeddedStore.transaction`, and inside it :meth:`~EmbeddedStore.write_pairs`,
+  :meth:`~EmbeddedStore.delete_pairs`, :meth:`~EmbeddedStore.delete_unchanged` and
+  :meth:`~EmbeddedStore.long_values`: pairs changed or read in one transaction with those tables;
+- :meth:`EmbeddedStore.get_with_object`: a pair and the row of an attached database it names
+  (:class:`~pairio.kv.base.Attachment`, such as the content store's small objects), in one read;
+- :meth:`~EmbeddedStore.collections`, :meth:`~EmbeddedStore.items`, :meth:`~EmbeddedStore.count`
+  (listings), :meth:`~EmbeddedStore.lost` and :meth:`~EmbeddedStore.check` (health), and for
+  ``pairio fsck``: :func:`new_database`, :data:`DATABASE_FILENAME`, :data:`MARKER_FILENAME`.
+
+SQL on the pairs table is written only here.
 """
 
 from __future__ import annotations
@@ -18,17 +34,13 @@ import sqlite3
 import threading
 import urllib.parse
 import weakref
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from ..errors import StoreNotWritableError, StoreUnavailableError
+from ..errors import ConfigurationError, StoreNotWritableError, StoreUnavailableError
 from ..wal import ReadOnlyConnection, create_file, journal_mode, open_read_only, set_up_wal
 from ..write_faults import not_writable
-from .base import KeyValueStore
-
-if TYPE_CHECKING:
-    from ..content.small import SmallObjects
+from .base import Attachment, KeyValueStore
 
 DATABASE_FILENAME = "kv.sqlite3"
 
@@ -72,68 +84,83 @@ _GET_FEW = [
     "SELECT " + ", ".join(f"(SELECT value FROM pairs WHERE collection = ?1 AND key = ?{i + 2})" for i in range(n))
     for n in range(_SMALL_BATCH + 1)
 ]
-# The name under which a content store's small-object database is attached (get_with_object).
+# The name under which another layer's database is attached (get_with_object).
 _OBJECTS_SCHEMA = "small_objects"
 _BUSY_TIMEOUT_MS = 60_000
 
-# Schema versions after the pairs table (PRAGMA user_version). Each step only adds tables,
-# indexes and triggers, so a database made by an older pairio keeps working, and an older
-# pairio keeps working on a migrated database (it never looks at the new tables).
-# 1: the records of cached results beside their pairs (pairio.lifecycle.records).
-_MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        """CREATE TABLE IF NOT EXISTS entries (
-            collection TEXT NOT NULL,
-            key TEXT NOT NULL,
-            function TEXT NOT NULL,
-            sha1 TEXT NOT NULL,
-            objects TEXT NOT NULL DEFAULT '[]',
-            code TEXT NOT NULL DEFAULT '{}',
-            version TEXT NOT NULL DEFAULT '',
-            dependencies TEXT NOT NULL DEFAULT '{}',
-            arguments TEXT NOT NULL DEFAULT '{}',
-            summary TEXT NOT NULL DEFAULT '{}',
-            inputs TEXT NOT NULL DEFAULT '[]',
-            size INTEGER NOT NULL,
-            seconds REAL NOT NULL,
-            created REAL NOT NULL,
-            last_used REAL NOT NULL,
-            hits INTEGER NOT NULL DEFAULT 0,
-            host TEXT NOT NULL DEFAULT '',
-            priority REAL NOT NULL,
-            PRIMARY KEY (collection, key)
-        ) WITHOUT ROWID""",
-        "CREATE INDEX IF NOT EXISTS entries_by_function ON entries (function, created)",
-        "CREATE INDEX IF NOT EXISTS entries_by_created ON entries (created)",
-        "CREATE INDEX IF NOT EXISTS entries_by_priority ON entries (priority)",
-        "CREATE INDEX IF NOT EXISTS entries_by_sha1 ON entries (sha1)",
-        "CREATE TABLE IF NOT EXISTS entry_totals (name TEXT PRIMARY KEY, value REAL NOT NULL)",
-        "INSERT OR IGNORE INTO entry_totals (name, value) VALUES ('size', 0), ('inflation', 0)",
-        """CREATE TRIGGER IF NOT EXISTS entries_size_insert AFTER INSERT ON entries BEGIN
-            UPDATE entry_totals SET value = value + NEW.size WHERE name = 'size'; END""",
-        """CREATE TRIGGER IF NOT EXISTS entries_size_delete AFTER DELETE ON entries BEGIN
-            UPDATE entry_totals SET value = value - OLD.size WHERE name = 'size'; END""",
-        """CREATE TRIGGER IF NOT EXISTS entries_size_update AFTER UPDATE OF size ON entries BEGIN
-            UPDATE entry_totals SET value = value - OLD.size + NEW.size WHERE name = 'size'; END""",
-    ),
-)
+class _Schemas:
+    """The table families registered beside the pairs (:func:`register_schema`), in order."""
+
+    def __init__(self) -> None:
+        self.families: dict[str, tuple[tuple[str, ...], ...]] = {}
+        self.in_user_version: str | None = None
+        self.generation = 0
+
+
+_schemas = _Schemas()
+# The versions of families not kept in PRAGMA user_version.
+_VERSIONS_SCHEMA = ("CREATE TABLE IF NOT EXISTS schema_versions "
+                    "(family TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID")
+
+
+def register_schema(family: str, migrations: Sequence[Sequence[str]], *, in_user_version: bool = False) -> None:
+    """Keep the tables of ``family`` in every embedded database: ``migrations[i]`` holds the
+    statements that take it from version ``i`` to ``i + 1``. Each step runs once per database,
+    in its own transaction, under the write lock (two processes opening a new store at once
+    migrate it once). A step should only add tables, indexes and triggers, so an older pairio
+    keeps working on a migrated database. ``in_user_version``: the family's version is kept in
+    ``PRAGMA user_version`` (one family only: the records', numbered so before families were
+    registered); other families' in the ``schema_versions`` table."""
+    steps = tuple(tuple(step) for step in migrations)
+    if in_user_version:
+        if _schemas.in_user_version not in (None, family):
+            raise ConfigurationError(f"schema family {_schemas.in_user_version!r} already keeps PRAGMA user_version")
+        _schemas.in_user_version = family
+    if _schemas.families.get(family) != steps:
+        _schemas.families[family] = steps
+        _schemas.generation += 1
+
+
+def _version(connection: sqlite3.Connection, family: str) -> int:
+    """The version of ``family`` in the database of ``connection`` (0: not made yet)."""
+    if family == _schemas.in_user_version:
+        return connection.execute("PRAGMA user_version").fetchone()[0]
+    if connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'schema_versions'").fetchone() is None:
+        return 0
+    row = connection.execute("SELECT version FROM schema_versions WHERE family = ?", (family,)).fetchone()
+    return 0 if row is None else row[0]
+
+
+def _set_version(connection: sqlite3.Connection, family: str, number: int) -> None:
+    if family == _schemas.in_user_version:
+        connection.execute(f"PRAGMA user_version = {int(number)}")
+        return
+    connection.execute(_VERSIONS_SCHEMA)
+    connection.execute("INSERT INTO schema_versions (family, version) VALUES (?, ?) "
+                       "ON CONFLICT (family) DO UPDATE SET version = excluded.version", (family, number))
+
+
+def _behind(connection: sqlite3.Connection) -> bool:
+    """True if a registered family is older in this database than registered."""
+    return any(_version(connection, family) < len(steps) for family, steps in _schemas.families.items())
 
 
 def _migrate(connection: sqlite3.Connection) -> None:
-    """Bring the schema to the newest version, one step per transaction."""
-    version = connection.execute("PRAGMA user_version").fetchone()[0]
-    for number, script in enumerate(_MIGRATIONS[version:], start=version + 1):
-        connection.execute("BEGIN IMMEDIATE")
-        try:
-            # Another process may have migrated between our read and our lock.
-            if connection.execute("PRAGMA user_version").fetchone()[0] < number:
-                for statement in script:
-                    connection.execute(statement)
-                connection.execute(f"PRAGMA user_version = {number}")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-        connection.execute("COMMIT")
+    """Bring every registered family to its newest version, one step per transaction."""
+    for family, steps in list(_schemas.families.items()):
+        version = _version(connection, family)
+        for number, script in enumerate(steps[version:], start=version + 1):
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                # Another process may have migrated between our read and our lock.
+                if _version(connection, family) < number:
+                    for statement in script:
+                        connection.execute(statement)
+                    _set_version(connection, family, number)
+            except BaseException:
+                connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
 
 _stores: weakref.WeakSet[EmbeddedStore] = weakref.WeakSet()
 # Connections inherited through fork() must never be used, nor closed, by the child:
@@ -159,7 +186,7 @@ _MARKER_TEXT = (f"pairio made {DATABASE_FILENAME} in this directory. If it is mi
 
 
 def create_schema(connection: sqlite3.Connection) -> None:
-    """Make the tables of a new database (pairs, records) on ``connection``."""
+    """Make the tables of a new database (the pairs and every registered family) on ``connection``."""
     connection.execute(_SCHEMA)
     _migrate(connection)
 
@@ -226,12 +253,32 @@ class EmbeddedStore(KeyValueStore):
     # --- connections ------------------------------------------------------------
 
     def _connection(self) -> sqlite3.Connection:
+        local = self._local
         try:
-            return self._local.connection
+            connection = local.connection
         except AttributeError:
+            generation = _schemas.generation
             connection = self._connect()
-            self._local.connection = connection
+            local.connection, local.generation = connection, generation
             return connection
+        if local.generation != _schemas.generation:  # a family registered since: make its tables
+            return self._upgrade(connection)
+        return connection
+
+    def _upgrade(self, connection: sqlite3.Connection) -> sqlite3.Connection:
+        """``connection``, with the families registered since it was opened made in its database (a
+        connection that cannot write is opened again, which makes or checks them as at first)."""
+        local = self._local
+        generation = _schemas.generation
+        if getattr(connection, "read_only", False):
+            self.close()
+            return self._connection()
+        try:
+            _migrate(connection)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        local.generation = generation
+        return connection
 
     def _connect(self) -> sqlite3.Connection:
         if self.directory.exists() and not self.directory.is_dir():
@@ -341,7 +388,7 @@ class EmbeddedStore(KeyValueStore):
             raise error from exc
         try:
             connection = open_read_only(self.path, _BUSY_TIMEOUT_MS / 1000)
-            if connection.execute("PRAGMA user_version").fetchone()[0] < len(_MIGRATIONS):
+            if _behind(connection):
                 connection.close()  # an older schema: it cannot be migrated here
                 raise error from exc
         except sqlite3.Error:
@@ -431,7 +478,7 @@ class EmbeddedStore(KeyValueStore):
             raise self._error(exc) from exc
         return None if row is None else row[0]
 
-    def get_with_object(self, collection: str, key: str, objects: SmallObjects) -> tuple[str | None, bytes | None]:
+    def get_with_object(self, collection: str, key: str, objects: Attachment) -> tuple[str | None, bytes | None]:
         """The value of ``key`` (None if absent), and the bytes of the row of ``objects`` it names
         (None if there is none), read in one statement: what a cached hit of a small result reads.
         The bytes are not checked against the hash. Where the table cannot be read so (not made
@@ -452,7 +499,7 @@ class EmbeddedStore(KeyValueStore):
             return self.get(collection, key), None
         return (None, None) if row is None else row
 
-    def _attach(self, objects: SmallObjects) -> bool:
+    def _attach(self, objects: Attachment) -> bool:
         """Open this thread's reader of the pairs with ``objects``' database attached."""
         self._detach()
         if not objects.path.exists():
@@ -555,6 +602,30 @@ class EmbeddedStore(KeyValueStore):
                 connection.executemany(_SET, upserts)
             if deletes:
                 connection.executemany(_DELETE, deletes)
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def delete_pairs(self, connection: sqlite3.Connection, rows: Iterable[tuple[str, str]]) -> None:
+        """Delete the pairs ``(collection, key)`` inside a :meth:`transaction` of this store."""
+        self._run_many(connection, "DELETE FROM pairs WHERE collection = ? AND key = ?", rows)
+
+    def delete_unchanged(self, connection: sqlite3.Connection, rows: Iterable[tuple[str, str, str]]) -> None:
+        """Delete each pair ``(collection, key, value)`` that still holds ``value``, inside a
+        :meth:`transaction` of this store (a pair set again meanwhile stays)."""
+        self._run_many(connection, "DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?", rows)
+
+    def long_values(self, connection: sqlite3.Connection, length: int) -> Iterator[tuple[str, str, str]]:
+        """Every pair ``(collection, key, value)`` whose value has at least ``length`` characters
+        (those that may name content), inside a :meth:`transaction` of this store."""
+        try:
+            yield from connection.execute(
+                "SELECT collection, key, value FROM pairs WHERE length(value) >= ?", (length,))
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+
+    def _run_many(self, connection: sqlite3.Connection, sql: str, rows: Iterable[tuple]) -> None:
+        try:
+            connection.executemany(sql, rows)
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
 

@@ -69,7 +69,7 @@ def forget_record(cfg: Config, collection: str, key: str) -> None:
         return
     records.flush()
     with store.transaction(immediate=True) as connection:
-        connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (collection, key))
+        records.delete_rows(connection, [(collection, key)])
 
 
 def miss_record(cfg: Config, call: MissedCall, sha1: str, objects: list[str], size: int, seconds: float,

@@ -64,7 +64,7 @@ def total_size(cfg: Config) -> int:
     if not records.keeps_records(store):
         return 0
     with store.transaction() as connection:
-        return int(connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0])
+        return int(records.total_size(connection))
 
 
 def evict(cfg: Config, max_size: int | None = None, low_water: float = LOW_WATER,
@@ -131,15 +131,13 @@ def _evict_entries(store, limit: int, target: float, started: float) -> tuple[Ev
 
     report = EvictionReport()
     with store.transaction(immediate=True) as connection:
-        total = connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
+        total = records.total_size(connection)
         report.total_before = report.total_after = int(total)
         if total <= limit:
             return report, []
         chosen = []
         freed = 0
-        cursor = connection.execute(
-            "SELECT collection, key, sha1, objects, size, priority, function, seconds, hits FROM entries "
-            "WHERE created < ? ORDER BY priority", (started,))
+        cursor = records.by_priority(connection, started)
         for row in cursor:
             chosen.append(row)
             freed += row[4]
@@ -148,19 +146,15 @@ def _evict_entries(store, limit: int, target: float, started: float) -> tuple[Ev
         cursor.close()
         if not chosen:
             return report, []
-        connection.executemany("DELETE FROM entries WHERE collection = ? AND key = ?",
-                               [(r[0], r[1]) for r in chosen])
-        connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
-                               [(r[0], r[1], r[2]) for r in chosen])
-        connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ?",
-                               [(r[0], k) for r in chosen for k in side_keys(r[1])])
-        connection.execute("UPDATE entry_totals SET value = max(value, ?) WHERE name = 'inflation'",
-                           (chosen[-1][5],))
+        records.delete_rows(connection, [(r[0], r[1]) for r in chosen])
+        store.delete_unchanged(connection, [(r[0], r[1], r[2]) for r in chosen])
+        store.delete_pairs(connection, [(r[0], k) for r in chosen for k in side_keys(r[1])])
+        records.raise_inflation(connection, chosen[-1][5])
         objects = set()
         for r in chosen:
             objects.add(r[2])
             objects.update(json.loads(r[3]))
-        objects -= _still_referenced(connection, objects)
+        objects -= _still_referenced(store, connection, objects)
         report.entries = len(chosen)
         report.evicted = [(r[6], r[1], int(r[4]), float(r[7]), int(r[8])) for r in chosen]
         report.entry_bytes = int(freed)
@@ -183,14 +177,10 @@ def _named(evicted: list[tuple[str, str, int, float, int]]) -> str:
     return ", ".join(named) + (f" and {more} more" if more > 0 else "")
 
 
-def _still_referenced(connection, objects: set[str]) -> set[str]:
+def _still_referenced(store, connection, objects: set[str]) -> set[str]:
     """Those of ``objects`` that a remaining entry or any pair refers to."""
-    wanted = json.dumps(sorted(objects))
-    kept = {row[0] for row in connection.execute(
-        "SELECT sha1 FROM entries WHERE sha1 IN (SELECT value FROM json_each(?))", (wanted,))}
-    for (text,) in connection.execute("SELECT objects FROM entries WHERE objects != '[]'"):
-        kept.update(o for o in json.loads(text) if o in objects)
-    for (value,) in connection.execute("SELECT value FROM pairs WHERE length(value) >= 40"):
+    kept = records.referred(connection, objects)
+    for _collection, _key, value in store.long_values(connection, 40):
         sha1 = value[7:47] if value.startswith("sha1://") else value
         if sha1 in objects and is_sha1_hex(sha1):
             kept.add(sha1)

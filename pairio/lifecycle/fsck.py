@@ -22,10 +22,11 @@ import urllib.parse
 from pathlib import Path
 
 from ..config import Config
-from ..content.small import _SCHEMA as SMALL_SCHEMA
+from ..content import small
 from ..content.small import FILENAME as SMALL_FILENAME
 from ..kv.embedded import DATABASE_FILENAME, MARKER_FILENAME, EmbeddedStore, new_database
 from ..wal import create_file
+from . import records  # (imported with it: lifecycle.schema, the tables a repaired database holds)
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 _CACHES = ("hash_cache.sqlite3", "access.sqlite3", "cache_stats.sqlite3")
@@ -138,16 +139,13 @@ def _check_records(connection: sqlite3.Connection) -> list[str]:
     if "entries" not in tables:
         return []  # made before records were kept
     problems = []
-    orphans = connection.execute(
-        "SELECT count(*) FROM entries AS e WHERE NOT EXISTS "
-        "(SELECT 1 FROM pairs AS p WHERE p.collection = e.collection AND p.key = e.key)").fetchone()[0]
+    orphans = records.count_without_pair(connection)
     if orphans:
         problems.append(f"{orphans} record(s) of cached results have no pair")
     if "entry_totals" in tables:
-        total = connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()
-        actual = connection.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0]
-        if total is None or int(total[0]) != int(actual):
-            problems.append(f"the records' total size is {None if total is None else int(total[0])}, "
+        total, actual = records.kept_and_actual_size(connection)
+        if total is None or int(total) != int(actual):
+            problems.append(f"the records' total size is {None if total is None else int(total)}, "
                             f"but they add up to {actual}")
     return problems
 
@@ -183,7 +181,7 @@ def repair_database(path: Path, kind: str, config: Config | None = None) -> Repa
         temp = directory / f"{path.name}.repair-{os.urandom(6).hex()}"
         create_file(temp)
         with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as c:
-            c.execute(SMALL_SCHEMA)
+            small.create_schema(c)
     if temp is not None:
         try:
             with contextlib.closing(sqlite3.connect(temp, isolation_level=None)) as c:
@@ -207,12 +205,10 @@ def repair_database(path: Path, kind: str, config: Config | None = None) -> Repa
                 if kind == "pairs":
                     # A record whose pair was lost describes nothing any more; the running totals
                     # are those of the records kept.
-                    gone = c.execute("DELETE FROM entries WHERE NOT EXISTS (SELECT 1 FROM pairs AS p "
-                                     "WHERE p.collection = entries.collection AND p.key = entries.key)").rowcount
+                    gone = records.delete_without_pair(c)
                     if "entries" in salvaged:
                         salvaged["entries"] -= gone
-                    c.execute("UPDATE entry_totals SET value = (SELECT coalesce(sum(size), 0) FROM entries) "
-                              "WHERE name = 'size'")
+                    records.recount_size(c)
                 c.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(OSError):

@@ -238,15 +238,14 @@ def references(cfg: Config, store: ContentStore, ignoring: set[tuple[str, str]] 
     else:
         with kv.transaction() as connection:
             recorded = set()
-            for collection, key, sha1, objects in connection.execute("SELECT collection, key, sha1, objects FROM entries"):
+            for collection, key, sha1, objects in records.results_and_objects(connection):
                 if (collection, key) in ignoring:
                     continue
                 recorded.add(sha1)
                 out.update(json.loads(objects))
             out |= recorded
-            values = (value for collection, key, value in connection.execute(
-                "SELECT collection, key, value FROM pairs WHERE length(value) >= 40")
-                if (collection, key) not in ignoring)
+            values = (value for collection, key, value in kv.long_values(connection, 40)
+                      if (collection, key) not in ignoring)
             _values_references(store, values, recorded, out, dirs)
     for sha1 in dirs:
         out.add(sha1)

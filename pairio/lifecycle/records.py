@@ -31,6 +31,7 @@ from ..errors import StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
 from ..write_faults import cause_of
+from . import schema  # noqa: F401  (registers the tables below with the embedded store)
 
 logger = logging.getLogger("pairio")
 
@@ -162,7 +163,74 @@ def add_in(connection: sqlite3.Connection, entry: Entry) -> float:
     """Write ``entry``'s record (replacing any of the same key) in ``connection``'s transaction (of
     the embedded store, joined by the writer of its pairs); returns the recorded total size."""
     connection.execute(_INSERT, _row(entry))
+    return total_size(connection)
+
+
+# --- inside a transaction of the store (eviction, gc, forgetting) -------------------------------
+
+
+def total_size(connection: sqlite3.Connection) -> float:
+    """The total size of the records, as the triggers keep it."""
     return connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()[0]
+
+
+def raise_inflation(connection: sqlite3.Connection, priority: float) -> None:
+    """Raise the store's inflation value to ``priority`` (that of an entry evicted), never lower it."""
+    connection.execute("UPDATE entry_totals SET value = max(value, ?) WHERE name = 'inflation'", (priority,))
+
+
+def by_priority(connection: sqlite3.Connection, created_before: float) -> sqlite3.Cursor:
+    """The records made before ``created_before``, lowest priority first, as rows of
+    (collection, key, sha1, objects, size, priority, function, seconds, hits)."""
+    return connection.execute(
+        "SELECT collection, key, sha1, objects, size, priority, function, seconds, hits FROM entries "
+        "WHERE created < ? ORDER BY priority", (created_before,))
+
+
+def delete_rows(connection: sqlite3.Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Delete the records of ``keys``, (collection, key), leaving their pairs."""
+    connection.executemany("DELETE FROM entries WHERE collection = ? AND key = ?", keys)
+
+
+def results_and_objects(connection: sqlite3.Connection) -> Iterable[tuple[str, str, str, str]]:
+    """(collection, key, sha1, objects as JSON) of every record."""
+    return connection.execute("SELECT collection, key, sha1, objects FROM entries")
+
+
+def referred(connection: sqlite3.Connection, objects: set[str]) -> set[str]:
+    """Those of ``objects`` that a record names as its result or holds as a file of its result."""
+    wanted = json.dumps(sorted(objects))
+    kept = {row[0] for row in connection.execute(
+        "SELECT sha1 FROM entries WHERE sha1 IN (SELECT value FROM json_each(?))", (wanted,))}
+    for (text,) in connection.execute("SELECT objects FROM entries WHERE objects != '[]'"):
+        kept.update(o for o in json.loads(text) if o in objects)
+    return kept
+
+
+def count_without_pair(connection: sqlite3.Connection) -> int:
+    """How many records have no pair (``pairio fsck``: they describe nothing)."""
+    return connection.execute(
+        "SELECT count(*) FROM entries AS e WHERE NOT EXISTS "
+        "(SELECT 1 FROM pairs AS p WHERE p.collection = e.collection AND p.key = e.key)").fetchone()[0]
+
+
+def delete_without_pair(connection: sqlite3.Connection) -> int:
+    """Delete the records that have no pair; returns how many went."""
+    return connection.execute("DELETE FROM entries WHERE NOT EXISTS (SELECT 1 FROM pairs AS p "
+                              "WHERE p.collection = entries.collection AND p.key = entries.key)").rowcount
+
+
+def kept_and_actual_size(connection: sqlite3.Connection) -> tuple[float | None, int]:
+    """The total size the triggers kept (None if its row is gone) and the sum of the records' sizes."""
+    total = connection.execute("SELECT value FROM entry_totals WHERE name = 'size'").fetchone()
+    actual = connection.execute("SELECT coalesce(sum(size), 0) FROM entries").fetchone()[0]
+    return None if total is None else total[0], actual
+
+
+def recount_size(connection: sqlite3.Connection) -> None:
+    """Set the kept total size to the sum of the records' sizes."""
+    connection.execute("UPDATE entry_totals SET value = (SELECT coalesce(sum(size), 0) FROM entries) "
+                       "WHERE name = 'size'")
 
 
 def _row(entry: Entry) -> list[Any]:
@@ -388,10 +456,8 @@ def remove(store: EmbeddedStore, found: Iterable[Entry], created_before: float |
             if row is None or (created_before is not None and row[0] >= created_before):
                 continue
             connection.execute("DELETE FROM entries WHERE collection = ? AND key = ?", (e.collection, e.key))
-            connection.execute("DELETE FROM pairs WHERE collection = ? AND key = ? AND value = ?",
-                               (e.collection, e.key, e.sha1))
-            connection.executemany("DELETE FROM pairs WHERE collection = ? AND key = ?",
-                                   [(e.collection, k) for k in side_keys(e.key)])
+            store.delete_unchanged(connection, [(e.collection, e.key, e.sha1)])
+            store.delete_pairs(connection, [(e.collection, k) for k in side_keys(e.key)])
             removed.append(e)
     return removed
 

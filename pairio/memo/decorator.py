@@ -279,7 +279,7 @@ class CachedFunction:
             # result's row if it is a small one, in one statement. The seconds it took to compute
             # are read later, with those of other hits, when the counts are.
             try:
-                sha1, row = places.kv.get_with_object(collection, key, places.content.small)
+                sha1, row = places.content.small.get_with_pair(places.kv, collection, key)
             except StoreNotWritableError:
                 return _MISSING  # no database, and none can be made there: nothing is stored
             from_server = False
