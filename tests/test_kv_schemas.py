@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import ast
 import sqlite3
 import subprocess
 import sys
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -140,13 +138,3 @@ def test_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
     assert store.count("c") == 4
     assert {"entries", "entry_totals"} <= {name for _, name in _tables(tmp_path / "kv.sqlite3")}
 
-
-def test_kv_imports_no_layer_above_it():
-    above = {"content", "lifecycle", "memo", "server", "cli"}
-    found = []
-    for path in Path(embedded.__file__).parent.glob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module:
-                if node.module.split(".")[0] in above:
-                    found.append(f"{path.name}: from ..{node.module}")
-    assert found == []
