@@ -59,7 +59,7 @@ def count_hit(cfg: Config, collection: str, key: str, result: Any, sha1: str,
     """A hit of ``key`` (its result stored as object ``sha1``): counted for its record (in ``store``,
     if given: ``local_store(cfg)``), and ``result`` remembered for lineage."""
     records.hit(cfg, collection, key, store)
-    provenance.remember(result, {"collection": collection, "key": key}, sha1)
+    provenance.note_origin(result, {"collection": collection, "key": key}, sha1)
 
 
 def forget_record(cfg: Config, collection: str, key: str) -> None:
@@ -127,7 +127,7 @@ def write_record(store: EmbeddedStore, entry: records.Entry,
 def after_miss(cfg: Config, collection: str, key: str, result: Any, sha1: str, total: float | None) -> None:
     """After a miss's pairs and record are written: ``result`` (stored as object ``sha1``)
     remembered for lineage, and eviction if the store passed ``max_size``."""
-    provenance.remember(result, {"collection": collection, "key": key}, sha1)
+    provenance.note_origin(result, {"collection": collection, "key": key}, sha1)
     if cfg.max_size is not None and total is not None and total > cfg.max_size:
         from . import eviction  # (imported where a store has a max_size)
 

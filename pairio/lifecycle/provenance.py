@@ -50,7 +50,7 @@ _MAX_STORED_HASHES = 1024
 _PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
 
 
-def remember(result: Any, link: dict[str, str], sha1: str) -> None:
+def note_origin(result: Any, link: dict[str, str], sha1: str) -> None:
     """Remember that ``result``, stored as object ``sha1``, came from ``link`` (its elements too, for
     a tuple, list or dict)."""
     t = type(result)

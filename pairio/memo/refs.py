@@ -151,7 +151,7 @@ class Ref(Digested):
                 remember_frozen(value, self.digest)
         from ..lifecycle import provenance
 
-        provenance.remember(value, self.pairio_link(), self.sha1)
+        provenance.note_origin(value, self.pairio_link(), self.sha1)
         return value
 
     def path(self) -> Path:

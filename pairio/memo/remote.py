@@ -36,7 +36,7 @@ from ..identity import Writer, signature_key, trusted_writers, verify_record
 from ..kv import local_store, remote_store
 from ..user_warnings import warn_user
 from . import outbox
-from .values import fetch_missing_file, load_result, remember
+from .values import fetch_missing_file, keep_recent_bytes, load_result
 
 if TYPE_CHECKING:  # the HTTP client (requests) is imported only where a server is used
     from ..content.remote import RemoteContent
@@ -275,7 +275,7 @@ class ServerLink:
             store.mark_foreign(sha1)  # (asked for only when it is not here: never this user's own)
             with store.writer(durable=False, inline=True) as w:
                 w.write(data)
-            remember(sha1, data)  # verified: loading it need not read it back
+            keep_recent_bytes(sha1, data)  # verified: loading it need not read it back
             self.downloaded += len(data)
             return True
         if not self.may("read", _CONTENT):

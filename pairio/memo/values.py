@@ -203,7 +203,7 @@ def what_to_return(value: Any, exc: BaseException) -> str:
             "the class a __reduce__ method")
 
 
-def remember(sha1: str, data: bytes) -> None:
+def keep_recent_bytes(sha1: str, data: bytes) -> None:
     """Keep a small object's bytes, already verified against ``sha1``, for :func:`load_result`."""
     if len(data) <= _RECENT_MAX_OBJECT:
         _recent.put(sha1, data)
@@ -240,7 +240,7 @@ def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None, 
         if data is not None:
             return pickles.loads(data, safe)
     try:
-        return pickles.load(store, sha1, mmap=mmap, remember=remember, safe=safe)
+        return pickles.load(store, sha1, mmap=mmap, remember=keep_recent_bytes, safe=safe)
     except ContentNotFoundError:
         raise ContentNotFoundError(f"cached result {sha1} is not in the content store") from None
 
