@@ -62,7 +62,7 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
     + [(m, n) for m in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") for n in ("ndarray", "dtype")]
     + [(m, "scalar") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
     + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
-    + [("numpy.ma.core", "MaskedArray")]
+    + [("numpy.ma.core", "MaskedArray"), ("numpy.ma", "MaskedArray")]
     + [("pandas._libs.internals", "_unpickle_block"),
        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
        ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
@@ -495,7 +495,7 @@ def _lookup(module: Any, name: str) -> Any:
 # numpy and pandas globals whose calls are charged (made when first named: numpy is imported on use).
 _LAZY_COSTS: dict[tuple[str, str], Callable[[tuple], tuple[int, str]]] = {
     **{(m, "ndarray"): _ndarray_cost for m in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")},
-    ("numpy.ma.core", "MaskedArray"): _no_call,
+    ("numpy.ma.core", "MaskedArray"): _no_call, ("numpy.ma", "MaskedArray"): _no_call,
     **{key: _ranges_cost for key in [("pandas._libs.internals", "_unpickle_block"),
                                      ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
                                      ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
