@@ -887,7 +887,7 @@ def test_classes_whose_calls_are_charged_load_as_themselves(protocol):
     value = {"kinds": [bytes, bytearray, range, list, tuple, set, frozenset, dict, str, decimal.Decimal,
                        collections.OrderedDict, collections.Counter, collections.deque, np.ndarray,
                        np.ma.MaskedArray],
-             "factory": collections.defaultdict(bytes, {"a": b"x"}), "made": [bytes(3), bytearray(b"ab"), range(5)],
+             "factory": collections.defaultdict(bytes, {"a": b"x"}), "made": [bytes(3), bytearray(b"ab"), range(5), b""],
              "point": Point(bytes, [range]), "dtype": np.dtype("f8"), "array": np.arange(3),
              "masked": np.ma.array([1.0, 2.0], mask=[False, True])}
     loaded = safe_loads(pickle.dumps(value, protocol=protocol))

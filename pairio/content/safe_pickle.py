@@ -171,7 +171,7 @@ def _builtin_exception(klass: type) -> bool:
 
 def _real(cls: Any) -> Any:
     if type(cls) is _BoundedCall:
-        return cls.bounded.kind
+        return cls.kind
     return type.__getattribute__(cls, "_pairio_class") if isinstance(cls, _StandIn) else cls
 
 
@@ -307,16 +307,21 @@ class _Bounded:
 
 
 class _BoundedCall:
-    """What find_class hands out for a :class:`_Bounded`, one per lookup: calling it charges the call;
-    one still alive after the load means the result holds the class itself (see :func:`safe_loads`)."""
+    """What find_class hands out for a :class:`_Bounded`, one per lookup: calling it charges the call
+    to the load's budget; one still alive after the load means the result holds the class itself
+    (see :func:`_load`)."""
 
-    __slots__ = ("bounded", "__weakref__")
+    __slots__ = ("kind", "cost", "refused", "budget", "called", "__weakref__")
 
-    def __init__(self, bounded: _Bounded) -> None:
-        self.bounded = bounded
+    def __init__(self, bounded: _Bounded, budget: _Budget) -> None:
+        self.kind, self.cost, self.refused, self.budget = bounded.kind, bounded.cost, bounded.refused, budget
+        self.called = False
 
     def __call__(self, *args: Any) -> Any:
-        return self.bounded.call(args)
+        self.called = True
+        size, what = self.cost(args)
+        self.budget.spend(size, what, self.refused)
+        return self.kind(*args)
 
 
 def _bounded_types() -> dict[tuple[str, str], _Bounded]:
@@ -639,17 +644,22 @@ class SafeUnpickler(pickle.Unpickler):
     ``(module, name)`` globals allowed. Load with :func:`safe_loads` or :func:`safe_load`: they budget
     the calls of one load and give classes whose calls are charged back as themselves."""
 
-    def __init__(self, file: Any, *, buffers: Any = None,
-                 extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+    def __init__(self, file: Any, *, buffers: Any = None, extra: frozenset[tuple[str, str]] = frozenset(),
+                 as_themselves: frozenset[int] = frozenset()) -> None:
         super().__init__(file, buffers=buffers)
         self._extra = extra
-        self.handed_out: list[weakref.ref] = []
+        self._as_themselves = as_themselves  # which lookups (by their order) get the class itself
+        self._lookups = 0
+        self.handed_out: list[tuple[int, weakref.ref]] = []
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         found = _resolver.resolve(module, name, self._extra)
+        self._lookups += 1
         if type(found) is _Bounded:
-            call = _BoundedCall(found)
-            self.handed_out.append(weakref.ref(call))
+            if self._lookups in self._as_themselves:
+                return found.kind
+            call = _BoundedCall(found, getattr(_loading, "budget", None) or _Budget())
+            self.handed_out.append((self._lookups, weakref.ref(call)))
             return call
         return found
 
@@ -713,21 +723,30 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
 
 
 def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
-    """Load from ``file`` with a fresh budget; ``_TypedUnpickler`` again if the result holds a class
-    whose calls are charged (one handed out for it is still alive once the unpickler is gone)."""
+    """Load from ``file`` with a fresh budget. A class whose calls are charged is handed out as a
+    :class:`_BoundedCall`; if one is still alive once the unpickler is gone, the result holds it:
+    then load again handing out the class itself at those lookups if they were never called (the
+    opcodes run alike), else with :class:`_TypedUnpickler`."""
     start = file.tell()
     buffers = None if buffers is None else list(buffers)
     outer = getattr(_loading, "budget", None)
     try:
-        _loading.budget = _Budget()
-        unpickler = SafeUnpickler(file, buffers=buffers, extra=extra)
-        value = unpickler.load()
-        handed_out = unpickler.handed_out
-        del unpickler
-        if not any(ref() is not None for ref in handed_out):
-            return value
-        del value
-        file.seek(start)
+        as_themselves: frozenset[int] = frozenset()
+        for _ in range(2):
+            _loading.budget = _Budget()
+            unpickler = SafeUnpickler(file, buffers=buffers, extra=extra, as_themselves=as_themselves)
+            value = unpickler.load()
+            handed_out = unpickler.handed_out
+            del unpickler  # (and its memo)
+            alive = [(lookup, ref()) for lookup, ref in handed_out if ref() is not None]
+            if not alive:
+                return value
+            del value
+            file.seek(start)
+            if as_themselves or any(call is None or call.called for _, call in alive):
+                break
+            as_themselves = frozenset(lookup for lookup, _ in alive)
+            del alive
         _loading.budget = _Budget()
         return _TypedUnpickler(file, buffers=buffers, extra=extra).load()
     finally:
