@@ -832,9 +832,10 @@ def _copies(function, shared, n):
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 @pytest.mark.parametrize("function, shared", [(bytearray, _Calls(bytes, 200_000)), (list, _Calls(range, 3000)),
                                               (bytes, _Calls(bytearray, 200_000)), (set, _Calls(range, 3000)),
-                                              (tuple, list(range(3000)))],
+                                              (tuple, list(range(3000))), (pathlib.PurePosixPath, "x" * 50_000),
+                                              (decimal.Decimal, "1" * 50_000)],
                          ids=["bytearray-of-bytes", "list-of-range", "bytes-of-bytearray", "set-of-range",
-                              "tuple-of-list"])
+                              "tuple-of-list", "path-of-text", "decimal-of-text"])
 def test_many_calls_on_one_memoized_value_share_one_budget_per_load(small_limits, function, shared, protocol):
     assert safe_loads(pickle.dumps(_copies(function, shared, 3), protocol=protocol))  # within the budget
     data = pickle.dumps(_copies(function, shared, 40), protocol=protocol)
@@ -886,7 +887,8 @@ def test_ndarray_made_by_newobj_is_refused():
 def test_classes_whose_calls_are_charged_load_as_themselves(protocol):
     value = {"kinds": [bytes, bytearray, range, list, tuple, set, frozenset, dict, str, decimal.Decimal,
                        collections.OrderedDict, collections.Counter, collections.deque, np.ndarray,
-                       np.ma.MaskedArray],
+                       np.ma.MaskedArray, pathlib.Path, pathlib.PurePosixPath],
+             "paths": [pathlib.Path("a/b"), pathlib.PurePosixPath("/c")],
              "factory": collections.defaultdict(bytes, {"a": b"x"}), "made": [bytes(3), bytearray(b"ab"), range(5), b""],
              "point": Point(bytes, [range]), "dtype": np.dtype("f8"), "array": np.arange(3),
              "masked": np.ma.array([1.0, 2.0], mask=[False, True])}
@@ -895,6 +897,7 @@ def test_classes_whose_calls_are_charged_load_as_themselves(protocol):
     assert loaded["factory"].default_factory is bytes and loaded["factory"] == value["factory"]
     assert loaded["made"] == value["made"] and loaded["point"].x is bytes and loaded["point"].y[0] is range
     assert loaded["dtype"] == value["dtype"] and (loaded["array"] == value["array"]).all()
+    assert loaded["paths"] == value["paths"]
     assert loaded["masked"].mask.tolist() == [False, True] and loaded["masked"][0] == 1.0
 
 

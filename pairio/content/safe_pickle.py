@@ -20,7 +20,7 @@ opcodes run at C speed) hands out only:
 * what :func:`add_safe_globals` or the ``safe_globals`` config field adds.
 
 What calls make is budgeted (``bytearray(n)``, ``bytes(x)``, ``list``/``set``/``dict`` of an
-iterable, ``str``, ``Decimal``, ``numpy.ndarray(shape)``, an array rebuilt by shape, a pandas helper
+iterable, ``str``, ``Decimal``, a path, ``numpy.ndarray(shape)``, an array rebuilt by shape, a pandas helper
 given a ``range``): each call at most :data:`MAX_ALLOCATION_BYTES`, all the calls of one load at most
 :data:`MAX_LOAD_ALLOCATION_BYTES`; data the pickle carries (an array's buffer) is not counted. A
 ``range`` is lazy and costs nothing. The classes so charged still load as themselves (``{"kind": bytes}``).
@@ -266,6 +266,11 @@ def _text_cost(args: tuple) -> tuple[int, str]:
     return size, "text of bytes"
 
 
+def _paths_cost(args: tuple) -> tuple[int, str]:
+    """A path made of text: about its parts (other arguments are paths, already bounded)."""
+    return sum(4 * len(a) for a in args if isinstance(a, (str, bytes))), "a path of bytes"
+
+
 def _array_bytes(shape: Any, dtype: Any) -> int:
     import numpy
 
@@ -501,6 +506,8 @@ def _lookup(module: Any, name: str) -> Any:
 _LAZY_COSTS: dict[tuple[str, str], Callable[[tuple], tuple[int, str]]] = {
     **{(m, "ndarray"): _ndarray_cost for m in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")},
     ("numpy.ma.core", "MaskedArray"): _no_call, ("numpy.ma", "MaskedArray"): _no_call,
+    **{(m, n): _paths_cost for m in ("pathlib", "pathlib._local")
+       for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")},
     **{key: _ranges_cost for key in [("pandas._libs.internals", "_unpickle_block"),
                                      ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
                                      ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
