@@ -810,3 +810,103 @@ def test_a_teammates_result_of_a_class_with_its_own_setstate_is_a_miss_that_runs
         assert make3(4201).v == 4201
     assert CALLS == [4201, 4201] and RAN == []  # computed again on B; the class's __setstate__ never ran
     assert any("_SetsState" in str(w.message) for w in said)
+
+
+# --- one allocation budget per load; classes whose calls are charged load as themselves ----------
+
+
+@pytest.fixture
+def small_limits(monkeypatch):
+    """Limits of 256 KiB a call and 1 MiB a load, so the tests allocate little."""
+    from pairio.content import safe_pickle
+
+    monkeypatch.setattr(safe_pickle, "MAX_ALLOCATION_BYTES", 1 << 18)
+    monkeypatch.setattr(safe_pickle, "MAX_LOAD_ALLOCATION_BYTES", 1 << 20)
+
+
+def _copies(function, shared, n):
+    """``n`` calls of ``function`` on one memoized ``shared`` (each reference to it is a memo lookup)."""
+    return [_Calls(function, shared) for _ in range(n)]
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("function, shared", [(bytearray, _Calls(bytes, 200_000)), (list, _Calls(range, 3000)),
+                                              (bytes, _Calls(bytearray, 200_000)), (set, _Calls(range, 3000)),
+                                              (tuple, list(range(3000))), (pathlib.PurePosixPath, "x" * 50_000),
+                                              (decimal.Decimal, "1" * 50_000)],
+                         ids=["bytearray-of-bytes", "list-of-range", "bytes-of-bytearray", "set-of-range",
+                              "tuple-of-list", "path-of-text", "decimal-of-text"])
+def test_many_calls_on_one_memoized_value_share_one_budget_per_load(small_limits, function, shared, protocol):
+    assert safe_loads(pickle.dumps(_copies(function, shared, 3), protocol=protocol))  # within the budget
+    data = pickle.dumps(_copies(function, shared, 40), protocol=protocol)
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(data)
+    with pytest.raises(pa.UntrustedContentError, match="per load"):  # holding the class too changes nothing
+        safe_loads(pickle.dumps([function, *_copies(function, shared, 40)], protocol=protocol))
+    assert safe_loads(pickle.dumps(_copies(function, shared, 3), protocol=protocol))  # each load its own budget
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_an_array_larger_than_the_budget_that_the_pickle_carries_loads(small_limits, protocol):
+    array = np.arange(1 << 18, dtype=np.float64)  # 2 MiB: more than the load's budget
+    assert (safe_loads(pickle.dumps(array, protocol=protocol)) == array).all()
+    buffers = []
+    head = pickle.dumps([array, array + 1], protocol=5, buffer_callback=buffers.append)
+    loaded = safe_loads(head, buffers=[b.raw() for b in buffers])  # out of band, as pairio stores arrays
+    assert (loaded[0] == array).all() and (loaded[1] == array + 1).all()
+
+
+def _huge_masked_array():
+    from numpy.ma.core import _mareconstruct
+
+    return _Calls(_mareconstruct, np.ndarray, np.ndarray, (10**6, 10**6), np.dtype("f8"))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("make", [lambda: _Calls(np.ndarray, (10**6, 10**6)),
+                                  lambda: _Calls(np.ndarray, (10**5,), np.dtype(("f8", (10**5,)))),
+                                  _huge_masked_array, lambda: _Calls(np.ma.MaskedArray, [1] * 5),
+                                  lambda: _Calls(str, [b"x" * 100] * 10**5)],
+                         ids=["ndarray-shape", "ndarray-subarray-dtype", "mareconstruct", "maskedarray-call",
+                              "str-of-a-list"])
+def test_arrays_made_by_shape_and_text_made_of_containers_are_bounded(make, protocol):
+    with pytest.raises(pa.UntrustedContentError, match="more than the limit of|makes text of|calls numpy.ma"):
+        safe_loads(pickle.dumps(make(), protocol=protocol))
+
+
+def test_ndarray_made_by_newobj_is_refused():
+    shape = b"J\x40\x42\x0f\x00J\x40\x42\x0f\x00\x86"  # (10**6, 10**6)
+    for data in (b"\x80\x02cnumpy\nndarray\n" + shape + b"\x81.",
+                 b"\x80\x04\x8c\x05numpy\x8c\x07ndarray\x93" + shape + b"\x81.",
+                 b"\x80\x02ccopyreg\n__newobj__\ncnumpy\nndarray\n" + shape + b"\x87R."):
+        with pytest.raises((pa.UntrustedContentError, pickle.UnpicklingError)):
+            safe_loads(data)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_classes_whose_calls_are_charged_load_as_themselves(protocol):
+    value = {"kinds": [bytes, bytearray, range, list, tuple, set, frozenset, dict, str, decimal.Decimal,
+                       collections.OrderedDict, collections.Counter, collections.deque, np.ndarray,
+                       np.ma.MaskedArray, pathlib.Path, pathlib.PurePosixPath],
+             "paths": [pathlib.Path("a/b"), pathlib.PurePosixPath("/c")],
+             "factory": collections.defaultdict(bytes, {"a": b"x"}), "made": [bytes(3), bytearray(b"ab"), range(5), b""],
+             "point": Point(bytes, [range]), "dtype": np.dtype("f8"), "array": np.arange(3),
+             "masked": np.ma.array([1.0, 2.0], mask=[False, True])}
+    loaded = safe_loads(pickle.dumps(value, protocol=protocol))
+    assert all(a is b for a, b in zip(loaded["kinds"], value["kinds"], strict=True))
+    assert loaded["factory"].default_factory is bytes and loaded["factory"] == value["factory"]
+    assert loaded["made"] == value["made"] and loaded["point"].x is bytes and loaded["point"].y[0] is range
+    assert loaded["dtype"] == value["dtype"] and (loaded["array"] == value["array"]).all()
+    assert loaded["paths"] == value["paths"]
+    assert loaded["masked"].mask.tolist() == [False, True] and loaded["masked"][0] == 1.0
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_long_range_loads_and_only_making_items_of_it_is_bounded(protocol):
+    assert safe_loads(pickle.dumps([range(10**12), range(-5, 10**30, 7)], protocol=protocol)) == [
+        range(10**12), range(-5, 10**30, 7)]
+    for function in (list, set, tuple, frozenset, bytes, bytearray, collections.deque):
+        with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
+            safe_loads(pickle.dumps(_Calls(function, range(10**12)), protocol=protocol))
+    with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
+        safe_loads(pickle.dumps(_Calls(list, range(10**30)), protocol=protocol))

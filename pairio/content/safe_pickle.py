@@ -19,8 +19,11 @@ opcodes run at C speed) hands out only:
   *call* the class with arguments (``__reduce__`` returning ``(cls, args)``) is refused;
 * what :func:`add_safe_globals` or the ``safe_globals`` config field adds.
 
-What a call would make out of nothing is bounded (``bytearray(n)``, ``bytes(n)``, a ``range`` a
-list or set is made of, an array's shape): :data:`MAX_ALLOCATION_BYTES`, :data:`MAX_RANGE_LENGTH`.
+What calls make is budgeted (``bytearray(n)``, ``bytes(x)``, ``list``/``set``/``dict`` of an
+iterable, ``str``, ``Decimal``, a path, ``numpy.ndarray(shape)``, an array rebuilt by shape, a pandas helper
+given a ``range``): each call at most :data:`MAX_ALLOCATION_BYTES`, all the calls of one load at most
+:data:`MAX_LOAD_ALLOCATION_BYTES`; data the pickle carries (an array's buffer) is not counted. A
+``range`` is lazy and costs nothing. The classes so charged still load as themselves (``{"kind": bytes}``).
 
 Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ``getattr``,
 ``importlib.import_module``, a function pickled by value) raises :class:`UntrustedContentError`
@@ -40,6 +43,7 @@ import io
 import pickle
 import sys
 import threading
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -58,7 +62,7 @@ _ALLOWED: frozenset[tuple[str, str]] = frozenset(
     + [(m, n) for m in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray") for n in ("ndarray", "dtype")]
     + [(m, "scalar") for m in ("numpy.core.multiarray", "numpy._core.multiarray")]
     + [(m, "_frombuffer") for m in ("numpy.core.numeric", "numpy._core.numeric")]
-    + [("numpy.ma.core", "_mareconstruct"), ("numpy.ma.core", "MaskedArray")]
+    + [("numpy.ma.core", "MaskedArray"), ("numpy.ma", "MaskedArray")]
     + [("pandas._libs.internals", "_unpickle_block"),
        ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
        ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
@@ -153,7 +157,8 @@ def _stand_in(cls: type, name: str) -> type:
         if base is tuple:  # a named tuple's fields (its __getnewargs__)
             return tuple.__new__(cls, args)
         if base in (bytes, bytearray):
-            _check_length(base, args)
+            size, what = _bytes_cost(args)
+            _spend(size, what, name)
         return base.__new__(cls, *args)
 
     return _StandIn(f"{cls.__name__}", (), {"__new__": __new__, "__slots__": (), "_pairio_class": cls,
@@ -165,6 +170,8 @@ def _builtin_exception(klass: type) -> bool:
 
 
 def _real(cls: Any) -> Any:
+    if type(cls) is _BoundedCall:
+        return cls.kind
     return type.__getattribute__(cls, "_pairio_class") if isinstance(cls, _StandIn) else cls
 
 
@@ -173,11 +180,42 @@ def _is_allowed_type(cls: Any) -> bool:
                                       or issubclass(cls, enum.Enum) or _is_pandas_class(cls))
 
 
-# What one call made by content loaded as data only may allocate: a pickle of a few bytes must not
-# make gigabytes (``bytearray(10**10)``, ``list(range(10**10))``, an array of a huge shape). Data a
-# pickle carries is not bounded (it is in the file); only what a call would make out of nothing.
+# What the calls of content loaded as data only may allocate: a pickle of a few bytes must not make
+# gigabytes (``bytearray(10**10)``, ``list(range(10**10))``, an array of a huge shape), nor call
+# ``bytearray(x)`` on one memoized ``x`` thousands of times. Data a pickle carries is not bounded
+# (it is in the file: a stored array's buffer, in band or out of band, costs nothing here); only what
+# calls make out of it or out of nothing: each call at most MAX_ALLOCATION_BYTES, all the calls of
+# one load at most MAX_LOAD_ALLOCATION_BYTES. An item of a list, tuple, set or dict made by a call
+# from an iterable counts as ITEM_BYTES. A ``range`` costs nothing (it is lazy); making items of it does.
 MAX_ALLOCATION_BYTES = 1 << 26
-MAX_RANGE_LENGTH = 1 << 20
+MAX_LOAD_ALLOCATION_BYTES = 4 * MAX_ALLOCATION_BYTES
+ITEM_BYTES = 64
+
+
+class _Budget:
+    """What the calls of one load have allocated so far."""
+
+    __slots__ = ("spent",)
+
+    def __init__(self) -> None:
+        self.spent = 0
+
+    def spend(self, size: int, what: str, refused: str) -> None:
+        if size > MAX_ALLOCATION_BYTES:
+            raise _too_large(what, size, MAX_ALLOCATION_BYTES, refused)
+        self.spent += size
+        if self.spent > MAX_LOAD_ALLOCATION_BYTES:
+            raise UntrustedContentError(
+                f"the content's calls allocate {self.spent:,} bytes in all (more than the limit of "
+                f"{MAX_LOAD_ALLOCATION_BYTES:,} per load for content loaded as data only)", refused=refused)
+
+
+_loading = threading.local()  # .budget: the budget of the load running in this thread
+
+
+def _spend(size: int, what: str, refused: str) -> None:
+    budget = getattr(_loading, "budget", None) or _Budget()
+    budget.spend(size, what, refused)
 
 
 def _too_large(what: str, size: int, limit: int, refused: str) -> UntrustedContentError:
@@ -185,49 +223,144 @@ def _too_large(what: str, size: int, limit: int, refused: str) -> UntrustedConte
                                  "content loaded as data only)", refused=refused)
 
 
-def _sized(kind: type) -> Callable[..., Any]:
-    """``bytes`` or ``bytearray`` whose length from an int (or a range) is bounded."""
-
-    def make(*args: Any) -> Any:
-        _check_length(kind, args)
-        return kind(*args)
-
-    make.__qualname__ = make.__name__ = kind.__name__
-    return make
+def _length(obj: Any) -> int:
+    try:
+        return len(obj)
+    except OverflowError:  # a range longer than sys.maxsize
+        return sys.maxsize
+    except TypeError:
+        return 0
 
 
-def _check_length(kind: type, args: tuple) -> None:
-    """Refuse ``kind(*args)`` (``bytes``, ``bytearray`` or a subclass) if it would be longer than the limit."""
+def _bytes_cost(args: tuple) -> tuple[int, str]:
+    """What ``bytes(*args)`` or ``bytearray(*args)`` allocates."""
     first = args[0] if args else None
-    length = len(first) if isinstance(first, range) else first
-    if isinstance(length, int) and not isinstance(length, bool) and length > MAX_ALLOCATION_BYTES:
-        raise _too_large(f"{kind.__name__} of length", length, MAX_ALLOCATION_BYTES, f"builtins.{kind.__name__}")
+    if isinstance(first, int):
+        return first, "bytes of length"
+    if isinstance(first, str):
+        return 4 * len(first), "bytes from text of length x4"
+    try:
+        return memoryview(first).nbytes, "a copy of bytes"
+    except TypeError:
+        return _length(first), "bytes from items"
 
 
-def _range(*args: Any) -> range:
-    """``range``, at most MAX_RANGE_LENGTH long (a list, set or bytes made of it would be as long)."""
-    made = range(*args)
-    if len(made) > MAX_RANGE_LENGTH:
-        raise _too_large("a range of length", len(made), MAX_RANGE_LENGTH, "builtins.range")
-    return made
+def _items_cost(position: int) -> Callable[[tuple], tuple[int, str]]:
+    """What a container made from the iterable ``args[position]`` allocates."""
+
+    def cost(args: tuple) -> tuple[int, str]:
+        return (ITEM_BYTES * _length(args[position]) if len(args) > position else 0), "items counted as bytes"
+
+    return cost
 
 
-_bounded_bytes, _bounded_bytearray = _sized(bytes), _sized(bytearray)
-# The bounded stand-ins for types, to the types (where a base class is named, not called).
-_TYPE_OF: dict[Any, type] = {_bounded_bytes: bytes, _bounded_bytearray: bytearray, _range: range}
+def _text_cost(args: tuple) -> tuple[int, str]:
+    """What a class made from text (``str``, ``Decimal``, a path) allocates: about its arguments."""
+    size = 0
+    for arg in args:
+        if isinstance(arg, (str, bytes, bytearray)):
+            size += 4 * len(arg)
+        elif not isinstance(arg, (int, float, complex, type(None))):
+            raise UntrustedContentError(f"the content makes text of a {type(arg).__name__}",
+                                        refused="builtins.str")
+    return size, "text of bytes"
+
+
+def _paths_cost(args: tuple) -> tuple[int, str]:
+    """A path made of text: about its parts (other arguments are paths, already bounded)."""
+    return sum(4 * len(a) for a in args if isinstance(a, (str, bytes))), "a path of bytes"
+
+
+def _array_bytes(shape: Any, dtype: Any) -> int:
+    import numpy
+
+    count = int(numpy.prod(shape, dtype=object)) if shape is not None else 0
+    return numpy.dtype(dtype).itemsize * max(count, 0)
+
+
+def _ndarray_cost(args: tuple) -> tuple[int, str]:
+    """``numpy.ndarray(shape, dtype, buffer, ...)``: a new array unless it is a view of a buffer."""
+    if len(args) > 2 and args[2] is not None:
+        return 0, "an array of bytes"
+    return _array_bytes(args[0] if args else (), args[1] if len(args) > 1 else float), "an array of bytes"
+
+
+def _no_call(args: tuple) -> tuple[int, str]:
+    if args:
+        raise UntrustedContentError("the content calls numpy.ma.MaskedArray", refused="numpy.ma.core.MaskedArray")
+    return 0, ""
+
+
+def _ranges_cost(args: tuple) -> tuple[int, str]:
+    """A pandas helper may make an array of a range it is given (an argument, or a value of one)."""
+    values = [*args, *(v for a in args if isinstance(a, dict) for v in a.values())]
+    return sum(8 * _length(v) for v in values if isinstance(v, range)), "an array of a range of bytes"
+
+
+class _Bounded:
+    """An allowed class or function whose calls are charged to the load's allocation budget."""
+
+    __slots__ = ("kind", "cost", "refused")
+
+    def __init__(self, kind: Any, cost: Callable[[tuple], tuple[int, str]], refused: str) -> None:
+        self.kind, self.cost, self.refused = kind, cost, refused
+
+    def call(self, args: tuple) -> Any:
+        size, what = self.cost(args)
+        _spend(size, what, self.refused)
+        return self.kind(*args)
+
+
+class _BoundedCall:
+    """What find_class hands out for a :class:`_Bounded`, one per lookup: calling it charges the call
+    to the load's budget; one still alive after the load means the result holds the class itself
+    (see :func:`_load`)."""
+
+    __slots__ = ("kind", "cost", "refused", "budget", "called", "__weakref__")
+
+    def __init__(self, bounded: _Bounded, budget: _Budget) -> None:
+        self.kind, self.cost, self.refused, self.budget = bounded.kind, bounded.cost, bounded.refused, budget
+        self.called = False
+
+    def __call__(self, *args: Any) -> Any:
+        self.called = True
+        size, what = self.cost(args)
+        self.budget.spend(size, what, self.refused)
+        return self.kind(*args)
+
+
+def _bounded_types() -> dict[tuple[str, str], _Bounded]:
+    import collections
+    import decimal
+
+    items = _items_cost(0)
+    table: dict[tuple[str, str], _Bounded] = {}
+    for kind, cost in [(bytes, _bytes_cost), (bytearray, _bytes_cost), (str, _text_cost), (list, items),
+                       (tuple, items), (set, items), (frozenset, items), (dict, items)]:
+        table[("builtins", kind.__name__)] = _Bounded(kind, cost, f"builtins.{kind.__name__}")
+    for kind, cost in [(collections.OrderedDict, items), (collections.deque, items),
+                       (collections.Counter, items), (collections.defaultdict, _items_cost(1))]:
+        table[("collections", kind.__name__)] = _Bounded(kind, cost, f"collections.{kind.__name__}")
+    table[("decimal", "Decimal")] = _Bounded(decimal.Decimal, _text_cost, "decimal.Decimal")
+    return table
+
+
+_BOUNDED: dict[tuple[str, str], _Bounded] = _bounded_types()
 
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only."""
-    base = _TYPE_OF.get(base, base)
+    base = _real(base)
     if not _is_allowed_type(cls) or base not in _PLAIN_BASES:
         raise UntrustedContentError("the content rebuilds an object of a class that is not allowed",
                                     refused="copyreg._reconstructor")
     real = _real(cls)
     if base is object:
         return object.__new__(real)
-    if base in (bytes, bytearray):
-        _check_length(base, (state,))
+    bounded = _BOUNDED.get(("builtins", base.__name__))
+    if bounded is not None:
+        size, what = bounded.cost((state,))
+        _spend(size, what, "copyreg._reconstructor")
     obj = base.__new__(real, state)
     if base.__init__ is not object.__init__:  # a builtin's own __init__ (a list's items), never the class's
         base.__init__(obj, state)
@@ -238,6 +371,7 @@ def _newobj(cls: Any, *args: Any) -> Any:
     if not _is_allowed_type(cls):
         raise UntrustedContentError("the content builds an object of a class that is not allowed",
                                     refused="copyreg.__newobj__")
+    _charge_new(cls, args)
     return cls.__new__(cls, *args)
 
 
@@ -245,7 +379,18 @@ def _newobj_ex(cls: Any, args: Any, kwargs: Any) -> Any:
     if not _is_allowed_type(cls):
         raise UntrustedContentError("the content builds an object of a class that is not allowed",
                                     refused="copyreg.__newobj_ex__")
+    _charge_new(cls, args, kwargs)
     return cls.__new__(cls, *args, **kwargs)
+
+
+def _charge_new(cls: Any, args: tuple, kwargs: Any = None) -> None:
+    """Charge ``cls.__new__(cls, *args)`` as a call of ``cls`` if its calls are charged."""
+    bounded = _resolver.bounded_of(cls)
+    if bounded is not None:
+        if kwargs:
+            raise UntrustedContentError(f"the content makes a {cls.__name__} with keywords", refused=bounded.refused)
+        size, what = bounded.cost(args)
+        _spend(size, what, bounded.refused)
 
 
 def _encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -276,10 +421,22 @@ def _reconstruct(subtype: Any, shape: Any, dtype: Any) -> Any:
             and subtype.__module__.split(".")[0] == "numpy"):
         raise UntrustedContentError(f"the content rebuilds an array of type {subtype!r}",
                                     refused="numpy._core.multiarray._reconstruct")
-    size = numpy.dtype(dtype).itemsize * int(numpy.prod(shape, dtype=object)) if shape else 0
-    if size > MAX_ALLOCATION_BYTES:
-        raise _too_large("an array of bytes", size, MAX_ALLOCATION_BYTES, "numpy._core.multiarray._reconstruct")
+    _spend(_array_bytes(shape, dtype), "an array of bytes", "numpy._core.multiarray._reconstruct")
     return numpy.ndarray.__new__(subtype, shape, dtype)
+
+
+def _mareconstruct(subtype: Any, baseclass: Any, baseshape: Any, basetype: Any) -> Any:
+    """numpy.ma's masked array rebuilder, for numpy's own array types."""
+    import numpy.ma.core
+
+    subtype, baseclass = _real(subtype), _real(baseclass)
+    for klass in (subtype, baseclass):
+        if not (isinstance(klass, type) and issubclass(klass, numpy.ndarray)
+                and klass.__module__.split(".")[0] == "numpy"):
+            raise UntrustedContentError(f"the content rebuilds a masked array of type {klass!r}",
+                                        refused="numpy.ma.core._mareconstruct")
+    _spend(2 * _array_bytes(baseshape, basetype), "a masked array of bytes", "numpy.ma.core._mareconstruct")
+    return numpy.ma.core._mareconstruct(subtype, baseclass, baseshape, basetype)
 
 
 def _pandas_wrapper(function_name: str, real: Callable[..., Any]) -> Callable[..., Any]:
@@ -345,6 +502,18 @@ def _lookup(module: Any, name: str) -> Any:
     return obj
 
 
+# numpy and pandas globals whose calls are charged (made when first named: numpy is imported on use).
+_LAZY_COSTS: dict[tuple[str, str], Callable[[tuple], tuple[int, str]]] = {
+    **{(m, "ndarray"): _ndarray_cost for m in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray")},
+    ("numpy.ma.core", "MaskedArray"): _no_call, ("numpy.ma", "MaskedArray"): _no_call,
+    **{(m, n): _paths_cost for m in ("pathlib", "pathlib._local")
+       for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")},
+    **{key: _ranges_cost for key in [("pandas._libs.internals", "_unpickle_block"),
+                                     ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
+                                     ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
+                                     ("pandas._libs.tslibs.nattype", "_nat_unpickle")]},
+}
+
 _SAFE_REPLACEMENTS: dict[tuple[str, str], Any] = {
     ("copyreg", "_reconstructor"): _reconstructor,
     ("copyreg", "__newobj__"): _newobj,
@@ -352,9 +521,7 @@ _SAFE_REPLACEMENTS: dict[tuple[str, str], Any] = {
     ("_codecs", "encode"): _encode,
     ("codecs", "encode"): _encode,
     ("builtins", "getattr"): _getattr,
-    ("builtins", "bytes"): _bounded_bytes,
-    ("builtins", "bytearray"): _bounded_bytearray,
-    ("builtins", "range"): _range,
+    ("numpy.ma.core", "_mareconstruct"): _mareconstruct,
     ("numpy.core.multiarray", "_reconstruct"): _reconstruct,
     ("numpy._core.multiarray", "_reconstruct"): _reconstruct,
 }
@@ -396,7 +563,24 @@ class _Resolver:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._stand_ins: dict[type, type] = {}
-        self._pandas_helpers: dict[tuple[str, str], Callable[..., Any]] = {}
+        self._bounded: dict[tuple[str, str], _Bounded] = {}
+
+    def _bound(self, module: str, name: str, obj: Any) -> _Bounded:
+        """``obj`` (``module.name``, of numpy or pandas) with its calls charged; made once."""
+        made = self._bounded.get((module, name))
+        if made is None:
+            cost = _LAZY_COSTS.get((module, name), _ranges_cost)
+            with self._lock:
+                made = self._bounded.setdefault((module, name), _Bounded(obj, cost, f"{module}.{name}"))
+        return made
+
+    def bounded_of(self, cls: Any) -> _Bounded | None:
+        """The bounded form of the class ``cls``, if its calls are charged."""
+        if not isinstance(cls, type):
+            return None
+        key = (cls.__module__, cls.__qualname__)
+        return _BOUNDED.get(key) or self._bounded.get(key) or (
+            self._bound(*key, cls) if key in _LAZY_COSTS else None)
 
     def resolve(self, module: str, name: str, extra: frozenset[tuple[str, str]]) -> Any:
         # Python 2 names (protocols 0 to 2: ``__builtin__.set``), as pickle's own find_class maps them.
@@ -408,14 +592,14 @@ class _Resolver:
         replacement = _SAFE_REPLACEMENTS.get((module, name))
         if replacement is not None:
             return replacement
+        bounded = _BOUNDED.get((module, name)) or self._bounded.get((module, name))
+        if bounded is not None:
+            return bounded
         if (module, name) in _PANDAS_CLASS_HELPERS:
-            helper = self._pandas_helpers.get((module, name))
-            if helper is None:
-                loaded = _import(module)
-                if loaded is None:
-                    raise UntrustedContentError(f"module {module} is not available", refused=where)
-                helper = self._pandas_helpers[(module, name)] = _pandas_wrapper(where, _lookup(loaded, name))
-            return helper
+            loaded = _import(module)
+            if loaded is None:
+                raise UntrustedContentError(f"module {module} is not available", refused=where)
+            return self._bound(module, name, _pandas_wrapper(where, _lookup(loaded, name)))
         listed = (module, name) in _ALLOWED or (module, name) in extra or (module, name) in _added.get()
         if not listed and "." in name:  # attribute chains (``os.path.join``, ``X.__init__``) only when listed
             raise UntrustedContentError(f"the content names {where}", refused=where)
@@ -427,7 +611,7 @@ class _Resolver:
         except AttributeError:
             raise UntrustedContentError(f"the content names {where}, which does not exist", refused=where) from None
         if listed:
-            return obj
+            return self._bound(module, name, obj) if (module, name) in _LAZY_COSTS else obj
         if isinstance(obj, type):
             if issubclass(obj, enum.Enum) or _is_pandas_class(obj):
                 return obj
@@ -464,27 +648,126 @@ _resolver = _Resolver()
 
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds data only (see the module's docstring); ``extra`` are more
-    ``(module, name)`` globals allowed."""
+    ``(module, name)`` globals allowed. Load with :func:`safe_loads` or :func:`safe_load`: they budget
+    the calls of one load and give classes whose calls are charged back as themselves."""
 
-    def __init__(self, file: Any, *, buffers: Any = None,
-                 extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+    def __init__(self, file: Any, *, buffers: Any = None, extra: frozenset[tuple[str, str]] = frozenset(),
+                 as_themselves: frozenset[int] = frozenset()) -> None:
         super().__init__(file, buffers=buffers)
         self._extra = extra
+        self._as_themselves = as_themselves  # which lookups (by their order) get the class itself
+        self._lookups = 0
+        self.handed_out: list[tuple[int, weakref.ref]] = []
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
-        return _resolver.resolve(module, name, self._extra)
+        found = _resolver.resolve(module, name, self._extra)
+        self._lookups += 1
+        if type(found) is _Bounded:
+            if self._lookups in self._as_themselves:
+                return found.kind
+            call = _BoundedCall(found, getattr(_loading, "budget", None) or _Budget())
+            self.handed_out.append((self._lookups, weakref.ref(call)))
+            return call
+        return found
 
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
         raise UntrustedContentError("the content refers to a persistent object", refused="persistent_load")
 
 
+class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
+    """The same decisions in Python's own unpickler, handing out classes whose calls are charged as
+    themselves and charging the calls where they are made (REDUCE, NEWOBJ, OBJ, INST): slower, used
+    only for content whose result holds such a class."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
+
+    def __init__(self, file: Any, *, buffers: Any = None,
+                 extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+        super().__init__(file, buffers=buffers)
+        self._extra = extra
+        self._bounded: dict[int, _Bounded] = {}
+
+    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+        found = _resolver.resolve(module, name, self._extra)
+        if type(found) is _Bounded:
+            self._bounded[id(found.kind)] = found
+            return found.kind
+        return found
+
+    def persistent_load(self, pid: Any) -> Any:  # noqa: D102
+        raise UntrustedContentError("the content refers to a persistent object", refused="persistent_load")
+
+    def _call(self, func: Any, args: tuple) -> Any:
+        bounded = self._bounded.get(id(func))
+        return func(*args) if bounded is None or bounded.kind is not func else bounded.call(args)
+
+    def _load_reduce(self) -> None:
+        args = self.stack.pop()
+        self.stack[-1] = self._call(self.stack[-1], args)
+
+    def _load_newobj(self) -> None:
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        _charge_new(cls, args)
+        self.append(cls.__new__(cls, *args))
+
+    def _load_newobj_ex(self) -> None:
+        kwargs = self.stack.pop()
+        args = self.stack.pop()
+        cls = self.stack.pop()
+        _charge_new(cls, args, kwargs)
+        self.append(cls.__new__(cls, *args, **kwargs))
+
+    def _instantiate(self, klass: Any, args: tuple) -> None:
+        if args or not isinstance(klass, type) or hasattr(klass, "__getinitargs__"):
+            self.append(self._call(klass, tuple(args)))
+        else:
+            self.append(klass.__new__(klass))
+
+    dispatch[pickle.REDUCE[0]] = _load_reduce
+    dispatch[pickle.NEWOBJ[0]] = _load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+
+
+def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
+    """Load from ``file`` with a fresh budget. A class whose calls are charged is handed out as a
+    :class:`_BoundedCall`; if one is still alive once the unpickler is gone, the result holds it:
+    then load again handing out the class itself at those lookups if they were never called (the
+    opcodes run alike), else with :class:`_TypedUnpickler`."""
+    start = file.tell()
+    buffers = None if buffers is None else list(buffers)
+    outer = getattr(_loading, "budget", None)
+    try:
+        as_themselves: frozenset[int] = frozenset()
+        for _ in range(2):
+            _loading.budget = _Budget()
+            unpickler = SafeUnpickler(file, buffers=buffers, extra=extra, as_themselves=as_themselves)
+            value = unpickler.load()
+            handed_out = unpickler.handed_out
+            del unpickler  # (and its memo)
+            alive = [(lookup, ref()) for lookup, ref in handed_out if ref() is not None]
+            if not alive:
+                return value
+            del value
+            file.seek(start)
+            if as_themselves or any(call is None or call.called for _, call in alive):
+                break
+            as_themselves = frozenset(lookup for lookup, _ in alive)
+            del alive
+        _loading.budget = _Budget()
+        return _TypedUnpickler(file, buffers=buffers, extra=extra).load()
+    finally:
+        _loading.budget = outer
+
+
 def safe_loads(data: bytes | bytearray | memoryview, buffers: Any = None,
                extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
     """``pickle.loads`` that builds data only; UntrustedContentError names the first global refused."""
-    return SafeUnpickler(io.BytesIO(data), buffers=buffers, extra=extra).load()
+    return _load(io.BytesIO(data), buffers, extra)
 
 
 def safe_load(file: Any, extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
     """``pickle.load`` that builds data only."""
-    return SafeUnpickler(file, extra=extra).load()
-
+    if not file.seekable():
+        file = io.BytesIO(file.read())
+    return _load(file, None, extra)
