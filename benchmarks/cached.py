@@ -68,8 +68,7 @@ import numpy as np
 from common import default_dir, timed
 
 import pairio as pa
-from pairio.content import hash_cache
-from pairio.lifecycle import records
+from pairio import deferred
 from pairio.memo import call_stats, values
 
 TOOLS = ("pairio", "joblib", "cachier", "diskcache")
@@ -146,9 +145,7 @@ def _pairio_done() -> None:
     """Write what pairio writes in the background while its directory exists (a write after it
     is deleted re-creates files in it, or fails the rmtree that deletes it): call and hit
     counts and records, written at most once a second, and the signatures of large objects just stored."""
-    call_stats.flush()
-    records.flush()
-    hash_cache._background.drain()
+    deferred.drain_all()
 
 
 def wrap(tool: str, func: Callable[..., Any], directory: Path) -> tuple[Callable[..., Any], Callable[[], None]]:

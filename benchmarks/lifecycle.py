@@ -38,7 +38,8 @@ from common import default_dir, timed
 import pairio as pa
 from pairio.cli import main as cli
 from pairio.kv import local_store
-from pairio.lifecycle import eviction, gc, hooks, records
+from pairio.lifecycle import calls as lifecycle_calls
+from pairio.lifecycle import eviction, gc, records
 
 
 def small(a: int, b: float, c: str) -> float:
@@ -61,19 +62,16 @@ def bench_hits(root: Path, rounds: int, calls: int) -> dict[str, float]:
 
     results: dict[str, list[float]] = {"pairio after": [], "pairio before": [],
                                        "diskcache LRS": [], "diskcache LRU": []}
-    real_hit = hooks.hit
+    real_hit = lifecycle_calls.count_hit
     for r in range(rounds):
         with pa.config(database_path=str(root / f"hits-{r}")):
             f = pa.cached(small)
             results["pairio after"].append(hit_us(f, calls))
-            hooks.hit = lambda *args: None
+            lifecycle_calls.count_hit = lambda *args: None  # the decorator calls it through the module
             try:
-                import pairio.memo.decorator as decorator
-                decorator.hooks.hit = hooks.hit
                 results["pairio before"].append(hit_us(f, calls))
             finally:
-                hooks.hit = real_hit
-                decorator.hooks.hit = real_hit
+                lifecycle_calls.count_hit = real_hit
         for policy, label in (("least-recently-stored", "diskcache LRS"), ("least-recently-used", "diskcache LRU")):
             cache = diskcache.Cache(str(root / f"dc-{policy}-{r}"), eviction_policy=policy)
             results[label].append(hit_us(cache.memoize()(small), calls))
