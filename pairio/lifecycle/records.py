@@ -22,7 +22,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from ..config import Config
@@ -141,21 +141,17 @@ def warn_unrecorded(store: Any) -> None:
 # --- writing ---------------------------------------------------------------------------
 
 
-def add(store: EmbeddedStore, entry: Entry, pairs: Mapping[str, str] | None = None) -> float:
-    """Write ``entry``'s record (replacing any of the same key), and ``pairs`` of its collection in
-    the same transaction if given; returns the recorded total size.
+def add(store: EmbeddedStore, entry: Entry) -> float:
+    """Write ``entry``'s record (replacing any of the same key) in a transaction of its own;
+    returns the recorded total size. (A cached miss joins its pairs' transaction: :func:`add_in`.)
 
     Its priority is computed here from the store's inflation value. A store that keeps no
-    records (:func:`keeps_records`) is given the pairs only, and the total is 0.
+    records (:func:`keeps_records`) is left alone, and the total is 0.
     """
     if not keeps_records(store):
-        if pairs:
-            store.set_many(entry.collection, pairs)
         warn_unrecorded(store)
         return 0.0
     with store.transaction(immediate=True) as connection:
-        if pairs:
-            store.write_pairs(connection, entry.collection, pairs)
         return add_in(connection, entry)
 
 
