@@ -36,6 +36,8 @@ from .metrics import Metrics, Observer
 from .openapi import openapi_document
 from .responses import API, Handler, json_response, request_key
 from .settings import MAX_PAIRS_PER_REQUEST, SERVE_DIRECTORY_VARIABLE, ServerSettings, load_settings
+from .status import ServerSource
+from .status_routes import status_routes
 
 log = logging.getLogger("pairio.server")
 
@@ -120,6 +122,7 @@ def create_app(
     ]
 
     routes += lease_routes(api.endpoint, guard, store)
+    routes += status_routes(settings, guard, ServerSource(None, guard.coordination, api.problems))
     routes += content_routes(settings, guard, content)
     if settings.legacy:
         from .legacy import legacy_content_routes, legacy_routes
