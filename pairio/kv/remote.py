@@ -254,6 +254,28 @@ class RemoteStore(KeyValueStore):
         self._field(answer, "leases", "leases")
         return answer
 
+    def records(self, *, collection: str | None = None, function: str | None = None, sort: str = "created",
+                limit: int = 100) -> list[dict[str, Any]]:
+        """The records the server keeps of results in the collections this channel may read (or in
+        ``collection``), most first by ``sort`` (created, size, seconds, hits), of ``function`` if given."""
+        body: dict[str, Any] = {"sort": sort, "limit": limit}
+        if collection is not None:
+            body["collection"] = collection
+        if function is not None:
+            body["function"] = function
+        return self._field(self._call("records", body), "records", "records")
+
+    def counts(self, since: float, until: float | None = None, by: str | None = "function",
+               collection: str | None = None) -> dict[str, Any]:
+        """The server's hourly counts since ``since`` (Unix seconds) in the collections this channel
+        may read (or in ``collection``): ``{counts, totals, groups}`` (see ``POST /api/v1/counts``)."""
+        body: dict[str, Any] = {"since": since, "until": until, "by": by}
+        if collection is not None:
+            body["collection"] = collection
+        answer = self._call("counts", body)
+        self._field(answer, "counts", "counts")
+        return answer
+
     def probe(self) -> dict[str, Any]:
         """The channel's name and, per collection, whether it may get and set."""
         return self._request("GET", f"{API}/probe", b"")
