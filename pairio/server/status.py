@@ -148,15 +148,23 @@ class ServerSource(StatusSource):
     """The server's store: the records and counts beside its pairs, the leases of its coordination.
 
     ``records`` is the server's record store (``pairio.server.backends.records``: ``get``,
-    ``records``, ``counts``), None where the pairs store keeps none; ``problems`` probes the backends.
+    ``records``, ``counts``), None where the pairs store keeps none; ``problems`` probes the backends;
+    ``flush`` writes the records and counts still queued (called before each read of them).
     """
 
     kind = "server"
 
-    def __init__(self, records_store: Any, coordination: Any, problems: Callable[[], list[str]]) -> None:
+    def __init__(self, records_store: Any, coordination: Any, problems: Callable[[], list[str]],
+                 flush: Callable[[], None] | None = None) -> None:
         self.records_store = records_store
         self.coordination = coordination
         self._problems = problems
+        self._flush = flush
+
+    def _flushed(self) -> Any:
+        if self._flush is not None:
+            self._flush()
+        return self.records_store
 
     @staticmethod
     def _names(collections: Collection[str] | None) -> list[str]:
@@ -166,13 +174,13 @@ class ServerSource(StatusSource):
     def records(self, collections: Collection[str] | None, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
         if self.records_store is None:
             return []
-        found = self.records_store.records(self._names(collections), sort="created", limit=limit)
+        found = self._flushed().records(self._names(collections), sort="created", limit=limit)
         return [server_record(r) for r in found]
 
     def record(self, collection: str, key: str) -> dict[str, Any] | None:
         if self.records_store is None:
             return None
-        found = self.records_store.get(collection, key)
+        found = self._flushed().get(collection, key)
         return None if found is None else server_record(found)
 
     def lineage(self, collection: str, key: str) -> dict[str, Any] | None:
@@ -187,7 +195,7 @@ class ServerSource(StatusSource):
     def counts(self, collections: Collection[str] | None, since: float) -> list[dict[str, Any]]:
         if self.records_store is None:
             return []
-        return self.records_store.counts(self._names(collections), since, by=None)
+        return self._flushed().counts(self._names(collections), since, by=None)
 
     def leases(self, collections: Collection[str] | None, now: float) -> list[dict[str, Any]]:
         allowed = set(self._names(collections))
