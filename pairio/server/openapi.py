@@ -159,6 +159,7 @@ def openapi_document(version: str) -> dict:
                 _OK, "set_many"),
             **_lease_paths(),
             **_content_paths(),
+            **_status_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -166,6 +167,8 @@ def openapi_document(version: str) -> dict:
                 "timestamp": {"type": "apiKey", "in": "header", "name": HEADER_TIMESTAMP},
                 "nonce": {"type": "apiKey", "in": "header", "name": HEADER_NONCE},
                 "signature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE},
+                "session": {"type": "apiKey", "in": "cookie", "name": "pairio_session",
+                            "description": "the cookie of a signed POST /api/v1/status/session"},
             }
         },
     }
@@ -214,3 +217,49 @@ def _content_paths() -> dict:
             },
         },
     }
+
+
+def _status_paths() -> dict:
+    """The status page's JSON: signed, or with the session cookie of a signed sign-in."""
+    signed_or_session = [{"channel": [], "timestamp": [], "nonce": [], "signature": []}, {"session": []}]
+    counts = _object(["hits", "misses", "seconds_saved", "hit_rate"], hits={"type": "integer"},
+                     misses={"type": "integer"}, seconds_saved={"type": "number"},
+                     seconds_computed={"type": "number"}, bytes_up={"type": "integer"},
+                     bytes_down={"type": "integer"}, hit_rate={"type": "number", "nullable": True})
+    record = {"type": "object", "description": "a record: collection, key, function, code, dependencies, "
+                                               "arguments, size, seconds, host, created, last_used, hits"}
+    views = {
+        "overview": ("entries, bytes against the limit, hit rate and time saved today and in 7 days, calls "
+                     "per hour for 7 days",
+                     _object(["entries", "bytes", "today", "week", "chart"], entries={"type": "integer"},
+                             bytes={"type": "integer"}, limit={"type": "integer", "nullable": True},
+                             today=counts, week=counts, chart={"type": "array", "items": {"type": "object"}}), []),
+        "steps": ("one row per function, most first by time saved, compute spent or size",
+                  _object(["by", "steps"], by={"type": "string"}, steps={"type": "array", "items": {"type": "object"}}),
+                  [{"name": "by", "in": "query", "schema": {"type": "string", "enum": ["saved", "computed", "size"]}}]),
+        "misses": ("the newest entries, each with why it missed (what differs from the closest older entry)",
+                   _object(["misses"], misses={"type": "array", "items": {"type": "object"}}), []),
+        "entry": ("an entry's record, its provenance tree and the command that fetches it",
+                  _object(["record", "lineage", "fetch"], record=record, lineage={"type": "object"},
+                          fetch={"type": "string"}),
+                  [{"name": "collection", "in": "query", "required": True, "schema": _COLLECTION},
+                   {"name": "key", "in": "query", "required": True, "schema": _KEY}]),
+        "leases": ("the leases held in the collections the caller may read: who computes what, for how long",
+                   _object(["now", "leases"], now={"type": "number"}, leases={"type": "array", "items": {"type": "object"}}),
+                   []),
+        "health": ("the version and whether every backend can be used",
+                   _object(["status", "version"], status={"type": "string"}, version={"type": "string"},
+                           causes={"type": "array", "items": {"type": "string"}}), []),
+    }
+    out: dict = {}
+    for name, (summary, schema, parameters) in views.items():
+        out[f"/api/v1/status/{name}"] = {"get": {"operationId": f"status_{name}", "summary": summary,
+                                                 "security": signed_or_session, "parameters": parameters,
+                                                 "responses": _responses(schema)}}
+    out["/api/v1/status/session"] = _post(
+        "sign in: a signed request answered with a session cookie (HttpOnly, SameSite=Strict) for the status views",
+        {"type": "object"}, _object(["channel", "seconds"], channel={"type": "string"}, seconds={"type": "integer"}),
+        "status_session")
+    out["/api/v1/status/signout"] = {"post": {"operationId": "status_signout", "summary": "clear the session cookie",
+                                              "responses": _responses(_OK, {})}}
+    return out
