@@ -15,40 +15,12 @@ import time
 
 import pytest
 import requests
-from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, default_settings, signed_request
+from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, signed_request
+from status_data import ENTRIES, SHA, VIEW_PASSWORD, populate, record, rw, status_settings
 
 from pairio.errors import ConfigurationError
 from pairio.server import sessions
 from pairio.server.settings import parse_settings
-
-VIEW_PASSWORD = "view-password-0123456789"
-NOW = time.time()
-SHA = ["%040x" % (i + 1) for i in range(8)]
-
-
-def _settings() -> dict:
-    settings = default_settings()
-    settings["channels"].append({"name": "viewer", "password": VIEW_PASSWORD, "view": True, "readContent": True,
-                                 "collections": [{"name": "spikes", "maxNumGetsPerMinute": 1000}]})
-    return settings
-
-
-def _record(function: str, size: int, seconds: float, created: float, **arguments: str) -> dict:
-    return {"function": function, "code": "c0de" * 10, "dependencies": {"numpy": "2.1.0"},
-            "arguments": arguments, "size": size, "seconds": seconds, "host": "lab-1", "created": created}
-
-
-# (collection, key, record): spikes is shared with public-ro and viewer; other is lab-rw's alone.
-ENTRIES = [
-    ("spikes", "a" * 40, _record("steps.detect", 1000, 12.0, NOW - 300, threshold="5")),
-    ("spikes", "b" * 40, _record("steps.detect", 3000, 10.0, NOW - 200, threshold="7")),
-    ("spikes", "c" * 40, _record("steps.sort_units", 500, 60.0, NOW - 100, method="'kilosort'")),
-    ("other", "d" * 40, _record("secret.train_model", 99_000, 600.0, NOW - 50, lr="0.1")),
-]
-
-
-def rw(server, path, obj=None, **kw):
-    return signed_request(server.url, "lab-rw", RW_PASSWORD, path, obj, **kw)
 
 
 def get_view(server, channel, password, name, **query):
@@ -62,22 +34,8 @@ def get_view(server, channel, password, name, **query):
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("status-server"), _settings()) as s:
-        for i, (collection, key, record) in enumerate(ENTRIES):
-            r = rw(s, "/api/v1/set", {"collection": collection, "key": key, "value": SHA[i],
-                                       "records": {key: record}})
-            assert r.status_code == 200, r.text
-        # Hits: the first entry twice, the third once.
-        for key in ("a" * 40, "a" * 40, "c" * 40):
-            assert rw(s, "/api/v1/get", {"collection": "spikes", "key": key}).json()["value"]
-        lease = rw(s, "/api/v1/lease/acquire", {"collection": "other", "key": "e" * 40, "owner": "o" * 20,
-                                                "ttl": 600, "info": {"host": "gpu-7", "pid": 42,
-                                                                     "function": "secret.train_model"}})
-        assert lease.json()["held"], lease.text
-        lease = rw(s, "/api/v1/lease/acquire", {"collection": "spikes", "key": "f" * 40, "owner": "p" * 20,
-                                                "ttl": 600, "info": {"host": "lab-2", "pid": 7,
-                                                                     "function": "steps.detect"}})
-        assert lease.json()["held"], lease.text
+    with ServerProcess(tmp_path_factory.mktemp("status-server"), status_settings()) as s:
+        populate(s)
         yield s
 
 
@@ -164,15 +122,15 @@ def test_a_view_only_channel_cannot_write(server):
 
 
 def test_a_view_only_channel_that_names_a_write_right_is_refused(tmp_path):
-    settings = _settings()
+    settings = status_settings()
     settings["channels"][-1]["collections"][0]["maxNumSetsPerMinute"] = 10
     with pytest.raises(ConfigurationError, match=r"channels\[3\]\.collections\[0\]\.maxNumSetsPerMinute.*view only"):
         parse_settings(settings, tmp_path)
-    settings = _settings()
+    settings = status_settings()
     settings["channels"][-1]["writeContent"] = True
     with pytest.raises(ConfigurationError, match=r"channels\[3\]\.writeContent.*view only"):
         parse_settings(settings, tmp_path)
-    settings = _settings()
+    settings = status_settings()
     settings["channels"][-1]["view"] = "yes"
     with pytest.raises(ConfigurationError, match=r"channels\[3\]\.view must be true or false"):
         parse_settings(settings, tmp_path)
@@ -221,7 +179,7 @@ def test_no_password_in_any_answer_or_the_log(server):
 
 def test_pages_escape_what_records_hold_and_forbid_outside_resources(server):
     key = "7" * 40
-    nasty = _record("<script>alert(1)</script>", 10, 1.0, time.time(), x="<img src=x onerror=alert(2)>")
+    nasty = record("<script>alert(1)</script>", 10, 1.0, time.time(), x="<img src=x onerror=alert(2)>")
     r = rw(server, "/api/v1/set", {"collection": "spikes", "key": key, "value": SHA[6], "records": {key: nasty}})
     assert r.status_code == 200, r.text
     cookie = sign_in(server, "lab-rw", RW_PASSWORD)

@@ -227,7 +227,7 @@ class StatusRoutes:
                     body = _render(name, data, root)
             nonce = status_page.new_nonce()
             page = status_page.layout(_TITLES[name], body, nonce, root=root,
-                                      active=None if name == "entry" else ("" if name == "overview" else name),
+                                      active="" if name == "overview" else name,
                                       who=viewer.name, signout=viewer.signout, source=self.source.kind)
             return Response(page, status_code, status_page.headers(nonce), media_type="text/html")
 
