@@ -261,5 +261,5 @@ def _status_paths() -> dict:
         {"type": "object"}, _object(["channel", "seconds"], channel={"type": "string"}, seconds={"type": "integer"}),
         "status_session")
     out["/api/v1/status/signout"] = {"post": {"operationId": "status_signout", "summary": "clear the session cookie",
-                                              "responses": _responses(_OK, {})}}
+                                              "security": signed_or_session, "responses": _responses(_OK)}}
     return out

@@ -26,7 +26,7 @@ from ..errors import InvalidInputError, PairioError
 from ..signing import HEADER_SIGNATURE
 from . import sessions, status, status_page
 from .auth import ApiError, Guard, read_body
-from .responses import API, json_response
+from .responses import API, json_response, request_key
 from .settings import ServerSettings
 
 STATUS = f"{API}/status"
@@ -74,9 +74,9 @@ class ChannelAccess(Access):
         view = " (view only)" if self.settings.channels[channel].view else ""
         return Viewer(f"channel {channel}{view}", self.readable(channel), signout)
 
-    def viewer(self, request: Request) -> Viewer | None:
+    def viewer(self, request: Request, body: bytes = b"") -> Viewer | None:
         if HEADER_SIGNATURE.lower() in request.headers:
-            return self._viewer(self.guard.authenticate(request, b""), False)
+            return self._viewer(self.guard.authenticate(request, body), False)
         channel = sessions.check_token(request.cookies.get(sessions.COOKIE), self.settings.passwords)
         return None if channel is None else self._viewer(channel, True)
 
@@ -105,7 +105,15 @@ class ChannelAccess(Access):
         return response
 
     async def sign_out(self, request: Request) -> Response:
-        """Clear the caller's session cookie (nothing else: it needs no signature)."""
+        """Clear the caller's session cookie (it changes nothing else); 401 for a caller signed in by
+        neither a session nor a signature."""
+        try:
+            body = await read_body(request, 1024)
+            viewer = await run_in_threadpool(self.viewer, request, body)
+        except ApiError as exc:
+            return json_response({"error": exc.message}, exc.status, exc.headers)
+        if viewer is None:
+            return self.refused(request, html=False)
         response = json_response({"ok": True})
         response.headers["Set-Cookie"] = sessions.clear_cookie_header(_secure(request))
         return response
@@ -174,7 +182,7 @@ class StatusRoutes:
         collection, key = query.get("collection"), query.get("key")
         if not collection or not key:
             raise InvalidInputError("query parameters 'collection' and 'key' are required")
-        return status.entry(source, collections, collection, key)
+        return status.entry(source, collections, collection, request_key(key, "key"))
 
     def _json(self, name: str) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
@@ -216,6 +224,9 @@ class StatusRoutes:
             except InvalidInputError as exc:
                 data, status_code = None, 400
                 body = status_page.not_found_body(str(exc))
+            except ApiError as exc:
+                data, status_code = None, exc.status
+                body = status_page.not_found_body(exc.message)
             except PairioError as exc:
                 data, status_code = None, 503
                 body = status_page.not_found_body(f"the store is unavailable: {type(exc).__name__}")
