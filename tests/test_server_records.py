@@ -266,3 +266,22 @@ def test_ls_and_stats_against_the_server(server, tmp_path):
     assert stats["by"] == "collection"
     assert [(g["collection"], g["hits"], g["misses"]) for g in stats["groups"]] == [("spikes", 2, 2)]
     assert stats["totals"]["seconds_saved"] == pytest.approx(5.0)
+
+
+def test_content_moved_is_counted_in_bytes_up_and_down_of_the_channels_collection(server):
+    import hashlib
+
+    data = b"x" * 5000
+    sha1 = hashlib.sha1(data).hexdigest()
+    path = f"/api/v1/content/sha1/{sha1}"
+    put = signed(server.url, "lab-rw", RW_PASSWORD, path, method="PUT", body=data, body_hash=sha1,
+                 headers={"Content-Type": "application/octet-stream"})
+    assert put.status_code == 200, put.text
+    for _ in range(2):
+        got = signed(server.url, "public-ro", RO_PASSWORD, path, method="GET")
+        assert got.content == data
+    # lab-rw's first collection is spikes, as is public-ro's: the bytes count there, as content (function "").
+    rows = {r["collection"]: r for r in counted(server, by="collection")["counts"]}
+    assert (rows["spikes"]["bytes_up"], rows["spikes"]["bytes_down"]) == (5000, 10000)
+    (row,) = counted(server)["counts"]
+    assert row["function"] == "" and row["hits"] == 0

@@ -66,6 +66,25 @@ def open_records(store: object) -> RecordStore | None:
     return None
 
 
+def content_counter(settings: ServerSettings, recorder: Recorder) -> Callable[[str, int, int], None]:
+    """What counts the bytes of content a channel moves: content is not of a collection, so bytes up
+    count for the first collection (in pairio.json's order) the channel may set, bytes down for the
+    first it may get (none: not counted)."""
+
+    def moved(channel: str, up: int, down: int) -> None:
+        collections = settings.channels[channel].collections.values()
+        if up:
+            target = next((c.name for c in collections if c.max_sets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, up=up)
+        if down:
+            target = next((c.name for c in collections if c.max_gets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, down=down)
+
+    return moved
+
+
 # --- the records field of set and set_many --------------------------------------------------
 
 
