@@ -35,7 +35,7 @@ from .content import content_routes
 from .leases import lease_routes
 from .metrics import Metrics, Observer
 from .openapi import openapi_document
-from .records import Recorder, open_records, parse_records, record_routes
+from .records import Recorder, content_counter, open_records, parse_records, record_routes
 from .responses import API, Handler, json_response, request_key
 from .settings import MAX_PAIRS_PER_REQUEST, SERVE_DIRECTORY_VARIABLE, ServerSettings, load_settings
 from .status import ServerSource
@@ -128,7 +128,7 @@ def create_app(
     routes += record_routes(api.endpoint, settings, recorder)
     routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
                                                           recorder.flush))
-    routes += content_routes(settings, guard, content)
+    routes += content_routes(settings, guard, content, content_counter(settings, recorder))
     if settings.legacy:
         from .legacy import legacy_content_routes, legacy_routes
 

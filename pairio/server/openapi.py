@@ -100,6 +100,69 @@ def _lease_paths() -> dict:
     }
 
 
+def _record_schema() -> dict:
+    """A record as a client sends it with its pair."""
+    from . import records as r
+
+    def text(limit: int) -> dict:
+        return {"type": "string", "maxLength": limit}
+
+    def names(count: int, chars: int) -> dict:
+        return {"type": "object", "maxProperties": count, "additionalProperties": text(chars)}
+
+    return {**_object(["function", "size", "seconds", "created"],
+                      function={**text(r.MAX_FUNCTION_CHARS), "minLength": 1}, code=text(r.MAX_CODE_CHARS),
+                      dependencies=names(r.MAX_DEPENDENCIES, r.MAX_NAME_CHARS),
+                      arguments=names(r.MAX_ARGUMENTS, r.MAX_TEXT_CHARS),
+                      size={"type": "integer", "minimum": 0}, seconds={"type": "number", "minimum": 0,
+                                                                        "maximum": r.MAX_SECONDS},
+                      host=text(r.MAX_HOST_CHARS), created={"type": "number", "minimum": 0}),
+            "additionalProperties": False}
+
+
+def _records_field() -> dict:
+    return {"type": "object", "additionalProperties": _record_schema(),
+            "description": "key -> the record of the result its pair names: what computed it and its cost "
+                           "(function, code digest, dependency versions, argument summaries, size, seconds, "
+                           "host, created); optional"}
+
+
+def _record_paths() -> dict:
+    from ..lifecycle.counts import FIELDS, GROUPS
+    from .backends.records import SORTS
+    from .records import MAX_LIST_LIMIT
+
+    stored = {**_record_schema(), "additionalProperties": True}
+    stored["properties"] = {**stored["properties"], "collection": _COLLECTION, "key": _KEY,
+                            "channel": {"type": "string"}, "hits": {"type": "integer"},
+                            "last_used": {"type": "number"}}
+    numbers = {f: {"type": "number"} for f in FIELDS}
+    count = {"type": "object", "properties": {"hour": {"type": "integer"}, "function": {"type": "string"},
+                                              "collection": {"type": "string"}, **numbers}}
+    totals = {"type": "object", "properties": {**numbers, "hit_rate": {"type": "number", "nullable": True}}}
+    collection = {**_COLLECTION, "description": "only this collection (default: every one the channel may read)"}
+    return {
+        "/api/v1/records": _post(
+            "the records of results in the collections the caller may read, most first by sort",
+            _object([], collection=collection, sort={"type": "string", "enum": list(SORTS), "default": "created"},
+                    limit={"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 100},
+                    function={"type": "string", "description": "a qualified name, its dotted tail or a glob"}),
+            _object(["records"], records={"type": "array", "items": stored}), "records"),
+        "/api/v1/counts": _post(
+            "hourly counts (hits, misses, seconds saved and computed, bytes up and down, kept 90 days) "
+            "in the collections the caller may read, per hour and function or collection",
+            _object([], collection=collection,
+                    since={"type": "number", "description": "Unix seconds (default: 7 days ago)"},
+                    until={"type": "number", "nullable": True, "description": "Unix seconds (default: now)"},
+                    by={"type": "string", "enum": list(GROUPS), "nullable": True, "default": "function"}),
+            _object(["since", "by", "counts", "totals"], since={"type": "integer"},
+                    until={"type": "number", "nullable": True}, by={"type": "string", "nullable": True},
+                    counts={"type": "array", "items": count}, totals=totals,
+                    groups={"type": "array", "items": {"type": "object"}}),
+            "counts"),
+    }
+
+
 def openapi_document(version: str) -> dict:
     """The OpenAPI document for server ``version``."""
     single = _object(["collection", "key"], collection=_COLLECTION, key=_KEY)
@@ -138,8 +201,9 @@ def openapi_document(version: str) -> dict:
             "/api/v1/get": _post("the value under a key (null if absent)", single,
                                  _object(["value"], value=nullable_value), "get"),
             "/api/v1/set": _post(
-                "store a value under a key",
-                _object(["collection", "key", "value"], collection=_COLLECTION, key=_KEY, value=_VALUE),
+                "store a value under a key (with records, the record of the result it names)",
+                _object(["collection", "key", "value"], collection=_COLLECTION, key=_KEY, value=_VALUE,
+                        records=_records_field()),
                 _OK, "set"),
             "/api/v1/delete": _post("remove a key", single, _OK, "delete"),
             "/api/v1/get_many": _post(
@@ -152,12 +216,15 @@ def openapi_document(version: str) -> dict:
                         content={"type": "object", "additionalProperties": {"type": "string", "format": "byte"}}),
                 "get_many"),
             "/api/v1/set_many": _post(
-                "store pairs in one transaction; a null value deletes its key",
+                "store pairs in one transaction; a null value deletes its key; records: the records of "
+                "the results keys name (each key among the pairs set)",
                 _object(["collection", "pairs"], collection=_COLLECTION,
                         pairs={"type": "object", "additionalProperties": nullable_value,
-                               "maxProperties": MAX_PAIRS_PER_REQUEST}),
+                               "maxProperties": MAX_PAIRS_PER_REQUEST},
+                        records=_records_field()),
                 _OK, "set_many"),
             **_lease_paths(),
+            **_record_paths(),
             **_content_paths(),
             **_status_paths(),
         },

@@ -66,6 +66,25 @@ def open_records(store: object) -> RecordStore | None:
     return None
 
 
+def content_counter(settings: ServerSettings, recorder: Recorder) -> Callable[[str, int, int], None]:
+    """What counts the bytes of content a channel moves: content is not of a collection, so bytes up
+    count for the first collection (in pairio.json's order) the channel may set, bytes down for the
+    first it may get (none: not counted)."""
+
+    def moved(channel: str, up: int, down: int) -> None:
+        collections = settings.channels[channel].collections.values()
+        if up:
+            target = next((c.name for c in collections if c.max_sets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, up=up)
+        if down:
+            target = next((c.name for c in collections if c.max_gets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, down=down)
+
+    return moved
+
+
 # --- the records field of set and set_many --------------------------------------------------
 
 
@@ -77,7 +96,7 @@ def parse_records(value: object, values: Mapping[str, str | None], collection: s
     if value is None:
         return []
     if not isinstance(value, dict):
-        raise ApiError(400, f"field {field!r} must be an object mapping keys set to their records")
+        raise ApiError(400, f"field {field} must be an object mapping keys set to their records")
     out = []
     for key, record in value.items():
         where = f"{field}[{key!r}]"
@@ -115,32 +134,32 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
 
 def _text(value: object, field: str, limit: int, empty: bool = True) -> str:
     if not isinstance(value, str) or (not empty and not value):
-        raise ApiError(400, f"field {field!r} must be a{'' if empty else ' non-empty'} string")
+        raise ApiError(400, f"field {field} must be a{'' if empty else ' non-empty'} string")
     if len(value) > limit:
-        raise ApiError(400, f"field {field!r} has {len(value)} characters; the limit is {limit}")
+        raise ApiError(400, f"field {field} has {len(value)} characters; the limit is {limit}")
     if "\0" in value:
-        raise ApiError(400, f"field {field!r} may not contain a NUL character (U+0000)")
+        raise ApiError(400, f"field {field} may not contain a NUL character (U+0000)")
     return value
 
 
 def _names(value: object, field: str, count: int, chars: int) -> dict[str, str]:
     if not isinstance(value, dict):
-        raise ApiError(400, f"field {field!r} must be an object mapping names to strings")
+        raise ApiError(400, f"field {field} must be an object mapping names to strings")
     if len(value) > count:
-        raise ApiError(400, f"field {field!r} has {len(value)} entries; the limit is {count}")
+        raise ApiError(400, f"field {field} has {len(value)} entries; the limit is {count}")
     return {_text(k, f"{field} name", MAX_NAME_CHARS): _text(v, f"{field}[{k!r}]", chars) for k, v in value.items()}
 
 
 def _integer(value: object, field: str, limit: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
-        raise ApiError(400, f"field {field!r} must be a whole number from 0 to {limit}")
+        raise ApiError(400, f"field {field} must be a whole number from 0 to {limit}")
     return value
 
 
 def _number(value: object, field: str, limit: float) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
             or not 0 <= value <= limit:
-        raise ApiError(400, f"field {field!r} must be a number from 0 to {limit:g}")
+        raise ApiError(400, f"field {field} must be a number from 0 to {limit:g}")
     return float(value)
 
 
