@@ -196,14 +196,16 @@ def overview_body(view: dict[str, Any]) -> str:
     today, week = view["today"], view["week"]
     cards = "".join((
         _card("entries", f"{view['entries']:,}", f"entries of {view['functions']} functions"),
-        _card("bytes", size(view["bytes"]), f"stored, limit {size(view['limit'])}", used),
+        _card("bytes", size(view["bytes"]),
+              f"stored, of {size(view['limit'])}" if view["limit"] else "stored (no size limit)", used),
         _card("hit-rate-today", rate(today["hit_rate"]), f"hit rate today ({today['hits']} hits, {today['misses']} misses)"),
         _card("saved-today", seconds(today["seconds_saved"]), "saved today"),
         _card("hit-rate-week", rate(week["hit_rate"]), f"hit rate, 7 days ({week['hits']} hits, {week['misses']} misses)"),
         _card("saved-week", seconds(week["seconds_saved"]), "saved in 7 days"),
     ))
     return (f'<div class="cards">{cards}</div><h2>Calls per hour, last 7 days</h2>{chart(view["chart"])}'
-            f'<p class="legend muted"><i class="hit-key"></i>hits<i class="miss-key"></i>misses</p>')
+            f'<p class="legend muted"><i class="hit-key"></i>hits<i class="miss-key"></i>misses '
+            f'(the tallest bar: {max((p["hits"] + p["misses"] for p in view["chart"]), default=0)} calls)</p>')
 
 
 def chart(points: list[dict[str, Any]]) -> str:
@@ -228,8 +230,7 @@ def chart(points: list[dict[str, Any]]) -> str:
                         f'<text x="{x + 2:.1f}" y="{top + 10}" font-size="10" fill="#5b6773">'
                         f'{esc(time.strftime("%a %d", time.gmtime(p["hour"])))}</text>')
     return (f'<svg id="chart" viewBox="0 0 {width} {height}" role="img" aria-label="calls per hour, last 7 days" '
-            f'data-peak="{peak}">{"".join(bars)}<text x="{width - 4}" y="{top + 10}" font-size="10" '
-            f'text-anchor="end" fill="#5b6773">peak {peak}/h</text></svg>')
+            f'data-peak="{peak}">{"".join(bars)}</svg>')
 
 
 def steps_body(view: dict[str, Any], root: str) -> str:
