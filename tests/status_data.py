@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 import time
 
 from server_process import RW_PASSWORD, default_settings, signed_request
@@ -11,9 +15,9 @@ NOW = time.time()
 SHA = ["%040x" % (i + 1) for i in range(8)]
 
 
-def status_settings() -> dict:
+def status_settings(**extra) -> dict:
     """The test servers' pairio.json with a view-only channel, ``viewer``, that may read ``spikes``."""
-    settings = default_settings()
+    settings = default_settings(**extra)
     settings["channels"].append({"name": "viewer", "password": VIEW_PASSWORD, "view": True, "readContent": True,
                                  "collections": [{"name": "spikes", "maxNumGetsPerMinute": 1000}]})
     return settings
@@ -52,3 +56,22 @@ def populate(server) -> None:
         lease = rw(server, "/api/v1/lease/acquire", {"collection": collection, "key": key, "owner": owner, "ttl": 600,
                                                      "info": {"host": host, "pid": pid, "function": function}})
         assert lease.json()["held"], lease.text
+
+
+def start_ui(tmp_path, env_home, max_size: str | None = None) -> tuple[subprocess.Popen, str]:
+    """``pairio ui`` on a free port: the process and the URL it printed."""
+    env = {**os.environ, "PAIRIO_DB_PATH": str(env_home), "PYTHONUNBUFFERED": "1"}
+    if max_size is not None:
+        env["PAIRIO_MAX_SIZE"] = max_size
+    process = subprocess.Popen([sys.executable, "-m", "pairio", "ui", "--no-browser"], stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, env=env, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        found = re.search(r"http://\S+", line)
+        if found:
+            return process, found.group(0)
+        if process.poll() is not None:
+            break
+    process.kill()
+    raise AssertionError("pairio ui printed no URL")

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess
-from status_data import ENTRIES, SHA, VIEW_PASSWORD, populate, rw, status_settings
+from status_data import ENTRIES, SHA, VIEW_PASSWORD, populate, rw, start_ui, status_settings
 
 from pairio._version import __version__
 
@@ -202,3 +202,31 @@ def test_the_page_fits_a_phone(browser, server):
                 assert overflow <= 1, (path, overflow)
     finally:
         context.close()
+
+
+def test_pairio_ui_in_the_browser_shows_the_local_store(browser, tmp_path, pairio_home):
+    import pairio as pa
+
+    @pa.cached
+    def smooth(width):
+        return [width] * 3
+
+    smooth(3), smooth(5), smooth(3)
+    pa.deferred.drain_all()
+    process, url = start_ui(tmp_path, pairio_home)
+    context = browser.new_context()
+    page = context.new_page()
+    try:
+        with screenshot_on_failure(page, "pairio-ui"):
+            page.goto(url)
+            assert "token=" not in page.url  # moved into a cookie
+            assert stat(page, "entries") == str(len(pa.entries())) == "2"
+            assert stat(page, "hit-rate-today") == f"{100 / 3:.1f}%"
+            page.click("header a:has-text('Recent misses')")
+            assert "argument `width` differs (3 -> 5)" in page.inner_text("#misses")
+            page.click("header a:has-text('Top steps')")
+            assert page.locator("#steps tbody tr").first.get_attribute("data-function") == smooth.name
+    finally:
+        context.close()
+        process.terminate()
+        process.wait(10)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 import time
 
 import pytest
 import requests
 from server_process import RO_PASSWORD, RW_PASSWORD, ServerProcess, signed_request
-from status_data import ENTRIES, SHA, VIEW_PASSWORD, populate, record, rw, status_settings
+from status_data import ENTRIES, SHA, VIEW_PASSWORD, populate, record, rw, start_ui, status_settings
 
 from pairio.errors import ConfigurationError
 from pairio.server import sessions
@@ -33,8 +31,9 @@ def get_view(server, channel, password, name, **query):
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    with ServerProcess(tmp_path_factory.mktemp("status-server"), status_settings()) as s:
+def server(tmp_path_factory, pair_backend):
+    """A server of the embedded store, then one of PostgreSQL, holding :data:`ENTRIES`."""
+    with ServerProcess(tmp_path_factory.mktemp("status-server"), status_settings(**pair_backend)) as s:
         populate(s)
         yield s
 
@@ -200,35 +199,23 @@ def test_the_status_views_are_in_the_openapi_document(server):
         assert f"/api/v1/status/{name}" in paths
 
 
-def start_ui(tmp_path, env_home) -> tuple[subprocess.Popen, str]:
-    """``pairio ui`` on a free port: the process and the URL it printed."""
-    import os
-
-    env = {**os.environ, "PAIRIO_DB_PATH": str(env_home), "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "pairio", "ui", "--no-browser"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, env=env, text=True)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        line = process.stdout.readline()
-        found = re.search(r"http://\S+", line)
-        if found:
-            return process, found.group(0)
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise AssertionError("pairio ui printed no URL")
-
-
 def test_pairio_ui_serves_the_local_store_on_loopback_with_a_token(tmp_path, pairio_home):
+    import numpy as np
+
     import pairio as pa
 
     @pa.cached
     def double(x):
-        return 2 * x
+        return np.full(3, 2 * x)
+
+    @pa.cached
+    def plus_one(x):
+        return x + 1  # an array: its lineage links it to double's entry
 
     double(1), double(2), double(1)
+    plus_one(double(5))
     pa.deferred.drain_all()
-    process, url = start_ui(tmp_path, pairio_home)
+    process, url = start_ui(tmp_path, pairio_home, max_size="1GB")
     try:
         assert url.startswith("http://127.0.0.1:")
         base, token = url.split("/?token=")
@@ -236,8 +223,21 @@ def test_pairio_ui_serves_the_local_store_on_loopback_with_a_token(tmp_path, pai
         assert requests.get(base + "/", timeout=10).status_code == 403
         assert requests.get(base + "/?token=" + "x" * len(token), timeout=10).status_code == 403
         assert requests.get(base + "/api/v1/status/overview", timeout=10).status_code == 403
-        overview = requests.get(base + "/api/v1/status/overview", params={"token": token}, timeout=10).json()
-        assert overview["entries"] == 2 and overview["today"]["hits"] == 1 and overview["today"]["misses"] == 2
+        def view(name, **query):
+            return requests.get(f"{base}/api/v1/status/{name}", params={"token": token, **query}, timeout=10).json()
+
+        overview = view("overview")
+        stored = pa.entries()
+        assert overview["entries"] == len(stored) == 4 and overview["bytes"] == sum(e.size for e in stored)
+        assert overview["limit"] == 10**9 and overview["used"] == pytest.approx(overview["bytes"] / 10**9)
+        assert overview["today"]["hits"] == 1 and overview["today"]["misses"] == 4
+        missed = {m["key"]: m for m in view("misses")["misses"]}
+        second = double.key(2)
+        assert "argument `x` differs (1 -> 2)" in missed[second]["reason"]
+        plus = plus_one.entries()[0]
+        entry = view("entry", collection=plus.collection, key=plus.key)
+        assert entry["record"]["sha1"] == plus.sha1 and entry["fetch"] == f"pairio load sha1://{plus.sha1}"
+        assert entry["lineage"]["inputs"][0]["function"] == double.name
         session = requests.Session()
         first = session.get(url, timeout=10)  # the token moves into a cookie, out of the address bar
         assert first.status_code == 200 and first.url == base + "/"
@@ -246,3 +246,28 @@ def test_pairio_ui_serves_the_local_store_on_loopback_with_a_token(tmp_path, pai
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_the_local_source_lists_the_directory_stores_leases(tmp_path):
+    from pairio.kv import EmbeddedStore
+    from pairio.kv.directory import DirectoryLeases
+    from pairio.server import status
+
+    leases = DirectoryLeases(tmp_path / "shared")
+    leases.acquire_lease("spikes/" + "a" * 40, "owner-1", {"host": "node-3", "pid": 11, "function": "steps.sort"}, 60)
+    leases.acquire_lease("other/" + "b" * 40, "owner-2", {"host": "node-4", "pid": 12, "function": "steps.x"}, 60)
+    source = status.LocalSource(EmbeddedStore(tmp_path / "db"), lease_directories=[tmp_path / "shared"])
+    held = status.leases(source, None)["leases"]
+    assert {(lease["collection"], lease["key"], lease["host"], lease["function"]) for lease in held} == {
+        ("spikes", "a" * 40, "node-3", "steps.sort"), ("other", "b" * 40, "node-4", "steps.x")}
+    assert [lease["host"] for lease in status.leases(source, ["spikes"])["leases"]] == ["node-3"]
+
+
+def test_a_view_only_channel_is_named_on_the_page_and_steps_refuse_an_unknown_order(server):
+    cookie = sign_in(server, "viewer", VIEW_PASSWORD)
+    page = requests.get(server.url + "/", cookies={sessions.COOKIE: cookie}, timeout=10)
+    assert "channel viewer (view only)" in page.text
+    r = get_view(server, "lab-rw", RW_PASSWORD, "steps", by="colour")
+    assert r.status_code == 400 and "by must be one of saved, computed, size" in r.json()["error"]
+    page = requests.get(server.url + "/steps?by=colour", cookies={sessions.COOKIE: cookie}, timeout=10)
+    assert page.status_code == 400 and "by must be one of" in page.text

@@ -126,8 +126,6 @@ def create_app(
 
     routes += lease_routes(api.endpoint, guard, store)
     routes += record_routes(api.endpoint, settings, recorder)
-    routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
-                                                          recorder.flush))
     routes += content_routes(settings, guard, content, content_counter(settings, recorder))
     if settings.legacy:
         from .legacy import legacy_content_routes, legacy_routes
@@ -135,6 +133,9 @@ def create_app(
         # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
         routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
+    # Last: routes are matched in order, and the page is not the hot path.
+    routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
+                                                          recorder.flush))
     app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)],
                     lifespan=flushing_at_shutdown(recorder))
     app.state.settings = settings

@@ -33,6 +33,8 @@ WEEK_S = 7 * DAY_S
 # How many records the views read at most (newest first): the page summarises, `pairio ls` lists.
 MAX_RECORDS = 20_000
 STEP_ORDERS = {"saved": "seconds_saved", "computed": "seconds_computed", "size": "size"}
+# How many of a function's older entries a miss is compared with (the newest), as `explain` does.
+COMPARED = 500
 COUNT_FIELDS = ("hits", "misses", "seconds_saved", "seconds_computed", "bytes_up", "bytes_down")
 
 
@@ -308,6 +310,7 @@ def recent_misses(source: StatusSource, collections: Collection[str] | None, lim
     out = []
     for r in found[:limit]:
         older = [o for o in by_function[r["function"]] if o["created"] < r["created"] and o["key"] != r["key"]]
+        older = older[:COMPARED]
         best: tuple[dict[str, Any] | None, list[str]] = (None, [])
         for o in older:
             diff = misses.differences(_parts(o), _parts(r))
