@@ -182,3 +182,71 @@ def test_counts_made_in_pool_workers_are_kept(pairio_home, tmp_path, method):
         assert json.loads(done.stdout) == [1, 4, 9]
     total = counts.totals(counts.read(local_store(pa.get_config()), time.time() - 3600))
     assert (total["hits"], total["misses"]) == (3, 3)
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pairio", *args], capture_output=True, text=True, timeout=60)
+
+
+def test_stats_since_and_by_print_the_counts_grouped(pairio_home):
+    @pa.cached
+    def clean(x):
+        time.sleep(0.02)
+        return x
+
+    clean(1), clean(2), clean(1)
+    with pa.config(collection="other"):
+        clean(1)
+    deferred.drain_all()
+    done = _cli("stats", "--since", "90m", "--json")
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout)
+    assert answer["by"] == "function"
+    (group,) = answer["groups"]
+    assert group["function"].endswith("clean") and (group["hits"], group["misses"]) == (1, 3)
+    assert answer["totals"]["hit_rate"] == pytest.approx(0.25)
+    answer = json.loads(_cli("stats", "--by", "collection", "--json").stdout)  # --since defaults to 7d
+    assert {g["collection"]: g["misses"] for g in answer["groups"]} == {"default": 2, "other": 1}
+    text = _cli("stats", "--since", "36h").stdout
+    assert "hit rate" in text and "25%" in text and "total" in text
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["stats", "--since", "7x"], "--since must be an age such as 30d"),
+    (["stats", "--since=-1d"], "--since must be an age such as 30d"),
+    (["stats", "--by", "host"], "argument --by: invalid choice: 'host'"),
+    (["stats", "--clear", "--since", "1d"], "--clear resets this store's totals"),
+    (["ls", "--sort", "colour"], "argument --sort: invalid choice: 'colour'"),
+    (["ls", "--limit", "0"], "--limit must be at least 1"),
+])
+def test_bad_values_name_the_option(pairio_home, args, message):
+    done = _cli(*args)
+    assert done.returncode == 2
+    assert message in done.stderr
+
+
+def test_ls_sorts_by_size_seconds_hits_or_created(pairio_home):
+    @pa.cached
+    def make(n, pause):
+        time.sleep(pause)
+        return b"x" * n
+
+    make(10, 0.05), make(5000, 0.0), make(100, 0.02)
+    make(100, 0.02), make(100, 0.02), make(10, 0.05)
+    deferred.drain_all()
+
+    def listed(*args: str) -> list[int]:
+        done = _cli("ls", "--json", *args)
+        assert done.returncode == 0, done.stderr
+        return [e["size"] for e in json.loads(done.stdout)["entries"]]
+
+    sizes = {e.size: e for e in pa.entries()}
+    small, large, middle = sorted(sizes)[0], sorted(sizes)[2], sorted(sizes)[1]
+    assert listed("--sort", "size") == [large, middle, small]
+    assert listed("--sort", "seconds") == [small, middle, large]
+    assert listed("--sort", "hits") == [middle, small, large]
+    assert listed("--sort", "created") == listed() == [middle, large, small]
+    assert listed("--sort", "size", "--limit", "1") == [large]
+    assert [e.size for e in pa.entries(sort="hits")] == [middle, small, large]
+    with pytest.raises(pa.PairioError, match="sort must be one of created, size, seconds, hits"):
+        pa.entries(sort="colour")
