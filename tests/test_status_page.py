@@ -123,7 +123,7 @@ def test_sign_in_and_every_view_shows_the_stores_numbers(page, server):
         assert page.inner_text('[data-field="function"]') == "steps.detect"
         assert page.inner_text('[data-field="hits"]') == "2"
         assert "steps.detect" in page.inner_text("#lineage")
-        assert "a" * 40 in page.inner_text("#fetch")
+        assert f"pairio load sha1://{SHA[0]}" in page.inner_text("#fetch")
 
         page.click("header a:has-text('In flight')")
         leases = page.inner_text("#leases")

@@ -66,7 +66,7 @@ def test_every_view_of_a_channel_matches_what_was_stored(server):
     assert entry["record"]["function"] == "steps.detect" and entry["record"]["hits"] == 2
     assert entry["record"]["channel"] == "lab-rw"
     assert entry["lineage"]["function"] == "steps.detect"
-    assert "a" * 40 in entry["fetch"] and "spikes" in entry["fetch"]
+    assert entry["record"]["sha1"] == SHA[0] and entry["fetch"].startswith(f"pairio load sha1://{SHA[0]}")
 
     leases = get_view(server, "lab-rw", RW_PASSWORD, "leases").json()["leases"]
     assert {(lease["collection"], lease["host"], lease["function"]) for lease in leases} == {

@@ -135,7 +135,7 @@ def create_app(
         routes += legacy_routes(guard, store)
     # Last: routes are matched in order, and the page is not the hot path.
     routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
-                                                          recorder.flush))
+                                                          recorder.flush, store))
     app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)],
                     lifespan=flushing_at_shutdown(recorder))
     app.state.settings = settings

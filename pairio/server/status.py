@@ -24,6 +24,7 @@ from typing import Any
 
 from .._version import __version__
 from ..errors import InvalidInputError, PairioError
+from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore
 from ..lifecycle import misses, provenance, records
 
@@ -151,17 +152,19 @@ class ServerSource(StatusSource):
 
     ``records`` is the server's record store (``pairio.server.backends.records``: ``get``,
     ``records``, ``counts``), None where the pairs store keeps none; ``problems`` probes the backends;
-    ``flush`` writes the records and counts still queued (called before each read of them).
+    ``flush`` writes the records and counts still queued (called before each read of them);
+    ``pairs``, the pairs store, gives an entry's result (its pair's value).
     """
 
     kind = "server"
 
     def __init__(self, records_store: Any, coordination: Any, problems: Callable[[], list[str]],
-                 flush: Callable[[], None] | None = None) -> None:
+                 flush: Callable[[], None] | None = None, pairs: Any = None) -> None:
         self.records_store = records_store
         self.coordination = coordination
         self._problems = problems
         self._flush = flush
+        self.pairs = pairs
 
     def _flushed(self) -> Any:
         if self._flush is not None:
@@ -183,7 +186,13 @@ class ServerSource(StatusSource):
         if self.records_store is None:
             return None
         found = self._flushed().get(collection, key)
-        return None if found is None else server_record(found)
+        if found is None:
+            return None
+        out = server_record(found)
+        value = None if self.pairs is None else self.pairs.get(collection, key)
+        if value is not None and is_sha1_hex(value):
+            out["sha1"] = value
+        return out
 
     def lineage(self, collection: str, key: str) -> dict[str, Any] | None:
         record = self.record(collection, key)
@@ -219,8 +228,10 @@ class ServerSource(StatusSource):
         return self._problems()
 
     def fetch_command(self, record: dict[str, Any]) -> str:
-        return (f"pairio get {record['key']} --collection {record['collection']}  "
-                "# with the server in pairio's config: the result's sha1:// URI, then `pairio load` it")
+        where = "  # with this server in pairio's config (PAIRIO_URL, PAIRIO_CHANNEL)"
+        if record.get("sha1"):
+            return f"pairio load sha1://{record['sha1']}{where}"
+        return f"pairio get {record['key']} --collection {record['collection']}{where}"
 
 
 def server_record(record: Any) -> dict[str, Any]:

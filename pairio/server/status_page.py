@@ -198,7 +198,7 @@ def overview_body(view: dict[str, Any]) -> str:
         _card("entries", f"{view['entries']:,}", f"entries of {view['functions']} functions"),
         _card("bytes", size(view["bytes"]),
               f"stored, of {size(view['limit'])}" if view["limit"] else "stored (no size limit)", used),
-        _card("hit-rate-today", rate(today["hit_rate"]), f"hit rate today ({today['hits']} hits, {today['misses']} misses)"),
+        _card("hit-rate-today", rate(today["hit_rate"]), f"hit rate today, UTC ({today['hits']} hits, {today['misses']} misses)"),
         _card("saved-today", seconds(today["seconds_saved"]), "saved today"),
         _card("hit-rate-week", rate(week["hit_rate"]), f"hit rate, 7 days ({week['hits']} hits, {week['misses']} misses)"),
         _card("saved-week", seconds(week["seconds_saved"]), "saved in 7 days"),

@@ -130,7 +130,7 @@ class TokenAccess(Access):
         return given is not None and hmac.compare_digest(given.encode("utf-8", "replace"), self.token.encode())
 
     def viewer(self, request: Request) -> Viewer | None:
-        if self._valid(request.query_params.get("token")) or self._valid(request.cookies.get(UI_COOKIE)):
+        if self._valid(request.query_params.get("token")) or self._valid(request.cookies.get(ui_cookie(request))):
             return Viewer("this machine's cache", None)
         return None
 
@@ -142,6 +142,12 @@ class TokenAccess(Access):
         page = status_page.layout("Token needed", status_page.not_found_body(message), nonce, active=None,
                                   source="local")
         return Response(page, 403, status_page.headers(nonce), media_type="text/html")
+
+
+def ui_cookie(request: Request) -> str:
+    """The name of the cookie that keeps ``pairio ui``'s token: one per port (cookies are kept per
+    host, not per port, and each ``pairio ui`` has its own token)."""
+    return f"{UI_COOKIE}_{request.url.port or 80}"
 
 
 def _root(request: Request) -> str:
@@ -216,7 +222,7 @@ class StatusRoutes:
                 # The token goes into an HttpOnly cookie and out of the address bar (and history).
                 query = urlencode([(k, v) for k, v in request.query_params.multi_items() if k != "token"])
                 redirect = RedirectResponse(request.url.path + (f"?{query}" if query else ""), 303)
-                redirect.set_cookie(UI_COOKIE, self.access.token, httponly=True, samesite="strict", path="/")
+                redirect.set_cookie(ui_cookie(request), self.access.token, httponly=True, samesite="strict", path="/")
                 return redirect
             status_code = 200
             try:
