@@ -230,3 +230,21 @@ def test_pairio_ui_in_the_browser_shows_the_local_store(browser, tmp_path, pairi
         context.close()
         process.terminate()
         process.wait(10)
+
+
+def test_without_javascript_the_sign_in_form_sends_no_password(browser, server):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    sent = []
+    page.on("request", lambda r: sent.append(r.url + str(r.headers) + (r.post_data or "")))
+    try:
+        with screenshot_on_failure(page, "no-javascript"):
+            page.goto(server.url + "/")
+            page.fill("#channel", "lab-rw")
+            page.fill("#password", RW_PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_load_state()
+            assert sent and not any(RW_PASSWORD in s or "lab-rw" in s for s in sent)
+            assert page.locator("[data-stat]").count() == 0
+    finally:
+        context.close()

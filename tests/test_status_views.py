@@ -271,3 +271,18 @@ def test_a_view_only_channel_is_named_on_the_page_and_steps_refuse_an_unknown_or
     assert r.status_code == 400 and "by must be one of saved, computed, size" in r.json()["error"]
     page = requests.get(server.url + "/steps?by=colour", cookies={sessions.COOKIE: cookie}, timeout=10)
     assert page.status_code == 400 and "by must be one of" in page.text
+
+
+def test_a_session_token_holds_for_its_channel_and_hour_only():
+    passwords = {"lab-rw": RW_PASSWORD, "public-ro": RO_PASSWORD}
+    token = sessions.make_token("lab-rw", RW_PASSWORD, now=1000.0)
+    assert sessions.check_token(token, passwords, now=1000.0 + sessions.SESSION_S - 1) == "lab-rw"
+    assert sessions.check_token(token, passwords, now=1000.0 + sessions.SESSION_S + 1) is None
+    version, _, expires, mac = token.split(".")
+    other = sessions.make_token("public-ro", RO_PASSWORD, now=1000.0).split(".")[1]
+    for forged in (f"{version}.{other}.{expires}.{mac}",  # another channel's name, this MAC
+                   f"{version}.{token.split('.')[1]}.{int(expires) + 3600}.{mac}",  # a later expiry
+                   sessions.make_token("lab-rw", "a guessed password", now=1000.0), token[:-1], "", "v1..1.x"):
+        assert sessions.check_token(forged, passwords, now=1000.0) is None, forged
+    assert sessions.check_token(token, {"lab-rw": "a changed password"}, now=1000.0) is None
+    assert RW_PASSWORD not in token

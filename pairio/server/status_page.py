@@ -75,11 +75,12 @@ _SIGNIN_SCRIPT = """
 const hex = b => Array.from(new Uint8Array(b), x => x.toString(16).padStart(2, "0")).join("");
 const enc = new TextEncoder();
 const form = document.getElementById("signin");
+const field = id => document.getElementById(id);
 const say = t => { document.getElementById("signin-error").textContent = t; };
 form.addEventListener("submit", async ev => {
   ev.preventDefault();
   if (!window.crypto || !crypto.subtle) { say("Signing in needs HTTPS (or a page on localhost)."); return; }
-  const channel = form.channel.value, password = form.password.value, body = "{}";
+  const channel = field("channel").value, password = field("password").value, body = "{}";
   const path = form.dataset.path, ts = String(Math.floor(Date.now() / 1000));
   const nonce = hex(crypto.getRandomValues(new Uint8Array(16)));
   const bodyHash = hex(await crypto.subtle.digest("SHA-256", enc.encode(body)));
@@ -87,7 +88,7 @@ form.addEventListener("submit", async ev => {
                                             false, ["sign"]);
   const message = [channel, "POST", path, "", bodyHash, ts, nonce].join("\\n");
   const signature = hex(await crypto.subtle.sign("HMAC", key, enc.encode(message)));
-  form.password.value = "";
+  field("password").value = "";
   const r = await fetch(form.dataset.url, {method: "POST", body, credentials: "same-origin",
     headers: {"Content-Type": "application/json", "X-Pairio-Channel": channel, "X-Pairio-Timestamp": ts,
               "X-Pairio-Nonce": nonce, "X-Pairio-Signature": signature}});
@@ -127,12 +128,15 @@ def signin_page(nonce: str, root: str = "", message: str = "") -> str:
     """The sign-in form: channel and password, the request signed in the browser."""
     body = (f'<p>Sign in with your channel (as in your pairio config). Your password stays in this browser: '
             f"the page signs one request with it and the server answers with a session cookie.</p>"
-            f'<form id="signin" class="signin" data-path="/api/v1/status/session" '
+            f'<form id="signin" class="signin" method="post" data-path="/api/v1/status/session" '
             f'data-url="{esc(root)}/api/v1/status/session">'
-            f'<label for="channel">Channel</label><input id="channel" name="channel" autocomplete="username" required>'
+            # No name attributes: without the script, submitting the form sends neither field anywhere.
+            f'<label for="channel">Channel</label><input id="channel" autocomplete="username" required>'
             f'<label for="password">Password</label>'
-            f'<input id="password" name="password" type="password" autocomplete="current-password" required>'
-            f'<button type="submit">Sign in</button><p id="signin-error" class="bad">{esc(message)}</p></form>'
+            f'<input id="password" type="password" autocomplete="current-password" required>'
+            f'<button type="submit">Sign in</button><p id="signin-error" class="bad">{esc(message)}</p>'
+            f'<noscript><p class="bad">Signing in needs JavaScript: the page signs with your password '
+            f"in the browser.</p></noscript></form>"
             f'<script nonce="{nonce}">{_SIGNIN_SCRIPT}</script>')
     return layout("Sign in", body, nonce, root=root, active=None)
 
