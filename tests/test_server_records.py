@@ -95,6 +95,7 @@ def test_a_set_without_records_still_works(server):
     ({KEY: a_record(arguments={"x": 3})}, ".arguments['x'] must be a string"),
     ({KEY: a_record(arguments={f"a{i}": "1" for i in range(201)})}, ".arguments has 201 entries; the limit is 200"),
     ({KEY: a_record(code="x\u0000")}, ".code may not contain a NUL character"),
+    ({KEY: a_record(host="x\ud800")}, ".host is not valid Unicode"),
 ])
 def test_a_bad_record_is_refused_naming_its_field_and_nothing_is_set(server, records, message):
     answer = post(server, "set_many", {"collection": "spikes", "pairs": {KEY: VALUE}, "records": records})
@@ -285,3 +286,35 @@ def test_content_moved_is_counted_in_bytes_up_and_down_of_the_channels_collectio
     assert (rows["spikes"]["bytes_up"], rows["spikes"]["bytes_down"]) == (5000, 10000)
     (row,) = counted(server)["counts"]
     assert row["function"] == "" and row["hits"] == 0
+
+
+def test_counts_are_exact_after_a_restart_of_two_worker_processes(tmp_path, postgres_databases):
+    settings = default_settings(database=postgres_databases.schema_url())
+    s = ServerProcess(tmp_path / "server", settings, port=free_port(), args=("--workers", "2"))
+    s.start()
+    try:
+        post(s, "set_many", {"collection": "spikes", "pairs": {KEY: VALUE}, "records": {KEY: a_record()}})
+        for _ in range(30):  # spread over both workers, each holding its own in memory
+            post(s, "get", {"collection": "spikes", "key": KEY})
+        s.stop()
+        s.start()
+        assert counted(s)["totals"]["hits"] == 30, s.log()
+        assert listed(s)[0]["hits"] == 30
+    finally:
+        s.stop()
+
+
+def test_a_hit_is_queued_not_written_until_the_writer_runs(tmp_path):
+    from pairio.kv.embedded import EmbeddedStore
+    from pairio.server.backends.records import EmbeddedRecords, ServerRecord
+    from pairio.server.records import Recorder
+
+    backend = EmbeddedRecords(EmbeddedStore(tmp_path / "store"))
+    recorder = Recorder(backend, interval_s=60.0)
+    recorder.put([ServerRecord(collection="c", key=KEY, function="f", code="", dependencies={}, arguments={},
+                               size=1, seconds=1.0, host="h", created=NOW)])
+    assert backend.get("c", KEY).hits == 0  # written with its pair's request
+    recorder.hit("c", [KEY, KEY])
+    assert backend.get("c", KEY).hits == 0  # the get's hit: a dictionary update, no write
+    recorder.flush()
+    assert backend.get("c", KEY).hits == 2

@@ -2,15 +2,16 @@
 ``set`` and ``set_many``), a get of a key that has a record counts a hit, and two signed endpoints
 read them back (``POST /api/v1/records``, ``POST /api/v1/counts``), filtered by the channel's rights.
 
-Nothing here is written on the request's path: the records, hits and bytes of requests are queued
-in memory (:class:`Recorder`) and written in batches by the one deferred writer
-(:mod:`pairio.deferred`) at most a second later, when the server stops, and before this process
-answers a read of them. A channel sees the records and counts only of collections it may get,
+A record is written in the request that sets its pair, after the pair (so that a hit on another
+replica a moment later finds it); hits and bytes are queued in memory (:class:`Recorder`) and
+written in batches by the one deferred writer (:mod:`pairio.deferred`) at most a second later,
+when the server stops, and before this process answers a read of them: a get writes nothing. A channel sees the records and counts only of collections it may get,
 and sends records only with pairs it may set.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -21,12 +22,15 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from ..deferred import DeferredWriter
+from ..errors import PairioError
 from ..kv.embedded import EmbeddedStore
 from ..lifecycle.counts import GROUPS, KEEP_S, by_group, hour_of, totals
 from .auth import ApiError
 from .backends.records import BYTES_FUNCTION, SORTS, CountRow, EmbeddedRecords, RecordStore, ServerRecord
 from .responses import API, Handler, json_response
 from .settings import ServerSettings
+
+log = logging.getLogger("pairio.server")
 
 MAX_FUNCTION_CHARS = 1000
 MAX_CODE_CHARS = 200
@@ -139,6 +143,10 @@ def _text(value: object, field: str, limit: int, empty: bool = True) -> str:
         raise ApiError(400, f"field {field} has {len(value)} characters; the limit is {limit}")
     if "\0" in value:
         raise ApiError(400, f"field {field} may not contain a NUL character (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"field {field} is not valid Unicode (a lone surrogate)") from None
     return value
 
 
@@ -167,29 +175,27 @@ def _number(value: object, field: str, limit: float) -> float:
 
 
 class Recorder:
-    """The records, hits and bytes of requests, queued and written in batches to ``backend`` (a
-    :class:`RecordStore`; None keeps nothing) by the deferred writer. Each method is a dictionary
-    update: cheap enough for the hit path."""
+    """The records, hits and bytes of requests, for ``backend`` (a :class:`RecordStore`; None keeps
+    nothing): records written at once (:meth:`put`), hits and bytes queued (a dictionary update:
+    cheap enough for the hit path) and written in batches by the deferred writer."""
 
     def __init__(self, backend: RecordStore | None, interval_s: float = _FLUSH_INTERVAL_S) -> None:
         self.backend = backend
         self._lock = threading.Lock()
-        self._records: dict[tuple[str, str], ServerRecord] = {}
-        self._misses: list[ServerRecord] = []
         self._hits: dict[tuple[str, str], int] = {}
         self._bytes: dict[tuple[int, str], list[int]] = {}
         self._writer = DeferredWriter("pairio-server-records", self._write, self._has_work,
                                       interval_s=interval_s, forget=self._forget)
 
-    def put(self, records: Iterable[ServerRecord]) -> None:
-        """Queue ``records`` (set with their pairs: each a miss)."""
-        if self.backend is None:
+    def put(self, records: list[ServerRecord]) -> None:
+        """Write ``records`` (set with their pairs just now: each a miss). A failure is logged, not
+        raised: the pairs are stored, and the request that set them succeeded."""
+        if self.backend is None or not records:
             return
-        with self._lock:
-            for r in records:
-                self._records[r.collection, r.key] = r
-                self._misses.append(r)
-        self._writer.notify()
+        try:
+            self.backend.put(records)
+        except PairioError as exc:
+            log.warning("%d record(s) of pairs set in %s not kept: %s", len(records), records[0].collection, exc)
 
     def hit(self, collection: str, keys: Iterable[str]) -> None:
         """Queue a hit of each of ``keys`` (found by a get): counted where the key has a record."""
@@ -218,30 +224,15 @@ class Recorder:
         self._writer.flush()
 
     def _has_work(self) -> bool:
-        return bool(self._records or self._hits or self._bytes)
+        return bool(self._hits or self._bytes)
 
     def _write(self) -> None:
         with self._lock:
-            records, misses, hits, moved = self._records, self._misses, self._hits, self._bytes
-            self._records, self._misses, self._hits, self._bytes = {}, [], {}, {}
+            hits, moved = self._hits, self._bytes
+            self._hits, self._bytes = {}, {}
         backend = self.backend
         if backend is None:
             return
-        if records:
-            # The latest record of each key; every one set counts a miss.
-            latest = list(records.values())
-            backend.put(latest)
-            extra = len(misses) - len(latest)
-            if extra:
-                seen: set[tuple[str, str]] = set()
-                again = []
-                for r in reversed(misses):
-                    if (r.collection, r.key) in seen:
-                        again.append(r)
-                    seen.add((r.collection, r.key))
-                from .backends.records import miss_rows
-
-                backend.add_counts([CountRow(*row) for row in miss_rows(again, time.time())])
         if hits:
             backend.add_hits(hits)
         if moved:
@@ -250,7 +241,7 @@ class Recorder:
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
-        self._records, self._misses, self._hits, self._bytes = {}, [], {}, {}
+        self._hits, self._bytes = {}, {}
 
 
 # --- the endpoints ------------------------------------------------------------------------------
