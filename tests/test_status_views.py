@@ -286,3 +286,20 @@ def test_a_session_token_holds_for_its_channel_and_hour_only():
         assert sessions.check_token(forged, passwords, now=1000.0) is None, forged
     assert sessions.check_token(token, {"lab-rw": "a changed password"}, now=1000.0) is None
     assert RW_PASSWORD not in token
+
+
+def test_the_views_count_at_most_the_newest_max_records(tmp_path, monkeypatch):
+    from pairio.kv import EmbeddedStore
+    from pairio.lifecycle import records as lifecycle_records
+    from pairio.server import status
+
+    store = EmbeddedStore(tmp_path / "db")
+    for i in range(3):
+        lifecycle_records.add(store, lifecycle_records.Entry(
+            "default", f"{i:040x}", "steps.f", f"{i + 1:040x}", [], {"digest": "c"}, "", {}, {}, {}, [], 10, 1.0,
+            1000.0 + i, 1000.0 + i, 0, "h", 0.0))
+    source = status.LocalSource(store)
+    assert status.overview(source, None)["entries"] == 3 and not status.overview(source, None)["capped"]
+    monkeypatch.setattr(status, "MAX_RECORDS", 2)
+    view = status.overview(source, None)
+    assert view["entries"] == 2 and view["capped"] and view["bytes"] == 20

@@ -45,8 +45,9 @@ class StatusSource(abc.ABC):
     kind = "local"
 
     @abc.abstractmethod
-    def records(self, collections: Collection[str] | None, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
-        """At most ``limit`` record dicts of ``collections`` (None: all), newest first."""
+    def records(self, collections: Collection[str] | None, limit: int | None = None) -> list[dict[str, Any]]:
+        """At most ``limit`` (default :data:`MAX_RECORDS`) record dicts of ``collections`` (None: all),
+        newest first."""
 
     @abc.abstractmethod
     def record(self, collection: str, key: str) -> dict[str, Any] | None:
@@ -90,7 +91,8 @@ class LocalSource(StatusSource):
         self.max_size = max_size
         self.lease_directories = [Path(d) for d in lease_directories]
 
-    def records(self, collections: Collection[str] | None, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
+    def records(self, collections: Collection[str] | None, limit: int | None = None) -> list[dict[str, Any]]:
+        limit = MAX_RECORDS if limit is None else limit
         found = records.entries(self.store, limit=None if collections is not None else limit)
         if collections is not None:
             found = [e for e in found if e.collection in collections][:limit]
@@ -176,7 +178,8 @@ class ServerSource(StatusSource):
         # A viewer of the server always names what they may read: None reads nothing, never everything.
         return sorted(collections or ())
 
-    def records(self, collections: Collection[str] | None, limit: int = MAX_RECORDS) -> list[dict[str, Any]]:
+    def records(self, collections: Collection[str] | None, limit: int | None = None) -> list[dict[str, Any]]:
+        limit = MAX_RECORDS if limit is None else limit
         if self.records_store is None:
             return []
         found = self._flushed().records(self._names(collections), sort="created", limit=limit)
@@ -280,7 +283,9 @@ def overview(source: StatusSource, collections: Collection[str] | None, now: flo
     by_hour = {row["hour"]: row for row in hourly}
     chart = [{"hour": h, **{f: by_hour.get(h, {}).get(f, 0) for f in ("hits", "misses", "seconds_saved")}}
              for h in range(start, start + 7 * 24 * HOUR_S, HOUR_S)]
-    return {"source": source.kind, "entries": len(found), "bytes": size, "limit": limit,
+    # Past MAX_RECORDS entries, the views count the newest MAX_RECORDS (``capped``): `pairio ls` lists all.
+    return {"source": source.kind, "entries": len(found), "capped": len(found) >= MAX_RECORDS, "bytes": size,
+            "limit": limit,
             "used": None if not limit else size / limit, "functions": len({r["function"] for r in found}),
             "today": _period(hourly, now - now % DAY_S), "week": _period(hourly, now - WEEK_S),
             "chart": chart, "now": now}

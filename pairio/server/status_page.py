@@ -199,7 +199,8 @@ def overview_body(view: dict[str, Any]) -> str:
                 f'<rect width="{min(100.0, 100 * view["used"]):.2f}" height="4" fill="#2f7d4f"/></svg>')
     today, week = view["today"], view["week"]
     cards = "".join((
-        _card("entries", f"{view['entries']:,}", f"entries of {view['functions']} functions"),
+        _card("entries", f"{view['entries']:,}", f"entries of {view['functions']} functions"
+              + (" (the newest; `pairio ls` lists them all)" if view.get("capped") else "")),
         _card("bytes", size(view["bytes"]),
               f"stored, of {size(view['limit'])}" if view["limit"] else "stored (no size limit)", used),
         _card("hit-rate-today", rate(today["hit_rate"]), f"hit rate today, UTC ({today['hits']} hits, {today['misses']} misses)"),
