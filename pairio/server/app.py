@@ -110,7 +110,7 @@ def create_app(
     content = open_content(settings) if content is None else content
     guard = Guard(settings, coordination)
     metrics = Metrics()
-    recorder = Recorder(open_records(store))
+    recorder = Recorder(open_records(store, coordination))
     api = _Api(settings, guard, store, metrics, content, recorder)
     routes = [
         Route(f"{API}/health", api.health, methods=["GET"]),

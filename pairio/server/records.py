@@ -56,17 +56,24 @@ def settable_collections(settings: ServerSettings, channel: str) -> list[str]:
     return sorted(name for name, c in settings.channels[channel].collections.items() if c.max_sets_per_minute > 0)
 
 
-def open_records(store: object) -> RecordStore | None:
+def open_records(store: object, coordination: object = None) -> RecordStore | None:
     """The records beside the server's pairs ``store``: in its database (embedded or PostgreSQL);
-    None for a store that cannot keep them."""
+    None for a store that cannot keep them.
+
+    On PostgreSQL they commit without waiting for the disk, as the coordination does (over its
+    pool, when it is in the same database): a record costs its set one round trip, not a second
+    flush, and a crash of the database server loses at most its last moment of records and
+    counts, never a pair."""
     if isinstance(store, EmbeddedStore):
         return EmbeddedRecords(store)
-    from .backends.postgres import PostgresStore
+    from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresRecords, PostgresStore
 
     if isinstance(store, PostgresStore):
-        from .backends.postgres import PostgresRecords
-
-        return PostgresRecords(store.database)
+        shared = getattr(coordination, "database", None)
+        if isinstance(coordination, PostgresCoordination) and shared.url == store.database.url \
+                and not shared.synchronous_commit:
+            return PostgresRecords(shared)
+        return PostgresRecords(PostgresDatabase(store.database.url, synchronous_commit=False))
     return None
 
 
