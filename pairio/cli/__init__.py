@@ -42,6 +42,7 @@ _COMMAND_MODULES = (
     "pairio.cli.lifecycle",
     "pairio.cli.trust",
     "pairio.cli.serve",
+    "pairio.cli.ui",
 )
 
 # Exit codes. A handler returns NOT_FOUND itself; the others follow from the error raised.

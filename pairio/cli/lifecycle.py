@@ -12,7 +12,7 @@ import time
 from ..config import get_config
 from ..content import content_store
 from ..errors import ConfigurationError
-from ..kv import local_store
+from ..kv import local_store, remote_store
 from ..lifecycle import access, eviction, gc, provenance, queries, records
 from ..units import format_age, format_size, parse_age, parse_size
 
@@ -29,6 +29,10 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smaller-than", metavar="SIZE", help="at most SIZE")
     p.add_argument("--collection", metavar="C", help="only this collection")
     p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
+    p.add_argument("--sort", choices=records.SORTS, default="created",
+                   help="most first by: created (newest, the default), size, seconds (to compute) or hits")
+    p.add_argument("--server", action="store_true",
+                   help="list the records the configured server keeps (of the collections the channel may read)")
     p.set_defaults(handler=_ls)
 
     p = subparsers.add_parser("show", help="print the record of one cached result", description=(
@@ -89,9 +93,13 @@ def _when(t: float) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    if args.limit is not None and args.limit < 1:
+        raise ConfigurationError(f"--limit must be at least 1, got {args.limit}")
+    if args.server:
+        return _ls_server(args)
     found = queries.entries(args.function, collection=args.collection, older_than=args.older_than,
                         newer_than=args.newer_than, min_size=args.larger_than, max_size=args.smaller_than,
-                        limit=args.limit)
+                        limit=args.limit, sort=args.sort)
     totals = records.totals(found)
     _say_if_unrecorded("nothing to list")
     if args.json:
@@ -108,6 +116,39 @@ def _ls(args: argparse.Namespace) -> int:
                   f"{e.hits:>5}  {format_age(now - e.created):>4}  {format_age(now - e.last_used):>4}  {arguments}")
     print(f"{totals.count} entr{'y' if totals.count == 1 else 'ies'}, {format_size(totals.size)}, "
           f"{totals.seconds:.2f}s to compute, {totals.hits} hits")
+    return 0
+
+
+def _ls_server(args: argparse.Namespace) -> int:
+    """``pairio ls --server``: the records the server keeps, as it sorts them."""
+    unsupported = [flag for flag, value in (("--older-than", args.older_than), ("--newer-than", args.newer_than),
+                                            ("--larger-than", args.larger_than), ("--smaller-than", args.smaller_than))
+                   if value is not None]
+    if unsupported:
+        raise ConfigurationError(f"{', '.join(unsupported)}: not taken with --server (give --sort, --limit, "
+                                 "--collection or FUNCTION)")
+    cfg = get_config()
+    collection = getattr(args, "collection", None)
+    found = remote_store(cfg).records(collection=collection, function=args.function,  # type: ignore[attr-defined]
+                                      sort=args.sort, limit=min(args.limit or 100, 1000))
+    totals = {"count": len(found), "size": sum(r["size"] for r in found),
+              "seconds": sum(r["seconds"] for r in found), "hits": sum(r["hits"] for r in found)}
+    if args.json:
+        print(json.dumps({"entries": found, "totals": totals}, indent=2))
+        return 0
+    now = time.time()
+    if found:
+        width = max(len("function"), *(len(r["function"]) for r in found))
+        print(f"{'key':<12}  {'collection':<12}  {'function':<{width}}  {'size':>9}  {'compute':>8}  {'hits':>5}  "
+              f"{'age':>4}  {'host':<12}  arguments")
+        for r in found:
+            arguments = ", ".join(f"{k}={v}" for k, v in r["arguments"].items())
+            print(f"{r['key'][:12]}  {r['collection'][:12]:<12}  {r['function']:<{width}}  {format_size(r['size']):>9}  "
+                  f"{r['seconds']:>7.2f}s  {r['hits']:>5}  {format_age(now - r['created']):>4}  "
+                  f"{r['host'][:12]:<12}  {arguments}")
+    n = totals["count"]
+    print(f"{n} entr{'y' if n == 1 else 'ies'} on the server, {format_size(totals['size'])}, "
+          f"{totals['seconds']:.2f}s to compute, {totals['hits']} hits")
     return 0
 
 

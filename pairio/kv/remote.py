@@ -181,14 +181,22 @@ class RemoteStore(KeyValueStore):
         else:
             self._call("set", {"collection": collection, "key": key, "value": value})
 
-    def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
+    def set_many(self, collection: str, pairs: Mapping[str, str | None],
+                 records: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         """Store ``pairs``; each request of up to 10,000 pairs is one transaction on the server.
 
         Signed (see :mod:`pairio.identity`): with each request goes, for each of its keys, a pair
-        pointing to the writer's signed record of them, in the same transaction."""
+        pointing to the writer's signed record of them, in the same transaction. ``records``: key ->
+        the record of the result it names (function, code, dependencies, arguments, size, seconds,
+        host, created), sent in the request of its pair (a server older than records ignores them)."""
         items = list(pairs.items())
         for chunk in _chunks(items, MAX_PAIRS_PER_REQUEST // 2 if self._signing else MAX_PAIRS_PER_REQUEST):
-            self._call("set_many", {"collection": collection, "pairs": self._signed(collection, dict(chunk))})
+            body: dict[str, Any] = {"collection": collection, "pairs": self._signed(collection, dict(chunk))}
+            if records:
+                mine = {k: dict(records[k]) for k, _ in chunk if k in records}
+                if mine:
+                    body["records"] = mine
+            self._call("set_many", body)
 
     def _signed(self, collection: str, pairs: dict[str, str | None]) -> dict[str, str | None]:
         """``pairs`` and the pairs of their signed record (uploaded first); ``pairs`` alone if this
@@ -244,6 +252,28 @@ class RemoteStore(KeyValueStore):
         """``{now, leases}``: the leases held in the collections this channel may read."""
         answer = self._request("GET", f"{API}/leases", b"")
         self._field(answer, "leases", "leases")
+        return answer
+
+    def records(self, *, collection: str | None = None, function: str | None = None, sort: str = "created",
+                limit: int = 100) -> list[dict[str, Any]]:
+        """The records the server keeps of results in the collections this channel may read (or in
+        ``collection``), most first by ``sort`` (created, size, seconds, hits), of ``function`` if given."""
+        body: dict[str, Any] = {"sort": sort, "limit": limit}
+        if collection is not None:
+            body["collection"] = collection
+        if function is not None:
+            body["function"] = function
+        return self._field(self._call("records", body), "records", "records")
+
+    def counts(self, since: float, until: float | None = None, by: str | None = "function",
+               collection: str | None = None) -> dict[str, Any]:
+        """The server's hourly counts since ``since`` (Unix seconds) in the collections this channel
+        may read (or in ``collection``): ``{counts, totals, groups}`` (see ``POST /api/v1/counts``)."""
+        body: dict[str, Any] = {"since": since, "until": until, "by": by}
+        if collection is not None:
+            body["collection"] = collection
+        answer = self._call("counts", body)
+        self._field(answer, "counts", "counts")
         return answer
 
     def probe(self) -> dict[str, Any]:
@@ -308,8 +338,12 @@ class RemoteStore(KeyValueStore):
             return {"values": values}
         items = list(obj["pairs"].items())
         half = len(items) // 2
+        records = obj.get("records")
         for part in (items[:half], items[half:]):
-            self._call(operation, {**obj, "pairs": dict(part)})
+            body = {**obj, "pairs": dict(part)}
+            if records:
+                body["records"] = {k: records[k] for k, _ in part if k in records}
+            self._call(operation, body)
         return {"ok": True}
 
     def _request(self, method: str, path: str, body: bytes) -> dict[str, Any]:

@@ -96,6 +96,34 @@ def miss_record(cfg: Config, call: MissedCall, sha1: str, objects: list[str], si
         return reason, None
 
 
+# The server's limits on a record (pairio.server.records): a record is cut to fit, never refused.
+_SHARED_TEXT = {"function": 1000, "code": 200, "host": 255}
+_SHARED_ENTRIES = {"dependencies": (500, 200), "arguments": (200, 1000)}
+_NAME_CHARS = 200
+
+
+def _fit(text: object, limit: int) -> str:
+    return str(text).replace("\0", "")[:limit]
+
+
+def shared_record(entry: records.Entry) -> dict[str, Any]:
+    """``entry``'s record as it goes to the server with its pair (the ``records`` field of
+    ``set_many``): function, code digest, dependency versions, argument summaries, size, seconds,
+    host and creation time, each cut to the server's limits."""
+    out: dict[str, Any] = {
+        "function": _fit(entry.function, _SHARED_TEXT["function"]) or "?",
+        "code": _fit(entry.code.get("digest", "") if isinstance(entry.code, dict) else "", _SHARED_TEXT["code"]),
+        "host": _fit(entry.host, _SHARED_TEXT["host"]),
+        "size": max(0, int(entry.size)),
+        "seconds": min(max(0.0, float(entry.seconds)), 1e9),
+        "created": max(0.0, float(entry.created)),
+    }
+    for field, source in (("dependencies", entry.dependencies), ("arguments", entry.summary)):
+        count, chars = _SHARED_ENTRIES[field]
+        out[field] = {_fit(k, _NAME_CHARS): _fit(v, chars) for k, v in list(source.items())[:count]}
+    return out
+
+
 def log_unrecorded(function: str, key: str, exc: Exception) -> None:
     """Log that the result of ``key`` is stored but its record could not be written."""
     logger.warning("%s: result of key %s stored, but its record could not be written (%s)",

@@ -21,8 +21,9 @@ from . import misses, provenance, records
 def entries(function: Any = None, *, collection: str | None = None,
             older_than: str | float | None = None, newer_than: str | float | None = None,
             min_size: str | int | None = None, max_size: str | int | None = None,
-            limit: int | None = None, **overrides: Any) -> list[records.Entry]:
-    """The recorded cached results, newest first.
+            limit: int | None = None, sort: str = "created", **overrides: Any) -> list[records.Entry]:
+    """The recorded cached results, newest first (or, by ``sort``, largest ``size``, most
+    ``seconds`` to compute or most ``hits`` first).
 
     ``function`` is a cached function, a qualified name, its dotted tail (``smooth``)
     or a glob (``steps.*``); ages are seconds or ``'30d'``, ``'12h'``; sizes are bytes or ``'1GB'``.
@@ -39,7 +40,7 @@ def entries(function: Any = None, *, collection: str | None = None,
         newer_than=None if newer_than is None else parse_age(newer_than, "newer_than"),
         min_size=None if min_size is None else parse_size(min_size, "min_size"),
         max_size=None if max_size is None else parse_size(max_size, "max_size"),
-        limit=limit)
+        limit=limit, sort=sort)
 
 
 def find(key_or_uri: str, **overrides: Any) -> list[records.Entry]:

@@ -27,7 +27,7 @@ from typing import Any
 
 from ..config import Config
 from ..deferred import DeferredWriter
-from ..errors import StoreNotWritableError
+from ..errors import InvalidInputError, StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
 from ..write_faults import cause_of
@@ -340,12 +340,18 @@ def matches_function(name: str, pattern: str) -> bool:
     return name == pattern or name.endswith("." + pattern) or fnmatch.fnmatchcase(name, pattern)
 
 
+SORTS = ("created", "size", "seconds", "hits")
+
+
 def entries(store: EmbeddedStore, function: str | None = None, *, collection: str | None = None,
             older_than: float | None = None, newer_than: float | None = None,
             min_size: int | None = None, max_size: int | None = None,
-            limit: int | None = None) -> list[Entry]:
-    """The recorded entries, newest first, filtered: ``function`` as :func:`matches_function`
-    takes it, ages in seconds since creation, sizes in bytes."""
+            limit: int | None = None, sort: str = "created") -> list[Entry]:
+    """The recorded entries, most first by ``sort`` (one of :data:`SORTS`; ``created``: newest
+    first), filtered: ``function`` as :func:`matches_function` takes it, ages in seconds since
+    creation, sizes in bytes."""
+    if sort not in SORTS:
+        raise InvalidInputError(f"sort must be one of {', '.join(SORTS)}, not {sort!r}")
     if not keeps_records(store):
         return []
     flush()
@@ -366,7 +372,8 @@ def entries(store: EmbeddedStore, function: str | None = None, *, collection: st
     if max_size is not None:
         where.append("size <= ?")
         params.append(max_size)
-    sql = _SELECT + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY created DESC"
+    sql = (_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+           + f" ORDER BY {sort} DESC" + (", created DESC" if sort != "created" else ""))
     with store.transaction() as connection:
         rows = connection.execute(sql, params)
         out = []

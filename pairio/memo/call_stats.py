@@ -24,6 +24,7 @@ from typing import Any
 
 from ..deferred import DeferredWriter
 from ..errors import PairioError
+from ..lifecycle import counts
 from ..result_keys import seconds_key
 from ..wal import open_wal
 
@@ -65,15 +66,15 @@ _lock = threading.Lock()
 _process: dict[str, list[float]] = {}
 _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -> the same
 # Hits whose computing seconds are still only in their store, read when the counts are next
-# read or written: (function, database dir, store, collection, key of the result).
-_unread: list[tuple[str, Path, Any, str, str]] = []
+# read or written: (function, database dir, store, collection, key of the result, time of the hit).
+_unread: list[tuple[str, Path, Any, str, str, float]] = []
 
 
 @functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
            waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
            remote: bool = False, downloaded: int = 0, uploaded: int = 0,
-           seconds_at: tuple[Any, str, str] | None = None) -> None:
+           seconds_at: tuple[Any, str, str] | None = None, counted: tuple[Any, str] | None = None) -> None:
     """Count one call and log its line: ``hit  name key8 saved 1.16s (computed in 1.23s, loaded in 0.07s)``
     / ``miss name key8 computed 1.23s`` (followed by ``reason``, why it missed, if given).
 
@@ -89,6 +90,9 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     are kept under its :func:`seconds_key`: read (instead of ``seconds``) only when a line is
     logged, or when the counts are next read or written, in one statement for all hits counted
     so. A hit of a small result is one read of SQLite; this spares it a second.
+
+    ``counted``: the (store, collection) whose hourly counts (:mod:`pairio.lifecycle.counts`) count
+    the call too (default: those of ``seconds_at``; without either, none).
     """
     logged = logger.isEnabledFor(logging.INFO)
     if seconds_at is not None and (logged or verbose):
@@ -109,6 +113,15 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     elif verbose:
         print(short_line(function, key, hit, seconds, reason, remote=remote, waited=waited), file=sys.stderr)
     column = 0 if hit else 1
+    if counted is None and seconds_at is not None:
+        counted = seconds_at[0], seconds_at[1]
+    if counted is not None:
+        if hit:
+            counts.add(counted[0], counted[1], function, hits=1, seconds_saved=seconds, bytes_down=downloaded,
+                       bytes_up=uploaded)
+        else:
+            counts.add(counted[0], counted[1], function, misses=1, seconds_computed=seconds, bytes_up=uploaded,
+                       bytes_down=downloaded)
     pending = (database_dir, function)
     with _lock:
         # Written out for the two tables, not as a loop over them: this runs on every hit.
@@ -131,7 +144,7 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
             row[5] += downloaded
             row[6] += uploaded
         if seconds_at is not None:
-            _unread.append((function, database_dir, *seconds_at))
+            _unread.append((function, database_dir, *seconds_at, time.time()))
     _writer.notify()
 
 
@@ -179,19 +192,20 @@ def _add_unread_seconds() -> None:
             return
         unread = list(_unread)
         _unread.clear()
-    by_place: dict[tuple[Any, str, Path], list[tuple[str, str]]] = {}
-    for function, directory, store, collection, key in unread:
-        by_place.setdefault((store, collection, directory), []).append((function, key))
+    by_place: dict[tuple[Any, str, Path], list[tuple[str, str, float]]] = {}
+    for function, directory, store, collection, key, at in unread:
+        by_place.setdefault((store, collection, directory), []).append((function, key, at))
     for (store, collection, directory), hits in by_place.items():
         if not directory.is_dir():
             continue  # the database was removed (a temporary one): do not make it again
-        seconds = _read_seconds(store, collection, *{key for _, key in hits})
+        seconds = _read_seconds(store, collection, *{key for _, key, _ in hits})
         with _lock:
-            for function, key in hits:
+            for function, key, at in hits:
                 saved = seconds.get(key, 0.0)
                 if saved:
                     _process.setdefault(function, [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
                     _pending.setdefault((directory, function), [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
+                    counts.add(store, collection, function, seconds_saved=saved, at=at)
 
 
 def stats() -> dict[str, dict[str, Any]]:

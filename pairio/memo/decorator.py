@@ -39,7 +39,7 @@ from ..errors import (
 )
 from ..hashing import is_sha1_hex
 from ..kv import EmbeddedStore, local_store
-from ..lifecycle import calls, provenance, queries, records
+from ..lifecycle import calls, counts, provenance, queries, records
 from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
@@ -208,7 +208,7 @@ class CachedFunction:
             reason = "; ".join(filter(None, [reason, "only the local store was searched (a server is configured, "
                                                      "but get_from is 'local')"]))
         call_stats.record(self.name, key, False, seconds, cfg.database_dir, verbose=self._shows_line(cfg),
-                          reason=reason, uploaded=uploaded)
+                          reason=reason, uploaded=uploaded, counted=(local_store(cfg), self._collection(cfg)))
         if _worker is not False and in_worker():
             _write_now()
         return result
@@ -350,7 +350,8 @@ class CachedFunction:
             downloaded = server.downloaded
             call_stats.record(self.name, key, True, seconds, places.database_dir, waited=waited,
                               verbose=self._shows_line(cfg), loaded=time.perf_counter() - started,
-                              remote=from_server or downloaded > 0, downloaded=downloaded)
+                              remote=from_server or downloaded > 0, downloaded=downloaded,
+                              counted=(places.kv, collection))
         calls.count_hit(cfg, collection, key, result, sha1, places.kv)
         if _worker is not False and in_worker():
             _write_now()
@@ -402,6 +403,7 @@ class CachedFunction:
             _last_stored.value = (key, stored.sha1, stored.size, arg_digest, types)
             pairs = {key: stored.sha1, seconds_key(key): f"{seconds:.6g}",
                      **digest_pairs(key, stored.size, arg_digest, types)}
+            made = None
             if cfg.set_to == "local":
                 # The pair and (when the store has a max_size) its record in one transaction.
                 reason, total = self._write_miss(cfg, collection, key, stored, seconds, args, kwargs,
@@ -411,25 +413,33 @@ class CachedFunction:
                 # handed back (remote.ServerLink stores the pair locally if the server cannot).
                 from . import remote
 
+                # Its record goes with its pair, in the same request.
+                made = calls.miss_record(cfg, self._missed_call(cfg, collection, key, args, kwargs), stored.sha1,
+                                         list(stored.files), stored.size, seconds, want_reason)
+                shared = None if made[1] is None else {key: calls.shared_record(made[1])}
                 server = remote.ServerLink(cfg)
                 server.record(collection, pairs, [*stored.files, stored.sha1],
-                              f"{self.name} {key[:8]}: recording the result")
+                              f"{self.name} {key[:8]}: recording the result", records=shared)
                 uploaded = server.uploaded
         if cfg.set_to != "local":
-            reason, total = self._write_miss(cfg, collection, key, stored, seconds, args, kwargs, want_reason, {})
+            reason, total = self._write_miss(cfg, collection, key, stored, seconds, args, kwargs, want_reason, {},
+                                             made)
         calls.after_miss(cfg, collection, key, result, stored.sha1, total)
         return reason, uploaded
 
     def _write_miss(self, cfg: Config, collection: str, key: str, stored: Any, seconds: float, args: tuple,
-                    kwargs: dict, want_reason: bool, pairs: dict[str, str]) -> tuple[str, float | None]:
+                    kwargs: dict, want_reason: bool, pairs: dict[str, str],
+                    made: tuple[str, Entry | None] | None = None) -> tuple[str, float | None]:
         """Write ``pairs`` (the result's pair and its side pairs, in the local store) and the miss's
         record: in one transaction when the store has a ``max_size`` (eviction knows the new total at
         once), else the record soon after, by lifecycle's background writer. Returns why the call
         missed if ``want_reason`` (else "") and the recorded total size (None if not known yet). A
-        record that cannot be made is logged; a failure to write the pairs raises."""
-        call = self._missed_call(cfg, collection, key, args, kwargs)
-        reason, entry = calls.miss_record(cfg, call, stored.sha1, list(stored.files), stored.size, seconds,
-                                          want_reason)
+        record that cannot be made is logged; a failure to write the pairs raises. ``made``: the
+        reason and record, if made already (sent to the server with the pairs)."""
+        if made is None:
+            call = self._missed_call(cfg, collection, key, args, kwargs)
+            made = calls.miss_record(cfg, call, stored.sha1, list(stored.files), stored.size, seconds, want_reason)
+        reason, entry = made
         store = local_store(cfg)
         if entry is not None and calls.records_with_pairs(cfg, store):
             try:
@@ -550,7 +560,8 @@ class CachedFunction:
             size, digest = parse_argument(found.get(argument_key(key)))
             if size is None and content.has(sha1):
                 size = content.size(sha1)
-            call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg))
+            call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg),
+                              counted=(local_store(cfg), collection))
             out[key] = Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
         return out
 
@@ -777,6 +788,7 @@ def _write_now() -> None:
     # parent, which may kill the worker as soon as it has every result (Pool.__exit__ terminates).
     records.flush()
     call_stats.flush()
+    counts.flush()  # after the calls' counts: their hits' saved seconds are counted there
 
 
 def _forget_worker_after_fork() -> None:

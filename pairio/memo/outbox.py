@@ -54,6 +54,7 @@ class Waiting:
     sha1s: tuple[str, ...]
     created: float
     path: Path | None = None
+    records: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)  # key -> its record for the server
 
 
 @dataclasses.dataclass
@@ -87,12 +88,16 @@ def _name(collection: str, key: str) -> str:
     return hashlib.sha1(f"{collection}\0{key}".encode()).hexdigest() + _SUFFIX
 
 
-def add(cfg: Config, collection: str, pairs: dict[str, str | None], sha1s: Iterable[str]) -> None:
+def add(cfg: Config, collection: str, pairs: dict[str, str | None], sha1s: Iterable[str],
+        records: dict[str, dict[str, Any]] | None = None) -> None:
     """Remember durably that ``pairs`` (a result's, stored locally) and the objects ``sha1s`` should
-    be on the server. Logged, not raised, if the outbox cannot be written (the result is kept)."""
+    be on the server, with ``records`` (key -> its record for the server). Logged, not raised, if
+    the outbox cannot be written (the result is kept)."""
     key = next(iter(pairs))
     entry = {"collection": collection, "key": key, "pairs": {k: v for k, v in pairs.items() if v is not None},
              "sha1s": list(dict.fromkeys(sha1s)), "created": time.time()}
+    if records:
+        entry["records"] = records
     directory = outbox_dir(cfg)
     try:
         files.ensure_dir(directory)
@@ -119,7 +124,8 @@ def waiting(cfg: Config) -> list[Waiting]:
             raw = json.loads(path.read_text(encoding="utf-8"))
             entry = Waiting(collection=str(raw["collection"]), key=str(raw["key"]),
                             pairs={str(k): str(v) for k, v in raw["pairs"].items()},
-                            sha1s=tuple(str(s) for s in raw["sha1s"]), created=float(raw["created"]), path=path)
+                            sha1s=tuple(str(s) for s in raw["sha1s"]), created=float(raw["created"]), path=path,
+                            records={str(k): dict(v) for k, v in (raw.get("records") or {}).items()})
         except FileNotFoundError:
             continue  # sent by another process meanwhile
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -214,9 +220,13 @@ def push(cfg: Config, entries: list[Waiting], *, dry_run: bool = False,
                     _done(entry)  # it never will take it: asking again each time would only repeat this
             sending = kept
         pairs: dict[str, str | None] = {}
+        records: dict[str, dict[str, Any]] = {}
         for entry in sending:
             pairs.update(entry.pairs)
-        if pairs:
+            records.update(entry.records)
+        if pairs and records:
+            server.set_many(collection, pairs, records=records)
+        elif pairs:
             server.set_many(collection, pairs)
         for entry in sending:
             _done(entry)
@@ -231,14 +241,15 @@ def _remote_content(cfg: Config) -> RemoteContent:
 
 def recorded(cfg: Config, collection: str | None = None) -> list[Waiting]:
     """The recorded cached results of the local store (of ``collection``, if given) as entries to push."""
-    from ..lifecycle import records
+    from ..lifecycle import calls, records
 
     out = []
     for entry in records.entries(local_store(cfg), collection=collection):
         if not is_sha1_hex(entry.sha1):
             continue
         out.append(Waiting(collection=entry.collection, key=entry.key, pairs={entry.key: entry.sha1},
-                           sha1s=(*entry.objects, entry.sha1), created=entry.created))
+                           sha1s=(*entry.objects, entry.sha1), created=entry.created,
+                           records={entry.key: calls.shared_record(entry)}))
     return out
 
 

@@ -222,20 +222,25 @@ class ServerLink:
         except (ContentNotFoundError, CorruptContentError):
             return None
 
-    def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str) -> bool:
+    def record(self, collection: str, pairs: dict[str, str | None], sha1s: list[str], doing: str,
+               records: dict[str, dict[str, Any]] | None = None) -> bool:
         """Store a result's ``pairs`` along ``set_to``, uploading its objects ``sha1s`` (files first)
         before the server gets the pairs: a key on the server never points to content it lacks.
-        True if the server has them; if it should and cannot, they are stored locally instead."""
+        True if the server has them; if it should and cannot, they are stored locally instead (and
+        with ``records``, key -> its record for the server, in the outbox).
+        """
         shared = self.cfg.set_to != "local" and self.may("set", collection) and self.upload(sha1s, doing)
-        recorded = self.set_pairs(collection, pairs, doing, remote=shared)
+        recorded = self.set_pairs(collection, pairs, doing, remote=shared, records=records)
         if not recorded and self.cfg.set_to != "local" and not self.refused_object:
             # Stored locally only: remembered, and uploaded once the server answers again.
-            outbox.add(self.cfg, collection, pairs, sha1s)
+            outbox.add(self.cfg, collection, pairs, sha1s, records)
         return recorded
 
-    def set_pairs(self, collection: str, pairs: dict[str, str | None], doing: str, remote: bool = True) -> bool:
-        """Store ``pairs`` along ``set_to`` (not on the server unless ``remote``); True if the server
-        has them. If the server should have them and cannot, they are stored locally instead.
+    def set_pairs(self, collection: str, pairs: dict[str, str | None], doing: str, remote: bool = True,
+                  records: dict[str, dict[str, Any]] | None = None) -> bool:
+        """Store ``pairs`` along ``set_to`` (not on the server unless ``remote``, and there with
+        ``records``: key -> its record); True if the server has them. If the server should have them
+        and cannot, they are stored locally instead.
         """
         local = local_store(self.cfg)
         if self.cfg.set_to != "remote":
@@ -244,7 +249,10 @@ class ServerLink:
             return False
         if remote and self.may("set", collection):
             try:
-                self.store.set_many(collection, pairs)
+                if records:
+                    self.store.set_many(collection, pairs, records=records)
+                else:
+                    self.store.set_many(collection, pairs)
                 outbox.kick(self.cfg)
                 return True
             except RemoteError as exc:

@@ -10,11 +10,12 @@ request's round trips to the database do not stall the others.
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import logging
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -34,8 +35,11 @@ from .content import content_routes
 from .leases import lease_routes
 from .metrics import Metrics, Observer
 from .openapi import openapi_document
+from .records import Recorder, content_counter, open_records, parse_records, record_routes
 from .responses import API, Handler, json_response, request_key
 from .settings import MAX_PAIRS_PER_REQUEST, SERVE_DIRECTORY_VARIABLE, ServerSettings, load_settings
+from .status import ServerSource
+from .status_routes import status_routes
 
 log = logging.getLogger("pairio.server")
 
@@ -106,7 +110,8 @@ def create_app(
     content = open_content(settings) if content is None else content
     guard = Guard(settings, coordination)
     metrics = Metrics()
-    api = _Api(settings, guard, store, metrics, content)
+    recorder = Recorder(open_records(store, coordination))
+    api = _Api(settings, guard, store, metrics, content, recorder)
     routes = [
         Route(f"{API}/health", api.health, methods=["GET"]),
         Route(f"{API}/probe", api.endpoint(api.probe), methods=["GET"]),
@@ -120,20 +125,41 @@ def create_app(
     ]
 
     routes += lease_routes(api.endpoint, guard, store)
-    routes += content_routes(settings, guard, content)
+    routes += record_routes(api.endpoint, settings, recorder)
+    routes += content_routes(settings, guard, content, content_counter(settings, recorder))
     if settings.legacy:
         from .legacy import legacy_content_routes, legacy_routes
 
         # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
         routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
-    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)])
+    # Last: routes are matched in order, and the page is not the hot path.
+    routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
+                                                          recorder.flush, store))
+    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)],
+                    lifespan=flushing_at_shutdown(recorder))
     app.state.settings = settings
     app.state.store = store
     app.state.content = content
     app.state.coordination = guard.coordination
     app.state.metrics = metrics
+    app.state.records = recorder.backend  # a RecordStore, or None
+    app.state.recorder = recorder
     return app
+
+
+def flushing_at_shutdown(recorder: Recorder) -> Callable[[Starlette], Any]:
+    """A lifespan that writes the records, hits and bytes ``recorder`` holds when the server stops:
+    counts stay exact across a restart."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await run_in_threadpool(recorder.flush)
+
+    return lifespan
 
 
 def one_route_per_path(routes: list[Route]) -> list[Route]:
@@ -196,8 +222,9 @@ class _Api:
     """The route handlers, bound to one settings/guard/store."""
 
     def __init__(self, settings: ServerSettings, guard: Guard, store: KeyValueStore, metrics: Metrics,
-                 content: ContentBackend | None = None) -> None:
+                 content: ContentBackend | None = None, recorder: Recorder | None = None) -> None:
         self.settings = settings
+        self.recorder = Recorder(None) if recorder is None else recorder
         self.guard = guard
         self.store = store
         self.metrics = metrics
@@ -285,14 +312,19 @@ class _Api:
         self.guard.allow(channel, collection, "get")
         value = self.store.get(collection.name, key)
         self.metrics.count_lookups("pairs", value is not None, value is None)
+        if value is not None:
+            self.recorder.hit(collection.name, (key,))
         return json_response({"value": value})
 
     def set(self, channel: str, obj: dict) -> Response:  # noqa: A003
         collection = self.guard.collection(channel, obj.get("collection"))
         key = request_key(obj.get("key"), "key")
         value = _value(obj.get("value"), "value", key)
+        records = parse_records(obj.get("records"), {key: value}, collection.name, channel)
         self.guard.allow(channel, collection, "set")
         self.store.set(collection.name, key, value)
+        if records:
+            self.recorder.put(records)
         return json_response({"ok": True})
 
     def delete(self, channel: str, obj: dict) -> Response:
@@ -315,6 +347,8 @@ class _Api:
         self.guard.allow(channel, collection, "get", len(checked))
         values = self.store.get_many(collection.name, checked)
         self.metrics.count_lookups("pairs", len(values), len(set(checked)) - len(values))
+        if values:
+            self.recorder.hit(collection.name, values)
         if inline and self.content is not None and self.settings.channels[channel].content.read:
             return json_response({"values": values, "content": self._inline(values.values(), inline)})
         return json_response({"values": values})
@@ -350,9 +384,12 @@ class _Api:
         for k, v in pairs.items():
             key = request_key(k, "pairs")
             checked[key] = None if v is None else _value(v, f"pairs[{key!r}]", key)
+        records = parse_records(obj.get("records"), checked, collection.name, channel)
         self.guard.allow(channel, collection, "set", len(checked))
         if checked:
             self.store.set_many(collection.name, checked)
+        if records:
+            self.recorder.put(records)
         return json_response({"ok": True})
 
 

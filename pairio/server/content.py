@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
 from itertools import chain
 
 from anyio import to_thread
@@ -42,9 +43,11 @@ MAX_RANGE_DIGITS = 20
 _RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
-def content_routes(settings: ServerSettings, guard: Guard, backend: ContentBackend) -> list[Route]:
-    """The signed content routes, sharing ``guard`` (signatures, quotas) with the pair routes."""
-    api = ContentApi(settings, guard, backend)
+def content_routes(settings: ServerSettings, guard: Guard, backend: ContentBackend,
+                   moved: Callable[[str, int, int], None] | None = None) -> list[Route]:
+    """The signed content routes, sharing ``guard`` (signatures, quotas) with the pair routes.
+    ``moved(channel, bytes up, bytes down)`` is told of each object received and sent."""
+    api = ContentApi(settings, guard, backend, moved)
     return [
         Route(f"{API}/content/missing", api.missing, methods=["POST"]),
         Route(f"{API}/content/sha1/{{sha1}}", api.get, methods=["GET"]),  # HEAD too
@@ -55,10 +58,12 @@ def content_routes(settings: ServerSettings, guard: Guard, backend: ContentBacke
 class ContentApi:
     """The checks and the streaming shared by the signed routes and the legacy kachery ones."""
 
-    def __init__(self, settings: ServerSettings, guard: Guard, backend: ContentBackend) -> None:
+    def __init__(self, settings: ServerSettings, guard: Guard, backend: ContentBackend,
+                 moved: Callable[[str, int, int], None] | None = None) -> None:
         self.settings = settings
         self.guard = guard
         self.backend = backend
+        self.moved = moved
 
     # --- signed routes ---------------------------------------------------------------
 
@@ -95,7 +100,10 @@ class ContentApi:
             channel = self.guard.authenticate(request, body)
             sha1 = _sha1(request.path_params["sha1"])
             self.check_read(channel)
-            return await self.send(request, sha1)
+            response = await self.send(request, sha1)
+            if self.moved is not None and request.scope["method"] == "GET":
+                self.moved(channel, 0, int(response.headers.get("content-length", 0)))
+            return response
         except ApiError as exc:
             return json_response({"error": exc.message}, exc.status, exc.headers)
         except PairioError as exc:
@@ -107,6 +115,8 @@ class ContentApi:
             channel = self.guard.authenticate(request, b"", body_hash=request.path_params["sha1"])
             sha1 = _sha1(request.path_params["sha1"])
             size = await self.receive(request, channel, sha1)
+            if self.moved is not None:
+                self.moved(channel, size, 0)
             return json_response({"sha1": sha1, "size": size})
         except ApiError as exc:
             return json_response({"error": exc.message}, exc.status, exc.headers)

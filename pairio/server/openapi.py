@@ -100,6 +100,69 @@ def _lease_paths() -> dict:
     }
 
 
+def _record_schema() -> dict:
+    """A record as a client sends it with its pair."""
+    from . import records as r
+
+    def text(limit: int) -> dict:
+        return {"type": "string", "maxLength": limit}
+
+    def names(count: int, chars: int) -> dict:
+        return {"type": "object", "maxProperties": count, "additionalProperties": text(chars)}
+
+    return {**_object(["function", "size", "seconds", "created"],
+                      function={**text(r.MAX_FUNCTION_CHARS), "minLength": 1}, code=text(r.MAX_CODE_CHARS),
+                      dependencies=names(r.MAX_DEPENDENCIES, r.MAX_NAME_CHARS),
+                      arguments=names(r.MAX_ARGUMENTS, r.MAX_TEXT_CHARS),
+                      size={"type": "integer", "minimum": 0}, seconds={"type": "number", "minimum": 0,
+                                                                        "maximum": r.MAX_SECONDS},
+                      host=text(r.MAX_HOST_CHARS), created={"type": "number", "minimum": 0}),
+            "additionalProperties": False}
+
+
+def _records_field() -> dict:
+    return {"type": "object", "additionalProperties": _record_schema(),
+            "description": "key -> the record of the result its pair names: what computed it and its cost "
+                           "(function, code digest, dependency versions, argument summaries, size, seconds, "
+                           "host, created); optional"}
+
+
+def _record_paths() -> dict:
+    from ..lifecycle.counts import FIELDS, GROUPS
+    from .backends.records import SORTS
+    from .records import MAX_LIST_LIMIT
+
+    stored = {**_record_schema(), "additionalProperties": True}
+    stored["properties"] = {**stored["properties"], "collection": _COLLECTION, "key": _KEY,
+                            "channel": {"type": "string"}, "hits": {"type": "integer"},
+                            "last_used": {"type": "number"}}
+    numbers = {f: {"type": "number"} for f in FIELDS}
+    count = {"type": "object", "properties": {"hour": {"type": "integer"}, "function": {"type": "string"},
+                                              "collection": {"type": "string"}, **numbers}}
+    totals = {"type": "object", "properties": {**numbers, "hit_rate": {"type": "number", "nullable": True}}}
+    collection = {**_COLLECTION, "description": "only this collection (default: every one the channel may read)"}
+    return {
+        "/api/v1/records": _post(
+            "the records of results in the collections the caller may read, most first by sort",
+            _object([], collection=collection, sort={"type": "string", "enum": list(SORTS), "default": "created"},
+                    limit={"type": "integer", "minimum": 1, "maximum": MAX_LIST_LIMIT, "default": 100},
+                    function={"type": "string", "description": "a qualified name, its dotted tail or a glob"}),
+            _object(["records"], records={"type": "array", "items": stored}), "records"),
+        "/api/v1/counts": _post(
+            "hourly counts (hits, misses, seconds saved and computed, bytes up and down, kept 90 days) "
+            "in the collections the caller may read, per hour and function or collection",
+            _object([], collection=collection,
+                    since={"type": "number", "description": "Unix seconds (default: 7 days ago)"},
+                    until={"type": "number", "nullable": True, "description": "Unix seconds (default: now)"},
+                    by={"type": "string", "enum": list(GROUPS), "nullable": True, "default": "function"}),
+            _object(["since", "by", "counts", "totals"], since={"type": "integer"},
+                    until={"type": "number", "nullable": True}, by={"type": "string", "nullable": True},
+                    counts={"type": "array", "items": count}, totals=totals,
+                    groups={"type": "array", "items": {"type": "object"}}),
+            "counts"),
+    }
+
+
 def openapi_document(version: str) -> dict:
     """The OpenAPI document for server ``version``."""
     single = _object(["collection", "key"], collection=_COLLECTION, key=_KEY)
@@ -138,8 +201,9 @@ def openapi_document(version: str) -> dict:
             "/api/v1/get": _post("the value under a key (null if absent)", single,
                                  _object(["value"], value=nullable_value), "get"),
             "/api/v1/set": _post(
-                "store a value under a key",
-                _object(["collection", "key", "value"], collection=_COLLECTION, key=_KEY, value=_VALUE),
+                "store a value under a key (with records, the record of the result it names)",
+                _object(["collection", "key", "value"], collection=_COLLECTION, key=_KEY, value=_VALUE,
+                        records=_records_field()),
                 _OK, "set"),
             "/api/v1/delete": _post("remove a key", single, _OK, "delete"),
             "/api/v1/get_many": _post(
@@ -152,13 +216,17 @@ def openapi_document(version: str) -> dict:
                         content={"type": "object", "additionalProperties": {"type": "string", "format": "byte"}}),
                 "get_many"),
             "/api/v1/set_many": _post(
-                "store pairs in one transaction; a null value deletes its key",
+                "store pairs in one transaction; a null value deletes its key; records: the records of "
+                "the results keys name (each key among the pairs set)",
                 _object(["collection", "pairs"], collection=_COLLECTION,
                         pairs={"type": "object", "additionalProperties": nullable_value,
-                               "maxProperties": MAX_PAIRS_PER_REQUEST}),
+                               "maxProperties": MAX_PAIRS_PER_REQUEST},
+                        records=_records_field()),
                 _OK, "set_many"),
             **_lease_paths(),
+            **_record_paths(),
             **_content_paths(),
+            **_status_paths(),
         },
         "components": {
             "securitySchemes": {
@@ -166,6 +234,8 @@ def openapi_document(version: str) -> dict:
                 "timestamp": {"type": "apiKey", "in": "header", "name": HEADER_TIMESTAMP},
                 "nonce": {"type": "apiKey", "in": "header", "name": HEADER_NONCE},
                 "signature": {"type": "apiKey", "in": "header", "name": HEADER_SIGNATURE},
+                "session": {"type": "apiKey", "in": "cookie", "name": "pairio_session",
+                            "description": "the cookie of a signed POST /api/v1/status/session"},
             }
         },
     }
@@ -214,3 +284,49 @@ def _content_paths() -> dict:
             },
         },
     }
+
+
+def _status_paths() -> dict:
+    """The status page's JSON: signed, or with the session cookie of a signed sign-in."""
+    signed_or_session = [{"channel": [], "timestamp": [], "nonce": [], "signature": []}, {"session": []}]
+    counts = _object(["hits", "misses", "seconds_saved", "hit_rate"], hits={"type": "integer"},
+                     misses={"type": "integer"}, seconds_saved={"type": "number"},
+                     seconds_computed={"type": "number"}, bytes_up={"type": "integer"},
+                     bytes_down={"type": "integer"}, hit_rate={"type": "number", "nullable": True})
+    record = {"type": "object", "description": "a record: collection, key, function, code, dependencies, "
+                                               "arguments, size, seconds, host, created, last_used, hits"}
+    views = {
+        "overview": ("entries, bytes against the limit, hit rate and time saved today and in 7 days, calls "
+                     "per hour for 7 days",
+                     _object(["entries", "bytes", "today", "week", "chart"], entries={"type": "integer"},
+                             bytes={"type": "integer"}, limit={"type": "integer", "nullable": True},
+                             today=counts, week=counts, chart={"type": "array", "items": {"type": "object"}}), []),
+        "steps": ("one row per function, most first by time saved, compute spent or size",
+                  _object(["by", "steps"], by={"type": "string"}, steps={"type": "array", "items": {"type": "object"}}),
+                  [{"name": "by", "in": "query", "schema": {"type": "string", "enum": ["saved", "computed", "size"]}}]),
+        "misses": ("the newest entries, each with why it missed (what differs from the closest older entry)",
+                   _object(["misses"], misses={"type": "array", "items": {"type": "object"}}), []),
+        "entry": ("an entry's record, its provenance tree and the command that fetches it",
+                  _object(["record", "lineage", "fetch"], record=record, lineage={"type": "object"},
+                          fetch={"type": "string"}),
+                  [{"name": "collection", "in": "query", "required": True, "schema": _COLLECTION},
+                   {"name": "key", "in": "query", "required": True, "schema": _KEY}]),
+        "leases": ("the leases held in the collections the caller may read: who computes what, for how long",
+                   _object(["now", "leases"], now={"type": "number"}, leases={"type": "array", "items": {"type": "object"}}),
+                   []),
+        "health": ("the version and whether every backend can be used",
+                   _object(["status", "version"], status={"type": "string"}, version={"type": "string"},
+                           causes={"type": "array", "items": {"type": "string"}}), []),
+    }
+    out: dict = {}
+    for name, (summary, schema, parameters) in views.items():
+        out[f"/api/v1/status/{name}"] = {"get": {"operationId": f"status_{name}", "summary": summary,
+                                                 "security": signed_or_session, "parameters": parameters,
+                                                 "responses": _responses(schema)}}
+    out["/api/v1/status/session"] = _post(
+        "sign in: a signed request answered with a session cookie (HttpOnly, SameSite=Strict) for the status views",
+        {"type": "object"}, _object(["channel", "seconds"], channel={"type": "string"}, seconds={"type": "integer"}),
+        "status_session")
+    out["/api/v1/status/signout"] = {"post": {"operationId": "status_signout", "summary": "clear the session cookie",
+                                              "security": signed_or_session, "responses": _responses(_OK)}}
+    return out

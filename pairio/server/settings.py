@@ -64,6 +64,8 @@ class ChannelSettings:
     password: str = dataclasses.field(repr=False)
     collections: Mapping[str, CollectionSettings]
     content: ContentRights = ContentRights()
+    # View only: the channel may look (get, the status page) but never write (set, delete, leases, content).
+    view: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,7 +175,9 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
 
 def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     _require(isinstance(obj, dict), where, "must be a JSON object")
-    _no_unknown(obj, where, {"name", "password", "collections", *_CONTENT_FIELDS})
+    _no_unknown(obj, where, {"name", "password", "collections", "view", *_CONTENT_FIELDS})
+    view = obj.get("view", False)
+    _require(isinstance(view, bool), f"{where}.view", "must be true or false")
     name = obj.get("name")
     _require(isinstance(name, str) and CHANNEL_PATTERN.fullmatch(name), f"{where}.name",
              "must be 1 to 80 printable ASCII characters, with no space at either end "
@@ -196,13 +200,20 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
         _require(cname not in collections, f"{cwhere}.name", f"repeats the collection {cname!r}")
         limits = []
         for field in ("maxNumGetsPerMinute", "maxNumSetsPerMinute"):
+            if view and field == "maxNumSetsPerMinute":
+                _require(c.get(field, 0) == 0, f"{cwhere}.{field}",
+                         "must be 0 or left out: the channel is view only (\"view\": true)")
+                limits.append(0)
+                continue
             value = c.get(field)
             _require(_is_int(value) and 0 <= value <= MAX_PER_MINUTE, f"{cwhere}.{field}",
                      f"must be a non-negative integer of at most {MAX_PER_MINUTE}")
             limits.append(value)
         collections[cname] = CollectionSettings(cname, limits[0], limits[1])
-    return ChannelSettings(name=name, password=password, collections=collections,
-                           content=_parse_rights(obj, where))
+    rights = _parse_rights(obj, where)
+    _require(not (view and rights.write), f"{where}.writeContent",
+             "must be false or left out: the channel is view only (\"view\": true)")
+    return ChannelSettings(name=name, password=password, collections=collections, content=rights, view=view)
 
 
 _CONTENT_FIELDS = ("readContent", "writeContent", "maxObjectBytes", "maxUploadBytesPerDay")

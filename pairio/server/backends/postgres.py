@@ -20,15 +20,16 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ...config import mask_url
 from ...errors import ConfigurationError, InvalidInputError, StoreUnavailableError
 from ...kv.base import KeyValueStore
 from .base import Coordination, Lease
+from .records import COUNT_FIELDS, CountRow, RecordStore, ServerRecord, miss_rows
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 # Each step upgrades the schema from version i to i + 1; never edit a step that shipped.
 MIGRATIONS: list[list[str]] = [
     # 1: the pairs.
@@ -47,6 +48,18 @@ MIGRATIONS: list[list[str]] = [
         "CREATE TABLE pairio_uploads (channel text PRIMARY KEY, day integer NOT NULL, bytes bigint NOT NULL)",
         "CREATE TABLE pairio_leases (name text PRIMARY KEY, owner text NOT NULL, info jsonb NOT NULL, "
         "acquired_at float8 NOT NULL, expires_at float8 NOT NULL)",
+    ],
+    # 3: the results' records and the hourly counts (pairio.server.backends.records).
+    [
+        "CREATE TABLE pairio_records (collection bytea NOT NULL, key bytea NOT NULL, function text NOT NULL, "
+        "code text NOT NULL, dependencies jsonb NOT NULL, arguments jsonb NOT NULL, size bigint NOT NULL, "
+        "seconds float8 NOT NULL, host text NOT NULL, created float8 NOT NULL, channel text NOT NULL, "
+        "hits bigint NOT NULL DEFAULT 0, last_used float8 NOT NULL, PRIMARY KEY (collection, key))",
+        "CREATE INDEX pairio_records_by_created ON pairio_records (created)",
+        "CREATE TABLE pairio_counts (hour bigint NOT NULL, collection bytea NOT NULL, function text NOT NULL, "
+        "hits bigint NOT NULL DEFAULT 0, misses bigint NOT NULL DEFAULT 0, seconds_saved float8 NOT NULL DEFAULT 0, "
+        "seconds_computed float8 NOT NULL DEFAULT 0, bytes_up bigint NOT NULL DEFAULT 0, "
+        "bytes_down bigint NOT NULL DEFAULT 0, PRIMARY KEY (hour, collection, function))",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -413,6 +426,152 @@ class PostgresCoordination(Coordination):
     def leases(self, now: float | None = None) -> list[Lease]:
         rows = self.database.run(lambda c: c.execute(_LEASES, {"now": now}).fetchall())
         return [_lease(row) for row in rows]
+
+    def close(self) -> None:
+        self.database.close()
+
+
+# --- records and hourly counts ------------------------------------------------------------
+
+_RECORD_COLUMNS = ("collection", "key", "function", "code", "dependencies", "arguments", "size", "seconds",
+                   "host", "created", "channel", "hits", "last_used")
+_UPSERT_RECORD = (
+    f"INSERT INTO pairio_records ({', '.join(_RECORD_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_RECORD_COLUMNS))}) "
+    "ON CONFLICT (collection, key) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
+)
+_SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM pairio_records"
+_HIT_RECORDS = (
+    "UPDATE pairio_records AS r SET hits = r.hits + h.n, last_used = GREATEST(r.last_used, %s) "
+    "FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[]) AS h(collection, key, n) "
+    "WHERE r.collection = h.collection AND r.key = h.key RETURNING r.collection, r.function, r.seconds, h.n"
+)
+_ADD_COUNTS = (
+    f"INSERT INTO pairio_counts (hour, collection, function, {', '.join(COUNT_FIELDS)}) "
+    "SELECT * FROM unnest(%s::bigint[], %s::bytea[], %s::text[], %s::bigint[], %s::bigint[], %s::float8[], "
+    "%s::float8[], %s::bigint[], %s::bigint[]) "
+    "ON CONFLICT (hour, collection, function) DO UPDATE SET "
+    + ", ".join(f"{f} = pairio_counts.{f} + excluded.{f}" for f in COUNT_FIELDS)
+)
+
+
+def _record(row: tuple) -> ServerRecord:
+    values = dict(zip(_RECORD_COLUMNS, row, strict=True))
+    values["collection"] = bytes(values["collection"]).decode("utf-8")
+    values["key"] = bytes(values["key"]).decode("utf-8")
+    return ServerRecord(**values)
+
+
+def _add_counts(connection, rows: Sequence[tuple], now: float | None = None) -> None:
+    """Add ``rows`` (hour, collection, function, *COUNT_FIELDS) to the counts; drop the hours
+    older than the counts keep."""
+    from ...lifecycle.counts import KEEP_S, hour_of
+
+    if rows:
+        rows = sorted(rows, key=lambda r: r[:3])  # one order for every replica: no deadlock between two
+        columns = list(zip(*rows, strict=True))
+        columns[1] = [_b(c) for c in columns[1]]
+        connection.execute(_ADD_COUNTS, [list(c) for c in columns])
+    cutoff = hour_of((time.time() if now is None else now) - KEEP_S)
+    connection.execute("DELETE FROM pairio_counts WHERE hour < %s", (cutoff,))
+
+
+class PostgresRecords(RecordStore):
+    """The records (``pairio_records``) and hourly counts (``pairio_counts``) in PostgreSQL."""
+
+    blocking = True
+
+    def __init__(self, database: PostgresDatabase | str) -> None:
+        self.database = database if isinstance(database, PostgresDatabase) else PostgresDatabase(database)
+
+    def __repr__(self) -> str:
+        return f"PostgresRecords({self.database.shown_url!r})"
+
+    def put(self, records: Sequence[ServerRecord], now: float | None = None) -> None:
+        if not records:
+            return
+        now = time.time() if now is None else now
+        latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
+        rows = [(_b(r.collection), _b(r.key), r.function, r.code, json.dumps(dict(r.dependencies)),
+                 json.dumps(dict(r.arguments)), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
+                 r.last_used) for _, r in sorted(latest.items())]
+
+        def write(connection) -> None:
+            with connection.transaction():
+                with connection.cursor() as cursor:
+                    cursor.executemany(_UPSERT_RECORD, rows)
+                _add_counts(connection, miss_rows(records, now), now)
+
+        self.database.run(write)
+
+    def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
+        if not hits:
+            return
+        from ...lifecycle.counts import hour_of
+
+        now = time.time() if now is None else now
+        ordered = sorted(hits.items())
+        params = (now, [_b(c) for (c, _), _ in ordered], [_b(k) for (_, k), _ in ordered],
+                  [n for _, n in ordered])
+
+        def write(connection) -> None:
+            with connection.transaction():
+                found = connection.execute(_HIT_RECORDS, params).fetchall()
+                summed: dict[tuple[str, str], list] = {}
+                for collection, function, seconds, n in found:
+                    row = summed.setdefault((bytes(collection).decode("utf-8"), function), [0, 0.0])
+                    row[0] += n
+                    row[1] += n * seconds
+                _add_counts(connection, [CountRow(hour_of(now), c, f, hits=n, seconds_saved=s).values()
+                                         for (c, f), (n, s) in summed.items()], now)
+
+        self.database.run(write)
+
+    def add_counts(self, rows: Sequence[CountRow]) -> None:
+        if rows:
+            self.database.run(lambda c: _add_counts(c, [r.values() for r in rows]))
+
+    def get(self, collection: str, key: str) -> ServerRecord | None:
+        row = self.database.run(lambda c: c.execute(
+            _SELECT_RECORD + " WHERE collection = %s AND key = %s", (_b(collection), _b(key))).fetchone())
+        return None if row is None else _record(row)
+
+    def _ordered(self, collections: Collection[str], sort: str, limit: int | None) -> Iterator[ServerRecord]:
+        sql = (_SELECT_RECORD + " WHERE collection = ANY(%s) "
+               f"ORDER BY {sort} DESC, created DESC, key LIMIT %s")
+        rows = self.database.run(lambda c: c.execute(sql, ([_b(n) for n in sorted(collections)], limit)).fetchall())
+        for row in rows:
+            yield _record(row)
+
+    def counts(self, collections: Collection[str], since: float, until: float | None = None,
+               by: str | None = "function") -> list[dict[str, Any]]:
+        from ...lifecycle.counts import check_by, hour_of
+
+        group = check_by(by)
+        if not collections:
+            return []
+        where, params = ["hour >= %s", "collection = ANY(%s)"], [hour_of(since), [_b(n) for n in sorted(collections)]]
+        if until is not None:
+            where.append("hour < %s")
+            params.append(until)
+        columns = "hour" + (f", {group}" if group else "")
+        sums = ", ".join(f"sum({f})" for f in COUNT_FIELDS)
+        sql = (f"SELECT {columns}, {sums} FROM pairio_counts WHERE {' AND '.join(where)} "
+               f"GROUP BY {columns} ORDER BY {columns}")
+        rows = self.database.run(lambda c: c.execute(sql, params).fetchall())
+        names = ("hour", *((group,) if group else ()), *COUNT_FIELDS)
+        out = []
+        for row in rows:
+            values = dict(zip(names, row, strict=True))
+            if group == "collection":
+                values["collection"] = bytes(values["collection"]).decode("utf-8")
+            for f in ("hits", "misses", "bytes_up", "bytes_down"):
+                values[f] = int(values[f])
+            for f in ("seconds_saved", "seconds_computed"):
+                values[f] = float(values[f])
+            values["hour"] = int(values["hour"])
+            out.append(values)
+        return out
 
     def close(self) -> None:
         self.database.close()

@@ -1,0 +1,325 @@
+"""Records and counts on the server: a miss's record arrives with its pair (the ``records`` field of
+``set`` and ``set_many``), a get of a key that has a record counts a hit, and two signed endpoints
+read them back (``POST /api/v1/records``, ``POST /api/v1/counts``), filtered by the channel's rights.
+
+A record is written in the request that sets its pair, after the pair (so that a hit on another
+replica a moment later finds it); hits and bytes are queued in memory (:class:`Recorder`) and
+written in batches by the one deferred writer (:mod:`pairio.deferred`) at most a second later,
+when the server stops, and before this process answers a read of them: a get writes nothing. A channel sees the records and counts only of collections it may get,
+and sends records only with pairs it may set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from starlette.responses import Response
+from starlette.routing import Route
+
+from ..deferred import DeferredWriter
+from ..errors import PairioError
+from ..kv.embedded import EmbeddedStore
+from ..lifecycle.counts import GROUPS, KEEP_S, by_group, hour_of, totals
+from .auth import ApiError
+from .backends.records import BYTES_FUNCTION, SORTS, CountRow, EmbeddedRecords, RecordStore, ServerRecord
+from .responses import API, Handler, json_response
+from .settings import ServerSettings
+
+log = logging.getLogger("pairio.server")
+
+MAX_FUNCTION_CHARS = 1000
+MAX_CODE_CHARS = 200
+MAX_HOST_CHARS = 255
+MAX_NAME_CHARS = 200
+MAX_TEXT_CHARS = 1000
+MAX_DEPENDENCIES = 500
+MAX_ARGUMENTS = 200
+MAX_SECONDS = 1e9
+MAX_SIZE = 1 << 62
+MAX_LIST_LIMIT = 1000
+RECORD_FIELDS = ("function", "code", "dependencies", "arguments", "size", "seconds", "host", "created")
+_FLUSH_INTERVAL_S = 1.0
+
+
+def readable_collections(settings: ServerSettings, channel: str) -> list[str]:
+    """The collections whose records and counts ``channel`` may see: those it may get."""
+    return sorted(name for name, c in settings.channels[channel].collections.items() if c.max_gets_per_minute > 0)
+
+
+def settable_collections(settings: ServerSettings, channel: str) -> list[str]:
+    """The collections ``channel`` may set (records go only with their pairs)."""
+    return sorted(name for name, c in settings.channels[channel].collections.items() if c.max_sets_per_minute > 0)
+
+
+def open_records(store: object, coordination: object = None) -> RecordStore | None:
+    """The records beside the server's pairs ``store``: in its database (embedded or PostgreSQL);
+    None for a store that cannot keep them.
+
+    On PostgreSQL they commit without waiting for the disk, as the coordination does (over its
+    pool, when it is in the same database): a record costs its set one round trip, not a second
+    flush, and a crash of the database server loses at most its last moment of records and
+    counts, never a pair."""
+    if isinstance(store, EmbeddedStore):
+        return EmbeddedRecords(store)
+    from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresRecords, PostgresStore
+
+    if isinstance(store, PostgresStore):
+        shared = getattr(coordination, "database", None)
+        if isinstance(coordination, PostgresCoordination) and shared.url == store.database.url \
+                and not shared.synchronous_commit:
+            return PostgresRecords(shared)
+        return PostgresRecords(PostgresDatabase(store.database.url, synchronous_commit=False))
+    return None
+
+
+def content_counter(settings: ServerSettings, recorder: Recorder) -> Callable[[str, int, int], None]:
+    """What counts the bytes of content a channel moves: content is not of a collection, so bytes up
+    count for the first collection (in pairio.json's order) the channel may set, bytes down for the
+    first it may get (none: not counted)."""
+
+    def moved(channel: str, up: int, down: int) -> None:
+        collections = settings.channels[channel].collections.values()
+        if up:
+            target = next((c.name for c in collections if c.max_sets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, up=up)
+        if down:
+            target = next((c.name for c in collections if c.max_gets_per_minute > 0), None)
+            if target is not None:
+                recorder.moved(target, down=down)
+
+    return moved
+
+
+# --- the records field of set and set_many --------------------------------------------------
+
+
+def parse_records(value: object, values: Mapping[str, str | None], collection: str, channel: str,
+                  field: str = "records") -> list[ServerRecord]:
+    """The records of request field ``field`` (an object: key -> record), each for a key of ``values``
+    (the pairs the request sets, not deleting) in ``collection``, written by ``channel``. Absent
+    (None): no records. A 400 naming the field for anything else."""
+    if value is None:
+        return []
+    if not isinstance(value, dict):
+        raise ApiError(400, f"field {field} must be an object mapping keys set to their records")
+    out = []
+    for key, record in value.items():
+        where = f"{field}[{key!r}]"
+        if values.get(key) is None:
+            raise ApiError(400, f"field {where}: a record goes only with a pair the request sets; "
+                                "this key is not among them")
+        out.append(parse_record(record, collection, key, channel, where))
+    return out
+
+
+def parse_record(obj: object, collection: str, key: str, channel: str, where: str) -> ServerRecord:
+    """One record of a request, every field checked (a 400 naming ``where`` and the field)."""
+    if not isinstance(obj, dict):
+        raise ApiError(400, f"field {where} must be an object with {', '.join(RECORD_FIELDS)}")
+    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    if unknown:
+        raise ApiError(400, f"field {where}: unknown field(s) {', '.join(map(repr, unknown))}; a record holds "
+                            f"{', '.join(RECORD_FIELDS)}")
+    missing = [f for f in ("function", "size", "seconds", "created") if f not in obj]
+    if missing:
+        raise ApiError(400, f"field {where}: missing {', '.join(map(repr, missing))}")
+    return ServerRecord(
+        collection=collection, key=key,
+        function=_text(obj["function"], f"{where}.function", MAX_FUNCTION_CHARS, empty=False),
+        code=_text(obj.get("code", ""), f"{where}.code", MAX_CODE_CHARS),
+        dependencies=_names(obj.get("dependencies", {}), f"{where}.dependencies", MAX_DEPENDENCIES, MAX_NAME_CHARS),
+        arguments=_names(obj.get("arguments", {}), f"{where}.arguments", MAX_ARGUMENTS, MAX_TEXT_CHARS),
+        size=_integer(obj["size"], f"{where}.size", MAX_SIZE),
+        seconds=_number(obj["seconds"], f"{where}.seconds", MAX_SECONDS),
+        host=_text(obj.get("host", ""), f"{where}.host", MAX_HOST_CHARS),
+        created=_number(obj["created"], f"{where}.created", 1e11),
+        channel=channel, hits=0, last_used=0.0,
+    )
+
+
+def _text(value: object, field: str, limit: int, empty: bool = True) -> str:
+    if not isinstance(value, str) or (not empty and not value):
+        raise ApiError(400, f"field {field} must be a{'' if empty else ' non-empty'} string")
+    if len(value) > limit:
+        raise ApiError(400, f"field {field} has {len(value)} characters; the limit is {limit}")
+    if "\0" in value:
+        raise ApiError(400, f"field {field} may not contain a NUL character (U+0000)")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, f"field {field} is not valid Unicode (a lone surrogate)") from None
+    return value
+
+
+def _names(value: object, field: str, count: int, chars: int) -> dict[str, str]:
+    if not isinstance(value, dict):
+        raise ApiError(400, f"field {field} must be an object mapping names to strings")
+    if len(value) > count:
+        raise ApiError(400, f"field {field} has {len(value)} entries; the limit is {count}")
+    return {_text(k, f"{field} name", MAX_NAME_CHARS): _text(v, f"{field}[{k!r}]", chars) for k, v in value.items()}
+
+
+def _integer(value: object, field: str, limit: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= limit:
+        raise ApiError(400, f"field {field} must be a whole number from 0 to {limit}")
+    return value
+
+
+def _number(value: object, field: str, limit: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+            or not 0 <= value <= limit:
+        raise ApiError(400, f"field {field} must be a number from 0 to {limit:g}")
+    return float(value)
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+class Recorder:
+    """The records, hits and bytes of requests, for ``backend`` (a :class:`RecordStore`; None keeps
+    nothing): records written at once (:meth:`put`), hits and bytes queued (a dictionary update:
+    cheap enough for the hit path) and written in batches by the deferred writer."""
+
+    def __init__(self, backend: RecordStore | None, interval_s: float = _FLUSH_INTERVAL_S) -> None:
+        self.backend = backend
+        self._lock = threading.Lock()
+        self._hits: dict[tuple[str, str], int] = {}
+        self._bytes: dict[tuple[int, str], list[int]] = {}
+        self._writer = DeferredWriter("pairio-server-records", self._write, self._has_work,
+                                      interval_s=interval_s, forget=self._forget)
+
+    def put(self, records: list[ServerRecord]) -> None:
+        """Write ``records`` (set with their pairs just now: each a miss). A failure is logged, not
+        raised: the pairs are stored, and the request that set them succeeded."""
+        if self.backend is None or not records:
+            return
+        try:
+            self.backend.put(records)
+        except PairioError as exc:
+            log.warning("%d record(s) of pairs set in %s not kept: %s", len(records), records[0].collection, exc)
+
+    def hit(self, collection: str, keys: Iterable[str]) -> None:
+        """Queue a hit of each of ``keys`` (found by a get): counted where the key has a record."""
+        if self.backend is None:
+            return
+        hits = self._hits
+        with self._lock:
+            for key in keys:
+                ident = (collection, key)
+                hits[ident] = hits.get(ident, 0) + 1
+        self._writer.notify()
+
+    def moved(self, collection: str, up: int = 0, down: int = 0) -> None:
+        """Queue ``up`` bytes received and ``down`` bytes sent for ``collection`` (content)."""
+        if self.backend is None or not (up or down):
+            return
+        ident = (hour_of(time.time()), collection)
+        with self._lock:
+            row = self._bytes.setdefault(ident, [0, 0])
+            row[0] += up
+            row[1] += down
+        self._writer.notify()
+
+    def flush(self) -> None:
+        """Write what is queued now (errors are logged by the writer, never raised)."""
+        self._writer.flush()
+
+    def _has_work(self) -> bool:
+        return bool(self._hits or self._bytes)
+
+    def _write(self) -> None:
+        with self._lock:
+            hits, moved = self._hits, self._bytes
+            self._hits, self._bytes = {}, {}
+        backend = self.backend
+        if backend is None:
+            return
+        if hits:
+            backend.add_hits(hits)
+        if moved:
+            backend.add_counts([CountRow(hour, collection, BYTES_FUNCTION, bytes_up=up, bytes_down=down)
+                                for (hour, collection), (up, down) in moved.items()])
+
+    def _forget(self) -> None:
+        self._lock = threading.Lock()
+        self._hits, self._bytes = {}, {}
+
+
+# --- the endpoints ------------------------------------------------------------------------------
+
+
+class _Reads:
+    """``POST /api/v1/records`` and ``POST /api/v1/counts``."""
+
+    def __init__(self, settings: ServerSettings, recorder: Recorder) -> None:
+        self.settings = settings
+        self.recorder = recorder
+
+    def _collections(self, channel: str, obj: dict) -> list[str]:
+        readable = readable_collections(self.settings, channel)
+        wanted = obj.get("collection")
+        if wanted is None:
+            return readable
+        if not isinstance(wanted, str):
+            raise ApiError(400, "field 'collection' must be a collection name")
+        if wanted not in readable:
+            raise ApiError(403, f"channel {channel!r} may not read collection {wanted!r}")
+        return [wanted]
+
+    def records(self, channel: str, obj: dict) -> Response:
+        collections = self._collections(channel, obj)
+        sort = obj.get("sort", "created")
+        if sort not in SORTS:
+            raise ApiError(400, f"field 'sort' must be one of {', '.join(SORTS)}")
+        limit = obj.get("limit", 100)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIST_LIMIT:
+            raise ApiError(400, f"field 'limit' must be a whole number from 1 to {MAX_LIST_LIMIT}")
+        function = obj.get("function")
+        if function is not None and (not isinstance(function, str) or not function):
+            raise ApiError(400, "field 'function' must be a non-empty string (a name, its dotted tail or a glob)")
+        backend = self.recorder.backend
+        if backend is None:
+            return json_response({"records": []})
+        self.recorder.flush()
+        found = backend.records(collections, function=function, sort=sort, limit=limit)
+        return json_response({"records": [r.as_dict() for r in found]})
+
+    def counts(self, channel: str, obj: dict) -> Response:
+        collections = self._collections(channel, obj)
+        now = time.time()
+        since = obj.get("since", now - 7 * 86_400)
+        until = obj.get("until")
+        for name, value in (("since", since), ("until", until)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                      or not math.isfinite(value) or value < 0):
+                raise ApiError(400, f"field {name!r} must be a time in Unix seconds")
+        since = max(float(since), now - KEEP_S)
+        by = obj.get("by", "function")
+        if by is not None and by not in GROUPS:
+            raise ApiError(400, f"field 'by' must be one of {', '.join(GROUPS)} or null")
+        backend = self.recorder.backend
+        rows: list[dict[str, Any]] = []
+        if backend is not None:
+            self.recorder.flush()
+            rows = backend.counts(collections, since, until, by)
+        out: dict[str, Any] = {"since": hour_of(since), "until": until, "by": by, "counts": rows,
+                               "totals": totals(rows)}
+        if by is not None:
+            out["groups"] = by_group(rows, by)
+        return json_response(out)
+
+
+def record_routes(endpoint: Callable[[Callable[[str, Any], Response]], Handler], settings: ServerSettings,
+                  recorder: Recorder) -> list[Route]:
+    """The read endpoints of records and counts, each wrapped by ``endpoint`` (body size, signature, errors)."""
+    reads = _Reads(settings, recorder)
+    return [
+        Route(f"{API}/records", endpoint(reads.records), methods=["POST"]),
+        Route(f"{API}/counts", endpoint(reads.counts), methods=["POST"]),
+    ]
