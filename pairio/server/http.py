@@ -1,4 +1,5 @@
-"""The server's HTTP protocol: uvicorn's, with the request head bounded.
+"""The server's HTTP protocol: uvicorn's, with the request head bounded, and each response's head
+written with its body (:class:`OneWriteCycle`).
 
 A request whose head (request line and headers) passes :data:`MAX_HEADER_BYTES` is answered 431 as
 soon as that many bytes came without the blank line that ends a head, and its connection is

@@ -1,8 +1,9 @@
 """What operators watch: ``/metrics`` in the Prometheus text format, and one JSON log line
 per request.
 
-:class:`Observer` is an ASGI middleware around the whole application. For each request it
-counts the status by route (the route's template, e.g. ``/api/v1/get``, never a key from a
+:class:`Observer` is an ASGI middleware around Starlette's routes, and the hot path
+(:mod:`pairio.server.dispatch`) does the same for the signed JSON endpoints, both through
+:meth:`Metrics.observe`. For each request it counts the status by route (the route's template, e.g. ``/api/v1/get``, never a key from a
 path), the latency, the bytes in and out, and writes one line to the logger
 ``pairio.server.access``::
 
