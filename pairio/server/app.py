@@ -31,7 +31,7 @@ from ..kv.base import KeyValueStore
 from .auth import ApiError, Guard, read_body, receive_body
 from .backends import ContentBackend, Coordination, MemoryCoordination
 from .content import content_routes
-from .dispatch import HotPath, hot_routes
+from .dispatch import ServerApp, hot_routes
 from .leases import lease_routes
 from .metrics import Metrics, Observer
 from .openapi import openapi_document
@@ -128,14 +128,14 @@ def create_app(
         # The content routes first: /get/sha1/<hash> is content, not the collection "sha1".
         routes += legacy_content_routes(settings, guard, content)
         routes += legacy_routes(guard, store)
-    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)])
+    app = ServerApp(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)])
     app.state.settings = settings
     app.state.store = store
     app.state.content = content
     app.state.coordination = guard.coordination
     app.state.metrics = metrics
     # The signed JSON endpoints are answered without Starlette's routing and middleware (see dispatch).
-    app.middleware_stack = HotPath(app.build_middleware_stack(), hot_routes(routes), metrics)
+    app.hot = hot_routes(routes)
     return app
 
 

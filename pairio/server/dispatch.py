@@ -8,6 +8,9 @@ exact path name an endpoint made by ``_Api.endpoint`` is answered here, with the
 same responses, the same metrics and access-log line; every other request (a path with parameters,
 a method the path does not take, a trailing slash, the HTML and metrics pages) goes on through
 Starlette, unchanged.
+
+A middleware given to the app besides the Observer must see every request: with one, the hot path
+is left out and everything goes through Starlette (correct, and slower).
 """
 
 from __future__ import annotations
@@ -17,11 +20,12 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from .metrics import SCOPE_KEY, Metrics
+from .metrics import SCOPE_KEY, Metrics, Observer
 
 log = logging.getLogger("pairio.server")
 
@@ -48,6 +52,21 @@ def hot_routes(routes: Iterable[Route]) -> dict[tuple[str, str], tuple[str, Answ
             if answer is not None and "{" not in route.path:
                 table[key] = (route.path, answer)
     return table
+
+
+class ServerApp(Starlette):
+    """Starlette with :class:`HotPath` in front of its middleware for the routes of ``hot`` (set it
+    after construction: a table of :func:`hot_routes`); built when the app first runs, as Starlette's
+    stack is, so routes and middleware may still be added until then."""
+
+    hot: Mapping[tuple[str, str], tuple[str, Answer]] | None = None
+
+    def build_middleware_stack(self) -> ASGIApp:  # noqa: D102
+        stack = super().build_middleware_stack()
+        metrics = getattr(self.state, "metrics", None)
+        if not self.hot or metrics is None or any(m.cls is not Observer for m in self.user_middleware):
+            return stack
+        return HotPath(stack, self.hot, metrics)
 
 
 class HotPath:
