@@ -3,9 +3,9 @@ per request.
 
 :class:`Observer` is an ASGI middleware around Starlette's routes, and the hot path
 (:mod:`pairio.server.dispatch`) does the same for the signed JSON endpoints, both through
-:meth:`Metrics.observe`. For each request it counts the status by route (the route's template, e.g. ``/api/v1/get``, never a key from a
-path), the latency, the bytes in and out, and writes one line to the logger
-``pairio.server.access``::
+:meth:`Metrics.observe`. For each request it counts the status by route (the route's
+template, e.g. ``/api/v1/get``, never a key from a path), the latency, the bytes in and
+out, and writes one line to the logger ``pairio.server.access``::
 
     {"channel":"lab-rw","method":"POST","route":"/api/v1/get","status":200,"bytes_in":71,"bytes_out":15,"ms":0.41}
 
