@@ -15,7 +15,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.applications import Starlette
@@ -29,9 +29,10 @@ from .._version import __version__
 from ..errors import ContentNotFoundError, InvalidInputError, InvalidValueError, PairioError
 from ..hashing import check_value, is_sha1_hex
 from ..kv.base import KeyValueStore
-from .auth import ApiError, Guard, read_body
+from .auth import ApiError, Guard, read_body, receive_body
 from .backends import ContentBackend, Coordination, MemoryCoordination
 from .content import content_routes
+from .dispatch import ServerApp, hot_routes
 from .leases import lease_routes
 from .metrics import Metrics, Observer
 from .openapi import openapi_document
@@ -136,7 +137,7 @@ def create_app(
     # Last: routes are matched in order, and the page is not the hot path.
     routes += status_routes(settings, guard, ServerSource(recorder.backend, guard.coordination, api.problems,
                                                           recorder.flush, store))
-    app = Starlette(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)],
+    app = ServerApp(routes=one_route_per_path(routes), middleware=[Middleware(Observer, metrics=metrics)],
                     lifespan=flushing_at_shutdown(recorder))
     app.state.settings = settings
     app.state.store = store
@@ -145,6 +146,8 @@ def create_app(
     app.state.metrics = metrics
     app.state.records = recorder.backend  # a RecordStore, or None
     app.state.recorder = recorder
+    # The signed JSON endpoints are answered without Starlette's routing and middleware (see dispatch).
+    app.hot = hot_routes(routes)
     return app
 
 
@@ -241,11 +244,11 @@ class _Api:
         limit = self.settings.max_body_bytes
         blocking = self.blocking if blocking is None else blocking
 
-        def respond(request: Request, body: bytes) -> Response:
+        def respond(scope: dict[str, Any], body: bytes) -> Response:
             try:
-                channel = guard.authenticate(request, body)
+                channel = guard.authenticate_scope(scope, body)
                 # Starlette answers HEAD on every GET route: neither carries a JSON body.
-                if request.scope["method"] in ("GET", "HEAD"):
+                if scope["method"] in ("GET", "HEAD"):
                     return operation(channel, None)
                 try:
                     obj = json.loads(body)
@@ -268,9 +271,22 @@ class _Api:
             except ApiError as exc:
                 return json_response({"error": exc.message}, exc.status, exc.headers)
             if blocking:
-                return await run_in_threadpool(respond, request, body)
-            return respond(request, body)
+                return await run_in_threadpool(respond, request.scope, body)
+            return respond(request.scope, body)
 
+        async def answer(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                         ) -> tuple[int, Response]:
+            # handle() for the hot path (pairio.server.dispatch), from the ASGI scope itself; with the
+            # size of the body received.
+            try:
+                body = await receive_body(scope, receive, limit)
+            except ApiError as exc:
+                return 0, json_response({"error": exc.message}, exc.status, exc.headers)
+            if blocking:
+                return len(body), await run_in_threadpool(respond, scope, body)
+            return len(body), respond(scope, body)
+
+        handle.answer = answer  # type: ignore[attr-defined]
         return handle
 
     # --- routes ----------------------------------------------------------------------

@@ -9,8 +9,10 @@ same 401.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from ..signing import HEADER_CHANNEL, NonceCacheFull, SignatureError, verify_request
 from .backends import Coordination, MemoryCoordination
@@ -54,6 +56,49 @@ async def read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
+async def receive_body(scope: dict[str, Any], receive: Callable[[], Awaitable[dict[str, Any]]],
+                       limit: int) -> bytes:
+    """:func:`read_body` straight from the ASGI ``receive`` (the hot path has no Request); raises
+    ClientDisconnect if the client leaves first."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            length = value.decode("latin-1")
+            if content_length(length) > limit:
+                raise ApiError(413, f"request body is {length} bytes; the limit is {limit}")
+            break
+    message = await receive()
+    if message["type"] != "http.request":
+        raise ClientDisconnect()
+    body = message.get("body", b"")
+    if not message.get("more_body", False):  # the whole body in one message, as it nearly always comes
+        if len(body) > limit:
+            raise ApiError(413, f"request body is over the limit of {limit} bytes")
+        return body
+    chunks = [body]
+    size = len(body)
+    while True:
+        if size > limit:
+            raise ApiError(413, f"request body is over the limit of {limit} bytes")
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+        message = await receive()
+        if message["type"] != "http.request":
+            raise ClientDisconnect()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        chunks.append(chunk)
+
+
+def signature_headers(scope: dict[str, Any]) -> dict[str, str]:
+    """The request's ``x-pairio-*`` headers by lowercase name, the first of each name (as Starlette's
+    ``Headers.get`` finds it): all :func:`pairio.signing.verify_request` reads."""
+    found: dict[str, str] = {}
+    for name, value in scope["headers"]:
+        if name.startswith(b"x-pairio-"):
+            found.setdefault(name.decode("latin-1"), value.decode("latin-1"))
+    return found
+
+
 class Guard:
     """The server's security checks, over its passwords and its coordination backend
     (nonces seen, rate-limit buckets), which replicas may share."""
@@ -69,21 +114,25 @@ class Guard:
         ``body_hash`` is the digest the body was signed with when it is not the SHA-256 of
         ``body`` (a content upload: its SHA-1, checked by the caller as the body arrives).
         """
-        scope = request.scope
+        return self.authenticate_scope(request.scope, body, body_hash)
+
+    def authenticate_scope(self, scope: dict[str, Any], body: bytes, body_hash: str | None = None) -> str:
+        """:meth:`authenticate` for the request of an ASGI ``scope``."""
         path = scope["path"]
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
+        headers = signature_headers(scope)
         try:
             channel = verify_request(
-                request.headers, self.passwords, scope["method"], path,
+                headers, self.passwords, scope["method"], path,
                 scope["query_string"].decode("latin-1"), body, self.coordination.add_nonce,
                 body_hash=body_hash,
             )
         except SignatureError as exc:
             # Who was refused, by the channel name claimed: never the signature or a password.
             log.warning("refused 401 %s %s for channel %s: %s", scope["method"], path,
-                        _shown_channel(request.headers.get(HEADER_CHANNEL)), exc)
+                        _shown_channel(headers.get(HEADER_CHANNEL.lower())), exc)
             raise ApiError(401, f"authentication failed: {exc}") from None
         except NonceCacheFull as exc:
             log.warning("nonce cache full: %s", exc)

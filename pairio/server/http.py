@@ -1,4 +1,5 @@
-"""The server's HTTP protocol: uvicorn's, with the request head bounded.
+"""The server's HTTP protocol: uvicorn's, with the request head bounded, and each response's head
+written with its body (:class:`OneWriteCycle`).
 
 A request whose head (request line and headers) passes :data:`MAX_HEADER_BYTES` is answered 431 as
 soon as that many bytes came without the blank line that ends a head, and its connection is
@@ -12,7 +13,7 @@ import json
 import logging
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 from .settings import MAX_HEADER_BYTES
 
@@ -51,7 +52,11 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def on_headers_complete(self) -> None:  # noqa: D102
         self._in_head = False
+        previous = self.cycle
         super().on_headers_complete()
+        if self.cycle is not previous and type(self.cycle) is RequestResponseCycle:
+            # Not yet started (its task runs later): its response goes out in one write.
+            self.cycle.__class__ = OneWriteCycle
 
     def on_message_complete(self) -> None:  # noqa: D102
         super().on_message_complete()
@@ -72,3 +77,76 @@ class HeadLimitedHttpToolsProtocol(HttpToolsProtocol):
         if self.transport.can_write_eof():
             self.transport.write_eof()
         self.loop.call_later(_LINGER_S, self.transport.close)
+
+
+class OneWriteCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, writing a response's head with its first body bytes.
+
+    uvicorn writes the status line and headers, then each body part, each with a write to the
+    socket: two system calls and two TCP segments for a small JSON answer, which the client reads
+    with two wake-ups. Here the head is held until the first body part (or the end of the
+    response, or the connection's close) and written with it.
+    """
+
+    _held: bytes | None = None
+
+    async def send(self, message: Any) -> None:  # noqa: D102
+        if self._held is None and not self.response_started and message.get("type") == "http.response.start":
+            transport = self.transport
+            holding = _HoldingTransport(transport)
+            self.transport = holding  # type: ignore[assignment]
+            try:
+                await super().send(message)
+            finally:
+                self.transport = transport
+            self._held = holding.held
+            return
+        held, self._held = self._held, None
+        if held is None:
+            await super().send(message)
+            return
+        transport = self.transport
+        joining = _JoiningTransport(transport, held)
+        self.transport = joining  # type: ignore[assignment]
+        try:
+            await super().send(message)
+        finally:
+            self.transport = transport
+            joining.flush()  # the head, if no body bytes came (a HEAD request, an empty body)
+
+
+class _HoldingTransport:
+    """A transport whose writes are kept (the response head), everything else the real one's."""
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+        self.held = b""
+
+    def write(self, data: bytes) -> None:
+        self.held += data
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+class _JoiningTransport:
+    """A transport whose first write is prefixed with the held head; closing writes the head first."""
+
+    def __init__(self, transport: Any, held: bytes) -> None:
+        self._transport = transport
+        self._held: bytes | None = held
+
+    def write(self, data: bytes) -> None:
+        held, self._held = self._held, None
+        self._transport.write(data if held is None else held + data)
+
+    def flush(self) -> None:
+        if self._held is not None:
+            self.write(b"")
+
+    def close(self) -> None:
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)

@@ -1,10 +1,11 @@
 """What operators watch: ``/metrics`` in the Prometheus text format, and one JSON log line
 per request.
 
-:class:`Observer` is an ASGI middleware around the whole application. For each request it
-counts the status by route (the route's template, e.g. ``/api/v1/get``, never a key from a
-path), the latency, the bytes in and out, and writes one line to the logger
-``pairio.server.access``::
+:class:`Observer` is an ASGI middleware around Starlette's routes, and the hot path
+(:mod:`pairio.server.dispatch`) does the same for the signed JSON endpoints, both through
+:meth:`Metrics.observe`. For each request it counts the status by route (the route's
+template, e.g. ``/api/v1/get``, never a key from a path), the latency, the bytes in and
+out, and writes one line to the logger ``pairio.server.access``::
 
     {"channel":"lab-rw","method":"POST","route":"/api/v1/get","status":200,"bytes_in":71,"bytes_out":15,"ms":0.41}
 
@@ -71,13 +72,42 @@ class Metrics:
         self.leases_held = Gauge("pairio_leases_held", "Unexpired leases held", registry=registry,
                                  multiprocess_mode="mostrecent")
         self._slow_until = 0.0
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def count_lookups(self, kind: str, hits: int, misses: int) -> None:
         """Count ``hits`` and ``misses`` among the keys (``kind='pairs'``) or objects a request looked up."""
         if hits:
-            self.lookups.labels(kind, "hit").inc(hits)
+            self._child(self.lookups, kind, "hit").inc(hits)
         if misses:
-            self.lookups.labels(kind, "miss").inc(misses)
+            self._child(self.lookups, kind, "miss").inc(misses)
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, looked up once: prometheus-client takes a lock and builds a
+        tuple for each ``labels`` call, and every request makes several."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def observe(self, scope: dict[str, Any], route: str, status: int, bytes_in: int, bytes_out: int,
+                seconds: float, info: dict[str, Any]) -> None:
+        """Count one answered request of ``route`` and write its access-log line."""
+        self._child(self.requests, route, str(status)).inc()
+        method = scope["method"]
+        if route.endswith(_CONTENT_OBJECT) and method in ("GET", "HEAD") and status in (200, 206, 404):
+            self.count_lookups("content", status != 404, status == 404)
+        self._child(self.latency, route).observe(seconds)
+        if bytes_in:
+            self._child(self.bytes_in, route).inc(bytes_in)
+        if bytes_out:
+            self._child(self.bytes_out, route).inc(bytes_out)
+        if access_log.isEnabledFor(logging.INFO):
+            access_log.info(json.dumps({
+                "channel": info.get("channel"), "method": method, "route": route,
+                "status": status, "bytes_in": bytes_in, "bytes_out": bytes_out,
+                "ms": round(seconds * 1000, 3),
+            }, separators=(",", ":")))
 
     def exposition(self, leases: Callable[[], int] | None, content_usage: Callable[[], tuple[int, int] | None]
                    | None) -> tuple[bytes, str]:
@@ -137,21 +167,6 @@ class Observer:
             await self.app(scope, counting_receive, counting_send)
         finally:
             metrics.in_progress.dec()
-            seconds = time.perf_counter() - start
-            route_obj = scope.get("route")
-            route = getattr(route_obj, "path", None) or "(no route)"
-            status = counts["status"]
-            metrics.requests.labels(route, str(status)).inc()
-            if route.endswith(_CONTENT_OBJECT) and scope["method"] in ("GET", "HEAD") and status in (200, 206, 404):
-                metrics.count_lookups("content", status != 404, status == 404)
-            metrics.latency.labels(route).observe(seconds)
-            if counts["in"]:
-                metrics.bytes_in.labels(route).inc(counts["in"])
-            if counts["out"]:
-                metrics.bytes_out.labels(route).inc(counts["out"])
-            if access_log.isEnabledFor(logging.INFO):
-                access_log.info(json.dumps({
-                    "channel": info.get("channel"), "method": scope["method"], "route": route,
-                    "status": status, "bytes_in": counts["in"], "bytes_out": counts["out"],
-                    "ms": round(seconds * 1000, 3),
-                }, separators=(",", ":")))
+            route = getattr(scope.get("route"), "path", None) or "(no route)"
+            metrics.observe(scope, route, counts["status"], counts["in"], counts["out"],
+                            time.perf_counter() - start, info)
