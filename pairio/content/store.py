@@ -255,6 +255,9 @@ class ContentStore:
             os.close(fd)
 
     def _foreign_set(self) -> frozenset[str] | set[str]:
+        # Asked at every hit, where there is mostly no log: access() says so without an exception.
+        if not os.access(self._foreign_log, os.F_OK):
+            return frozenset()
         try:
             st = os.stat(self._foreign_log)
         except FileNotFoundError:
