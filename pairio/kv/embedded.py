@@ -87,12 +87,12 @@ _GET_FEW = [
 # The name under which another layer's database is attached (get_with_object).
 _OBJECTS_SCHEMA = "small_objects"
 _BUSY_TIMEOUT_MS = 60_000
-# How many pairs of keys asked for more than once one thread's reader keeps (see _Seen).
+# How many pairs of keys found more than once one thread's reader keeps (see _Seen).
 _SEEN_KEYS = 4096
 
 class _Seen:
-    """The pairs one thread's reader (see ``EmbeddedStore.get_with_object``) read of the keys asked
-    for more than once: ``values``, (collection, key) -> value, as they were at ``version``, the
+    """The pairs one thread's reader (see ``EmbeddedStore.get_with_object``) read of the keys found
+    more than once: ``values``, (collection, key) -> value, as they were at ``version``, the
     pairs database's ``PRAGMA data_version``. That changes when any other connection (another
     thread's, another process's) commits to the pairs: while it has not, no pair was written or
     deleted, and a kept value is the value. Objects' bytes are not kept here (a damaged row is
@@ -104,7 +104,7 @@ class _Seen:
         self.asked: set[tuple[str, str]] = set()
 
     def ask(self, ident: tuple[str, str]) -> None:
-        """Note that ``ident`` was read once: read again, it is kept."""
+        """Note that ``ident`` was found once: read again, it is kept."""
         if len(self.asked) >= _SEEN_KEYS:  # ever new keys: keep it bounded
             self.asked.clear()
         self.asked.add(ident)
@@ -533,10 +533,12 @@ class EmbeddedStore(KeyValueStore):
                     return value, None  # nothing committed to the pairs since it was read
                 seen.values.clear()
             if ident not in seen.asked:
-                seen.ask(ident)
                 row = cursor.execute(local.objects_sql, ident).fetchone()
-                return (None, None) if row is None else row
-            # Asked for again: read with the version of the pairs it was read in, and kept.
+                if row is None:
+                    return None, None
+                seen.ask(ident)
+                return row
+            # Found before: read with the version of the pairs it was read in, and kept.
             row = cursor.execute(local.objects_versioned_sql, ident).fetchone()
         except sqlite3.Error:
             self._detach()
