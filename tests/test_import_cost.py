@@ -8,7 +8,7 @@ import sys
 
 # Each is imported inside the functions that need it.
 LOADED_ON_USE = ("requests", "urllib3", "cloudpickle", "numpy", "pandas", "starlette", "uvicorn", "joblib",
-                 "psycopg", "boto3", "filelock")
+                 "psycopg", "boto3", "filelock", "sqlite3", "datetime", "decimal")
 
 
 def test_import_pairio_loads_no_library_it_needs_only_on_use():

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import json
 import os
-import sqlite3
 import threading
 import urllib.parse
 import weakref
@@ -38,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError, StoreNotWritableError, StoreUnavailableError
-from ..wal import ReadOnlyConnection, create_file, journal_mode, open_read_only, set_up_wal
+from ..wal import create_file, journal_mode, open_read_only, read_only_connection_class, set_up_wal, sqlite3
 from ..write_faults import not_writable
 from .base import Attachment, KeyValueStore
 
@@ -402,7 +401,7 @@ class EmbeddedStore(KeyValueStore):
     def _empty(error: StoreNotWritableError) -> sqlite3.Connection:
         """No database, and none can be made there (a read-only mount, another user's directory):
         an empty one in memory, which reads as an empty store and refuses every write."""
-        connection = sqlite3.connect(":memory:", isolation_level=None, factory=ReadOnlyConnection)
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=read_only_connection_class())
         connection.execute(_SCHEMA)
         _migrate(connection)
         connection.execute("PRAGMA query_only = 1")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import sqlite3
 import time
 from typing import Any
 
@@ -18,6 +17,7 @@ from ..config import Config
 from ..content import content_store
 from ..errors import StoreUnavailableError
 from ..kv import EmbeddedStore, local_store
+from ..wal import sqlite3  # the module, imported at first use
 from . import misses, provenance, records
 
 logger = logging.getLogger("pairio")
