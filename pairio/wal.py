@@ -4,12 +4,31 @@ or FUSE file system, where SQLite's WAL does not work: there, its rollback journ
 from __future__ import annotations
 
 import os
-import sqlite3
 import time
 import urllib.parse
 from collections.abc import Callable
+from typing import Any
 
 BUSY_TIMEOUT_S = 60.0
+
+
+class _LazySqlite3:
+    """The ``sqlite3`` module, imported at the first use of one of its names, not with ``import
+    pairio`` (it loads ``datetime`` too: milliseconds a program that imports pairio without
+    reading a store pays for nothing). pairio's modules name it ``from ..wal import sqlite3``.
+    After the first use its names are this object's own attributes: plain reads, as the module's."""
+
+    def __getattr__(self, name: str) -> Any:
+        import sqlite3 as module
+
+        self.__dict__.update(vars(module))  # (one C call: threads that race here write the same)
+        return getattr(module, name)
+
+    def __repr__(self) -> str:
+        return "<sqlite3, imported at first use>"
+
+
+sqlite3: Any = _LazySqlite3()
 
 
 def set_up_wal(connection: sqlite3.Connection, setup: Callable[[sqlite3.Connection], None],
@@ -72,10 +91,18 @@ def open_wal(path: str | os.PathLike[str], *schema: str, timeout_s: float = BUSY
     return conn
 
 
-class ReadOnlyConnection(sqlite3.Connection):
-    """A connection opened by :func:`open_read_only`: every write fails."""
+def read_only_connection_class() -> type:
+    """The ``factory`` of connections opened by :func:`open_read_only` (every write fails): an
+    ``sqlite3.Connection`` with ``read_only = True``, made at first use, as ``sqlite3`` is loaded."""
+    global _read_only_class
+    if _read_only_class is None:
+        _read_only_class = type("ReadOnlyConnection", (sqlite3.Connection,),
+                                {"read_only": True, "__module__": __name__,
+                                 "__doc__": "A connection opened by open_read_only: every write fails."})
+    return _read_only_class
 
-    read_only = True
+
+_read_only_class: type | None = None
 
 
 def create_file(path: str | os.PathLike[str]) -> None:
@@ -114,7 +141,7 @@ def open_read_only(path: str | os.PathLike[str], timeout_s: float = BUSY_TIMEOUT
 
 
 def _checked(uri: str, timeout_s: float) -> sqlite3.Connection:
-    conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None, factory=ReadOnlyConnection)
+    conn = sqlite3.connect(uri, uri=True, timeout=timeout_s, isolation_level=None, factory=read_only_connection_class())
     try:
         conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
     except BaseException:

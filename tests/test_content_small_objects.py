@@ -7,6 +7,8 @@ import hashlib
 import multiprocessing
 import os
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import stored_objects
@@ -255,7 +257,50 @@ def test_a_hit_of_a_small_result_reads_its_pair_and_row_in_one_statement():
     pair_of(1)
     pair_of(1)  # the reader with the rows' table attached is opened at a first hit
     statements = _statements_of_a_hit(lambda: pair_of(1))
-    assert len(statements) == 1 and "objects" in statements[0] and "pairs" in statements[0]
+    # (a line "-- ..." is a statement run inside the one before: the version of the pairs read)
+    assert [s for s in statements if not s.startswith("-- ")] == statements[:1]
+    assert "objects" in statements[0] and "pairs" in statements[0] and "data_version" in statements[0]
+
+
+def test_a_hit_of_a_key_hit_again_reads_only_whether_the_pairs_changed():
+    @pa.cached
+    def pair_of(a):
+        return (a, a)
+
+    for _ in range(3):
+        pair_of(1)  # a miss; a hit; a hit that reads the pair with the version of the pairs
+    pair_of(1)  # its row, loaded by itself, is kept beside the results loaded lately
+    assert _statements_of_a_hit(lambda: pair_of(1)) == ["PRAGMA data_version"]
+    assert pair_of(1) == (1, 1)
+
+
+def test_a_pair_changed_by_another_process_is_read_again_at_the_next_hit(tmp_path):
+    calls = []
+
+    @pa.cached
+    def tagged(a):
+        calls.append(a)
+        return [a, len(calls)]
+
+    for _ in range(4):
+        assert tagged(1) == [1, 1]  # kept: the hits read only the version of the pairs
+    key, collection = tagged.key(1), pa.get_config().collection
+    first = pa.get(key, collection=collection)
+    assert _other_process_sets(key, collection, None) == ""  # forgotten elsewhere
+    assert tagged(1) == [1, 2] and calls == [1, 1]
+    for _ in range(3):
+        assert tagged(1) == [1, 2]
+    _other_process_sets(key, collection, first)  # pointed back at the first result elsewhere
+    assert tagged(1) == [1, 1] and calls == [1, 1]
+
+
+def _other_process_sets(key, collection, value):
+    """Set (or with None, delete) the pair ``key`` in the local store from another process."""
+    code = ("import sys, pairio as pa; pa.set_config(database_path=sys.argv[1]); "
+            "pa.set(sys.argv[2], None if sys.argv[3] == '-' else sys.argv[3], sys.argv[4])")
+    done = subprocess.run([sys.executable, "-c", code, str(pa.get_config().database_dir), key,
+                           value or "-", collection], capture_output=True, text=True, check=True)
+    return done.stderr
 
 
 def test_a_damaged_row_read_with_its_pair_is_quarantined_and_the_call_recomputed():

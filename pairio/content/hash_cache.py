@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import os
-import sqlite3
 import stat
 import threading
 import time
@@ -33,7 +32,7 @@ from ..deferred import DeferredWriter
 from ..errors import InvalidPathError
 from ..hashing import is_valid_unicode, sha1_of_stream
 from ..user_warnings import warn_user
-from ..wal import open_wal
+from ..wal import open_wal, sqlite3
 from ..write_faults import cause_of
 
 FILENAME = "hash_cache.sqlite3"

@@ -329,7 +329,10 @@ class _BoundedCall:
         return self.kind(*args)
 
 
+@functools.cache
 def _bounded_types() -> dict[tuple[str, str], _Bounded]:
+    """The types data-only loading builds within a budget, by (module, name): made at first use
+    (``decimal`` loads then, not with ``import pairio``)."""
     import collections
     import decimal
 
@@ -345,7 +348,6 @@ def _bounded_types() -> dict[tuple[str, str], _Bounded]:
     return table
 
 
-_BOUNDED: dict[tuple[str, str], _Bounded] = _bounded_types()
 
 
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
@@ -357,7 +359,7 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     real = _real(cls)
     if base is object:
         return object.__new__(real)
-    bounded = _BOUNDED.get(("builtins", base.__name__))
+    bounded = _bounded_types().get(("builtins", base.__name__))
     if bounded is not None:
         size, what = bounded.cost((state,))
         _spend(size, what, "copyreg._reconstructor")
@@ -579,7 +581,7 @@ class _Resolver:
         if not isinstance(cls, type):
             return None
         key = (cls.__module__, cls.__qualname__)
-        return _BOUNDED.get(key) or self._bounded.get(key) or (
+        return _bounded_types().get(key) or self._bounded.get(key) or (
             self._bound(*key, cls) if key in _LAZY_COSTS else None)
 
     def resolve(self, module: str, name: str, extra: frozenset[tuple[str, str]]) -> Any:
@@ -592,7 +594,7 @@ class _Resolver:
         replacement = _SAFE_REPLACEMENTS.get((module, name))
         if replacement is not None:
             return replacement
-        bounded = _BOUNDED.get((module, name)) or self._bounded.get((module, name))
+        bounded = _bounded_types().get((module, name)) or self._bounded.get((module, name))
         if bounded is not None:
             return bounded
         if (module, name) in _PANDAS_CLASS_HELPERS:

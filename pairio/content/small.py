@@ -13,7 +13,6 @@ and writes it out as a file where a path is asked for (:meth:`ContentStore.path`
 from __future__ import annotations
 
 import os
-import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import StoreUnavailableError
-from ..wal import open_wal
+from ..wal import open_wal, sqlite3
 from ..write_faults import not_writable
 
 FILENAME = "small-objects.sqlite3"

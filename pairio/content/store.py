@@ -131,15 +131,26 @@ class ObjectWriter:
         pass  # the object is flushed and fsync'd once, when it is committed
 
 
-@dataclasses.dataclass(frozen=True)
 class ObjectInfo:
     """An object of the store: its SHA-1, bytes, mtime, and file (None for a row of the
-    small-object table)."""
+    small-object table). (A plain class: a dataclass costs ``import pairio`` its generated code.)"""
 
-    sha1: str
-    size: int
-    mtime: float
-    path: str | None
+    __slots__ = ("sha1", "size", "mtime", "path")
+
+    def __init__(self, sha1: str, size: int, mtime: float, path: str | None) -> None:
+        self.sha1, self.size, self.mtime, self.path = sha1, size, mtime, path
+
+    def __repr__(self) -> str:
+        return f"ObjectInfo({self.sha1!r}, {self.size!r}, {self.mtime!r}, {self.path!r})"
+
+    def _fields(self) -> tuple[str, int, float, str | None]:
+        return self.sha1, self.size, self.mtime, self.path
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is ObjectInfo and self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
 
 
 @dataclasses.dataclass
@@ -255,6 +266,9 @@ class ContentStore:
             os.close(fd)
 
     def _foreign_set(self) -> frozenset[str] | set[str]:
+        # Asked at every hit, where there is mostly no log: access() says so without an exception.
+        if not os.access(self._foreign_log, os.F_OK):
+            return frozenset()
         try:
             st = os.stat(self._foreign_log)
         except FileNotFoundError:

@@ -30,7 +30,6 @@ import contextlib
 import functools
 import json
 import os
-import sqlite3
 import threading
 import urllib.parse
 import weakref
@@ -38,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError, StoreNotWritableError, StoreUnavailableError
-from ..wal import ReadOnlyConnection, create_file, journal_mode, open_read_only, set_up_wal
+from ..wal import create_file, journal_mode, open_read_only, read_only_connection_class, set_up_wal, sqlite3
 from ..write_faults import not_writable
 from .base import Attachment, KeyValueStore
 
@@ -87,6 +86,35 @@ _GET_FEW = [
 # The name under which another layer's database is attached (get_with_object).
 _OBJECTS_SCHEMA = "small_objects"
 _BUSY_TIMEOUT_MS = 60_000
+# How many pairs of keys found more than once one thread's reader keeps (see _Seen).
+_SEEN_KEYS = 4096
+
+class _Seen:
+    """The pairs one thread's reader (see ``EmbeddedStore.get_with_object``) read of the keys found
+    more than once: ``values``, (collection, key) -> value, as they were at ``version``, the
+    pairs database's ``PRAGMA data_version``. That changes when any other connection (another
+    thread's, another process's) commits to the pairs: while it has not, no pair was written or
+    deleted, and a kept value is the value. Objects' bytes are not kept here (a damaged row is
+    found when read): the caller keeps what it verified."""
+
+    def __init__(self) -> None:
+        self.version: int | None = None
+        self.values: dict[tuple[str, str], str] = {}
+        self.asked: set[tuple[str, str]] = set()
+
+    def ask(self, ident: tuple[str, str]) -> None:
+        """Note that ``ident`` was found once: read again, it is kept."""
+        if len(self.asked) >= _SEEN_KEYS:  # ever new keys: keep it bounded
+            self.asked.clear()
+        self.asked.add(ident)
+
+    def keep(self, ident: tuple[str, str], value: str, version: int) -> None:
+        """Keep ``ident``'s value, read at ``version`` (those of an older version go)."""
+        if version != self.version or len(self.values) >= _SEEN_KEYS:
+            self.values.clear()
+            self.version = version
+        self.values[ident] = value
+
 
 class _Schemas:
     """The table families registered beside the pairs (:func:`register_schema`), in order."""
@@ -373,7 +401,7 @@ class EmbeddedStore(KeyValueStore):
     def _empty(error: StoreNotWritableError) -> sqlite3.Connection:
         """No database, and none can be made there (a read-only mount, another user's directory):
         an empty one in memory, which reads as an empty store and refuses every write."""
-        connection = sqlite3.connect(":memory:", isolation_level=None, factory=ReadOnlyConnection)
+        connection = sqlite3.connect(":memory:", isolation_level=None, factory=read_only_connection_class())
         connection.execute(_SCHEMA)
         _migrate(connection)
         connection.execute("PRAGMA query_only = 1")
@@ -487,17 +515,38 @@ class EmbeddedStore(KeyValueStore):
         The statement runs on a second connection of this thread's, with ``objects``' database
         attached: attached to the first, it would join every write transaction of the pairs
         (``BEGIN IMMEDIATE`` locks each attached database) and hold up the writers of objects.
+        A key asked for again and again is answered from what this reader read of it while the
+        pairs have not changed (see :class:`_Seen`): its value, and None for the bytes.
         """
         local = self._local
         if local.__dict__.get("objects_attached") is not objects and not self._attach(objects):
             return self.get(collection, key), None
+        ident = (collection, key)
+        seen: _Seen = local.objects_seen
+        cursor = local.objects_cursor
         try:
             # A kept cursor, fetched whole: it holds no read transaction open between calls.
-            row = local.objects_cursor.execute(local.objects_sql, (collection, key)).fetchone()
+            value = seen.values.get(ident)
+            if value is not None:
+                if cursor.execute("PRAGMA data_version").fetchone()[0] == seen.version:
+                    return value, None  # nothing committed to the pairs since it was read
+                seen.values.clear()
+            if ident not in seen.asked:
+                row = cursor.execute(local.objects_sql, ident).fetchone()
+                if row is None:
+                    return None, None
+                seen.ask(ident)
+                return row
+            # Found before: read with the version of the pairs it was read in, and kept.
+            row = cursor.execute(local.objects_versioned_sql, ident).fetchone()
         except sqlite3.Error:
             self._detach()
             return self.get(collection, key), None
-        return (None, None) if row is None else row
+        if row is None:
+            return None, None
+        value, data, version = row
+        seen.keep(ident, value, version)
+        return value, data
 
     def _attach(self, objects: Attachment) -> bool:
         """Open this thread's reader of the pairs with ``objects``' database attached."""
@@ -523,12 +572,15 @@ class EmbeddedStore(KeyValueStore):
         local.objects_reader, local.objects_cursor = reader, reader.cursor()
         local.objects_sql = ("SELECT value, " + objects.select_data(_OBJECTS_SCHEMA, "value")
                              + " FROM pairs WHERE collection = ? AND key = ?")
+        local.objects_versioned_sql = local.objects_sql.replace(
+            " FROM pairs", ", (SELECT data_version FROM pragma_data_version()) FROM pairs")
+        local.objects_seen = _Seen()
         local.objects_attached = objects
         return True
 
     def _detach(self) -> None:
         local = self._local
-        for name in ("objects_attached", "objects_cursor"):
+        for name in ("objects_attached", "objects_cursor", "objects_seen"):
             local.__dict__.pop(name, None)
         reader = local.__dict__.pop("objects_reader", None)
         if reader is not None:

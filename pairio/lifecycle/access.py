@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import sqlite3
 import threading
 import time
 import weakref
@@ -25,6 +24,7 @@ from pathlib import Path
 from ..content import directory_lock
 from ..content.store import ContentStore
 from ..deferred import DeferredWriter
+from ..wal import sqlite3  # the module, imported at first use
 
 logger = logging.getLogger("pairio")
 

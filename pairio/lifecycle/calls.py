@@ -8,9 +8,7 @@ the decorator or its key maker."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
-import sqlite3
 import time
 from typing import Any
 
@@ -18,22 +16,33 @@ from ..config import Config
 from ..content import content_store
 from ..errors import StoreUnavailableError
 from ..kv import EmbeddedStore, local_store
+from ..wal import sqlite3  # the module, imported at first use
 from . import misses, provenance, records
 
 logger = logging.getLogger("pairio")
 
 
-@dataclasses.dataclass(frozen=True)
 class KeyParts:
     """The parts of a cached call's key as records keep them: ``code`` (digest, source digest,
     helpers, constants, closure), ``version``, ``dependencies`` (versions of modules and types),
-    ``arguments`` (name -> digest) and ``summary`` (name -> short description)."""
+    ``arguments`` (name -> digest) and ``summary`` (name -> short description). Read-only by
+    convention. (A plain class, as :class:`MissedCall`: a dataclass costs ``import pairio`` its
+    generated code.)"""
 
-    code: dict[str, Any]
-    version: Any
-    dependencies: dict[str, Any]
-    arguments: dict[str, str]
-    summary: dict[str, Any]
+    __slots__ = ("code", "version", "dependencies", "arguments", "summary")
+
+    def __init__(self, code: dict[str, Any], version: Any, dependencies: dict[str, Any],
+                 arguments: dict[str, str], summary: dict[str, Any]) -> None:
+        self.code, self.version, self.dependencies = code, version, dependencies
+        self.arguments, self.summary = arguments, summary
+
+    def __repr__(self) -> str:
+        return f"KeyParts({', '.join(f'{name}={getattr(self, name)!r}' for name in self.__slots__)})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is KeyParts and self.as_dict() == other.as_dict()
+
+    __hash__ = None  # type: ignore[assignment]  (its parts are dicts)
 
     def as_dict(self) -> dict[str, Any]:
         """The parts by name, as records and miss reasons compare them."""
@@ -41,17 +50,19 @@ class KeyParts:
                 "arguments": self.arguments, "summary": self.summary}
 
 
-@dataclasses.dataclass(frozen=True)
 class MissedCall:
     """A call that missed, as its record needs it: the function's name, the key and its parts,
     the bound arguments (name, value), and what tells whether an argument is still a cached result."""
 
-    function: str
-    collection: str
-    key: str
-    parts: KeyParts
-    bound: list[tuple[str, Any]]
-    checker: provenance.Checker | None = None
+    __slots__ = ("function", "collection", "key", "parts", "bound", "checker")
+
+    def __init__(self, function: str, collection: str, key: str, parts: KeyParts, bound: list[tuple[str, Any]],
+                 checker: provenance.Checker | None = None) -> None:
+        self.function, self.collection, self.key = function, collection, key
+        self.parts, self.bound, self.checker = parts, bound, checker
+
+    def __repr__(self) -> str:
+        return f"MissedCall({self.function!r}, {self.collection!r}, {self.key!r})"
 
 
 def count_hit(cfg: Config, collection: str, key: str, result: Any, sha1: str,

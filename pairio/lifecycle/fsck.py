@@ -15,7 +15,6 @@ import contextlib
 import dataclasses
 import hashlib
 import os
-import sqlite3
 import struct
 import time
 import urllib.parse
@@ -25,7 +24,7 @@ from ..config import Config
 from ..content import small
 from ..content.small import FILENAME as SMALL_FILENAME
 from ..kv.embedded import DATABASE_FILENAME, MARKER_FILENAME, EmbeddedStore, new_database
-from ..wal import create_file
+from ..wal import create_file, sqlite3
 from . import records  # (imported with it: lifecycle.schema, the tables a repaired database holds)
 
 SQLITE_HEADER = b"SQLite format 3\x00"

@@ -19,7 +19,6 @@ import dataclasses
 import fnmatch
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Iterable
@@ -30,6 +29,7 @@ from ..deferred import DeferredWriter
 from ..errors import InvalidInputError, StoreNotWritableError
 from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
+from ..wal import sqlite3  # the module, imported at first use
 from ..write_faults import cause_of
 from . import schema  # noqa: F401  (registers the tables below with the embedded store)
 

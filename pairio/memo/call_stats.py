@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import sqlite3
 import sys
 import threading
 import time
@@ -26,7 +25,7 @@ from ..deferred import DeferredWriter
 from ..errors import PairioError
 from ..lifecycle import counts
 from ..result_keys import seconds_key
-from ..wal import open_wal
+from ..wal import open_wal, sqlite3
 
 logger = logging.getLogger("pairio")
 

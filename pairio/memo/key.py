@@ -41,6 +41,12 @@ _CHECKED_STRS = 4096
 
 # How many items of a list, tuple or dict argument are looked at for a str naming a file.
 _FILE_NAME_ITEMS = 32
+# How many keys of calls with plain arguments (see _plain) each function keeps.
+_PLAIN_KEYS = 4096
+# The longest str argument, in characters, and the widest int, in bits, that _plain accepts.
+_PLAIN_STR = 256
+_PLAIN_INT_BITS = 64
+
 _POSITIONAL = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
 
 
@@ -83,6 +89,10 @@ class KeyMaker:
         # the key) nor hashed again at every call.
         self._checked_file_names: dict[str, str] = {}
         self._type_parts: dict[frozenset[type], tuple[dict[str, str], bytes]] = {}
+        # The keys of calls passing only small ints and short strs by position, by their arguments,
+        # each with the prefix SHA-1 it was made from: such a call is keyed again without hashing
+        # while that prefix is the current one (each code description makes a new one).
+        self._plain_keys: dict[tuple, tuple[tuple[str, dict[str, str], dict[str, str]], Any]] = {}
         self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
 
     # --- the code part ---------------------------------------------------------------
@@ -99,10 +109,13 @@ class KeyMaker:
     def _refresh(self) -> CodeDescription:
         """Describe the code afresh; everything derived from the old description goes."""
         code = describe_function(self.func)
-        self._code = code
+        # What was derived from the old description goes before the new one is seen: a thread that
+        # finds the new one never finds the old prefix (nor a key made from it) still in place.
         self._prefix = None
         self._prefix_sha1 = None
         self._type_parts = {}
+        self._plain_keys = {}
+        self._code = code
         new = [d for d in code.dynamic if d not in self._warned_globals]
         if new:
             self._warned_globals.update(new)
@@ -242,14 +255,24 @@ class KeyMaker:
         ``last`` keeps the newest key with its argument hashes and type versions, so a miss can
         record them without hashing the arguments again (a reader checks the key: threads share it).
         """
-        types: set[type] = set()
         code = self._code
         if code is None or not code.watch.fresh():  # a global rebound, a helper redefined...
             self._refresh()
-        h = self._prefix_sha1
-        if h is None:
-            h = self._prefix_sha1 = hashlib.sha1(self.prefix)
-        h = h.copy()
+        plain: dict | None = self._plain_keys
+        if (type(args) is tuple and len(args) == self._arity and not kwargs and file_hash is None and not method
+                and _plain(args)):
+            found = plain.get(args)
+            # Made from this very prefix (a new one is made with each code description): still the key.
+            if found is not None and found[1] is self._prefix_sha1:
+                self.last = found[0]
+                return found[0][0]
+        else:
+            plain = None
+        types: set[type] = set()
+        start = self._prefix_sha1
+        if start is None:
+            start = self._prefix_sha1 = hashlib.sha1(self.prefix)
+        h = start.copy()
         if len(args) == self._arity and not kwargs and file_hash is None:
             hashes = self._positional_hashes(args, h, method, types)
         else:
@@ -261,7 +284,11 @@ class KeyMaker:
             type_versions, part = self._type_part(types)
             h.update(part)  # as key_from_hashes adds them
         key = h.hexdigest()
-        self.last = (key, hashes, type_versions)
+        self.last = last = (key, hashes, type_versions)
+        if plain is not None:
+            if len(plain) >= _PLAIN_KEYS:  # ever new arguments: keep it bounded
+                plain.clear()
+            plain[args] = (last, start)
         return key
 
     def _positional_hashes(self, args: Sequence[Any], h: Any, method: bool, types: set[type]) -> dict[str, str]:
@@ -340,3 +367,17 @@ def _names_file(text: str) -> bool:
         return os.path.isfile(text)
     except (OSError, ValueError):
         return False
+
+
+def _plain(args: Sequence[Any]) -> bool:
+    """True if every argument is a small int or a short str, exactly (no bool, float or subclass):
+    such arguments are equal as tuples only when their hashes are equal (1 == 1.0 == True, and
+    0.0 == -0.0, are not), and cheap to keep."""
+    for value in args:
+        tp = type(value)
+        if tp is str:
+            if len(value) > _PLAIN_STR:
+                return False
+        elif tp is not int or value.bit_length() > _PLAIN_INT_BITS:
+            return False
+    return True

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import collections
 import contextvars
-import dataclasses
 import functools
 import os
 import pickle
@@ -102,13 +101,24 @@ def _pickler_class() -> type:
     return ResultPickler
 
 
-@dataclasses.dataclass(frozen=True)
 class StoredResult:
-    """A result in the content store: its object, the files stored with it, their total bytes."""
+    """A result in the content store: its object, the files stored with it, their total bytes.
+    (A plain class: a dataclass costs ``import pairio`` its generated code.)"""
 
-    sha1: str
-    files: tuple[str, ...]
-    size: int
+    __slots__ = ("sha1", "files", "size")
+
+    def __init__(self, sha1: str, files: tuple[str, ...], size: int) -> None:
+        self.sha1, self.files, self.size = sha1, files, size
+
+    def __repr__(self) -> str:
+        return f"StoredResult({self.sha1!r}, {self.files!r}, {self.size!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (type(other) is StoredResult
+                and (self.sha1, self.files, self.size) == (other.sha1, other.files, other.size))
+
+    def __hash__(self) -> int:
+        return hash((self.sha1, self.files, self.size))
 
 
 # Results pickled without a ResultPickler (bytes are written in band only under OUT_OF_BAND_MIN:
