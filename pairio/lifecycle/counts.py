@@ -13,10 +13,8 @@ at once add up exactly. Rows of hours older than :data:`KEEP_DAYS` days go at ea
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import sqlite3
 import threading
 import time
 from collections.abc import Collection, Iterable, Sequence
@@ -26,6 +24,7 @@ from ..deferred import DeferredWriter, drain_all
 from ..errors import InvalidInputError, StoreNotWritableError
 from ..kv import EmbeddedStore
 from ..kv.embedded import register_schema
+from ..wal import sqlite3  # the module, imported at first use
 from ..write_faults import cause_of
 
 logger = logging.getLogger("pairio")
@@ -64,16 +63,15 @@ _ADD = (
 )
 
 
-@dataclasses.dataclass
 class Row:
-    """The deltas of one (hour, collection, function), as :func:`add` sums them."""
+    """The deltas of one (hour, collection, function), as :func:`add` sums them (a plain class
+    with slots: one made per hour and step, and no dataclass to make when pairio is imported)."""
 
-    hits: int = 0
-    misses: int = 0
-    seconds_saved: float = 0.0
-    seconds_computed: float = 0.0
-    bytes_up: int = 0
-    bytes_down: int = 0
+    __slots__ = ("hits", "misses", "seconds_saved", "seconds_computed", "bytes_up", "bytes_down")
+
+    def __init__(self) -> None:
+        self.hits = self.misses = self.bytes_up = self.bytes_down = 0
+        self.seconds_saved = self.seconds_computed = 0.0
 
     def values(self) -> tuple[int, int, float, float, int, int]:
         return (self.hits, self.misses, self.seconds_saved, self.seconds_computed, self.bytes_up, self.bytes_down)
