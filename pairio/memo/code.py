@@ -33,6 +33,7 @@ named (``large_mutable_globals``) and warned about.
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
 import datetime
 import dis
@@ -46,6 +47,7 @@ import marshal
 import operator
 import os
 import sys
+import textwrap
 import threading
 import types
 import weakref
@@ -206,7 +208,7 @@ def describe_function(func: Any) -> CodeDescription:
         pass
     walker = _Walker()
     name = qualified_name(func)
-    own = walker.function(func, record=False)
+    own = walker.function(func, record=False, defaults=False)
     walker.owner_class(func)
     parts = {
         "format": TOKEN_FORMAT,
@@ -299,6 +301,12 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     note = None
     try:
         digest = source_digest(_class_source(obj) if isinstance(obj, type) else inspect.getsource(obj))
+        if isinstance(obj, type) and _ambiguous_class(obj):
+            # Which of the file's definitions made the class is unknown (an enum redefined further
+            # down): by its body's compiled code and values too, only on this Python version.
+            version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            digest = hashlib.sha1(f"{digest}\0{version}\0".encode() + marshal.dumps(_class_fingerprint(obj))
+                                  ).hexdigest()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is not None:
@@ -349,6 +357,31 @@ def _class_source(klass: type) -> str:
             if first <= line <= node.end_lineno:
                 return "".join(all_lines[first - 1:node.end_lineno])
     return "".join(lines)
+
+
+def _ambiguous_class(klass: type) -> bool:
+    """True if ``klass``'s file defines a class of its name more than once and nothing tells which
+    definition it is (no method of its own to place it; Python 3.13's ``__firstlineno__`` does)."""
+    if "__firstlineno__" in vars(klass):
+        return False
+    inside = f"{klass.__qualname__}."
+    if any(isinstance(f := _unwrap(attr), types.FunctionType) and f.__qualname__.startswith(inside)
+           and f.__code__.co_filename != "<string>" for attr in vars(klass).values()):
+        return False  # _class_source finds the definition its methods come from
+    try:
+        file = inspect.getsourcefile(klass)
+    except TypeError:
+        return False
+    text = "".join(linecache.getlines(file)) if file else ""
+    if text.count(f"class {klass.__name__}") < 2:
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return False
+    return sum(isinstance(n, ast.ClassDef) and n.name == klass.__name__ for n in ast.walk(tree)) > 1
 
 
 def _code_state(obj: Any) -> tuple:
@@ -437,8 +470,9 @@ class _Walker:
         self._keep.append(obj)
         return True
 
-    def function(self, func: Any, record: bool = True) -> str:
-        """Walk a user function; returns its own source digest."""
+    def function(self, func: Any, record: bool = True, defaults: bool = True) -> str:
+        """Walk a user function; returns its own source digest. ``defaults``: count its default
+        values (not for the cached function itself, whose defaults are bound as arguments)."""
         digest, note = own_source_digest(func)
         if not self._first_visit(func):
             return digest
@@ -452,6 +486,8 @@ class _Walker:
         self.watch.function(func)
         module_name = getattr(func, "__module__", None) or "__main__"
         names = _code_names(code)
+        if defaults:
+            self.defaults(func, names)
         globals_ = getattr(func, "__globals__", {})
         written = _written_only(code)
         for name in sorted(names):
@@ -486,6 +522,31 @@ class _Walker:
                     if not _immutable(content):
                         self.watch.check(_content_check(content, digest_, label, False))
         return digest
+
+    def defaults(self, func: Any, names: set[str]) -> None:
+        """Count a helper's default values: its source shows only their expressions (``k=K``), and
+        they can be rebound (``f.__defaults__ = ...``) or mutated in place. A default equal to the
+        literal its source writes is counted by the source (watched if mutable); any other by value."""
+        positional = getattr(func, "__defaults__", None) or ()
+        keywords = getattr(func, "__kwdefaults__", None) or {}
+        if not positional and not keywords:
+            return
+        code = func.__code__
+        params = code.co_varnames[:code.co_argcount]
+        named = dict(zip(params[len(params) - len(positional):], positional, strict=True))
+        named.update(keywords)
+        literals = _literal_defaults(func)
+        for name, value in named.items():
+            label = f"{qualified_name(func)}.<default {name}>"
+            if name in literals and _same_value(literals[name], value, label):
+                if not _immutable(value):  # the literal mutated in place: walked again
+                    self.watch.check(_content_check(value, hash_value(value, label), label, False))
+            elif _is_code_like(value) or isinstance(value, functools.partial):
+                self.value(value, label, names)
+            else:
+                self.data(label, value)
+        positional_now, keywords_now = func.__defaults__, func.__kwdefaults__
+        self.watch.check(lambda: func.__defaults__ is positional_now and func.__kwdefaults__ is keywords_now)
 
     def dynamic_lookups(self, func: Any, code: types.CodeType, globals_: dict[str, Any],
                         cells: dict[str, Any]) -> None:
@@ -659,7 +720,13 @@ class _Walker:
             self.ignored[label] = type(value).__qualname__
             return
         kind = dependencies.classify_module(_real_module(module))
-        if kind != "user":
+        if kind == "stdlib" and _is_stdlib_value(value):
+            # An object of a standard-library type (an OrderedDict, a deque, a Decimal, a compiled
+            # pattern, a SimpleNamespace): data, not code, so by value (the standard library counts
+            # by nothing), checked at every call if it can change.
+            self.stdlib_value(label, value)
+            self.library(module)
+        elif kind != "user":
             self.library(module)
         elif isinstance(value, type):
             self.cls(value)
@@ -688,6 +755,23 @@ class _Walker:
         if not _immutable(value):  # a dict of options mutated in place counts with its contents
             self.watch.check(_content_check(value, digest, label, strict))
 
+    def stdlib_value(self, label: str, value: Any) -> None:
+        """Count an object of a standard-library type by value; one that cannot be hashed (a lock, a
+        file, a socket) is named as not counted."""
+        large = None if _immutable(value) else _too_large(value)
+        if large is not None:
+            self.large[label] = (f"{large}: too large to check at every call, so not counted; pass it "
+                                 f"as an argument (or list what it holds in version=)")
+            return
+        try:
+            digest = hash_value(value, label)
+        except TypeError as exc:  # UnhashableArgumentError is a TypeError
+            self.ignored[label] = f"{type(value).__qualname__} (standard library), cannot be hashed: {exc}"
+            return
+        self.constants[label] = digest
+        if not _immutable(value):
+            self.watch.check(_content_check(value, digest, label, False))
+
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
             self.library(module.__name__)
@@ -711,10 +795,60 @@ class _Walker:
 
 
 _UNRESOLVED = object()
+_literal_defaults_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _literal_defaults(func: Any) -> dict[str, Any]:
+    """The defaults ``func``'s source writes as literals (``k=10``, ``opts={"s": 1}``), by parameter."""
+    code = func.__code__
+    try:
+        return _literal_defaults_cache[code]
+    except KeyError:
+        pass
+    import ast
+
+    out: dict[str, Any] = {}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        tree = None
+    wanted = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        if tuple(a.arg for a in [*positional, *args.kwonlyargs]) != wanted or (
+                not isinstance(node, ast.Lambda) and node.name != func.__name__):
+            continue
+        pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True),
+                 *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None)]
+        for arg, expression in pairs:
+            try:
+                out[arg.arg] = ast.literal_eval(expression)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                pass
+        break
+    _literal_defaults_cache[code] = out
+    return out
+
+
+def _same_value(a: Any, b: Any, label: str) -> bool:
+    """True if ``a`` and ``b`` hash alike by the argument rules."""
+    try:
+        return hash_value(a, label) == hash_value(b, label)
+    except TypeError:
+        return False
 
 
 def _real_module(name: str) -> str:
     return "__main__" if name == "__mp_main__" and "__mp_main__" not in sys.modules else name
+
+
+def _is_stdlib_value(value: Any) -> bool:
+    """True for an object of a standard-library type that is data, not code (not a module, class,
+    function, method or other callable)."""
+    return not callable(value) and not isinstance(value, (type, types.ModuleType))
 
 
 def _is_code_like(value: Any) -> bool:
@@ -832,6 +966,10 @@ def _is_data(value: Any) -> bool:
     return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series, pandas.Index))
 
 
+_IMMUTABLE_STDLIB = frozenset({("decimal", "Decimal"), ("fractions", "Fraction"), ("re", "Pattern"),
+                               ("uuid", "UUID"), ("ipaddress", "IPv4Address"), ("ipaddress", "IPv6Address")})
+
+
 def _immutable(value: Any, budget: list[int] | None = None) -> bool:
     """True for values that cannot change in place (scalars, enums, dates, pure paths, and tuples
     and frozensets of those): counted once, not checked at every call."""
@@ -845,6 +983,8 @@ def _immutable(value: Any, budget: list[int] | None = None) -> bool:
         return True
     if isinstance(value, PurePath):
         return not isinstance(value, Path)  # a Path to a file counts by the file's content
+    if (tp.__module__, tp.__qualname__) in _IMMUTABLE_STDLIB:
+        return True
     if tp is tuple or tp is frozenset:
         return all(_immutable(v, budget) for v in value)
     return False
@@ -869,8 +1009,10 @@ def _too_large(value: Any) -> str | None:
         budget[0] -= 1
         if budget[0] < 0:
             return f"{type(value).__name__} of more than {_MAX_WATCHED_ITEMS} items"
-        if type(item) in _CONSTANT_CONTAINERS:
-            stack.extend(v for pair in item.items() for v in pair) if isinstance(item, dict) else stack.extend(item)
+        if isinstance(item, dict):
+            stack.extend(v for pair in item.items() for v in pair)
+        elif isinstance(item, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend(item)
         elif numpy is not None and isinstance(item, numpy.ndarray) and item.nbytes > _MAX_WATCHED_BYTES:
             return f"{type(value).__name__} holding an array of {item.nbytes} bytes"
     return None

@@ -1,0 +1,195 @@
+"""Issue 18, variants beyond its examples: more ways a live session (or an edit between
+processes) changes what a step reads, each tried in fresh processes as a user would.
+
+A live variant calls ``step(1)`` (10), changes something, then ``step(2)`` and ``step(1)``
+(40 and 20: no stale hit); a fresh process with the original code then gets 20 and 10 (no
+poisoned key). A cross-process variant runs two versions of a program: the second must not hit
+the first's result.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+# name: (prelude, change). The prelude defines @pairio.cached step(x) returning x * 10; after
+# the change it returns x * 20.
+LIVE = {
+    "a helper's default tuple rebound": ("""
+        def helper(x, k=10):
+            return x * k
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, "helper.__defaults__ = (20,)"),
+    "a helper's mutable default mutated": ("""
+        def helper(x, opts={"s": 10}):
+            return x * opts["s"]
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, 'helper.__defaults__[0]["s"] = 20'),
+    "a helper's keyword-only default rebound": ("""
+        def helper(x, *, k=10):
+            return x * k
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """, 'helper.__kwdefaults__ = {"k": 20}'),
+    "a frame's attrs set": ("""
+        import pandas as pd
+        FRAME = pd.DataFrame({"a": [1]})
+        FRAME.attrs["k"] = 10
+
+        @pairio.cached
+        def step(x):
+            return x * FRAME.attrs["k"]
+        """, 'FRAME.attrs["k"] = 20'),
+    "an enum redefined further down the file": ("""
+        import enum
+
+        class E(enum.Enum):
+            A = 10
+
+        @pairio.cached
+        def step(x):
+            return x * E.A.value
+        """, "class E(enum.Enum):\n    A = 20"),
+    "an argument's class with __pairio_hash__ edited": ("""
+        class Model:
+            def __pairio_hash__(self):
+                return "model"
+
+            def k(self):
+                return 10
+
+        @pairio.cached
+        def score(m, x):
+            return x * m.k()
+
+        def step(x):
+            return score(Model(), x)
+        """, "Model.k = lambda self: 20"),
+    "an OrderedDict mutated": ("""
+        import collections
+        D = collections.OrderedDict(k=10)
+
+        @pairio.cached
+        def step(x):
+            return x * D["k"]
+        """, 'D["k"] = 20'),
+    "a defaultdict mutated": ("""
+        import collections
+        D = collections.defaultdict(int, k=10)
+
+        @pairio.cached
+        def step(x):
+            return x * D["k"]
+        """, 'D["k"] = 20'),
+    "a Counter mutated": ("""
+        import collections
+        D = collections.Counter(k=10)
+
+        @pairio.cached
+        def step(x):
+            return x * D["k"]
+        """, 'D["k"] = 20'),
+    "a deque mutated": ("""
+        import collections
+        D = collections.deque([10])
+
+        @pairio.cached
+        def step(x):
+            return x * D[0]
+        """, "D[0] = 20"),
+    "a bytearray mutated": ("""
+        B = bytearray([10])
+
+        @pairio.cached
+        def step(x):
+            return x * B[0]
+        """, "B[0] = 20"),
+    "an array.array mutated": ("""
+        import array
+        A = array.array("i", [10])
+
+        @pairio.cached
+        def step(x):
+            return x * A[0]
+        """, "A[0] = 20"),
+    "a SimpleNamespace's attribute set": ("""
+        import types
+        NS = types.SimpleNamespace(k=10)
+
+        @pairio.cached
+        def step(x):
+            return x * NS.k
+        """, "NS.k = 20"),
+}
+
+# name: (first program, second program), each defining step(x): 10 from the first, 20 from the second.
+CROSS = {
+    "a helper's default taken from a constant": ("K = 10", "K = 20", """
+        def helper(x, k=K):
+            return x * k
+
+        @pairio.cached
+        def step(x):
+            return helper(x)
+        """),
+    "an OrderedDict global": ("D = collections.OrderedDict(k=10)", "D = collections.OrderedDict(k=20)", """
+        @pairio.cached
+        def step(x):
+            return x * D["k"]
+        """),
+    "a Decimal global": ("D = decimal.Decimal(10)", "D = decimal.Decimal(20)", """
+        @pairio.cached
+        def step(x):
+            return int(x * D)
+        """),
+    "a compiled pattern global": ('PAT = re.compile("a{10}")', 'PAT = re.compile("a{20}")', """
+        @pairio.cached
+        def step(x):
+            return x * int(PAT.pattern[2:4])
+        """),
+}
+
+
+def _program(prelude: str, body: str) -> str:
+    head = "import array\nimport collections\nimport decimal\nimport json\nimport re\nimport pairio\n"
+    return head + textwrap.dedent(prelude) + "\n" + body + "\n"
+
+
+def _run(directory, source: str) -> list:
+    (directory / "program.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": str(directory), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run([sys.executable, "program.py"], cwd=directory, env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("scenario", sorted(LIVE))
+def test_a_change_while_the_process_runs_counts_and_poisons_no_key(tmp_path, scenario):
+    prelude, change = LIVE[scenario]
+    live = _program(prelude, f"first = step(1)\n{change}\nsecond = step(2)\nthird = step(1)\n"
+                             "print(json.dumps([first, second, third]))")
+    assert _run(tmp_path, live) == [10, 40, 20]  # after the change: no stale hit
+    original = _program(prelude, "print(json.dumps([step(2), step(1)]))")
+    assert _run(tmp_path, original) == [20, 10]  # the original code: no poisoned key
+
+
+@pytest.mark.parametrize("scenario", sorted(CROSS))
+def test_an_edit_between_processes_changes_the_key(tmp_path, scenario):
+    first, second, body = CROSS[scenario]
+    program = _program("\n" + body, "print(json.dumps([step(1)]))")
+    assert _run(tmp_path, program.replace("\n\n", f"\n{first}\n\n", 1)) == [10]
+    assert _run(tmp_path, program.replace("\n\n", f"\n{second}\n\n", 1)) == [20]
