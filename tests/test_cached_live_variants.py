@@ -133,9 +133,55 @@ LIVE = {
         def step(x):
             return x * NS.k
         """, "NS.k = 20"),
+    "a singledispatch implementation registered again": ("""
+        import functools
+
+        @functools.singledispatch
+        def scale(x):
+            return 0
+
+        @scale.register(int)
+        def _(x):
+            return x * 10
+
+        @pairio.cached
+        def step(x):
+            return scale(x)
+        """, "@scale.register(int)\ndef _(x):\n    return x * 20"),
+    "a global read by a cached_property": ("""
+        import functools
+        K = 10
+
+        class Settings:
+            @functools.cached_property
+            def k(self):
+                return K
+
+        @pairio.cached
+        def step(x):
+            return x * Settings().k
+        """, "K = 20"),
+    "a nested class's attribute set": ("""
+        class Outer:
+            class Inner:
+                K = 10
+
+        @pairio.cached
+        def step(x):
+            return x * Outer.Inner.K
+        """, "Outer.Inner.K = 20"),
+    "an environment variable set": ("""
+        import os
+        os.environ["SCALE"] = "10"
+
+        @pairio.cached
+        def step(x):
+            return x * int(os.environ["SCALE"])
+        """, 'os.environ["SCALE"] = "20"'),
 }
 
-# name: (first program, second program), each defining step(x): 10 from the first, 20 from the second.
+# name: (first, second, program): the program with the first change returns 10 from step(1), with the
+# second 20 (a change replaces <CHANGE>, else stands as the program's first line).
 CROSS = {
     "a helper's default taken from a constant": ("K = 10", "K = 20", """
         def helper(x, k=K):
@@ -160,11 +206,58 @@ CROSS = {
         def step(x):
             return x * int(PAT.pattern[2:4])
         """),
+    "two lambdas of one table, on lines of their own": ("x * 10", "x * 20", """
+        OPS = {
+            "a": lambda x: <CHANGE>,
+            "b": lambda x: x * 2,
+        }
+
+        @pairio.cached
+        def step(x):
+            return OPS["a"](x)
+        """),
+    "two closures one factory made": ("K = 10", "K = 20", """
+        def make(k):
+            def h(x):
+                return x * k
+            return h
+
+        A = make(K)
+        B = make(2)
+
+        @pairio.cached
+        def step(x):
+            return A(x) + B(0)
+        """),
+    "two singledispatch implementations both named _": ("K = 10", "K = 20", """
+        import functools
+
+        @functools.singledispatch
+        def scale(x):
+            return 0
+
+        @scale.register(int)
+        def _(x):
+            return x * K
+
+        @scale.register(str)
+        def _(x):
+            return 1
+
+        @pairio.cached
+        def step(x):
+            return scale(x)
+        """),
+    "an environment variable read by os.getenv": ('os.environ["SCALE"] = "10"', 'os.environ["SCALE"] = "20"', """
+        @pairio.cached
+        def step(x):
+            return x * int(os.getenv("SCALE"))
+        """),
 }
 
 
 def _program(prelude: str, body: str) -> str:
-    head = "import array\nimport collections\nimport decimal\nimport json\nimport re\nimport pairio\n"
+    head = "import array\nimport collections\nimport decimal\nimport json\nimport os\nimport re\nimport pairio\n"
     return head + textwrap.dedent(prelude) + "\n" + body + "\n"
 
 
@@ -191,5 +284,10 @@ def test_a_change_while_the_process_runs_counts_and_poisons_no_key(tmp_path, sce
 def test_an_edit_between_processes_changes_the_key(tmp_path, scenario):
     first, second, body = CROSS[scenario]
     program = _program("\n" + body, "print(json.dumps([step(1)]))")
-    assert _run(tmp_path, program.replace("\n\n", f"\n{first}\n\n", 1)) == [10]
-    assert _run(tmp_path, program.replace("\n\n", f"\n{second}\n\n", 1)) == [20]
+
+    def version(change: str) -> str:  # the change in place of <CHANGE>, else as a first line
+        return program.replace("<CHANGE>", change) if "<CHANGE>" in program else program.replace(
+            "\n\n", f"\n{change}\n\n", 1)
+
+    assert _run(tmp_path, version(first)) == [10]
+    assert _run(tmp_path, version(second)) == [20]

@@ -479,7 +479,7 @@ class _Walker:
         if note:
             self.notes.append(note)
         if record:
-            self.helpers[qualified_name(func)] = digest
+            _put(self.helpers, qualified_name(func), digest)
         code = getattr(func, "__code__", None)
         if code is None:
             return digest
@@ -515,7 +515,7 @@ class _Walker:
                 self.value(content, label, names)
             else:
                 try:
-                    self.closure[label] = digest_ = hash_value(content, label)
+                    _put(self.closure, label, digest_ := hash_value(content, label))
                 except TypeError as exc:  # UnhashableArgumentError is a TypeError
                     self.ignored[label] = f"closure value not hashable: {exc}"
                 else:
@@ -577,6 +577,9 @@ class _Walker:
             obj = resolve(ins)
             if obj is _UNRESOLVED:
                 continue
+            variable = _environment_variable(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            if variable is not None:
+                self.environment(variable)
             following = [other for other, _ in instructions[i + 1:i + 3]]
             what = None
             if id(obj) in _DYNAMIC_BUILTINS:
@@ -656,7 +659,7 @@ class _Walker:
         digest, note = own_source_digest(klass)
         if note:
             self.notes.append(note)
-        self.helpers[qualified_name(klass)] = digest
+        _put(self.helpers, qualified_name(klass), digest)
         for base in klass.__bases__:
             self.value(base, qualified_name(base), set())
         attributes = klass.__dict__
@@ -669,11 +672,16 @@ class _Walker:
             # Class-level data (SCALE = 10 in the body) by value: set later (Scaler.SCALE = 20), the
             # source does not show it.
             for name, attr in attributes.items():
-                if not name.startswith("__") and (_is_constant(attr) or _is_data(attr)):
+                if name.startswith(("__", "_abc_")):
+                    continue
+                if _is_constant(attr) or _is_data(attr):
                     self.data(f"{qualified_name(klass)}.{name}", attr)
+                elif not hasattr(type(attr), "__get__"):
+                    # Not a method nor a descriptor: a nested class, an instance, a standard-library
+                    # object, a partial, each by what it is (Outer.Inner.K = 20 counts).
+                    self.value(attr, f"{qualified_name(klass)}.{name}", set())
         for attr in vars(klass).values():
-            targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
-            for target in targets:
+            for target in _descriptor_targets(attr):
                 if isinstance(target, types.FunctionType):
                     # A method's source is inside the class's: walk only what it reaches. One set on
                     # the class from elsewhere (Scaler.factor = other) counts by its own source.
@@ -687,6 +695,14 @@ class _Walker:
             self.value(value.func, label, names)
             self.data(f"{label}.<partial arguments>", (value.args, value.keywords))
             return
+        registry = getattr(value, "registry", None)
+        if isinstance(registry, types.MappingProxyType) and hasattr(value, "dispatch"):
+            # A functools.singledispatch function: each implementation registered on it counts, and
+            # one registered later (a cell run again) walks it again.
+            snapshot = dict(registry)
+            self.watch.check(lambda: dict(registry) == snapshot)
+            for implementation in snapshot.values():
+                self.value(implementation, f"{label}.<registered>", names)
         value = _unwrap(value) if callable(value) and not isinstance(value, type) else value
         if isinstance(value, types.ModuleType):
             self.module(value, names)
@@ -748,12 +764,19 @@ class _Walker:
     def data(self, label: str, value: Any, strict: bool = False) -> None:
         """Count ``value`` by its typed hash, under ``label`` (listed as ignored if it cannot be hashed)."""
         try:
-            self.constants[label] = digest = hash_value(value, label, strict=strict)
+            _put(self.constants, label, digest := hash_value(value, label, strict=strict))
         except TypeError as exc:  # UnhashableArgumentError is a TypeError
             self.ignored[label] = f"not hashable: {exc}"
             return
         if not _immutable(value):  # a dict of options mutated in place counts with its contents
             self.watch.check(_content_check(value, digest, label, strict))
+
+    def environment(self, variable: str) -> None:
+        """An environment variable the code reads by a literal name (``os.environ["SCALE"]``,
+        ``os.getenv("SCALE")``) counts by its value now (unset: None), checked at every call."""
+        value = os.environ.get(variable)
+        _put(self.constants, f"os.environ[{variable!r}]", hash_value(value, variable))
+        self.watch.check(lambda: os.environ.get(variable) == value)
 
     def stdlib_value(self, label: str, value: Any) -> None:
         """Count an object of a standard-library type by value; one that cannot be hashed (a lock, a
@@ -768,7 +791,7 @@ class _Walker:
         except TypeError as exc:  # UnhashableArgumentError is a TypeError
             self.ignored[label] = f"{type(value).__qualname__} (standard library), cannot be hashed: {exc}"
             return
-        self.constants[label] = digest
+        _put(self.constants, label, digest)
         if not _immutable(value):
             self.watch.check(_content_check(value, digest, label, False))
 
@@ -795,6 +818,16 @@ class _Walker:
 
 
 _UNRESOLVED = object()
+
+
+def _put(table: dict[str, str], label: str, digest: str) -> None:
+    """``table[label] = digest``, unless another object of the same name (two lambdas, two closures
+    a factory made, two ``_`` functions) is there already: then under ``label #2``, ``#3``..."""
+    name, n = label, 1
+    while table.get(name, digest) != digest:
+        n += 1
+        name = f"{label} #{n}"
+    table[name] = digest
 _literal_defaults_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]] = weakref.WeakKeyDictionary()
 
 
@@ -843,6 +876,50 @@ def _same_value(a: Any, b: Any, label: str) -> bool:
 
 def _real_module(name: str) -> str:
     return "__main__" if name == "__mp_main__" and "__mp_main__" not in sys.modules else name
+
+
+def _literal(ins: dis.Instruction | None) -> str | None:
+    return ins.argval if ins is not None and ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) else None
+
+
+def _environment_variable(obj: Any, following: list[dis.Instruction]) -> str | None:
+    """The name of the environment variable read by ``obj`` (``os``, ``os.environ``, ``os.getenv``) and
+    the instructions after it: ``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``."""
+    def at(n: int) -> dis.Instruction | None:
+        return following[n] if len(following) > n else None
+
+    def attribute(n: int) -> str | None:
+        ins = at(n)
+        return ins.argval if ins is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") else None
+
+    if obj is os:
+        if attribute(0) == "getenv":
+            return _literal(at(1))
+        if attribute(0) != "environ":
+            return None
+        start = 1
+    elif obj is os.getenv:
+        return _literal(at(0))
+    elif obj is os.environ:
+        start = 0
+    else:
+        return None
+    if attribute(start) == "get":
+        return _literal(at(start + 1))
+    after = at(start + 1)
+    return _literal(at(start)) if after is not None and after.opname in ("BINARY_SUBSCR", "CONTAINS_OP") else None
+
+
+def _descriptor_targets(attr: Any) -> list[Any]:
+    """The functions a class attribute runs: a property's accessors, a cached_property's or a
+    partialmethod's function, a singledispatchmethod's implementations, a method itself."""
+    if isinstance(attr, property):
+        return [attr.fget, attr.fset, attr.fdel]
+    if isinstance(attr, (functools.cached_property, functools.partialmethod)):
+        return [_unwrap(attr.func)]
+    if isinstance(attr, functools.singledispatchmethod):
+        return [_unwrap(f) for f in attr.dispatcher.registry.values()]
+    return [_unwrap(attr)]
 
 
 def _is_stdlib_value(value: Any) -> bool:
