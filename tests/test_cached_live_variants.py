@@ -178,6 +178,40 @@ LIVE = {
         def step(x):
             return x * int(os.environ["SCALE"])
         """, 'os.environ["SCALE"] = "20"'),
+    "a numpy dtype rebound": ("""
+        import numpy as np
+        DTYPE = np.dtype("int8")
+
+        @pairio.cached
+        def step(x):
+            return x * 10 * DTYPE.itemsize
+        """, 'DTYPE = np.dtype("int16")'),
+    "a numpy random Generator drawn from": ("""
+        import numpy as np
+        RNG = np.random.default_rng(0)
+        START = RNG.bit_generator.state
+
+        @pairio.cached
+        def step(x):
+            return x * (10 if RNG.bit_generator.state == START else 20)
+        """, "RNG.integers(5)"),
+    "a pandas Categorical written in place": ("""
+        import pandas as pd
+        CODES = pd.Categorical([10, 20], categories=[10, 20])
+
+        @pairio.cached
+        def step(x):
+            return int(x * CODES[0])
+        """, "CODES[0] = 20"),
+    "a scipy sparse matrix written in place": ("""
+        import scipy.sparse
+        M = scipy.sparse.lil_matrix((1, 1))
+        M[0, 0] = 10
+
+        @pairio.cached
+        def step(x):
+            return int(x * M[0, 0])
+        """, "M[0, 0] = 20"),
 }
 
 # name: (first, second, program): the program with the first change returns 10 from step(1), with the
@@ -248,6 +282,11 @@ CROSS = {
         def step(x):
             return scale(x)
         """),
+    "a numpy dtype global": ('DTYPE = np.dtype("int8")', 'DTYPE = np.dtype("int16")', """
+        @pairio.cached
+        def step(x):
+            return x * 10 * DTYPE.itemsize
+        """),
     "an environment variable read by os.getenv": ('os.environ["SCALE"] = "10"', 'os.environ["SCALE"] = "20"', """
         @pairio.cached
         def step(x):
@@ -257,7 +296,7 @@ CROSS = {
 
 
 def _program(prelude: str, body: str) -> str:
-    head = "import array\nimport collections\nimport decimal\nimport json\nimport os\nimport re\nimport pairio\n"
+    head = "import array\nimport collections\nimport decimal\nimport json\nimport os\nimport re\nimport numpy as np\nimport pairio\n"
     return head + textwrap.dedent(prelude) + "\n" + body + "\n"
 
 
@@ -273,6 +312,8 @@ def _run(directory, source: str) -> list:
 @pytest.mark.parametrize("scenario", sorted(LIVE))
 def test_a_change_while_the_process_runs_counts_and_poisons_no_key(tmp_path, scenario):
     prelude, change = LIVE[scenario]
+    if "scipy" in prelude:
+        pytest.importorskip("scipy")
     live = _program(prelude, f"first = step(1)\n{change}\nsecond = step(2)\nthird = step(1)\n"
                              "print(json.dumps([first, second, third]))")
     assert _run(tmp_path, live) == [10, 40, 20]  # after the change: no stale hit
@@ -291,3 +332,32 @@ def test_an_edit_between_processes_changes_the_key(tmp_path, scenario):
 
     assert _run(tmp_path, version(first)) == [10]
     assert _run(tmp_path, version(second)) == [20]
+
+
+def test_library_objects_too_large_or_not_hashable_are_named(tmp_path):
+    pytest.importorskip("scipy")
+    prelude = """
+        import threading
+        import warnings
+        import scipy.sparse
+        BIG = scipy.sparse.random(2000, 2000, density=0.1, format="csr", random_state=0)
+        LOCK = threading.Lock()
+
+        @pairio.cached
+        def step(x):
+            with LOCK:
+                return x * BIG.shape[0]
+        """
+    body = """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    step(1)
+    step(2)
+not_counted = step.explain(1)["not_counted"]
+print(json.dumps([sorted(not_counted["large_mutable_globals"]), sorted(not_counted["globals"]),
+                  [str(w.message) for w in caught]]))
+"""
+    large, ignored, warned = _run(tmp_path, _program(prelude, body))
+    assert large == ["program.BIG"]  # too large to check at every call: named, and warned about once
+    assert ignored == ["program.LOCK"]  # a lock is machinery, not data: named, not warned about
+    assert len(warned) == 1 and "program.BIG" in warned[0]

@@ -46,6 +46,7 @@ import linecache
 import marshal
 import operator
 import os
+import pickle
 import sys
 import textwrap
 import threading
@@ -541,10 +542,8 @@ class _Walker:
             if name in literals and _same_value(literals[name], value, label):
                 if not _immutable(value):  # the literal mutated in place: walked again
                     self.watch.check(_content_check(value, hash_value(value, label), label, False))
-            elif _is_code_like(value) or isinstance(value, functools.partial):
-                self.value(value, label, names)
             else:
-                self.data(label, value)
+                self.value(value, label, names)
         positional_now, keywords_now = func.__defaults__, func.__kwdefaults__
         self.watch.check(lambda: func.__defaults__ is positional_now and func.__kwdefaults__ is keywords_now)
 
@@ -736,11 +735,11 @@ class _Walker:
             self.ignored[label] = type(value).__qualname__
             return
         kind = dependencies.classify_module(_real_module(module))
-        if kind == "stdlib" and _is_stdlib_value(value):
-            # An object of a standard-library type (an OrderedDict, a deque, a Decimal, a compiled
-            # pattern, a SimpleNamespace): data, not code, so by value (the standard library counts
-            # by nothing), checked at every call if it can change.
-            self.stdlib_value(label, value)
+        if kind != "user" and _is_library_value(value):
+            # An object of a standard-library or library type (an OrderedDict, a deque, a Decimal, a
+            # compiled pattern, a numpy dtype or random Generator, a sparse matrix): data, not code,
+            # so by value beside its library's version, checked at every call if it can change.
+            self.library_value(label, value, module)
             self.library(module)
         elif kind != "user":
             self.library(module)
@@ -778,10 +777,11 @@ class _Walker:
         _put(self.constants, f"os.environ[{variable!r}]", hash_value(value, variable))
         self.watch.check(lambda: os.environ.get(variable) == value)
 
-    def stdlib_value(self, label: str, value: Any) -> None:
-        """Count an object of a standard-library type by value; one that cannot be hashed (a lock, a
-        file, a socket) is named as not counted."""
-        large = None if _immutable(value) else _too_large(value)
+    def library_value(self, label: str, value: Any, module: str) -> None:
+        """Count an object of a standard-library or library type (of ``module``) by value, checked at
+        every call unless too large for that (then named); one that cannot be hashed is named, and
+        warned about unless it is machinery rather than data (a lock, a file, a logger)."""
+        large = None if _immutable(value) else (_too_large(value) or _pickled_too_large(value))
         if large is not None:
             self.large[label] = (f"{large}: too large to check at every call, so not counted; pass it "
                                  f"as an argument (or list what it holds in version=)")
@@ -789,7 +789,9 @@ class _Walker:
         try:
             digest = hash_value(value, label)
         except TypeError as exc:  # UnhashableArgumentError is a TypeError
-            self.ignored[label] = f"{type(value).__qualname__} (standard library), cannot be hashed: {exc}"
+            machinery = module.partition(".")[0] in _MACHINERY_MODULES
+            self.ignored[label] = (f"a {type(value).__qualname__} of {module}, which cannot be hashed: not counted"
+                                   if machinery else f"not hashable: {exc}")
             return
         _put(self.constants, label, digest)
         if not _immutable(value):
@@ -922,8 +924,28 @@ def _descriptor_targets(attr: Any) -> list[Any]:
     return [_unwrap(attr)]
 
 
-def _is_stdlib_value(value: Any) -> bool:
-    """True for an object of a standard-library type that is data, not code (not a module, class,
+# Standard-library modules whose objects are machinery, not data (a lock, a file, a logger, a
+# connection): one that cannot be hashed is named in explain, not warned about.
+_MACHINERY_MODULES = frozenset({"_thread", "threading", "io", "_io", "socket", "multiprocessing", "queue",
+                                "sqlite3", "logging", "asyncio", "concurrent", "selectors", "subprocess",
+                                "weakref", "_weakref", "ssl", "mmap", "builtins", "_queue", "_asyncio", "_socket",
+                                "_sqlite3", "_ssl", "_multiprocessing", "contextvars", "_contextvars"})
+
+
+def _pickled_too_large(value: Any) -> str | None:
+    """For an object neither a container, an array nor a frame: too large to check at every call
+    if its pickle is (measured once, when the code is described)."""
+    if isinstance(value, (dict, list, tuple, set, frozenset, collections.deque)):
+        return None
+    try:
+        size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # pickling runs the object's own code: any error means "cannot tell"
+        return None
+    return f"{type(value).__qualname__} of {size} bytes pickled" if size > _MAX_WATCHED_BYTES else None
+
+
+def _is_library_value(value: Any) -> bool:
+    """True for an object of a library type that is data, not code (not a module, class,
     function, method or other callable)."""
     return not callable(value) and not isinstance(value, (type, types.ModuleType))
 
