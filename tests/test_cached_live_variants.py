@@ -361,3 +361,15 @@ print(json.dumps([sorted(not_counted["large_mutable_globals"]), sorted(not_count
     assert large == ["program.BIG"]  # too large to check at every call: named, and warned about once
     assert ignored == ["program.LOCK"]  # a lock is machinery, not data: named, not warned about
     assert len(warned) == 1 and "program.BIG" in warned[0]
+
+
+@pytest.mark.parametrize(("prelude", "change", "expected"), [
+    ('OPTIONS = {"s": 10}\nstep = pairio.cached(lambda x: x * OPTIONS["s"])', 'OPTIONS["s"] = 10.0', ["10", "10.0"]),
+    ("FLAGS = [1]\nstep = pairio.cached(lambda x: FLAGS[0] is True)", "FLAGS[0] = True", ["False", "True"]),
+    ('OPS = {"f": abs, "k": 10}\nstep = pairio.cached(lambda x: OPS["f"](x) * OPS["k"])', 'OPS["k"] = 10.0',
+     ["10", "10.0"]),
+], ids=["an int made a float", "an int made a bool", "in a table"])
+def test_an_item_changed_to_an_equal_value_of_another_type_counts(tmp_path, prelude, change, expected):
+    # 1 == 1.0 == True, but they hash apart and a step may tell them apart: no stale hit.
+    body = f"first = step(1)\n{change}\nprint(json.dumps([repr(first), repr(step(1))]))"
+    assert _run(tmp_path, _program(prelude, body)) == expected

@@ -715,7 +715,7 @@ class _Walker:
             self.data(f"{label}.<table>", _table_shape(value))
             if type(value) in (list, set, dict):  # changed in place: walked again
                 snapshot = _snapshot(value)
-                self.watch.check(lambda: value == snapshot)
+                self.watch.check(lambda: _same(value, snapshot))
             for item in _table_items(value):
                 if not _is_constant(item):
                     self.value(item, label, names)
@@ -1132,6 +1132,26 @@ def _plain(value: Any, budget: list[int]) -> bool:
     return False
 
 
+# A plain container up to this many items is compared with its copy type for type (``==`` says
+# 1 == 1.0 == True, which hash apart); a larger one by ``==`` alone, which costs less at every call.
+_EXACT_ITEMS = 256
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b``, and of the same types all through (``b`` a :func:`_snapshot` of ``a``, sharing
+    its scalars, so that unchanged items are the same objects)."""
+    if a is b:
+        return True
+    tp = type(a)
+    if tp is not type(b):
+        return False
+    if tp is dict:
+        return len(a) == len(b) and all(k in b and _same(v, b[k]) for k, v in a.items())
+    if tp is list or tp is tuple:
+        return len(a) == len(b) and all(map(_same, a, b))
+    return a == b
+
+
 def _snapshot(value: Any) -> Any:
     """A copy of a plain container, its scalars shared (functions and classes too)."""
     tp = type(value)
@@ -1147,6 +1167,8 @@ def _content_check(value: Any, digest: str, label: str, strict: bool) -> Callabl
     with a copy where that is exact and cheap, else hashing it again."""
     if _plain(value, [_MAX_WATCHED_ITEMS]):
         snapshot = _snapshot(value)
+        if _plain(value, [_EXACT_ITEMS]):  # small (a dict of options): 1 -> 1.0 or True counts too
+            return lambda: _same(value, snapshot)
         return lambda: value == snapshot
     numpy = sys.modules.get("numpy")
     if numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject:
