@@ -373,3 +373,31 @@ def test_an_item_changed_to_an_equal_value_of_another_type_counts(tmp_path, prel
     # 1 == 1.0 == True, but they hash apart and a step may tell them apart: no stale hit.
     body = f"first = step(1)\n{change}\nprint(json.dumps([repr(first), repr(step(1))]))"
     assert _run(tmp_path, _program(prelude, body)) == expected
+
+
+def test_a_global_standing_for_files_it_does_not_count_is_named_and_warned_about_once(tmp_path):
+    # A str naming a file counts by its text, a Path to a directory by its text: what the step reads
+    # through them is not in the key, so they are named (as a str argument naming a file is warned about).
+    prelude = """
+        import pathlib
+        import warnings
+        pathlib.Path("data").mkdir(exist_ok=True)
+        pathlib.Path("data/scale.txt").write_text("10")
+        NAME = "data/scale.txt"
+        FOLDER = pathlib.Path("data")
+        LABEL = "scale"
+
+        @pairio.cached
+        def step(x):
+            return x * int(pathlib.Path(NAME).read_text()) + len((FOLDER / "scale.txt").read_text()) * len(LABEL)
+        """
+    body = """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    step(1)
+    step(2)
+print(json.dumps([sorted(step.explain(1)["not_counted"]["globals"]), sorted(str(w.message) for w in caught)]))
+"""
+    named, warned = _run(tmp_path, _program(prelude, body))
+    assert named == ["program.FOLDER", "program.NAME"]
+    assert len(warned) == 2 and "directory 'data'" in warned[0] and "pathlib.Path" in warned[1]

@@ -141,6 +141,9 @@ class Watch:
 
 
 _ALWAYS_FRESH = Watch().freeze()
+# How explain's not_counted['globals'] begins for a global counted by its text that stands for files
+# (warned about once, like one that cannot be hashed).
+NAMED_PATHS = ("the str ", "a Path to the directory ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -708,6 +711,8 @@ class _Walker:
             return
         if _is_constant(value):
             self.data(label, value)
+            if type(value) is str:
+                self.names_path(label, value)
             return
         if type(value) in _CONSTANT_CONTAINERS and _is_table(value):
             # A dispatch table ({"fast": fast_path, ...}): each function or class is walked, and
@@ -729,6 +734,8 @@ class _Walker:
                                      f"as an argument (or list what it holds in version=)")
             else:
                 self.data(label, value)
+                if isinstance(value, Path):
+                    self.names_path(label, value)
             return
         module = dependencies.module_of(value)
         if module is None:
@@ -769,6 +776,23 @@ class _Walker:
             return
         if not _immutable(value):  # a dict of options mutated in place counts with its contents
             self.watch.check(_content_check(value, digest, label, strict))
+
+    def names_path(self, label: str, value: str | Path) -> None:
+        """Name a global counted by its text that stands for files: a str naming an existing file, a
+        Path to a directory (the step reads what they hold, which the key cannot see)."""
+        try:
+            if isinstance(value, str):
+                if len(value) > 1024 or "\n" in value or not os.path.isfile(value):
+                    return
+                self.ignored[label] = (f"{NAMED_PATHS[0]}{value!r}, which names an existing file: it counts by "
+                                       f"its text, so an edit to the file would not change the key; make it a "
+                                       f"pathlib.Path (a Path to a file counts by the file's content)")
+            elif os.path.isdir(value):
+                self.ignored[label] = (f"{NAMED_PATHS[1]}{str(value)!r}: it counts by its text, not by the "
+                                       f"files in it, so an edit to them would not change the key; refer to the "
+                                       f"files (a Path to a file counts by its content) or pass them as arguments")
+        except (OSError, ValueError):
+            return
 
     def environment(self, variable: str) -> None:
         """An environment variable the code reads by a literal name (``os.environ["SCALE"]``,
