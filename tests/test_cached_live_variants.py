@@ -401,3 +401,26 @@ print(json.dumps([sorted(step.explain(1)["not_counted"]["globals"]), sorted(str(
     named, warned = _run(tmp_path, _program(prelude, body))
     assert named == ["program.FOLDER", "program.NAME"]
     assert len(warned) == 2 and "directory 'data'" in warned[0] and "pathlib.Path" in warned[1]
+
+
+@pytest.mark.parametrize("helper", [
+    "def scale(x):\n    return x * 10\n",
+    "class Scaler:\n    def scale(self, x):\n        return x * 10\n\n\ndef scale(x):\n    return Scaler().scale(x)\n",
+], ids=["a function", "a class's method"])
+def test_a_helper_file_edited_without_a_reload_poisons_no_key(tmp_path, helper):
+    # The process runs the code it loaded; the key must be that code's, not the edited file's, or a
+    # fresh process with the edited file would get the old code's result.
+    (tmp_path / "edited_helpers.py").write_text(helper)
+    prelude = """
+        import pathlib
+        import edited_helpers
+
+        @pairio.cached
+        def step(x):
+            return edited_helpers.scale(x)
+        """
+    edit = ("path = pathlib.Path('edited_helpers.py')\npath.write_text(path.read_text().replace('x * 10', 'x * 20'))\n"
+            "print(json.dumps([step(1), step.explain(1)['not_counted']['notes']]))")
+    result, notes = _run(tmp_path, _program(prelude, edit))
+    assert result == 10 and any("was changed since it was loaded" in note for note in notes)
+    assert _run(tmp_path, _program(prelude, "print(json.dumps([step(1)]))")) == [20]  # the edited code's own

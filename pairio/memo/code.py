@@ -303,7 +303,10 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     except (KeyError, TypeError):
         pass
     note = None
+    stale = _stale_source(obj)
     try:
+        if stale is not None:
+            raise OSError(stale)
         digest = source_digest(_class_source(obj) if isinstance(obj, type) else inspect.getsource(obj))
         if isinstance(obj, type) and _ambiguous_class(obj):
             # Which of the file's definitions made the class is unknown (an enum redefined further
@@ -323,6 +326,8 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
                     f"so it is keyed by its compiled code: the same code gives the same key wherever it "
                     f"stands, but only on Python {version}; define it in a .py file to share keys across "
                     f"Python versions")
+            if stale is not None:
+                note = f"{qualified_name(obj)}: {stale}, so it is keyed by its compiled code (Python {version})"
         elif isinstance(obj, type):
             # A class without source: by its bases and the compiled code and values of its body.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -330,6 +335,9 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
             note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
                     f"so the class is keyed by its methods' compiled code and its attributes' values, "
                     f"only on Python {version}")
+            if stale is not None:
+                note = (f"{qualified_name(obj)}: {stale}, so the class is keyed by its methods' compiled code "
+                        f"and its attributes' values (Python {version})")
         else:
             digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
             note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
@@ -361,6 +369,63 @@ def _class_source(klass: type) -> str:
             if first <= line <= node.end_lineno:
                 return "".join(all_lines[first - 1:node.end_lineno])
     return "".join(lines)
+
+
+# Per source file: (modification time and size, the (name, first line, fingerprint digest) of each code
+# object compiling it gives, or None when it does not compile).
+_file_codes: dict[str, tuple[tuple[int, int], set[tuple[str, int, str]] | None]] = {}
+_file_codes_lock = threading.Lock()
+
+
+def _code_id(code: types.CodeType) -> tuple[str, int, str]:
+    name = getattr(code, "co_qualname", code.co_name)
+    return name, code.co_firstlineno, hashlib.sha1(marshal.dumps(code_fingerprint(code))).hexdigest()
+
+
+def _file_code_ids(file: str) -> set[tuple[str, int, str]] | None:
+    """What compiling ``file`` as it is now on disk gives (None: no such file, or it does not compile)."""
+    try:
+        st = os.stat(file)
+    except (OSError, ValueError):
+        return None
+    stamp = (st.st_mtime_ns, st.st_size)
+    known = _file_codes.get(file)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    ids: set[tuple[str, int, str]] | None = set()
+    try:
+        with open(file, "rb") as handle:
+            stack = [compile(handle.read(), file, "exec", dont_inherit=True)]
+    except (OSError, SyntaxError, ValueError):
+        ids, stack = None, []
+    while stack:
+        code = stack.pop()
+        ids.add(_code_id(code))  # type: ignore[union-attr]
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    with _file_codes_lock:
+        _file_codes[file] = (stamp, ids)
+    return ids
+
+
+def _stale_source(obj: Any) -> str | None:
+    """Why the source file of a function (or of a class's methods) no longer holds the code that runs
+    (the file edited since it was loaded, without a reload), or None. A key from that source would
+    be the key of code that did not compute the result."""
+    if isinstance(obj, type):
+        inside = f"{obj.__qualname__}."
+        functions = [f for attr in vars(obj).values() for f in _descriptor_targets(attr)
+                     if isinstance(f, types.FunctionType) and f.__qualname__.startswith(inside)]
+    else:
+        functions = [obj] if isinstance(getattr(obj, "__code__", None), types.CodeType) else []
+    for func in functions:
+        code = func.__code__
+        file = code.co_filename
+        if not file or file.startswith("<"):
+            continue
+        ids = _file_code_ids(file)
+        if ids is not None and _code_id(code) not in ids:
+            return f"its file {os.path.basename(file)} was changed since it was loaded (edited without a reload?)"
+    return None
 
 
 def _ambiguous_class(klass: type) -> bool:
