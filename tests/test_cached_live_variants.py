@@ -424,3 +424,48 @@ def test_a_helper_file_edited_without_a_reload_poisons_no_key(tmp_path, helper):
     result, notes = _run(tmp_path, _program(prelude, edit))
     assert result == 10 and any("was changed since it was loaded" in note for note in notes)
     assert _run(tmp_path, _program(prelude, "print(json.dumps([step(1)]))")) == [20]  # the edited code's own
+
+
+LAZY_MODULE = "_VALUES = {'SCALE': 10}\n\n\ndef __getattr__(name):\n    return _VALUES[name]\n"
+
+
+@pytest.mark.parametrize("change", ["lazy_helpers._VALUES['SCALE'] = 20", "lazy_helpers.SCALE = 20"],
+                         ids=["what its __getattr__ reads", "a name set on the module"])
+def test_a_name_a_module_gives_through_its_getattr_counts(tmp_path, change):
+    (tmp_path / "lazy_helpers.py").write_text(LAZY_MODULE)
+    prelude = """
+        import lazy_helpers
+
+        @pairio.cached
+        def step(x):
+            return x * lazy_helpers.SCALE
+        """
+    live = f"first = step(1)\n{change}\nprint(json.dumps([first, step(2), step(1)]))"
+    assert _run(tmp_path, _program(prelude, live)) == [10, 40, 20]
+    assert _run(tmp_path, _program(prelude, "print(json.dumps([step(2), step(1)]))")) == [20, 10]
+    (tmp_path / "lazy_helpers.py").write_text(LAZY_MODULE.replace("10", "30"))  # __getattr__'s module edited
+    assert _run(tmp_path, _program(prelude, "print(json.dumps([step(1)]))")) == [30]
+
+
+def test_an_object_whose_getattr_raises_key_error_is_walked(tmp_path):
+    # hasattr() lets anything but AttributeError through: a __getattr__ raising KeyError must not
+    # break the call, and the object still counts.
+    prelude = """
+        class Lazy:
+            def __init__(self):
+                self.d = {"k": 10}
+
+            def __getattr__(self, name):
+                return self.__dict__["d"][name]
+
+            def __call__(self, x):
+                return x * self.d["k"]
+
+        SCALER = Lazy()
+
+        @pairio.cached
+        def step(x):
+            return SCALER(x)
+        """
+    live = 'first = step(1)\nSCALER.d["k"] = 20\nprint(json.dumps([first, step(2), step(1)]))'
+    assert _run(tmp_path, _program(prelude, live)) == [10, 40, 20]

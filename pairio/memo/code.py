@@ -279,10 +279,18 @@ def _unwrap(func: Any) -> Any:
             func = func.__func__
         elif isinstance(func, functools.partial):
             func = func.func
-        elif hasattr(func, "__wrapped__") and not isinstance(func, type):
+        elif not isinstance(func, type) and _wrapped(func) is not None:
             func = func.__wrapped__
         else:
             return func
+
+
+def _wrapped(func: Any) -> Any:
+    """``func.__wrapped__``, or None (also when a ``__getattr__`` of the user's raises)."""
+    try:
+        return getattr(func, "__wrapped__", None)
+    except Exception:  # a __getattr__ raising something else than AttributeError
+        return None
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -762,7 +770,7 @@ class _Walker:
             self.value(value.func, label, names)
             self.data(f"{label}.<partial arguments>", (value.args, value.keywords))
             return
-        registry = getattr(value, "registry", None)
+        registry = getattr(value, "registry", None) if isinstance(value, types.FunctionType) else None
         if isinstance(registry, types.MappingProxyType) and hasattr(value, "dispatch"):
             # A functools.singledispatch function: each implementation registered on it counts, and
             # one registered later (a cell run again) walks it again.
@@ -898,6 +906,15 @@ class _Walker:
                 self._seen_attributes.add((id(module), name))
                 self.watch.read(attrs, name, attrs[name])
                 self.value(attrs[name], f"{module_label(module.__name__)}.{name}", names)
+        lazy = attrs.get("__getattr__")
+        if lazy is not None and (id(module), "__getattr__") not in self._seen_attributes:
+            # A module __getattr__ (PEP 562) gives the names the module does not hold: its code counts,
+            # and a name set on the module later (which then shadows it) walks again.
+            self._seen_attributes.add((id(module), "__getattr__"))
+            self.watch.read(attrs, "__getattr__", lazy)
+            self.value(lazy, f"{module_label(module.__name__)}.__getattr__", names)
+            absent = [name for name in names if name not in attrs]
+            self.watch.check(lambda: not any(name in attrs for name in absent))
 
     def library(self, module: str) -> None:
         module = _real_module(module)
@@ -1040,7 +1057,9 @@ def _is_library_value(value: Any) -> bool:
 
 
 def _is_code_like(value: Any) -> bool:
-    return isinstance(value, (types.FunctionType, types.ModuleType, type)) or hasattr(value, "__wrapped__")
+    if isinstance(value, (types.FunctionType, types.ModuleType, type)):
+        return True
+    return _wrapped(value) is not None
 
 
 def _table_items(value: Any) -> list[Any]:
