@@ -1254,9 +1254,13 @@ def _same(a: Any, b: Any) -> bool:
     if tp is not type(b):
         return False
     if tp is dict:
-        return len(a) == len(b) and all(k in b and _same(v, b[k]) for k, v in a.items())
+        if len(a) != len(b):
+            return False
+        if all(map(operator.is_, a.values(), b.values())) and a.keys() == b.keys():
+            return True  # each value the very object copied (the common case, at C speed)
+        return all(k in b and _same(v, b[k]) for k, v in a.items())
     if tp is list or tp is tuple:
-        return len(a) == len(b) and all(map(_same, a, b))
+        return len(a) == len(b) and (all(map(operator.is_, a, b)) or all(map(_same, a, b)))
     return a == b
 
 
