@@ -459,7 +459,8 @@ def _rule_for(tp: type) -> Rule:
     if issubclass(tp, Digested):
         return _digested
     if hasattr(tp, "__pairio_hash__"):
-        return _custom
+        # What __pairio_hash__ says stands for the state; the code that uses it is the class's.
+        return _with_class_code(_custom) if _is_user_type(tp) else _custom
     if issubclass(tp, _FORBIDDEN_BASES) or tp.__module__ in _FORBIDDEN_MODULES or _is_socket(tp):
         return _forbidden
     if issubclass(tp, enum.Enum):

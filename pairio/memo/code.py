@@ -33,6 +33,7 @@ named (``large_mutable_globals``) and warned about.
 from __future__ import annotations
 
 import builtins
+import collections
 import dataclasses
 import datetime
 import dis
@@ -45,7 +46,9 @@ import linecache
 import marshal
 import operator
 import os
+import pickle
 import sys
+import textwrap
 import threading
 import types
 import weakref
@@ -138,6 +141,9 @@ class Watch:
 
 
 _ALWAYS_FRESH = Watch().freeze()
+# How explain's not_counted['globals'] begins for a global counted by its text that stands for files
+# (warned about once, like one that cannot be hashed).
+NAMED_PATHS = ("the str ", "a Path to the directory ")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,7 +212,7 @@ def describe_function(func: Any) -> CodeDescription:
         pass
     walker = _Walker()
     name = qualified_name(func)
-    own = walker.function(func, record=False)
+    own = walker.function(func, record=False, defaults=False)
     walker.owner_class(func)
     parts = {
         "format": TOKEN_FORMAT,
@@ -273,10 +279,18 @@ def _unwrap(func: Any) -> Any:
             func = func.__func__
         elif isinstance(func, functools.partial):
             func = func.func
-        elif hasattr(func, "__wrapped__") and not isinstance(func, type):
+        elif not isinstance(func, type) and _wrapped(func) is not None:
             func = func.__wrapped__
         else:
             return func
+
+
+def _wrapped(func: Any) -> Any:
+    """``func.__wrapped__``, or None (also when a ``__getattr__`` of the user's raises)."""
+    try:
+        return getattr(func, "__wrapped__", None)
+    except Exception:  # a __getattr__ raising something else than AttributeError
+        return None
 
 
 def _code_names(code: types.CodeType) -> set[str]:
@@ -297,8 +311,17 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
     except (KeyError, TypeError):
         pass
     note = None
+    stale = _stale_source(obj)
     try:
+        if stale is not None:
+            raise OSError(stale)
         digest = source_digest(_class_source(obj) if isinstance(obj, type) else inspect.getsource(obj))
+        if isinstance(obj, type) and _ambiguous_class(obj):
+            # Which of the file's definitions made the class is unknown (an enum redefined further
+            # down): by its body's compiled code and values too, only on this Python version.
+            version = f"{sys.version_info[0]}.{sys.version_info[1]}"
+            digest = hashlib.sha1(f"{digest}\0{version}\0".encode() + marshal.dumps(_class_fingerprint(obj))
+                                  ).hexdigest()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
         if code is not None:
@@ -311,6 +334,8 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
                     f"so it is keyed by its compiled code: the same code gives the same key wherever it "
                     f"stands, but only on Python {version}; define it in a .py file to share keys across "
                     f"Python versions")
+            if stale is not None:
+                note = f"{qualified_name(obj)}: {stale}, so it is keyed by its compiled code (Python {version})"
         elif isinstance(obj, type):
             # A class without source: by its bases and the compiled code and values of its body.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
@@ -318,6 +343,9 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
             note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
                     f"so the class is keyed by its methods' compiled code and its attributes' values, "
                     f"only on Python {version}")
+            if stale is not None:
+                note = (f"{qualified_name(obj)}: {stale}, so the class is keyed by its methods' compiled code "
+                        f"and its attributes' values (Python {version})")
         else:
             digest = hashlib.sha1(qualified_name(obj).encode()).hexdigest()
             note = f"{qualified_name(obj)}: source unavailable, hashed by name only"
@@ -349,6 +377,88 @@ def _class_source(klass: type) -> str:
             if first <= line <= node.end_lineno:
                 return "".join(all_lines[first - 1:node.end_lineno])
     return "".join(lines)
+
+
+# Per source file: (modification time and size, the (name, first line, fingerprint digest) of each code
+# object compiling it gives, or None when it does not compile).
+_file_codes: dict[str, tuple[tuple[int, int], set[tuple[str, int, str]] | None]] = {}
+_file_codes_lock = threading.Lock()
+
+
+def _code_id(code: types.CodeType) -> tuple[str, int, str]:
+    name = getattr(code, "co_qualname", code.co_name)
+    return name, code.co_firstlineno, hashlib.sha1(marshal.dumps(code_fingerprint(code))).hexdigest()
+
+
+def _file_code_ids(file: str) -> set[tuple[str, int, str]] | None:
+    """What compiling ``file`` as it is now on disk gives (None: no such file, or it does not compile)."""
+    try:
+        st = os.stat(file)
+    except (OSError, ValueError):
+        return None
+    stamp = (st.st_mtime_ns, st.st_size)
+    known = _file_codes.get(file)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    ids: set[tuple[str, int, str]] | None = set()
+    try:
+        with open(file, "rb") as handle:
+            stack = [compile(handle.read(), file, "exec", dont_inherit=True)]
+    except (OSError, SyntaxError, ValueError):
+        ids, stack = None, []
+    while stack:
+        code = stack.pop()
+        ids.add(_code_id(code))  # type: ignore[union-attr]
+        stack.extend(c for c in code.co_consts if isinstance(c, types.CodeType))
+    with _file_codes_lock:
+        _file_codes[file] = (stamp, ids)
+    return ids
+
+
+def _stale_source(obj: Any) -> str | None:
+    """Why the source file of a function (or of a class's methods) no longer holds the code that runs
+    (the file edited since it was loaded, without a reload), or None. A key from that source would
+    be the key of code that did not compute the result."""
+    if isinstance(obj, type):
+        inside = f"{obj.__qualname__}."
+        functions = [f for attr in vars(obj).values() for f in _descriptor_targets(attr)
+                     if isinstance(f, types.FunctionType) and f.__qualname__.startswith(inside)]
+    else:
+        functions = [obj] if isinstance(getattr(obj, "__code__", None), types.CodeType) else []
+    for func in functions:
+        code = func.__code__
+        file = code.co_filename
+        if not file or file.startswith("<"):
+            continue
+        ids = _file_code_ids(file)
+        if ids is not None and _code_id(code) not in ids:
+            return f"its file {os.path.basename(file)} was changed since it was loaded (edited without a reload?)"
+    return None
+
+
+def _ambiguous_class(klass: type) -> bool:
+    """True if ``klass``'s file defines a class of its name more than once and nothing tells which
+    definition it is (no method of its own to place it; Python 3.13's ``__firstlineno__`` does)."""
+    if "__firstlineno__" in vars(klass):
+        return False
+    inside = f"{klass.__qualname__}."
+    if any(isinstance(f := _unwrap(attr), types.FunctionType) and f.__qualname__.startswith(inside)
+           and f.__code__.co_filename != "<string>" for attr in vars(klass).values()):
+        return False  # _class_source finds the definition its methods come from
+    try:
+        file = inspect.getsourcefile(klass)
+    except TypeError:
+        return False
+    text = "".join(linecache.getlines(file)) if file else ""
+    if text.count(f"class {klass.__name__}") < 2:
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return False
+    return sum(isinstance(n, ast.ClassDef) and n.name == klass.__name__ for n in ast.walk(tree)) > 1
 
 
 def _code_state(obj: Any) -> tuple:
@@ -437,21 +547,24 @@ class _Walker:
         self._keep.append(obj)
         return True
 
-    def function(self, func: Any, record: bool = True) -> str:
-        """Walk a user function; returns its own source digest."""
+    def function(self, func: Any, record: bool = True, defaults: bool = True) -> str:
+        """Walk a user function; returns its own source digest. ``defaults``: count its default
+        values (not for the cached function itself, whose defaults are bound as arguments)."""
         digest, note = own_source_digest(func)
         if not self._first_visit(func):
             return digest
         if note:
             self.notes.append(note)
         if record:
-            self.helpers[qualified_name(func)] = digest
+            _put(self.helpers, qualified_name(func), digest)
         code = getattr(func, "__code__", None)
         if code is None:
             return digest
         self.watch.function(func)
         module_name = getattr(func, "__module__", None) or "__main__"
         names = _code_names(code)
+        if defaults:
+            self.defaults(func, names)
         globals_ = getattr(func, "__globals__", {})
         written = _written_only(code)
         for name in sorted(names):
@@ -479,13 +592,36 @@ class _Walker:
                 self.value(content, label, names)
             else:
                 try:
-                    self.closure[label] = digest_ = hash_value(content, label)
+                    _put(self.closure, label, digest_ := hash_value(content, label))
                 except TypeError as exc:  # UnhashableArgumentError is a TypeError
                     self.ignored[label] = f"closure value not hashable: {exc}"
                 else:
                     if not _immutable(content):
                         self.watch.check(_content_check(content, digest_, label, False))
         return digest
+
+    def defaults(self, func: Any, names: set[str]) -> None:
+        """Count a helper's default values: its source shows only their expressions (``k=K``), and
+        they can be rebound (``f.__defaults__ = ...``) or mutated in place. A default equal to the
+        literal its source writes is counted by the source (watched if mutable); any other by value."""
+        positional = getattr(func, "__defaults__", None) or ()
+        keywords = getattr(func, "__kwdefaults__", None) or {}
+        if not positional and not keywords:
+            return
+        code = func.__code__
+        params = code.co_varnames[:code.co_argcount]
+        named = dict(zip(params[len(params) - len(positional):], positional, strict=True))
+        named.update(keywords)
+        literals = _literal_defaults(func)
+        for name, value in named.items():
+            label = f"{qualified_name(func)}.<default {name}>"
+            if name in literals and _same_value(literals[name], value, label):
+                if not _immutable(value):  # the literal mutated in place: walked again
+                    self.watch.check(_content_check(value, hash_value(value, label), label, False))
+            else:
+                self.value(value, label, names)
+        positional_now, keywords_now = func.__defaults__, func.__kwdefaults__
+        self.watch.check(lambda: func.__defaults__ is positional_now and func.__kwdefaults__ is keywords_now)
 
     def dynamic_lookups(self, func: Any, code: types.CodeType, globals_: dict[str, Any],
                         cells: dict[str, Any]) -> None:
@@ -516,6 +652,9 @@ class _Walker:
             obj = resolve(ins)
             if obj is _UNRESOLVED:
                 continue
+            variable = _environment_variable(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            if variable is not None:
+                self.environment(variable)
             following = [other for other, _ in instructions[i + 1:i + 3]]
             what = None
             if id(obj) in _DYNAMIC_BUILTINS:
@@ -595,7 +734,7 @@ class _Walker:
         digest, note = own_source_digest(klass)
         if note:
             self.notes.append(note)
-        self.helpers[qualified_name(klass)] = digest
+        _put(self.helpers, qualified_name(klass), digest)
         for base in klass.__bases__:
             self.value(base, qualified_name(base), set())
         attributes = klass.__dict__
@@ -608,11 +747,16 @@ class _Walker:
             # Class-level data (SCALE = 10 in the body) by value: set later (Scaler.SCALE = 20), the
             # source does not show it.
             for name, attr in attributes.items():
-                if not name.startswith("__") and (_is_constant(attr) or _is_data(attr)):
+                if name.startswith(("__", "_abc_")):
+                    continue
+                if _is_constant(attr) or _is_data(attr):
                     self.data(f"{qualified_name(klass)}.{name}", attr)
+                elif not hasattr(type(attr), "__get__"):
+                    # Not a method nor a descriptor: a nested class, an instance, a standard-library
+                    # object, a partial, each by what it is (Outer.Inner.K = 20 counts).
+                    self.value(attr, f"{qualified_name(klass)}.{name}", set())
         for attr in vars(klass).values():
-            targets = [attr.fget, attr.fset, attr.fdel] if isinstance(attr, property) else [_unwrap(attr)]
-            for target in targets:
+            for target in _descriptor_targets(attr):
                 if isinstance(target, types.FunctionType):
                     # A method's source is inside the class's: walk only what it reaches. One set on
                     # the class from elsewhere (Scaler.factor = other) counts by its own source.
@@ -626,12 +770,22 @@ class _Walker:
             self.value(value.func, label, names)
             self.data(f"{label}.<partial arguments>", (value.args, value.keywords))
             return
+        registry = getattr(value, "registry", None) if isinstance(value, types.FunctionType) else None
+        if isinstance(registry, types.MappingProxyType) and hasattr(value, "dispatch"):
+            # A functools.singledispatch function: each implementation registered on it counts, and
+            # one registered later (a cell run again) walks it again.
+            snapshot = dict(registry)
+            self.watch.check(lambda: dict(registry) == snapshot)
+            for implementation in snapshot.values():
+                self.value(implementation, f"{label}.<registered>", names)
         value = _unwrap(value) if callable(value) and not isinstance(value, type) else value
         if isinstance(value, types.ModuleType):
             self.module(value, names)
             return
         if _is_constant(value):
             self.data(label, value)
+            if type(value) is str:
+                self.names_path(label, value)
             return
         if type(value) in _CONSTANT_CONTAINERS and _is_table(value):
             # A dispatch table ({"fast": fast_path, ...}): each function or class is walked, and
@@ -639,7 +793,7 @@ class _Walker:
             self.data(f"{label}.<table>", _table_shape(value))
             if type(value) in (list, set, dict):  # changed in place: walked again
                 snapshot = _snapshot(value)
-                self.watch.check(lambda: value == snapshot)
+                self.watch.check(lambda: _same(value, snapshot))
             for item in _table_items(value):
                 if not _is_constant(item):
                     self.value(item, label, names)
@@ -653,13 +807,21 @@ class _Walker:
                                      f"as an argument (or list what it holds in version=)")
             else:
                 self.data(label, value)
+                if isinstance(value, Path):
+                    self.names_path(label, value)
             return
         module = dependencies.module_of(value)
         if module is None:
             self.ignored[label] = type(value).__qualname__
             return
         kind = dependencies.classify_module(_real_module(module))
-        if kind != "user":
+        if kind != "user" and _is_library_value(value):
+            # An object of a standard-library or library type (an OrderedDict, a deque, a Decimal, a
+            # compiled pattern, a numpy dtype or random Generator, a sparse matrix): data, not code,
+            # so by value beside its library's version, checked at every call if it can change.
+            self.library_value(label, value, module)
+            self.library(module)
+        elif kind != "user":
             self.library(module)
         elif isinstance(value, type):
             self.cls(value)
@@ -681,12 +843,56 @@ class _Walker:
     def data(self, label: str, value: Any, strict: bool = False) -> None:
         """Count ``value`` by its typed hash, under ``label`` (listed as ignored if it cannot be hashed)."""
         try:
-            self.constants[label] = digest = hash_value(value, label, strict=strict)
+            _put(self.constants, label, digest := hash_value(value, label, strict=strict))
         except TypeError as exc:  # UnhashableArgumentError is a TypeError
             self.ignored[label] = f"not hashable: {exc}"
             return
         if not _immutable(value):  # a dict of options mutated in place counts with its contents
             self.watch.check(_content_check(value, digest, label, strict))
+
+    def names_path(self, label: str, value: str | Path) -> None:
+        """Name a global counted by its text that stands for files: a str naming an existing file, a
+        Path to a directory (the step reads what they hold, which the key cannot see)."""
+        try:
+            if isinstance(value, str):
+                if len(value) > 1024 or "\n" in value or not os.path.isfile(value):
+                    return
+                self.ignored[label] = (f"{NAMED_PATHS[0]}{value!r}, which names an existing file: it counts by "
+                                       f"its text, so an edit to the file would not change the key; make it a "
+                                       f"pathlib.Path (a Path to a file counts by the file's content)")
+            elif os.path.isdir(value):
+                self.ignored[label] = (f"{NAMED_PATHS[1]}{str(value)!r}: it counts by its text, not by the "
+                                       f"files in it, so an edit to them would not change the key; refer to the "
+                                       f"files (a Path to a file counts by its content) or pass them as arguments")
+        except (OSError, ValueError):
+            return
+
+    def environment(self, variable: str) -> None:
+        """An environment variable the code reads by a literal name (``os.environ["SCALE"]``,
+        ``os.getenv("SCALE")``) counts by its value now (unset: None), checked at every call."""
+        value = os.environ.get(variable)
+        _put(self.constants, f"os.environ[{variable!r}]", hash_value(value, variable))
+        self.watch.check(lambda: os.environ.get(variable) == value)
+
+    def library_value(self, label: str, value: Any, module: str) -> None:
+        """Count an object of a standard-library or library type (of ``module``) by value, checked at
+        every call unless too large for that (then named); one that cannot be hashed is named, and
+        warned about unless it is machinery rather than data (a lock, a file, a logger)."""
+        large = None if _immutable(value) else (_too_large(value) or _pickled_too_large(value))
+        if large is not None:
+            self.large[label] = (f"{large}: too large to check at every call, so not counted; pass it "
+                                 f"as an argument (or list what it holds in version=)")
+            return
+        try:
+            digest = hash_value(value, label)
+        except TypeError as exc:  # UnhashableArgumentError is a TypeError
+            machinery = module.partition(".")[0] in _MACHINERY_MODULES
+            self.ignored[label] = (f"a {type(value).__qualname__} of {module}, which cannot be hashed: not counted"
+                                   if machinery else f"not hashable: {exc}")
+            return
+        _put(self.constants, label, digest)
+        if not _immutable(value):
+            self.watch.check(_content_check(value, digest, label, False))
 
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
@@ -700,6 +906,15 @@ class _Walker:
                 self._seen_attributes.add((id(module), name))
                 self.watch.read(attrs, name, attrs[name])
                 self.value(attrs[name], f"{module_label(module.__name__)}.{name}", names)
+        lazy = attrs.get("__getattr__")
+        if lazy is not None and (id(module), "__getattr__") not in self._seen_attributes:
+            # A module __getattr__ (PEP 562) gives the names the module does not hold: its code counts,
+            # and a name set on the module later (which then shadows it) walks again.
+            self._seen_attributes.add((id(module), "__getattr__"))
+            self.watch.read(attrs, "__getattr__", lazy)
+            self.value(lazy, f"{module_label(module.__name__)}.__getattr__", names)
+            absent = [name for name in names if name not in attrs]
+            self.watch.check(lambda: not any(name in attrs for name in absent))
 
     def library(self, module: str) -> None:
         module = _real_module(module)
@@ -713,12 +928,138 @@ class _Walker:
 _UNRESOLVED = object()
 
 
+def _put(table: dict[str, str], label: str, digest: str) -> None:
+    """``table[label] = digest``, unless another object of the same name (two lambdas, two closures
+    a factory made, two ``_`` functions) is there already: then under ``label #2``, ``#3``..."""
+    name, n = label, 1
+    while table.get(name, digest) != digest:
+        n += 1
+        name = f"{label} #{n}"
+    table[name] = digest
+_literal_defaults_cache: weakref.WeakKeyDictionary[types.CodeType, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def _literal_defaults(func: Any) -> dict[str, Any]:
+    """The defaults ``func``'s source writes as literals (``k=10``, ``opts={"s": 1}``), by parameter."""
+    code = func.__code__
+    try:
+        return _literal_defaults_cache[code]
+    except KeyError:
+        pass
+    import ast
+
+    out: dict[str, Any] = {}
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(func)))
+    except (OSError, TypeError, SyntaxError, IndentationError):
+        tree = None
+    wanted = code.co_varnames[:code.co_argcount + code.co_kwonlyargcount]
+    for node in ast.walk(tree) if tree is not None else ():
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            continue
+        args = node.args
+        positional = [*args.posonlyargs, *args.args]
+        if tuple(a.arg for a in [*positional, *args.kwonlyargs]) != wanted or (
+                not isinstance(node, ast.Lambda) and node.name != func.__name__):
+            continue
+        pairs = [*zip(positional[len(positional) - len(args.defaults):], args.defaults, strict=True),
+                 *((a, d) for a, d in zip(args.kwonlyargs, args.kw_defaults, strict=True) if d is not None)]
+        for arg, expression in pairs:
+            try:
+                out[arg.arg] = ast.literal_eval(expression)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                pass
+        break
+    _literal_defaults_cache[code] = out
+    return out
+
+
+def _same_value(a: Any, b: Any, label: str) -> bool:
+    """True if ``a`` and ``b`` hash alike by the argument rules."""
+    try:
+        return hash_value(a, label) == hash_value(b, label)
+    except TypeError:
+        return False
+
+
 def _real_module(name: str) -> str:
     return "__main__" if name == "__mp_main__" and "__mp_main__" not in sys.modules else name
 
 
+def _literal(ins: dis.Instruction | None) -> str | None:
+    return ins.argval if ins is not None and ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) else None
+
+
+def _environment_variable(obj: Any, following: list[dis.Instruction]) -> str | None:
+    """The name of the environment variable read by ``obj`` (``os``, ``os.environ``, ``os.getenv``) and
+    the instructions after it: ``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``."""
+    def at(n: int) -> dis.Instruction | None:
+        return following[n] if len(following) > n else None
+
+    def attribute(n: int) -> str | None:
+        ins = at(n)
+        return ins.argval if ins is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") else None
+
+    if obj is os:
+        if attribute(0) == "getenv":
+            return _literal(at(1))
+        if attribute(0) != "environ":
+            return None
+        start = 1
+    elif obj is os.getenv:
+        return _literal(at(0))
+    elif obj is os.environ:
+        start = 0
+    else:
+        return None
+    if attribute(start) == "get":
+        return _literal(at(start + 1))
+    after = at(start + 1)
+    return _literal(at(start)) if after is not None and after.opname in ("BINARY_SUBSCR", "CONTAINS_OP") else None
+
+
+def _descriptor_targets(attr: Any) -> list[Any]:
+    """The functions a class attribute runs: a property's accessors, a cached_property's or a
+    partialmethod's function, a singledispatchmethod's implementations, a method itself."""
+    if isinstance(attr, property):
+        return [attr.fget, attr.fset, attr.fdel]
+    if isinstance(attr, (functools.cached_property, functools.partialmethod)):
+        return [_unwrap(attr.func)]
+    if isinstance(attr, functools.singledispatchmethod):
+        return [_unwrap(f) for f in attr.dispatcher.registry.values()]
+    return [_unwrap(attr)]
+
+
+# Standard-library modules whose objects are machinery, not data (a lock, a file, a logger, a
+# connection): one that cannot be hashed is named in explain, not warned about.
+_MACHINERY_MODULES = frozenset({"_thread", "threading", "io", "_io", "socket", "multiprocessing", "queue",
+                                "sqlite3", "logging", "asyncio", "concurrent", "selectors", "subprocess",
+                                "weakref", "_weakref", "ssl", "mmap", "builtins", "_queue", "_asyncio", "_socket",
+                                "_sqlite3", "_ssl", "_multiprocessing", "contextvars", "_contextvars"})
+
+
+def _pickled_too_large(value: Any) -> str | None:
+    """For an object neither a container, an array nor a frame: too large to check at every call
+    if its pickle is (measured once, when the code is described)."""
+    if isinstance(value, (dict, list, tuple, set, frozenset, collections.deque)):
+        return None
+    try:
+        size = len(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception:  # pickling runs the object's own code: any error means "cannot tell"
+        return None
+    return f"{type(value).__qualname__} of {size} bytes pickled" if size > _MAX_WATCHED_BYTES else None
+
+
+def _is_library_value(value: Any) -> bool:
+    """True for an object of a library type that is data, not code (not a module, class,
+    function, method or other callable)."""
+    return not callable(value) and not isinstance(value, (type, types.ModuleType))
+
+
 def _is_code_like(value: Any) -> bool:
-    return isinstance(value, (types.FunctionType, types.ModuleType, type)) or hasattr(value, "__wrapped__")
+    if isinstance(value, (types.FunctionType, types.ModuleType, type)):
+        return True
+    return _wrapped(value) is not None
 
 
 def _table_items(value: Any) -> list[Any]:
@@ -832,6 +1173,10 @@ def _is_data(value: Any) -> bool:
     return pandas is not None and isinstance(value, (pandas.DataFrame, pandas.Series, pandas.Index))
 
 
+_IMMUTABLE_STDLIB = frozenset({("decimal", "Decimal"), ("fractions", "Fraction"), ("re", "Pattern"),
+                               ("uuid", "UUID"), ("ipaddress", "IPv4Address"), ("ipaddress", "IPv6Address")})
+
+
 def _immutable(value: Any, budget: list[int] | None = None) -> bool:
     """True for values that cannot change in place (scalars, enums, dates, pure paths, and tuples
     and frozensets of those): counted once, not checked at every call."""
@@ -845,6 +1190,8 @@ def _immutable(value: Any, budget: list[int] | None = None) -> bool:
         return True
     if isinstance(value, PurePath):
         return not isinstance(value, Path)  # a Path to a file counts by the file's content
+    if (tp.__module__, tp.__qualname__) in _IMMUTABLE_STDLIB:
+        return True
     if tp is tuple or tp is frozenset:
         return all(_immutable(v, budget) for v in value)
     return False
@@ -869,8 +1216,10 @@ def _too_large(value: Any) -> str | None:
         budget[0] -= 1
         if budget[0] < 0:
             return f"{type(value).__name__} of more than {_MAX_WATCHED_ITEMS} items"
-        if type(item) in _CONSTANT_CONTAINERS:
-            stack.extend(v for pair in item.items() for v in pair) if isinstance(item, dict) else stack.extend(item)
+        if isinstance(item, dict):
+            stack.extend(v for pair in item.items() for v in pair)
+        elif isinstance(item, (list, tuple, set, frozenset, collections.deque)):
+            stack.extend(item)
         elif numpy is not None and isinstance(item, numpy.ndarray) and item.nbytes > _MAX_WATCHED_BYTES:
             return f"{type(value).__name__} holding an array of {item.nbytes} bytes"
     return None
@@ -891,6 +1240,30 @@ def _plain(value: Any, budget: list[int]) -> bool:
     return False
 
 
+# A plain container up to this many items is compared with its copy type for type (``==`` says
+# 1 == 1.0 == True, which hash apart); a larger one by ``==`` alone, which costs less at every call.
+_EXACT_ITEMS = 256
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a == b``, and of the same types all through (``b`` a :func:`_snapshot` of ``a``, sharing
+    its scalars, so that unchanged items are the same objects)."""
+    if a is b:
+        return True
+    tp = type(a)
+    if tp is not type(b):
+        return False
+    if tp is dict:
+        if len(a) != len(b):
+            return False
+        if all(map(operator.is_, a.values(), b.values())) and a.keys() == b.keys():
+            return True  # each value the very object copied (the common case, at C speed)
+        return all(k in b and _same(v, b[k]) for k, v in a.items())
+    if tp is list or tp is tuple:
+        return len(a) == len(b) and (all(map(operator.is_, a, b)) or all(map(_same, a, b)))
+    return a == b
+
+
 def _snapshot(value: Any) -> Any:
     """A copy of a plain container, its scalars shared (functions and classes too)."""
     tp = type(value)
@@ -906,6 +1279,8 @@ def _content_check(value: Any, digest: str, label: str, strict: bool) -> Callabl
     with a copy where that is exact and cheap, else hashing it again."""
     if _plain(value, [_MAX_WATCHED_ITEMS]):
         snapshot = _snapshot(value)
+        if _plain(value, [_EXACT_ITEMS]):  # small (a dict of options): 1 -> 1.0 or True counts too
+            return lambda: _same(value, snapshot)
         return lambda: value == snapshot
     numpy = sys.modules.get("numpy")
     if numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject:

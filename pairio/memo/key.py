@@ -32,7 +32,7 @@ from ..hashing import canonical_json
 from ..user_warnings import warn_user
 from . import dependencies as deps
 from .arguments import hash_int, hash_value
-from .code import CodeDescription, describe_function, qualified_name
+from .code import NAMED_PATHS, CodeDescription, describe_function, qualified_name
 
 KEY_FORMAT = 1
 # The str arguments a KeyMaker remembers having checked for naming a file (each costs a stat),
@@ -134,6 +134,10 @@ class KeyMaker:
                 self._warned_globals.add(label)
                 warn_user(f"pairio: {code.function} reads the global {label}, which is {why}; it is not "
                           f"counted, so a change to it would not change the key: pass it as an argument. "
+                          f"(explain()['not_counted']['globals'])")
+            elif why.startswith(NAMED_PATHS) and label not in self._warned_globals:
+                self._warned_globals.add(label)
+                warn_user(f"pairio: {code.function} reads the global {label}, {why}. "
                           f"(explain()['not_counted']['globals'])")
         return code
 

@@ -249,6 +249,7 @@ def _series(s: Any, update: Update, ctx: Context) -> None:
     encode(s.name, update, ctx)
     _index(s.index, update, ctx)
     _values(s, update, ctx)
+    _attrs(s, update, ctx)
 
 
 def _frame(df: Any, update: Update, ctx: Context) -> None:
@@ -257,6 +258,15 @@ def _frame(df: Any, update: Update, ctx: Context) -> None:
     _index(df.index, update, ctx)
     for i in range(df.shape[1]):
         _values(df.iloc[:, i], update, ctx)
+    _attrs(df, update, ctx)
+
+
+def _attrs(obj: Any, update: Update, ctx: Context) -> None:
+    """A frame's or series' ``attrs`` (metadata code may read), when it has any: none adds nothing."""
+    attrs = getattr(obj, "attrs", None)
+    if attrs:
+        update(b"A")
+        encode(dict(attrs), update, ctx)
 
 
 def pandas_rule(tp: type) -> Rule | None:
