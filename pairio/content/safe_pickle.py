@@ -210,7 +210,7 @@ class _Budget:
                 f"{MAX_LOAD_ALLOCATION_BYTES:,} per load for content loaded as data only)", refused=refused)
 
 
-_loading = threading.local()  # .budget: the budget of the load running in this thread
+_loading = threading.local()  # .budget, .extra: the budget and extra globals of the load running in this thread
 
 
 def _spend(size: int, what: str, refused: str) -> None:
@@ -348,10 +348,20 @@ def _bounded_types() -> dict[tuple[str, str], _Bounded]:
 _BOUNDED: dict[tuple[str, str], _Bounded] = _bounded_types()
 
 
+def _added_type(cls: Any) -> bool:
+    """Whether ``cls`` is a class :func:`add_safe_globals` or the load's ``extra`` allowed."""
+    if not isinstance(cls, type):
+        return False
+    key = (cls.__module__, cls.__qualname__)
+    return key in _added.get() or key in getattr(_loading, "extra", frozenset())
+
+
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only."""
+    """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only: a class
+    allowed by :func:`add_safe_globals` loads as in protocol 2 and later, its own methods and all."""
     base = _real(base)
-    if not _is_allowed_type(cls) or base not in _PLAIN_BASES:
+    added = _added_type(cls)
+    if not (added or _is_allowed_type(cls)) or not (base in _PLAIN_BASES or (added and _is_allowed_type(base))):
         raise UntrustedContentError("the content rebuilds an object of a class that is not allowed",
                                     refused="copyreg._reconstructor")
     real = _real(cls)
@@ -736,7 +746,8 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
     opcodes run alike), else with :class:`_TypedUnpickler`."""
     start = file.tell()
     buffers = None if buffers is None else list(buffers)
-    outer = getattr(_loading, "budget", None)
+    outer, outer_extra = getattr(_loading, "budget", None), getattr(_loading, "extra", frozenset())
+    _loading.extra = extra
     try:
         as_themselves: frozenset[int] = frozenset()
         for _ in range(2):
@@ -757,7 +768,7 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
         _loading.budget = _Budget()
         return _TypedUnpickler(file, buffers=buffers, extra=extra).load()
     finally:
-        _loading.budget = outer
+        _loading.budget, _loading.extra = outer, outer_extra
 
 
 def safe_loads(data: bytes | bytearray | memoryview, buffers: Any = None,
