@@ -19,6 +19,7 @@ import decimal
 import enum
 import fractions
 import importlib
+import io
 import json
 import os
 import pathlib
@@ -912,3 +913,76 @@ def test_a_long_range_loads_and_only_making_items_of_it_is_bounded(protocol):
             safe_loads(pickle.dumps(_Calls(function, range(10**12)), protocol=protocol))
     with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
         safe_loads(pickle.dumps(_Calls(list, range(10**30)), protocol=protocol))
+
+
+# --- opcodes that copy an object into itself or copy a memoized object are charged or refused ----
+
+
+_SLICE = b"cbuiltins\nslice\nK\x00K\x00\x86R"  # slice(0, 0), by REDUCE
+
+
+def _self_doubling(target: bytes, n: int, setitems: bool = False, protocol: int = 2) -> bytes:
+    """A pickle making ``target`` (opcodes pushing one object) then ``target[0:0] = target`` ``n``
+    times: the object doubles each time, 5 bytes of pickle a doubling."""
+    step = b"(h\x01h\x00u" if setitems else b"h\x01h\x00s"  # SETITEMS or SETITEM on the memoized target
+    return bytes([0x80, protocol]) + target + b"q\x00" + _SLICE + b"q\x010" + step * n + b"."
+
+
+class _ListBased(list):
+    pass
+
+
+_DOUBLING_TARGETS = {"list": b"]K\x01a", "bytearray": b"cbuiltins\nbytearray\nC\x01x\x85R",
+                     "list-subclass": b"c" + __name__.encode() + b"\n_ListBased\n)\x81K\x01a"}
+
+
+@pytest.mark.parametrize("setitems", [False, True], ids=["setitem", "setitems"])
+@pytest.mark.parametrize("target", list(_DOUBLING_TARGETS), ids=list(_DOUBLING_TARGETS))
+def test_an_object_assigned_into_a_slice_of_itself_is_refused_naming_the_operation(small_limits, target, setitems):
+    data = _self_doubling(_DOUBLING_TARGETS[target], 22, setitems)  # 2**22 items from ~130 bytes
+    assert len(data) < 250
+    with pytest.raises(pa.UntrustedContentError, match="slice"):
+        safe_loads(data)
+    with pytest.raises(pa.UntrustedContentError):  # the C unpickler alone refuses it too
+        SafeUnpickler(io.BytesIO(data)).load()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_slices_and_dicts_keyed_by_slices_still_load(protocol):
+    value = {"s": slice(1, 9, 2), "t": [slice(None)], "l": [1, 2], "b": bytearray(b"ab")}
+    assert safe_loads(pickle.dumps(value, protocol=protocol)) == value
+
+
+def _array_builds(state: bytes, n: int) -> bytes:
+    """A pickle of ``n`` arrays each rebuilt (BUILD, ndarray.__setstate__) from one memoized ``state``."""
+    new = b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+    return (b"\x80\x02(" + new + state + b"q\x00b" + (new + b"h\x00b") * (n - 1) + b"l.")
+
+
+def _state(dtype: str, raw: object) -> bytes:
+    """``(1, shape, dtype, False, raw)`` pickled, ``raw`` a bytes or a list."""
+    shape = (len(raw) // np.dtype(dtype).itemsize if isinstance(raw, bytes) else len(raw),)
+    return pickle.dumps((1, shape, np.dtype(dtype), False, raw), protocol=2)[2:-1]
+
+
+@pytest.mark.parametrize("dtype, raw", [(">f8", b"\x00" * 80_000), ("O", [None] * 10_000)],
+                         ids=["byteswapped-bytes", "object-list"])
+def test_many_arrays_rebuilt_from_one_memoized_state_are_charged_per_copy(small_limits, dtype, raw):
+    assert len(safe_loads(_array_builds(_state(dtype, raw), 3))) == 3  # within the budget
+    data = _array_builds(_state(dtype, raw), 40)  # 40 copies of 80 kB
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(data)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_large_object_array_the_pickle_carries_loads_uncharged(small_limits, protocol):
+    value = np.array([str(i) for i in range(200_000)], dtype=object)  # 1.6 MB of pointers: over the budget
+    assert (safe_loads(pickle.dumps(value, protocol=protocol)) == value).all()
+
+
+def test_setting_items_of_numpy_and_pandas_objects_is_refused_naming_the_operation():
+    frame = pickle.dumps(pd.DataFrame({"a": [1.0, 2.0]}), protocol=2)[:-1]
+    for data in (frame + b"U\x01bK\x01s.", frame + b"(U\x01bK\x01u.",
+                 pickle.dumps(np.zeros(3), protocol=2)[:-1] + b"K\x00K\x01s."):
+        with pytest.raises(pa.UntrustedContentError, match="SETITEM"):
+            safe_loads(data)

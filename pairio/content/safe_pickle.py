@@ -193,12 +193,24 @@ ITEM_BYTES = 64
 
 
 class _Budget:
-    """What the calls of one load have allocated so far."""
+    """What the calls (and copying opcodes) of one load have allocated so far; ``copied`` holds the
+    objects a copying opcode already copied (by id; each held, so ids stay theirs)."""
 
-    __slots__ = ("spent",)
+    __slots__ = ("spent", "copied")
 
     def __init__(self) -> None:
         self.spent = 0
+        self.copied: dict[int, Any] | None = None
+
+    def copy(self, source: Any, size: int, what: str, refused: str) -> None:
+        """Charge an opcode's copy of ``source`` (``size`` bytes): the first copy of an object is free
+        (the pickle carries it, or a charged call made it), every further one is charged."""
+        copied = self.copied if self.copied is not None else {}
+        self.copied = copied
+        if id(source) in copied:
+            self.spend(size, what, refused)
+        else:
+            copied[id(source)] = source
 
     def spend(self, size: int, what: str, refused: str) -> None:
         if size > MAX_ALLOCATION_BYTES:
@@ -306,7 +318,7 @@ class _Bounded:
         self.kind, self.cost, self.refused = kind, cost, refused
 
     def call(self, args: tuple) -> Any:
-        size, what = self.cost(args)
+        size, what = _cost_of(self.cost, args, self.refused)
         _spend(size, what, self.refused)
         return self.kind(*args)
 
@@ -399,8 +411,17 @@ def _charge_new(cls: Any, args: tuple, kwargs: Any = None) -> None:
     if bounded is not None:
         if kwargs:
             raise UntrustedContentError(f"the content makes a {cls.__name__} with keywords", refused=bounded.refused)
-        size, what = bounded.cost(args)
+        size, what = _cost_of(bounded.cost, args, bounded.refused)
         _spend(size, what, bounded.refused)
+
+
+def _cost_of(cost: Callable[[tuple], tuple[int, str]], args: tuple, refused: str) -> tuple[int, str]:
+    """``cost(args)``; arguments it cannot size (a shape that is not one) are refused."""
+    try:
+        return cost(args)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise UntrustedContentError(f"the content calls {refused} with arguments that do not size it ({error})",
+                                    refused=refused) from None
 
 
 def _encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -656,6 +677,26 @@ class _Resolver:
 _resolver = _Resolver()
 
 
+class _NeedsChecks(UntrustedContentError):
+    """The C unpickler met a global whose objects opcodes could grow by copying (a slice as a key of
+    ``SETITEM``, numpy arrays rebuilt by ``BUILD``, pandas objects given items): :func:`safe_loads`
+    then loads with :class:`_TypedUnpickler`, which checks those opcodes."""
+
+
+_CHECKED_REPLACEMENTS = frozenset({_reconstruct, _mareconstruct})
+_CHECKED_ROOTS = frozenset({"numpy", "pandas"})
+
+
+def _needs_checks(found: Any) -> bool:
+    """Whether the global ``found`` makes objects whose opcodes only :class:`_TypedUnpickler` checks."""
+    if found is slice or found in _CHECKED_REPLACEMENTS:
+        return True
+    if type(found) is _Bounded:
+        return found.refused.split(".")[0] in _CHECKED_ROOTS
+    module = getattr(found, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in _CHECKED_ROOTS
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds data only (see the module's docstring); ``extra`` are more
     ``(module, name)`` globals allowed. Load with :func:`safe_loads` or :func:`safe_load`: they budget
@@ -671,6 +712,9 @@ class SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         found = _resolver.resolve(module, name, self._extra)
+        if _needs_checks(found):
+            raise _NeedsChecks(f"the content names {module}.{name}, whose objects only safe_loads' checking "
+                               "unpickler loads", refused=f"{module}.{name}")
         self._lookups += 1
         if type(found) is _Bounded:
             if self._lookups in self._as_themselves:
@@ -707,6 +751,12 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
         raise UntrustedContentError("the content refers to a persistent object", refused="persistent_load")
 
+    def load(self) -> Any:  # noqa: D102
+        try:
+            return super().load()
+        except IndexError as error:  # the stack or a mark ran out: as the C unpickler says it
+            raise pickle.UnpicklingError(f"the pickle is malformed ({error})") from None
+
     def _call(self, func: Any, args: tuple) -> Any:
         bounded = self._bounded.get(id(func))
         return func(*args) if bounded is None or bounded.kind is not func else bounded.call(args)
@@ -728,6 +778,34 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         _charge_new(cls, args, kwargs)
         self.append(cls.__new__(cls, *args, **kwargs))
 
+    def _load_setitem(self) -> None:
+        stack = self.stack
+        value, key = stack.pop(), stack.pop()
+        target = stack[-1]
+        if type(target) is not dict:
+            _check_setitems(target, (key,))
+        target[key] = value
+
+    def _load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not dict:
+            _check_setitems(target, items[::2])
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+
+    def _load_append(self) -> None:
+        _check_appends(self.stack[-2])
+        pickle._Unpickler.load_append(self)  # type: ignore[attr-defined]
+
+    def _load_appends(self) -> None:
+        _check_appends(self.metastack[-1][-1])  # (the target, below the mark)
+        pickle._Unpickler.load_appends(self)  # type: ignore[attr-defined]
+
+    def _load_build(self) -> None:
+        _charge_build(self.stack[-2], self.stack[-1])
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
     def _instantiate(self, klass: Any, args: tuple) -> None:
         if args or not isinstance(klass, type) or hasattr(klass, "__getinitargs__"):
             self.append(self._call(klass, tuple(args)))
@@ -737,13 +815,57 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.REDUCE[0]] = _load_reduce
     dispatch[pickle.NEWOBJ[0]] = _load_newobj
     dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.APPEND[0]] = _load_append
+    dispatch[pickle.APPENDS[0]] = _load_appends
+    dispatch[pickle.BUILD[0]] = _load_build
+
+
+def _root(obj: Any) -> str:
+    return (type(obj).__module__ or "").split(".")[0]
+
+
+def _check_setitems(target: Any, keys: Iterable[Any]) -> None:
+    """``SETITEM``/``SETITEMS`` on ``target``, not a dict: a slice key would copy the value into it
+    (``L[0:0] = L`` doubles ``L``), a numpy or pandas object's ``__setitem__`` copies (a column)."""
+    if isinstance(target, dict) and _root(target) not in _CHECKED_ROOTS:
+        return  # a dict's own __setitem__ (a class defining its own is never restored by state)
+    if _root(target) in _CHECKED_ROOTS:
+        raise UntrustedContentError(f"the content sets items of a {type(target).__name__} (SETITEM)",
+                                    refused="SETITEM")
+    if any(type(key) is slice for key in keys):
+        raise UntrustedContentError(f"the content assigns to a slice of a {type(target).__name__} (SETITEM), "
+                                    "which copies the value into it", refused="SETITEM")
+
+
+def _check_appends(target: Any) -> None:
+    """``APPEND``/``APPENDS`` on a numpy or pandas object would run its ``append`` (a copy)."""
+    if _root(target) in _CHECKED_ROOTS:
+        raise UntrustedContentError(f"the content appends to a {type(target).__name__} (APPENDS)",
+                                    refused="APPENDS")
+
+
+def _charge_build(target: Any, state: Any) -> None:
+    """``BUILD`` of a numpy array (``ndarray.__setstate__``) copies its raw data, bytes or a list of
+    items: the first copy of a given raw object is free (the pickle carries it), further ones are
+    charged (one memoized raw object rebuilding many arrays)."""
+    if _root(target) != "numpy" or type(state) is not tuple:
+        return
+    budget = getattr(_loading, "budget", None) or _Budget()
+    for raw in state:
+        if isinstance(raw, (bytes, bytearray)):
+            budget.copy(raw, len(raw), "array copies of bytes", "BUILD")
+        elif isinstance(raw, list):
+            budget.copy(raw, 8 * len(raw), "array copies of bytes", "BUILD")
 
 
 def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
     """Load from ``file`` with a fresh budget. A class whose calls are charged is handed out as a
     :class:`_BoundedCall`; if one is still alive once the unpickler is gone, the result holds it:
     then load again handing out the class itself at those lookups if they were never called (the
-    opcodes run alike), else with :class:`_TypedUnpickler`."""
+    opcodes run alike), else with :class:`_TypedUnpickler`. Content naming a global whose objects
+    copying opcodes could grow (:class:`_NeedsChecks`) is loaded with :class:`_TypedUnpickler` too."""
     start = file.tell()
     buffers = None if buffers is None else list(buffers)
     outer, outer_extra = getattr(_loading, "budget", None), getattr(_loading, "extra", frozenset())
@@ -753,7 +875,12 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
         for _ in range(2):
             _loading.budget = _Budget()
             unpickler = SafeUnpickler(file, buffers=buffers, extra=extra, as_themselves=as_themselves)
-            value = unpickler.load()
+            try:
+                value = unpickler.load()
+            except _NeedsChecks:
+                del unpickler
+                file.seek(start)
+                break
             handed_out = unpickler.handed_out
             del unpickler  # (and its memo)
             alive = [(lookup, ref()) for lookup, ref in handed_out if ref() is not None]
