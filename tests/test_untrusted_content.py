@@ -986,3 +986,38 @@ def test_setting_items_of_numpy_and_pandas_objects_is_refused_naming_the_operati
                  pickle.dumps(np.zeros(3), protocol=2)[:-1] + b"K\x00K\x01s."):
         with pytest.raises(pa.UntrustedContentError, match="SETITEM"):
             safe_loads(data)
+
+
+def _new_index(data, **more):
+    from pandas.core.indexes.base import _new_Index
+
+    return _Calls(_new_Index, pd.Index, {"data": data, **more})
+
+
+_SHARED_INTS = np.arange(10_000)  # 80 kB, memoized once in each pickle
+_PANDAS_COPIES = {"new-index-converting-dtype": lambda: _new_index(_SHARED_INTS, dtype="float64"),
+                  "new-index-copy": lambda: _new_index(_SHARED_INTS, dtype=_SHARED_INTS.dtype, copy=True),
+                  "new-index-of-a-list": lambda: _new_index(_SHARED_LIST, dtype=object),
+                  "index-call-copy": lambda: _Calls(pd.Index, _SHARED_INTS, None, True),
+                  "series-call-copy": lambda: _Calls(pd.Series, _SHARED_INTS, None, None, None, True)}
+_SHARED_LIST = list(range(10_000))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("make", list(_PANDAS_COPIES.values()), ids=list(_PANDAS_COPIES))
+def test_pandas_rebuilds_that_copy_one_memoized_array_are_charged_per_copy(small_limits, make, protocol):
+    assert len(safe_loads(pickle.dumps([make() for _ in range(3)], protocol=protocol))) == 3  # within the budget
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(pickle.dumps([make() for _ in range(40)], protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_large_pandas_objects_the_pickle_carries_load_uncharged(small_limits, protocol):
+    frame = pd.DataFrame({"x": np.arange(300_000.0), "s": [str(i) for i in range(300_000)]},
+                         index=pd.Index(np.arange(300_000) * 2))
+    frame["t"] = pd.date_range("2020-01-01", periods=300_000, freq="s")
+    multi = pd.MultiIndex.from_arrays([np.arange(300_000) % 7, np.arange(300_000)])
+    loaded = safe_loads(pickle.dumps({"frame": frame, "multi": multi, "period": pd.period_range("2020", periods=99)},
+                                     protocol=protocol))
+    pd.testing.assert_frame_equal(loaded["frame"], frame)
+    assert loaded["multi"].equals(multi) and len(loaded["period"]) == 99

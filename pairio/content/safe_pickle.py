@@ -283,6 +283,45 @@ def _paths_cost(args: tuple) -> tuple[int, str]:
     return sum(4 * len(a) for a in args if isinstance(a, (str, bytes))), "a path of bytes"
 
 
+def _data_size(data: Any) -> int:
+    """What a copy of ``data`` (an array, a pandas object, a list or tuple of items) allocates."""
+    if isinstance(data, (list, tuple)):
+        return 8 * len(data)
+    if _root(data) in ("numpy", "pandas"):
+        try:
+            return int(data.nbytes)
+        except (AttributeError, TypeError, ValueError):
+            return 0
+    return 0
+
+
+def _pandas_copy_cost(args: tuple) -> tuple[int, str]:
+    """A pandas index rebuilder ``(cls, d)`` (``_new_Index``...): the range cost, plus the size of
+    the data it copies: converted to another ``dtype``, asked to ``copy``, or made of a list."""
+    size = _ranges_cost(args)[0]
+    d = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+    copies = bool(d.get("copy"))
+    for field in ("data", "levels", "codes"):
+        value = d.get(field)
+        if field == "data" and "dtype" in d and not copies:
+            try:
+                copies = not bool(d["dtype"] == value.dtype)
+            except (AttributeError, TypeError, ValueError):  # a dtype that does not compare: a conversion
+                copies = True
+        if isinstance(value, (list, tuple)):
+            size += _data_size(value) + sum(_data_size(v) for v in value if copies or isinstance(v, (list, tuple)))
+        elif copies:
+            size += _data_size(value)
+    return size, "copies of pandas data of bytes"
+
+
+def _pandas_call_cost(args: tuple, kwargs: Any = None) -> tuple[int, str]:
+    """A call of a pandas class with data (``Index(x, copy=True)``...) may copy each: their sizes."""
+    values = [*args, *(kwargs or {}).values()]
+    return (_ranges_cost(tuple(values))[0] + sum(_data_size(v) for v in values),
+            "pandas data from arguments of bytes")
+
+
 def _array_bytes(shape: Any, dtype: Any) -> int:
     import numpy
 
@@ -407,6 +446,10 @@ def _newobj_ex(cls: Any, args: Any, kwargs: Any) -> Any:
 
 def _charge_new(cls: Any, args: tuple, kwargs: Any = None) -> None:
     """Charge ``cls.__new__(cls, *args)`` as a call of ``cls`` if its calls are charged."""
+    if isinstance(cls, type) and _is_pandas_class(cls):
+        size, what = _cost_of(lambda a: _pandas_call_cost(a, kwargs), args, f"{cls.__module__}.{cls.__qualname__}")
+        _spend(size, what, f"{cls.__module__}.{cls.__qualname__}")
+        return
     bounded = _resolver.bounded_of(cls)
     if bounded is not None:
         if kwargs:
@@ -539,6 +582,9 @@ _LAZY_COSTS: dict[tuple[str, str], Callable[[tuple], tuple[int, str]]] = {
     ("numpy.ma.core", "MaskedArray"): _no_call, ("numpy.ma", "MaskedArray"): _no_call,
     **{(m, n): _paths_cost for m in ("pathlib", "pathlib._local")
        for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")},
+    **{key: _pandas_copy_cost for key in [("pandas.core.indexes.base", "_new_Index"),
+                                          ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+                                          ("pandas.core.indexes.period", "_new_PeriodIndex")]},
     **{key: _ranges_cost for key in [("pandas._libs.internals", "_unpickle_block"),
                                      ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
                                      ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
@@ -758,6 +804,9 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             raise pickle.UnpicklingError(f"the pickle is malformed ({error})") from None
 
     def _call(self, func: Any, args: tuple) -> Any:
+        if isinstance(func, type) and _is_pandas_class(func):
+            _charge_new(func, args)  # (a pandas class's call copies its data as its __new__ does)
+            return func(*args)
         bounded = self._bounded.get(id(func))
         return func(*args) if bounded is None or bounded.kind is not func else bounded.call(args)
 
