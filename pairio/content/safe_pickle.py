@@ -41,6 +41,7 @@ import functools
 import importlib
 import io
 import pickle
+import struct
 import sys
 import threading
 import weakref
@@ -776,16 +777,18 @@ class SafeUnpickler(pickle.Unpickler):
 
 class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """The same decisions in Python's own unpickler, handing out classes whose calls are charged as
-    themselves and charging the calls where they are made (REDUCE, NEWOBJ, OBJ, INST): slower, used
-    only for content whose result holds such a class."""
+    themselves and charging the calls where they are made (REDUCE, NEWOBJ, OBJ, INST), and checking
+    the opcodes that could copy (SETITEM, SETITEMS, APPEND, APPENDS, BUILD): slower, used for content
+    whose result holds such a class or that names slices, numpy or pandas."""
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
-    def __init__(self, file: Any, *, buffers: Any = None,
-                 extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+    def __init__(self, file: Any, *, buffers: Any = None, extra: frozenset[tuple[str, str]] = frozenset(),
+                 data: memoryview | None = None) -> None:
         super().__init__(file, buffers=buffers)
         self._extra = extra
         self._bounded: dict[int, _Bounded] = {}
+        self._file, self._data = file, data  # (``data``: what ``file`` reads, if known: copied from once)
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         found = _resolver.resolve(module, name, self._extra)
@@ -802,6 +805,23 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
             return super().load()
         except IndexError as error:  # the stack or a mark ran out: as the C unpickler says it
             raise pickle.UnpicklingError(f"the pickle is malformed ({error})") from None
+
+    def _load_bytearray8(self) -> None:
+        """BYTEARRAY8 (an array's in-band buffer) copied once from the file's buffer, as the C
+        unpickler does (pickle's own makes a zeroed bytearray then reads into it)."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > sys.maxsize:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 exceeds system's maximum size of {sys.maxsize} bytes")
+        if self._data is None or self._unframer.current_frame is not None:
+            data = bytearray(size)
+            self.readinto(data)
+        else:
+            start = self._file.tell()
+            data = bytearray(self._data[start:start + size])
+            if len(data) < size:
+                raise pickle.UnpicklingError("pickle data was truncated")
+            self._file.seek(start + size)
+        self.append(data)
 
     def _call(self, func: Any, args: tuple) -> Any:
         if isinstance(func, type) and _is_pandas_class(func):
@@ -869,6 +889,7 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.APPEND[0]] = _load_append
     dispatch[pickle.APPENDS[0]] = _load_appends
     dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
 
 def _root(obj: Any) -> str:
@@ -909,7 +930,7 @@ def _charge_build(target: Any, state: Any) -> None:
             budget.copy(raw, 8 * len(raw), "array copies of bytes", "BUILD")
 
 
-def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
+def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]], data: memoryview | None = None) -> Any:
     """Load from ``file`` with a fresh budget. A class whose calls are charged is handed out as a
     :class:`_BoundedCall`; if one is still alive once the unpickler is gone, the result holds it:
     then load again handing out the class itself at those lookups if they were never called (the
@@ -942,7 +963,7 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
             as_themselves = frozenset(lookup for lookup, _ in alive)
             del alive
         _loading.budget = _Budget()
-        return _TypedUnpickler(file, buffers=buffers, extra=extra).load()
+        return _TypedUnpickler(file, buffers=buffers, extra=extra, data=data).load()
     finally:
         _loading.budget, _loading.extra = outer, outer_extra
 
@@ -950,7 +971,8 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
 def safe_loads(data: bytes | bytearray | memoryview, buffers: Any = None,
                extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
     """``pickle.loads`` that builds data only; UntrustedContentError names the first global refused."""
-    return _load(io.BytesIO(data), buffers, extra)
+    view = memoryview(data)
+    return _load(io.BytesIO(data), buffers, extra, view.cast("B") if view.contiguous else None)
 
 
 def safe_load(file: Any, extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
