@@ -1021,3 +1021,38 @@ def test_large_pandas_objects_the_pickle_carries_load_uncharged(small_limits, pr
                                      protocol=protocol))
     pd.testing.assert_frame_equal(loaded["frame"], frame)
     assert loaded["multi"].equals(multi) and len(loaded["period"]) == 99
+
+
+class _TextBased(str):
+    pass
+
+
+class _FrozenBased(frozenset):
+    pass
+
+
+class _NewOf:
+    """Pickles as ``copyreg.__newobj__(cls, shared)``: a bare instance of ``cls`` made of ``shared``."""
+
+    def __init__(self, cls, shared):
+        self.cls, self.shared = cls, shared
+
+    @property
+    def __class__(self):  # (the pickler checks that __newobj__'s class is the object's)
+        return self.cls
+
+    def __reduce__(self):
+        import copyreg
+
+        return copyreg.__newobj__, (self.cls, self.shared)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("cls, shared", [(_TextBased, "x" * 50_000), (_FrozenBased, tuple(range(3000)))],
+                         ids=["str-based", "frozenset-based"])
+def test_instances_made_of_one_memoized_value_by_a_class_restored_by_state_are_charged(small_limits, cls, shared,
+                                                                                      protocol):
+    loaded = safe_loads(pickle.dumps([_NewOf(cls, shared) for _ in range(2)], protocol=protocol))
+    assert type(loaded[0]) is cls and loaded[0] == cls(shared)
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(pickle.dumps([_NewOf(cls, shared) for _ in range(40)], protocol=protocol))

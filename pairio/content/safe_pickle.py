@@ -160,6 +160,12 @@ def _stand_in(cls: type, name: str) -> type:
         if base in (bytes, bytearray):
             size, what = _bytes_cost(args)
             _spend(size, what, name)
+        elif base is str:  # a copy of the text
+            size, what = _text_cost(args[:1])
+            _spend(size, what, name)
+        elif base is frozenset:  # a copy of the items
+            size, what = _items_cost(0)(args)
+            _spend(size, what, name)
         return base.__new__(cls, *args)
 
     return _StandIn(f"{cls.__name__}", (), {"__new__": __new__, "__slots__": (), "_pairio_class": cls,
