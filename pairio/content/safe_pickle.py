@@ -25,6 +25,13 @@ given a ``range``): each call at most :data:`MAX_ALLOCATION_BYTES`, all the call
 :data:`MAX_LOAD_ALLOCATION_BYTES`; data the pickle carries (an array's buffer) is not counted. A
 ``range`` is lazy and costs nothing. The classes so charged still load as themselves (``{"kind": bytes}``).
 
+Opcodes that copy are held to the same rule. ``SETITEM``/``SETITEMS`` with a slice key on a list or
+bytearray (``L[0:0] = L`` doubles ``L``), and ``SETITEM``/``APPENDS`` on numpy or pandas objects (a
+column copied) are refused, naming the opcode; ``BUILD`` of an array from a raw buffer or list that
+another array already copied, and pandas rebuilds that copy their data (a dtype conversion,
+``copy=True``, a list made an array), are charged. The C unpickler cannot see opcodes, so content
+naming ``slice``, numpy or pandas is loaded by :class:`_TypedUnpickler` (Python's, with the checks).
+
 Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ``getattr``,
 ``importlib.import_module``, a function pickled by value) raises :class:`UntrustedContentError`
 naming the first global refused, before anything is called. Modules are never imported on a
