@@ -19,6 +19,7 @@ import decimal
 import enum
 import fractions
 import importlib
+import io
 import json
 import os
 import pathlib
@@ -722,12 +723,11 @@ def test_a_class_whose_own_methods_loading_would_run_is_refused(value, protocol)
     with pytest.raises(pa.UntrustedContentError, match="test_untrusted_content._"):
         safe_loads(data)
     assert RAN == []  # none of its code ran
-    if protocol < 2:
-        return  # (copyreg._reconstructor rebuilds only the allow-listed types)
     pa.add_safe_globals([type(value) if not isinstance(value, (dict, list)) or isinstance(value, _Appends)
-                         else _Hashes])  # the reader's own choice: then it loads, methods and all
+                         else _Hashes])  # the reader's own choice: then it loads, methods and all, in every protocol
     try:
-        safe_loads(data)
+        loaded = safe_loads(data)
+        assert type(loaded) is type(value)  # (by copyreg._reconstructor in protocols 0 and 1)
     finally:
         from pairio.content.safe_pickle import _added
 
@@ -913,3 +913,146 @@ def test_a_long_range_loads_and_only_making_items_of_it_is_bounded(protocol):
             safe_loads(pickle.dumps(_Calls(function, range(10**12)), protocol=protocol))
     with pytest.raises(pa.UntrustedContentError, match="more than the limit of"):
         safe_loads(pickle.dumps(_Calls(list, range(10**30)), protocol=protocol))
+
+
+# --- opcodes that copy an object into itself or copy a memoized object are charged or refused ----
+
+
+_SLICE = b"cbuiltins\nslice\nK\x00K\x00\x86R"  # slice(0, 0), by REDUCE
+
+
+def _self_doubling(target: bytes, n: int, setitems: bool = False, protocol: int = 2) -> bytes:
+    """A pickle making ``target`` (opcodes pushing one object) then ``target[0:0] = target`` ``n``
+    times: the object doubles each time, 5 bytes of pickle a doubling."""
+    step = b"(h\x01h\x00u" if setitems else b"h\x01h\x00s"  # SETITEMS or SETITEM on the memoized target
+    return bytes([0x80, protocol]) + target + b"q\x00" + _SLICE + b"q\x010" + step * n + b"."
+
+
+class _ListBased(list):
+    pass
+
+
+_DOUBLING_TARGETS = {"list": b"]K\x01a", "bytearray": b"cbuiltins\nbytearray\nC\x01x\x85R",
+                     "list-subclass": b"c" + __name__.encode() + b"\n_ListBased\n)\x81K\x01a"}
+
+
+@pytest.mark.parametrize("setitems", [False, True], ids=["setitem", "setitems"])
+@pytest.mark.parametrize("target", list(_DOUBLING_TARGETS), ids=list(_DOUBLING_TARGETS))
+def test_an_object_assigned_into_a_slice_of_itself_is_refused_naming_the_operation(small_limits, target, setitems):
+    data = _self_doubling(_DOUBLING_TARGETS[target], 22, setitems)  # 2**22 items from ~130 bytes
+    assert len(data) < 250
+    with pytest.raises(pa.UntrustedContentError, match="slice"):
+        safe_loads(data)
+    with pytest.raises(pa.UntrustedContentError):  # the C unpickler alone refuses it too
+        SafeUnpickler(io.BytesIO(data)).load()
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_slices_and_dicts_keyed_by_slices_still_load(protocol):
+    value = {"s": slice(1, 9, 2), "t": [slice(None)], "l": [1, 2], "b": bytearray(b"ab")}
+    assert safe_loads(pickle.dumps(value, protocol=protocol)) == value
+
+
+def _array_builds(state: bytes, n: int) -> bytes:
+    """A pickle of ``n`` arrays each rebuilt (BUILD, ndarray.__setstate__) from one memoized ``state``."""
+    new = b"cnumpy._core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85C\x01b\x87R"
+    return (b"\x80\x02(" + new + state + b"q\x00b" + (new + b"h\x00b") * (n - 1) + b"l.")
+
+
+def _state(dtype: str, raw: object) -> bytes:
+    """``(1, shape, dtype, False, raw)`` pickled, ``raw`` a bytes or a list."""
+    shape = (len(raw) // np.dtype(dtype).itemsize if isinstance(raw, bytes) else len(raw),)
+    return pickle.dumps((1, shape, np.dtype(dtype), False, raw), protocol=2)[2:-1]
+
+
+@pytest.mark.parametrize("dtype, raw", [(">f8", b"\x00" * 80_000), ("O", [None] * 10_000)],
+                         ids=["byteswapped-bytes", "object-list"])
+def test_many_arrays_rebuilt_from_one_memoized_state_are_charged_per_copy(small_limits, dtype, raw):
+    assert len(safe_loads(_array_builds(_state(dtype, raw), 3))) == 3  # within the budget
+    data = _array_builds(_state(dtype, raw), 40)  # 40 copies of 80 kB
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(data)
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_a_large_object_array_the_pickle_carries_loads_uncharged(small_limits, protocol):
+    value = np.array([str(i) for i in range(200_000)], dtype=object)  # 1.6 MB of pointers: over the budget
+    assert (safe_loads(pickle.dumps(value, protocol=protocol)) == value).all()
+
+
+def test_setting_items_of_numpy_and_pandas_objects_is_refused_naming_the_operation():
+    frame = pickle.dumps(pd.DataFrame({"a": [1.0, 2.0]}), protocol=2)[:-1]
+    for data in (frame + b"U\x01bK\x01s.", frame + b"(U\x01bK\x01u.",
+                 pickle.dumps(np.zeros(3), protocol=2)[:-1] + b"K\x00K\x01s."):
+        with pytest.raises(pa.UntrustedContentError, match="SETITEM"):
+            safe_loads(data)
+
+
+def _new_index(data, **more):
+    from pandas.core.indexes.base import _new_Index
+
+    return _Calls(_new_Index, pd.Index, {"data": data, **more})
+
+
+_SHARED_INTS = np.arange(10_000)  # 80 kB, memoized once in each pickle
+_PANDAS_COPIES = {"new-index-converting-dtype": lambda: _new_index(_SHARED_INTS, dtype="float64"),
+                  "new-index-copy": lambda: _new_index(_SHARED_INTS, dtype=_SHARED_INTS.dtype, copy=True),
+                  "new-index-of-a-list": lambda: _new_index(_SHARED_LIST, dtype=object),
+                  "index-call-copy": lambda: _Calls(pd.Index, _SHARED_INTS, None, True),
+                  "series-call-copy": lambda: _Calls(pd.Series, _SHARED_INTS, None, None, None, True)}
+_SHARED_LIST = list(range(10_000))
+
+
+@pytest.mark.parametrize("protocol", [2, 4, 5])
+@pytest.mark.parametrize("make", list(_PANDAS_COPIES.values()), ids=list(_PANDAS_COPIES))
+def test_pandas_rebuilds_that_copy_one_memoized_array_are_charged_per_copy(small_limits, make, protocol):
+    assert len(safe_loads(pickle.dumps([make() for _ in range(3)], protocol=protocol))) == 3  # within the budget
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(pickle.dumps([make() for _ in range(40)], protocol=protocol))
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_large_pandas_objects_the_pickle_carries_load_uncharged(small_limits, protocol):
+    frame = pd.DataFrame({"x": np.arange(300_000.0), "s": [str(i) for i in range(300_000)]},
+                         index=pd.Index(np.arange(300_000) * 2))
+    frame["t"] = pd.date_range("2020-01-01", periods=300_000, freq="s")
+    multi = pd.MultiIndex.from_arrays([np.arange(300_000) % 7, np.arange(300_000)])
+    loaded = safe_loads(pickle.dumps({"frame": frame, "multi": multi, "period": pd.period_range("2020", periods=99)},
+                                     protocol=protocol))
+    pd.testing.assert_frame_equal(loaded["frame"], frame)
+    assert loaded["multi"].equals(multi) and len(loaded["period"]) == 99
+
+
+class _TextBased(str):
+    pass
+
+
+class _FrozenBased(frozenset):
+    pass
+
+
+class _NewOf:
+    """Pickles as ``copyreg.__newobj__(cls, shared)``: a bare instance of ``cls`` made of ``shared``."""
+
+    def __init__(self, cls, shared):
+        self.cls, self.shared = cls, shared
+
+    @property
+    def __class__(self):  # (the pickler checks that __newobj__'s class is the object's)
+        return self.cls
+
+    def __reduce__(self):
+        import copyreg
+
+        return copyreg.__newobj__, (self.cls, self.shared)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+@pytest.mark.parametrize("cls, shared", [(_TextBased, "x" * 50_000), (_FrozenBased, tuple(range(3000)))],
+                         ids=["str-based", "frozenset-based"])
+def test_instances_made_of_one_memoized_value_by_a_class_restored_by_state_are_charged(small_limits, cls, shared,
+                                                                                      protocol):
+    loaded = safe_loads(pickle.dumps([_NewOf(cls, shared) for _ in range(2)], protocol=protocol))
+    assert type(loaded[0]) is cls and loaded[0] == cls(shared)
+    with pytest.raises(pa.UntrustedContentError, match="per load"):
+        safe_loads(pickle.dumps([_NewOf(cls, shared) for _ in range(40)], protocol=protocol))

@@ -25,6 +25,13 @@ given a ``range``): each call at most :data:`MAX_ALLOCATION_BYTES`, all the call
 :data:`MAX_LOAD_ALLOCATION_BYTES`; data the pickle carries (an array's buffer) is not counted. A
 ``range`` is lazy and costs nothing. The classes so charged still load as themselves (``{"kind": bytes}``).
 
+Opcodes that copy are held to the same rule. ``SETITEM``/``SETITEMS`` with a slice key on a list or
+bytearray (``L[0:0] = L`` doubles ``L``), and ``SETITEM``/``APPENDS`` on numpy or pandas objects (a
+column copied) are refused, naming the opcode; ``BUILD`` of an array from a raw buffer or list that
+another array already copied, and pandas rebuilds that copy their data (a dtype conversion,
+``copy=True``, a list made an array), are charged. The C unpickler cannot see opcodes, so content
+naming ``slice``, numpy or pandas is loaded by :class:`_TypedUnpickler` (Python's, with the checks).
+
 Anything else (``os.system``, ``subprocess.Popen``, ``builtins.eval``, ``getattr``,
 ``importlib.import_module``, a function pickled by value) raises :class:`UntrustedContentError`
 naming the first global refused, before anything is called. Modules are never imported on a
@@ -41,6 +48,7 @@ import functools
 import importlib
 import io
 import pickle
+import struct
 import sys
 import threading
 import weakref
@@ -159,6 +167,12 @@ def _stand_in(cls: type, name: str) -> type:
         if base in (bytes, bytearray):
             size, what = _bytes_cost(args)
             _spend(size, what, name)
+        elif base is str:  # a copy of the text
+            size, what = _text_cost(args[:1])
+            _spend(size, what, name)
+        elif base is frozenset:  # a copy of the items
+            size, what = _items_cost(0)(args)
+            _spend(size, what, name)
         return base.__new__(cls, *args)
 
     return _StandIn(f"{cls.__name__}", (), {"__new__": __new__, "__slots__": (), "_pairio_class": cls,
@@ -193,12 +207,24 @@ ITEM_BYTES = 64
 
 
 class _Budget:
-    """What the calls of one load have allocated so far."""
+    """What the calls (and copying opcodes) of one load have allocated so far; ``copied`` holds the
+    objects a copying opcode already copied (by id; each held, so ids stay theirs)."""
 
-    __slots__ = ("spent",)
+    __slots__ = ("spent", "copied")
 
     def __init__(self) -> None:
         self.spent = 0
+        self.copied: dict[int, Any] | None = None
+
+    def copy(self, source: Any, size: int, what: str, refused: str) -> None:
+        """Charge an opcode's copy of ``source`` (``size`` bytes): the first copy of an object is free
+        (the pickle carries it, or a charged call made it), every further one is charged."""
+        copied = self.copied if self.copied is not None else {}
+        self.copied = copied
+        if id(source) in copied:
+            self.spend(size, what, refused)
+        else:
+            copied[id(source)] = source
 
     def spend(self, size: int, what: str, refused: str) -> None:
         if size > MAX_ALLOCATION_BYTES:
@@ -210,7 +236,7 @@ class _Budget:
                 f"{MAX_LOAD_ALLOCATION_BYTES:,} per load for content loaded as data only)", refused=refused)
 
 
-_loading = threading.local()  # .budget: the budget of the load running in this thread
+_loading = threading.local()  # .budget, .extra: the budget and extra globals of the load running in this thread
 
 
 def _spend(size: int, what: str, refused: str) -> None:
@@ -271,6 +297,45 @@ def _paths_cost(args: tuple) -> tuple[int, str]:
     return sum(4 * len(a) for a in args if isinstance(a, (str, bytes))), "a path of bytes"
 
 
+def _data_size(data: Any) -> int:
+    """What a copy of ``data`` (an array, a pandas object, a list or tuple of items) allocates."""
+    if isinstance(data, (list, tuple)):
+        return 8 * len(data)
+    if _root(data) in ("numpy", "pandas"):
+        try:
+            return int(data.nbytes)
+        except (AttributeError, TypeError, ValueError):
+            return 0
+    return 0
+
+
+def _pandas_copy_cost(args: tuple) -> tuple[int, str]:
+    """A pandas index rebuilder ``(cls, d)`` (``_new_Index``...): the range cost, plus the size of
+    the data it copies: converted to another ``dtype``, asked to ``copy``, or made of a list."""
+    size = _ranges_cost(args)[0]
+    d = args[1] if len(args) > 1 and isinstance(args[1], dict) else {}
+    copies = bool(d.get("copy"))
+    for field in ("data", "levels", "codes"):
+        value = d.get(field)
+        if field == "data" and "dtype" in d and not copies:
+            try:
+                copies = not bool(d["dtype"] == value.dtype)
+            except (AttributeError, TypeError, ValueError):  # a dtype that does not compare: a conversion
+                copies = True
+        if isinstance(value, (list, tuple)):
+            size += _data_size(value) + sum(_data_size(v) for v in value if copies or isinstance(v, (list, tuple)))
+        elif copies:
+            size += _data_size(value)
+    return size, "copies of pandas data of bytes"
+
+
+def _pandas_call_cost(args: tuple, kwargs: Any = None) -> tuple[int, str]:
+    """A call of a pandas class with data (``Index(x, copy=True)``...) may copy each: their sizes."""
+    values = [*args, *(kwargs or {}).values()]
+    return (_ranges_cost(tuple(values))[0] + sum(_data_size(v) for v in values),
+            "pandas data from arguments of bytes")
+
+
 def _array_bytes(shape: Any, dtype: Any) -> int:
     import numpy
 
@@ -306,7 +371,7 @@ class _Bounded:
         self.kind, self.cost, self.refused = kind, cost, refused
 
     def call(self, args: tuple) -> Any:
-        size, what = self.cost(args)
+        size, what = _cost_of(self.cost, args, self.refused)
         _spend(size, what, self.refused)
         return self.kind(*args)
 
@@ -350,10 +415,20 @@ def _bounded_types() -> dict[tuple[str, str], _Bounded]:
 
 
 
+def _added_type(cls: Any) -> bool:
+    """Whether ``cls`` is a class :func:`add_safe_globals` or the load's ``extra`` allowed."""
+    if not isinstance(cls, type):
+        return False
+    key = (cls.__module__, cls.__qualname__)
+    return key in _added.get() or key in getattr(_loading, "extra", frozenset())
+
+
 def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
-    """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only."""
+    """copyreg._reconstructor (protocols 0 and 1) for allowed classes and plain bases only: a class
+    allowed by :func:`add_safe_globals` loads as in protocol 2 and later, its own methods and all."""
     base = _real(base)
-    if not _is_allowed_type(cls) or base not in _PLAIN_BASES:
+    added = _added_type(cls)
+    if not (added or _is_allowed_type(cls)) or not (base in _PLAIN_BASES or (added and _is_allowed_type(base))):
         raise UntrustedContentError("the content rebuilds an object of a class that is not allowed",
                                     refused="copyreg._reconstructor")
     real = _real(cls)
@@ -387,12 +462,25 @@ def _newobj_ex(cls: Any, args: Any, kwargs: Any) -> Any:
 
 def _charge_new(cls: Any, args: tuple, kwargs: Any = None) -> None:
     """Charge ``cls.__new__(cls, *args)`` as a call of ``cls`` if its calls are charged."""
+    if isinstance(cls, type) and _is_pandas_class(cls):
+        size, what = _cost_of(lambda a: _pandas_call_cost(a, kwargs), args, f"{cls.__module__}.{cls.__qualname__}")
+        _spend(size, what, f"{cls.__module__}.{cls.__qualname__}")
+        return
     bounded = _resolver.bounded_of(cls)
     if bounded is not None:
         if kwargs:
             raise UntrustedContentError(f"the content makes a {cls.__name__} with keywords", refused=bounded.refused)
-        size, what = bounded.cost(args)
+        size, what = _cost_of(bounded.cost, args, bounded.refused)
         _spend(size, what, bounded.refused)
+
+
+def _cost_of(cost: Callable[[tuple], tuple[int, str]], args: tuple, refused: str) -> tuple[int, str]:
+    """``cost(args)``; arguments it cannot size (a shape that is not one) are refused."""
+    try:
+        return cost(args)
+    except (TypeError, ValueError, OverflowError) as error:
+        raise UntrustedContentError(f"the content calls {refused} with arguments that do not size it ({error})",
+                                    refused=refused) from None
 
 
 def _encode(text: str, encoding: str = "utf-8", errors: str = "strict") -> bytes:
@@ -510,6 +598,9 @@ _LAZY_COSTS: dict[tuple[str, str], Callable[[tuple], tuple[int, str]]] = {
     ("numpy.ma.core", "MaskedArray"): _no_call, ("numpy.ma", "MaskedArray"): _no_call,
     **{(m, n): _paths_cost for m in ("pathlib", "pathlib._local")
        for n in ("Path", "PosixPath", "WindowsPath", "PurePath", "PurePosixPath", "PureWindowsPath")},
+    **{key: _pandas_copy_cost for key in [("pandas.core.indexes.base", "_new_Index"),
+                                          ("pandas.core.indexes.datetimes", "_new_DatetimeIndex"),
+                                          ("pandas.core.indexes.period", "_new_PeriodIndex")]},
     **{key: _ranges_cost for key in [("pandas._libs.internals", "_unpickle_block"),
                                      ("pandas._libs.tslibs.timestamps", "_unpickle_timestamp"),
                                      ("pandas._libs.tslibs.timedeltas", "_timedelta_unpickle"),
@@ -648,6 +739,26 @@ class _Resolver:
 _resolver = _Resolver()
 
 
+class _NeedsChecks(UntrustedContentError):
+    """The C unpickler met a global whose objects opcodes could grow by copying (a slice as a key of
+    ``SETITEM``, numpy arrays rebuilt by ``BUILD``, pandas objects given items): :func:`safe_loads`
+    then loads with :class:`_TypedUnpickler`, which checks those opcodes."""
+
+
+_CHECKED_REPLACEMENTS = frozenset({_reconstruct, _mareconstruct})
+_CHECKED_ROOTS = frozenset({"numpy", "pandas"})
+
+
+def _needs_checks(found: Any) -> bool:
+    """Whether the global ``found`` makes objects whose opcodes only :class:`_TypedUnpickler` checks."""
+    if found is slice or found in _CHECKED_REPLACEMENTS:
+        return True
+    if type(found) is _Bounded:
+        return found.refused.split(".")[0] in _CHECKED_ROOTS
+    module = getattr(found, "__module__", None)
+    return isinstance(module, str) and module.split(".")[0] in _CHECKED_ROOTS
+
+
 class SafeUnpickler(pickle.Unpickler):
     """An unpickler that builds data only (see the module's docstring); ``extra`` are more
     ``(module, name)`` globals allowed. Load with :func:`safe_loads` or :func:`safe_load`: they budget
@@ -663,6 +774,9 @@ class SafeUnpickler(pickle.Unpickler):
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         found = _resolver.resolve(module, name, self._extra)
+        if _needs_checks(found):
+            raise _NeedsChecks(f"the content names {module}.{name}, whose objects only safe_loads' checking "
+                               "unpickler loads", refused=f"{module}.{name}")
         self._lookups += 1
         if type(found) is _Bounded:
             if self._lookups in self._as_themselves:
@@ -678,16 +792,18 @@ class SafeUnpickler(pickle.Unpickler):
 
 class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     """The same decisions in Python's own unpickler, handing out classes whose calls are charged as
-    themselves and charging the calls where they are made (REDUCE, NEWOBJ, OBJ, INST): slower, used
-    only for content whose result holds such a class."""
+    themselves and charging the calls where they are made (REDUCE, NEWOBJ, OBJ, INST), and checking
+    the opcodes that could copy (SETITEM, SETITEMS, APPEND, APPENDS, BUILD): slower, used for content
+    whose result holds such a class or that names slices, numpy or pandas."""
 
     dispatch = dict(pickle._Unpickler.dispatch)  # type: ignore[attr-defined]
 
-    def __init__(self, file: Any, *, buffers: Any = None,
-                 extra: frozenset[tuple[str, str]] = frozenset()) -> None:
+    def __init__(self, file: Any, *, buffers: Any = None, extra: frozenset[tuple[str, str]] = frozenset(),
+                 data: memoryview | None = None) -> None:
         super().__init__(file, buffers=buffers)
         self._extra = extra
         self._bounded: dict[int, _Bounded] = {}
+        self._file, self._data = file, data  # (``data``: what ``file`` reads, if known: copied from once)
 
     def find_class(self, module: str, name: str) -> Any:  # noqa: D102
         found = _resolver.resolve(module, name, self._extra)
@@ -699,7 +815,33 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     def persistent_load(self, pid: Any) -> Any:  # noqa: D102
         raise UntrustedContentError("the content refers to a persistent object", refused="persistent_load")
 
+    def load(self) -> Any:  # noqa: D102
+        try:
+            return super().load()
+        except IndexError as error:  # the stack or a mark ran out: as the C unpickler says it
+            raise pickle.UnpicklingError(f"the pickle is malformed ({error})") from None
+
+    def _load_bytearray8(self) -> None:
+        """BYTEARRAY8 (an array's in-band buffer) copied once from the file's buffer, as the C
+        unpickler does (pickle's own makes a zeroed bytearray then reads into it)."""
+        (size,) = struct.unpack("<Q", self.read(8))
+        if size > sys.maxsize:
+            raise pickle.UnpicklingError(f"BYTEARRAY8 exceeds system's maximum size of {sys.maxsize} bytes")
+        if self._data is None or self._unframer.current_frame is not None:
+            data = bytearray(size)
+            self.readinto(data)
+        else:
+            start = self._file.tell()
+            data = bytearray(self._data[start:start + size])
+            if len(data) < size:
+                raise pickle.UnpicklingError("pickle data was truncated")
+            self._file.seek(start + size)
+        self.append(data)
+
     def _call(self, func: Any, args: tuple) -> Any:
+        if isinstance(func, type) and _is_pandas_class(func):
+            _charge_new(func, args)  # (a pandas class's call copies its data as its __new__ does)
+            return func(*args)
         bounded = self._bounded.get(id(func))
         return func(*args) if bounded is None or bounded.kind is not func else bounded.call(args)
 
@@ -720,6 +862,34 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
         _charge_new(cls, args, kwargs)
         self.append(cls.__new__(cls, *args, **kwargs))
 
+    def _load_setitem(self) -> None:
+        stack = self.stack
+        value, key = stack.pop(), stack.pop()
+        target = stack[-1]
+        if type(target) is not dict:
+            _check_setitems(target, (key,))
+        target[key] = value
+
+    def _load_setitems(self) -> None:
+        items = self.pop_mark()
+        target = self.stack[-1]
+        if type(target) is not dict:
+            _check_setitems(target, items[::2])
+        for i in range(0, len(items), 2):
+            target[items[i]] = items[i + 1]
+
+    def _load_append(self) -> None:
+        _check_appends(self.stack[-2])
+        pickle._Unpickler.load_append(self)  # type: ignore[attr-defined]
+
+    def _load_appends(self) -> None:
+        _check_appends(self.metastack[-1][-1])  # (the target, below the mark)
+        pickle._Unpickler.load_appends(self)  # type: ignore[attr-defined]
+
+    def _load_build(self) -> None:
+        _charge_build(self.stack[-2], self.stack[-1])
+        pickle._Unpickler.load_build(self)  # type: ignore[attr-defined]
+
     def _instantiate(self, klass: Any, args: tuple) -> None:
         if args or not isinstance(klass, type) or hasattr(klass, "__getinitargs__"):
             self.append(self._call(klass, tuple(args)))
@@ -729,22 +899,73 @@ class _TypedUnpickler(pickle._Unpickler):  # type: ignore[name-defined]
     dispatch[pickle.REDUCE[0]] = _load_reduce
     dispatch[pickle.NEWOBJ[0]] = _load_newobj
     dispatch[pickle.NEWOBJ_EX[0]] = _load_newobj_ex
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.APPEND[0]] = _load_append
+    dispatch[pickle.APPENDS[0]] = _load_appends
+    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.BYTEARRAY8[0]] = _load_bytearray8
 
 
-def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
+def _root(obj: Any) -> str:
+    return (type(obj).__module__ or "").split(".")[0]
+
+
+def _check_setitems(target: Any, keys: Iterable[Any]) -> None:
+    """``SETITEM``/``SETITEMS`` on ``target``, not a dict: a slice key would copy the value into it
+    (``L[0:0] = L`` doubles ``L``), a numpy or pandas object's ``__setitem__`` copies (a column)."""
+    if isinstance(target, dict) and _root(target) not in _CHECKED_ROOTS:
+        return  # a dict's own __setitem__ (a class defining its own is never restored by state)
+    if _root(target) in _CHECKED_ROOTS:
+        raise UntrustedContentError(f"the content sets items of a {type(target).__name__} (SETITEM)",
+                                    refused="SETITEM")
+    if any(type(key) is slice for key in keys):
+        raise UntrustedContentError(f"the content assigns to a slice of a {type(target).__name__} (SETITEM), "
+                                    "which copies the value into it", refused="SETITEM")
+
+
+def _check_appends(target: Any) -> None:
+    """``APPEND``/``APPENDS`` on a numpy or pandas object would run its ``append`` (a copy)."""
+    if _root(target) in _CHECKED_ROOTS:
+        raise UntrustedContentError(f"the content appends to a {type(target).__name__} (APPENDS)",
+                                    refused="APPENDS")
+
+
+def _charge_build(target: Any, state: Any) -> None:
+    """``BUILD`` of a numpy array (``ndarray.__setstate__``) copies its raw data, bytes or a list of
+    items: the first copy of a given raw object is free (the pickle carries it), further ones are
+    charged (one memoized raw object rebuilding many arrays)."""
+    if _root(target) != "numpy" or type(state) is not tuple:
+        return
+    budget = getattr(_loading, "budget", None) or _Budget()
+    for raw in state:
+        if isinstance(raw, (bytes, bytearray)):
+            budget.copy(raw, len(raw), "array copies of bytes", "BUILD")
+        elif isinstance(raw, list):
+            budget.copy(raw, 8 * len(raw), "array copies of bytes", "BUILD")
+
+
+def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]], data: memoryview | None = None) -> Any:
     """Load from ``file`` with a fresh budget. A class whose calls are charged is handed out as a
     :class:`_BoundedCall`; if one is still alive once the unpickler is gone, the result holds it:
     then load again handing out the class itself at those lookups if they were never called (the
-    opcodes run alike), else with :class:`_TypedUnpickler`."""
+    opcodes run alike), else with :class:`_TypedUnpickler`. Content naming a global whose objects
+    copying opcodes could grow (:class:`_NeedsChecks`) is loaded with :class:`_TypedUnpickler` too."""
     start = file.tell()
     buffers = None if buffers is None else list(buffers)
-    outer = getattr(_loading, "budget", None)
+    outer, outer_extra = getattr(_loading, "budget", None), getattr(_loading, "extra", frozenset())
+    _loading.extra = extra
     try:
         as_themselves: frozenset[int] = frozenset()
         for _ in range(2):
             _loading.budget = _Budget()
             unpickler = SafeUnpickler(file, buffers=buffers, extra=extra, as_themselves=as_themselves)
-            value = unpickler.load()
+            try:
+                value = unpickler.load()
+            except _NeedsChecks:
+                del unpickler
+                file.seek(start)
+                break
             handed_out = unpickler.handed_out
             del unpickler  # (and its memo)
             alive = [(lookup, ref()) for lookup, ref in handed_out if ref() is not None]
@@ -757,15 +978,16 @@ def _load(file: Any, buffers: Any, extra: frozenset[tuple[str, str]]) -> Any:
             as_themselves = frozenset(lookup for lookup, _ in alive)
             del alive
         _loading.budget = _Budget()
-        return _TypedUnpickler(file, buffers=buffers, extra=extra).load()
+        return _TypedUnpickler(file, buffers=buffers, extra=extra, data=data).load()
     finally:
-        _loading.budget = outer
+        _loading.budget, _loading.extra = outer, outer_extra
 
 
 def safe_loads(data: bytes | bytearray | memoryview, buffers: Any = None,
                extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
     """``pickle.loads`` that builds data only; UntrustedContentError names the first global refused."""
-    return _load(io.BytesIO(data), buffers, extra)
+    view = memoryview(data)
+    return _load(io.BytesIO(data), buffers, extra, view.cast("B") if view.contiguous else None)
 
 
 def safe_load(file: Any, extra: frozenset[tuple[str, str]] = frozenset()) -> Any:
