@@ -91,10 +91,13 @@ class LocalSource(StatusSource):
     kind = "local"
 
     def __init__(self, store: EmbeddedStore, max_size: int | None = None,
-                 lease_directories: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 lease_directories: Iterable[str | os.PathLike[str]] = (),
+                 database_dir: str | os.PathLike[str] | None = None) -> None:
         self.store = store
         self.max_size = max_size
         self.lease_directories = [Path(d) for d in lease_directories]
+        # Where the keys' locks of this machine's computations are (their holders are in flight).
+        self.database_dir = None if database_dir is None else Path(database_dir)
 
     def records(self, collections: Collection[str] | None, limit: int | None = None) -> list[dict[str, Any]]:
         limit = MAX_RECORDS if limit is None else limit
@@ -131,6 +134,16 @@ class LocalSource(StatusSource):
                 out.append({"collection": collection, "key": key, "function": lease.info.get("function"),
                             "host": lease.info.get("host"), "pid": lease.info.get("pid"), "channel": None,
                             "acquired_at": lease.acquired_at, "expires_at": lease.expires_at})
+        if self.database_dir is not None:
+            from ..key_lock_files import holders
+
+            for held in holders(self.database_dir):
+                collection = held.get("collection") or ""
+                if collections is not None and collection not in collections:
+                    continue
+                out.append({"collection": collection, "key": held["key"], "function": held.get("function"),
+                            "host": held.get("host"), "pid": held.get("pid"), "channel": None,
+                            "acquired_at": float(held.get("started") or now), "expires_at": None})
         return out
 
     def size_limit(self) -> int | None:
