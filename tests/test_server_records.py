@@ -358,6 +358,7 @@ def test_an_entrys_provenance_tree_is_built_from_the_records_inputs_within_the_v
     assert tree["function"] == "steps.fit" and [i["argument"] for i in tree["inputs"]] == ["data", "params", "path"]
     data, params, path = tree["inputs"]
     assert data["function"] == "steps.clean" and data["key"] == clean and data["inputs"] == []
+    assert tree["uri"] == data["uri"] == "sha1://" + VALUE  # each step's result, from its pair
     assert params["function"] == "secret.prepare" and params["collection"] == "other"
     assert path == {"argument": "path", "uri": uri, "note": "content"}
 

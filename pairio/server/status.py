@@ -228,8 +228,10 @@ class ServerSource(StatusSource):
 
     def _node(self, store: Any, found: Any, allowed: set[str], seen: frozenset[tuple[str, str]], level: int,
               budget: list[int]) -> dict[str, Any]:
+        value = None if self.pairs is None else self.pairs.get(found.collection, found.key)
         node: dict[str, Any] = {"function": found.function, "key": found.key, "collection": found.collection,
-                                "uri": "", "code": found.code, "dependencies": dict(found.dependencies),
+                                "uri": f"sha1://{value}" if value is not None and is_sha1_hex(value) else "",
+                                "code": found.code, "dependencies": dict(found.dependencies),
                                 "arguments": dict(found.arguments), "created": found.created, "host": found.host,
                                 "inputs": []}
         for link in found.inputs:
