@@ -414,3 +414,20 @@ def test_a_miss_through_the_server_sends_its_inputs_and_the_page_shows_the_tree(
     assert got["inputs"] == [{"argument": "values", "collection": "spikes", "key": first}]
     tree = entry_view(server, "spikes", second)["lineage"]
     assert tree["inputs"][0]["function"].endswith("loaded") and tree["inputs"][0]["key"] == first
+
+
+def test_a_step_two_inputs_share_is_shown_once_in_the_servers_tree(server):
+    raw, left, right, top = "e1" * 20, "e2" * 20, "e3" * 20, "e4" * 20
+
+    def link(argument, key):
+        return {"argument": argument, "collection": "spikes", "key": key}
+
+    records = {raw: a_record(function="steps.load"),
+               left: a_record(function="steps.left", inputs=[link("x", raw)]),
+               right: a_record(function="steps.right", inputs=[link("x", raw)]),
+               top: a_record(function="steps.join", inputs=[link("a", left), link("b", right)])}
+    assert post(server, "set_many", {"collection": "spikes", "pairs": {k: VALUE for k in records},
+                                     "records": records}).status_code == 200
+    a, b = entry_view(server, "spikes", top)["lineage"]["inputs"]
+    assert a["inputs"][0]["function"] == "steps.load"
+    assert b["inputs"][0] == {"argument": "x", "key": raw, "collection": "spikes", "note": "shown above"}

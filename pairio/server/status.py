@@ -223,11 +223,13 @@ class ServerSource(StatusSource):
         if found is None:
             return None
         allowed = set(self._names(collections)) | {collection}
-        budget = [MAX_LINEAGE_NODES - 1]
-        return self._node(store, found, allowed, frozenset({(collection, key)}), 1, budget)
+        shown = {(collection, key)}
+        return self._node(store, found, allowed, frozenset(shown), 1, shown)
 
     def _node(self, store: Any, found: Any, allowed: set[str], seen: frozenset[tuple[str, str]], level: int,
-              budget: list[int]) -> dict[str, Any]:
+              shown: set[tuple[str, str]]) -> dict[str, Any]:
+        """The tree of record ``found``: ``seen`` the steps on the path to it, ``shown`` every step in
+        the tree so far (a step met again, as two inputs that share a step, is shown once)."""
         value = None if self.pairs is None else self.pairs.get(found.collection, found.key)
         node: dict[str, Any] = {"function": found.function, "key": found.key, "collection": found.collection,
                                 "uri": f"sha1://{value}" if value is not None and is_sha1_hex(value) else "",
@@ -244,17 +246,15 @@ class ServerSource(StatusSource):
                 # Never its key, collection or record: only that it exists.
                 node["inputs"].append({"argument": argument, "note": HIDDEN})
                 continue
-            child = None
-            if ident not in seen and level < MAX_LINEAGE_DEPTH and budget[0] > 0:
-                child = store.get(*ident)
+            cut = level >= MAX_LINEAGE_DEPTH or len(shown) >= MAX_LINEAGE_NODES
+            child = None if ident in shown or cut else store.get(*ident)
             if child is not None:
-                budget[0] -= 1
+                shown.add(ident)
                 node["inputs"].append({"argument": argument,
-                                       **self._node(store, child, allowed, seen | {ident}, level + 1, budget)})
+                                       **self._node(store, child, allowed, seen | {ident}, level + 1, shown)})
             else:
-                note = ("cycle" if ident in seen else
-                        "not shown (the tree is cut here)" if level >= MAX_LINEAGE_DEPTH or budget[0] <= 0 else
-                        "no record (forgotten or evicted)")
+                note = ("cycle" if ident in seen else "shown above" if ident in shown else
+                        "not shown (the tree is cut here)" if cut else "no record (forgotten or evicted)")
                 node["inputs"].append({"argument": argument, "key": ident[1], "collection": ident[0], "note": note})
         return node
 
