@@ -35,6 +35,9 @@ def test_a_channels_status_views_are_limited_by_its_max_status_views_per_minute(
         assert page.status_code == 429 and "3 status views per minute" in page.text and "Retry-After" in page.headers
         # Another channel has its own allowance.
         assert signed_view(server, "public-ro", RO_PASSWORD).status_code == 200
+        paths = requests.get(server.url + "/openapi.json", timeout=10).json()["paths"]
+        assert "maxStatusViewsPerMinute" in paths["/api/v1/status/overview"]["get"]["responses"]["429"]["description"]
+        assert "inputs" in str(paths["/api/v1/set_many"])  # a record's inputs, in the document
 
 
 def test_failed_sign_ins_from_one_address_are_refused_past_the_limit_even_with_the_right_password(tmp_path):
