@@ -42,6 +42,11 @@ def test_a_channels_status_views_are_limited_by_its_max_status_views_per_minute(
 
 def test_failed_sign_ins_from_one_address_are_refused_past_the_limit_even_with_the_right_password(tmp_path):
     with ServerProcess(tmp_path, status_settings()) as server:
+        for _ in range(FAILED_SIGNINS_PER_MINUTE + 2):  # not signed, or a stale clock: no guess of a password
+            assert requests.post(server.url + "/api/v1/status/session", json={}, timeout=10).status_code == 401
+            stale = sign_request("lab-rw", RW_PASSWORD, "POST", "/api/v1/status/session", b"{}", timestamp=1)
+            assert requests.post(server.url + "/api/v1/status/session", data=b"{}", headers=stale,
+                                 timeout=10).status_code == 401
         for _ in range(FAILED_SIGNINS_PER_MINUTE):
             wrong = signed_request(server.url, "lab-rw", "a-wrong-guess", "/api/v1/status/session", {})
             assert wrong.status_code == 401

@@ -23,7 +23,7 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import InvalidInputError, PairioError
-from ..signing import HEADER_SIGNATURE
+from ..signing import HEADER_SIGNATURE, INVALID_SIGNATURE
 from . import sessions, status, status_page
 from .auth import ApiError, Guard, read_body
 from .ratelimit import RateLimiter, retry_after_header
@@ -106,8 +106,8 @@ class ChannelAccess(Access):
             try:
                 return self._viewer(self.guard.authenticate(request, body), False)
             except ApiError as exc:
-                if exc.status == 401:
-                    self._failed(request)
+                if exc.status == 401 and INVALID_SIGNATURE in exc.message:
+                    self._failed(request)  # a wrong password: missing headers or a stale clock are no guess
                 raise
         cookie = request.cookies.get(sessions.COOKIE)
         channel = sessions.check_token(cookie, self.settings.passwords)
