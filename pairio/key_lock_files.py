@@ -1,13 +1,26 @@
 """The per-key lock files of single flight (``<database dir>/locks/<key>.lock``, where byte-range
 locks of one shared file are not available) and the removal of idle ones (``pairio gc --locks``).
 
-Below memo and lifecycle: the decorator's single flight locks them, gc clears old ones.
+And who holds a key's lock: each process that computes keeps one small JSON file,
+``<database dir>/locks/holders/<host>-<pid>.json``, listing the key locks it holds (key, collection,
+function, host, pid, started), rewritten in place when it takes one and when it lets go;
+:func:`holders` lists the keys whose lock is held now (a dead holder's list, its locks gone with it,
+is not listed; ``pairio gc --locks`` removes such files).
+
+Below memo, lifecycle and server: the decorator's single flight locks them, gc clears old ones, the
+status page lists the holders.
 """
 
 from __future__ import annotations
 
+import errno
+import json
 import os
+import struct
+import sys
+import threading
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +35,190 @@ except ImportError:  # Windows
 POLL_S = 0.005
 OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 _ATTEMPTS = 20
+# The file whose byte ranges are the keys' locks on Linux (its name does not end in .lock: gc keeps it).
+RANGES_FILENAME = "keys.ranges"
+USE_RANGES = sys.platform == "linux" and fcntl is not None and hasattr(fcntl, "F_OFD_SETLK")
+HOLDERS_DIRNAME = "holders"
+_HOLDER_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+_MAX_HOLDER_BYTES = 1 << 20
 
 
 def locks_dir(database_dir: Path) -> Path:
     """The directory of the keys' lock files under ``database_dir``."""
     return database_dir / "locks"
+
+
+def range_offset(key: str) -> int:
+    """The byte of the ranges file that is ``key``'s lock: 60 bits of the key (distinct keys share a
+    byte with odds of 2**-60)."""
+    return int(key[:15], 16)
+
+
+def range_request(lock_type: int, key: str) -> bytes:
+    """A ``struct flock`` for ``key``'s byte: l_type, l_whence, l_start, l_len, l_pid (0 for an OFD lock)."""
+    return struct.pack("hhqqi4x", lock_type, os.SEEK_SET, range_offset(key), 1, 0)
+
+
+# --- who holds a key's lock -------------------------------------------------------------------
+
+
+def _host() -> str:
+    """This machine's name, as ``socket.gethostname()`` gives it (without importing socket on POSIX)."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
+    import socket
+
+    return socket.gethostname()
+
+
+class _Holders:
+    """This process's holder file in each database directory (``holders/<host>-<pid>.json``, kept
+    open) and the key locks it holds there, rewritten in place at each claim and release: one
+    ``pwrite`` and one ``ftruncate``, no file made or removed per computation."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.pid = os.getpid()
+        self.files: dict[str, tuple[int, str]] = {}  # database dir -> (descriptor, path)
+        self.held: dict[str, dict[int, dict[str, Any]]] = {}  # database dir -> token -> info
+        self.next = 0
+
+    def _fd(self, directory: str) -> int:
+        found = self.files.get(directory)
+        if found is not None and os.fstat(found[0]).st_nlink:
+            return found[0]
+        if found is not None:  # removed by gc meanwhile: a new file
+            os.close(found[0])
+        path = os.path.join(directory, "locks", HOLDERS_DIRNAME, f"{_host()}-{self.pid}.json")
+        try:
+            fd = os.open(path, _HOLDER_FLAGS, 0o666)
+        except FileNotFoundError:
+            ensure_dir(Path(path).parent)
+            fd = os.open(path, _HOLDER_FLAGS, 0o666)
+        self.files[directory] = (fd, path)
+        return fd
+
+    def _write(self, directory: str) -> None:
+        data = json.dumps(list(self.held.get(directory, {}).values())).encode("utf-8")
+        fd = self._fd(directory)
+        os.pwrite(fd, data, 0)
+        os.ftruncate(fd, len(data))
+
+    def add(self, directory: str, info: dict[str, Any]) -> int | None:
+        with self.lock:
+            if os.getpid() != self.pid:  # a forked child: its parent's files are not its own
+                self._reset()
+            self.next += 1
+            token = self.next
+            self.held.setdefault(directory, {})[token] = info
+            try:
+                self._write(directory)
+            except OSError:
+                del self.held[directory][token]
+                return None
+            return token
+
+    def remove(self, directory: str, token: int) -> None:
+        with self.lock:
+            if os.getpid() != self.pid or self.held.get(directory, {}).pop(token, None) is None:
+                return
+            try:
+                self._write(directory)
+            except OSError:
+                pass
+
+
+_holders = _Holders()
+
+
+def write_holder(database_dir: Path, key: str, function: str, collection: str = "") -> tuple[str, int] | None:
+    """Say that this process holds ``key``'s lock to compute ``function`` (for ``collection``), in its
+    holder file: one small write in place (no fsync). Returns what :func:`remove_holder` takes, or
+    None if it cannot be written (the computation goes on: only the status page's list misses it)."""
+    directory = os.fspath(database_dir)
+    token = _holders.add(directory, {"key": key, "collection": collection, "function": function,
+                                     "host": _host(), "pid": os.getpid(), "started": time.time()})
+    return None if token is None else (directory, token)
+
+
+def remove_holder(held: tuple[str, int] | None) -> None:
+    """Say that the lock :func:`write_holder` said is held is let go."""
+    if held is not None:
+        _holders.remove(*held)
+
+
+def key_is_locked(database_dir: Path, key: str) -> bool:
+    """Whether some process holds ``key``'s lock now (tested without taking it where the OS allows;
+    elsewhere taken and let go at once)."""
+    directory = locks_dir(database_dir)
+    if USE_RANGES:
+        try:
+            fd = os.open(directory / RANGES_FILENAME, os.O_RDWR | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return False
+        try:
+            answer = fcntl.fcntl(fd, fcntl.F_OFD_GETLK, range_request(fcntl.F_WRLCK, key))
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return struct.unpack("hhqqi4x", answer)[0] != fcntl.F_UNLCK
+    path = directory / f"{key}.lock"
+    if not path.exists():
+        return False
+    lock = KeyLockFile(str(path))
+    try:
+        if lock.try_acquire():
+            lock.release()
+            return False
+    except OSError:
+        return False
+    return True
+
+
+def _alive(info: Mapping[str, Any]) -> bool:
+    """False for a holder of this host whose process is gone; True otherwise (as far as can be told)."""
+    if info.get("host") != _host() or not isinstance(info.get("pid"), int):
+        return True
+    try:
+        os.kill(info["pid"], 0)
+    except ProcessLookupError:
+        return False
+    except OSError as exc:
+        return exc.errno == errno.EPERM
+    return True
+
+
+def _holder_files(database_dir: Path) -> list[os.DirEntry]:
+    try:
+        return [e for e in os.scandir(locks_dir(database_dir) / HOLDERS_DIRNAME) if e.name.endswith(".json")]
+    except FileNotFoundError:
+        return []
+
+
+def _read_holder(path: str) -> list[dict[str, Any]]:
+    try:
+        with open(path, "rb") as f:
+            infos = json.loads(f.read(_MAX_HOLDER_BYTES))
+    except (OSError, ValueError):
+        return []  # gone, or being written
+    if not isinstance(infos, list):
+        return []
+    return [i for i in infos if isinstance(i, dict) and isinstance(i.get("key"), str)]
+
+
+def holders(database_dir: Path) -> list[dict[str, Any]]:
+    """The computations in flight on the keys of ``database_dir``: one dict per key whose lock is held
+    now (``key``, ``collection``, ``function``, ``host``, ``pid``, ``started``), oldest first."""
+    out = []
+    for entry in _holder_files(database_dir):
+        for info in _read_holder(entry.path):
+            if _alive(info) and key_is_locked(database_dir, info["key"]):
+                out.append(info)
+    return sorted(out, key=lambda i: i.get("started") or 0.0)
 
 
 class KeyLockFile:
@@ -132,4 +324,16 @@ def remove_idle_locks(database_dir: Path, min_age_s: float = 3600.0, dry_run: bo
             pass
         finally:
             lock.release()
+    for entry in _holder_files(database_dir):
+        # A process's holder file that lists no key locked now, unchanged for ``min_age_s``: its
+        # process is gone or idle (an idle one makes a new file at its next claim).
+        try:
+            if now - entry.stat().st_mtime < min_age_s or any(
+                    _alive(i) and key_is_locked(database_dir, i["key"]) for i in _read_holder(entry.path)):
+                continue
+            if not dry_run:
+                os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except FileNotFoundError:
+            continue
     return removed

@@ -112,6 +112,10 @@ def sign_request(
     }
 
 
+# The message of a well-formed, timely request whose signature is not its channel's (a wrong password).
+INVALID_SIGNATURE = "invalid signature for this channel and request"
+
+
 class SignatureError(Exception):
     """A request's signature is missing, malformed, wrong, stale or replayed.
 
@@ -169,7 +173,7 @@ def verify_request(
     # compare_digest needs ASCII; a malformed signature is compared as "" (and fails).
     valid = hmac.compare_digest(expected, signature if _SIGNATURE_PATTERN.fullmatch(signature) else "")
     if not valid or password is None:
-        raise SignatureError("invalid signature for this channel and request")
+        raise SignatureError(INVALID_SIGNATURE)
     # Only a valid signature reaches the nonce cache, so strangers cannot fill it.
     if not add_nonce(channel, nonce, int(timestamp) + MAX_CLOCK_SKEW, now):
         raise SignatureError(f"header {HEADER_NONCE} was already used (replayed request)")

@@ -13,6 +13,7 @@ import uuid
 import warnings
 
 import pytest
+import requests
 from server_process import RO_PASSWORD, RW_PASSWORD, WO_PASSWORD, ServerProcess, default_settings, free_port
 from server_process import signed_request as signed
 
@@ -65,7 +66,7 @@ def test_a_record_sent_with_its_pair_is_kept_with_every_field(server):
     assert answer.status_code == 200, answer.text
     (got,) = listed(server)
     assert got == {"collection": "spikes", "key": KEY, "channel": "lab-rw", "hits": 0, "last_used": 0.0,
-                   **a_record()}
+                   "inputs": [], **a_record()}
     answer = post(server, "set", {"collection": "spikes", "key": "d" * 40, "value": VALUE,
                                   "records": {"d" * 40: a_record(function="steps.fit")}})
     assert answer.status_code == 200, answer.text
@@ -96,6 +97,13 @@ def test_a_set_without_records_still_works(server):
     ({KEY: a_record(arguments={f"a{i}": "1" for i in range(201)})}, ".arguments has 201 entries; the limit is 200"),
     ({KEY: a_record(code="x\u0000")}, ".code may not contain a NUL character"),
     ({KEY: a_record(host="x\ud800")}, ".host is not valid Unicode"),
+    ({KEY: a_record(inputs={"x": KEY})}, ".inputs must be a list of links"),
+    ({KEY: a_record(inputs=[{"argument": "x", "key": KEY}])}, ".inputs[0] must be an object of exactly argument"),
+    ({KEY: a_record(inputs=[{"argument": "x", "uri": "http://x"}])}, ".inputs[0].uri must be a sha1://"),
+    ({KEY: a_record(inputs=[{"argument": "", "uri": "sha1://" + KEY}])}, ".inputs[0].argument must be a non-empty"),
+    ({KEY: a_record(inputs=[{"argument": "x", "collection": "spikes", "key": "k" * 1001}])},
+     ".inputs[0].key has 1001 characters; the limit is 1000"),
+    ({KEY: a_record(inputs=[{"argument": "x", "uri": "sha1://" + KEY}] * 201)}, ".inputs has 201 entries; the limit is 200"),
 ])
 def test_a_bad_record_is_refused_naming_its_field_and_nothing_is_set(server, records, message):
     answer = post(server, "set_many", {"collection": "spikes", "pairs": {KEY: VALUE}, "records": records})
@@ -318,3 +326,108 @@ def test_a_hit_is_queued_not_written_until_the_writer_runs(tmp_path):
     assert backend.get("c", KEY).hits == 0  # the get's hit: a dictionary update, no write
     recorder.flush()
     assert backend.get("c", KEY).hits == 2
+
+
+# --- provenance from the record store ------------------------------------------------------------
+
+
+def entry_view(server, collection: str, key: str, channel: str = "lab-rw", password: str = RW_PASSWORD) -> dict:
+    from pairio.signing import sign_request
+
+    path, query = "/api/v1/status/entry", f"collection={collection}&key={key}"
+    answer = requests.get(f"{server.url}{path}?{query}", timeout=10,
+                                        headers=sign_request(channel, password, "GET", path, b"", query))
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_an_entrys_provenance_tree_is_built_from_the_records_inputs_within_the_viewers_rights(server):
+    clean, other, fit = "1" * 40, "2" * 40, "3" * 40
+    uri = "sha1://" + "4" * 40 + "/raw.bin"
+    assert post(server, "set_many", {"collection": "other", "pairs": {other: VALUE},
+                                     "records": {other: a_record(function="secret.prepare")}}).status_code == 200
+    inputs = [{"argument": "data", "collection": "spikes", "key": clean},
+              {"argument": "params", "collection": "other", "key": other},
+              {"argument": "path", "uri": uri}]
+    answer = post(server, "set_many", {"collection": "spikes", "pairs": {clean: VALUE, fit: VALUE},
+                                       "records": {clean: a_record(), fit: a_record(function="steps.fit", inputs=inputs)}})
+    assert answer.status_code == 200, answer.text
+    assert listed(server, function="steps.fit")[0]["inputs"] == inputs
+
+    tree = entry_view(server, "spikes", fit)["lineage"]
+    assert tree["function"] == "steps.fit" and [i["argument"] for i in tree["inputs"]] == ["data", "params", "path"]
+    data, params, path = tree["inputs"]
+    assert data["function"] == "steps.clean" and data["key"] == clean and data["inputs"] == []
+    assert tree["uri"] == data["uri"] == "sha1://" + VALUE  # each step's result, from its pair
+    assert params["function"] == "secret.prepare" and params["collection"] == "other"
+    assert path == {"argument": "path", "uri": uri, "note": "content"}
+
+    # public-ro may read spikes only: the input in "other" is there, hidden, never its key or record.
+    shown = entry_view(server, "spikes", fit, "public-ro", RO_PASSWORD)
+    hidden = shown["lineage"]["inputs"][1]
+    assert hidden == {"argument": "params", "note": "in a collection you may not read"}
+    assert other not in json.dumps(shown) and "secret.prepare" not in json.dumps(shown)
+
+
+def test_the_servers_provenance_tree_is_bounded_in_depth_and_survives_a_cycle(server):
+    from pairio.server.status import MAX_LINEAGE_DEPTH
+
+    keys = [f"{i:040x}" for i in range(1, MAX_LINEAGE_DEPTH + 5)]
+    records = {k: a_record(function=f"steps.s{i}",
+                           inputs=[{"argument": "x", "collection": "spikes", "key": keys[(i + 1) % len(keys)]}])
+               for i, k in enumerate(keys)}  # a chain whose last step points back at the first
+    assert post(server, "set_many", {"collection": "spikes", "pairs": {k: VALUE for k in keys},
+                                     "records": records}).status_code == 200
+    node, depth = entry_view(server, "spikes", keys[0])["lineage"], 1
+    while "function" in node["inputs"][0]:
+        node, depth = node["inputs"][0], depth + 1
+    assert depth == MAX_LINEAGE_DEPTH and node["inputs"][0]["note"] == "not shown (the tree is cut here)"
+    a, b = "a1" * 20, "b1" * 20
+    loop = {a: a_record(function="steps.a", inputs=[{"argument": "x", "collection": "spikes", "key": b}]),
+            b: a_record(function="steps.b", inputs=[{"argument": "y", "collection": "spikes", "key": a}])}
+    assert post(server, "set_many", {"collection": "spikes", "pairs": {a: VALUE, b: VALUE},
+                                     "records": loop}).status_code == 200
+    tree = entry_view(server, "spikes", a)["lineage"]
+    assert tree["inputs"][0]["function"] == "steps.b"
+    assert tree["inputs"][0]["inputs"][0] == {"argument": "y", "key": a, "collection": "spikes", "note": "cycle"}
+
+
+@pa.cached
+def loaded(tag: str, n: int):
+    import numpy as np
+
+    return np.arange(n)
+
+
+@pa.cached
+def summed(tag: str, values) -> int:
+    return int(values.sum())
+
+
+def test_a_miss_through_the_server_sends_its_inputs_and_the_page_shows_the_tree(server):
+    tag = uuid.uuid4().hex
+    with shared(server):
+        assert summed(tag, loaded(tag, 5)) == 10
+        first, second = loaded.key(tag, 5), summed.entries()[0].key
+    (got,) = listed(server, function="summed")
+    assert got["key"] == second
+    assert got["inputs"] == [{"argument": "values", "collection": "spikes", "key": first}]
+    tree = entry_view(server, "spikes", second)["lineage"]
+    assert tree["inputs"][0]["function"].endswith("loaded") and tree["inputs"][0]["key"] == first
+
+
+def test_a_step_two_inputs_share_is_shown_once_in_the_servers_tree(server):
+    raw, left, right, top = "e1" * 20, "e2" * 20, "e3" * 20, "e4" * 20
+
+    def link(argument, key):
+        return {"argument": argument, "collection": "spikes", "key": key}
+
+    records = {raw: a_record(function="steps.load"),
+               left: a_record(function="steps.left", inputs=[link("x", raw)]),
+               right: a_record(function="steps.right", inputs=[link("x", raw)]),
+               top: a_record(function="steps.join", inputs=[link("a", left), link("b", right)])}
+    assert post(server, "set_many", {"collection": "spikes", "pairs": {k: VALUE for k in records},
+                                     "records": records}).status_code == 200
+    a, b = entry_view(server, "spikes", top)["lineage"]["inputs"]
+    assert a["inputs"][0]["function"] == "steps.load"
+    assert b["inputs"][0] == {"argument": "x", "key": raw, "collection": "spikes", "note": "shown above"}

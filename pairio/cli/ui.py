@@ -42,7 +42,7 @@ def local_source(cfg: Config | None = None) -> LocalSource:
     cfg = get_config() if cfg is None else cfg
     store = local_store(cfg)
     leases = [store.directory] if isinstance(store, DirectoryStore) else []
-    return LocalSource(store, cfg.max_size, leases)  # type: ignore[arg-type]
+    return LocalSource(store, cfg.max_size, leases, cfg.database_dir)  # type: ignore[arg-type]
 
 
 def _ui(args: argparse.Namespace) -> int:

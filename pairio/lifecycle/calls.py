@@ -111,6 +111,8 @@ def miss_record(cfg: Config, call: MissedCall, sha1: str, objects: list[str], si
 _SHARED_TEXT = {"function": 1000, "code": 200, "host": 255}
 _SHARED_ENTRIES = {"dependencies": (500, 200), "arguments": (200, 1000)}
 _NAME_CHARS = 200
+_SHARED_INPUTS = 200  # the server's limits on a record's inputs (pairio.server.records)
+_URI_CHARS = 1000
 
 
 def _fit(text: object, limit: int) -> str:
@@ -120,7 +122,7 @@ def _fit(text: object, limit: int) -> str:
 def shared_record(entry: records.Entry) -> dict[str, Any]:
     """``entry``'s record as it goes to the server with its pair (the ``records`` field of
     ``set_many``): function, code digest, dependency versions, argument summaries, size, seconds,
-    host and creation time, each cut to the server's limits."""
+    host, creation time and inputs (its provenance), each cut to the server's limits."""
     out: dict[str, Any] = {
         "function": _fit(entry.function, _SHARED_TEXT["function"]) or "?",
         "code": _fit(entry.code.get("digest", "") if isinstance(entry.code, dict) else "", _SHARED_TEXT["code"]),
@@ -132,6 +134,17 @@ def shared_record(entry: records.Entry) -> dict[str, Any]:
     for field, source in (("dependencies", entry.dependencies), ("arguments", entry.summary)):
         count, chars = _SHARED_ENTRIES[field]
         out[field] = {_fit(k, _NAME_CHARS): _fit(v, chars) for k, v in list(source.items())[:count]}
+    inputs = []
+    for link in entry.inputs or ():
+        argument = _fit(link.get("argument", ""), _NAME_CHARS) or "?"
+        if "uri" in link and len(str(link["uri"])) <= _URI_CHARS:
+            inputs.append({"argument": argument, "uri": str(link["uri"])})
+        elif link.get("collection") and link.get("key") and len(str(link["key"])) <= _URI_CHARS \
+                and len(str(link["collection"])) <= _NAME_CHARS:
+            inputs.append({"argument": argument, "collection": str(link["collection"]), "key": str(link["key"])})
+        if len(inputs) >= _SHARED_INPUTS:
+            break
+    out["inputs"] = inputs
     return out
 
 

@@ -154,7 +154,7 @@ class CachedFunction:
     def _compute(self, cfg: Config, key: str, args: tuple, kwargs: dict) -> Any:
         if cfg.cache == "readonly":
             return self._run_and_store(cfg, key, args, kwargs, store=False)
-        with flight.claim(cfg.database_dir, key, self.name) as waited:
+        with flight.claim(cfg.database_dir, key, self.name, cfg.collection) as waited:
             # Look again even if no one was waited for: another computer may have stored the
             # result and let go between our lookup and our claim.
             if cfg.cache != "refresh":
@@ -226,7 +226,7 @@ class CachedFunction:
                 return found
         if cfg.cache == "readonly":
             return await self._run_and_store_async(cfg, key, args, kwargs, store=False)
-        async with flight.claim_async(cfg.database_dir, key, self.name) as waited:
+        async with flight.claim_async(cfg.database_dir, key, self.name, cfg.collection) as waited:
             if cfg.cache != "refresh":
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:

@@ -25,13 +25,20 @@ import contextlib
 import errno
 import logging
 import os
-import struct
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 from ..files import NO_LOCKS_ERRNOS, ensure_dir
-from ..key_lock_files import OPEN_FLAGS, KeyLockFile
+from ..key_lock_files import (
+    OPEN_FLAGS,
+    RANGES_FILENAME,
+    USE_RANGES,
+    KeyLockFile,
+    range_offset,
+    range_request,
+    remove_holder,
+    write_holder,
+)
 
 try:
     import fcntl
@@ -40,9 +47,7 @@ except ImportError:  # Windows
 
 logger = logging.getLogger("pairio")
 _ASYNC_POLL_S = 0.01
-# The file whose byte ranges are the keys' locks (its name does not end in .lock: gc keeps it).
-RANGES_FILENAME = "keys.ranges"
-_USE_RANGES = sys.platform == "linux" and fcntl is not None and hasattr(fcntl, "F_OFD_SETLK")
+_USE_RANGES = USE_RANGES
 
 
 class _RangeLock:
@@ -50,13 +55,12 @@ class _RangeLock:
 
     def __init__(self, path: str, key: str) -> None:
         self.path = path
-        # 60 bits of the key: distinct keys share a byte with odds of 2**-60.
-        self._offset = int(key[:15], 16)
+        self.key = key
+        self._offset = range_offset(key)
         self._fd: int | None = None
 
     def _request(self, lock_type: int) -> bytes:
-        # struct flock: l_type, l_whence, l_start, l_len, l_pid (0 for an OFD lock), padding.
-        return struct.pack("hhqqi4x", lock_type, os.SEEK_SET, self._offset, 1, 0)
+        return range_request(lock_type, self.key)
 
     def try_acquire(self) -> bool:
         return self._lock(fcntl.F_OFD_SETLK)
@@ -96,8 +100,10 @@ def _lock(database_dir: Path, key: str) -> KeyLockFile | _RangeLock:
 
 
 @contextlib.contextmanager
-def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
-    """Hold the lock of ``key`` for the block; yields True if another holder had to be waited for."""
+def claim(database_dir: Path, key: str, label: str, collection: str = "") -> Iterator[bool]:
+    """Hold the lock of ``key`` for the block, saying who holds it (see
+    :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``);
+    yields True if another holder had to be waited for."""
     lock = _lock(database_dir, key)
     waited = False
     try:
@@ -109,9 +115,11 @@ def claim(database_dir: Path, key: str, label: str) -> Iterator[bool]:
         _unlocked(database_dir, label, key, exc)
         yield False
         return
+    holder = write_holder(database_dir, key, label, collection)
     try:
         yield waited
     finally:
+        remove_holder(holder)  # before the lock goes: a file whose key is free is a dead holder's
         lock.release()
 
 
@@ -146,7 +154,7 @@ async def _sleep(seconds: float) -> None:
 
 
 @contextlib.asynccontextmanager
-async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator[bool]:
+async def claim_async(database_dir: Path, key: str, label: str, collection: str = "") -> AsyncIterator[bool]:
     """:func:`claim` for coroutines: waits without blocking the event loop."""
     lock = _lock(database_dir, key)
     waited = False
@@ -160,7 +168,9 @@ async def claim_async(database_dir: Path, key: str, label: str) -> AsyncIterator
         _unlocked(database_dir, label, key, exc)
         yield False
         return
+    holder = write_holder(database_dir, key, label, collection)
     try:
         yield waited
     finally:
+        remove_holder(holder)  # before the lock goes: a file whose key is free is a dead holder's
         lock.release()

@@ -116,7 +116,14 @@ def _record_schema() -> dict:
                       arguments=names(r.MAX_ARGUMENTS, r.MAX_TEXT_CHARS),
                       size={"type": "integer", "minimum": 0}, seconds={"type": "number", "minimum": 0,
                                                                         "maximum": r.MAX_SECONDS},
-                      host=text(r.MAX_HOST_CHARS), created={"type": "number", "minimum": 0}),
+                      host=text(r.MAX_HOST_CHARS), created={"type": "number", "minimum": 0},
+                      inputs={"type": "array", "maxItems": r.MAX_INPUTS, "description": "the cached results "
+                              "({argument, collection, key}) and content ({argument, uri}) it was made from",
+                              "items": {"type": "object", "additionalProperties": False, "required": ["argument"],
+                                        "properties": {"argument": {**text(r.MAX_NAME_CHARS), "minLength": 1},
+                                                       "collection": text(r.MAX_NAME_CHARS),
+                                                       "key": text(r.MAX_KEY_CHARS),
+                                                       "uri": text(r.MAX_URI_CHARS)}}}),
             "additionalProperties": False}
 
 
@@ -124,7 +131,7 @@ def _records_field() -> dict:
     return {"type": "object", "additionalProperties": _record_schema(),
             "description": "key -> the record of the result its pair names: what computed it and its cost "
                            "(function, code digest, dependency versions, argument summaries, size, seconds, "
-                           "host, created); optional"}
+                           "host, created, inputs); optional"}
 
 
 def _record_paths() -> dict:
@@ -294,7 +301,7 @@ def _status_paths() -> dict:
                      seconds_computed={"type": "number"}, bytes_up={"type": "integer"},
                      bytes_down={"type": "integer"}, hit_rate={"type": "number", "nullable": True})
     record = {"type": "object", "description": "a record: collection, key, function, code, dependencies, "
-                                               "arguments, size, seconds, host, created, last_used, hits"}
+                                               "arguments, size, seconds, host, created, last_used, hits, inputs"}
     views = {
         "overview": ("entries, bytes against the limit, hit rate and time saved today and in 7 days, calls "
                      "per hour for 7 days",
@@ -318,11 +325,13 @@ def _status_paths() -> dict:
                    _object(["status", "version"], status={"type": "string"}, version={"type": "string"},
                            causes={"type": "array", "items": {"type": "string"}}), []),
     }
+    status_errors = {**_SIGNED_ERRORS, "429": ("past the channel's maxStatusViewsPerMinute, or too many failed "
+                                               "sign-ins from this address; see Retry-After", _ERROR)}
     out: dict = {}
     for name, (summary, schema, parameters) in views.items():
         out[f"/api/v1/status/{name}"] = {"get": {"operationId": f"status_{name}", "summary": summary,
                                                  "security": signed_or_session, "parameters": parameters,
-                                                 "responses": _responses(schema)}}
+                                                 "responses": _responses(schema, status_errors)}}
     out["/api/v1/status/session"] = _post(
         "sign in: a signed request answered with a session cookie (HttpOnly, SameSite=Strict) for the status views",
         {"type": "object"}, _object(["channel", "seconds"], channel={"type": "string"}, seconds={"type": "integer"}),

@@ -44,6 +44,26 @@ class RateLimiter:
                 return 0.0
             return (needed - bucket[0]) / rate
 
+    def __len__(self) -> int:
+        """The number of buckets kept."""
+        return len(self._buckets)
+
+    def wait(self, key: tuple[str, str, str], per_minute: int) -> float:
+        """The seconds until one token can be taken from ``key`` (0.0: now), taking none."""
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                return 0.0
+            tokens = min(float(per_minute), bucket[0] + (self._clock() - bucket[1]) * per_minute / 60.0)
+        return 0.0 if tokens >= 1 else (1 - tokens) * 60.0 / per_minute
+
+    def forget_idle(self, seconds: float = 60.0) -> None:
+        """Drop the buckets untouched for ``seconds`` (a bucket refills within a minute unless a batch
+        left it in debt): bounds memory when the keys are many, as client addresses are."""
+        cutoff = self._clock() - seconds
+        with self._lock:
+            self._buckets = {k: b for k, b in self._buckets.items() if b[1] > cutoff or b[0] < 0}
+
 
 def retry_after_header(seconds: float) -> str:
     """The Retry-After value (whole seconds, at least 1) for a wait of ``seconds``."""

@@ -42,7 +42,10 @@ MAX_ARGUMENTS = 200
 MAX_SECONDS = 1e9
 MAX_SIZE = 1 << 62
 MAX_LIST_LIMIT = 1000
-RECORD_FIELDS = ("function", "code", "dependencies", "arguments", "size", "seconds", "host", "created")
+MAX_INPUTS = 200
+MAX_URI_CHARS = 1000
+MAX_KEY_CHARS = 1000
+RECORD_FIELDS = ("function", "code", "dependencies", "arguments", "size", "seconds", "host", "created", "inputs")
 _FLUSH_INTERVAL_S = 1.0
 
 
@@ -140,7 +143,34 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
         host=_text(obj.get("host", ""), f"{where}.host", MAX_HOST_CHARS),
         created=_number(obj["created"], f"{where}.created", 1e11),
         channel=channel, hits=0, last_used=0.0,
+        inputs=_inputs(obj.get("inputs", []), f"{where}.inputs"),
     )
+
+
+def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
+    """The inputs of a record: a list of at most :data:`MAX_INPUTS` links, each ``{"argument",
+    "collection", "key"}`` (another cached result) or ``{"argument", "uri"}`` (content)."""
+    if not isinstance(value, list):
+        raise ApiError(400, f"field {field} must be a list of links ({{argument, collection, key}} or {{argument, uri}})")
+    if len(value) > MAX_INPUTS:
+        raise ApiError(400, f"field {field} has {len(value)} entries; the limit is {MAX_INPUTS}")
+    out = []
+    for i, link in enumerate(value):
+        where = f"{field}[{i}]"
+        if not isinstance(link, dict) or set(link) not in ({"argument", "collection", "key"}, {"argument", "uri"}):
+            raise ApiError(400, f"field {where} must be an object of exactly argument, collection and key, "
+                                "or of argument and uri")
+        checked = {"argument": _text(link["argument"], f"{where}.argument", MAX_NAME_CHARS, empty=False)}
+        if "uri" in link:
+            uri = _text(link["uri"], f"{where}.uri", MAX_URI_CHARS, empty=False)
+            if not uri.startswith(("sha1://", "sha1dir://")):
+                raise ApiError(400, f"field {where}.uri must be a sha1:// or sha1dir:// URI")
+            checked["uri"] = uri
+        else:
+            checked["collection"] = _text(link["collection"], f"{where}.collection", MAX_NAME_CHARS, empty=False)
+            checked["key"] = _text(link["key"], f"{where}.key", MAX_KEY_CHARS, empty=False)
+        out.append(checked)
+    return tuple(out)
 
 
 def _text(value: object, field: str, limit: int, empty: bool = True) -> str:

@@ -37,8 +37,9 @@ def make_token(channel: str, password: str, now: float | None = None, seconds: i
     return f"v1.{name}.{expires}.{_mac(password, channel, expires)}"
 
 
-def check_token(token: str | None, passwords: Mapping[str, str], now: float | None = None) -> str | None:
-    """The channel of a valid, unexpired ``token``; None for anything else."""
+def _parts(token: str | None, passwords: Mapping[str, str], now: float | None) -> tuple[str, str, str] | None:
+    """(channel, the MAC it should have, the MAC it has) of a well-formed, unexpired ``token`` of a
+    known channel; None for anything else."""
     if not token or len(token) > 512:
         return None
     parts = token.split(".")
@@ -52,9 +53,22 @@ def check_token(token: str | None, passwords: Mapping[str, str], now: float | No
     password = passwords.get(channel)
     if password is None or expires < (time.time() if now is None else now):
         return None
-    if not hmac.compare_digest(_mac(password, channel, expires), parts[3] if parts[3].isascii() else ""):
+    return channel, _mac(password, channel, expires), parts[3] if parts[3].isascii() else ""
+
+
+def check_token(token: str | None, passwords: Mapping[str, str], now: float | None = None) -> str | None:
+    """The channel of a valid, unexpired ``token``; None for anything else."""
+    found = _parts(token, passwords, now)
+    if found is None or not hmac.compare_digest(found[1], found[2]):
         return None
-    return channel
+    return found[0]
+
+
+def is_forged(token: str | None, passwords: Mapping[str, str], now: float | None = None) -> bool:
+    """Whether ``token`` names a channel and an unexpired time but not the MAC of its password: a guess
+    of the password (counted as a failed sign-in), not merely an old or foreign cookie."""
+    found = _parts(token, passwords, now)
+    return found is not None and not hmac.compare_digest(found[1], found[2])
 
 
 def cookie_header(token: str, secure: bool, seconds: int = SESSION_S) -> str:

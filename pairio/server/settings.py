@@ -28,6 +28,8 @@ MAX_PAIRS_PER_REQUEST = 10_000
 MAX_HEADER_BYTES = 64 << 10
 # A rate beyond any server's reach; larger integers would overflow the limiter's floats.
 MAX_PER_MINUTE = 10**9
+# The status page's views (HTML or JSON) a channel may ask for per minute, unless pairio.json says.
+DEFAULT_STATUS_VIEWS_PER_MINUTE = 300
 BACKENDS = ("embedded",)
 CONTENT_BACKENDS = ("directory", "s3")
 # S3's rule for bucket names (3 to 63 lowercase letters, digits, dots and hyphens).
@@ -66,6 +68,8 @@ class ChannelSettings:
     content: ContentRights = ContentRights()
     # View only: the channel may look (get, the status page) but never write (set, delete, leases, content).
     view: bool = False
+    # The status page's views (HTML or JSON) it may ask for per minute; past it, 429.
+    max_status_views_per_minute: int = DEFAULT_STATUS_VIEWS_PER_MINUTE
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,9 +179,12 @@ def parse_settings(obj: Any, directory: str | os.PathLike[str]) -> ServerSetting
 
 def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     _require(isinstance(obj, dict), where, "must be a JSON object")
-    _no_unknown(obj, where, {"name", "password", "collections", "view", *_CONTENT_FIELDS})
+    _no_unknown(obj, where, {"name", "password", "collections", "view", "maxStatusViewsPerMinute", *_CONTENT_FIELDS})
     view = obj.get("view", False)
     _require(isinstance(view, bool), f"{where}.view", "must be true or false")
+    views = obj.get("maxStatusViewsPerMinute", DEFAULT_STATUS_VIEWS_PER_MINUTE)
+    _require(_is_int(views) and 1 <= views <= MAX_PER_MINUTE, f"{where}.maxStatusViewsPerMinute",
+             f"must be a whole number from 1 to {MAX_PER_MINUTE}")
     name = obj.get("name")
     _require(isinstance(name, str) and CHANNEL_PATTERN.fullmatch(name), f"{where}.name",
              "must be 1 to 80 printable ASCII characters, with no space at either end "
@@ -213,7 +220,8 @@ def _parse_channel(obj: Any, where: str) -> ChannelSettings:
     rights = _parse_rights(obj, where)
     _require(not (view and rights.write), f"{where}.writeContent",
              "must be false or left out: the channel is view only (\"view\": true)")
-    return ChannelSettings(name=name, password=password, collections=collections, content=rights, view=view)
+    return ChannelSettings(name=name, password=password, collections=collections, content=rights, view=view,
+                           max_status_views_per_minute=views)
 
 
 _CONTENT_FIELDS = ("readContent", "writeContent", "maxObjectBytes", "maxUploadBytesPerDay")

@@ -37,6 +37,10 @@ STEP_ORDERS = {"saved": "seconds_saved", "computed": "seconds_computed", "size":
 # How many of a function's older entries a miss is compared with (the newest), as `explain` does.
 COMPARED = 500
 COUNT_FIELDS = ("hits", "misses", "seconds_saved", "seconds_computed", "bytes_up", "bytes_down")
+# The most steps deep and in all that the server's provenance tree of an entry shows.
+MAX_LINEAGE_DEPTH = 12
+MAX_LINEAGE_NODES = 200
+HIDDEN = "in a collection you may not read"
 
 
 class StatusSource(abc.ABC):
@@ -54,8 +58,9 @@ class StatusSource(abc.ABC):
         """The record dict of ``key`` in ``collection``, or None."""
 
     @abc.abstractmethod
-    def lineage(self, collection: str, key: str) -> dict[str, Any] | None:
-        """The provenance tree of an entry (see :func:`pairio.lifecycle.provenance.lineage`), or None."""
+    def lineage(self, collection: str, key: str, collections: Collection[str] | None = None) -> dict[str, Any] | None:
+        """The provenance tree of an entry (see :func:`pairio.lifecycle.provenance.lineage`), or None;
+        an input in a collection not among ``collections`` (None: every one) is shown as hidden."""
 
     @abc.abstractmethod
     def counts(self, collections: Collection[str] | None, since: float) -> list[dict[str, Any]]:
@@ -86,10 +91,13 @@ class LocalSource(StatusSource):
     kind = "local"
 
     def __init__(self, store: EmbeddedStore, max_size: int | None = None,
-                 lease_directories: Iterable[str | os.PathLike[str]] = ()) -> None:
+                 lease_directories: Iterable[str | os.PathLike[str]] = (),
+                 database_dir: str | os.PathLike[str] | None = None) -> None:
         self.store = store
         self.max_size = max_size
         self.lease_directories = [Path(d) for d in lease_directories]
+        # Where the keys' locks of this machine's computations are (their holders are in flight).
+        self.database_dir = None if database_dir is None else Path(database_dir)
 
     def records(self, collections: Collection[str] | None, limit: int | None = None) -> list[dict[str, Any]]:
         limit = MAX_RECORDS if limit is None else limit
@@ -102,7 +110,7 @@ class LocalSource(StatusSource):
         entry = records.get(self.store, collection, key)
         return None if entry is None else local_record(entry)
 
-    def lineage(self, collection: str, key: str) -> dict[str, Any] | None:
+    def lineage(self, collection: str, key: str, collections: Collection[str] | None = None) -> dict[str, Any] | None:
         entry = records.get(self.store, collection, key)
         return None if entry is None else provenance.lineage(self.store, entry)
 
@@ -126,6 +134,16 @@ class LocalSource(StatusSource):
                 out.append({"collection": collection, "key": key, "function": lease.info.get("function"),
                             "host": lease.info.get("host"), "pid": lease.info.get("pid"), "channel": None,
                             "acquired_at": lease.acquired_at, "expires_at": lease.expires_at})
+        if self.database_dir is not None:
+            from ..key_lock_files import holders
+
+            for held in holders(self.database_dir):
+                collection = held.get("collection") or ""
+                if collections is not None and collection not in collections:
+                    continue
+                out.append({"collection": collection, "key": held["key"], "function": held.get("function"),
+                            "host": held.get("host"), "pid": held.get("pid"), "channel": None,
+                            "acquired_at": float(held.get("started") or now), "expires_at": None})
         return out
 
     def size_limit(self) -> int | None:
@@ -197,14 +215,48 @@ class ServerSource(StatusSource):
             out["sha1"] = value
         return out
 
-    def lineage(self, collection: str, key: str) -> dict[str, Any] | None:
-        record = self.record(collection, key)
-        if record is None:
+    def lineage(self, collection: str, key: str, collections: Collection[str] | None = None) -> dict[str, Any] | None:
+        if self.records_store is None:
             return None
-        # The server keeps no inputs of a record: its tree is the step alone.
-        return {"function": record["function"], "key": key, "collection": collection, "uri": "",
-                "code": record["code"], "dependencies": record["dependencies"], "arguments": record["arguments"],
-                "created": record["created"], "host": record["host"], "inputs": []}
+        store = self._flushed()
+        found = store.get(collection, key)
+        if found is None:
+            return None
+        allowed = set(self._names(collections)) | {collection}
+        shown = {(collection, key)}
+        return self._node(store, found, allowed, frozenset(shown), 1, shown)
+
+    def _node(self, store: Any, found: Any, allowed: set[str], seen: frozenset[tuple[str, str]], level: int,
+              shown: set[tuple[str, str]]) -> dict[str, Any]:
+        """The tree of record ``found``: ``seen`` the steps on the path to it, ``shown`` every step in
+        the tree so far (a step met again, as two inputs that share a step, is shown once)."""
+        value = None if self.pairs is None else self.pairs.get(found.collection, found.key)
+        node: dict[str, Any] = {"function": found.function, "key": found.key, "collection": found.collection,
+                                "uri": f"sha1://{value}" if value is not None and is_sha1_hex(value) else "",
+                                "code": found.code, "dependencies": dict(found.dependencies),
+                                "arguments": dict(found.arguments), "created": found.created, "host": found.host,
+                                "inputs": []}
+        for link in found.inputs:
+            argument = link.get("argument", "")
+            if "uri" in link:
+                node["inputs"].append({"argument": argument, "uri": link["uri"], "note": "content"})
+                continue
+            ident = (link.get("collection", ""), link.get("key", ""))
+            if ident[0] not in allowed:
+                # Never its key, collection or record: only that it exists.
+                node["inputs"].append({"argument": argument, "note": HIDDEN})
+                continue
+            cut = level >= MAX_LINEAGE_DEPTH or len(shown) >= MAX_LINEAGE_NODES
+            child = None if ident in shown or cut else store.get(*ident)
+            if child is not None:
+                shown.add(ident)
+                node["inputs"].append({"argument": argument,
+                                       **self._node(store, child, allowed, seen | {ident}, level + 1, shown)})
+            else:
+                note = ("cycle" if ident in seen else "shown above" if ident in shown else
+                        "not shown (the tree is cut here)" if cut else "no record (forgotten or evicted)")
+                node["inputs"].append({"argument": argument, "key": ident[1], "collection": ident[0], "note": note})
+        return node
 
     def counts(self, collections: Collection[str] | None, since: float) -> list[dict[str, Any]]:
         if self.records_store is None:
@@ -353,7 +405,7 @@ def entry(source: StatusSource, collections: Collection[str] | None, collection:
     record = source.record(collection, key)
     if record is None:
         return None
-    tree = source.lineage(collection, key)
+    tree = source.lineage(collection, key, collections)
     if tree is not None and collections is not None:
         tree = _prune(tree, collections)
     return {"record": record, "lineage": tree, "fetch": source.fetch_command(record)}
@@ -363,8 +415,8 @@ def _prune(node: dict[str, Any], collections: Collection[str]) -> dict[str, Any]
     """A lineage tree without the steps of collections the viewer may not read (named as hidden)."""
     inputs = []
     for child in node.get("inputs", []):
-        if "function" in child and child.get("collection") not in collections:
-            inputs.append({"argument": child.get("argument"), "note": "in a collection you may not read"})
+        if ("function" in child or "collection" in child) and child.get("collection") not in collections:
+            inputs.append({"argument": child.get("argument"), "note": HIDDEN})
         elif "function" in child:
             inputs.append(_prune(child, collections))
         else:

@@ -23,14 +23,18 @@ from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 from ..errors import InvalidInputError, PairioError
-from ..signing import HEADER_SIGNATURE
+from ..signing import HEADER_SIGNATURE, INVALID_SIGNATURE
 from . import sessions, status, status_page
 from .auth import ApiError, Guard, read_body
+from .ratelimit import RateLimiter, retry_after_header
 from .responses import API, json_response, request_key
 from .settings import ServerSettings
 
 STATUS = f"{API}/status"
 UI_COOKIE = "pairio_ui"
+# Failed sign-ins (a bad signature or a forged session cookie) a client address may make per
+# minute before its sign-ins and status requests are refused (429) without checking them.
+FAILED_SIGNINS_PER_MINUTE = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +44,7 @@ class Viewer:
     name: str | None
     collections: Collection[str] | None
     signout: bool = False
+    channel: str | None = None  # the channel, on the server (its status views are rate limited)
 
 
 class Access:
@@ -53,6 +58,9 @@ class Access:
         """The answer to a request without a viewer."""
         raise NotImplementedError
 
+    def limit(self, viewer: Viewer) -> None:
+        """Take one status view from ``viewer``'s allowance: ApiError 429 past it (none by default)."""
+
     def routes(self) -> list[Route]:
         """Routes of its own (sign-in, sign-out)."""
         return []
@@ -64,6 +72,8 @@ class ChannelAccess(Access):
     def __init__(self, settings: ServerSettings, guard: Guard) -> None:
         self.settings = settings
         self.guard = guard
+        # Per client address, in this process (each replica or worker counts its own).
+        self.failures = RateLimiter()
 
     def readable(self, channel: str) -> list[str]:
         """The collections ``channel`` may read, sorted."""
@@ -72,13 +82,49 @@ class ChannelAccess(Access):
 
     def _viewer(self, channel: str, signout: bool) -> Viewer:
         view = " (view only)" if self.settings.channels[channel].view else ""
-        return Viewer(f"channel {channel}{view}", self.readable(channel), signout)
+        return Viewer(f"channel {channel}{view}", self.readable(channel), signout, channel)
+
+    def _address(self, request: Request) -> tuple[str, str, str]:
+        return ("pairio.signin", request.client.host if request.client else "", "failed")
+
+    def _check_address(self, request: Request) -> None:
+        wait = self.failures.wait(self._address(request), FAILED_SIGNINS_PER_MINUTE)
+        if wait:
+            raise ApiError(429, f"too many failed sign-ins from this address (at most {FAILED_SIGNINS_PER_MINUTE} "
+                                f"a minute): try again in {retry_after_header(wait)} s",
+                           {"Retry-After": retry_after_header(wait)})
+
+    def _failed(self, request: Request) -> None:
+        if len(self.failures) > 10_000:
+            self.failures.forget_idle()
+        self.failures.acquire(self._address(request), FAILED_SIGNINS_PER_MINUTE)
 
     def viewer(self, request: Request, body: bytes = b"") -> Viewer | None:
+        """Also ApiError 429 for an address past :data:`FAILED_SIGNINS_PER_MINUTE`, before any check."""
+        self._check_address(request)
         if HEADER_SIGNATURE.lower() in request.headers:
-            return self._viewer(self.guard.authenticate(request, body), False)
-        channel = sessions.check_token(request.cookies.get(sessions.COOKIE), self.settings.passwords)
+            try:
+                return self._viewer(self.guard.authenticate(request, body), False)
+            except ApiError as exc:
+                if exc.status == 401 and INVALID_SIGNATURE in exc.message:
+                    self._failed(request)  # a wrong password: missing headers or a stale clock are no guess
+                raise
+        cookie = request.cookies.get(sessions.COOKIE)
+        channel = sessions.check_token(cookie, self.settings.passwords)
+        if channel is None and sessions.is_forged(cookie, self.settings.passwords):
+            self._failed(request)
         return None if channel is None else self._viewer(channel, True)
+
+    def limit(self, viewer: Viewer) -> None:
+        if viewer.channel is None:
+            return
+        per_minute = self.settings.channels[viewer.channel].max_status_views_per_minute
+        wait = self.guard.coordination.take_tokens((viewer.channel, "pairio.status", "view"), per_minute)
+        if wait:
+            raise ApiError(429, f"rate limit of {per_minute} status views per minute for channel "
+                                f"{viewer.channel!r} exceeded (maxStatusViewsPerMinute in pairio.json): "
+                                f"try again in {retry_after_header(wait)} s",
+                           {"Retry-After": retry_after_header(wait)})
 
     def refused(self, request: Request, html: bool) -> Response:
         if not html:
@@ -96,7 +142,13 @@ class ChannelAccess(Access):
         """A signed POST: answered with the session cookie of its channel (the password is never sent)."""
         try:
             body = await read_body(request, 1024)
-            channel = await run_in_threadpool(self.guard.authenticate, request, body)
+            if HEADER_SIGNATURE.lower() in request.headers:
+                viewer = await run_in_threadpool(self.viewer, request, body)  # a failure counts for the address
+                channel = viewer.channel if viewer is not None else None
+            else:
+                channel = None
+            if channel is None:
+                channel = await run_in_threadpool(self.guard.authenticate, request, body)  # 401, naming what lacks
         except ApiError as exc:
             return json_response({"error": exc.message}, exc.status, exc.headers)
         token = sessions.make_token(channel, self.settings.channels[channel].password)
@@ -172,6 +224,13 @@ class StatusRoutes:
                 for name in _VIEWS]
         return out + self.access.routes()
 
+    def _viewer(self, request: Request) -> Viewer | None:
+        """The request's viewer, one status view taken from their allowance (ApiError 429 past it)."""
+        viewer = self.access.viewer(request)
+        if viewer is not None:
+            self.access.limit(viewer)
+        return viewer
+
     def view(self, name: str, viewer: Viewer, query: dict[str, str]) -> dict[str, Any] | None:
         """The dict of view ``name`` for ``viewer`` (None: not found); InvalidInputError for a bad query."""
         source, collections = self.source, viewer.collections
@@ -193,7 +252,7 @@ class StatusRoutes:
     def _json(self, name: str) -> Callable[[Request], Any]:
         async def handle(request: Request) -> Response:
             try:
-                viewer = await run_in_threadpool(self.access.viewer, request)
+                viewer = await run_in_threadpool(self._viewer, request)
                 if viewer is None:
                     return self.access.refused(request, html=False)
                 data = await run_in_threadpool(self.view, name, viewer, dict(request.query_params))
@@ -213,9 +272,15 @@ class StatusRoutes:
         async def handle(request: Request) -> Response:
             root = _root(request)
             try:
-                viewer = await run_in_threadpool(self.access.viewer, request)
-            except ApiError:
-                viewer = None
+                viewer = await run_in_threadpool(self._viewer, request)
+            except ApiError as exc:
+                if exc.status != 429:
+                    viewer = None
+                else:
+                    nonce = status_page.new_nonce()
+                    page = status_page.layout("Too many requests", status_page.not_found_body(exc.message), nonce,
+                                              root=root, active=None, source=self.source.kind)
+                    return Response(page, 429, {**status_page.headers(nonce), **exc.headers}, media_type="text/html")
             if viewer is None:
                 return self.access.refused(request, html=True)
             if "token" in request.query_params and isinstance(self.access, TokenAccess):

@@ -29,7 +29,7 @@ from ...kv.base import KeyValueStore
 from .base import Coordination, Lease
 from .records import COUNT_FIELDS, CountRow, RecordStore, ServerRecord, miss_rows
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Each step upgrades the schema from version i to i + 1; never edit a step that shipped.
 MIGRATIONS: list[list[str]] = [
     # 1: the pairs.
@@ -60,6 +60,10 @@ MIGRATIONS: list[list[str]] = [
         "hits bigint NOT NULL DEFAULT 0, misses bigint NOT NULL DEFAULT 0, seconds_saved float8 NOT NULL DEFAULT 0, "
         "seconds_computed float8 NOT NULL DEFAULT 0, bytes_up bigint NOT NULL DEFAULT 0, "
         "bytes_down bigint NOT NULL DEFAULT 0, PRIMARY KEY (hour, collection, function))",
+    ],
+    # 4: the inputs of each record (its provenance): a list of links.
+    [
+        "ALTER TABLE pairio_records ADD COLUMN inputs jsonb NOT NULL DEFAULT '[]'::jsonb",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -434,7 +438,7 @@ class PostgresCoordination(Coordination):
 # --- records and hourly counts ------------------------------------------------------------
 
 _RECORD_COLUMNS = ("collection", "key", "function", "code", "dependencies", "arguments", "size", "seconds",
-                   "host", "created", "channel", "hits", "last_used")
+                   "host", "created", "channel", "hits", "last_used", "inputs")
 _UPSERT_RECORD = (
     f"INSERT INTO pairio_records ({', '.join(_RECORD_COLUMNS)}) VALUES ({', '.join(['%s'] * len(_RECORD_COLUMNS))}) "
     "ON CONFLICT (collection, key) DO UPDATE SET "
@@ -459,6 +463,7 @@ def _record(row: tuple) -> ServerRecord:
     values = dict(zip(_RECORD_COLUMNS, row, strict=True))
     values["collection"] = bytes(values["collection"]).decode("utf-8")
     values["key"] = bytes(values["key"]).decode("utf-8")
+    values["inputs"] = tuple(values["inputs"] or ())
     return ServerRecord(**values)
 
 
@@ -494,7 +499,7 @@ class PostgresRecords(RecordStore):
         latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
         rows = [(_b(r.collection), _b(r.key), r.function, r.code, json.dumps(dict(r.dependencies)),
                  json.dumps(dict(r.arguments)), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
-                 r.last_used) for _, r in sorted(latest.items())]
+                 r.last_used, json.dumps([dict(i) for i in r.inputs])) for _, r in sorted(latest.items())]
 
         def write(connection) -> None:
             with connection.transaction():

@@ -30,7 +30,9 @@ class ServerRecord:
     """One result's record as the server keeps it: its pair (collection, key), what computed it
     (``function``, ``code`` digest, ``dependencies`` name -> version, ``arguments`` name -> short
     summary), its ``size`` in bytes and compute ``seconds``, the ``host`` and time (``created``,
-    Unix seconds) it was computed, the ``channel`` that set it, and its ``hits`` on the server."""
+    Unix seconds) it was computed, the ``channel`` that set it, its ``hits`` on the server, and its
+    ``inputs``: the cached results and content it was made from, each ``{"argument", "collection",
+    "key"}`` or ``{"argument", "uri"}`` (as local records keep them)."""
 
     collection: str
     key: str
@@ -45,10 +47,12 @@ class ServerRecord:
     channel: str = ""
     hits: int = 0
     last_used: float = 0.0
+    inputs: Sequence[Mapping[str, str]] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """Every field, for JSON."""
-        return {**dataclasses.asdict(self), "dependencies": dict(self.dependencies), "arguments": dict(self.arguments)}
+        return {**dataclasses.asdict(self), "dependencies": dict(self.dependencies), "arguments": dict(self.arguments),
+                "inputs": [dict(i) for i in self.inputs]}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,13 +156,15 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX IF NOT EXISTS server_records_by_created ON server_records (created)",
     ),
+    # 2: the inputs of each record (its provenance), JSON: a list of links.
+    ("ALTER TABLE server_records ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",),
 )
 # Registered on import: only a process that imports the server's backends makes these tables.
 register_schema(FAMILY, MIGRATIONS)
 
 COLUMNS = ("collection", "key", "function", "code", "dependencies", "arguments", "size", "seconds", "host",
-           "created", "channel", "hits", "last_used")
-_JSON_COLUMNS = frozenset({"dependencies", "arguments"})
+           "created", "channel", "hits", "last_used", "inputs")
+_JSON_COLUMNS = frozenset({"dependencies", "arguments", "inputs"})
 _UPSERT = (
     f"INSERT INTO server_records ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))}) "
     "ON CONFLICT (collection, key) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in COLUMNS[2:])
@@ -170,14 +176,20 @@ _HIT = ("UPDATE server_records SET hits = hits + ?, last_used = max(last_used, ?
 
 def record_row(record: ServerRecord) -> tuple:
     """``record`` as a row of :data:`COLUMNS` (JSON columns as text)."""
-    return tuple(json.dumps(dict(getattr(record, c)), separators=(",", ":"), sort_keys=True)
-                 if c in _JSON_COLUMNS else getattr(record, c) for c in COLUMNS)
+    return tuple(json_column(getattr(record, c)) if c in _JSON_COLUMNS else getattr(record, c) for c in COLUMNS)
+
+
+def json_column(value: Any) -> str:
+    """A JSON column's text: an object (dependencies, arguments) or a list of links (inputs)."""
+    plain = dict(value) if isinstance(value, Mapping) else [dict(i) for i in value]
+    return json.dumps(plain, separators=(",", ":"), sort_keys=True)
 
 
 def record_from_row(row: Sequence[Any]) -> ServerRecord:
     """The record of a row of :data:`COLUMNS`."""
     values = {c: (json.loads(v) if isinstance(v, str) else v) if c in _JSON_COLUMNS else v
               for c, v in zip(COLUMNS, row, strict=True)}
+    values["inputs"] = tuple(values["inputs"] or ())
     return ServerRecord(**values)
 
 
