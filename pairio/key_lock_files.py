@@ -3,9 +3,10 @@ locks of one shared file are not available) and the removal of idle ones (``pair
 
 And who holds a key's lock: each process that computes keeps one small JSON file,
 ``<database dir>/locks/holders/<host>-<pid>.json``, listing the key locks it holds (key, collection,
-function, host, pid, started), rewritten in place when it takes one and when it lets go;
-:func:`holders` lists the keys whose lock is held now (a dead holder's list, its locks gone with it,
-is not listed; ``pairio gc --locks`` removes such files).
+function, host, pid, started), rewritten in place when it takes one (a lock let go is dropped
+from the list at the next write: the file may list keys no longer held); :func:`holders` lists the
+keys whose lock is held now, each with its newest claim (a dead holder's list, its locks gone with
+it, is not listed; ``pairio gc --locks`` removes such files).
 
 Below memo, lifecycle and server: the decorator's single flight locks them, gc clears old ones, the
 status page lists the holders.
@@ -73,8 +74,9 @@ def _host() -> str:
 
 class _Holders:
     """This process's holder file in each database directory (``holders/<host>-<pid>.json``, kept
-    open) and the key locks it holds there, rewritten in place at each claim and release: one
-    ``pwrite`` and one ``ftruncate``, no file made or removed per computation."""
+    open) and the key locks it holds there. A claim rewrites it in place with one ``pwrite``, padded
+    with spaces to its longest length so far (JSON ignores them; shrinking a file costs more than
+    the write); a release writes nothing, as a key listed but not locked is not in flight."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
@@ -82,30 +84,31 @@ class _Holders:
 
     def _reset(self) -> None:
         self.pid = os.getpid()
-        self.files: dict[str, tuple[int, str]] = {}  # database dir -> (descriptor, path)
+        self.host = _host()
+        self.files: dict[str, list] = {}  # database dir -> [descriptor, length written]
         self.held: dict[str, dict[int, dict[str, Any]]] = {}  # database dir -> token -> info
         self.next = 0
 
-    def _fd(self, directory: str) -> int:
+    def _file(self, directory: str) -> list:
         found = self.files.get(directory)
         if found is not None and os.fstat(found[0]).st_nlink:
-            return found[0]
-        if found is not None:  # removed by gc meanwhile: a new file
+            return found
+        if found is not None:  # removed meanwhile: a new file
             os.close(found[0])
-        path = os.path.join(directory, "locks", HOLDERS_DIRNAME, f"{_host()}-{self.pid}.json")
+        path = os.path.join(directory, "locks", HOLDERS_DIRNAME, f"{self.host}-{self.pid}.json")
         try:
             fd = os.open(path, _HOLDER_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(path).parent)
             fd = os.open(path, _HOLDER_FLAGS, 0o666)
-        self.files[directory] = (fd, path)
-        return fd
+        found = self.files[directory] = [fd, 0]
+        return found
 
     def _write(self, directory: str) -> None:
         data = json.dumps(list(self.held.get(directory, {}).values())).encode("utf-8")
-        fd = self._fd(directory)
-        os.pwrite(fd, data, 0)
-        os.ftruncate(fd, len(data))
+        file = self._file(directory)
+        os.pwrite(file[0], data.ljust(file[1]), 0)
+        file[1] = max(file[1], len(data))
 
     def add(self, directory: str, info: dict[str, Any]) -> int | None:
         with self.lock:
@@ -123,12 +126,8 @@ class _Holders:
 
     def remove(self, directory: str, token: int) -> None:
         with self.lock:
-            if os.getpid() != self.pid or self.held.get(directory, {}).pop(token, None) is None:
-                return
-            try:
-                self._write(directory)
-            except OSError:
-                pass
+            if os.getpid() == self.pid:
+                self.held.get(directory, {}).pop(token, None)
 
 
 _holders = _Holders()
@@ -140,7 +139,7 @@ def write_holder(database_dir: Path, key: str, function: str, collection: str = 
     None if it cannot be written (the computation goes on: only the status page's list misses it)."""
     directory = os.fspath(database_dir)
     token = _holders.add(directory, {"key": key, "collection": collection, "function": function,
-                                     "host": _host(), "pid": os.getpid(), "started": time.time()})
+                                     "host": _holders.host, "pid": os.getpid(), "started": time.time()})
     return None if token is None else (directory, token)
 
 
@@ -213,11 +212,13 @@ def _read_holder(path: str) -> list[dict[str, Any]]:
 def holders(database_dir: Path) -> list[dict[str, Any]]:
     """The computations in flight on the keys of ``database_dir``: one dict per key whose lock is held
     now (``key``, ``collection``, ``function``, ``host``, ``pid``, ``started``), oldest first."""
-    out = []
+    newest: dict[str, dict[str, Any]] = {}  # a file may still list a key its process let go
     for entry in _holder_files(database_dir):
         for info in _read_holder(entry.path):
-            if _alive(info) and key_is_locked(database_dir, info["key"]):
-                out.append(info)
+            seen = newest.get(info["key"])
+            if (seen is None or (info.get("started") or 0.0) > (seen.get("started") or 0.0)) and _alive(info):
+                newest[info["key"]] = info
+    out = [info for key, info in newest.items() if key_is_locked(database_dir, key)]
     return sorted(out, key=lambda i: i.get("started") or 0.0)
 
 

@@ -70,9 +70,11 @@ def test_pairio_ui_lists_a_computation_in_flight_with_its_age_and_not_after_it_e
         (tmp_path / "gate").write_text("go")
         assert child.wait(30) == 0
         assert requests.get(f"{base}/api/v1/status/leases", params={"token": token}, timeout=10).json()["leases"] == []
-        (name,) = holder_files(pairio_home)  # the process's file, rewritten in place: it lists nothing now
+        (name,) = holder_files(pairio_home)  # the process's file, rewritten in place at each claim: one file
         assert name == f"{socket.gethostname()}-{child.pid}.json"
-        assert json.loads((locks_dir(pairio_home) / HOLDERS_DIRNAME / name).read_text()) == []
+        # A release writes nothing (the lock's state says the key is let go): it may still be listed.
+        listed = json.loads((locks_dir(pairio_home) / HOLDERS_DIRNAME / name).read_text())
+        assert [i["key"] for i in listed] in ([], [lease["key"]])
     finally:
         child.kill()
         process.terminate()
@@ -97,13 +99,13 @@ def test_a_hit_writes_no_holder_file(pairio_home):
     def quick(x):
         return x * 2
 
-    assert quick(2) == 4  # a miss: this process's holder file, listing nothing after it
+    assert quick(2) == 4  # a miss: this process's holder file, nothing in flight after it
     (name,) = holder_files(pairio_home)
     path = locks_dir(pairio_home) / HOLDERS_DIRNAME / name
     before = os.stat(path).st_mtime_ns
     time.sleep(0.01)
     assert quick(2) == 4
-    assert os.stat(path).st_mtime_ns == before and json.loads(path.read_text()) == []
+    assert os.stat(path).st_mtime_ns == before and holders(pairio_home) == []
 
 
 def test_a_thread_holding_two_locks_lists_both_until_each_is_let_go(tmp_path):
@@ -118,3 +120,31 @@ def test_a_thread_holding_two_locks_lists_both_until_each_is_let_go(tmp_path):
     held = write_holder(tmp_path, "c" * 40, "steps.unlocked")  # listed, but its key is not locked
     assert holders(tmp_path) == []
     remove_holder(held)
+
+
+def test_a_key_let_go_and_claimed_again_is_listed_once_with_its_newest_claim(tmp_path):
+    import fcntl
+
+    from pairio import key_lock_files
+    from pairio.key_lock_files import holders, remove_holder, write_holder
+
+    key = "ab" * 20
+    first = write_holder(tmp_path, key, "steps.first")
+    remove_holder(first)  # let go: this process's file still lists it until its next claim
+    time.sleep(0.01)
+    second = write_holder(tmp_path, key, "steps.second")
+    locks_dir(tmp_path).mkdir(parents=True, exist_ok=True)
+    if key_lock_files.USE_RANGES:  # the key's lock: its byte of the ranges file, as single flight takes it
+        fd = os.open(locks_dir(tmp_path) / key_lock_files.RANGES_FILENAME, os.O_RDWR | os.O_CREAT)
+        fcntl.fcntl(fd, fcntl.F_OFD_SETLK, key_lock_files.range_request(fcntl.F_WRLCK, key))
+        release = lambda: os.close(fd)  # noqa: E731
+    else:
+        lock = key_lock_files.KeyLockFile(str(locks_dir(tmp_path) / f"{key}.lock"))
+        assert lock.try_acquire()
+        release = lock.release
+    try:
+        assert [h["function"] for h in holders(tmp_path)] == ["steps.second"]
+    finally:
+        release()
+        remove_holder(second)
+    assert holders(tmp_path) == []
