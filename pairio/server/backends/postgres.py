@@ -264,7 +264,8 @@ class PostgresStore(KeyValueStore):
         deletes = [_b(k) for k, v in pairs.items() if v is None]
 
         def write(connection) -> None:
-            with connection.transaction():
+            # Pipelined: the statements go in one round trip, not one each.
+            with connection.pipeline(), connection.transaction():
                 if upsert_keys:
                     connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
                 if deletes:
@@ -535,7 +536,8 @@ class PostgresRecords(RecordStore):
         rows = _record_rows(records)
 
         def write(connection) -> None:
-            with connection.transaction():
+            # Pipelined: the statements go in one round trip, not one each.
+            with connection.pipeline(), connection.transaction():
                 if upsert_keys:
                     connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
                 if deletes:
