@@ -153,3 +153,50 @@ def test_non_ascii_collection_names_and_keys_survive(records):
 
 def test_check_passes_on_a_usable_backend(records):
     records.check()
+
+
+# --- a set with records: one transaction ---------------------------------------------------------
+
+
+def pairs_of(records: RecordStore):
+    """The pairs store beside ``records`` (the same database), opened directly."""
+    if isinstance(records, EmbeddedRecords):
+        return records.store
+    from pairio.server.backends.postgres import PostgresStore
+
+    return PostgresStore(records.pairs)
+
+
+def drop_records_table(records: RecordStore) -> None:
+    """A real fault: the records' table is gone, so a record cannot be written."""
+    if isinstance(records, EmbeddedRecords):
+        with records.store.transaction(immediate=True) as connection:
+            connection.execute("DROP TABLE server_records")
+    else:
+        records.database.run(lambda c: c.execute("DROP TABLE pairio_records"))
+
+
+def test_a_set_with_records_writes_the_pairs_the_records_and_their_misses(records):
+    pairs = pairs_of(records)
+    pairs.set("c", "gone", "old")
+    records.set_with_records("c", {"k1": "v1", "k2": "v2", "gone": None}, [record("k1"), record("k2", seconds=3.0)],
+                             now=NOW)
+    assert pairs.get_many("c", ["k1", "k2", "gone"]) == {"k1": "v1", "k2": "v2"}
+    assert records.get("c", "k1") == record("k1")
+    assert records.get("c", "k2").seconds == 3.0
+    (row,) = records.counts(["c"], NOW - 10)
+    assert (row["misses"], row["seconds_computed"]) == (2, pytest.approx(5.0))
+    records.set_with_records("c", {"k3": "v3"}, [], now=NOW)  # no records: the pairs alone
+    assert pairs.get("c", "k3") == "v3"
+
+
+def test_a_set_whose_record_cannot_be_written_sets_nothing(records):
+    from pairio import PairioError
+
+    pairs = pairs_of(records)
+    pairs.set("c", "k1", "old")
+    records.get("c", "k1")  # the tables exist (PostgreSQL makes them on first use)
+    drop_records_table(records)
+    with pytest.raises(PairioError):
+        records.set_with_records("c", {"k1": "new", "k2": "v2"}, [record("k1"), record("k2")], now=NOW)
+    assert pairs.get_many("c", ["k1", "k2"]) == {"k1": "old"}  # neither pair without its record

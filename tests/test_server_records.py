@@ -14,7 +14,15 @@ import warnings
 
 import pytest
 import requests
-from server_process import RO_PASSWORD, RW_PASSWORD, WO_PASSWORD, ServerProcess, default_settings, free_port
+from server_process import (
+    RO_PASSWORD,
+    RW_PASSWORD,
+    WO_PASSWORD,
+    ServerProcess,
+    default_settings,
+    free_port,
+    server_store,
+)
 from server_process import signed_request as signed
 
 import pairio as pa
@@ -77,6 +85,29 @@ def test_a_set_without_records_still_works(server):
     assert post(server, "set_many", {"collection": "spikes", "pairs": {KEY: VALUE}}).status_code == 200
     assert post(server, "set", {"collection": "spikes", "key": KEY, "value": VALUE}).status_code == 200
     assert listed(server) == []
+
+
+@pytest.mark.parametrize("path", ["set", "set_many"])
+def test_a_set_whose_record_cannot_be_written_fails_and_leaves_no_pair(server, path):
+    """The pair, its record and its miss are one transaction: a record that cannot be written (its
+    table is gone) fails the set as a whole, and the pair is not left without its record."""
+    assert post(server, "set", {"collection": "spikes", "key": KEY, "value": VALUE,
+                                "records": {KEY: a_record()}}).status_code == 200
+    store = server_store(server)
+    try:
+        if hasattr(store, "transaction"):  # the embedded store
+            with store.transaction(immediate=True) as connection:
+                connection.execute("DROP TABLE server_records")
+        else:
+            store.database.run(lambda c: c.execute("DROP TABLE pairio_records"))
+    finally:
+        store.close()
+    other = "e" * 40
+    body = ({"key": other, "value": VALUE} if path == "set" else {"pairs": {other: VALUE}})
+    answer = post(server, path, {"collection": "spikes", **body, "records": {other: a_record()}})
+    assert answer.status_code == 503, answer.text
+    assert post(server, "get", {"collection": "spikes", "key": other}).json() == {"value": None}
+    assert post(server, "set", {"collection": "spikes", "key": other, "value": VALUE}).status_code == 200
 
 
 @pytest.mark.parametrize(("records", "message"), [

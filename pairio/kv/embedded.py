@@ -437,6 +437,10 @@ class EmbeddedStore(KeyValueStore):
             )
         connection.execute("PRAGMA synchronous = NORMAL")
 
+    def error(self, exc: sqlite3.Error) -> StoreUnavailableError:
+        """The PairioError of ``exc``, a failure of this database inside a :meth:`transaction`."""
+        return self._error(exc)
+
     def _error(self, exc: sqlite3.Error) -> StoreUnavailableError:
         message = str(exc)
         if isinstance(exc, sqlite3.DatabaseError) and ("not a database" in message or "malformed" in message):

@@ -338,9 +338,10 @@ class _Api:
         value = _value(obj.get("value"), "value", key)
         records = parse_records(obj.get("records"), {key: value}, collection.name, channel)
         self.guard.allow(channel, collection, "set")
-        self.store.set(collection.name, key, value)
         if records:
-            self.recorder.put(records)
+            self.recorder.set_with_records(self.store, collection.name, {key: value}, records)
+        else:
+            self.store.set(collection.name, key, value)
         return json_response({"ok": True})
 
     def delete(self, channel: str, obj: dict) -> Response:
@@ -402,10 +403,10 @@ class _Api:
             checked[key] = None if v is None else _value(v, f"pairs[{key!r}]", key)
         records = parse_records(obj.get("records"), checked, collection.name, channel)
         self.guard.allow(channel, collection, "set", len(checked))
-        if checked:
-            self.store.set_many(collection.name, checked)
         if records:
-            self.recorder.put(records)
+            self.recorder.set_with_records(self.store, collection.name, checked, records)
+        elif checked:
+            self.store.set_many(collection.name, checked)
         return json_response({"ok": True})
 
 

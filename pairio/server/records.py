@@ -2,8 +2,8 @@
 ``set`` and ``set_many``), a get of a key that has a record counts a hit, and two signed endpoints
 read them back (``POST /api/v1/records``, ``POST /api/v1/counts``), filtered by the channel's rights.
 
-A record is written in the request that sets its pair, after the pair (so that a hit on another
-replica a moment later finds it); hits and bytes are queued in memory (:class:`Recorder`) and
+A record is written in the request that sets its pair, in the same transaction (so that a hit on
+another replica a moment later finds it, and a crash leaves both or neither); hits and bytes are queued in memory (:class:`Recorder`) and
 written in batches by the one deferred writer (:mod:`pairio.deferred`) at most a second later,
 when the server stops, and before this process answers a read of them: a get writes nothing. A channel sees the records and counts only of collections it may get,
 and sends records only with pairs it may set.
@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from ..deferred import DeferredWriter
 from ..errors import PairioError
+from ..kv.base import KeyValueStore
 from ..kv.embedded import EmbeddedStore
 from ..lifecycle.counts import GROUPS, KEEP_S, by_group, hour_of, totals
 from .auth import ApiError
@@ -63,10 +64,11 @@ def open_records(store: object, coordination: object = None) -> RecordStore | No
     """The records beside the server's pairs ``store``: in its database (embedded or PostgreSQL);
     None for a store that cannot keep them.
 
-    On PostgreSQL they commit without waiting for the disk, as the coordination does (over its
-    pool, when it is in the same database): a record costs its set one round trip, not a second
-    flush, and a crash of the database server loses at most its last moment of records and
-    counts, never a pair."""
+    A set with records commits its pairs, records and misses in one transaction of the pairs'
+    database (:meth:`RecordStore.set_with_records`). On PostgreSQL the hits and bytes commit
+    without waiting for the disk, as the coordination does (over its pool, when it is in the same
+    database): a crash of the database server loses at most its last moment of counts, never a
+    pair or its record."""
     if isinstance(store, EmbeddedStore):
         return EmbeddedRecords(store)
     from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresRecords, PostgresStore
@@ -75,8 +77,8 @@ def open_records(store: object, coordination: object = None) -> RecordStore | No
         shared = getattr(coordination, "database", None)
         if isinstance(coordination, PostgresCoordination) and shared.url == store.database.url \
                 and not shared.synchronous_commit:
-            return PostgresRecords(shared)
-        return PostgresRecords(PostgresDatabase(store.database.url, synchronous_commit=False))
+            return PostgresRecords(shared, pairs=store.database)
+        return PostgresRecords(PostgresDatabase(store.database.url, synchronous_commit=False), pairs=store.database)
     return None
 
 
@@ -223,6 +225,16 @@ class Recorder:
         self._bytes: dict[tuple[int, str], list[int]] = {}
         self._writer = DeferredWriter("pairio-server-records", self._write, self._has_work,
                                       interval_s=interval_s, forget=self._forget)
+
+    def set_with_records(self, store: KeyValueStore, collection: str, pairs: Mapping[str, str | None],
+                         records: list[ServerRecord]) -> None:
+        """Set ``pairs`` in ``collection`` of ``store`` (the pairs beside :attr:`backend`) with their
+        ``records``, in one transaction when there are records and a backend to keep them. A
+        failure is raised: then neither the pairs nor their records are set."""
+        if self.backend is None or not records:
+            store.set_many(collection, pairs)
+            return
+        self.backend.set_with_records(collection, pairs, records)
 
     def put(self, records: list[ServerRecord]) -> None:
         """Write ``records`` (set with their pairs just now: each a miss). A failure is logged, not

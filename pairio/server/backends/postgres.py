@@ -268,7 +268,8 @@ class PostgresStore(KeyValueStore):
         deletes = [_b(k) for k, v in pairs.items() if v is None]
 
         def write(connection) -> None:
-            with connection.transaction():
+            # Pipelined: the statements go in one round trip, not one each.
+            with connection.pipeline(), connection.transaction():
                 if upsert_keys:
                     connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
                 if deletes:
@@ -481,13 +482,39 @@ def _add_counts(connection, rows: Sequence[tuple], now: float | None = None) -> 
     connection.execute("DELETE FROM pairio_counts WHERE hour < %s", (cutoff,))
 
 
+def _record_rows(records: Sequence[ServerRecord]) -> list[tuple]:
+    """The rows of ``records`` for :data:`_UPSERT_RECORD`: one per key (the last), in key order."""
+    latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
+    return [(_b(r.collection), _b(r.key), r.function, r.code, json.dumps(dict(r.dependencies)),
+             json.dumps(dict(r.arguments)), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
+             r.last_used, json.dumps([dict(i) for i in r.inputs])) for _, r in sorted(latest.items())]
+
+
+def _write_records(connection, rows: list[tuple], records: Sequence[ServerRecord], now: float) -> None:
+    """Upsert ``rows`` (of ``records``) and count their misses, inside the caller's transaction."""
+    if len(rows) == 1:
+        connection.execute(_UPSERT_RECORD, rows[0])
+    else:
+        with connection.cursor() as cursor:
+            cursor.executemany(_UPSERT_RECORD, rows)
+    _add_counts(connection, miss_rows(records, now), now)
+
+
 class PostgresRecords(RecordStore):
-    """The records (``pairio_records``) and hourly counts (``pairio_counts``) in PostgreSQL."""
+    """The records (``pairio_records``) and hourly counts (``pairio_counts``) in PostgreSQL.
+
+    ``pairs``: the database (pool) of the pairs these records sit beside, in the same PostgreSQL
+    database; :meth:`set_with_records` commits there, as a set of pairs does (by default
+    ``database`` itself)."""
 
     blocking = True
 
-    def __init__(self, database: PostgresDatabase | str) -> None:
+    def __init__(self, database: PostgresDatabase | str, pairs: PostgresDatabase | None = None) -> None:
         self.database = database if isinstance(database, PostgresDatabase) else PostgresDatabase(database)
+        if pairs is not None and pairs.url != self.database.url:
+            raise ConfigurationError(f"pairs {pairs.shown_url!r} must be the records' database "
+                                     f"{self.database.shown_url!r}: a set with records is one transaction")
+        self.pairs = self.database if pairs is None else pairs
 
     def __repr__(self) -> str:
         return f"PostgresRecords({self.database.shown_url!r})"
@@ -496,18 +523,35 @@ class PostgresRecords(RecordStore):
         if not records:
             return
         now = time.time() if now is None else now
-        latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
-        rows = [(_b(r.collection), _b(r.key), r.function, r.code, json.dumps(dict(r.dependencies)),
-                 json.dumps(dict(r.arguments)), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
-                 r.last_used, json.dumps([dict(i) for i in r.inputs])) for _, r in sorted(latest.items())]
+        rows = _record_rows(records)
 
         def write(connection) -> None:
             with connection.transaction():
-                with connection.cursor() as cursor:
-                    cursor.executemany(_UPSERT_RECORD, rows)
-                _add_counts(connection, miss_rows(records, now), now)
+                _write_records(connection, rows, records, now)
 
         self.database.run(write)
+
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
+                         now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        name = _b(collection)
+        upsert_keys = [_b(k) for k, v in pairs.items() if v is not None]
+        upsert_values = [_b(v) for v in pairs.values() if v is not None]
+        deletes = [_b(k) for k, v in pairs.items() if v is None]
+        rows = _record_rows(records)
+
+        def write(connection) -> None:
+            # Pipelined: the statements go in one round trip, not one each.
+            with connection.pipeline(), connection.transaction():
+                if upsert_keys:
+                    connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
+                if deletes:
+                    connection.execute(_DELETE_MANY, (name, deletes))
+                if rows:
+                    _write_records(connection, rows, records, now)
+
+        # On the pairs' pool: the one commit waits for the disk, as a set of pairs does.
+        self.pairs.run(write)
 
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
         if not hits:

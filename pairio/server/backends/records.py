@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import json
+import sqlite3
 import time
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any
@@ -81,6 +82,13 @@ class RecordStore(abc.ABC):
     def put(self, records: Sequence[ServerRecord], now: float | None = None) -> None:
         """Write ``records`` (each replaces the record of its key, hits included: a result set again is a
         new result), and count each as a miss (its seconds computed) in the hour of ``now``."""
+
+    @abc.abstractmethod
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
+                         now: float | None = None) -> None:
+        """Set ``pairs`` (key -> value; None deletes) in ``collection`` of the pairs these records sit
+        beside, write ``records`` (as :meth:`put`) and count their misses, in ONE transaction: it
+        commits all of them or none (a record that cannot be written fails the set)."""
 
     @abc.abstractmethod
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
@@ -220,6 +228,19 @@ class EmbeddedRecords(RecordStore):
         with self.store.transaction(immediate=True) as connection:
             connection.executemany(_UPSERT, [record_row(r) for r in records])
             local_counts.write_in(connection, miss_rows(records, now), now)
+
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
+                         now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        rows = [record_row(r) for r in records]
+        try:
+            with self.store.transaction(immediate=True) as connection:
+                self.store.write_pairs(connection, collection, pairs)
+                if rows:
+                    connection.executemany(_UPSERT, rows)
+                    local_counts.write_in(connection, miss_rows(records, now), now)
+        except sqlite3.Error as exc:  # rolled back: neither the pairs nor the records
+            raise self.store.error(exc) from exc
 
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
         if not hits:
