@@ -314,3 +314,26 @@ def test_fsck_of_a_read_only_store_reports_a_corrupt_object_and_leaves_it(mounts
     assert path.read_bytes() == b"damaged!!!"
     with pytest.raises(pa.CorruptContentError, match="left in place"):
         pa.load_bytes(ids["bytes"])
+
+
+def test_a_store_made_before_the_newer_table_families_is_read_on_a_read_only_mount(mounts, monkeypatch, capsys):
+    """A store made by an older pairio lacks the newer, optional table families (hourly counts,
+    the server's records): on a mount it cannot migrate, it is still read as it is."""
+    disk = mounts.tmpfs("16m")
+    ids = prepare_in_child(disk / "store")
+    import sqlite3
+
+    conn = sqlite3.connect(disk / "store" / "kv.sqlite3")  # as a pairio without them made it
+    with conn:
+        conn.execute("DROP TABLE counts")
+        conn.execute("DELETE FROM schema_versions WHERE family = 'counts'")
+    conn.close()
+    import pairio.server.backends.records  # noqa: F401  (registers the server's records family too)
+    mounts.remount(disk, read_only=True)
+    home = disk / "store"
+    _use(monkeypatch, home)
+    _reads_work(ids, capsys)
+    from pairio.kv import local_store
+    from pairio.lifecycle import counts
+
+    assert counts.read(local_store(pa.get_config()), since=0) == []

@@ -122,6 +122,7 @@ class _Schemas:
     def __init__(self) -> None:
         self.families: dict[str, tuple[tuple[str, ...], ...]] = {}
         self.in_user_version: str | None = None
+        self.optional: set[str] = set()  # families an older database read as it is may lack
         self.generation = 0
 
 
@@ -131,15 +132,22 @@ _VERSIONS_SCHEMA = ("CREATE TABLE IF NOT EXISTS schema_versions "
                     "(family TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID")
 
 
-def register_schema(family: str, migrations: Sequence[Sequence[str]], *, in_user_version: bool = False) -> None:
+def register_schema(family: str, migrations: Sequence[Sequence[str]], *, in_user_version: bool = False,
+                    optional: bool = False) -> None:
     """Keep the tables of ``family`` in every embedded database: ``migrations[i]`` holds the
     statements that take it from version ``i`` to ``i + 1``. Each step runs once per database,
     in its own transaction, under the write lock (two processes opening a new store at once
     migrate it once). A step should only add tables, indexes and triggers, so an older pairio
     keeps working on a migrated database. ``in_user_version``: the family's version is kept in
     ``PRAGMA user_version`` (one family only: the records', numbered so before families were
-    registered); other families' in the ``schema_versions`` table."""
+    registered); other families' in the ``schema_versions`` table. ``optional``: a database that
+    cannot be migrated (a full disk, a read-only mount) and lacks this family's newest tables is
+    still read as it is (its readers take missing tables as empty); otherwise it is refused."""
     steps = tuple(tuple(step) for step in migrations)
+    if optional:
+        _schemas.optional.add(family)
+    else:
+        _schemas.optional.discard(family)
     if in_user_version:
         if _schemas.in_user_version not in (None, family):
             raise ConfigurationError(f"schema family {_schemas.in_user_version!r} already keeps PRAGMA user_version")
@@ -169,8 +177,9 @@ def _set_version(connection: sqlite3.Connection, family: str, number: int) -> No
 
 
 def _behind(connection: sqlite3.Connection) -> bool:
-    """True if a registered family is older in this database than registered."""
-    return any(_version(connection, family) < len(steps) for family, steps in _schemas.families.items())
+    """True if a registered family, not optional, is older in this database than registered."""
+    return any(_version(connection, family) < len(steps) for family, steps in _schemas.families.items()
+               if family not in _schemas.optional)
 
 
 def _migrate(connection: sqlite3.Connection) -> None:

@@ -54,7 +54,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
 )
 
-register_schema(FAMILY, MIGRATIONS)
+register_schema(FAMILY, MIGRATIONS, optional=True)
 
 _ADD = (
     f"INSERT INTO counts (hour, collection, function, {', '.join(FIELDS)}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -192,7 +192,18 @@ def read_in(connection: sqlite3.Connection, since: float, until: float | None = 
     sql = (f"SELECT {columns}, {', '.join(f'sum({f})' for f in FIELDS)} FROM counts WHERE {' AND '.join(where)} "
            f"GROUP BY {columns} ORDER BY {columns}")
     names = ("hour", *((group,) if group else ()), *FIELDS)
-    return [dict(zip(names, row, strict=True)) for row in connection.execute(sql, params)]
+    try:
+        rows = connection.execute(sql, params).fetchall()
+    except sqlite3.OperationalError as exc:
+        if missing_table(exc):  # a database made before counts, read as it is (it cannot be migrated)
+            return []
+        raise
+    return [dict(zip(names, row, strict=True)) for row in rows]
+
+
+def missing_table(exc: sqlite3.OperationalError) -> bool:
+    """True if ``exc`` says a table is missing (an optional family not made in a database read as it is)."""
+    return str(exc).startswith("no such table")
 
 
 def read(store: object, since: float, until: float | None = None, by: str | None = "function",

@@ -168,7 +168,7 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ("ALTER TABLE server_records ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",),
 )
 # Registered on import: only a process that imports the server's backends makes these tables.
-register_schema(FAMILY, MIGRATIONS)
+register_schema(FAMILY, MIGRATIONS, optional=True)
 
 COLUMNS = ("collection", "key", "function", "code", "dependencies", "arguments", "size", "seconds", "host",
            "created", "channel", "hits", "last_used", "inputs")
@@ -265,15 +265,25 @@ class EmbeddedRecords(RecordStore):
             local_counts.write_in(connection, [r.values() for r in rows])
 
     def get(self, collection: str, key: str) -> ServerRecord | None:
-        with self.store.transaction() as connection:
-            row = connection.execute(_SELECT + " WHERE collection = ? AND key = ?", (collection, key)).fetchone()
+        try:
+            with self.store.transaction() as connection:
+                row = connection.execute(_SELECT + " WHERE collection = ? AND key = ?", (collection, key)).fetchone()
+        except sqlite3.OperationalError as exc:
+            if local_counts.missing_table(exc):  # a store made before records, read as it is
+                return None
+            raise
         return None if row is None else record_from_row(row)
 
     def _ordered(self, collections: Collection[str], sort: str, limit: int | None) -> Iterator[ServerRecord]:
         sql = (_SELECT + " WHERE collection IN (SELECT value FROM json_each(?)) "
                f"ORDER BY {sort} DESC, created DESC, key LIMIT ?")
-        with self.store.transaction() as connection:
-            rows = connection.execute(sql, (json.dumps(sorted(collections)), -1 if limit is None else limit)).fetchall()
+        try:
+            with self.store.transaction() as connection:
+                rows = connection.execute(sql, (json.dumps(sorted(collections)), -1 if limit is None else limit)).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not local_counts.missing_table(exc):  # a store made before records, read as it is: none
+                raise
+            rows = []
         for row in rows:
             yield record_from_row(row)
 
