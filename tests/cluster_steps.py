@@ -23,10 +23,14 @@ from pathlib import Path
 import pairio as pa
 
 BIG_ARRAY_LENGTH = 12_500_000  # float64: 100 MB
+# The tests' hooks, read through these constants: an environment variable a step reads by a literal name is
+# part of its key (a name held in a constant is not followed), and the hooks must not be: the
+# test's machines differ in them on purpose.
+RUNS_VARIABLE, HANG_VARIABLE, GO_VARIABLE = "PAIRIO_TEST_RUNS", "PAIRIO_TEST_HANG_FILE", "PAIRIO_TEST_GO_FILE"
 
 
 def note(step: str) -> None:
-    runs = os.environ.get("PAIRIO_TEST_RUNS")
+    runs = os.environ.get(RUNS_VARIABLE)
     if runs:
         fd = os.open(runs, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
@@ -43,7 +47,7 @@ def executions(runs: Path) -> list[str]:
 @pa.cached
 def slow(x: int, seconds: float = 0.2) -> dict:
     note(f"slow-{x}")
-    started = os.environ.get("PAIRIO_TEST_HANG_FILE")
+    started = os.environ.get(HANG_VARIABLE)
     if started:  # the leaseholder that a test kills: it says it started, then never finishes
         Path(started).write_text(str(os.getpid()))
         time.sleep(600)
@@ -84,7 +88,7 @@ def main(argv: list[str]) -> None:
     config, command, *args = argv
     pa.set_config(**json.loads(config))
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(message)s")
-    go = os.environ.get("PAIRIO_TEST_GO_FILE")
+    go = os.environ.get(GO_VARIABLE)
     if go:  # start together: wait for the test to say go
         deadline = time.monotonic() + 60
         while not os.path.exists(go) and time.monotonic() < deadline:

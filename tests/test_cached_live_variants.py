@@ -469,3 +469,16 @@ def test_an_object_whose_getattr_raises_key_error_is_walked(tmp_path):
         """
     live = 'first = step(1)\nSCALER.d["k"] = 20\nprint(json.dumps([first, step(2), step(1)]))'
     assert _run(tmp_path, _program(prelude, live)) == [10, 40, 20]
+
+
+def test_the_example_pipelines_steps_imported_are_not_taken_for_edited_files(tmp_path):
+    """The check that a helper's file still holds the code that runs compares compiled code by
+    bytes that depend on its value only (marshal's back-references depend on which equal objects
+    a process happens to share): imported as a module, the example's steps are keyed by source."""
+    examples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples")
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import pipeline as p; "
+            "print(json.dumps({n: getattr(p, n).explain(*a)['not_counted']['notes'] for n, a in "
+            "[('synthesize_recording', (4, 2.0, 0))]}))")
+    env = {**os.environ, "PAIRIO_DB_PATH": str(tmp_path / "db")}
+    out = subprocess.run([sys.executable, "-c", code, examples], env=env, check=True, capture_output=True, text=True)
+    assert json.loads(out.stdout) == {"synthesize_recording": []}

@@ -29,6 +29,18 @@ def test_scikit_learn_pipeline_memory_tests_pass_with_pairio_memory(name, monkey
     fake = types.SimpleNamespace(**{k: getattr(joblib, k) for k in dir(joblib) if not k.startswith("__")})
     fake.Memory = pairio.Memory
     monkeypatch.setattr(sklearn_pipeline_tests, "joblib", fake)
+    # The tests remove their cache directory with shutil.rmtree while pairio's background writer
+    # may still be writing the calls' counts into it (a file made mid-removal fails it with "Directory
+    # not empty"): the queued writes are drained first, as a program removing a live store should.
+    import shutil
+
+    from pairio.deferred import drain_all
+
+    def rmtree(path, *args, **kwargs):
+        drain_all()
+        shutil.rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(sklearn_pipeline_tests, "shutil", types.SimpleNamespace(rmtree=rmtree))
     monkeypatch.chdir(tmp_path)
     test = getattr(sklearn_pipeline_tests, name)
     import inspect

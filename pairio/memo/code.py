@@ -320,7 +320,7 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
             # Which of the file's definitions made the class is unknown (an enum redefined further
             # down): by its body's compiled code and values too, only on this Python version.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            digest = hashlib.sha1(f"{digest}\0{version}\0".encode() + marshal.dumps(_class_fingerprint(obj))
+            digest = hashlib.sha1(f"{digest}\0{version}\0".encode() + _stable_bytes(_class_fingerprint(obj))
                                   ).hexdigest()
     except (OSError, TypeError):
         code = getattr(obj, "__code__", None)
@@ -329,7 +329,7 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
             # its compiled form without file name or line numbers, which is tied to this Python
             # version, so such keys are not shared across versions.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            digest = hashlib.sha1(version.encode() + b"\0" + marshal.dumps(code_fingerprint(code))).hexdigest()
+            digest = hashlib.sha1(version.encode() + b"\0" + _stable_bytes(code_fingerprint(code))).hexdigest()
             note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
                     f"so it is keyed by its compiled code: the same code gives the same key wherever it "
                     f"stands, but only on Python {version}; define it in a .py file to share keys across "
@@ -339,7 +339,7 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
         elif isinstance(obj, type):
             # A class without source: by its bases and the compiled code and values of its body.
             version = f"{sys.version_info[0]}.{sys.version_info[1]}"
-            digest = hashlib.sha1(version.encode() + b"\0" + marshal.dumps(_class_fingerprint(obj))).hexdigest()
+            digest = hashlib.sha1(version.encode() + b"\0" + _stable_bytes(_class_fingerprint(obj))).hexdigest()
             note = (f"{qualified_name(obj)}: no source file to read (defined in python -c, stdin or exec?), "
                     f"so the class is keyed by its methods' compiled code and its attributes' values, "
                     f"only on Python {version}")
@@ -385,9 +385,16 @@ _file_codes: dict[str, tuple[tuple[int, int], set[tuple[str, int, str]] | None]]
 _file_codes_lock = threading.Lock()
 
 
+def _stable_bytes(fingerprint: Any) -> bytes:
+    """``fingerprint`` (tuples of plain values) as bytes that depend on its value only: marshal's
+    format 2, without the back-references of later formats, whose use depends on which equal
+    objects happen to be shared (interned) in this process."""
+    return marshal.dumps(fingerprint, 2)
+
+
 def _code_id(code: types.CodeType) -> tuple[str, int, str]:
     name = getattr(code, "co_qualname", code.co_name)
-    return name, code.co_firstlineno, hashlib.sha1(marshal.dumps(code_fingerprint(code))).hexdigest()
+    return name, code.co_firstlineno, hashlib.sha1(_stable_bytes(code_fingerprint(code))).hexdigest()
 
 
 def _file_code_ids(file: str) -> set[tuple[str, int, str]] | None:
