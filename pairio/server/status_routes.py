@@ -11,6 +11,7 @@ act for a visitor (no CSRF).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import hmac
 from collections.abc import Callable, Collection
@@ -47,19 +48,20 @@ class Viewer:
     channel: str | None = None  # the channel, on the server (its status views are rate limited)
 
 
-class Access:
-    """How a request shows who looks."""
+class Access(abc.ABC):
+    """How a request shows who looks: the server's channels, or ``pairio ui``'s token."""
 
+    @abc.abstractmethod
     def viewer(self, request: Request) -> Viewer | None:
         """The viewer of ``request``, or None if it shows none (ApiError 401 for a bad signature)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def refused(self, request: Request, html: bool) -> Response:
         """The answer to a request without a viewer."""
-        raise NotImplementedError
 
     def limit(self, viewer: Viewer) -> None:
         """Take one status view from ``viewer``'s allowance: ApiError 429 past it (none by default)."""
+        return None
 
     def routes(self) -> list[Route]:
         """Routes of its own (sign-in, sign-out)."""
