@@ -233,6 +233,21 @@ def _b(text: str) -> bytes:
     return text.encode("utf-8")
 
 
+
+def _pair_statements(collection: str, pairs: Mapping[str, str | None]) -> list[tuple[str, tuple]]:
+    """The statements that set ``pairs`` (a value of None deletes its key) in ``collection``: an
+    upsert of the set ones and a delete of the others, each only if it has keys."""
+    name = _b(collection)
+    upsert_keys = [_b(k) for k, v in pairs.items() if v is not None]
+    upsert_values = [_b(v) for v in pairs.values() if v is not None]
+    deletes = [_b(k) for k, v in pairs.items() if v is None]
+    statements: list[tuple[str, tuple]] = []
+    if upsert_keys:
+        statements.append((_UPSERT_MANY, (name, upsert_keys, upsert_values)))
+    if deletes:
+        statements.append((_DELETE_MANY, (name, deletes)))
+    return statements
+
 class PostgresStore(KeyValueStore):
     """The pairs in table ``pairio_pairs`` of a PostgreSQL database; thread- and process-safe.
 
@@ -262,20 +277,15 @@ class PostgresStore(KeyValueStore):
         self.database.run(lambda c: c.execute(_SET, (_b(collection), _b(key), _b(value))))
 
     def set_many(self, collection: str, pairs: Mapping[str, str | None]) -> None:
-        name = _b(collection)
-        upsert_keys = [_b(k) for k, v in pairs.items() if v is not None]
-        upsert_values = [_b(v) for v in pairs.values() if v is not None]
-        deletes = [_b(k) for k, v in pairs.items() if v is None]
+        statements = _pair_statements(collection, pairs)
 
         def write(connection) -> None:
             # Pipelined: the statements go in one round trip, not one each.
             with connection.pipeline(), connection.transaction():
-                if upsert_keys:
-                    connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
-                if deletes:
-                    connection.execute(_DELETE_MANY, (name, deletes))
+                for sql, params in statements:
+                    connection.execute(sql, params)
 
-        if upsert_keys or deletes:
+        if statements:
             self.database.run(write)
 
     def delete(self, collection: str, key: str) -> None:
@@ -534,19 +544,14 @@ class PostgresRecords(RecordStore):
     def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
                          now: float | None = None) -> None:
         now = time.time() if now is None else now
-        name = _b(collection)
-        upsert_keys = [_b(k) for k, v in pairs.items() if v is not None]
-        upsert_values = [_b(v) for v in pairs.values() if v is not None]
-        deletes = [_b(k) for k, v in pairs.items() if v is None]
+        statements = _pair_statements(collection, pairs)
         rows = _record_rows(records)
 
         def write(connection) -> None:
             # Pipelined: the statements go in one round trip, not one each.
             with connection.pipeline(), connection.transaction():
-                if upsert_keys:
-                    connection.execute(_UPSERT_MANY, (name, upsert_keys, upsert_values))
-                if deletes:
-                    connection.execute(_DELETE_MANY, (name, deletes))
+                for sql, params in statements:
+                    connection.execute(sql, params)
                 if rows:
                     _write_records(connection, rows, records, now)
 
