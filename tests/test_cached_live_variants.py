@@ -36,6 +36,32 @@ LIVE = {
         def step(x):
             return helper(x)
         """, 'helper.__defaults__[0]["s"] = 20'),
+    "the step's own default tuple rebound": ("""
+        @pairio.cached
+        def step(x, k=10):
+            return x * k
+        """, "step.__wrapped__.__defaults__ = (20,)"),
+    "the step's own keyword-only default rebound": ("""
+        @pairio.cached
+        def step(x, *, k=10):
+            return x * k
+        """, 'step.__wrapped__.__kwdefaults__ = {"k": 20}'),
+    "an environment variable named by a global": ("""
+        os.environ["SCALE"] = "10"
+        NAME = "SCALE"
+
+        @pairio.cached
+        def step(x):
+            return x * int(os.environ[NAME])
+        """, 'os.environ["SCALE"] = "20"'),
+    "an environment variable got by a name in a global": ("""
+        os.environ["SCALE"] = "10"
+        NAME = "SCALE"
+
+        @pairio.cached
+        def step(x):
+            return x * int(os.environ.get(NAME, "1"))
+        """, 'os.environ["SCALE"] = "20"'),
     "a helper's keyword-only default rebound": ("""
         def helper(x, *, k=10):
             return x * k
@@ -368,7 +394,16 @@ print(json.dumps([sorted(not_counted["large_mutable_globals"]), sorted(not_count
     ("FLAGS = [1]\nstep = pairio.cached(lambda x: FLAGS[0] is True)", "FLAGS[0] = True", ["False", "True"]),
     ('OPS = {"f": abs, "k": 10}\nstep = pairio.cached(lambda x: OPS["f"](x) * OPS["k"])', 'OPS["k"] = 10.0',
      ["10", "10.0"]),
-], ids=["an int made a float", "an int made a bool", "in a table"])
+    ("BIG = [1] * 300\nstep = pairio.cached(lambda x: type(BIG[-1]).__name__)", "BIG[:] = [1.0] * 300",
+     ["'int'", "'float'"]),
+    ("BIG = {i: 1 for i in range(300)}\nstep = pairio.cached(lambda x: type(BIG[299]).__name__)", "BIG[299] = 1.0",
+     ["'int'", "'float'"]),
+    ("ROWS = [[1]] * 300\nstep = pairio.cached(lambda x: type(ROWS[0][0]).__name__)", "ROWS[0][0] = True",
+     ["'int'", "'bool'"]),
+    ("S = {1, 2}\nstep = pairio.cached(lambda x: sorted(type(v).__name__ for v in S))", "S.discard(1); S.add(1.0)",
+     ["['int', 'int']", "['float', 'int']"]),
+], ids=["an int made a float", "an int made a bool", "in a table", "in a list of 300", "in a dict of 300",
+        "in a nested list of 300", "in a set"])
 def test_an_item_changed_to_an_equal_value_of_another_type_counts(tmp_path, prelude, change, expected):
     # 1 == 1.0 == True, but they hash apart and a step may tell them apart: no stale hit.
     body = f"first = step(1)\n{change}\nprint(json.dumps([repr(first), repr(step(1))]))"
@@ -482,3 +517,39 @@ def test_the_example_pipelines_steps_imported_are_not_taken_for_edited_files(tmp
     env = {**os.environ, "PAIRIO_DB_PATH": str(tmp_path / "db")}
     out = subprocess.run([sys.executable, "-c", code, examples], env=env, check=True, capture_output=True, text=True)
     assert json.loads(out.stdout) == {"synthesize_recording": []}
+
+
+def test_the_environment_read_by_a_computed_name_is_named_and_a_write_is_not(tmp_path):
+    prelude = """
+        import warnings
+        os.environ["SCALE_A"] = "10"
+
+        @pairio.cached
+        def by_argument(x, name="SCALE_A"):
+            return x * int(os.getenv(name))
+
+        @pairio.cached
+        def by_format(x, k="A"):
+            return x * int(os.environ[f"SCALE_{k}"])
+
+        @pairio.cached
+        def whole(x):
+            return x * len(dict(os.environ))
+
+        @pairio.cached
+        def writes(x):
+            os.environ["WRITTEN"] = "1"
+            return x
+        """
+    body = """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    found = [f.explain(1)["not_counted"]["dynamic_lookups"] for f in (by_argument, by_format, whole, writes)]
+    by_argument(1)
+print(json.dumps([found, [str(w.message) for w in caught]]))
+"""
+    found, warned = _run(tmp_path, _program(prelude, body))
+    for lookups in found[:3]:  # not counted, so named: pass the value as an argument
+        assert len(lookups) == 1 and "os.environ read by a name computed at the call" in lookups[0]
+    assert found[3] == []  # a write reads nothing
+    assert any("environment variable" in w and "by_argument" in w for w in warned)

@@ -659,11 +659,13 @@ class _Walker:
             obj = resolve(ins)
             if obj is _UNRESOLVED:
                 continue
-            variable = _environment_variable(obj, [other for other, _ in instructions[i + 1:i + 4]])
-            if variable is not None:
-                self.environment(variable)
+            variable = _environment_variable(obj, [other for other, _ in instructions[i + 1:i + 5]], resolve)
             following = [other for other, _ in instructions[i + 1:i + 3]]
             what = None
+            if variable == _COMPUTED_VARIABLE:
+                what = "os.environ read by a name computed at the call, or as a whole"
+            elif variable is not None:
+                self.environment(variable)
             if id(obj) in _DYNAMIC_BUILTINS:
                 what = _DYNAMIC_BUILTINS[id(obj)]
             elif isinstance(obj, types.ModuleType):
@@ -997,9 +999,17 @@ def _literal(ins: dis.Instruction | None) -> str | None:
     return ins.argval if ins is not None and ins.opname == "LOAD_CONST" and isinstance(ins.argval, str) else None
 
 
-def _environment_variable(obj: Any, following: list[dis.Instruction]) -> str | None:
+# What _environment_variable gives for a read of the environment it cannot name.
+_COMPUTED_VARIABLE = "<computed>"
+_ENVIRON_READS = ("get", "setdefault", "pop")
+
+
+def _environment_variable(obj: Any, following: list[dis.Instruction], resolve: Callable[[dis.Instruction], Any]
+                          ) -> str | None:
     """The name of the environment variable read by ``obj`` (``os``, ``os.environ``, ``os.getenv``) and
-    the instructions after it: ``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``."""
+    the instructions after it: ``os.environ["X"]``, ``os.environ.get("X")``, ``os.getenv("X")``, the
+    name a literal or a global str; :data:`_COMPUTED_VARIABLE` for any other read of the environment
+    (a name computed at the call, the whole of ``os.environ``); None where it is not read (a write)."""
     def at(n: int) -> dis.Instruction | None:
         return following[n] if len(following) > n else None
 
@@ -1007,22 +1017,47 @@ def _environment_variable(obj: Any, following: list[dis.Instruction]) -> str | N
         ins = at(n)
         return ins.argval if ins is not None and ins.opname in ("LOAD_ATTR", "LOAD_METHOD") else None
 
+    def name(n: int) -> str:
+        """The variable named by the operand at ``n``, then at ``n + 1`` a call or a subscript."""
+        ins = at(n)
+        if ins is None:
+            return _COMPUTED_VARIABLE
+        if ins.opname == "LOAD_CONST":
+            value = ins.argval
+        elif ins.opname in _LOADS:
+            value = resolve(ins)
+        else:
+            return _COMPUTED_VARIABLE
+        after = at(n + 1)
+        if type(value) is not str or after is None or after.opname not in (
+                "CALL", "PRECALL", "BINARY_SUBSCR", "CONTAINS_OP", "LOAD_CONST", "LOAD_GLOBAL", "LOAD_NAME",
+                "LOAD_FAST", "LOAD_DEREF", "STORE_SUBSCR", "DELETE_SUBSCR"):
+            return _COMPUTED_VARIABLE
+        return value
+
     if obj is os:
         if attribute(0) == "getenv":
-            return _literal(at(1))
+            return name(1)
         if attribute(0) != "environ":
             return None
         start = 1
     elif obj is os.getenv:
-        return _literal(at(0))
+        return name(0)
     elif obj is os.environ:
         start = 0
     else:
         return None
-    if attribute(start) == "get":
-        return _literal(at(start + 1))
+    if attribute(start) in _ENVIRON_READS:
+        return name(start + 1)
     after = at(start + 1)
-    return _literal(at(start)) if after is not None and after.opname in ("BINARY_SUBSCR", "CONTAINS_OP") else None
+    if after is not None and after.opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+        return None  # os.environ["X"] = ...: a write
+    if after is not None and after.opname in ("BINARY_SUBSCR", "CONTAINS_OP"):
+        return name(start)
+    ins = at(start)
+    if ins is not None and ins.opname in ("STORE_SUBSCR", "DELETE_SUBSCR"):
+        return None  # os.environ[name] = ... with the name already on the stack
+    return _COMPUTED_VARIABLE
 
 
 def _descriptor_targets(attr: Any) -> list[Any]:
@@ -1247,36 +1282,47 @@ def _plain(value: Any, budget: list[int]) -> bool:
     return False
 
 
-# A plain container up to this many items is compared with its copy type for type (``==`` says
-# 1 == 1.0 == True, which hash apart); a larger one by ``==`` alone, which costs less at every call.
-_EXACT_ITEMS = 256
+class _Members(tuple):
+    """A set's snapshot: its members, in the order the set gave them when it was copied."""
 
 
 def _same(a: Any, b: Any) -> bool:
     """``a == b``, and of the same types all through (``b`` a :func:`_snapshot` of ``a``, sharing
-    its scalars, so that unchanged items are the same objects)."""
+    its scalars, so that unchanged items are the same objects). ``==`` alone says 1 == 1.0 == True,
+    which hash apart. An unchanged container is told at C speed: its items are the very objects copied."""
     if a is b:
         return True
     tp = type(a)
+    if tp is set or tp is frozenset:
+        return type(b) is _Members and len(a) == len(b) and (
+            all(map(operator.is_, a, b)) or {(type(v), v) for v in a} == {(type(v), v) for v in b})
     if tp is not type(b):
         return False
     if tp is dict:
         if len(a) != len(b):
             return False
         if all(map(operator.is_, a.values(), b.values())) and a.keys() == b.keys():
-            return True  # each value the very object copied (the common case, at C speed)
-        return all(k in b and _same(v, b[k]) for k, v in a.items())
+            if all(map(operator.is_, a, b)):
+                return True  # each key and value the very object copied (the common case)
+            return {(type(k), k) for k in a} == {(type(k), k) for k in b}
+        return all(k in b and _same(v, b[k]) for k, v in a.items()) and (
+            all(map(operator.is_, a, b)) or {(type(k), k) for k in a} == {(type(k), k) for k in b})
     if tp is list or tp is tuple:
         return len(a) == len(b) and (all(map(operator.is_, a, b)) or all(map(_same, a, b)))
     return a == b
 
 
 def _snapshot(value: Any) -> Any:
-    """A copy of a plain container, its scalars shared (functions and classes too)."""
+    """A copy of a plain container, its scalars shared (functions and classes too; a tuple or a
+    frozenset of scalars, which cannot change, too)."""
     tp = type(value)
     if tp is dict:
         return {k: _snapshot(v) for k, v in value.items()}
-    if tp in (list, tuple, set, frozenset):
+    if (tp is tuple or tp is frozenset) and all(type(v) in _CONSTANT_TYPES for v in value):
+        return value
+    if tp is set or tp is frozenset:
+        return _Members(_snapshot(v) for v in value)
+    if tp is list or tp is tuple:
         return tp(_snapshot(v) for v in value)
     return value
 
@@ -1286,9 +1332,7 @@ def _content_check(value: Any, digest: str, label: str, strict: bool) -> Callabl
     with a copy where that is exact and cheap, else hashing it again."""
     if _plain(value, [_MAX_WATCHED_ITEMS]):
         snapshot = _snapshot(value)
-        if _plain(value, [_EXACT_ITEMS]):  # small (a dict of options): 1 -> 1.0 or True counts too
-            return lambda: _same(value, snapshot)
-        return lambda: value == snapshot
+        return lambda: _same(value, snapshot)
     numpy = sys.modules.get("numpy")
     if numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject:
         shape, dtype, data = value.shape, value.dtype, value.tobytes()

@@ -60,7 +60,7 @@ class KeyMaker:
         self.ignore = frozenset(ignore)
         self.explicit_dependencies = tuple(sorted(set(dependencies)))
         self.strict = strict
-        self.signature = inspect.signature(func)
+        self._read_signature()
         params = list(self.signature.parameters.values())
         unknown = self.ignore - {p.name for p in params}
         if unknown:
@@ -70,7 +70,6 @@ class KeyMaker:
         self._positional = [p.name for p in params if p.kind in _POSITIONAL]
         self._keywords = frozenset(p.name for p in params if p.kind in (
             inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY))
-        self._defaults = {p.name: p.default for p in params if p.default is not inspect.Parameter.empty}
         self._simple = not any(p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
                                for p in params)
         # A call passing every parameter by position (the commonest) is bound by zip: its
@@ -94,6 +93,25 @@ class KeyMaker:
         # while that prefix is the current one (each code description makes a new one).
         self._plain_keys: dict[tuple, tuple[tuple[str, dict[str, str], dict[str, str]], Any]] = {}
         self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
+
+    def _read_signature(self) -> None:
+        """The signature and the defaults as the function has them now (``__defaults__`` and
+        ``__kwdefaults__`` can be rebound: the call then runs with the new ones)."""
+        func = self.func
+        now = (getattr(func, "__defaults__", None), getattr(func, "__kwdefaults__", None))
+        self.signature = inspect.signature(func)
+        self._defaults = {p.name: p.default for p in self.signature.parameters.values()
+                          if p.default is not inspect.Parameter.empty}
+        self._defaults_now = now  # last: a thread that sees it sees the defaults read with it
+
+    def _check_defaults(self) -> None:
+        """Take rebound defaults: the keys memoised for plain arguments were made with the old ones."""
+        func = self.func
+        positional, keywords = self._defaults_now
+        if (getattr(func, "__defaults__", None) is not positional
+                or getattr(func, "__kwdefaults__", None) is not keywords):
+            self._read_signature()
+            self._plain_keys = {}
 
     # --- the code part ---------------------------------------------------------------
 
@@ -119,10 +137,11 @@ class KeyMaker:
         new = [d for d in code.dynamic if d not in self._warned_globals]
         if new:
             self._warned_globals.update(new)
-            warn_user(f"pairio: {code.function} looks code up by a name computed at run time "
-                      f"({'; '.join(code.dynamic)}): pairio cannot see what that reaches, so an "
-                      f"edit there would not change the key (a stale hit). Refer to the helper "
-                      f"directly, list a library in dependencies=[...], or raise version= when it "
+            warn_user(f"pairio: {code.function} looks code or settings up by a name computed at run time "
+                      f"({'; '.join(code.dynamic)}): pairio cannot see what that reaches, so a "
+                      f"change there would not change the key (a stale hit). Refer to the helper "
+                      f"directly (an environment variable by its literal name, or pass its value as an "
+                      f"argument), list a library in dependencies=[...], or raise version= when it "
                       f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
         for label, why in code.large.items():
             if label not in self._warned_globals:
@@ -157,6 +176,7 @@ class KeyMaker:
 
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         """The arguments by name in signature order, defaults applied (TypeError as Python would)."""
+        self._check_defaults()
         if self._simple and len(args) <= len(self._positional):
             bound = dict(zip(self._positional, args, strict=False))
             ok = True
@@ -262,6 +282,7 @@ class KeyMaker:
         code = self._code
         if code is None or not code.watch.fresh():  # a global rebound, a helper redefined...
             self._refresh()
+        self._check_defaults()
         plain: dict | None = self._plain_keys
         if (type(args) is tuple and len(args) == self._arity and not kwargs and file_hash is None and not method
                 and _plain(args)):
