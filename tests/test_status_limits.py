@@ -91,3 +91,18 @@ def test_the_limiters_wait_takes_no_token_and_idle_buckets_are_forgotten():
     now[0] = 61.0
     limiter.forget_idle()
     assert len(limiter) == 0
+
+
+def test_failed_sign_ins_are_counted_across_replicas_sharing_postgresql(tmp_path, postgres_url):
+    # Two replicas of one deployment: guesses spread over both are one address's guesses.
+    settings = status_settings(database=postgres_url)
+    with ServerProcess(tmp_path / "a", settings) as a, ServerProcess(tmp_path / "b", settings) as b:
+        half = FAILED_SIGNINS_PER_MINUTE // 2
+        for server in [a] * half + [b] * (FAILED_SIGNINS_PER_MINUTE - half):
+            assert signed_request(server.url, "lab-rw", "a-wrong-guess", "/api/v1/status/session", {}).status_code == 401
+        for server in (a, b):
+            # The shared allowance is spent: a replica learns it with its next failure, and refuses from then on.
+            assert signed_request(server.url, "lab-rw", "a-wrong-guess", "/api/v1/status/session", {}).status_code \
+                in (401, 429)
+            refused = signed_request(server.url, "lab-rw", RW_PASSWORD, "/api/v1/status/session", {})
+            assert refused.status_code == 429 and "too many failed sign-ins" in refused.json()["error"]

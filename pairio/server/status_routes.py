@@ -14,6 +14,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import hmac
+import time
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlencode
@@ -74,8 +75,10 @@ class ChannelAccess(Access):
     def __init__(self, settings: ServerSettings, guard: Guard) -> None:
         self.settings = settings
         self.guard = guard
-        # Per client address, in this process (each replica or worker counts its own).
+        # Per client address: exactly in this process, and through the coordination backend shared
+        # by every replica (PostgreSQL's), which tells each one when the address is past the limit.
         self.failures = RateLimiter()
+        self.blocked: dict[str, float] = {}  # address -> when (time.monotonic()) the shared limit lets it in
 
     def readable(self, channel: str) -> list[str]:
         """The collections ``channel`` may read, sorted."""
@@ -90,7 +93,13 @@ class ChannelAccess(Access):
         return ("pairio.signin", request.client.host if request.client else "", "failed")
 
     def _check_address(self, request: Request) -> None:
-        wait = self.failures.wait(self._address(request), FAILED_SIGNINS_PER_MINUTE)
+        bucket = self._address(request)
+        wait = self.failures.wait(bucket, FAILED_SIGNINS_PER_MINUTE)
+        until = self.blocked.get(bucket[1])
+        if until is not None:
+            wait = max(wait, until - time.monotonic())
+            if wait <= 0:
+                self.blocked.pop(bucket[1], None)
         if wait:
             raise ApiError(429, f"too many failed sign-ins from this address (at most {FAILED_SIGNINS_PER_MINUTE} "
                                 f"a minute): try again in {retry_after_header(wait)} s",
@@ -99,7 +108,14 @@ class ChannelAccess(Access):
     def _failed(self, request: Request) -> None:
         if len(self.failures) > 10_000:
             self.failures.forget_idle()
-        self.failures.acquire(self._address(request), FAILED_SIGNINS_PER_MINUTE)
+        bucket = self._address(request)
+        self.failures.acquire(bucket, FAILED_SIGNINS_PER_MINUTE)
+        wait = self.guard.coordination.take_tokens(bucket, FAILED_SIGNINS_PER_MINUTE)
+        if wait:
+            if len(self.blocked) > 10_000:
+                now = time.monotonic()
+                self.blocked = {a: t for a, t in self.blocked.items() if t > now}
+            self.blocked[bucket[1]] = time.monotonic() + wait
 
     def viewer(self, request: Request, body: bytes = b"") -> Viewer | None:
         """Also ApiError 429 for an address past :data:`FAILED_SIGNINS_PER_MINUTE`, before any check."""
