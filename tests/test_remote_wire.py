@@ -11,6 +11,7 @@ import datetime
 import hashlib
 import ipaddress
 import json
+import os
 import socket
 import ssl
 import threading
@@ -355,3 +356,26 @@ def test_threads_share_a_store_each_request_on_a_connection_of_its_own(server):
     for t in threads:
         t.join()
     assert wrong == [] and 1 <= len(store.origins[store.url]._idle) <= 3
+
+
+def test_a_connection_on_a_descriptor_over_1023_is_still_kept(server):
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1200:
+        pytest.skip(f"this process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, 1200), hard))
+    read_end, write_end = os.pipe()
+    held = [os.dup(read_end) for _ in range(1030)]  # the store's socket comes after them
+    try:
+        store = RemoteStore(server.url, "lab-rw", RW_PASSWORD)
+        k = key()
+        store.set("spikes", k, "v")
+        port = local_port(store)
+        assert store.origins[store.url]._idle[0].sock.fileno() > 1023
+        assert store.get("spikes", k) == "v" and local_port(store) == port
+        store.close()
+    finally:
+        for fd in (*held, read_end, write_end):
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))

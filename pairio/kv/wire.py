@@ -192,12 +192,7 @@ class Origin:
                 if not self._idle:
                     return None
                 conn = self._idle.pop()
-            try:
-                # An idle connection is readable only if the server closed it (or sent what was not asked).
-                readable = select.select([conn.sock], [], [], 0)[0]
-            except (OSError, ValueError):
-                readable = True
-            if not readable and not conn.buffer:
+            if not conn.buffer and not _readable(conn.sock):
                 return conn
             conn.close()
 
@@ -221,6 +216,22 @@ class Origin:
             sock.close()
             raise WireError(_reason(exc)) from None
         return _Connection(sock)
+
+
+def _readable(sock: socket.socket) -> bool:
+    """Whether ``sock`` has something to read: an idle connection has only if the server closed it
+    (or sent what was not asked). poll, where there is one: select refuses descriptors over 1023."""
+    try:
+        if _POLL:
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        return bool(select.select([sock], [], [], 0)[0])
+    except (OSError, ValueError):
+        return True
+
+
+_POLL = hasattr(select, "poll")
 
 
 def _reason(exc: BaseException) -> str:
