@@ -14,10 +14,12 @@ between them):
    the server can answer. gets/s over all clients, the median of ``--rounds`` rounds,
    p50/p99 latency, and the server's CPU time per get (from /proc: the figure least
    moved by other work on the machine);
-2. single gets by pairio's client (RemoteStore: requests over a pooled session), one round;
+2. single gets by pairio's client (RemoteStore, over its keep-alive connections), one round:
+   gets/s beside the lean clients', and the client's own CPU time per get (user and system);
 3. single sets by lean clients, without records and with one (the ``records`` field of a
    set, when the server takes it: ``--records auto`` asks it), and their ratio;
-4. get_many of 1,000 keys by RemoteStore clients: keys/s over all clients;
+4. get_many of 1,000 keys by RemoteStore clients: keys/s over all clients, and the client's
+   CPU time per get_many;
 
 then ``redis-benchmark -t get -c <clients>`` against 127.0.0.1:6379 if it runs, beside
 the single gets; then one object of ``--content-mb`` MB uploaded and downloaded by a
@@ -40,6 +42,7 @@ import json
 import multiprocessing
 import os
 import re
+import resource
 import shutil
 import socket
 import statistics
@@ -152,7 +155,15 @@ def lean_requests(url: str, what: str, seconds: float, start_at: float, rounds: 
     queue.put(out)
 
 
+def client_cpu_seconds() -> float:
+    """User and system CPU seconds this process has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def single_gets(url: str, seconds: float, start_at: float, rounds: int, queue) -> None:
+    """Single gets by pairio's client for ``seconds``: the latency of each, then (as a second
+    list) the CPU seconds the client spent on them."""
     store = RemoteStore(url, CHANNEL, PASSWORD)
     ks = keys()
     store.get(COLLECTION, ks[0])  # open the connection before the clock starts
@@ -161,6 +172,7 @@ def single_gets(url: str, seconds: float, start_at: float, rounds: int, queue) -
         time.sleep(0.001)
     end = time.perf_counter() + seconds
     i = os.getpid()
+    cpu = client_cpu_seconds()
     while True:
         t0 = time.perf_counter()
         if t0 >= end:
@@ -169,10 +181,12 @@ def single_gets(url: str, seconds: float, start_at: float, rounds: int, queue) -
         latencies.append(time.perf_counter() - t0)
         assert value is not None
         i += 1
-    queue.put([latencies])
+    queue.put([latencies, [client_cpu_seconds() - cpu]])
 
 
 def batch_gets(url: str, seconds: float, start_at: float, rounds: int, queue) -> None:
+    """get_many of BATCH keys by pairio's client for ``seconds``: the latency of each, then (as a
+    second list) the CPU seconds the client spent on them."""
     store = RemoteStore(url, CHANNEL, PASSWORD)
     ks = keys()
     batches = [ks[i : i + BATCH] for i in range(0, NUM_KEYS, BATCH)]
@@ -182,6 +196,7 @@ def batch_gets(url: str, seconds: float, start_at: float, rounds: int, queue) ->
     end = time.perf_counter() + seconds
     done = 0
     latencies = []
+    cpu = client_cpu_seconds()
     while True:
         t0 = time.perf_counter()
         if t0 >= end:
@@ -190,7 +205,7 @@ def batch_gets(url: str, seconds: float, start_at: float, rounds: int, queue) ->
         latencies.append(time.perf_counter() - t0)
         assert len(found) == BATCH
         done += 1
-    queue.put([latencies])
+    queue.put([latencies, [client_cpu_seconds() - cpu]])
 
 
 def run_clients(target, urls: list[str], clients: int, seconds: float, *args,
@@ -265,16 +280,18 @@ def measure(urls: list[str], pids: list[int], args) -> dict[str, float]:
     out["single_get_p50_ms"] = 1000 * statistics.median(latencies)
     out["single_get_p99_ms"] = 1000 * percentile(latencies, 99)
     out["server_cpu_us_per_get"] = cpu
-    latencies = run_clients(single_gets, urls, clients, seconds)[0]
+    latencies, cpus = run_clients(single_gets, urls, clients, seconds)
     out["remote_store_gets_per_s"] = len(latencies) / seconds
     out["remote_store_get_p50_ms"] = 1000 * statistics.median(latencies)
+    out["remote_store_client_cpu_us_per_get"] = 1e6 * sum(cpus) / len(latencies)
     out["single_sets_per_s"], latencies, out["server_cpu_us_per_set"] = lean("set")
     out["single_set_p50_ms"] = 1000 * statistics.median(latencies)
     if args.records_on:
         out["single_sets_with_record_per_s"], latencies, out["server_cpu_us_per_set_with_record"] = lean("set+record")
         out["single_set_with_record_p50_ms"] = 1000 * statistics.median(latencies)
-    latencies = run_clients(batch_gets, urls, clients, seconds)[0]
+    latencies, cpus = run_clients(batch_gets, urls, clients, seconds)
     out["get_many_keys_per_s"] = len(latencies) * BATCH / seconds
+    out["get_many_client_cpu_ms"] = 1000 * sum(cpus) / len(latencies)
     out["get_many_p50_ms"] = 1000 * statistics.median(latencies)
     out["get_many_p99_ms"] = 1000 * percentile(latencies, 99)
     return out
@@ -501,8 +518,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name:<24} single get {f['single_gets_per_s']:>8,.0f} gets/s "
                       f"(p50 {f['single_get_p50_ms']:.2f} ms, p99 {f['single_get_p99_ms']:.2f} ms; "
                       f"server CPU {f['server_cpu_us_per_get']:.0f} us a get)")
-                print(f"  {'':<24} by pairio's client (RemoteStore) {f['remote_store_gets_per_s']:>8,.0f} gets/s "
-                      f"(p50 {f['remote_store_get_p50_ms']:.2f} ms)")
+                print(f"  {'':<24} by pairio's client {f['remote_store_gets_per_s']:>8,.0f} gets/s "
+                      f"(p50 {f['remote_store_get_p50_ms']:.2f} ms; client CPU "
+                      f"{f['remote_store_client_cpu_us_per_get']:.0f} us a get; lean clients "
+                      f"{f['single_gets_per_s']:,.0f} gets/s)")
                 line = (f"  {'':<24} single set {f['single_sets_per_s']:>8,.0f} sets/s "
                         f"(p50 {f['single_set_p50_ms']:.2f} ms, server CPU {f['server_cpu_us_per_set']:.0f} us)")
                 if "single_sets_with_record_per_s" in f:
@@ -514,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
                              f"(target <= 1.3x: {'met' if ratio <= 1.3 else 'NOT met'})")
                 print(line)
                 print(f"  {'':<24} get_many of {BATCH} {f['get_many_keys_per_s']:>9,.0f} keys/s "
-                      f"(p50 {f['get_many_p50_ms']:.2f} ms)")
+                      f"(p50 {f['get_many_p50_ms']:.2f} ms; client CPU {f['get_many_client_cpu_ms']:.2f} ms "
+                      "a get_many, by pairio's client)")
             embedded = setups["embedded, 1 replica"]
             redis = figures["redis_benchmark_get_per_s"] = redis_get_ceiling(args.clients)
             if redis is None:

@@ -341,23 +341,32 @@ def test_4xx_is_not_retried(scripted):
 # --- processes ---------------------------------------------------------------------------------
 
 
+def _connection_port(store) -> int:
+    """The local port of the store's one idle connection to its server."""
+    (conn,) = store.origins[store.url]._idle
+    return conn.sock.getsockname()[1]
+
+
 def _child_get(store, k, queue):
-    queue.put((store._session is None, store.get("spikes", k)))
+    inherited = store._origins is None and store._session is None
+    value = store.get("spikes", k)
+    queue.put((inherited, value, _connection_port(store)))
 
 
-def test_a_forked_child_gets_its_own_session(server, stored):
+def test_a_forked_child_uses_a_fresh_connection_and_the_parent_keeps_its_own(server, stored):
     store = RemoteStore(server.url, "lab-rw", RW_PASSWORD)
     k = key()
     store.set("spikes", k, "parent")
-    assert store._session is not None
+    parent_port = _connection_port(store)
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     child = ctx.Process(target=_child_get, args=(store, k, queue))
     child.start()
-    fresh, value = queue.get(timeout=20)
+    fresh, value, child_port = queue.get(timeout=20)
     child.join(20)
-    assert fresh and value == "parent"
+    assert fresh and value == "parent" and child_port != parent_port
     assert store.get("spikes", k) == "parent"
+    assert _connection_port(store) == parent_port  # the parent's connection was not disturbed
 
 
 def test_a_server_answering_without_the_expected_field_is_named_not_a_key_error(scripted):

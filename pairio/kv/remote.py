@@ -1,8 +1,10 @@
 """The HTTP client of a pairio server: a KeyValueStore whose pairs live on the server.
 
 Every request is signed (:mod:`pairio.signing`); the password never leaves the
-process. One pooled ``requests.Session`` per store and process (a forked child
-makes its own). Connection errors, 5xx and 429 are retried with exponential
+process. The small JSON calls (get, set, get_many, leases, ...) go over
+:mod:`pairio.kv.wire`'s keep-alive connections, content and a URL the environment sends
+through a proxy over a pooled ``requests.Session``: each per store and process (a forked
+child makes its own). Connection errors, 5xx and 429 are retried with exponential
 backoff (honouring Retry-After up to ``max_retry_after``); then the error for
 the cause is raised, naming the server's URL:
 
@@ -64,6 +66,7 @@ from ..errors import (
 from ..identity import Identity, signature_key, signed_record
 from ..signing import CHANNEL_PATTERN, sign_request
 from .base import KeyValueStore
+from .wire import Answer, Headers, Origin, WireError
 
 API = "/api/v1"
 logger = logging.getLogger("pairio")
@@ -78,6 +81,9 @@ def _forget_sessions_after_fork() -> None:
     # A pooled connection shared by two processes would interleave their requests.
     for store in list(_stores):
         store._session = None
+        for origin in (store._origins or {}).values():
+            origin.forget()
+        store._origins = None
         store._lock = threading.Lock()
 
 
@@ -121,6 +127,8 @@ class RemoteStore(KeyValueStore):
         # Lowered when the server refuses a body as too large (its maxBodyBytes is smaller).
         self.max_body_bytes = MAX_BODY_BYTES
         self._session: requests.Session | None = None
+        # Per URL, its lean connections (None where the environment names a proxy for it); made on first use.
+        self._origins: dict[str, Origin | None] | None = None
         self._lock = threading.Lock()
         # The writer whose key signs the pairs set (see pairio.identity); None: sent unsigned.
         self._signer = signer
@@ -214,8 +222,8 @@ class RemoteStore(KeyValueStore):
             data = signed_record(signer, collection, values)
             record_sha1 = hashlib.sha1(data).hexdigest()
             try:
-                self.request("PUT", f"{API}/content/sha1/{record_sha1}", data, body_hash=record_sha1,
-                             headers={"Content-Type": "application/octet-stream"}).close()
+                self._exchange("PUT", f"{API}/content/sha1/{record_sha1}", data, body_hash=record_sha1,
+                               headers={"Content-Type": "application/octet-stream"})
             except (PermissionDeniedError, BadRequestError) as exc:
                 logger.info("pairs are set unsigned on %s: the signed record was refused (%s)", self._shown_url, exc)
                 self._signing = False
@@ -285,6 +293,10 @@ class RemoteStore(KeyValueStore):
             if self._session is not None:
                 self._session.close()
                 self._session = None
+            origins, self._origins = self._origins, None
+        for origin in (origins or {}).values():
+            if origin is not None:
+                origin.close()
 
     # --- the wire ------------------------------------------------------------------
 
@@ -309,11 +321,26 @@ class RemoteStore(KeyValueStore):
         # would otherwise re-read them on every call, a third of a small request's time.
         self._proxies = {u: requests.utils.get_environ_proxies(u) for u in self.urls}
         session.proxies = self._proxies[self.urls[0]]
-        ca_bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        ca_bundle = _ca_bundle()
         if ca_bundle:
             session.verify = ca_bundle
         session.trust_env = False
         return session
+
+    @property
+    def origins(self) -> dict[str, Origin | None]:
+        """This process's lean connections per URL: None for a URL the environment sends through a proxy."""
+        origins = self._origins
+        if origins is None:
+            with self._lock:
+                if self._origins is None:
+                    ca_bundle = _ca_bundle()
+                    self._origins = {
+                        u: None if requests.utils.select_proxy(u, requests.utils.get_environ_proxies(u))
+                        else Origin(u, timeout=self.timeout, ca_bundle=ca_bundle, pool_size=self.pool_size)
+                        for u in self.urls}
+                origins = self._origins
+        return origins
 
     def _call(self, operation: str, obj: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps(obj, separators=(",", ":")).encode("ascii")
@@ -347,13 +374,33 @@ class RemoteStore(KeyValueStore):
         return {"ok": True}
 
     def _request(self, method: str, path: str, body: bytes) -> dict[str, Any]:
-        response = self.request(method, path, body)
+        response = self._exchange(method, path, body)
         try:
             return response.json()
         except ValueError:
             raise ServerUnavailableError(
                 f"pairio server {self._shown_url} answered {path} with a body that is not JSON"
             ) from None
+
+    def _exchange(self, method: str, path: str, body: bytes, *, body_hash: str | None = None,
+                  headers: Mapping[str, str] | None = None) -> Answer:
+        """One small signed request, retrying as :meth:`request` does: its whole answer (status 200).
+
+        Sent over :mod:`pairio.kv.wire`'s connections, or with requests where a proxy applies."""
+        fixed = {"Content-Type": "application/json", **headers} if headers else _JSON
+
+        def send(base: str, data: bytes, signed: dict[str, str]) -> Answer:
+            origin = self.origins.get(base)
+            if origin is None:  # through the environment's proxy
+                response = self._send(method, base + path, data, {**signed, **fixed})
+                answer = Answer(response.status_code, response.reason or "",
+                                Headers((k.lower(), v) for k, v in response.headers.items()), response.content)
+                response.close()
+                return answer
+            signed.update(fixed)
+            return origin.exchange(method, path, data, signed)
+
+        return self._retrying(method, path, body, body_hash, (200,), self.retries, send)
 
     def request(
         self,
@@ -367,26 +414,35 @@ class RemoteStore(KeyValueStore):
         accept: Container[int] = (200,),
         retries: int | None = None,
     ) -> requests.Response:
-        """Send one signed request, retrying as the class says; the response if its status is in ``accept``.
+        """Send one signed request with requests, retrying as the class says; the response if its
+        status is in ``accept``.
 
         Any other status raises the error for it. ``body`` is bytes, or a callable that makes
         the body afresh for each attempt (an open file, read as it is sent); then
         ``body_hash`` is the digest it is signed with (see :mod:`pairio.signing`).
         With ``stream`` the caller reads (and closes) the response's body.
         """
-        retries = self.retries if retries is None else retries
+        def send(base: str, data: Any, signed: dict[str, str]) -> requests.Response:
+            if headers:
+                signed.update(headers)
+            return self._send(method, base + path, data, signed, stream)
+
+        return self._retrying(method, path, body, body_hash, accept,
+                              self.retries if retries is None else retries, send)
+
+    def _retrying(self, method: str, path: str, body: bytes | Callable[[], Any], body_hash: str | None,
+                  accept: Container[int], retries: int, send: Callable[[str, Any, dict[str, str]], Any]) -> Any:
+        """``send(base_url, body, signed_headers)`` until its answer's status is in ``accept``
+        (retrying and failing over as the class says); that answer, or the error for the last."""
         attempt = 0
         tried = 1  # servers tried in this round of the attempt
         while True:
-            url = self.url + path
             data = body() if callable(body) else body
             signed = sign_request(self.channel, self._password, method, path,
                                   data if isinstance(data, bytes) else b"", body_hash=body_hash)
-            if headers:
-                signed.update(headers)
             try:
-                response = self._send(method, url, data, signed, stream)
-            except requests.RequestException as exc:
+                response = send(self.url, data, signed)
+            except (requests.RequestException, WireError) as exc:
                 failure: RemoteError = ServerUnavailableError(
                     f"pairio server {self._shown_url} is unreachable: {reason(exc)}"
                 )
@@ -439,7 +495,7 @@ class RemoteStore(KeyValueStore):
         # Jitter spreads the retries of many clients after a shared outage.
         return self.backoff * (2**attempt) * (0.5 + random.random())
 
-    def _error(self, response: requests.Response, path: str) -> RemoteError:
+    def _error(self, response: requests.Response | Answer, path: str) -> RemoteError:
         status = response.status_code
         try:
             message = response.json()["error"]
@@ -467,6 +523,14 @@ class _Adapter(HTTPAdapter):
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["blocksize"] = 1 << 20
         super().init_poolmanager(*args, **kwargs)
+
+
+_JSON = {"Content-Type": "application/json"}
+
+
+def _ca_bundle() -> str | None:
+    """The CA bundle the environment names for requests (REQUESTS_CA_BUNDLE, CURL_CA_BUNDLE), if any."""
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
 
 class _BodyTooLargeError(BadRequestError):
@@ -501,7 +565,7 @@ def _chunks(items: list, size: int = MAX_PAIRS_PER_REQUEST) -> Iterator[list]:
         yield items[start : start + size]
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: requests.Response | Answer) -> float | None:
     raw = response.headers.get("Retry-After")
     try:
         return max(0.0, float(raw)) if raw is not None else None
@@ -509,8 +573,10 @@ def _retry_after(response: requests.Response) -> float | None:
         return None
 
 
-def reason(exc: requests.RequestException) -> str:
+def reason(exc: requests.RequestException | WireError) -> str:
     """Why a request failed, in a few words."""
+    if isinstance(exc, WireError):
+        return exc.reason
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.exceptions.SSLError):  # before ConnectionError, its base
