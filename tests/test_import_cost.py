@@ -33,3 +33,63 @@ def test_import_pairio_makes_few_dataclasses():
     found = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
     made = json.loads(found.stdout)
     assert not {"KeyParts", "MissedCall", "StoredResult", "ObjectInfo"} & set(made) and len(made) <= 6, made
+
+
+def _fresh(code: str, **env: str) -> object:
+    """What ``code`` prints (as JSON), run in a fresh interpreter."""
+    import os
+
+    found = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                           env={**os.environ, **env})
+    return json.loads(found.stdout)
+
+
+# What ``import pairio`` leaves for the first use of a name: the layers under the public API, and
+# the standard library they need (sqlite3 for the stores, inspect and dataclasses for keys and config).
+LOADED_ON_FIRST_USE = ("pairio.config", "pairio.content", "pairio.kv", "pairio.key_value", "pairio.lifecycle",
+                       "pairio.memo", "pairio.server", "pairio.hashing", "sqlite3", "inspect", "dataclasses",
+                       "logging", "typing", "hashlib", "json", "pickle")
+
+
+def test_import_pairio_alone_loads_only_the_version_and_the_errors():
+    code = ("import json, sys; before = set(sys.modules); import pairio\n"
+            "print(json.dumps(sorted(set(sys.modules) - before)))")
+    loaded = _fresh(code)
+    assert loaded == ["pairio", "pairio._version", "pairio.errors"], loaded
+
+
+def test_decorating_a_function_loads_no_store_until_its_first_call(tmp_path):
+    code = ("import json, sys\nimport pairio\n@pairio.cached\ndef double(x):\n    return 2 * x\n"
+            f"watched = {LOADED_ON_FIRST_USE[1:5] + ('pairio.memo.remote', 'pairio.memo.values', 'sqlite3')!r}\n"
+            "decorated = [m for m in watched if m in sys.modules]\n"
+            "from pairio.memo import decorator\n"
+            "result = double(21), double(21)\n"
+            "left = [n for n, v in vars(decorator).items() if type(v) is decorator._ForCalls]\n"
+            "print(json.dumps([decorated, result, left, pairio.stats()['__main__.double']['hits']]))")
+    decorated, result, left, hits = _fresh(code, PAIRIO_DB_PATH=str(tmp_path / "store"))
+    assert decorated == [], f"loaded when a function is decorated: {decorated}"
+    assert result == [42, 42] and hits == 1
+    assert left == [], f"names still standing in for their imports after a call: {left}"
+
+
+def test_every_public_name_is_its_submodule_own_whichever_is_used_first():
+    # Each name resolved first in its own interpreter would take a minute; in one, each name is
+    # resolved before the later ones' submodules load (and a name its submodule shares, config, too).
+    code = ("import importlib, json, pairio\n"
+            "wrong = [n for n in reversed(pairio.__all__) if getattr(pairio, n) is not "
+            "getattr(importlib.import_module('pairio.' + pairio._SUBMODULES.get(n, 'errors')), n, None) "
+            "and n != '__version__']\n"
+            "from pairio import *\n"
+            "print(json.dumps([wrong, sorted(dir(pairio)) == sorted(pairio.__all__)]))")
+    wrong, listed = _fresh(code)
+    assert wrong == [] and listed
+
+
+def test_pairio_config_is_the_function_after_its_submodule_loads_first():
+    # Importing a submodule sets it as an attribute of its package: pairio.config, the submodule,
+    # would hide pairio.config, the function, once anything imported it before the name was used.
+    code = ("import json, sys\nimport pairio.kv\nimport pairio.config\nimport pairio\n"
+            "from pairio import config as imported\n"
+            "print(json.dumps([callable(pairio.config), pairio.config is imported, "
+            "pairio.config is sys.modules['pairio.config'].config]))")
+    assert _fresh(code) == [True, True, True]
