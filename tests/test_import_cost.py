@@ -93,3 +93,18 @@ def test_pairio_config_is_the_function_after_its_submodule_loads_first():
             "print(json.dumps([callable(pairio.config), pairio.config is imported, "
             "pairio.config is sys.modules['pairio.config'].config]))")
     assert _fresh(code) == [True, True, True]
+
+
+STORES = ("pairio.content", "pairio.kv", "pairio.key_value", "pairio.lifecycle.records", "pairio.memo",
+          "pairio.server", "pairio.identity", "sqlite3", "socket")
+
+
+def test_the_command_line_help_loads_no_store():
+    # The commands' modules are imported to build the parser: each imports what its handlers use
+    # in the handlers, so `pairio --help` (and a typo's usage message) is quick.
+    code = ("import contextlib, io, json, sys\nfrom pairio.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            "    try:\n        main(['--help'])\n    except SystemExit as exit:\n        code = exit.code\n"
+            f"print(json.dumps([code, [m for m in {STORES!r} "
+            "if m in sys.modules]]))")
+    assert _fresh(code) == [0, []]

@@ -5,6 +5,9 @@ Options every command takes (``--url``, ``--channel``, ``--collection``, ``--get
 each command's parser, so a command module defines only its own; they override the
 configuration for this run. The password never comes from the command line (other
 users see it in ``ps``): PAIRIO_PASSWORD or ``--password-file``.
+
+Each command module imports the stores and layers its handlers use inside those handlers:
+building the parser (``pairio --help``, a usage error) loads none of them.
 """
 
 from __future__ import annotations
