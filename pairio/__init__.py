@@ -96,11 +96,21 @@ _SUBMODULES = {
 }
 
 
+# The table families lifecycle keeps in the embedded store register as their modules load: these
+# names' modules open the store without them, so they load first, as when `import pairio` loaded
+# everything (a store is made with all its tables; made later, they would need a writable store).
+# A cached function's first call loads them itself.
+_OPENS_STORES = ("key_value", "lifecycle.queries", "lifecycle.records", "memo.outbox")
+
+
 def __getattr__(name: str) -> Any:
     submodule = _SUBMODULES.get(name)
     if submodule is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     from importlib import import_module
+
+    if submodule in _OPENS_STORES:
+        from .lifecycle import counts, schema  # noqa: F401
 
     value = globals()[name] = getattr(import_module(f"{__name__}.{submodule}"), name)
     return value

@@ -6,6 +6,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 # Each is imported inside the functions that need it.
 LOADED_ON_USE = ("requests", "urllib3", "cloudpickle", "numpy", "pandas", "starlette", "uvicorn", "joblib",
                  "psycopg", "boto3", "filelock", "sqlite3", "datetime", "decimal")
@@ -108,3 +110,16 @@ def test_the_command_line_help_loads_no_store():
             f"print(json.dumps([code, [m for m in {STORES!r} "
             "if m in sys.modules]]))")
     assert _fresh(code) == [0, []]
+
+
+@pytest.mark.parametrize("made_by", ["import pairio as pa\npa.set('k', 'v')",
+                                     "from pairio.cli import main\nmain(['set', 'k', 'v'])"])
+def test_a_store_made_through_the_public_api_has_every_family_of_tables(tmp_path, made_by):
+    # As when `import pairio` loaded everything: a database made by pa.set alone (or `pairio set`)
+    # has lifecycle's tables too (made later, they would need a writable store: a read-only mount
+    # could not be read).
+    code = (f"import json, sqlite3\n{made_by}\nimport pairio as pa\n"
+            "db = sqlite3.connect(str(pa.get_config().database_dir / 'kv.sqlite3'))\n"
+            "print(json.dumps(sorted(r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE type = 'table'\"))))")
+    tables = _fresh(code, PAIRIO_DB_PATH=str(tmp_path / "store"))
+    assert {"pairs", "entries", "entry_totals", "counts"} <= set(tables), tables

@@ -167,6 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "json"):
         args.json = False
+    # Lifecycle's table families, registered as their modules load: a store a command makes has
+    # them all, whichever layers its handler imports (the parser alone loads none).
+    from ..lifecycle import counts, schema  # noqa: F401
+
     try:
         apply_common_options(args)
         code = args.handler(args)
