@@ -101,6 +101,9 @@ _SUBMODULES = {
 # everything (a store is made with all its tables; made later, they would need a writable store).
 # A cached function's first call loads them itself.
 _OPENS_STORES = ("key_value", "lifecycle.queries", "lifecycle.records", "memo.outbox")
+# Content loaded as data only rebuilds a cached result's files with memo's own helper, which the
+# safe unpickler learns of as memo.values loads: it loads with the content store's names.
+_LOADS_RESULTS = ("content", "content.safe_pickle")
 
 
 def __getattr__(name: str) -> Any:
@@ -111,6 +114,8 @@ def __getattr__(name: str) -> Any:
 
     if submodule in _OPENS_STORES:
         from .lifecycle import counts, schema  # noqa: F401
+    elif submodule in _LOADS_RESULTS:
+        from .memo import values  # noqa: F401
 
     value = globals()[name] = getattr(import_module(f"{__name__}.{submodule}"), name)
     return value

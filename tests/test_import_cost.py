@@ -123,3 +123,11 @@ def test_a_store_made_through_the_public_api_has_every_family_of_tables(tmp_path
             "print(json.dumps(sorted(r[0] for r in db.execute(\"SELECT name FROM sqlite_master WHERE type = 'table'\"))))")
     tables = _fresh(code, PAIRIO_DB_PATH=str(tmp_path / "store"))
     assert {"pairs", "entries", "entry_totals", "counts"} <= set(tables), tables
+
+
+def test_content_loaded_as_data_rebuilds_a_results_files_whichever_name_is_used_first():
+    # memo's helper for a cached result's files, in content loaded as data only (untrusted), is
+    # known to the safe unpickler once the content store's names are, as with `import pairio` before.
+    code = ("import json\nimport pairio\npairio.load_object\nfrom pairio.content import safe_pickle\n"
+            "print(json.dumps(('pairio.memo.values', 'stored_file') in safe_pickle._SAFE_REPLACEMENTS))")
+    assert _fresh(code) is True
