@@ -167,9 +167,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "json"):
         args.json = False
-    # Lifecycle's table families, registered as their modules load: a store a command makes has
-    # them all, whichever layers its handler imports (the parser alone loads none).
+    # What registers as it loads, whichever layers a handler imports (the parser alone loads none):
+    # lifecycle's table families (a store a command makes has them all) and memo's helper for a
+    # cached result's files in content loaded as data only.
     from ..lifecycle import counts, schema  # noqa: F401
+    from ..memo import values  # noqa: F401
 
     try:
         apply_common_options(args)
