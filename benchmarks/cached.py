@@ -333,7 +333,7 @@ def stdlib_of_pairio(env: dict[str, str]) -> str:
             "print(','.join(sorted(m for m in set(sys.modules) - before "
             "if not m.startswith(('pairio', '_')) and '._' not in m)))")
     found = subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True, text=True)
-    return f"import {found.stdout.strip()}"
+    return f"import {found.stdout.strip()}" if found.stdout.strip() else "pass"
 
 
 def import_times(runs: int) -> dict[str, float]:

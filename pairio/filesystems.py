@@ -89,13 +89,18 @@ def _statfs_function():  # noqa: ANN202 - a ctypes function or None
     if not sys.platform.startswith("linux"):
         return None
     import ctypes  # here: `import pairio` stays light
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        function = libc.statfs
+        # The C library is loaded already: the process's own symbols have statfs (ctypes.util,
+        # which would look for it by name, costs a store's first use 15 ms of imports).
+        function = ctypes.CDLL(None, use_errno=True).statfs
     except (OSError, AttributeError):
-        return None
+        import ctypes.util
+
+        try:
+            function = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).statfs
+        except (OSError, AttributeError):
+            return None
     function.argtypes = (ctypes.c_char_p, ctypes.c_void_p)
     function.restype = ctypes.c_int
     return function

@@ -5,6 +5,9 @@ Options every command takes (``--url``, ``--channel``, ``--collection``, ``--get
 each command's parser, so a command module defines only its own; they override the
 configuration for this run. The password never comes from the command line (other
 users see it in ``ps``): PAIRIO_PASSWORD or ``--password-file``.
+
+Each command module imports the stores and layers its handlers use inside those handlers:
+building the parser (``pairio --help``, a usage error) loads none of them.
 """
 
 from __future__ import annotations
@@ -164,6 +167,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if not hasattr(args, "json"):
         args.json = False
+    # What registers as it loads, whichever layers a handler imports (the parser alone loads none):
+    # lifecycle's table families (a store a command makes has them all) and memo's helper for a
+    # cached result's files in content loaded as data only.
+    from ..lifecycle import counts, schema  # noqa: F401
+    from ..memo import values  # noqa: F401
+
     try:
         apply_common_options(args)
         code = args.handler(args)

@@ -10,9 +10,6 @@ import time
 
 from ..config import get_config
 from ..errors import ConfigurationError
-from ..kv import local_store, remote_store
-from ..lifecycle import counts
-from ..memo.call_stats import clear_persistent, read_persistent
 from ..units import format_size, parse_age
 
 
@@ -48,6 +45,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _stats(args: argparse.Namespace) -> int:
+    from ..memo.call_stats import clear_persistent, read_persistent
+
     directory = get_config().database_dir
     if args.clear and (args.since or args.by or args.server):
         raise ConfigurationError("--clear resets this store's totals: it takes no --since, --by or --server")
@@ -77,6 +76,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 def _counts(args: argparse.Namespace) -> int:
     """``pairio stats --since AGE --by function|collection [--server]``: the hourly counts, grouped."""
+    from ..kv import local_store, remote_store
+    from ..lifecycle import counts
+
     since = time.time() - parse_age(args.since or "7d", "--since")
     by = args.by or "function"
     collection = getattr(args, "collection", None)
@@ -106,6 +108,8 @@ def _counts(args: argparse.Namespace) -> int:
 
 
 def _leases(args: argparse.Namespace) -> int:
+    from ..kv import remote_store
+
     answer = remote_store(get_config()).leases()  # type: ignore[attr-defined]
     if args.json:
         print(json.dumps(answer["leases"], indent=2))

@@ -5,18 +5,26 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from ..config import get_config
-from ..content import ContentURI, content_store, directories, file_uri, functions, parse_uri
-from ..content.hash_cache import stat_regular_file
-from ..content.progress import progress_bar
 from ..errors import ContentNotFoundError, PairioError
 from . import CORRUPT, NOT_FOUND, OTHER, USAGE
+
+if TYPE_CHECKING:
+    from ..content import ContentURI
+    from ..content.progress import ProgressBar
+
+
+def progress_bar(total: int, label: str) -> ProgressBar | None:
+    """The content layer's progress bar (imported when a command draws one: the commands' imports are
+    in their handlers, so that ``pairio --help`` loads no store)."""
+    from ..content.progress import progress_bar
+
+    return progress_bar(total, label)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -83,6 +91,9 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _store(args: argparse.Namespace) -> int:
+    from ..content import content_store, file_uri, functions
+    from ..content.hash_cache import stat_regular_file
+
     cfg = get_config()
     store = content_store(cfg)
     remote = functions.uploader(cfg)  # set_to with the server: what it lacks is uploaded too
@@ -110,6 +121,8 @@ def _store(args: argparse.Namespace) -> int:
 
 
 def _load(args: argparse.Namespace) -> int:
+    from ..content import directories, functions, parse_uri
+
     parsed = parse_uri(args.uri)
     if parsed.is_dir and _names_directory(parsed, args.uri):
         if args.dest is None:
@@ -150,6 +163,7 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _transfer(args: argparse.Namespace, method: str, done: str) -> int:
+    from ..content import parse_uri
     from ..content.remote import remote_content  # the HTTP client only where a server is used
 
     for uri in args.uris:
@@ -172,6 +186,8 @@ def _print_loaded(args: argparse.Namespace, path: str) -> None:
 
 def _names_directory(parsed: ContentURI, uri: str) -> bool:
     """Whether the sha1dir:// URI names a directory (the root or a subdirectory), not a file in one."""
+    from ..content import content_store, directories, functions
+
     if not parsed.path:
         return True
     cfg = get_config()
@@ -182,6 +198,8 @@ def _names_directory(parsed: ContentURI, uri: str) -> bool:
 
 
 def _cat(args: argparse.Namespace) -> int:
+    from ..content import functions
+
     if args.json:
         print("pairio: error: cat writes the content's bytes; --json does not apply (use info)", file=sys.stderr)
         return USAGE
@@ -237,6 +255,8 @@ def _write_to_stdout(chunks: Iterable[bytes]) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
+    from ..content import content_store, directories, parse_uri
+
     parsed = parse_uri(args.uri)
     store = content_store(get_config())
     try:
@@ -261,6 +281,9 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _fsck(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from ..content import content_store
     from ..lifecycle import fsck
 
     cfg = get_config()

@@ -7,11 +7,9 @@ import json
 import sys
 import time
 
-from .. import key_value
 from ..config import Config, get_config, mask_url
 from ..errors import BadRequestError, InvalidKeyError
 from ..hashing import key_string
-from ..kv import remote_store
 from . import DENIED, NOT_FOUND, USAGE
 
 
@@ -58,6 +56,8 @@ def _parse_key(args: argparse.Namespace) -> object:
 
 
 def _get(args: argparse.Namespace) -> int:
+    from .. import key_value
+
     key = _parse_key(args)
     cfg = get_config()
     value = key_value.get(key)
@@ -92,6 +92,8 @@ def _where(cfg: Config) -> str:
 
 
 def _set(args: argparse.Namespace) -> int:
+    from .. import key_value
+
     if args.delete == (args.value is not None):
         print("pairio: error: give either VALUE or --delete", file=sys.stderr)
         return USAGE
@@ -112,6 +114,8 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def _ping(args: argparse.Namespace) -> int:
+    from ..kv import remote_store
+
     cfg = get_config()
     store = remote_store(cfg)  # a ConfigurationError naming what is missing if no server is configured
     started = time.perf_counter()

@@ -8,13 +8,15 @@ import dataclasses
 import json
 import sys
 import time
+from typing import TYPE_CHECKING
 
 from ..config import get_config
-from ..content import content_store
 from ..errors import ConfigurationError
-from ..kv import local_store, remote_store
-from ..lifecycle import access, eviction, gc, provenance, queries, records
+from ..lifecycle import SORTS
 from ..units import format_age, format_size, parse_age, parse_size
+
+if TYPE_CHECKING:
+    from ..lifecycle import records
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +31,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--smaller-than", metavar="SIZE", help="at most SIZE")
     p.add_argument("--collection", metavar="C", help="only this collection")
     p.add_argument("--limit", type=int, metavar="N", help="at most N entries")
-    p.add_argument("--sort", choices=records.SORTS, default="created",
+    p.add_argument("--sort", choices=SORTS, default="created",
                    help="most first by: created (newest, the default), size, seconds (to compute) or hits")
     p.add_argument("--server", action="store_true",
                    help="list the records the configured server keeps (of the collections the channel may read)")
@@ -93,6 +95,8 @@ def _when(t: float) -> str:
 
 
 def _ls(args: argparse.Namespace) -> int:
+    from ..lifecycle import queries, records
+
     if args.limit is not None and args.limit < 1:
         raise ConfigurationError(f"--limit must be at least 1, got {args.limit}")
     if args.server:
@@ -121,6 +125,8 @@ def _ls(args: argparse.Namespace) -> int:
 
 def _ls_server(args: argparse.Namespace) -> int:
     """``pairio ls --server``: the records the server keeps, as it sorts them."""
+    from ..kv import remote_store
+
     unsupported = [flag for flag, value in (("--older-than", args.older_than), ("--newer-than", args.newer_than),
                                             ("--larger-than", args.larger_than), ("--smaller-than", args.smaller_than))
                    if value is not None]
@@ -154,6 +160,9 @@ def _ls_server(args: argparse.Namespace) -> int:
 
 def _say_if_unrecorded(consequence: str) -> None:
     """Tell, on stderr, that the local store keeps no records (the directory store), and so ``consequence``."""
+    from ..kv import local_store
+    from ..lifecycle import records
+
     store = local_store(get_config())
     if not records.keeps_records(store):
         count = sum(store.count(c) for c in store.collections())
@@ -182,6 +191,8 @@ def _print_entry(e: records.Entry) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
+    from ..kv import local_store
+    from ..lifecycle import queries
     from .trust import writer_of
 
     try:
@@ -218,6 +229,8 @@ def _print_writer(writer: dict) -> None:
 
 
 def _forget(args: argparse.Namespace) -> int:
+    from ..lifecycle import queries
+
     removed = queries.forget(args.function, older_than=args.older_than, collection=args.collection)
     if not removed:
         _say_if_unrecorded("its entries cannot be found by function (a cached function's .forget(...) "
@@ -232,6 +245,8 @@ def _forget(args: argparse.Namespace) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
+    from ..lifecycle import provenance, queries
+
     try:
         tree = queries.why(args.name)
     except LookupError as exc:
@@ -242,6 +257,8 @@ def _why(args: argparse.Namespace) -> int:
 
 
 def _diff(args: argparse.Namespace) -> int:
+    from ..lifecycle import queries
+
     try:
         differences = queries.diff(args.first, args.second)
     except LookupError as exc:
@@ -258,6 +275,9 @@ def _diff(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
+    from ..content import content_store
+    from ..lifecycle import access, gc
+
     overrides = {}
     if args.database:
         overrides["database_path"] = args.database
@@ -296,6 +316,8 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _evict(args: argparse.Namespace) -> int:
+    from ..lifecycle import eviction
+
     cfg = get_config()
     limit = parse_size(args.size, "SIZE") if args.size else cfg.max_size
     if limit is None:

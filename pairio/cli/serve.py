@@ -8,15 +8,16 @@ import importlib.util
 import json
 import math
 import os
-import secrets
-import shutil
-import socket
 import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import ConfigurationError, InvalidPathError, StoreUnavailableError
+
+if TYPE_CHECKING:
+    import socket
 
 LOCK_FILENAME = ".pairio-serve.lock"
 # The passwords of server/example_pairio.json: a server still using them is open to anyone.
@@ -220,6 +221,7 @@ def _uvicorn_options(args: argparse.Namespace) -> dict:
 
 def _serve_workers(args: argparse.Namespace, settings, sock: socket.socket) -> None:
     """Run ``args.workers`` processes accepting on ``sock``, over the shared backend of ``settings``."""
+    import shutil
     import tempfile
 
     import uvicorn
@@ -279,6 +281,8 @@ def _only_server(directory: Path) -> Iterator[None]:
 
 def _listen(host: str, port: int) -> socket.socket:
     """A socket bound to ``host:port`` and listening; a clear error if that is impossible."""
+    import socket
+
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -302,6 +306,8 @@ def _shown_host(host: str) -> str:
 
 def _init(directory: Path, filename: str, as_json: bool) -> int:
     """Write ``DIR/pairio.json`` with two channels and fresh random passwords."""
+    import secrets
+
     path = directory / filename
     if path.exists():
         raise InvalidPathError(f"{str(path)!r} already exists: --init never overwrites a server's settings")

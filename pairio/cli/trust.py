@@ -10,18 +10,6 @@ from typing import Any
 
 from ..config import Config, get_config
 from ..errors import ConfigurationError, ContentNotFoundError, CorruptContentError, StoreUnavailableError
-from ..identity import (
-    PRIVATE_KEY_FILE,
-    check_public_key,
-    default_name,
-    existing_identity,
-    load_identity,
-    read_trust_file,
-    signature_key,
-    trusted_writers,
-    user_trust_file,
-    verify_record,
-)
 
 
 def add_commands(subparsers: argparse._SubParsersAction) -> None:
@@ -56,6 +44,8 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _identity(args: argparse.Namespace) -> int:
+    from ..identity import PRIVATE_KEY_FILE, load_identity
+
     cfg = get_config()
     me = load_identity(cfg.identity_path, cfg.writer_name)
     key_file = str(cfg.identity_path / PRIVATE_KEY_FILE)
@@ -67,6 +57,8 @@ def _identity(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
+    from ..identity import read_trust_file, trusted_writers, user_trust_file
+
     cfg = get_config()
     names = read_trust_file(user_trust_file(cfg.identity_path))
     found = trusted_writers(cfg.identity_path, cfg.trusted_writers, cfg.writer_name)
@@ -80,6 +72,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _write_trust_file(cfg: Config, entries: dict[str, str]) -> None:
+    from ..identity import user_trust_file
+
     path = user_trust_file(cfg.identity_path)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     text = "# writers trusted by `pairio trust add`: public key, then a name\n"
@@ -90,6 +84,8 @@ def _write_trust_file(cfg: Config, entries: dict[str, str]) -> None:
 
 
 def _add(args: argparse.Namespace) -> int:
+    from ..identity import check_public_key, read_trust_file, user_trust_file
+
     cfg = get_config()
     try:
         key = check_public_key(args.key.strip(), "KEY")
@@ -104,6 +100,8 @@ def _add(args: argparse.Namespace) -> int:
 
 
 def _remove(args: argparse.Namespace) -> int:
+    from ..identity import read_trust_file, user_trust_file
+
     cfg = get_config()
     entries = read_trust_file(user_trust_file(cfg.identity_path))
     if args.key.strip() not in entries:
@@ -117,6 +115,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 
 def _adopt(args: argparse.Namespace) -> int:
+    from ..identity import load_identity, signature_key
     from ..kv import local_store, remote_store
 
     cfg = get_config()
@@ -146,6 +145,7 @@ def writer_of(cfg: Config, collection: str, key: str, value: str) -> dict[str, A
     """Who wrote the local pair ``key`` -> ``value``: ``{"writer", "public_key", "trusted"}``, from its
     signed record when it came from a server, else this user (a result computed here)."""
     from ..content import content_store
+    from ..identity import default_name, existing_identity, signature_key, trusted_writers, verify_record
     from ..kv import local_store
 
     record = local_store(cfg).get(collection, signature_key(key))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import secrets
 import sys
 from typing import TYPE_CHECKING
 
@@ -46,6 +45,8 @@ def local_source(cfg: Config | None = None) -> LocalSource:
 
 
 def _ui(args: argparse.Namespace) -> int:
+    import secrets
+
     try:
         import uvicorn
 

@@ -8,3 +8,7 @@ result came from), :mod:`.misses` (why a call missed), :mod:`.eviction` (GDSF wi
 content meet is :mod:`pairio.content.directory_lock`; ``50GB`` and ``30d`` are
 :mod:`pairio.units`. Nothing is imported here.
 """
+
+# The orders entries are listed in (records.entries, ``pairio ls --sort``): here, so that the command
+# line's parser has them without loading the stores.
+SORTS = ("created", "size", "seconds", "hits")

@@ -31,7 +31,10 @@ from ..kv import EmbeddedStore, local_store
 from ..result_keys import side_keys
 from ..wal import sqlite3  # the module, imported at first use
 from ..write_faults import cause_of
-from . import schema  # noqa: F401  (registers the tables below with the embedded store)
+from . import (
+    SORTS,
+    schema,  # noqa: F401  (registers the tables below with the embedded store)
+)
 
 logger = logging.getLogger("pairio")
 
@@ -339,8 +342,6 @@ def matches_function(name: str, pattern: str) -> bool:
     of it (``smooth``, ``steps.smooth``), or a glob (``steps.*``)."""
     return name == pattern or name.endswith("." + pattern) or fnmatch.fnmatchcase(name, pattern)
 
-
-SORTS = ("created", "size", "seconds", "hits")
 
 
 def entries(store: EmbeddedStore, function: str | None = None, *, collection: str | None = None,

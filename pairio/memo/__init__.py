@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
-from .call_stats import reset as reset_stats
-from .call_stats import stats
+from typing import TYPE_CHECKING
+
 from .decorator import BoundCachedMethod, CachedFunction, cached
+
+if TYPE_CHECKING:
+    from .call_stats import reset as reset_stats
+    from .call_stats import stats
+    from .key import KEY_FORMAT
 
 
 def __getattr__(name: str):
-    # KEY_FORMAT lives with key derivation, which loads when the first function is decorated.
+    # Loaded at first use, not with the decorator: the call counts (and the stores they are written
+    # to), and KEY_FORMAT with key derivation, which loads when the first function is decorated.
+    if name in ("stats", "reset_stats"):
+        from . import call_stats
+
+        return call_stats.stats if name == "stats" else call_stats.reset
     if name == "KEY_FORMAT":
         from .key import KEY_FORMAT
 

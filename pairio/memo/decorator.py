@@ -25,10 +25,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, overload
 
-from .. import key_value
 from ..config import Config, get_config
-from ..content import content_store, directory_lock
-from ..content.trust import warn_once
 from ..errors import (
     ContentNotFoundError,
     CorruptContentError,
@@ -38,26 +35,78 @@ from ..errors import (
     UntrustedContentError,
 )
 from ..hashing import is_sha1_hex
-from ..kv import EmbeddedStore, local_store
-from ..lifecycle import calls, counts, provenance, queries, records
-from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
-from . import call_stats, flight
-from .key_parts import key_parts
-from .refs import (
-    Ref,
-    digest_pairs,
-    has_refs,
-    parse_argument,
-    remember_frozen,
-    resolve,
-    type_names,
-)
-from .values import load_result, not_stored_message, store_result_described
 
 if TYPE_CHECKING:
+    from .. import key_value
+    from ..content import content_store, directory_lock
+    from ..content.trust import warn_once
+    from ..kv import EmbeddedStore, local_store
+    from ..lifecycle import calls, counts, provenance, queries, records
+    from ..lifecycle.records import Entry
+    from . import call_stats, flight
+    from .key_parts import key_parts
     from .lease import ServerLease
+    from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names
+    from .values import load_result, not_stored_message, store_result_described
+
+
+def _import_for_calls() -> None:
+    """Import what a call needs of the layers below (content, lifecycle, the stores) and of this
+    package's hit and miss machinery: at the first call of a cached function, not when one is
+    decorated (``import pairio; @pairio.cached def f`` loads none of them). Until then each of
+    these names is a :class:`_ForCalls` standing for it; then it is the name itself, so the calls
+    after the first pay nothing for this."""
+    # (each bound in the globals below, through locals())
+    from .. import key_value  # noqa: F401
+    from ..content import content_store, directory_lock  # noqa: F401
+    from ..content.trust import warn_once  # noqa: F401
+    from ..kv import EmbeddedStore, local_store  # noqa: F401
+    from ..lifecycle import calls, counts, provenance, queries, records  # noqa: F401
+    from . import call_stats, flight  # noqa: F401
+    from .key_parts import key_parts  # noqa: F401
+    from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names  # noqa: F401
+    from .values import load_result, not_stored_message, store_result_described  # noqa: F401
+
+    imported = locals()
+    module = globals()
+    for name in _FOR_CALLS:
+        if type(module[name]) is _ForCalls:  # (a name a test has replaced stays replaced)
+            module[name] = imported[name]
+
+
+class _ForCalls:
+    """Stands for a name :func:`_import_for_calls` imports, until its first use (a call, an
+    attribute, an ``isinstance``), which imports them all."""
+
+    __slots__ = ("_name",)
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def _imported(self) -> Any:
+        _import_for_calls()
+        return globals()[self._name]
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(self._imported(), attribute)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._imported()(*args, **kwargs)
+
+    def __instancecheck__(self, instance: Any) -> bool:
+        return isinstance(instance, self._imported())
+
+    def __repr__(self) -> str:
+        return f"<{self._name}, imported at the first call of a cached function>"
+
+
+_FOR_CALLS = ("key_value", "content_store", "directory_lock", "warn_once", "EmbeddedStore", "local_store", "calls",
+              "counts", "provenance", "queries", "records", "call_stats", "flight", "key_parts", "Ref",
+              "digest_pairs", "has_refs", "parse_argument", "remember_frozen", "resolve", "type_names",
+              "load_result", "not_stored_message", "store_result_described")
+globals().update((name, _ForCalls(name)) for name in _FOR_CALLS)
 
 logger = logging.getLogger("pairio")
 
