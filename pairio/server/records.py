@@ -127,13 +127,17 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
     """One record of a request, every field checked (a 400 naming ``where`` and the field)."""
     if not isinstance(obj, dict):
         raise ApiError(400, f"field {where} must be an object with {', '.join(RECORD_FIELDS)}")
-    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    unknown = sorted(obj.keys() - _FIELD_SET)
     if unknown:
         raise ApiError(400, f"field {where}: unknown field(s) {', '.join(map(repr, unknown))}; a record holds "
                             f"{', '.join(RECORD_FIELDS)}")
     missing = [f for f in ("function", "size", "seconds", "created") if f not in obj]
     if missing:
         raise ApiError(400, f"field {where}: missing {', '.join(map(repr, missing))}")
+    record = _plain_record(obj, collection, key, channel, where)
+    if record is not None:
+        return record
+    # Something is off: checked field by field, for the 400 that names it.
     return ServerRecord(
         collection=collection, key=key,
         function=_text(obj["function"], f"{where}.function", MAX_FUNCTION_CHARS, empty=False),
@@ -147,6 +151,55 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
         channel=channel, hits=0, last_used=0.0,
         inputs=_inputs(obj.get("inputs", []), f"{where}.inputs"),
     )
+
+
+_FIELD_SET = frozenset(RECORD_FIELDS)
+
+
+def _plain_record(obj: dict, collection: str, key: str, channel: str, where: str) -> ServerRecord | None:
+    """The record of ``obj`` if every field is plainly valid (ASCII text, no inputs or a list of
+    them), at a few C calls a field and no message made; None if any is not (then
+    :func:`parse_record` checks field by field, as strictly, and says which)."""
+    function, code, host = obj["function"], obj.get("code", ""), obj.get("host", "")
+    dependencies, arguments = obj.get("dependencies", {}), obj.get("arguments", {})
+    size, seconds, created = obj["size"], obj["seconds"], obj["created"]
+    if not (_plain_text(function, MAX_FUNCTION_CHARS) and function and _plain_text(code, MAX_CODE_CHARS)
+            and _plain_text(host, MAX_HOST_CHARS) and _plain_names(dependencies, MAX_DEPENDENCIES, MAX_NAME_CHARS)
+            and _plain_names(arguments, MAX_ARGUMENTS, MAX_TEXT_CHARS) and type(size) is int and 0 <= size <= MAX_SIZE
+            and _plain_number(seconds, MAX_SECONDS) and _plain_number(created, 1e11)):
+        return None
+    links = obj.get("inputs")
+    inputs = () if not links and type(links) is list or links is None else _inputs(links, f"{where}.inputs")
+    return ServerRecord.checked(collection=collection, key=key, function=function, code=code,
+                                dependencies=dependencies, arguments=arguments, size=size, seconds=float(seconds),
+                                host=host, created=float(created), channel=channel, hits=0, last_used=0.0,
+                                inputs=inputs)
+
+
+def _plain_text(value: object, limit: int) -> bool:
+    """True if ``value`` is a string of ASCII (so no lone surrogate) without NUL, of at most ``limit``."""
+    return type(value) is str and len(value) <= limit and value.isascii() and "\0" not in value
+
+
+def _plain_names(value: object, count: int, chars: int) -> bool:
+    """True if ``value`` maps at most ``count`` names to texts, each :func:`_plain_text` (names of at
+    most :data:`MAX_NAME_CHARS`, texts of ``chars``)."""
+    if type(value) is not dict or len(value) > count:
+        return False
+    if not value:
+        return True
+    try:  # joining fails on anything but strings
+        names, texts = "".join(value), "".join(value.values())
+    except TypeError:
+        return False
+    return (names.isascii() and texts.isascii() and "\0" not in names and "\0" not in texts
+            and max(map(len, value)) <= MAX_NAME_CHARS and max(map(len, value.values())) <= chars)
+
+
+def _plain_number(value: object, limit: float) -> bool:
+    """True if ``value`` is a number from 0 to ``limit`` (NaN compares false, infinity is over)."""
+    kind = type(value)
+    return (kind is float or kind is int) and 0 <= value <= limit
 
 
 def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
@@ -176,6 +229,8 @@ def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
 
 
 def _text(value: object, field: str, limit: int, empty: bool = True) -> str:
+    if type(value) is str and len(value) <= limit and value.isascii() and "\0" not in value and (empty or value):
+        return value  # the usual case, at the cost of three C calls (ASCII: no lone surrogate)
     if not isinstance(value, str) or (not empty and not value):
         raise ApiError(400, f"field {field} must be a{'' if empty else ' non-empty'} string")
     if len(value) > limit:
@@ -223,18 +278,34 @@ class Recorder:
         self._lock = threading.Lock()
         self._hits: dict[tuple[str, str], int] = {}
         self._bytes: dict[tuple[int, str], list[int]] = {}
+        self._misses: dict[tuple[int, str, str], list] = {}  # (hour, collection, function) -> [n, seconds]
         self._writer = DeferredWriter("pairio-server-records", self._write, self._has_work,
                                       interval_s=interval_s, forget=self._forget)
 
     def set_with_records(self, store: KeyValueStore, collection: str, pairs: Mapping[str, str | None],
                          records: list[ServerRecord]) -> None:
         """Set ``pairs`` in ``collection`` of ``store`` (the pairs beside :attr:`backend`) with their
-        ``records``, in one transaction when there are records and a backend to keep them. A
-        failure is raised: then neither the pairs nor their records are set."""
+        ``records``, in one transaction when there are records and a backend to keep them, and
+        queue their misses (written with the hits). A failure is raised: then neither the pairs
+        nor their records are set, nor their misses counted."""
         if self.backend is None or not records:
             store.set_many(collection, pairs)
             return
         self.backend.set_with_records(collection, pairs, records)
+        self.missed(records)
+
+    def missed(self, records: Iterable[ServerRecord]) -> None:
+        """Queue a miss of each of ``records`` (just set with its pair), its seconds computed."""
+        hour = hour_of(time.time())
+        misses = self._misses
+        with self._lock:
+            for r in records:
+                row = misses.get((hour, r.collection, r.function))
+                if row is None:
+                    row = misses[hour, r.collection, r.function] = [0, 0.0]
+                row[0] += 1
+                row[1] += r.seconds
+        self._writer.notify()
 
     def put(self, records: list[ServerRecord]) -> None:
         """Write ``records`` (set with their pairs just now: each a miss). A failure is logged, not
@@ -273,24 +344,29 @@ class Recorder:
         self._writer.flush()
 
     def _has_work(self) -> bool:
-        return bool(self._hits or self._bytes)
+        return bool(self._hits or self._bytes or self._misses)
 
     def _write(self) -> None:
         with self._lock:
-            hits, moved = self._hits, self._bytes
-            self._hits, self._bytes = {}, {}
+            hits, moved, misses = self._hits, self._bytes, self._misses
+            self._hits, self._bytes, self._misses = {}, {}, {}
         backend = self.backend
         if backend is None:
             return
-        if hits:
-            backend.add_hits(hits)
-        if moved:
-            backend.add_counts([CountRow(hour, collection, BYTES_FUNCTION, bytes_up=up, bytes_down=down)
-                                for (hour, collection), (up, down) in moved.items()])
+        rows = [CountRow(hour, collection, function, misses=n, seconds_computed=seconds)
+                for (hour, collection, function), (n, seconds) in misses.items()]
+        rows += [CountRow(hour, collection, BYTES_FUNCTION, bytes_up=up, bytes_down=down)
+                 for (hour, collection), (up, down) in moved.items()]
+        try:
+            if hits:
+                backend.add_hits(hits)
+        finally:  # the misses and bytes, even if the hits could not be written
+            if rows:
+                backend.add_counts(rows)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
-        self._hits, self._bytes = {}, {}
+        self._hits, self._bytes, self._misses = {}, {}, {}
 
 
 # --- the endpoints ------------------------------------------------------------------------------

@@ -456,6 +456,17 @@ _UPSERT_RECORD = (
     + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
 )
 _SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM pairio_records"
+_RECORD_TYPES = ("bytea", "bytea", "text", "text", "jsonb", "jsonb", "bigint", "float8", "text", "float8", "text",
+                 "bigint", "float8", "jsonb")
+# A set with records in one statement: data-modifying WITH queries run to completion whether or
+# not the main query reads them, all in the statement's one snapshot and transaction.
+_SET_WITH_RECORDS = (
+    "WITH set_pairs AS (" + _UPSERT_MANY + "), "
+    "deleted_pairs AS (" + _DELETE_MANY + ") "
+    f"INSERT INTO pairio_records ({', '.join(_RECORD_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{t}[]" for t in _RECORD_TYPES) + ") "
+    "ON CONFLICT (collection, key) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
+)
 _HIT_RECORDS = (
     "UPDATE pairio_records AS r SET hits = r.hits + h.n, last_used = GREATEST(r.last_used, %s) "
     "FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[]) AS h(collection, key, n) "
@@ -541,22 +552,16 @@ class PostgresRecords(RecordStore):
 
         self.database.run(write)
 
-    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
-                         now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        statements = _pair_statements(collection, pairs)
-        rows = _record_rows(records)
-
-        def write(connection) -> None:
-            # Pipelined: the statements go in one round trip, not one each.
-            with connection.pipeline(), connection.transaction():
-                for sql, params in statements:
-                    connection.execute(sql, params)
-                if rows:
-                    _write_records(connection, rows, records, now)
-
-        # On the pairs' pool: the one commit waits for the disk, as a set of pairs does.
-        self.pairs.run(write)
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None],
+                         records: Sequence[ServerRecord]) -> None:
+        name = _b(collection)
+        upserts = [(_b(k), _b(v)) for k, v in pairs.items() if v is not None]
+        deletes = [_b(k) for k, v in pairs.items() if v is None]
+        columns = [list(c) for c in zip(*_record_rows(records), strict=True)] or [[] for _ in _RECORD_COLUMNS]
+        params = (name, [k for k, _ in upserts], [v for _, v in upserts], name, deletes, *columns)
+        # One statement (atomic on its own, in one round trip): the pairs, then the records, or
+        # nothing. On the pairs' pool: its commit waits for the disk, as a set of pairs does.
+        self.pairs.run(lambda c: c.execute(_SET_WITH_RECORDS, params))
 
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
         if not hits:
