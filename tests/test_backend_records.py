@@ -215,3 +215,37 @@ def test_a_set_whose_record_cannot_be_written_sets_nothing(records):
     with pytest.raises(PairioError):
         records.set_with_records("c", {"k1": "new", "k2": "v2"}, [record("k1"), record("k2")])
     assert pairs.get_many("c", ["k1", "k2"]) == {"k1": "old"}  # neither pair without its record
+
+
+def test_an_embedded_store_made_with_the_index_on_created_opens_without_it_and_keeps_its_records(tmp_path):
+    import sqlite3
+
+    from pairio.server.backends import records as server_records
+
+    # A database as pairio made it before version 3 of the records: the index on created, a record.
+    (tmp_path / "store").mkdir()
+    old = sqlite3.connect(tmp_path / "store" / "kv.sqlite3", isolation_level=None)
+    old.execute("CREATE TABLE pairs (collection TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+                "PRIMARY KEY (collection, key)) WITHOUT ROWID")
+    for step in server_records.MIGRATIONS[:2]:
+        for statement in step:
+            old.execute(statement)
+    old.execute("CREATE TABLE schema_versions (family TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID")
+    old.execute("INSERT INTO schema_versions VALUES ('server_records', 2)")
+    old.execute("INSERT INTO pairs VALUES ('c', 'a', 'v')")
+    old.execute(f"INSERT INTO server_records ({', '.join(server_records.COLUMNS)}) VALUES "
+                f"({', '.join('?' * len(server_records.COLUMNS))})", server_records.record_row(record("a", created=NOW - 5)))
+    assert old.execute("SELECT 1 FROM sqlite_master WHERE name = 'server_records_by_created'").fetchone()
+    old.close()
+
+    store = EmbeddedStore(tmp_path / "store")
+    records = EmbeddedRecords(store)
+    assert records.get("c", "a") == record("a", created=NOW - 5)
+    records.set_with_records("c", {"b": "w"}, [record("b", created=NOW)])
+    assert [r.key for r in records.records(["c"])] == ["b", "a"]  # newest first, without the index
+    with store.transaction() as connection:
+        assert connection.execute("SELECT version FROM schema_versions WHERE family = 'server_records'"
+                                  ).fetchone() == (3,)
+        assert connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'server_records_by_created'"
+                                  ).fetchone() is None
+    assert store.get("c", "a") == "v"

@@ -41,6 +41,7 @@ MAX_TEXT_CHARS = 1000
 MAX_DEPENDENCIES = 500
 MAX_ARGUMENTS = 200
 MAX_SECONDS = 1e9
+MAX_CREATED = 1e11  # Unix seconds: the year 5138
 MAX_SIZE = 1 << 62
 MAX_LIST_LIMIT = 1000
 MAX_INPUTS = 200
@@ -147,7 +148,7 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
         size=_integer(obj["size"], f"{where}.size", MAX_SIZE),
         seconds=_number(obj["seconds"], f"{where}.seconds", MAX_SECONDS),
         host=_text(obj.get("host", ""), f"{where}.host", MAX_HOST_CHARS),
-        created=_number(obj["created"], f"{where}.created", 1e11),
+        created=_number(obj["created"], f"{where}.created", MAX_CREATED),
         channel=channel, hits=0, last_used=0.0,
         inputs=_inputs(obj.get("inputs", []), f"{where}.inputs"),
     )
@@ -157,49 +158,42 @@ _FIELD_SET = frozenset(RECORD_FIELDS)
 
 
 def _plain_record(obj: dict, collection: str, key: str, channel: str, where: str) -> ServerRecord | None:
-    """The record of ``obj`` if every field is plainly valid (ASCII text, no inputs or a list of
-    them), at a few C calls a field and no message made; None if any is not (then
-    :func:`parse_record` checks field by field, as strictly, and says which)."""
-    function, code, host = obj["function"], obj.get("code", ""), obj.get("host", "")
-    dependencies, arguments = obj.get("dependencies", {}), obj.get("arguments", {})
+    """The record of ``obj`` if every field is plainly valid (ASCII text, so no lone surrogate; no
+    NUL; within its limits), checked with a few C calls in all and no message made; None if any is
+    not (then :func:`parse_record` checks field by field, as strictly, and says which)."""
+    get = obj.get
+    function, code, host = obj["function"], get("code", ""), get("host", "")
+    dependencies, arguments = get("dependencies", _NONE), get("arguments", _NONE)
     size, seconds, created = obj["size"], obj["seconds"], obj["created"]
-    if not (_plain_text(function, MAX_FUNCTION_CHARS) and function and _plain_text(code, MAX_CODE_CHARS)
-            and _plain_text(host, MAX_HOST_CHARS) and _plain_names(dependencies, MAX_DEPENDENCIES, MAX_NAME_CHARS)
-            and _plain_names(arguments, MAX_ARGUMENTS, MAX_TEXT_CHARS) and type(size) is int and 0 <= size <= MAX_SIZE
-            and _plain_number(seconds, MAX_SECONDS) and _plain_number(created, 1e11)):
+    if type(dependencies) is not dict or type(arguments) is not dict or len(dependencies) > MAX_DEPENDENCIES \
+            or len(arguments) > MAX_ARGUMENTS:
         return None
-    links = obj.get("inputs")
-    inputs = () if not links and type(links) is list or links is None else _inputs(links, f"{where}.inputs")
+    try:  # joining fails on anything but strings
+        text = "".join((function, code, host, *dependencies, *dependencies.values(), *arguments, *arguments.values()))
+    except TypeError:
+        return None
+    if not (text.isascii() and "\0" not in text and function and len(function) <= MAX_FUNCTION_CHARS
+            and len(code) <= MAX_CODE_CHARS and len(host) <= MAX_HOST_CHARS
+            and (not dependencies or (max(map(len, dependencies)) <= MAX_NAME_CHARS
+                                      and max(map(len, dependencies.values())) <= MAX_NAME_CHARS))
+            and (not arguments or (max(map(len, arguments)) <= MAX_NAME_CHARS
+                                   and max(map(len, arguments.values())) <= MAX_TEXT_CHARS))
+            and type(size) is int and 0 <= size <= MAX_SIZE
+            # a number (NaN compares false; infinity is over the limit)
+            and type(seconds) in _NUMBERS and 0 <= seconds <= MAX_SECONDS
+            and type(created) in _NUMBERS and 0 <= created <= MAX_CREATED):
+        return None
+    links = get("inputs")
+    inputs = () if links is None or links == [] else _inputs(links, f"{where}.inputs")
     return ServerRecord.checked(collection=collection, key=key, function=function, code=code,
-                                dependencies=dependencies, arguments=arguments, size=size, seconds=float(seconds),
+                                dependencies={} if dependencies is _NONE else dependencies,
+                                arguments={} if arguments is _NONE else arguments, size=size, seconds=float(seconds),
                                 host=host, created=float(created), channel=channel, hits=0, last_used=0.0,
                                 inputs=inputs)
 
 
-def _plain_text(value: object, limit: int) -> bool:
-    """True if ``value`` is a string of ASCII (so no lone surrogate) without NUL, of at most ``limit``."""
-    return type(value) is str and len(value) <= limit and value.isascii() and "\0" not in value
-
-
-def _plain_names(value: object, count: int, chars: int) -> bool:
-    """True if ``value`` maps at most ``count`` names to texts, each :func:`_plain_text` (names of at
-    most :data:`MAX_NAME_CHARS`, texts of ``chars``)."""
-    if type(value) is not dict or len(value) > count:
-        return False
-    if not value:
-        return True
-    try:  # joining fails on anything but strings
-        names, texts = "".join(value), "".join(value.values())
-    except TypeError:
-        return False
-    return (names.isascii() and texts.isascii() and "\0" not in names and "\0" not in texts
-            and max(map(len, value)) <= MAX_NAME_CHARS and max(map(len, value.values())) <= chars)
-
-
-def _plain_number(value: object, limit: float) -> bool:
-    """True if ``value`` is a number from 0 to ``limit`` (NaN compares false, infinity is over)."""
-    kind = type(value)
-    return (kind is float or kind is int) and 0 <= value <= limit
+_NONE: dict = {}
+_NUMBERS = (int, float)
 
 
 def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
