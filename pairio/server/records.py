@@ -116,11 +116,14 @@ def parse_records(value: object, values: Mapping[str, str | None], collection: s
         raise ApiError(400, f"field {field} must be an object mapping keys set to their records")
     out = []
     for key, record in value.items():
-        where = f"{field}[{key!r}]"
         if values.get(key) is None:
-            raise ApiError(400, f"field {where}: a record goes only with a pair the request sets; "
+            raise ApiError(400, f"field {field}[{key!r}]: a record goes only with a pair the request sets; "
                                 "this key is not among them")
-        out.append(parse_record(record, collection, key, channel, where))
+        plain = None
+        if type(record) is dict and record.keys() <= _FIELD_SET and record.keys() >= _REQUIRED:
+            plain = _plain_record(record, collection, key, channel, field)
+        out.append(plain if plain is not None else parse_record(record, collection, key, channel,
+                                                                f"{field}[{key!r}]"))
     return out
 
 
@@ -132,13 +135,9 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
     if unknown:
         raise ApiError(400, f"field {where}: unknown field(s) {', '.join(map(repr, unknown))}; a record holds "
                             f"{', '.join(RECORD_FIELDS)}")
-    missing = [f for f in ("function", "size", "seconds", "created") if f not in obj]
+    missing = [f for f in RECORD_FIELDS if f in _REQUIRED and f not in obj]
     if missing:
         raise ApiError(400, f"field {where}: missing {', '.join(map(repr, missing))}")
-    record = _plain_record(obj, collection, key, channel, where)
-    if record is not None:
-        return record
-    # Something is off: checked field by field, for the 400 that names it.
     return ServerRecord(
         collection=collection, key=key,
         function=_text(obj["function"], f"{where}.function", MAX_FUNCTION_CHARS, empty=False),
@@ -155,12 +154,14 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
 
 
 _FIELD_SET = frozenset(RECORD_FIELDS)
+_REQUIRED = frozenset(("function", "size", "seconds", "created"))
 
 
-def _plain_record(obj: dict, collection: str, key: str, channel: str, where: str) -> ServerRecord | None:
-    """The record of ``obj`` if every field is plainly valid (ASCII text, so no lone surrogate; no
-    NUL; within its limits), checked with a few C calls in all and no message made; None if any is
-    not (then :func:`parse_record` checks field by field, as strictly, and says which)."""
+def _plain_record(obj: dict, collection: str, key: str, channel: str, field: str) -> ServerRecord | None:
+    """The record of ``obj`` (of :data:`RECORD_FIELDS` only, the required ones there) if every field
+    is plainly valid (ASCII text, so no lone surrogate; no NUL; within its limits), checked with a
+    few C calls in all and no message made; None if any is not (then :func:`parse_record` checks
+    field by field, as strictly, and says which). ``field``: the request's field, for the inputs."""
     get = obj.get
     function, code, host = obj["function"], get("code", ""), get("host", "")
     dependencies, arguments = get("dependencies", _NONE), get("arguments", _NONE)
@@ -184,7 +185,7 @@ def _plain_record(obj: dict, collection: str, key: str, channel: str, where: str
             and type(created) in _NUMBERS and 0 <= created <= MAX_CREATED):
         return None
     links = get("inputs")
-    inputs = () if links is None or links == [] else _inputs(links, f"{where}.inputs")
+    inputs = () if links is None or links == [] else _inputs(links, f"{field}[{key!r}].inputs")
     return ServerRecord.checked(collection=collection, key=key, function=function, code=code,
                                 dependencies={} if dependencies is _NONE else dependencies,
                                 arguments={} if arguments is _NONE else arguments, size=size, seconds=float(seconds),
