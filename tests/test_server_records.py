@@ -525,3 +525,42 @@ def test_a_record_off_the_quick_path_is_refused_naming_its_field(fields, message
         parse_records({KEY: a_record(**fields)}, {KEY: VALUE}, "spikes", "lab-rw")
     assert caught.value.status == 400
     assert message in caught.value.message
+
+
+def test_hits_and_misses_queued_by_threads_while_the_writer_writes_are_all_counted(tmp_path):
+    import threading
+
+    from pairio.kv.embedded import EmbeddedStore
+    from pairio.server.backends.records import EmbeddedRecords, ServerRecord
+    from pairio.server.records import Recorder
+
+    store = EmbeddedStore(tmp_path / "store")
+    backend = EmbeddedRecords(store)
+    recorder = Recorder(backend, interval_s=60.0)
+    made = ServerRecord(collection="c", key=KEY, function="f", code="", dependencies={}, arguments={}, size=1,
+                        seconds=1.0, host="h", created=NOW)
+    recorder.set_with_records(store, "c", {KEY: "v"}, [made])
+    done = threading.Event()
+
+    def flushing() -> None:
+        while not done.is_set():
+            recorder.flush()
+
+    def queueing() -> None:
+        for _ in range(2000):
+            recorder.hit("c", [KEY])
+            recorder.missed([made])
+
+    writer = threading.Thread(target=flushing)
+    writer.start()
+    threads = [threading.Thread(target=queueing) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    writer.join()
+    recorder.flush()
+    assert backend.get("c", KEY).hits == 8000
+    (row,) = backend.counts(["c"], time.time() - 10)
+    assert (row["hits"], row["misses"]) == (8000, 8001)

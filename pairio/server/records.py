@@ -3,7 +3,8 @@
 read them back (``POST /api/v1/records``, ``POST /api/v1/counts``), filtered by the channel's rights.
 
 A record is written in the request that sets its pair, in the same transaction (so that a hit on
-another replica a moment later finds it, and a crash leaves both or neither); hits and bytes are queued in memory (:class:`Recorder`) and
+another replica a moment later finds it, and a crash leaves both or neither); its miss, hits and
+bytes are queued in memory (:class:`Recorder`) and
 written in batches by the one deferred writer (:mod:`pairio.deferred`) at most a second later,
 when the server stops, and before this process answers a read of them: a get writes nothing. A channel sees the records and counts only of collections it may get,
 and sends records only with pairs it may set.
@@ -65,11 +66,11 @@ def open_records(store: object, coordination: object = None) -> RecordStore | No
     """The records beside the server's pairs ``store``: in its database (embedded or PostgreSQL);
     None for a store that cannot keep them.
 
-    A set with records commits its pairs, records and misses in one transaction of the pairs'
-    database (:meth:`RecordStore.set_with_records`). On PostgreSQL the hits and bytes commit
-    without waiting for the disk, as the coordination does (over its pool, when it is in the same
-    database): a crash of the database server loses at most its last moment of counts, never a
-    pair or its record."""
+    A set with records commits its pairs and records in one transaction of the pairs' database
+    (:meth:`RecordStore.set_with_records`); their misses are queued with the hits. On PostgreSQL
+    the counts commit without waiting for the disk, as the coordination does (over its pool, when
+    it is in the same database): a crash of the database server loses at most its last moment of
+    counts, never a pair or its record."""
     if isinstance(store, EmbeddedStore):
         return EmbeddedRecords(store)
     from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresRecords, PostgresStore
@@ -292,8 +293,8 @@ class Recorder:
     def missed(self, records: Iterable[ServerRecord]) -> None:
         """Queue a miss of each of ``records`` (just set with its pair), its seconds computed."""
         hour = hour_of(time.time())
-        misses = self._misses
         with self._lock:
+            misses = self._misses  # read under the lock: the writer swaps it for an empty one
             for r in records:
                 row = misses.get((hour, r.collection, r.function))
                 if row is None:
@@ -316,8 +317,8 @@ class Recorder:
         """Queue a hit of each of ``keys`` (found by a get): counted where the key has a record."""
         if self.backend is None:
             return
-        hits = self._hits
         with self._lock:
+            hits = self._hits  # read under the lock: the writer swaps it for an empty one
             for key in keys:
                 ident = (collection, key)
                 hits[ident] = hits.get(ident, 0) + 1
