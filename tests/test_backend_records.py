@@ -3,6 +3,7 @@ embedded store's database and PostgreSQL."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
@@ -10,7 +11,7 @@ import pytest
 
 from pairio.kv.embedded import EmbeddedStore
 from pairio.lifecycle.counts import KEEP_S, hour_of
-from pairio.server.backends.records import CountRow, EmbeddedRecords, RecordStore, ServerRecord
+from pairio.server.backends.records import CountRow, EmbeddedRecords, RecordStore, ServerRecord, miss_counts
 
 NOW = 1_800_000_000.0
 HOUR = hour_of(NOW)
@@ -176,18 +177,32 @@ def drop_records_table(records: RecordStore) -> None:
         records.database.run(lambda c: c.execute("DROP TABLE pairio_records"))
 
 
-def test_a_set_with_records_writes_the_pairs_the_records_and_their_misses(records):
+def test_a_set_with_records_writes_the_pairs_and_the_records_and_the_caller_counts_the_misses(records):
     pairs = pairs_of(records)
     pairs.set("c", "gone", "old")
-    records.set_with_records("c", {"k1": "v1", "k2": "v2", "gone": None}, [record("k1"), record("k2", seconds=3.0)],
-                             now=NOW)
+    written = [record("k1"), record("k2", seconds=3.0)]
+    records.set_with_records("c", {"k1": "v1", "k2": "v2", "gone": None}, written)
     assert pairs.get_many("c", ["k1", "k2", "gone"]) == {"k1": "v1", "k2": "v2"}
     assert records.get("c", "k1") == record("k1")
     assert records.get("c", "k2").seconds == 3.0
+    assert records.counts(["c"], NOW - 10) == []  # not counted in the set's transaction
+    records.add_counts(miss_counts(written, NOW))  # the server's batch (Recorder) does this
     (row,) = records.counts(["c"], NOW - 10)
     assert (row["misses"], row["seconds_computed"]) == (2, pytest.approx(5.0))
-    records.set_with_records("c", {"k3": "v3"}, [], now=NOW)  # no records: the pairs alone
+    records.set_with_records("c", {"k3": "v3"}, [])  # no records: the pairs alone
     assert pairs.get("c", "k3") == "v3"
+
+
+def test_a_set_with_records_replaces_the_records_of_keys_set_again(records):
+    records.set_with_records("c", {"k1": "v1"}, [record("k1", seconds=1.0)])
+    records.add_hits({("c", "k1"): 3}, now=NOW)
+    linked = dataclasses.replace(record("k2"), dependencies={"caf\u00e9": "1 \u2192 2"},
+                                 inputs=({"argument": "x", "collection": "c", "key": "k1"},
+                                         {"argument": "raw", "uri": "sha1://" + "a" * 40}))
+    records.set_with_records("c", {"k1": "v2", "k2": "v3"}, [record("k1", seconds=4.0), linked])
+    assert pairs_of(records).get_many("c", ["k1", "k2"]) == {"k1": "v2", "k2": "v3"}
+    assert (records.get("c", "k1").seconds, records.get("c", "k1").hits) == (4.0, 0)
+    assert records.get("c", "k2") == linked
 
 
 def test_a_set_whose_record_cannot_be_written_sets_nothing(records):
@@ -198,5 +213,39 @@ def test_a_set_whose_record_cannot_be_written_sets_nothing(records):
     records.get("c", "k1")  # the tables exist (PostgreSQL makes them on first use)
     drop_records_table(records)
     with pytest.raises(PairioError):
-        records.set_with_records("c", {"k1": "new", "k2": "v2"}, [record("k1"), record("k2")], now=NOW)
+        records.set_with_records("c", {"k1": "new", "k2": "v2"}, [record("k1"), record("k2")])
     assert pairs.get_many("c", ["k1", "k2"]) == {"k1": "old"}  # neither pair without its record
+
+
+def test_an_embedded_store_made_with_the_index_on_created_opens_without_it_and_keeps_its_records(tmp_path):
+    import sqlite3
+
+    from pairio.server.backends import records as server_records
+
+    # A database as pairio made it before version 3 of the records: the index on created, a record.
+    (tmp_path / "store").mkdir()
+    old = sqlite3.connect(tmp_path / "store" / "kv.sqlite3", isolation_level=None)
+    old.execute("CREATE TABLE pairs (collection TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, "
+                "PRIMARY KEY (collection, key)) WITHOUT ROWID")
+    for step in server_records.MIGRATIONS[:2]:
+        for statement in step:
+            old.execute(statement)
+    old.execute("CREATE TABLE schema_versions (family TEXT PRIMARY KEY, version INTEGER NOT NULL) WITHOUT ROWID")
+    old.execute("INSERT INTO schema_versions VALUES ('server_records', 2)")
+    old.execute("INSERT INTO pairs VALUES ('c', 'a', 'v')")
+    old.execute(f"INSERT INTO server_records ({', '.join(server_records.COLUMNS)}) VALUES "
+                f"({', '.join('?' * len(server_records.COLUMNS))})", server_records.record_row(record("a", created=NOW - 5)))
+    assert old.execute("SELECT 1 FROM sqlite_master WHERE name = 'server_records_by_created'").fetchone()
+    old.close()
+
+    store = EmbeddedStore(tmp_path / "store")
+    records = EmbeddedRecords(store)
+    assert records.get("c", "a") == record("a", created=NOW - 5)
+    records.set_with_records("c", {"b": "w"}, [record("b", created=NOW)])
+    assert [r.key for r in records.records(["c"])] == ["b", "a"]  # newest first, without the index
+    with store.transaction() as connection:
+        assert connection.execute("SELECT version FROM schema_versions WHERE family = 'server_records'"
+                                  ).fetchone() == (3,)
+        assert connection.execute("SELECT 1 FROM sqlite_master WHERE name = 'server_records_by_created'"
+                                  ).fetchone() is None
+    assert store.get("c", "a") == "v"

@@ -359,6 +359,24 @@ def test_a_hit_is_queued_not_written_until_the_writer_runs(tmp_path):
     assert backend.get("c", KEY).hits == 2
 
 
+def test_a_sets_record_is_written_with_its_pair_and_its_miss_queued_with_the_hits(tmp_path):
+    from pairio.kv.embedded import EmbeddedStore
+    from pairio.server.backends.records import EmbeddedRecords, ServerRecord
+    from pairio.server.records import Recorder
+
+    store = EmbeddedStore(tmp_path / "store")
+    backend = EmbeddedRecords(store)
+    recorder = Recorder(backend, interval_s=60.0)
+    made = [ServerRecord(collection="c", key=k, function="f", code="", dependencies={}, arguments={}, size=1,
+                         seconds=2.5, host="h", created=NOW) for k in (KEY, "e" * 40)]
+    recorder.set_with_records(store, "c", {KEY: "v1", "e" * 40: "v2"}, made)
+    assert store.get("c", KEY) == "v1" and backend.get("c", KEY) == made[0]  # in the request's one commit
+    assert backend.counts(["c"], time.time() - 10) == []  # the misses wait in memory, as hits do
+    recorder.flush()  # within a second, when the server stops, before a read of the counts
+    (row,) = backend.counts(["c"], time.time() - 10)
+    assert (row["function"], row["misses"], row["seconds_computed"]) == ("f", 2, 5.0)
+
+
 # --- provenance from the record store ------------------------------------------------------------
 
 
@@ -462,3 +480,87 @@ def test_a_step_two_inputs_share_is_shown_once_in_the_servers_tree(server):
     a, b = entry_view(server, "spikes", top)["lineage"]["inputs"]
     assert a["inputs"][0]["function"] == "steps.load"
     assert b["inputs"][0] == {"argument": "x", "key": raw, "collection": "spikes", "note": "shown above"}
+
+
+# --- parsing a record: the quick path for plain records, field by field for the rest ------------
+
+
+@pytest.mark.parametrize("fields", [
+    {},
+    {"created": 1_800_000_000, "seconds": 0, "size": 0},  # whole numbers for seconds and times
+    {"function": "\u00e9tapes.nettoyer", "host": "h\u00f4te", "dependencies": {"caf\u00e9": "1\u20132"}},
+    {"dependencies": {}, "arguments": {}, "inputs": []},
+    {"inputs": [{"argument": "x", "collection": "spikes", "key": KEY}, {"argument": "raw", "uri": "sha1://" + KEY}]},
+])
+def test_a_valid_record_is_parsed_alike_on_either_path(fields):
+    from pairio.server.records import parse_record, parse_records
+
+    obj = a_record(**fields)
+    (quick,) = parse_records({KEY: obj}, {KEY: VALUE}, "spikes", "lab-rw")
+    checked = parse_record(obj, "spikes", KEY, "lab-rw", "records")  # always field by field
+    assert quick == checked
+    assert (type(quick.seconds), type(quick.created), quick.channel, quick.hits) == (float, float, "lab-rw", 0)
+
+
+@pytest.mark.parametrize(("fields", "message"), [
+    ({"seconds": float("nan")}, ".seconds must be a number from 0"),
+    ({"seconds": float("inf")}, ".seconds must be a number from 0"),
+    ({"created": 2e11}, ".created must be a number from 0"),
+    ({"size": True}, ".size must be a whole number from 0"),
+    ({"dependencies": {"numpy\u0000": "2"}}, ".dependencies name may not contain a NUL character"),
+    ({"dependencies": {"n" * 201: "2"}}, ".dependencies name has 201 characters; the limit is 200"),
+    ({"dependencies": {"numpy": "2" * 201}}, ".dependencies['numpy'] has 201 characters; the limit is 200"),
+    ({"arguments": {"x": "a" * 1001}}, ".arguments['x'] has 1001 characters; the limit is 1000"),
+    ({"arguments": {"x": "\ud800"}}, ".arguments['x'] is not valid Unicode"),
+    ({"arguments": None}, ".arguments must be an object mapping names to strings"),
+    ({"code": "c" * 201}, ".code has 201 characters; the limit is 200"),
+    ({"host": "h" * 256}, ".host has 256 characters; the limit is 255"),
+    ({"inputs": [{"argument": "x"}]}, "field records['" + KEY + "'].inputs[0] must be an object of exactly"),
+])
+def test_a_record_off_the_quick_path_is_refused_naming_its_field(fields, message):
+    from pairio.server.auth import ApiError
+    from pairio.server.records import parse_records
+
+    with pytest.raises(ApiError) as caught:
+        parse_records({KEY: a_record(**fields)}, {KEY: VALUE}, "spikes", "lab-rw")
+    assert caught.value.status == 400
+    assert message in caught.value.message
+
+
+def test_hits_and_misses_queued_by_threads_while_the_writer_writes_are_all_counted(tmp_path):
+    import threading
+
+    from pairio.kv.embedded import EmbeddedStore
+    from pairio.server.backends.records import EmbeddedRecords, ServerRecord
+    from pairio.server.records import Recorder
+
+    store = EmbeddedStore(tmp_path / "store")
+    backend = EmbeddedRecords(store)
+    recorder = Recorder(backend, interval_s=60.0)
+    made = ServerRecord(collection="c", key=KEY, function="f", code="", dependencies={}, arguments={}, size=1,
+                        seconds=1.0, host="h", created=NOW)
+    recorder.set_with_records(store, "c", {KEY: "v"}, [made])
+    done = threading.Event()
+
+    def flushing() -> None:
+        while not done.is_set():
+            recorder.flush()
+
+    def queueing() -> None:
+        for _ in range(2000):
+            recorder.hit("c", [KEY])
+            recorder.missed([made])
+
+    writer = threading.Thread(target=flushing)
+    writer.start()
+    threads = [threading.Thread(target=queueing) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    done.set()
+    writer.join()
+    recorder.flush()
+    assert backend.get("c", KEY).hits == 8000
+    (row,) = backend.counts(["c"], time.time() - 10)
+    assert (row["hits"], row["misses"]) == (8000, 8001)

@@ -3,7 +3,8 @@
 read them back (``POST /api/v1/records``, ``POST /api/v1/counts``), filtered by the channel's rights.
 
 A record is written in the request that sets its pair, in the same transaction (so that a hit on
-another replica a moment later finds it, and a crash leaves both or neither); hits and bytes are queued in memory (:class:`Recorder`) and
+another replica a moment later finds it, and a crash leaves both or neither); its miss, hits and
+bytes are queued in memory (:class:`Recorder`) and
 written in batches by the one deferred writer (:mod:`pairio.deferred`) at most a second later,
 when the server stops, and before this process answers a read of them: a get writes nothing. A channel sees the records and counts only of collections it may get,
 and sends records only with pairs it may set.
@@ -41,6 +42,7 @@ MAX_TEXT_CHARS = 1000
 MAX_DEPENDENCIES = 500
 MAX_ARGUMENTS = 200
 MAX_SECONDS = 1e9
+MAX_CREATED = 1e11  # Unix seconds: the year 5138
 MAX_SIZE = 1 << 62
 MAX_LIST_LIMIT = 1000
 MAX_INPUTS = 200
@@ -64,11 +66,11 @@ def open_records(store: object, coordination: object = None) -> RecordStore | No
     """The records beside the server's pairs ``store``: in its database (embedded or PostgreSQL);
     None for a store that cannot keep them.
 
-    A set with records commits its pairs, records and misses in one transaction of the pairs'
-    database (:meth:`RecordStore.set_with_records`). On PostgreSQL the hits and bytes commit
-    without waiting for the disk, as the coordination does (over its pool, when it is in the same
-    database): a crash of the database server loses at most its last moment of counts, never a
-    pair or its record."""
+    A set with records commits its pairs and records in one transaction of the pairs' database
+    (:meth:`RecordStore.set_with_records`); their misses are queued with the hits. On PostgreSQL
+    the counts commit without waiting for the disk, as the coordination does (over its pool, when
+    it is in the same database): a crash of the database server loses at most its last moment of
+    counts, never a pair or its record."""
     if isinstance(store, EmbeddedStore):
         return EmbeddedRecords(store)
     from .backends.postgres import PostgresCoordination, PostgresDatabase, PostgresRecords, PostgresStore
@@ -115,11 +117,14 @@ def parse_records(value: object, values: Mapping[str, str | None], collection: s
         raise ApiError(400, f"field {field} must be an object mapping keys set to their records")
     out = []
     for key, record in value.items():
-        where = f"{field}[{key!r}]"
         if values.get(key) is None:
-            raise ApiError(400, f"field {where}: a record goes only with a pair the request sets; "
+            raise ApiError(400, f"field {field}[{key!r}]: a record goes only with a pair the request sets; "
                                 "this key is not among them")
-        out.append(parse_record(record, collection, key, channel, where))
+        plain = None
+        if type(record) is dict and record.keys() <= _FIELD_SET and record.keys() >= _REQUIRED:
+            plain = _plain_record(record, collection, key, channel, field)
+        out.append(plain if plain is not None else parse_record(record, collection, key, channel,
+                                                                f"{field}[{key!r}]"))
     return out
 
 
@@ -127,11 +132,11 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
     """One record of a request, every field checked (a 400 naming ``where`` and the field)."""
     if not isinstance(obj, dict):
         raise ApiError(400, f"field {where} must be an object with {', '.join(RECORD_FIELDS)}")
-    unknown = sorted(set(obj) - set(RECORD_FIELDS))
+    unknown = sorted(obj.keys() - _FIELD_SET)
     if unknown:
         raise ApiError(400, f"field {where}: unknown field(s) {', '.join(map(repr, unknown))}; a record holds "
                             f"{', '.join(RECORD_FIELDS)}")
-    missing = [f for f in ("function", "size", "seconds", "created") if f not in obj]
+    missing = [f for f in RECORD_FIELDS if f in _REQUIRED and f not in obj]
     if missing:
         raise ApiError(400, f"field {where}: missing {', '.join(map(repr, missing))}")
     return ServerRecord(
@@ -143,10 +148,54 @@ def parse_record(obj: object, collection: str, key: str, channel: str, where: st
         size=_integer(obj["size"], f"{where}.size", MAX_SIZE),
         seconds=_number(obj["seconds"], f"{where}.seconds", MAX_SECONDS),
         host=_text(obj.get("host", ""), f"{where}.host", MAX_HOST_CHARS),
-        created=_number(obj["created"], f"{where}.created", 1e11),
+        created=_number(obj["created"], f"{where}.created", MAX_CREATED),
         channel=channel, hits=0, last_used=0.0,
         inputs=_inputs(obj.get("inputs", []), f"{where}.inputs"),
     )
+
+
+_FIELD_SET = frozenset(RECORD_FIELDS)
+_REQUIRED = frozenset(("function", "size", "seconds", "created"))
+
+
+def _plain_record(obj: dict, collection: str, key: str, channel: str, field: str) -> ServerRecord | None:
+    """The record of ``obj`` (of :data:`RECORD_FIELDS` only, the required ones there) if every field
+    is plainly valid (ASCII text, so no lone surrogate; no NUL; within its limits), checked with a
+    few C calls in all and no message made; None if any is not (then :func:`parse_record` checks
+    field by field, as strictly, and says which). ``field``: the request's field, for the inputs."""
+    get = obj.get
+    function, code, host = obj["function"], get("code", ""), get("host", "")
+    dependencies, arguments = get("dependencies", _NONE), get("arguments", _NONE)
+    size, seconds, created = obj["size"], obj["seconds"], obj["created"]
+    if type(dependencies) is not dict or type(arguments) is not dict or len(dependencies) > MAX_DEPENDENCIES \
+            or len(arguments) > MAX_ARGUMENTS:
+        return None
+    try:  # joining fails on anything but strings
+        text = "".join((function, code, host, *dependencies, *dependencies.values(), *arguments, *arguments.values()))
+    except TypeError:
+        return None
+    if not (text.isascii() and "\0" not in text and function and len(function) <= MAX_FUNCTION_CHARS
+            and len(code) <= MAX_CODE_CHARS and len(host) <= MAX_HOST_CHARS
+            and (not dependencies or (max(map(len, dependencies)) <= MAX_NAME_CHARS
+                                      and max(map(len, dependencies.values())) <= MAX_NAME_CHARS))
+            and (not arguments or (max(map(len, arguments)) <= MAX_NAME_CHARS
+                                   and max(map(len, arguments.values())) <= MAX_TEXT_CHARS))
+            and type(size) is int and 0 <= size <= MAX_SIZE
+            # a number (NaN compares false; infinity is over the limit)
+            and type(seconds) in _NUMBERS and 0 <= seconds <= MAX_SECONDS
+            and type(created) in _NUMBERS and 0 <= created <= MAX_CREATED):
+        return None
+    links = get("inputs")
+    inputs = () if links is None or links == [] else _inputs(links, f"{field}[{key!r}].inputs")
+    return ServerRecord.checked(collection=collection, key=key, function=function, code=code,
+                                dependencies={} if dependencies is _NONE else dependencies,
+                                arguments={} if arguments is _NONE else arguments, size=size, seconds=float(seconds),
+                                host=host, created=float(created), channel=channel, hits=0, last_used=0.0,
+                                inputs=inputs)
+
+
+_NONE: dict = {}
+_NUMBERS = (int, float)
 
 
 def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
@@ -176,6 +225,8 @@ def _inputs(value: object, field: str) -> tuple[dict[str, str], ...]:
 
 
 def _text(value: object, field: str, limit: int, empty: bool = True) -> str:
+    if type(value) is str and len(value) <= limit and value.isascii() and "\0" not in value and (empty or value):
+        return value  # the usual case, at the cost of three C calls (ASCII: no lone surrogate)
     if not isinstance(value, str) or (not empty and not value):
         raise ApiError(400, f"field {field} must be a{'' if empty else ' non-empty'} string")
     if len(value) > limit:
@@ -223,18 +274,34 @@ class Recorder:
         self._lock = threading.Lock()
         self._hits: dict[tuple[str, str], int] = {}
         self._bytes: dict[tuple[int, str], list[int]] = {}
+        self._misses: dict[tuple[int, str, str], list] = {}  # (hour, collection, function) -> [n, seconds]
         self._writer = DeferredWriter("pairio-server-records", self._write, self._has_work,
                                       interval_s=interval_s, forget=self._forget)
 
     def set_with_records(self, store: KeyValueStore, collection: str, pairs: Mapping[str, str | None],
                          records: list[ServerRecord]) -> None:
         """Set ``pairs`` in ``collection`` of ``store`` (the pairs beside :attr:`backend`) with their
-        ``records``, in one transaction when there are records and a backend to keep them. A
-        failure is raised: then neither the pairs nor their records are set."""
+        ``records``, in one transaction when there are records and a backend to keep them, and
+        queue their misses (written with the hits). A failure is raised: then neither the pairs
+        nor their records are set, nor their misses counted."""
         if self.backend is None or not records:
             store.set_many(collection, pairs)
             return
         self.backend.set_with_records(collection, pairs, records)
+        self.missed(records)
+
+    def missed(self, records: Iterable[ServerRecord]) -> None:
+        """Queue a miss of each of ``records`` (just set with its pair), its seconds computed."""
+        hour = hour_of(time.time())
+        with self._lock:
+            misses = self._misses  # read under the lock: the writer swaps it for an empty one
+            for r in records:
+                row = misses.get((hour, r.collection, r.function))
+                if row is None:
+                    row = misses[hour, r.collection, r.function] = [0, 0.0]
+                row[0] += 1
+                row[1] += r.seconds
+        self._writer.notify()
 
     def put(self, records: list[ServerRecord]) -> None:
         """Write ``records`` (set with their pairs just now: each a miss). A failure is logged, not
@@ -250,8 +317,8 @@ class Recorder:
         """Queue a hit of each of ``keys`` (found by a get): counted where the key has a record."""
         if self.backend is None:
             return
-        hits = self._hits
         with self._lock:
+            hits = self._hits  # read under the lock: the writer swaps it for an empty one
             for key in keys:
                 ident = (collection, key)
                 hits[ident] = hits.get(ident, 0) + 1
@@ -273,24 +340,29 @@ class Recorder:
         self._writer.flush()
 
     def _has_work(self) -> bool:
-        return bool(self._hits or self._bytes)
+        return bool(self._hits or self._bytes or self._misses)
 
     def _write(self) -> None:
         with self._lock:
-            hits, moved = self._hits, self._bytes
-            self._hits, self._bytes = {}, {}
+            hits, moved, misses = self._hits, self._bytes, self._misses
+            self._hits, self._bytes, self._misses = {}, {}, {}
         backend = self.backend
         if backend is None:
             return
-        if hits:
-            backend.add_hits(hits)
-        if moved:
-            backend.add_counts([CountRow(hour, collection, BYTES_FUNCTION, bytes_up=up, bytes_down=down)
-                                for (hour, collection), (up, down) in moved.items()])
+        rows = [CountRow(hour, collection, function, misses=n, seconds_computed=seconds)
+                for (hour, collection, function), (n, seconds) in misses.items()]
+        rows += [CountRow(hour, collection, BYTES_FUNCTION, bytes_up=up, bytes_down=down)
+                 for (hour, collection), (up, down) in moved.items()]
+        try:
+            if hits:
+                backend.add_hits(hits)
+        finally:  # the misses and bytes, even if the hits could not be written
+            if rows:
+                backend.add_counts(rows)
 
     def _forget(self) -> None:
         self._lock = threading.Lock()
-        self._hits, self._bytes = {}, {}
+        self._hits, self._bytes, self._misses = {}, {}, {}
 
 
 # --- the endpoints ------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from ...config import mask_url
 from ...errors import ConfigurationError, InvalidInputError, StoreUnavailableError
 from ...kv.base import KeyValueStore
 from .base import Coordination, Lease
-from .records import COUNT_FIELDS, CountRow, RecordStore, ServerRecord, miss_rows
+from .records import COUNT_FIELDS, CountRow, RecordStore, ServerRecord, json_column, miss_rows
 
 SCHEMA_VERSION = 4
 # Each step upgrades the schema from version i to i + 1; never edit a step that shipped.
@@ -456,6 +456,22 @@ _UPSERT_RECORD = (
     + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
 )
 _SELECT_RECORD = f"SELECT {', '.join(_RECORD_COLUMNS)} FROM pairio_records"
+_RECORD_TYPES = ("bytea", "bytea", "text", "text", "jsonb", "jsonb", "bigint", "float8", "text", "float8", "text",
+                 "bigint", "float8", "jsonb")
+# A set with records in one statement: data-modifying WITH queries run to completion whether or
+# not the main query reads them, all in the statement's one snapshot and transaction.
+_SET_WITH_RECORDS = (
+    "WITH set_pairs AS (" + _UPSERT_MANY + "), "
+    "deleted_pairs AS (" + _DELETE_MANY + ") "
+    f"INSERT INTO pairio_records ({', '.join(_RECORD_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"%s::{t}[]" for t in _RECORD_TYPES) + ") "
+    "ON CONFLICT (collection, key) DO UPDATE SET " + ", ".join(f"{c} = excluded.{c}" for c in _RECORD_COLUMNS[2:])
+)
+_SET_ONE_WITH_RECORD = (  # one pair and its record
+    "WITH set_pair AS (" + _SET + ") " + _UPSERT_RECORD.replace(
+        "VALUES (" + ", ".join(["%s"] * len(_RECORD_COLUMNS)) + ")",
+        "VALUES (" + ", ".join(f"%s::{t}" for t in _RECORD_TYPES) + ")")
+)
 _HIT_RECORDS = (
     "UPDATE pairio_records AS r SET hits = r.hits + h.n, last_used = GREATEST(r.last_used, %s) "
     "FROM unnest(%s::bytea[], %s::bytea[], %s::bigint[]) AS h(collection, key, n) "
@@ -495,9 +511,9 @@ def _add_counts(connection, rows: Sequence[tuple], now: float | None = None) -> 
 def _record_rows(records: Sequence[ServerRecord]) -> list[tuple]:
     """The rows of ``records`` for :data:`_UPSERT_RECORD`: one per key (the last), in key order."""
     latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
-    return [(_b(r.collection), _b(r.key), r.function, r.code, json.dumps(dict(r.dependencies)),
-             json.dumps(dict(r.arguments)), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
-             r.last_used, json.dumps([dict(i) for i in r.inputs])) for _, r in sorted(latest.items())]
+    return [(_b(r.collection), _b(r.key), r.function, r.code, json_column(r.dependencies),
+             json_column(r.arguments), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
+             r.last_used, json_column(r.inputs) if r.inputs else "[]") for _, r in sorted(latest.items())]
 
 
 def _write_records(connection, rows: list[tuple], records: Sequence[ServerRecord], now: float) -> None:
@@ -541,22 +557,22 @@ class PostgresRecords(RecordStore):
 
         self.database.run(write)
 
-    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
-                         now: float | None = None) -> None:
-        now = time.time() if now is None else now
-        statements = _pair_statements(collection, pairs)
-        rows = _record_rows(records)
-
-        def write(connection) -> None:
-            # Pipelined: the statements go in one round trip, not one each.
-            with connection.pipeline(), connection.transaction():
-                for sql, params in statements:
-                    connection.execute(sql, params)
-                if rows:
-                    _write_records(connection, rows, records, now)
-
-        # On the pairs' pool: the one commit waits for the disk, as a set of pairs does.
-        self.pairs.run(write)
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None],
+                         records: Sequence[ServerRecord]) -> None:
+        name = _b(collection)
+        if len(pairs) == 1 and len(records) == 1:  # the usual set: scalars, far cheaper to send than arrays
+            ((key, value),) = pairs.items()
+            if value is not None and records[0].key == key and records[0].collection == collection:
+                row = _record_rows(records)[0]
+                self.pairs.run(lambda c: c.execute(_SET_ONE_WITH_RECORD, (name, row[1], _b(value), *row)))
+                return
+        upserts = [(_b(k), _b(v)) for k, v in pairs.items() if v is not None]
+        deletes = [_b(k) for k, v in pairs.items() if v is None]
+        columns = [list(c) for c in zip(*_record_rows(records), strict=True)] or [[] for _ in _RECORD_COLUMNS]
+        params = (name, [k for k, _ in upserts], [v for _, v in upserts], name, deletes, *columns)
+        # One statement (atomic on its own, in one round trip): the pairs, then the records, or
+        # nothing. On the pairs' pool: its commit waits for the disk, as a set of pairs does.
+        self.pairs.run(lambda c: c.execute(_SET_WITH_RECORDS, params))
 
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
         if not hits:

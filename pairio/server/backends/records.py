@@ -50,6 +50,14 @@ class ServerRecord:
     last_used: float = 0.0
     inputs: Sequence[Mapping[str, str]] = ()
 
+    @classmethod
+    def checked(cls, **fields: Any) -> ServerRecord:
+        """The record of ``fields`` (every field, each already checked), made without the frozen
+        ``__init__``'s one ``object.__setattr__`` a field (most of the cost of parsing a record)."""
+        record = object.__new__(cls)
+        record.__dict__.update(fields)
+        return record
+
     def as_dict(self) -> dict[str, Any]:
         """Every field, for JSON."""
         return {**dataclasses.asdict(self), "dependencies": dict(self.dependencies), "arguments": dict(self.arguments),
@@ -84,11 +92,13 @@ class RecordStore(abc.ABC):
         new result), and count each as a miss (its seconds computed) in the hour of ``now``."""
 
     @abc.abstractmethod
-    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
-                         now: float | None = None) -> None:
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None],
+                         records: Sequence[ServerRecord]) -> None:
         """Set ``pairs`` (key -> value; None deletes) in ``collection`` of the pairs these records sit
-        beside, write ``records`` (as :meth:`put`) and count their misses, in ONE transaction: it
-        commits all of them or none (a record that cannot be written fails the set)."""
+        beside and write ``records`` (each replacing the record of its key), in ONE transaction: it
+        commits all of them or none (a record that cannot be written fails the set). Their misses
+        are not counted here: the caller counts them (:meth:`add_counts` of :func:`miss_counts`),
+        as the server does in batches, with the hits."""
 
     @abc.abstractmethod
     def add_hits(self, hits: Mapping[tuple[str, str], int], now: float | None = None) -> None:
@@ -166,6 +176,11 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
     ),
     # 2: the inputs of each record (its provenance), JSON: a list of links.
     ("ALTER TABLE server_records ADD COLUMN inputs TEXT NOT NULL DEFAULT '[]'",),
+    # 3: no index on created. Keeping it cost a set with a record a third of its write (a second
+    # b-tree changed in every set); listing newest first scans the collections' records and keeps
+    # the newest (a top-N sort), as listing by size, seconds or hits always did. An older pairio
+    # works on the migrated database (its queries name no index).
+    ("DROP INDEX IF EXISTS server_records_by_created",),
 )
 # Registered on import: only a process that imports the server's backends makes these tables.
 register_schema(FAMILY, MIGRATIONS, optional=True)
@@ -182,15 +197,21 @@ _HIT = ("UPDATE server_records SET hits = hits + ?, last_used = max(last_used, ?
         "WHERE collection = ? AND key = ? RETURNING function, seconds")
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), sort_keys=True).encode  # one encoder, not one a call
+
+
 def record_row(record: ServerRecord) -> tuple:
     """``record`` as a row of :data:`COLUMNS` (JSON columns as text)."""
-    return tuple(json_column(getattr(record, c)) if c in _JSON_COLUMNS else getattr(record, c) for c in COLUMNS)
+    r = record
+    return (r.collection, r.key, r.function, r.code, json_column(r.dependencies), json_column(r.arguments), r.size,
+            r.seconds, r.host, r.created, r.channel, r.hits, r.last_used, json_column(r.inputs) if r.inputs else "[]")
 
 
 def json_column(value: Any) -> str:
     """A JSON column's text: an object (dependencies, arguments) or a list of links (inputs)."""
-    plain = dict(value) if isinstance(value, Mapping) else [dict(i) for i in value]
-    return json.dumps(plain, separators=(",", ":"), sort_keys=True)
+    if type(value) is not dict:
+        value = dict(value) if isinstance(value, Mapping) else [dict(i) for i in value]
+    return _ENCODE(value)
 
 
 def record_from_row(row: Sequence[Any]) -> ServerRecord:
@@ -201,15 +222,20 @@ def record_from_row(row: Sequence[Any]) -> ServerRecord:
     return ServerRecord(**values)
 
 
-def miss_rows(records: Sequence[ServerRecord], now: float) -> list[tuple]:
-    """The count rows of ``records`` set now: one miss each, its seconds computed."""
-    hour = local_counts.hour_of(now)
+def miss_counts(records: Sequence[ServerRecord], now: float | None = None) -> list[CountRow]:
+    """The counts of ``records`` set at ``now`` (default: now): one miss each, its seconds computed."""
+    hour = local_counts.hour_of(time.time() if now is None else now)
     summed: dict[tuple[str, str], list] = {}
     for r in records:
         row = summed.setdefault((r.collection, r.function), [0, 0.0])
         row[0] += 1
         row[1] += r.seconds
-    return [CountRow(hour, c, f, misses=n, seconds_computed=s).values() for (c, f), (n, s) in summed.items()]
+    return [CountRow(hour, c, f, misses=n, seconds_computed=s) for (c, f), (n, s) in summed.items()]
+
+
+def miss_rows(records: Sequence[ServerRecord], now: float) -> list[tuple]:
+    """:func:`miss_counts` as rows of values."""
+    return [row.values() for row in miss_counts(records, now)]
 
 
 class EmbeddedRecords(RecordStore):
@@ -229,16 +255,16 @@ class EmbeddedRecords(RecordStore):
             connection.executemany(_UPSERT, [record_row(r) for r in records])
             local_counts.write_in(connection, miss_rows(records, now), now)
 
-    def set_with_records(self, collection: str, pairs: Mapping[str, str | None], records: Sequence[ServerRecord],
-                         now: float | None = None) -> None:
-        now = time.time() if now is None else now
+    def set_with_records(self, collection: str, pairs: Mapping[str, str | None],
+                         records: Sequence[ServerRecord]) -> None:
         rows = [record_row(r) for r in records]
         try:
             with self.store.transaction(immediate=True) as connection:
                 self.store.write_pairs(connection, collection, pairs)
-                if rows:
+                if len(rows) == 1:
+                    connection.execute(_UPSERT, rows[0])
+                elif rows:
                     connection.executemany(_UPSERT, rows)
-                    local_counts.write_in(connection, miss_rows(records, now), now)
         except sqlite3.Error as exc:  # rolled back: neither the pairs nor the records
             raise self.store.error(exc) from exc
 
