@@ -156,8 +156,9 @@ class CachedFunction:
             return self._run_and_store(cfg, key, args, kwargs, store=False)
         with flight.claim(cfg.database_dir, key, self.name, cfg.collection) as waited:
             # Look again even if no one was waited for: another computer may have stored the
-            # result and let go between our lookup and our claim.
-            if cfg.cache != "refresh":
+            # result and let go between our lookup and our claim (a bare read of the pair says
+            # whether one is there now).
+            if cfg.cache != "refresh" and (waited or not self._still_missing(cfg, key)):
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
@@ -356,6 +357,18 @@ class CachedFunction:
         if _worker is not False and in_worker():
             _write_now()
         return result
+
+    def _still_missing(self, cfg: Config, key: str) -> bool:
+        """True if the pair of ``key`` is absent from the local store of ``cfg``, which the lookup
+        just now searched alone: read again bare (a full lookup also costs its object's row, the
+        remote, the warnings), and False whenever that cannot be told (then the full lookup runs)."""
+        places = self._places
+        if places is None or places.cfg is not cfg or not places.local:
+            return False
+        try:
+            return places.kv.get(self.collection or cfg.collection, key) is None
+        except Exception:  # noqa: BLE001 (any failure: the full lookup runs, and says what it is)
+            return False
 
     def _shows_line(self, cfg: Config) -> bool:
         """Whether this call prints its short hit/miss line: ``verbose=`` of the decorator, else the

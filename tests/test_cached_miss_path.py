@@ -1,0 +1,65 @@
+"""What a miss spares: the second look for a result (after the key's lock is taken) reads the bare
+pair, and the full lookup runs only if one is there; a result stored meanwhile by another writer
+is still found and not computed again."""
+
+from __future__ import annotations
+
+import pytest
+
+import pairio as pa
+from pairio.config import get_config
+from pairio.content import content_store
+from pairio.kv import EmbeddedStore
+from pairio.memo import decorator, flight
+from pairio.memo.values import store_result
+from pairio.result_keys import seconds_key
+
+RUNS: list[int] = []
+
+
+def doubled(x):
+    RUNS.append(x)
+    return 2 * x
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """The full lookups of cached calls from now on (the real ones, counted)."""
+    seen = []
+    real = decorator.CachedFunction._lookup
+
+    def counted(self, cfg, key, *args, **kwargs):
+        seen.append(key)
+        return real(self, cfg, key, *args, **kwargs)
+
+    monkeypatch.setattr(decorator.CachedFunction, "_lookup", counted)
+    return seen
+
+
+def test_a_miss_looks_its_result_up_in_full_once(lookups):
+    RUNS.clear()
+    step = pa.cached(doubled)
+    assert step(3) == 6 and RUNS == [3]
+    assert lookups == [step.key(3)]  # the look under the lock read the bare pair: none
+    assert step(3) == 6 and RUNS == [3] and len(lookups) == 2  # a hit
+
+
+def test_a_result_stored_by_another_writer_between_the_lookup_and_the_lock_is_found(lookups, monkeypatch):
+    RUNS.clear()
+    step = pa.cached(doubled)
+    key = step.key(5)
+    real_claim = flight.claim
+
+    def claim_after_another_writer(database_dir, claimed, *args, **kwargs):
+        # Another process (its own connection to the store) stores the result now.
+        cfg = get_config()
+        other = EmbeddedStore(cfg.database_dir)
+        sha1 = store_result(content_store(cfg), 10)
+        other.set_many(cfg.collection, {claimed: sha1, seconds_key(claimed): "1"})
+        other.close()
+        return real_claim(database_dir, claimed, *args, **kwargs)
+
+    monkeypatch.setattr(flight, "claim", claim_after_another_writer)
+    assert step(5) == 10
+    assert RUNS == []  # found under the lock, not computed
+    assert lookups == [key, key]
