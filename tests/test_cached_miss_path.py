@@ -63,3 +63,12 @@ def test_a_result_stored_by_another_writer_between_the_lookup_and_the_lock_is_fo
     assert step(5) == 10
     assert RUNS == []  # found under the lock, not computed
     assert lookups == [key, key]
+
+
+def test_a_holder_is_listed_with_its_names_as_given_however_they_must_be_escaped(tmp_path):
+    from pairio.key_lock_files import holders
+
+    key = "ab" * 20
+    with flight.claim(tmp_path, key, 'mod.step "quoted" é\\', collection="c\u0000\n"):
+        (held,) = holders(tmp_path)
+    assert (held["key"], held["function"], held["collection"]) == (key, 'mod.step "quoted" é\\', "c\u0000\n")
