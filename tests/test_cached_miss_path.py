@@ -72,3 +72,20 @@ def test_a_holder_is_listed_with_its_names_as_given_however_they_must_be_escaped
     with flight.claim(tmp_path, key, 'mod.step "quoted" é\\', collection="c\u0000\n"):
         (held,) = holders(tmp_path)
     assert (held["key"], held["function"], held["collection"]) == (key, 'mod.step "quoted" é\\', "c\u0000\n")
+
+
+def test_a_small_result_is_stored_inline_as_the_inline_writer_stores_it():
+    store = content_store(get_config())
+    sha1 = store.put_inline(b"small result")
+    assert store.small.get(sha1) == b"small result" and not store.object_path(sha1).exists()
+    with store.writer(durable=False, inline=True) as w:
+        w.write(b"small result")
+    assert w.sha1 == sha1
+    # Stored before as a file: kept as it is (no row beside it).
+    as_file = store.put_bytes(b"kept as a file")
+    assert store.put_inline(b"kept as a file") == as_file
+    assert store.small.info(as_file) is None and store.object_path(as_file).is_file()
+    # Too large for a row: a file.
+    large = b"x" * (store.inline_max + 1)
+    big = store.put_inline(large)
+    assert store.object_path(big).read_bytes() == large and store.small.info(big) is None

@@ -686,9 +686,12 @@ class _ArgumentDigest:
     pickling it (a Ref of it is then keyed by loading and hashing its value)."""
 
     def __init__(self, value: Any) -> None:
+        self._thread = None
+        if type(value) in _SCALAR_RESULTS:  # hashed at once (and never refused): the miss of a small step
+            self._value, self._out = None, (_hash_value()(value, "result"), set())
+            return
         self._value = value
         self._out: tuple[str | None, set[type]] = (None, set())
-        self._thread = None
         if _nbytes(value) >= _THREADED_DIGEST_BYTES:
             self._thread = threading.Thread(target=self._run, name="pairio-digest", daemon=True)
             self._thread.start()
@@ -714,6 +717,14 @@ class _ArgumentDigest:
 
 
 _THREADED_DIGEST_BYTES = 1 << 20
+_SCALAR_RESULTS = frozenset({int, str, float})
+
+
+@functools.cache
+def _hash_value() -> Callable[..., str]:
+    from .arguments import hash_value  # (key derivation loads with the first decorated function)
+
+    return hash_value
 
 
 def _nbytes(value: Any) -> int:
