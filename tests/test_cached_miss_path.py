@@ -22,6 +22,14 @@ def doubled(x):
     return 2 * x
 
 
+def _offset():
+    return 1
+
+
+def offset_step(x, label="a"):
+    return x + _offset()
+
+
 @pytest.fixture
 def lookups(monkeypatch):
     """The full lookups of cached calls from now on (the real ones, counted)."""
@@ -89,3 +97,18 @@ def test_a_small_result_is_stored_inline_as_the_inline_writer_stores_it():
     large = b"x" * (store.inline_max + 1)
     big = store.put_inline(large)
     assert store.object_path(big).read_bytes() == large and store.small.info(big) is None
+
+
+def test_the_record_made_after_a_miss_of_plain_arguments_is_that_of_the_call_as_it_was(monkeypatch):
+    from pairio import deferred
+
+    step = pa.cached(offset_step)
+    before = step.explain(4)
+    assert step(4) == 5
+    monkeypatch.setitem(globals(), "_offset", lambda: 2)  # the helper replaced before the record is written
+    deferred.drain_all()
+    (entry,) = step.entries()
+    assert entry.key == before["key"] and entry.code["digest"] == before["code"]["digest"]
+    assert entry.arguments == before["arguments"] and entry.summary == {"x": "4", "label": "'a'"}
+    assert entry.inputs == [] and entry.hits == 0
+    assert step(4) == 6 and len(step.entries()) == 2  # the new code: a new key

@@ -44,7 +44,7 @@ from ..lifecycle.records import Entry
 from ..result_keys import argument_key, seconds_key, side_keys, types_key
 from ..user_warnings import warn_user
 from . import call_stats, flight
-from .key_parts import key_parts
+from .key_parts import finish_key_parts, key_parts, taken_now
 from .refs import (
     Ref,
     digest_pairs,
@@ -449,11 +449,22 @@ class CachedFunction:
         missed if ``want_reason`` (else "") and the recorded total size (None if not known yet). A
         record that cannot be made is logged; a failure to write the pairs raises. ``made``: the
         reason and record, if made already (sent to the server with the pairs)."""
+        store = local_store(cfg)
+        if made is None and not want_reason and cfg.max_size is None and not self._method:
+            bound = self._keys.bind(args, kwargs)
+            if all(type(value) in _IMMUTABLE_ARGUMENTS for _, value in bound):
+                # Nothing of such a call can change: its record is made by the background writer.
+                if pairs:
+                    store.set_many(collection, pairs)
+                now = taken_now(self._keys, False, key, args, kwargs)
+                calls.miss_record_soon(cfg, lambda: calls.MissedCall(
+                    self.name, collection, key, finish_key_parts(self._keys, *now, bound), bound),
+                    stored.sha1, list(stored.files), stored.size, seconds)
+                return "", None
         if made is None:
             call = self._missed_call(cfg, collection, key, args, kwargs)
             made = calls.miss_record(cfg, call, stored.sha1, list(stored.files), stored.size, seconds, want_reason)
         reason, entry = made
-        store = local_store(cfg)
         if entry is not None and calls.records_with_pairs(cfg, store):
             try:
                 with store.transaction(immediate=True) as connection:
@@ -718,6 +729,8 @@ class _ArgumentDigest:
 
 _THREADED_DIGEST_BYTES = 1 << 20
 _SCALAR_RESULTS = frozenset({int, str, float})
+# Arguments no one can change after the call (a record of them may be made later).
+_IMMUTABLE_ARGUMENTS = frozenset({int, str, float, bool, type(None), bytes, complex})
 
 
 @functools.cache
