@@ -112,3 +112,52 @@ def test_the_record_made_after_a_miss_of_plain_arguments_is_that_of_the_call_as_
     assert entry.arguments == before["arguments"] and entry.summary == {"x": "4", "label": "'a'"}
     assert entry.inputs == [] and entry.hits == 0
     assert step(4) == 6 and len(step.entries()) == 2  # the new code: a new key
+
+
+@pytest.mark.skipif(not flight._USE_RANGES, reason="byte-range locks of one file: Linux only")
+def test_a_key_lock_through_a_threads_kept_descriptor_excludes_other_threads_and_a_removed_file(tmp_path):
+    import threading
+
+    from pairio.key_lock_files import key_is_locked
+
+    key = "cd" * 20
+    ranges = tmp_path / "locks" / "keys.ranges"
+    outcome = []
+
+    def other_thread_tries():
+        lock = flight._lock(tmp_path, key, kept=True)
+        outcome.append(lock.try_acquire())
+        if outcome[-1]:
+            lock.release()
+
+    for _ in range(2):  # the second claim goes through the descriptor kept by the first
+        with flight.claim(tmp_path, key, "step"):
+            assert key_is_locked(tmp_path, key)
+            thread = threading.Thread(target=other_thread_tries)
+            thread.start()
+            thread.join()
+            assert outcome[-1] is False
+        assert not key_is_locked(tmp_path, key)
+    other_thread_tries()
+    assert outcome[-1] is True
+    ranges.unlink()  # removed (by hand) between claims: the next one locks the file made in its place
+    with flight.claim(tmp_path, key, "step"):
+        assert ranges.exists() and key_is_locked(tmp_path, key)
+    assert not key_is_locked(tmp_path, key)
+
+
+@pytest.mark.skipif(not flight._USE_RANGES, reason="byte-range locks of one file: Linux only")
+def test_a_forked_child_does_not_share_its_parents_kept_key_locks(tmp_path):
+    import os
+
+    key = "ef" * 20
+    with flight.claim(tmp_path, key, "step"):  # the parent holds it, through its kept descriptor
+        pid = os.fork()
+        if pid == 0:  # the child: the key is the parent's, not its own
+            code = 1
+            try:
+                code = 0 if flight._lock(tmp_path, key, kept=True).try_acquire() is False else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

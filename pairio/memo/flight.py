@@ -25,6 +25,7 @@ import contextlib
 import errno
 import logging
 import os
+import threading
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -50,14 +51,41 @@ _ASYNC_POLL_S = 0.01
 _USE_RANGES = USE_RANGES
 
 
-class _RangeLock:
-    """The lock of one key: a byte of the shared ranges file, locked through a descriptor of its own."""
+class _ThreadFiles(threading.local):
+    """This thread's descriptors of ranges files, kept open between claims: path -> descriptor."""
 
-    def __init__(self, path: str, key: str) -> None:
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+
+
+_thread_files = _ThreadFiles()
+
+
+def _forget_thread_files_after_fork() -> None:
+    # The child's copies share their open file descriptions, and so their locks, with the
+    # parent's: never used; closed (the parent's locks stay, held by its own descriptors).
+    global _thread_files
+    inherited, _thread_files = _thread_files, _ThreadFiles()
+    for fd in inherited.fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+os.register_at_fork(after_in_child=_forget_thread_files_after_fork)
+
+
+class _RangeLock:
+    """The lock of one key: a byte of the shared ranges file, locked through a descriptor of its own
+    (``kept``: through this thread's descriptor of the file, kept open between claims; threads
+    exclude each other as processes do, as each has its own. Not for coroutines: two of one thread
+    would share it, and so the lock)."""
+
+    def __init__(self, path: str, key: str, kept: bool = False) -> None:
         self.path = path
         self.key = key
         self._offset = range_offset(key)
         self._fd: int | None = None
+        self._kept = kept
 
     def _request(self, lock_type: int) -> bytes:
         return range_request(lock_type, self.key)
@@ -68,21 +96,43 @@ class _RangeLock:
     def acquire(self) -> None:
         self._lock(fcntl.F_OFD_SETLKW)
 
-    def _lock(self, command: int) -> bool:
+    def _open(self) -> int:
+        if self._kept:
+            fds = _thread_files.fds
+            fd = fds.get(self.path)
+            if fd is not None:
+                if os.fstat(fd).st_nlink:
+                    return fd
+                del fds[self.path]  # the file was removed: others lock the one made in its place
+                os.close(fd)
         try:
             fd = os.open(self.path, OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
             fd = os.open(self.path, OPEN_FLAGS, 0o666)
+        if self._kept:
+            _thread_files.fds[self.path] = fd
+        return fd
+
+    def _let_go(self, fd: int) -> None:
+        """Give up ``fd`` (not locked by us now) after a failure: a kept one too."""
+        if self._kept and _thread_files.fds.get(self.path) == fd:
+            del _thread_files.fds[self.path]
+        os.close(fd)
+
+    def _lock(self, command: int) -> bool:
+        fd = self._open()
         try:
             fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
         except OSError as exc:
-            os.close(fd)
             if command == fcntl.F_OFD_SETLK and exc.errno in (errno.EAGAIN, errno.EACCES):
+                if not self._kept:
+                    os.close(fd)
                 return False
+            self._let_go(fd)
             raise
         except BaseException:
-            os.close(fd)
+            self._let_go(fd)
             raise
         self._fd = fd
         return True
@@ -90,12 +140,20 @@ class _RangeLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if self._kept:
+                try:
+                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._request(fcntl.F_UNLCK))
+                    return
+                except OSError:
+                    pass  # closed instead (which lets go of every lock of this thread's descriptor)
+                self._let_go(fd)
+                return
             os.close(fd)  # closing the descriptor releases its locks
 
 
-def _lock(database_dir: Path, key: str) -> KeyLockFile | _RangeLock:
+def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _RangeLock:
     if _USE_RANGES:
-        return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key)
+        return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key, kept)
     return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
@@ -104,7 +162,7 @@ def claim(database_dir: Path, key: str, label: str, collection: str = "") -> Ite
     """Hold the lock of ``key`` for the block, saying who holds it (see
     :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``);
     yields True if another holder had to be waited for."""
-    lock = _lock(database_dir, key)
+    lock = _lock(database_dir, key, kept=True)
     waited = False
     try:
         if not lock.try_acquire():
