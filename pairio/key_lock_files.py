@@ -138,12 +138,9 @@ class _Holders:
 
 
 _holders = _Holders()
-_HEX = frozenset("0123456789abcdef")
-
-
 def _json_text(text: str) -> str:
-    """``text`` as a JSON string (a 40-hex key, the commonest, without json's escaping pass)."""
-    if len(text) == 40 and _HEX.issuperset(text):
+    """``text`` as a JSON string (letters and digits, as a key, without json's escaping pass)."""
+    if text.isascii() and text.isalnum():
         return f'"{text}"'
     return _json_texts(text)
 

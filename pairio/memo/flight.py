@@ -51,6 +51,9 @@ _ASYNC_POLL_S = 0.01
 _USE_RANGES = USE_RANGES
 
 
+_ranges_paths: dict[Path, str] = {}  # database dir -> its ranges file
+
+
 class _ThreadFiles(threading.local):
     """This thread's descriptors of ranges files, kept open between claims: path -> descriptor."""
 
@@ -153,7 +156,12 @@ class _RangeLock:
 
 def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _RangeLock:
     if _USE_RANGES:
-        return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key, kept)
+        path = _ranges_paths.get(database_dir)
+        if path is None:
+            if len(_ranges_paths) >= 64:
+                _ranges_paths.clear()
+            path = _ranges_paths[database_dir] = os.path.join(database_dir, "locks", RANGES_FILENAME)
+        return _RangeLock(path, key, kept)
     return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
