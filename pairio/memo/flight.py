@@ -26,7 +26,7 @@ import errno
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..files import NO_LOCKS_ERRNOS, ensure_dir
@@ -165,28 +165,48 @@ def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _Ra
     return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
-@contextlib.contextmanager
-def claim(database_dir: Path, key: str, label: str, collection: str = "") -> Iterator[bool]:
+class _Claim:
+    """:func:`claim`'s hold of one key (a plain context manager: every miss takes one)."""
+
+    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_lock", "_holder")
+
+    def __init__(self, database_dir: Path, key: str, label: str, collection: str) -> None:
+        self._database_dir, self._key, self._label, self._collection = database_dir, key, label, collection
+        self._lock: KeyLockFile | _RangeLock | None = None
+        self._holder: tuple[str, int] | None = None
+
+    def __enter__(self) -> bool:
+        database_dir, key, label = self._database_dir, self._key, self._label
+        lock = _lock(database_dir, key, kept=True)
+        waited = False
+        try:
+            if not lock.try_acquire():
+                waited = True
+                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+                lock.acquire()
+        except OSError as exc:
+            _unlocked(database_dir, label, key, exc)
+            return False
+        try:
+            self._holder = write_holder(database_dir, key, label, self._collection)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return waited
+
+    def __exit__(self, *exc: object) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            remove_holder(self._holder)  # before the lock goes: a file whose key is free is a dead holder's
+            lock.release()
+
+
+def claim(database_dir: Path, key: str, label: str, collection: str = "") -> contextlib.AbstractContextManager[bool]:
     """Hold the lock of ``key`` for the block, saying who holds it (see
     :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``);
     yields True if another holder had to be waited for."""
-    lock = _lock(database_dir, key, kept=True)
-    waited = False
-    try:
-        if not lock.try_acquire():
-            waited = True
-            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-            lock.acquire()
-    except OSError as exc:
-        _unlocked(database_dir, label, key, exc)
-        yield False
-        return
-    holder = write_holder(database_dir, key, label, collection)
-    try:
-        yield waited
-    finally:
-        remove_holder(holder)  # before the lock goes: a file whose key is free is a dead holder's
-        lock.release()
+    return _Claim(database_dir, key, label, collection)
 
 
 _NO_LOCKS = NO_LOCKS_ERRNOS
