@@ -8,8 +8,10 @@ waiter takes over.
 On Linux the lock is a one-byte range, at an offset taken from the key, of one
 shared file (``<database dir>/locks/keys.ranges``), locked as an open file
 description lock (``F_OFD_SETLK``): like ``flock`` it belongs to the open file, so
-threads exclude each other as processes do, and it costs an ``open`` of an existing
-file, one ``fcntl`` and a ``close``; no file per key is made. Elsewhere each key has
+threads exclude each other as processes do, each through its own descriptor of the
+file, kept open between claims: a claim costs an ``fstat`` (is the file still there?)
+and two ``fcntl`` (lock, unlock); no file per key is made. (Coroutines, which share a
+thread, open a descriptor per claim.) Elsewhere each key has
 its own lock file, ``<database dir>/locks/<key>.lock``, locked with ``flock`` (with
 the ``filelock`` package where ``fcntl`` is missing, on Windows).
 
