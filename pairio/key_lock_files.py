@@ -15,6 +15,7 @@ status page lists the holders.
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
 import struct
@@ -86,8 +87,9 @@ class _Holders:
         self.pid = os.getpid()
         self.host = _host()
         self.files: dict[str, list] = {}  # database dir -> [descriptor, length written]
-        self.held: dict[str, dict[int, dict[str, Any]]] = {}  # database dir -> token -> info
+        self.held: dict[str, dict[int, str]] = {}  # database dir -> token -> its info, as JSON
         self.next = 0
+        self.host_json = json.dumps(self.host)
 
     def _file(self, directory: str) -> list:
         found = self.files.get(directory)
@@ -105,17 +107,22 @@ class _Holders:
         return found
 
     def _write(self, directory: str) -> None:
-        data = json.dumps(list(self.held.get(directory, {}).values())).encode("utf-8")
+        data = ("[" + ", ".join(self.held.get(directory, {}).values()) + "]").encode("utf-8")
         file = self._file(directory)
         os.pwrite(file[0], data.ljust(file[1]), 0)
         file[1] = max(file[1], len(data))
 
-    def add(self, directory: str, info: dict[str, Any]) -> int | None:
+    def add(self, directory: str, key: str, collection: str, function: str) -> int | None:
         with self.lock:
             if os.getpid() != self.pid:  # a forked child: its parent's files are not its own
                 self._reset()
             self.next += 1
             token = self.next
+            # As json.dumps writes the object {key, collection, function, host, pid, started} (its
+            # strings escaped by it), at a fraction of its cost: this runs on every miss.
+            info = (f'{{"key": {_json_text(key)}, "collection": {_json_text(collection)}, '
+                    f'"function": {_json_text(function)}, "host": {self.host_json}, "pid": {self.pid}, '
+                    f'"started": {time.time()!r}}}')
             self.held.setdefault(directory, {})[token] = info
             try:
                 self._write(directory)
@@ -131,6 +138,16 @@ class _Holders:
 
 
 _holders = _Holders()
+def _json_text(text: str) -> str:
+    """``text`` as a JSON string (letters and digits, as a key, without json's escaping pass)."""
+    if text.isascii() and text.isalnum():
+        return f'"{text}"'
+    return _json_texts(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _json_texts(text: str) -> str:
+    return json.dumps(text)
 
 
 def write_holder(database_dir: Path, key: str, function: str, collection: str = "") -> tuple[str, int] | None:
@@ -138,8 +155,7 @@ def write_holder(database_dir: Path, key: str, function: str, collection: str = 
     holder file: one small write in place (no fsync). Returns what :func:`remove_holder` takes, or
     None if it cannot be written (the computation goes on: only the status page's list misses it)."""
     directory = os.fspath(database_dir)
-    token = _holders.add(directory, {"key": key, "collection": collection, "function": function,
-                                     "host": _holders.host, "pid": os.getpid(), "started": time.time()})
+    token = _holders.add(directory, key, collection, function)
     return None if token is None else (directory, token)
 
 

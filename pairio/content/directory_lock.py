@@ -80,21 +80,30 @@ def _open(path: Path) -> int:
                or StoreUnavailableError(f"cannot open the content lock {str(path)!r}: {exc.strerror or exc}")) from exc
 
 
-@contextlib.contextmanager
-def writing(content_dir: Path) -> Iterator[None]:
+class _Writing:
+    """:func:`writing`'s hold of one guard (a plain context manager: a miss takes one)."""
+
+    __slots__ = ("_guard",)
+
+    def __init__(self, guard: _SharedGuard) -> None:
+        self._guard = guard
+
+    def __enter__(self) -> None:
+        self._guard.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self._guard.release()
+
+
+def writing(content_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the content directory shared while storing content and setting its pair."""
     if fcntl is None:
-        yield
-        return
+        return contextlib.nullcontext()
     guard = _guards.get(content_dir)
     if guard is None:
         with _guards_lock:
             guard = _guards.setdefault(content_dir, _SharedGuard(content_dir / GUARD_FILENAME))
-    guard.acquire()
-    try:
-        yield
-    finally:
-        guard.release()
+    return _Writing(guard)
 
 
 @contextlib.contextmanager

@@ -564,6 +564,25 @@ class ContentStore:
         assert w.sha1 is not None
         return w.sha1
 
+    def put_inline(self, data: bytes) -> str:
+        """Store ``data`` as ``writer(durable=False, inline=True)`` does (a row of the small-object
+        table if it fits, else a file; an object already there is kept, its time refreshed), without
+        a writer: the miss of a step with a small result. Returns its SHA-1."""
+        if not self.inline_max or len(data) > self.inline_max:
+            with self.writer(durable=False, inline=True) as w:
+                w.write(data)
+            assert w.sha1 is not None
+            return w.sha1
+        sha1 = hashlib.sha1(data).hexdigest()
+        if not self._has_size(sha1, len(data), files_only=True):
+            try:
+                self.small.put(sha1, data)
+            except StoreUnavailableError:
+                # The table cannot be written (locked for too long, damaged): a file then.
+                with self.writer(durable=False) as w:
+                    w.write(data)
+        return sha1
+
     def put_bytes(self, data: bytes | bytearray | memoryview) -> str:
         """Store ``data``; returns its SHA-1."""
         return self.put_stream([data])

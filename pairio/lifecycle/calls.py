@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from ..config import Config
@@ -95,16 +96,38 @@ def miss_record(cfg: Config, call: MissedCall, sha1: str, objects: list[str], si
             reason = misses.reason(store, call.function, call.key, parts, records.get(store, call.collection, call.key))
             if reason == misses.NOTHING_TO_COMPARE:
                 reason = ""  # a first call: the line says enough
-        now = time.time()
-        objects_dir = str(content_store(cfg).objects_dir)
-        return reason, records.Entry(
-            collection=call.collection, key=call.key, function=call.function, sha1=sha1, objects=objects,
-            inputs=provenance.links(call.bound, objects_dir, call.checker),
-            size=size, seconds=seconds,
-            created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
+        return reason, _entry(call, parts, sha1, objects, size, seconds, time.time(),
+                              str(content_store(cfg).objects_dir))
     except StoreUnavailableError as exc:
         log_unrecorded(call.function, call.key, exc)
         return reason, None
+
+
+def _entry(call: MissedCall, parts: dict[str, Any], sha1: str, objects: list[str], size: int, seconds: float,
+           now: float, objects_dir: str) -> records.Entry:
+    return records.Entry(
+        collection=call.collection, key=call.key, function=call.function, sha1=sha1, objects=objects,
+        inputs=provenance.links(call.bound, objects_dir, call.checker),
+        size=size, seconds=seconds,
+        created=now, last_used=now, hits=0, host=records.host_name(), priority=0.0, **parts)
+
+
+def miss_record_soon(cfg: Config, make_call: Callable[[], MissedCall], sha1: str, objects: list[str], size: int,
+                     seconds: float) -> None:
+    """Queue the record of a miss, made by the background writer from ``make_call()`` (:func:`miss_record`
+    without a reason, as :func:`write_record` without a transaction writes it): for a call whose
+    arguments are all immutable (nothing of them can change before it is made). Made now, it
+    would be the same record."""
+    store = local_store(cfg)
+    if not records.keeps_records(store):
+        return
+    now, objects_dir = time.time(), str(content_store(cfg).objects_dir)
+
+    def make() -> records.Entry:
+        call = make_call()
+        return _entry(call, call.parts.as_dict(), sha1, objects, size, seconds, now, objects_dir)
+
+    records.add_soon(store, make)
 
 
 # The server's limits on a record (pairio.server.records): a record is cut to fit, never refused.

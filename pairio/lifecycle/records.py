@@ -21,7 +21,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..config import Config
@@ -239,10 +239,11 @@ def _row(entry: Entry) -> list[Any]:
     return values
 
 
-def add_soon(store: EmbeddedStore, entry: Entry) -> None:
-    """Queue ``entry``'s record: written with the hits, by the writer thread within a second, before
-    any listing or eviction in this process, and at exit. (A process killed before leaves the
-    result and its pair without a record: still a hit, but not listed nor counted by eviction.)"""
+def add_soon(store: EmbeddedStore, entry: Entry | Callable[[], Entry]) -> None:
+    """Queue ``entry``'s record (or a function that makes it, called by the writer): written with the
+    hits, by the writer thread within a second, before any listing or eviction in this process, and
+    at exit. (A process killed before leaves the result and its pair without a record: still a
+    hit, but not listed nor counted by eviction.)"""
     if not keeps_records(store):
         return
     hits = _hits
@@ -260,7 +261,7 @@ class _Hits:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
-        self.records: list[tuple[EmbeddedStore, Entry]] = []
+        self.records: list[tuple[EmbeddedStore, Entry | Callable[[], Entry]]] = []
 
 
 _hits = _Hits()
@@ -293,10 +294,17 @@ def _write_queued() -> None:
         _write(pending, queued)
 
 
-def _write(pending: dict[tuple[EmbeddedStore, str, str], int], queued: list[tuple[EmbeddedStore, Entry]]) -> None:
+def _write(pending: dict[tuple[EmbeddedStore, str, str], int],
+           queued: list[tuple[EmbeddedStore, Entry | Callable[[], Entry]]]) -> None:
     now = time.time()
     by_store: dict[EmbeddedStore, tuple[list[list[Any]], list[tuple]]] = {}
     for store, entry in queued:
+        if not isinstance(entry, Entry):
+            try:
+                entry = entry()
+            except Exception:  # never expected: a record of plain data, made as on the miss
+                logger.exception("could not make a record")
+                continue
         try:
             row = _row(entry)
         except (TypeError, ValueError) as exc:  # never expected: every field is made of str and numbers

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from ..lifecycle import calls, counts, provenance, queries, records
     from ..lifecycle.records import Entry
     from . import call_stats, flight
-    from .key_parts import key_parts
+    from .key_parts import finish_key_parts, key_parts, taken_now
     from .lease import ServerLease
     from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names
     from .values import load_result, not_stored_message, store_result_described
@@ -65,7 +65,7 @@ def _import_for_calls() -> None:
     from ..kv import EmbeddedStore, local_store  # noqa: F401
     from ..lifecycle import calls, counts, provenance, queries, records  # noqa: F401
     from . import call_stats, flight  # noqa: F401
-    from .key_parts import key_parts  # noqa: F401
+    from .key_parts import finish_key_parts, key_parts, taken_now  # noqa: F401
     from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names  # noqa: F401
     from .values import load_result, not_stored_message, store_result_described  # noqa: F401
 
@@ -103,7 +103,8 @@ class _ForCalls:
 
 
 _FOR_CALLS = ("key_value", "content_store", "directory_lock", "warn_once", "EmbeddedStore", "local_store", "calls",
-              "counts", "provenance", "queries", "records", "call_stats", "flight", "key_parts", "Ref",
+              "counts", "provenance", "queries", "records", "call_stats", "flight", "key_parts",
+              "finish_key_parts", "taken_now", "Ref",
               "digest_pairs", "has_refs", "parse_argument", "remember_frozen", "resolve", "type_names",
               "load_result", "not_stored_message", "store_result_described")
 globals().update((name, _ForCalls(name)) for name in _FOR_CALLS)
@@ -205,8 +206,9 @@ class CachedFunction:
             return self._run_and_store(cfg, key, args, kwargs, store=False)
         with flight.claim(cfg.database_dir, key, self.name, cfg.collection) as waited:
             # Look again even if no one was waited for: another computer may have stored the
-            # result and let go between our lookup and our claim.
-            if cfg.cache != "refresh":
+            # result and let go between our lookup and our claim (a bare read of the pair says
+            # whether one is there now).
+            if cfg.cache != "refresh" and (waited or not self._still_missing(cfg, key)):
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
@@ -406,6 +408,18 @@ class CachedFunction:
             _write_now()
         return result
 
+    def _still_missing(self, cfg: Config, key: str) -> bool:
+        """True if the pair of ``key`` is absent from the local store of ``cfg``, which the lookup
+        just now searched alone: read again bare (a full lookup also costs its object's row, the
+        remote, the warnings), and False whenever that cannot be told (then the full lookup runs)."""
+        places = self._places
+        if places is None or places.cfg is not cfg or not places.local:
+            return False
+        try:
+            return places.kv.get(self.collection or cfg.collection, key) is None
+        except Exception:  # noqa: BLE001 (any failure: the full lookup runs, and says what it is)
+            return False
+
     def _shows_line(self, cfg: Config) -> bool:
         """Whether this call prints its short hit/miss line: ``verbose=`` of the decorator, else the
         config's, else (neither set) only in IPython and Jupyter, where people watch each call (not
@@ -485,11 +499,22 @@ class CachedFunction:
         missed if ``want_reason`` (else "") and the recorded total size (None if not known yet). A
         record that cannot be made is logged; a failure to write the pairs raises. ``made``: the
         reason and record, if made already (sent to the server with the pairs)."""
+        store = local_store(cfg)
+        if made is None and not want_reason and cfg.max_size is None and not self._method:
+            bound = self._keys.bind(args, kwargs)
+            if all(type(value) in _IMMUTABLE_ARGUMENTS for _, value in bound):
+                # Nothing of such a call can change: its record is made by the background writer.
+                if pairs:
+                    store.set_many(collection, pairs)
+                now = taken_now(self._keys, False, key, args, kwargs)
+                calls.miss_record_soon(cfg, lambda: calls.MissedCall(
+                    self.name, collection, key, finish_key_parts(self._keys, *now, bound), bound),
+                    stored.sha1, list(stored.files), stored.size, seconds)
+                return "", None
         if made is None:
             call = self._missed_call(cfg, collection, key, args, kwargs)
             made = calls.miss_record(cfg, call, stored.sha1, list(stored.files), stored.size, seconds, want_reason)
         reason, entry = made
-        store = local_store(cfg)
         if entry is not None and calls.records_with_pairs(cfg, store):
             try:
                 with store.transaction(immediate=True) as connection:
@@ -722,9 +747,12 @@ class _ArgumentDigest:
     pickling it (a Ref of it is then keyed by loading and hashing its value)."""
 
     def __init__(self, value: Any) -> None:
+        self._thread = None
+        if type(value) in _SCALAR_RESULTS:  # hashed at once (and never refused): the miss of a small step
+            self._value, self._out = None, (_hash_value()(value, "result"), set())
+            return
         self._value = value
         self._out: tuple[str | None, set[type]] = (None, set())
-        self._thread = None
         if _nbytes(value) >= _THREADED_DIGEST_BYTES:
             self._thread = threading.Thread(target=self._run, name="pairio-digest", daemon=True)
             self._thread.start()
@@ -750,6 +778,16 @@ class _ArgumentDigest:
 
 
 _THREADED_DIGEST_BYTES = 1 << 20
+_SCALAR_RESULTS = frozenset({int, str, float})
+# Arguments no one can change after the call (a record of them may be made later).
+_IMMUTABLE_ARGUMENTS = frozenset({int, str, float, bool, type(None), bytes, complex})
+
+
+@functools.cache
+def _hash_value() -> Callable[..., str]:
+    from .arguments import hash_value  # (key derivation loads with the first decorated function)
+
+    return hash_value
 
 
 def _nbytes(value: Any) -> int:

@@ -8,8 +8,10 @@ waiter takes over.
 On Linux the lock is a one-byte range, at an offset taken from the key, of one
 shared file (``<database dir>/locks/keys.ranges``), locked as an open file
 description lock (``F_OFD_SETLK``): like ``flock`` it belongs to the open file, so
-threads exclude each other as processes do, and it costs an ``open`` of an existing
-file, one ``fcntl`` and a ``close``; no file per key is made. Elsewhere each key has
+threads exclude each other as processes do, each through its own descriptor of the
+file, kept open between claims: a claim costs an ``fstat`` (is the file still there?)
+and two ``fcntl`` (lock, unlock); no file per key is made. (Coroutines, which share a
+thread, open a descriptor per claim.) Elsewhere each key has
 its own lock file, ``<database dir>/locks/<key>.lock``, locked with ``flock`` (with
 the ``filelock`` package where ``fcntl`` is missing, on Windows).
 
@@ -25,7 +27,8 @@ import contextlib
 import errno
 import logging
 import os
-from collections.abc import AsyncIterator, Iterator
+import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 from ..files import NO_LOCKS_ERRNOS, ensure_dir
@@ -50,14 +53,44 @@ _ASYNC_POLL_S = 0.01
 _USE_RANGES = USE_RANGES
 
 
-class _RangeLock:
-    """The lock of one key: a byte of the shared ranges file, locked through a descriptor of its own."""
+_ranges_paths: dict[Path, str] = {}  # database dir -> its ranges file
 
-    def __init__(self, path: str, key: str) -> None:
+
+class _ThreadFiles(threading.local):
+    """This thread's descriptors of ranges files, kept open between claims: path -> descriptor."""
+
+    def __init__(self) -> None:
+        self.fds: dict[str, int] = {}
+
+
+_thread_files = _ThreadFiles()
+
+
+def _forget_thread_files_after_fork() -> None:
+    # The child's copies share their open file descriptions, and so their locks, with the
+    # parent's: never used; closed (the parent's locks stay, held by its own descriptors).
+    global _thread_files
+    inherited, _thread_files = _thread_files, _ThreadFiles()
+    for fd in inherited.fds.values():
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+os.register_at_fork(after_in_child=_forget_thread_files_after_fork)
+
+
+class _RangeLock:
+    """The lock of one key: a byte of the shared ranges file, locked through a descriptor of its own
+    (``kept``: through this thread's descriptor of the file, kept open between claims; threads
+    exclude each other as processes do, as each has its own. Not for coroutines: two of one thread
+    would share it, and so the lock)."""
+
+    def __init__(self, path: str, key: str, kept: bool = False) -> None:
         self.path = path
         self.key = key
         self._offset = range_offset(key)
         self._fd: int | None = None
+        self._kept = kept
 
     def _request(self, lock_type: int) -> bytes:
         return range_request(lock_type, self.key)
@@ -68,21 +101,43 @@ class _RangeLock:
     def acquire(self) -> None:
         self._lock(fcntl.F_OFD_SETLKW)
 
-    def _lock(self, command: int) -> bool:
+    def _open(self) -> int:
+        if self._kept:
+            fds = _thread_files.fds
+            fd = fds.get(self.path)
+            if fd is not None:
+                if os.fstat(fd).st_nlink:
+                    return fd
+                del fds[self.path]  # the file was removed: others lock the one made in its place
+                os.close(fd)
         try:
             fd = os.open(self.path, OPEN_FLAGS, 0o666)
         except FileNotFoundError:
             ensure_dir(Path(self.path).parent)
             fd = os.open(self.path, OPEN_FLAGS, 0o666)
+        if self._kept:
+            _thread_files.fds[self.path] = fd
+        return fd
+
+    def _let_go(self, fd: int) -> None:
+        """Give up ``fd`` (not locked by us now) after a failure: a kept one too."""
+        if self._kept and _thread_files.fds.get(self.path) == fd:
+            del _thread_files.fds[self.path]
+        os.close(fd)
+
+    def _lock(self, command: int) -> bool:
+        fd = self._open()
         try:
             fcntl.fcntl(fd, command, self._request(fcntl.F_WRLCK))
         except OSError as exc:
-            os.close(fd)
             if command == fcntl.F_OFD_SETLK and exc.errno in (errno.EAGAIN, errno.EACCES):
+                if not self._kept:
+                    os.close(fd)
                 return False
+            self._let_go(fd)
             raise
         except BaseException:
-            os.close(fd)
+            self._let_go(fd)
             raise
         self._fd = fd
         return True
@@ -90,37 +145,70 @@ class _RangeLock:
     def release(self) -> None:
         if self._fd is not None:
             fd, self._fd = self._fd, None
+            if self._kept:
+                try:
+                    fcntl.fcntl(fd, fcntl.F_OFD_SETLK, self._request(fcntl.F_UNLCK))
+                    return
+                except OSError:
+                    pass  # closed instead (which lets go of every lock of this thread's descriptor)
+                self._let_go(fd)
+                return
             os.close(fd)  # closing the descriptor releases its locks
 
 
-def _lock(database_dir: Path, key: str) -> KeyLockFile | _RangeLock:
+def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _RangeLock:
     if _USE_RANGES:
-        return _RangeLock(os.path.join(database_dir, "locks", RANGES_FILENAME), key)
+        path = _ranges_paths.get(database_dir)
+        if path is None:
+            if len(_ranges_paths) >= 64:
+                _ranges_paths.clear()
+            path = _ranges_paths[database_dir] = os.path.join(database_dir, "locks", RANGES_FILENAME)
+        return _RangeLock(path, key, kept)
     return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
-@contextlib.contextmanager
-def claim(database_dir: Path, key: str, label: str, collection: str = "") -> Iterator[bool]:
+class _Claim:
+    """:func:`claim`'s hold of one key (a plain context manager: every miss takes one)."""
+
+    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_lock", "_holder")
+
+    def __init__(self, database_dir: Path, key: str, label: str, collection: str) -> None:
+        self._database_dir, self._key, self._label, self._collection = database_dir, key, label, collection
+        self._lock: KeyLockFile | _RangeLock | None = None
+        self._holder: tuple[str, int] | None = None
+
+    def __enter__(self) -> bool:
+        database_dir, key, label = self._database_dir, self._key, self._label
+        lock = _lock(database_dir, key, kept=True)
+        waited = False
+        try:
+            if not lock.try_acquire():
+                waited = True
+                logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
+                lock.acquire()
+        except OSError as exc:
+            _unlocked(database_dir, label, key, exc)
+            return False
+        try:
+            self._holder = write_holder(database_dir, key, label, self._collection)
+        except BaseException:
+            lock.release()
+            raise
+        self._lock = lock
+        return waited
+
+    def __exit__(self, *exc: object) -> None:
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            remove_holder(self._holder)  # before the lock goes: a file whose key is free is a dead holder's
+            lock.release()
+
+
+def claim(database_dir: Path, key: str, label: str, collection: str = "") -> contextlib.AbstractContextManager[bool]:
     """Hold the lock of ``key`` for the block, saying who holds it (see
     :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``);
     yields True if another holder had to be waited for."""
-    lock = _lock(database_dir, key)
-    waited = False
-    try:
-        if not lock.try_acquire():
-            waited = True
-            logger.info("waiting for %s %s being computed elsewhere", label, key[:8])
-            lock.acquire()
-    except OSError as exc:
-        _unlocked(database_dir, label, key, exc)
-        yield False
-        return
-    holder = write_holder(database_dir, key, label, collection)
-    try:
-        yield waited
-    finally:
-        remove_holder(holder)  # before the lock goes: a file whose key is free is a dead holder's
-        lock.release()
+    return _Claim(database_dir, key, label, collection)
 
 
 _NO_LOCKS = NO_LOCKS_ERRNOS

@@ -40,6 +40,12 @@ def key_parts(keys: KeyMaker, method: bool, key: str, args: tuple,
     """The parts of ``key``, the key of ``(*args, **kwargs)`` (``method``: of a method), and the
     bound arguments."""
     bound = keys.bind(args, kwargs)
+    return finish_key_parts(keys, *taken_now(keys, method, key, args, kwargs), bound), bound
+
+
+def taken_now(keys: KeyMaker, method: bool, key: str, args: tuple, kwargs: dict) -> tuple:
+    """What :func:`finish_key_parts` needs of the key maker as it is at this call (its code, the
+    argument hashes of ``key``), to finish the parts later."""
     last = getattr(keys, "last", None)
     if last is not None and last[0] == key:
         hashes, type_versions = last[1], last[2]
@@ -47,8 +53,14 @@ def key_parts(keys: KeyMaker, method: bool, key: str, args: tuple,
         types: set[type] = set()
         hashes = keys.argument_hashes(args, kwargs, method=method, types=types)
         type_versions = keys.type_dependencies(types) if types else {}
+    return code_parts(keys), keys.code.dependencies, hashes, type_versions
+
+
+def finish_key_parts(keys: KeyMaker, code: dict[str, Any], code_dependencies: dict[str, Any],
+                     hashes: dict[str, str], type_versions: dict[str, str],
+                     bound: list[tuple[str, Any]]) -> KeyParts:
+    """The parts of a key from what :func:`taken_now` took and the bound arguments."""
     summary = {name: summarize(value) for name, value in bound if name in hashes}
-    parts = KeyParts(code=code_parts(keys), version=keys.version,
-                     dependencies={**keys.code.dependencies, **keys.dependency_versions(), **type_versions},
-                     arguments=hashes, summary=summary)
-    return parts, bound
+    return KeyParts(code=code, version=keys.version,
+                    dependencies={**code_dependencies, **keys.dependency_versions(), **type_versions},
+                    arguments=hashes, summary=summary)

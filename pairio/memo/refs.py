@@ -270,12 +270,17 @@ def remember_frozen(value: Any, digest: str) -> None:
         remember_stored(value, digest)
 
 
+_NEVER_REFS = frozenset({int, float, str, bool, type(None), bytes})
+
+
 def has_refs(args: tuple, kwargs: dict) -> bool:
     """True if a Ref is among the arguments, or in a list, tuple or dict among them."""
     for value in (*args, *kwargs.values()):
+        t = type(value)
+        if t in _NEVER_REFS:  # (isinstance of an abstract class costs more than the rest of the loop)
+            continue
         if isinstance(value, Ref):
             return True
-        t = type(value)
         if (t is list or t is tuple) and any(isinstance(v, Ref) for v in value):
             return True
         if t is dict and any(isinstance(v, Ref) for v in value.values()):

@@ -139,10 +139,8 @@ def store_result_described(store: ContentStore, value: Any, label: str = "result
     if type(value) in _SCALARS:
         # Pickled as the result pickler would (its reducer_override is never asked about these
         # types), without making one: on a miss of a small step, making it costs more than the rest.
-        with store.writer(durable=False, inline=True) as w:
-            w.write(pickle.dumps(value, protocol=PICKLE_PROTOCOL))
-        assert w.sha1 is not None
-        return StoredResult(w.sha1, (), w.size)
+        data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
+        return StoredResult(store.put_inline(data), (), len(data))
     made = []
 
     def pickler(f: Any, buffer_callback: Any) -> Any:

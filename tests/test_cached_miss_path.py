@@ -1,0 +1,163 @@
+"""What a miss spares: the second look for a result (after the key's lock is taken) reads the bare
+pair, and the full lookup runs only if one is there; a result stored meanwhile by another writer
+is still found and not computed again."""
+
+from __future__ import annotations
+
+import pytest
+
+import pairio as pa
+from pairio.config import get_config
+from pairio.content import content_store
+from pairio.kv import EmbeddedStore
+from pairio.memo import decorator, flight
+from pairio.memo.values import store_result
+from pairio.result_keys import seconds_key
+
+RUNS: list[int] = []
+
+
+def doubled(x):
+    RUNS.append(x)
+    return 2 * x
+
+
+def _offset():
+    return 1
+
+
+def offset_step(x, label="a"):
+    return x + _offset()
+
+
+@pytest.fixture
+def lookups(monkeypatch):
+    """The full lookups of cached calls from now on (the real ones, counted)."""
+    seen = []
+    real = decorator.CachedFunction._lookup
+
+    def counted(self, cfg, key, *args, **kwargs):
+        seen.append(key)
+        return real(self, cfg, key, *args, **kwargs)
+
+    monkeypatch.setattr(decorator.CachedFunction, "_lookup", counted)
+    return seen
+
+
+def test_a_miss_looks_its_result_up_in_full_once(lookups):
+    RUNS.clear()
+    step = pa.cached(doubled)
+    assert step(3) == 6 and RUNS == [3]
+    assert lookups == [step.key(3)]  # the look under the lock read the bare pair: none
+    assert step(3) == 6 and RUNS == [3] and len(lookups) == 2  # a hit
+
+
+def test_a_result_stored_by_another_writer_between_the_lookup_and_the_lock_is_found(lookups, monkeypatch):
+    RUNS.clear()
+    step = pa.cached(doubled)
+    key = step.key(5)
+    real_claim = flight.claim
+
+    def claim_after_another_writer(database_dir, claimed, *args, **kwargs):
+        # Another process (its own connection to the store) stores the result now.
+        cfg = get_config()
+        other = EmbeddedStore(cfg.database_dir)
+        sha1 = store_result(content_store(cfg), 10)
+        other.set_many(cfg.collection, {claimed: sha1, seconds_key(claimed): "1"})
+        other.close()
+        return real_claim(database_dir, claimed, *args, **kwargs)
+
+    monkeypatch.setattr(flight, "claim", claim_after_another_writer)
+    assert step(5) == 10
+    assert RUNS == []  # found under the lock, not computed
+    assert lookups == [key, key]
+
+
+def test_a_holder_is_listed_with_its_names_as_given_however_they_must_be_escaped(tmp_path):
+    from pairio.key_lock_files import holders
+
+    key = "ab" * 20
+    with flight.claim(tmp_path, key, 'mod.step "quoted" é\\', collection="c\u0000\n"):
+        (held,) = holders(tmp_path)
+    assert (held["key"], held["function"], held["collection"]) == (key, 'mod.step "quoted" é\\', "c\u0000\n")
+
+
+def test_a_small_result_is_stored_inline_as_the_inline_writer_stores_it():
+    store = content_store(get_config())
+    sha1 = store.put_inline(b"small result")
+    assert store.small.get(sha1) == b"small result" and not store.object_path(sha1).exists()
+    with store.writer(durable=False, inline=True) as w:
+        w.write(b"small result")
+    assert w.sha1 == sha1
+    # Stored before as a file: kept as it is (no row beside it).
+    as_file = store.put_bytes(b"kept as a file")
+    assert store.put_inline(b"kept as a file") == as_file
+    assert store.small.info(as_file) is None and store.object_path(as_file).is_file()
+    # Too large for a row: a file.
+    large = b"x" * (store.inline_max + 1)
+    big = store.put_inline(large)
+    assert store.object_path(big).read_bytes() == large and store.small.info(big) is None
+
+
+def test_the_record_made_after_a_miss_of_plain_arguments_is_that_of_the_call_as_it_was(monkeypatch):
+    from pairio import deferred
+
+    step = pa.cached(offset_step)
+    before = step.explain(4)
+    assert step(4) == 5
+    monkeypatch.setitem(globals(), "_offset", lambda: 2)  # the helper replaced before the record is written
+    deferred.drain_all()
+    (entry,) = step.entries()
+    assert entry.key == before["key"] and entry.code["digest"] == before["code"]["digest"]
+    assert entry.arguments == before["arguments"] and entry.summary == {"x": "4", "label": "'a'"}
+    assert entry.inputs == [] and entry.hits == 0
+    assert step(4) == 6 and len(step.entries()) == 2  # the new code: a new key
+
+
+@pytest.mark.skipif(not flight._USE_RANGES, reason="byte-range locks of one file: Linux only")
+def test_a_key_lock_through_a_threads_kept_descriptor_excludes_other_threads_and_a_removed_file(tmp_path):
+    import threading
+
+    from pairio.key_lock_files import key_is_locked
+
+    key = "cd" * 20
+    ranges = tmp_path / "locks" / "keys.ranges"
+    outcome = []
+
+    def other_thread_tries():
+        lock = flight._lock(tmp_path, key, kept=True)
+        outcome.append(lock.try_acquire())
+        if outcome[-1]:
+            lock.release()
+
+    for _ in range(2):  # the second claim goes through the descriptor kept by the first
+        with flight.claim(tmp_path, key, "step"):
+            assert key_is_locked(tmp_path, key)
+            thread = threading.Thread(target=other_thread_tries)
+            thread.start()
+            thread.join()
+            assert outcome[-1] is False
+        assert not key_is_locked(tmp_path, key)
+    other_thread_tries()
+    assert outcome[-1] is True
+    ranges.unlink()  # removed (by hand) between claims: the next one locks the file made in its place
+    with flight.claim(tmp_path, key, "step"):
+        assert ranges.exists() and key_is_locked(tmp_path, key)
+    assert not key_is_locked(tmp_path, key)
+
+
+@pytest.mark.skipif(not flight._USE_RANGES, reason="byte-range locks of one file: Linux only")
+def test_a_forked_child_does_not_share_its_parents_kept_key_locks(tmp_path):
+    import os
+
+    key = "ef" * 20
+    with flight.claim(tmp_path, key, "step"):  # the parent holds it, through its kept descriptor
+        pid = os.fork()
+        if pid == 0:  # the child: the key is the parent's, not its own
+            code = 1
+            try:
+                code = 0 if flight._lock(tmp_path, key, kept=True).try_acquire() is False else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
