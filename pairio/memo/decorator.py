@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     from ..lifecycle import calls, counts, provenance, queries, records
     from ..lifecycle.records import Entry
     from . import call_stats, flight
+    from .arguments import hash_value
     from .key_parts import finish_key_parts, key_parts, taken_now
     from .lease import ServerLease
     from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names
@@ -65,6 +66,7 @@ def _import_for_calls() -> None:
     from ..kv import EmbeddedStore, local_store  # noqa: F401
     from ..lifecycle import calls, counts, provenance, queries, records  # noqa: F401
     from . import call_stats, flight  # noqa: F401
+    from .arguments import hash_value  # noqa: F401
     from .key_parts import finish_key_parts, key_parts, taken_now  # noqa: F401
     from .refs import Ref, digest_pairs, has_refs, parse_argument, remember_frozen, resolve, type_names  # noqa: F401
     from .values import load_result, not_stored_message, store_result_described  # noqa: F401
@@ -103,7 +105,7 @@ class _ForCalls:
 
 
 _FOR_CALLS = ("key_value", "content_store", "directory_lock", "warn_once", "EmbeddedStore", "local_store", "calls",
-              "counts", "provenance", "queries", "records", "call_stats", "flight", "key_parts",
+              "counts", "provenance", "queries", "records", "call_stats", "flight", "hash_value", "key_parts",
               "finish_key_parts", "taken_now", "Ref",
               "digest_pairs", "has_refs", "parse_argument", "remember_frozen", "resolve", "type_names",
               "load_result", "not_stored_message", "store_result_described")
@@ -749,7 +751,7 @@ class _ArgumentDigest:
     def __init__(self, value: Any) -> None:
         self._thread = None
         if type(value) in _SCALAR_RESULTS:  # hashed at once (and never refused): the miss of a small step
-            self._value, self._out = None, (_hash_value()(value, "result"), set())
+            self._value, self._out = None, (hash_value(value, "result"), set())
             return
         self._value = value
         self._out: tuple[str | None, set[type]] = (None, set())
@@ -760,8 +762,6 @@ class _ArgumentDigest:
             self._run()
 
     def _run(self) -> None:
-        from .arguments import hash_value
-
         types: set[type] = set()
         try:
             # strict: the same digest as a plain hash where it succeeds, but a value only the cloudpickle
@@ -781,13 +781,6 @@ _THREADED_DIGEST_BYTES = 1 << 20
 _SCALAR_RESULTS = frozenset({int, str, float})
 # Arguments no one can change after the call (a record of them may be made later).
 _IMMUTABLE_ARGUMENTS = frozenset({int, str, float, bool, type(None), bytes, complex})
-
-
-@functools.cache
-def _hash_value() -> Callable[..., str]:
-    from .arguments import hash_value  # (key derivation loads with the first decorated function)
-
-    return hash_value
 
 
 def _nbytes(value: Any) -> int:
