@@ -59,6 +59,7 @@ from typing import Any
 from ..hashing import canonical_json
 from . import dependencies
 from .arguments import hash_value
+from .same_objects import holds_same
 from .source import TOKEN_FORMAT, source_digest
 
 _CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes)
@@ -81,7 +82,7 @@ class Watch:
     or any mutable value read changed its contents."""
 
     def __init__(self) -> None:
-        self._reads: dict[int, tuple[Callable[[str], Any], list[str], list[Any], Any]] = {}
+        self._reads: dict[int, tuple[Any, list[str], list[Any]]] = {}
         self._functions: list[Any] = []
         self._codes: list[Any] = []
         self._cells: list[Any] = []
@@ -94,7 +95,7 @@ class Watch:
         owner = mapping if owner is None else owner
         entry = self._reads.get(id(owner))
         if entry is None:
-            entry = self._reads[id(owner)] = (mapping.__getitem__, [], [], owner)
+            entry = self._reads[id(owner)] = (mapping, [], [], owner)
         if name not in entry[1]:
             entry[1].append(name)
             entry[2].append(value)
@@ -115,22 +116,24 @@ class Watch:
         self._checks.append(check)
 
     def freeze(self) -> Watch:
-        reads = tuple((get, tuple(names), tuple(map(id, values)), values, owner)
-                      for get, names, values, owner in self._reads.values())
-        self._frozen = (reads, tuple(self._functions), tuple(map(id, self._codes)), tuple(self._cells),
-                        tuple(map(id, self._contents)), tuple(self._checks))
+        # Each mapping's names are read in one call, and every comparison is of identity:
+        # ``THRESHOLD = 1.0`` after ``1`` is a change.
+        reads = tuple((mapping, _names_getter(names), tuple(values), owner)
+                      for mapping, names, values, owner in self._reads.values())
+        self._frozen = (reads, tuple(self._functions), tuple(self._codes), tuple(self._cells),
+                        tuple(self._contents), tuple(self._checks))
         return self
 
     def fresh(self) -> bool:
-        """True while nothing the walk read has changed (a few identity comparisons per name)."""
+        """True while nothing the walk read has changed (an identity comparison per name)."""
         reads, functions, codes, cells, contents, checks = self._frozen
         try:
-            for get, names, ids, _, _ in reads:
-                if tuple(map(id, map(get, names))) != ids:
+            for mapping, read, values, _ in reads:
+                if not all(map(operator.is_, read(mapping), values)):
                     return False
-            if tuple(map(id, map(_CODE, functions))) != codes:
+            if not all(map(operator.is_, map(_CODE, functions), codes)):
                 return False
-            if cells and tuple(map(id, map(_CONTENTS, cells))) != contents:
+            if cells and not all(map(operator.is_, map(_CONTENTS, cells), contents)):
                 return False
             for check in checks:
                 if not check():
@@ -138,6 +141,13 @@ class Watch:
         except (KeyError, ValueError, AttributeError, TypeError):  # a name deleted, a cell emptied
             return False
         return True
+
+
+def _names_getter(names: list[str]) -> Callable[[Any], tuple]:
+    """``mapping -> (mapping[name] for name in names)`` as a tuple, in one call."""
+    if len(names) == 1:
+        return lambda mapping, name=names[0]: (mapping[name],)
+    return operator.itemgetter(*names)
 
 
 _ALWAYS_FRESH = Watch().freeze()
@@ -802,7 +812,7 @@ class _Walker:
             self.data(f"{label}.<table>", _table_shape(value))
             if type(value) in (list, set, dict):  # changed in place: walked again
                 snapshot = _snapshot(value)
-                self.watch.check(lambda: _same(value, snapshot))
+                self.watch.check(holds_same(value, lambda: _same(value, snapshot)))
             for item in _table_items(value):
                 if not _is_constant(item):
                     self.value(item, label, names)
@@ -1286,16 +1296,24 @@ class _Members(tuple):
     """A set's snapshot: its members, in the order the set gave them when it was copied."""
 
 
+def _typed(value: Any) -> Any:
+    """What tells ``value`` apart from every value that does not hash with it: its type beside it,
+    and a float's (or complex's) text, for ``0.0 == -0.0``."""
+    tp = type(value)
+    return (tp, repr(value)) if tp is float or tp is complex else (tp, value)
+
+
 def _same(a: Any, b: Any) -> bool:
     """``a == b``, and of the same types all through (``b`` a :func:`_snapshot` of ``a``, sharing
-    its scalars, so that unchanged items are the same objects). ``==`` alone says 1 == 1.0 == True,
-    which hash apart. An unchanged container is told at C speed: its items are the very objects copied."""
+    its scalars, so that unchanged items are the same objects). ``==`` alone says 1 == 1.0 == True
+    and 0.0 == -0.0, which hash apart. An unchanged container is told at C speed: its items are the
+    very objects copied."""
     if a is b:
         return True
     tp = type(a)
     if tp is set or tp is frozenset:
         return type(b) is _Members and len(a) == len(b) and (
-            all(map(operator.is_, a, b)) or {(type(v), v) for v in a} == {(type(v), v) for v in b})
+            all(map(operator.is_, a, b)) or set(map(_typed, a)) == set(map(_typed, b)))
     if tp is not type(b):
         return False
     if tp is dict:
@@ -1304,11 +1322,13 @@ def _same(a: Any, b: Any) -> bool:
         if all(map(operator.is_, a.values(), b.values())) and a.keys() == b.keys():
             if all(map(operator.is_, a, b)):
                 return True  # each key and value the very object copied (the common case)
-            return {(type(k), k) for k in a} == {(type(k), k) for k in b}
+            return set(map(_typed, a)) == set(map(_typed, b))
         return all(k in b and _same(v, b[k]) for k, v in a.items()) and (
-            all(map(operator.is_, a, b)) or {(type(k), k) for k in a} == {(type(k), k) for k in b})
+            all(map(operator.is_, a, b)) or set(map(_typed, a)) == set(map(_typed, b)))
     if tp is list or tp is tuple:
         return len(a) == len(b) and (all(map(operator.is_, a, b)) or all(map(_same, a, b)))
+    if tp is float or tp is complex:
+        return a == b and repr(a) == repr(b)
     return a == b
 
 
@@ -1332,7 +1352,7 @@ def _content_check(value: Any, digest: str, label: str, strict: bool) -> Callabl
     with a copy where that is exact and cheap, else hashing it again."""
     if _plain(value, [_MAX_WATCHED_ITEMS]):
         snapshot = _snapshot(value)
-        return lambda: _same(value, snapshot)
+        return holds_same(value, lambda: _same(value, snapshot))
     numpy = sys.modules.get("numpy")
     if numpy is not None and type(value) is numpy.ndarray and not value.dtype.hasobject:
         shape, dtype, data = value.shape, value.dtype, value.tobytes()
