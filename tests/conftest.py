@@ -21,6 +21,7 @@ import pytest
 
 import pairio as pa
 from pairio.memo import dependencies as deps
+from pairio.memo import values
 
 # The server tests' database: override to use another PostgreSQL service.
 POSTGRES_ADMIN_URL = os.environ.get("PAIRIO_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -46,6 +47,9 @@ def pairio_home(tmp_path, monkeypatch):
     home = tmp_path / "pairio-home"
     monkeypatch.setenv("PAIRIO_DB_PATH", str(home))
     pa.reset_config()
+    # The process's memory of recent results (by SHA-1) is not another test's: a result stored by one
+    # test (25, say) would be found by another that expects its store not to hold it.
+    values._recent.clear()
     yield home
     pa.reset_config()
 
