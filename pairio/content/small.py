@@ -19,11 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..content_layout import SMALL_OBJECTS_FILENAME
 from ..errors import StoreUnavailableError
 from ..wal import open_wal, sqlite3
 from ..write_faults import not_writable
 
-FILENAME = "small-objects.sqlite3"
+FILENAME = SMALL_OBJECTS_FILENAME
 INLINE_MAX = 32 << 10
 
 _SCHEMA = """

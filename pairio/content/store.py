@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .. import files
+from ..content_layout import OBJECTS_DIRNAME
 from ..errors import (
     ContentNotFoundError,
     CorruptContentError,
@@ -172,7 +173,7 @@ class ContentStore:
 
     def __init__(self, directory: str | os.PathLike[str], hash_cache: HashCache | None = None) -> None:
         self.directory = Path(directory)
-        self.objects_dir = self.directory / "sha1"
+        self.objects_dir = self.directory / OBJECTS_DIRNAME
         self.temp_dir = self.directory / "tmp"
         self.quarantine_dir = self.directory / "quarantine"
         self.partial_dir = self.directory / "partial"

@@ -36,6 +36,7 @@ import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 
+from ..content_layout import holds_objects
 from ..errors import ConfigurationError, StoreNotWritableError, StoreUnavailableError
 from ..wal import create_file, journal_mode, open_read_only, read_only_connection_class, set_up_wal, sqlite3
 from ..write_faults import not_writable
@@ -244,27 +245,6 @@ def new_database(directory: Path, prefix: str) -> Path:
             os.unlink(temp)
         raise
     return temp
-
-
-def holds_objects(content_dir: Path) -> bool:
-    """True if the content store in ``content_dir`` holds at least one object (a file or a small object)."""
-    small = content_dir / "small-objects.sqlite3"
-    with contextlib.suppress(OSError):
-        if small.stat().st_size > 0:
-            return True
-    pending = [content_dir / "sha1"]
-    while pending:
-        directory = pending.pop()
-        try:
-            with os.scandir(directory) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        pending.append(Path(entry.path))
-                    elif len(entry.name) == 40:
-                        return True
-        except OSError:
-            continue
-    return False
 
 
 class EmbeddedStore(KeyValueStore):
