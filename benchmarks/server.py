@@ -17,7 +17,9 @@ between them):
 2. single gets by pairio's client (RemoteStore, over its keep-alive connections), one round:
    gets/s beside the lean clients', and the client's own CPU time per get (user and system);
 3. single sets by lean clients, without records and with one (the ``records`` field of a
-   set, when the server takes it: ``--records auto`` asks it), and their ratio;
+   set, when the server takes it: ``--records auto`` asks it), and their ratio; each set stores a
+   new value, as a miss does (a set of the value already stored writes nothing: a no-op beside
+   a set whose record is written);
 4. get_many of 1,000 keys by RemoteStore clients: keys/s over all clients, and the client's
    CPU time per get_many;
 
@@ -144,7 +146,9 @@ def lean_requests(url: str, what: str, seconds: float, start_at: float, rounds: 
                 status, answer = client.post("/api/v1/get", {"collection": COLLECTION, "key": key})
                 assert status == 200 and answer["value"] is not None, (status, answer)
             else:
-                obj = {"collection": COLLECTION, "key": key, "value": key[:20]}
+                # A new value each time, as a miss stores: the value already there is written by nothing.
+                value = hashlib.sha1(f"{key} {i} {r}".encode()).hexdigest()
+                obj = {"collection": COLLECTION, "key": key, "value": value}
                 if what == "set+record":
                     obj["records"] = {key: record_for(key)}
                 status, answer = client.post("/api/v1/set", obj)
