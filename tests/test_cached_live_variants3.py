@@ -210,6 +210,57 @@ LIVE = {
         def step(x):
             return x * max(K)
         """, "K.add(20)"),
+    "a module global shadowing a builtin deleted": ("""
+        def len(s):
+            return 10
+
+        @pairio.cached
+        def step(x):
+            return x * len("01234567890123456789")
+        """, "del len"),
+    "a weakref.WeakMethod's object changed": ("""
+        import weakref
+
+        class Scaler:
+            k = 10
+
+            def scale(self, x):
+                return x * self.k
+
+        SCALER = Scaler()
+        METHOD = weakref.WeakMethod(SCALER.scale)
+
+        @pairio.cached
+        def step(x):
+            return METHOD()(x)
+        """, "SCALER.k = 20"),
+    "a weakref.ref pointed at another object": ("""
+        import weakref
+
+        class Box:
+            def __init__(self, k):
+                self.k = k
+
+        BOXES = [Box(10), Box(20)]
+        REF = weakref.ref(BOXES[0])
+
+        @pairio.cached
+        def step(x):
+            return x * REF().k
+        """, "REF = weakref.ref(BOXES[1])"),
+    "an OrderedDict subclass's attribute set": ("""
+        import collections
+
+        class Params(collections.OrderedDict):
+            pass
+
+        P = Params(a=1)
+        P.k = 10
+
+        @pairio.cached
+        def step(x):
+            return x * P.k
+        """, "P.k = 20"),
     "sys.argv rebound": ("""
         import sys
         sys.argv = ["program.py", "10"]
@@ -251,3 +302,188 @@ def test_a_change_while_the_process_runs_counts_and_poisons_no_key(tmp_path, sce
     assert _run(tmp_path, live) == [10, 40, 20]  # after the change: no stale hit
     original = _program(prelude, "print(json.dumps([step(2), step(1)]))")
     assert _run(tmp_path, original) == [20, 10]  # the original code: no poisoned key
+
+
+# name: (first, second, program): the program with the first change returns 10 from step(1), with the
+# second 20 (the change stands as the program's first line, or replaces <CHANGE>).
+CROSS = {
+    "a metaclass's code edited": ("10", "20", """
+        class Meta(type):
+            def __call__(cls, *args):
+                return <CHANGE>
+
+        class Model(metaclass=Meta):
+            pass
+
+        @pairio.cached
+        def step(x):
+            return x * Model()
+        """),
+    "a dict subclass's method edited": ("10", "20", """
+        class Params(dict):
+            def scale(self):
+                return <CHANGE>
+
+        P = Params(a=1)
+
+        @pairio.cached
+        def step(x):
+            return x * P.scale()
+        """),
+    "a ufunc global edited": ("np.maximum", "np.add", """
+        OP = <CHANGE>
+
+        @pairio.cached
+        def step(x):
+            return x * int(OP(10, 10))
+        """),
+    "a vectorized helper edited": ("10", "20", """
+        def scale(v):
+            return v * <CHANGE>
+
+        V = np.vectorize(scale)
+
+        @pairio.cached
+        def step(x):
+            return int(V(x))
+        """),
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(CROSS))
+def test_an_edit_between_processes_changes_the_key(tmp_path, scenario):
+    first, second, body = CROSS[scenario]
+    program = _program(body, "print(json.dumps([step(1)]))")
+    assert _run(tmp_path, program.replace("<CHANGE>", first)) == [10]
+    assert _run(tmp_path, program.replace("<CHANGE>", second)) == [20]
+
+
+def test_a_scripts_arguments_count(tmp_path):
+    program = _program("""
+        import sys
+
+        @pairio.cached
+        def step(x):
+            return x * int(sys.argv[1])
+        """, "print(json.dumps([step(1), step.explain(1)['code']['constants']['sys.argv']]))")
+    ten, key_ten = _run(tmp_path, program, "10")
+    twenty, key_twenty = _run(tmp_path, program, "20")
+    assert (ten, twenty) == (10, 20) and key_ten != key_twenty
+    assert _run(tmp_path, program, "10")[0] == 10
+
+
+def test_a_bound_append_is_the_codes_own_record(tmp_path):
+    # ITEMS.append in a global: the step adds to ITEMS, which is its own log, not an input (as
+    # ITEMS.append(x) in the step's code is): named, and a call is a hit whatever ITEMS holds.
+    body = """
+first = step(1)
+again = step(1)
+print(json.dumps([first, again, ITEMS, sorted(step.explain(1)["not_counted"]["written_only_globals"])]))
+"""
+    prelude = """
+        ITEMS = []
+        APPEND = ITEMS.append
+
+        @pairio.cached
+        def step(x):
+            APPEND(x)
+            return x * 10
+        """
+    assert _run(tmp_path, _program(prelude, body)) == [10, 10, [1], ["program.APPEND"]]
+
+
+STATE = {
+    "random.random()": "import random\ndef read(): return random.random()",
+    "a global bound to random.random": "from random import random as draw\ndef read(): return draw()",
+    "np.random.rand()": "def read(): return float(np.random.rand())",
+    "a local import of random": "def read():\n    import random\n    return random.randint(0, 9)",
+    "decimal.getcontext()": "import decimal\ndef read(): return decimal.getcontext().prec",
+    "np.get_printoptions()": "def read(): return np.get_printoptions()['precision']",
+    "pd.options": "import pandas as pd\ndef read(): return pd.options.display.precision",
+    "pd.get_option()": "import pandas as pd\ndef read(): return pd.get_option('display.precision')",
+    "time.time()": "import time\ndef read(): return time.time()",
+    "from time import time": "from time import time\ndef read(): return time()",
+    "datetime.datetime.now()": "import datetime\ndef read(): return datetime.datetime.now().year",
+    "a datetime class's today()": "from datetime import date\ndef read(): return date.today().year",
+    "pd.Timestamp.now()": "import pandas as pd\ndef read(): return pd.Timestamp.now().year",
+}
+
+
+@pytest.mark.parametrize("scenario", sorted(STATE))
+def test_global_state_no_key_can_hold_is_named_and_warned_about_once(tmp_path, scenario):
+    # The global random state, the clock, a library's global settings: no key holds them, so they
+    # are named in explain (and warned about once), even read by a helper.
+    prelude = STATE[scenario] + "\n\n@pairio.cached\ndef step(x):\n    read()\n    return x\n"
+    body = """
+import warnings
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    step(1)
+    step(2)
+    step(1)
+print(json.dumps([step.explain(1)["not_counted"]["global_state"], [str(w.message) for w in caught]]))
+"""
+    named, warned = _run(tmp_path, _program(prelude, body))
+    assert len(named) == 1, named
+    assert len(warned) == 1 and "global state" in warned[0] and named[0] in warned[0]
+
+
+def test_a_step_reading_none_of_it_names_no_global_state(tmp_path):
+    prelude = """
+        import random
+        import time
+        RNG = np.random.default_rng(0)
+
+        @pairio.cached
+        def step(x):
+            return x * len(str(RNG.integers(10))) + int(time.timezone * 0)
+        """
+    body = 'print(json.dumps(step.explain(1)["not_counted"]["global_state"]))'
+    assert _run(tmp_path, _program(prelude, body)) == []
+
+
+def test_a_weakref_proxy_is_named_and_warned_about(tmp_path):
+    prelude = """
+        import warnings
+        import weakref
+
+        class Box:
+            k = 10
+
+        BOX = Box()
+        PROXY = weakref.proxy(BOX)
+
+        @pairio.cached
+        def step(x):
+            return x * PROXY.k
+        """
+    body = """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    step(1)
+    step(2)
+print(json.dumps([sorted(step.explain(1)["not_counted"]["globals"]), [str(w.message) for w in caught]]))
+"""
+    named, warned = _run(tmp_path, _program(prelude, body))
+    assert named == ["program.PROXY"]
+    assert len(warned) == 1 and "weakref.proxy" in warned[0]
+
+
+def test_ipython_history_is_named_not_counted(tmp_path):
+    pytest.importorskip("IPython")
+    cells = [
+        "import json, warnings, pairio",
+        "@pairio.cached\ndef step(x):\n    return x * len(In) * 0 + x * 10 + len(str(Out)) * 0",
+        "warnings.simplefilter('always')",
+        "with warnings.catch_warnings(record=True) as caught:\n    r = [step(1), step(1)]",
+        "1 + 1",
+        "r.append(step.explain(1)['miss'] is None)",
+        "print(json.dumps([r, step.explain(1)['not_counted']['global_state'], [str(w.message) for w in caught]]))",
+    ]
+    program = ("import json\nfrom IPython.core.interactiveshell import InteractiveShell\n"
+               f"shell = InteractiveShell.instance()\nfor cell in {cells!r}:\n"
+               "    assert shell.run_cell(cell).success, cell\n")
+    result, named, warned = _run(tmp_path, program)
+    assert result == [10, 10, True]  # a hit after other cells ran: In and Out do not count
+    assert sorted(n.split(":")[0] for n in named) == ["__main__.In", "__main__.Out"]
+    assert len(warned) == 1 and "IPython's input/output history" in warned[0]

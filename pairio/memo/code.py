@@ -603,6 +603,9 @@ class _Walker:
                 continue
             self.watch.cell(cell, content)
             label = f"{qualified_name(func)}.<closure {var}>"
+            if _global_state(content) is not None or _bound_self(content) is not None:
+                self.value(content, label, names)
+                continue
             if var in written and not _is_code_like(content):
                 self.written[label] = _WRITTEN_NOTE
                 continue
@@ -704,7 +707,10 @@ class _Walker:
             obj = resolve(ins)
             if obj is _UNRESOLVED:
                 continue
-            for reached in _attribute_chain(obj, [other for other, _ in instructions[i + 1:i + 4]]):
+            chain = _attribute_chain(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and ins.argval in globals_:
+                chain = chain[1:]  # the global itself is named by value()
+            for reached in chain:
                 state = _global_state(reached)
                 if state is not None:
                     where = f" line {line}" if line is not None else ""
@@ -1180,6 +1186,22 @@ def _global_state(value: Any) -> str | None:
     return known[1] if known is not None and known[0] is value else None
 
 
+def _submodule(module: types.ModuleType, name: str) -> Any:
+    """``module.name`` for a submodule a package gives lazily (numpy's ``np.random``), imported as the
+    code would import it; else :data:`_UNRESOLVED`."""
+    full = f"{module.__name__}.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    if "__getattr__" not in vars(module) or "__path__" not in vars(module):
+        return _UNRESOLVED
+    try:
+        import importlib.util
+
+        return importlib.import_module(full) if importlib.util.find_spec(full) is not None else _UNRESOLVED
+    except Exception:  # importing runs the package's code: any error means "cannot tell"
+        return _UNRESOLVED
+
+
 def _attribute_chain(obj: Any, following: list[dis.Instruction]) -> list[Any]:
     """``obj`` and what the attributes loaded after it reach through modules and classes
     (``np.random.rand``, ``datetime.datetime.now``), without running any other code."""
@@ -1189,7 +1211,7 @@ def _attribute_chain(obj: Any, following: list[dis.Instruction]) -> list[Any]:
             break
         name = ins.argval
         if isinstance(obj, types.ModuleType):
-            obj = vars(obj).get(name, _UNRESOLVED)
+            obj = vars(obj).get(name, _UNRESOLVED) if name in vars(obj) else _submodule(obj, name)
         elif isinstance(obj, type) and any(name in vars(k) for k in obj.__mro__):
             try:
                 obj = getattr(obj, name)
