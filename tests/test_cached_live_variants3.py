@@ -261,6 +261,26 @@ LIVE = {
         def step(x):
             return x * P.k
         """, "P.k = 20"),
+    "a defaultdict's default_factory replaced": ("""
+        import collections
+        D = collections.defaultdict(lambda: 10)
+
+        @pairio.cached
+        def step(x):
+            return x * D.copy()["k"]
+        """, "D.default_factory = lambda: 20"),
+    "a dict subclass's defaultdict factory replaced": ("""
+        import collections
+
+        class Params(collections.defaultdict):
+            pass
+
+        P = Params(lambda: 10)
+
+        @pairio.cached
+        def step(x):
+            return x * P.copy()["k"]
+        """, "P.default_factory = lambda: 20"),
     "sys.argv rebound": ("""
         import sys
         sys.argv = ["program.py", "10"]
@@ -329,6 +349,18 @@ CROSS = {
         @pairio.cached
         def step(x):
             return x * P.scale()
+        """),
+    "a defaultdict's factory edited": ("10", "20", """
+        import collections
+
+        def default():
+            return <CHANGE>
+
+        D = collections.defaultdict(default)
+
+        @pairio.cached
+        def step(x):
+            return x * D.copy()["k"]
         """),
     "a ufunc global edited": ("np.maximum", "np.add", """
         OP = <CHANGE>

@@ -910,6 +910,7 @@ class _Walker:
             # so by value beside its library's version, checked at every call if it can change.
             self.library_value(label, value, module)
             self.library(module)
+            self.container_extras(label, value, names)
         elif kind != "user":
             self.library(module)
             self.library_callable(label, value, module, names)
@@ -927,12 +928,22 @@ class _Walker:
                                      f"at every call, so not counted; pass it as an argument")
             else:
                 self.data(label, value)
-                attributes = _instance_dict(value) if isinstance(value, (dict, list, set)) else None
-                if attributes is not None:
-                    # A subclass of dict, list or set hashes by its items: its attributes count too.
-                    self.data(f"{label}.<attributes>", attributes)
+                self.container_extras(label, value, names)
             if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
                 self.value(tp, qualified_name(tp), names)
+
+    def container_extras(self, label: str, value: Any, names: set[str]) -> None:
+        """What a subclass of dict, list or set holds beside its items, which its hash does not see:
+        its attributes, a defaultdict's ``default_factory`` (by its code, and replaced: walked again)."""
+        if not isinstance(value, (dict, list, set)):
+            return
+        attributes = _instance_dict(value)
+        if attributes is not None:
+            self.data(f"{label}.<attributes>", attributes)
+        if isinstance(value, collections.defaultdict):
+            factory = value.default_factory
+            self.value(factory, f"{label}.<default_factory>", names)
+            self.watch.check(lambda: value.default_factory is factory)
 
     def bound_method(self, method: Any, owner: Any, label: str, names: set[str]) -> None:
         """A bound method held in a global (``LOOKUP = CONFIG.get``, ``SCALE = model.scale``): by the
