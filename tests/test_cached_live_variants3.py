@@ -404,6 +404,25 @@ def test_a_scripts_arguments_count(tmp_path):
     assert _run(tmp_path, program, "10")[0] == 10
 
 
+@pytest.mark.parametrize("where", ["in the step", "in a global"])
+def test_a_scripts_arguments_read_by_argparse_count(tmp_path, where):
+    made = "argparse.ArgumentParser()" if where == "in the step" else "PARSER"
+    program = _program(f"""
+        import argparse
+        PARSER = argparse.ArgumentParser()
+        PARSER.add_argument("k")
+
+        @pairio.cached
+        def step(x):
+            parser = {made}
+            if parser is not PARSER:
+                parser.add_argument("k")
+            return x * int(parser.parse_args().k)
+        """, "print(json.dumps([step(1)]))")
+    assert _run(tmp_path, program, "10") == [10]
+    assert _run(tmp_path, program, "20") == [20]
+
+
 def test_a_bound_append_is_the_codes_own_record(tmp_path):
     # ITEMS.append in a global: the step adds to ITEMS, which is its own log, not an input (as
     # ITEMS.append(x) in the step's code is): named, and a call is a hit whatever ITEMS holds.

@@ -911,6 +911,8 @@ class _Walker:
             self.library_value(label, value, module)
             self.library(module)
             self.container_extras(label, value, names)
+            if module == "argparse":  # a parser's parse_args() reads sys.argv
+                self.script_arguments()
         elif kind != "user":
             self.library(module)
             self.library_callable(label, value, module, names)
@@ -1030,6 +1032,8 @@ class _Walker:
         if dependencies.classify_module(module.__name__) != "user":
             self.library(module.__name__)
             self.library_data(module, names)
+            if module.__name__ == "argparse":  # a parser made in the code reads sys.argv
+                self.script_arguments()
             return
         self._keep.append(module)
         attrs = vars(module)
@@ -1062,6 +1066,15 @@ class _Walker:
             self._keep.append(module)
             self.watch.read(attrs, name, value)
             self.data(f"{module.__name__}.{name}", value)
+
+    def script_arguments(self) -> None:
+        """``sys.argv``, which ``argparse`` reads without the code naming it: by value, checked at every call."""
+        attrs = vars(sys)
+        if (id(sys), "argv") in self._seen_attributes or "argv" not in attrs:
+            return
+        self._seen_attributes.add((id(sys), "argv"))
+        self.watch.read(attrs, "argv", attrs["argv"])
+        self.data("sys.argv", attrs["argv"])
 
     def library(self, module: str) -> None:
         module = _real_module(module)
