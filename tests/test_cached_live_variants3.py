@@ -456,6 +456,10 @@ STATE = {
     "from time import time": "from time import time\ndef read(): return time()",
     "datetime.datetime.now()": "import datetime\ndef read(): return datetime.datetime.now().year",
     "a datetime class's today()": "from datetime import date\ndef read(): return date.today().year",
+    "np.random.default_rng() without a seed": "def read(): return np.random.default_rng().integers(9)",
+    "random.Random() without a seed": "import random\ndef read(): return random.Random().random()",
+    "a global default_rng called without a seed":
+        "from numpy.random import default_rng\ndef read(): return default_rng().integers(9)",
     "pd.Timestamp.now()": "import pandas as pd\ndef read(): return pd.Timestamp.now().year",
 }
 
@@ -484,10 +488,12 @@ def test_a_step_reading_none_of_it_names_no_global_state(tmp_path):
         import random
         import time
         RNG = np.random.default_rng(0)
+        SEEDED = random.Random(7)
 
         @pairio.cached
         def step(x):
-            return x * len(str(RNG.integers(10))) + int(time.timezone * 0)
+            seeded = np.random.default_rng(3).integers(9) + random.Random(4).random() + SEEDED.random() * 0
+            return x * len(str(RNG.integers(10))) + int(time.timezone * 0) + int(seeded * 0)
         """
     body = 'print(json.dumps(step.explain(1)["not_counted"]["global_state"]))'
     assert _run(tmp_path, _program(prelude, body)) == []
@@ -518,6 +524,29 @@ print(json.dumps([sorted(step.explain(1)["not_counted"]["globals"]), [str(w.mess
     named, warned = _run(tmp_path, _program(prelude, body))
     assert named == ["program.PROXY"]
     assert len(warned) == 1 and "weakref.proxy" in warned[0]
+
+
+def test_a_ufunc_made_at_run_time_is_named_and_warned_about(tmp_path):
+    # np.frompyfunc's ufunc is named "<lambda> (vectorized)" whatever it runs, and cannot be pickled:
+    # its name would be a stale key, so it is not counted, and named.
+    prelude = """
+        import warnings
+        OP = np.frompyfunc(lambda v: v * 10, 1, 1)
+
+        @pairio.cached
+        def step(x):
+            return int(OP(x))
+        """
+    body = """
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    step(1)
+    step(2)
+print(json.dumps([sorted(step.explain(1)["not_counted"]["globals"]), [str(w.message) for w in caught]]))
+"""
+    named, warned = _run(tmp_path, _program(prelude, body))
+    assert named == ["program.OP"]
+    assert len(warned) == 1 and "program.OP" in warned[0]
 
 
 def test_ipython_history_is_named_not_counted(tmp_path):

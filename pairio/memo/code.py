@@ -708,6 +708,11 @@ class _Walker:
             if obj is _UNRESOLVED:
                 continue
             chain = _attribute_chain(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            after = instructions[i + len(chain)][0] if i + len(chain) < len(instructions) else None
+            unseeded = _unseeded(chain[-1], after)  # what the chain reaches, called with no argument
+            if unseeded is not None:
+                where = f" line {line}" if line is not None else ""
+                self.state.append(f"{qualified_name(func)}{where}: {unseeded}")
             if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and ins.argval in globals_:
                 chain = chain[1:]  # the global itself is named by value()
             for reached in chain:
@@ -964,7 +969,7 @@ class _Walker:
         """A library's function or class held in a global (``OP = np.add``) counts by its name (rebound
         to another, the key changes); a callable object (an ``operator.itemgetter``, an
         ``np.vectorize``, a ``poly1d``) by value, with the user code it holds."""
-        if isinstance(value, type) or _function_like(value):
+        if isinstance(value, (type, types.FunctionType)) or (_function_like(value) and _named_by(value, module)):
             _put(self.constants, label, hash_value(f"<library callable> {_library_name(value, module)}", label))
             return
         for attr in list((_instance_dict(value) or {}).values()):
@@ -1146,6 +1151,23 @@ def _function_like(value: Any) -> bool:
     return name == "ufunc" or "function" in name or name.endswith("method")
 
 
+def _named_by(value: Any, module: str) -> bool:
+    """True if ``value`` is what its module and qualified name give (``np.add`` is ``numpy.add``); a
+    function-like object made at run time (``np.frompyfunc(f, 1, 1)``) is not: its name says nothing
+    of what it runs."""
+    try:
+        owner = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        obj: Any = sys.modules.get(owner if isinstance(owner, str) else module)
+        if obj is None or not isinstance(name, str):
+            return False
+        for part in name.split("."):
+            obj = vars(obj).get(part, _UNRESOLVED) if isinstance(obj, (types.ModuleType, type)) else _UNRESOLVED
+        return obj is value
+    except Exception:  # a __getattr__ of the library's raising
+        return False
+
+
 def _library_name(value: Any, module: str) -> str:
     try:
         owner = getattr(value, "__module__", None)
@@ -1172,6 +1194,21 @@ _STATE_FUNCTIONS = (
 )
 _STATE_OBJECTS = (("pandas", "options", "reads pandas's global options (pd.options)"),)
 _CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
+# Made without a seed, these draw one from the operating system's entropy: module, names.
+_UNSEEDED = (("random", ("Random",)), ("numpy.random", ("default_rng", "RandomState", "Generator", "SeedSequence")))
+
+
+def _unseeded(value: Any, call: dis.Instruction | None) -> str | None:
+    """What ``value`` called with no argument (``call`` the instruction after it) makes, if it draws a
+    seed from the operating system's entropy (``np.random.default_rng()``, ``random.Random()``)."""
+    if call is None or call.opname != "CALL" or call.arg != 0:
+        return None
+    for module, names in _UNSEEDED:
+        found = sys.modules.get(module)
+        for name in names:
+            if found is not None and getattr(found, name, None) is value:
+                return f"{module}.{name}() without a seed draws one from the operating system's entropy"
+    return None
 _state_functions: dict[int, tuple[Any, str]] = {}
 _state_modules: set[str] = set()
 
