@@ -1182,7 +1182,7 @@ _STATE_FUNCTIONS = (
     ("time", ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time",
               "process_time_ns", "thread_time", "localtime", "gmtime", "ctime", "asctime", "strftime"),
      "reads the clock"),
-    ("os", ("urandom", "getrandom", "getpid"), "reads the operating system's state (random bytes, the process)"),
+    ("os", ("urandom", "getrandom"), "draws from the operating system's randomness"),
     ("uuid", ("uuid1", "uuid4"), "makes a new random or time-based UUID"),
     ("secrets", ("token_bytes", "token_hex", "token_urlsafe", "randbelow", "randbits", "choice"),
      "draws from the operating system's randomness"),
