@@ -113,6 +113,48 @@ LIVE = {
         def step(x):
             return x * REF().k
         """, "BOX.k = 20"),
+    "a WeakValueDictionary's object changed": ("""
+        import weakref
+
+        class Box:
+            def __init__(self, k):
+                self.k = k
+
+        BOX = Box(10)
+        REG = weakref.WeakValueDictionary(k=BOX)
+
+        @pairio.cached
+        def step(x):
+            return x * REG["k"].k
+        """, "BOX.k = 20"),
+    "a WeakValueDictionary's item replaced": ("""
+        import weakref
+
+        class Box:
+            def __init__(self, k):
+                self.k = k
+
+        BOXES = [Box(10), Box(20)]
+        REG = weakref.WeakValueDictionary(k=BOXES[0])
+
+        @pairio.cached
+        def step(x):
+            return x * REG["k"].k
+        """, 'REG["k"] = BOXES[1]'),
+    "a WeakSet added to": ("""
+        import weakref
+
+        class Box:
+            def __init__(self, k):
+                self.k = k
+
+        BOXES = [Box(10), Box(20)]
+        KEEP = weakref.WeakSet([BOXES[0]])
+
+        @pairio.cached
+        def step(x):
+            return x * max(b.k for b in KEEP)
+        """, "KEEP.add(BOXES[1])"),
     "a metaclass's __call__ replaced": ("""
         class Meta(type):
             def __call__(cls, *args):

@@ -854,6 +854,13 @@ class _Walker:
             self.value(referent, f"{label}.<referent>", names)
             self.watch.check(lambda: value() is referent)
             return
+        if isinstance(value, (weakref.WeakValueDictionary, weakref.WeakKeyDictionary, weakref.WeakSet)):
+            # By what it holds now; an item added, removed, gone or replaced walks again.
+            items = dict(value.items()) if not isinstance(value, weakref.WeakSet) else list(value)
+            self.value(items, f"{label}.<items>", names)
+            held = _weak_items(value)
+            self.watch.check(lambda: _weak_items(value) == held)
+            return
         if isinstance(value, weakref.ProxyTypes):
             # The referent cannot be reached from a proxy, only seen through it: named, not counted.
             self.ignored[label] = ("not hashable: a weakref.proxy, whose referent pairio cannot reach to count it; "
@@ -1123,6 +1130,13 @@ def _is_history_name(name: str) -> bool:
         return True
     digits = name[2:] if name.startswith("_i") else name[1:] if name.startswith("_") else ""
     return digits.isdigit()
+
+
+def _weak_items(value: Any) -> tuple[int, ...]:
+    """The identities of what a weak container holds now (its keys and values)."""
+    if isinstance(value, weakref.WeakSet):
+        return tuple(map(id, list(value)))
+    return tuple(id(item) for pair in list(value.items()) for item in pair)
 
 
 def _bound_self(value: Any) -> Any:
