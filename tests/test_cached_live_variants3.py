@@ -465,6 +465,22 @@ def test_a_scripts_arguments_read_by_argparse_count(tmp_path, where):
     assert _run(tmp_path, program, "20") == [20]
 
 
+def test_only_the_library_data_the_step_reads_counts(tmp_path):
+    # sys.path differs between machines and directories: a step that reads sys.stderr and
+    # os.path (a name "path") does not count it, or no key would be shared; sys.argv read in a local
+    # import counts.
+    program = _program("""
+        import sys
+
+        @pairio.cached
+        def step(x):
+            import sys as local
+            sys.stderr.write(os.path.join("a", "b") + "\\n")
+            return x * len(local.argv)
+        """, "print(json.dumps(sorted(step.explain(1)['code']['constants'])))")
+    assert _run(tmp_path, program, "10") == ["sys.argv"]
+
+
 def test_a_bound_append_is_the_codes_own_record(tmp_path):
     # ITEMS.append in a global: the step adds to ITEMS, which is its own log, not an input (as
     # ITEMS.append(x) in the step's code is): named, and a call is a hit whatever ITEMS holds.

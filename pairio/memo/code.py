@@ -708,6 +708,9 @@ class _Walker:
             if obj is _UNRESOLVED:
                 continue
             chain = _attribute_chain(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            for j in range(1, len(chain)):  # a library module's data read by attribute (sys.argv)
+                if isinstance(chain[j - 1], types.ModuleType) and not isinstance(chain[j], types.ModuleType):
+                    self.library_data(chain[j - 1], instructions[i + j][0].argval)
             after = instructions[i + len(chain)][0] if i + len(chain) < len(instructions) else None
             unseeded = _unseeded(chain[-1], after)  # what the chain reaches, called with no argument
             if unseeded is not None:
@@ -1043,7 +1046,6 @@ class _Walker:
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
             self.library(module.__name__)
-            self.library_data(module, names)
             if module.__name__ == "argparse":  # a parser made in the code reads sys.argv
                 self.script_arguments()
             return
@@ -1065,19 +1067,18 @@ class _Walker:
             absent = [name for name in names if name not in attrs]
             self.watch.check(lambda: not any(name in attrs for name in absent))
 
-    def library_data(self, module: types.ModuleType, names: set[str]) -> None:
-        """A library module's data the code may read (``sys.argv``, ``sys.path``, ``np.pi``): by value,
-        by identity and contents at every call (``sys.argv = [...]``, a list changed in place)."""
+    def library_data(self, module: types.ModuleType, name: str) -> None:
+        """A library module's data the code reads (``sys.argv``, ``np.pi``): by value, by identity and
+        contents at every call (``sys.argv = [...]``, a list changed in place)."""
         attrs = vars(module)
-        for name in names:
-            value = attrs.get(name, _UNRESOLVED)
-            if (value is _UNRESOLVED or (id(module), name) in self._seen_attributes or callable(value)
-                    or not _is_constant(value)):
-                continue
-            self._seen_attributes.add((id(module), name))
-            self._keep.append(module)
-            self.watch.read(attrs, name, value)
-            self.data(f"{module.__name__}.{name}", value)
+        value = attrs.get(name, _UNRESOLVED)
+        if (value is _UNRESOLVED or (id(module), name) in self._seen_attributes or callable(value)
+                or not _is_constant(value) or dependencies.classify_module(module.__name__) == "user"):
+            return
+        self._seen_attributes.add((id(module), name))
+        self._keep.append(module)
+        self.watch.read(attrs, name, value)
+        self.data(f"{module.__name__}.{name}", value)
 
     def script_arguments(self) -> None:
         """``sys.argv``, which ``argparse`` reads without the code naming it: by value, checked at every call."""
