@@ -173,6 +173,7 @@ class CodeDescription:
     dynamic: tuple[str, ...] = ()
     large: dict[str, str] = dataclasses.field(default_factory=dict)
     written: dict[str, str] = dataclasses.field(default_factory=dict)
+    state: tuple[str, ...] = ()  # global state read that cannot be counted (random state, clocks, settings)
     watch: Watch = dataclasses.field(default=_ALWAYS_FRESH, compare=False, repr=False)
 
     def as_dict(self) -> dict[str, Any]:
@@ -240,7 +241,8 @@ def describe_function(func: Any) -> CodeDescription:
         dependencies=dict(sorted(walker.dependencies.items())), stdlib=tuple(sorted(walker.stdlib)),
         ignored=dict(sorted(walker.ignored.items())), notes=tuple(walker.notes), digest=digest,
         dynamic=tuple(walker.dynamic), large=dict(sorted(walker.large.items())),
-        written=dict(sorted(walker.written.items())), watch=walker.watch.freeze())
+        written=dict(sorted(walker.written.items())), state=tuple(dict.fromkeys(walker.state)),
+        watch=walker.watch.freeze())
     try:
         _descriptions[func] = description
     except TypeError:
@@ -333,8 +335,8 @@ def own_source_digest(obj: Any) -> tuple[str, str | None]:
             digest = hashlib.sha1(f"{digest}\0{version}\0".encode() + _stable_bytes(_class_fingerprint(obj))
                                   ).hexdigest()
     except (OSError, TypeError):
-        code = getattr(obj, "__code__", None)
-        if code is not None:
+        code = None if isinstance(obj, type) else getattr(obj, "__code__", None)  # (a metaclass's __getattr__)
+        if isinstance(code, types.CodeType):
             # No source (python -c, a script on stdin, exec'd code): key by what the code does,
             # its compiled form without file name or line numbers, which is tied to this Python
             # version, so such keys are not shared across versions.
@@ -484,7 +486,8 @@ def _code_state(obj: Any) -> tuple:
     if isinstance(obj, type):
         values = tuple(vars(obj).values())
         return values + tuple(getattr(_unwrap(v), "__code__", None) for v in values)
-    return (getattr(obj, "__code__", None),)
+    code = getattr(obj, "__code__", None)
+    return (code if isinstance(code, types.CodeType) else None,)
 
 
 def code_fingerprint(code: types.CodeType) -> tuple:
@@ -552,6 +555,8 @@ class _Walker:
         self.dynamic: list[str] = []
         self.large: dict[str, str] = {}  # mutable globals too large to check at every call
         self.written: dict[str, str] = {}  # containers the code only adds to (a log of calls)
+        self.state: list[str] = []  # global state read that cannot be counted (named, warned about)
+        self._absent: dict[int, set[str]] = {}  # per globals dict: the builtin names it must not shadow
         self.watch = Watch()
         self._seen: set[int] = set()
         self._seen_attributes: set[tuple[int, str]] = set()  # (id(module), name)
@@ -584,15 +589,21 @@ class _Walker:
             self.defaults(func, names)
         globals_ = getattr(func, "__globals__", {})
         written = _written_only(code)
+        history = _ipython_history(globals_)
         for name in sorted(names):
             if name in globals_:
                 value = globals_[name]
                 self.watch.read(globals_, name, value)
                 label = f"{module_label(module_name)}.{name}"
+                if history and _is_history_name(name):
+                    self.state.append(f"{label}: IPython's input/output history (it changes with every cell "
+                                      f"run): not counted; pass what it holds as an argument")
+                    continue
                 if name in written and not _is_code_like(value):
                     self.written[label] = _WRITTEN_NOTE
                     continue
                 self.value(value, label, names)
+        self.builtin_names(globals_, code, names)
         cells = getattr(func, "__closure__", None) or ()
         self.dynamic_lookups(func, code, globals_, dict(zip(code.co_freevars, cells, strict=True)))
         for var, cell in zip(code.co_freevars, cells, strict=True):
@@ -602,6 +613,9 @@ class _Walker:
                 continue
             self.watch.cell(cell, content)
             label = f"{qualified_name(func)}.<closure {var}>"
+            if _global_state(content) is not None or _bound_self(content) is not None:
+                self.value(content, label, names)
+                continue
             if var in written and not _is_code_like(content):
                 self.written[label] = _WRITTEN_NOTE
                 continue
@@ -616,6 +630,40 @@ class _Walker:
                     if not _immutable(content):
                         self.watch.check(_content_check(content, digest_, label, False))
         return digest
+
+    def builtin_names(self, globals_: dict[str, Any], code: types.CodeType, names: set[str]) -> None:
+        """The builtins the code reads by bare name (``len``, a name set on ``builtins``): each by
+        identity (``builtins.abs = other``), one not Python's own by value or code, and a module global
+        set later of the same name (``len = my_len``), which shadows it, walks again."""
+        read = [name for name in _global_loads(code) if name not in globals_]
+        if not read:
+            return
+        builtins_ = globals_.get("__builtins__", builtins)
+        builtins_ = vars(builtins_) if isinstance(builtins_, types.ModuleType) else builtins_
+        if not isinstance(builtins_, dict):
+            return
+        read = [name for name in read if name in builtins_]
+        if not read:
+            return
+        shadowed = self._absent.get(id(globals_))
+        if shadowed is None:  # one check per module, however many of its functions read builtins
+            shadowed = self._absent[id(globals_)] = set()
+            self._keep.append(globals_)
+            keys = globals_.keys()
+            self.watch.check(lambda: keys.isdisjoint(shadowed))
+        shadowed.update(read)
+        for name in read:
+            value = builtins_[name]
+            self.watch.read(builtins_, name, value)
+            if value is _ORIGINAL_BUILTINS.get(name, _UNRESOLVED) or (id(builtins_), name) in self._seen_attributes:
+                continue
+            self._seen_attributes.add((id(builtins_), name))
+            module = dependencies.module_of(value)
+            if (_is_constant(value) or _is_data(value) or module is None
+                    or dependencies.classify_module(_real_module(module)) == "user"):
+                self.value(value, f"builtins.{name}", names)
+            else:  # a library's object set on builtins (IPython's display, get_ipython): by its version
+                self.library(module)
 
     def defaults(self, func: Any, names: set[str]) -> None:
         """Count a helper's default values: its source shows only their expressions (``k=K``), and
@@ -669,6 +717,23 @@ class _Walker:
             obj = resolve(ins)
             if obj is _UNRESOLVED:
                 continue
+            chain = _attribute_chain(obj, [other for other, _ in instructions[i + 1:i + 4]])
+            for j in range(1, len(chain)):  # a library module's data read by attribute (sys.argv)
+                if isinstance(chain[j - 1], types.ModuleType) and not isinstance(chain[j], types.ModuleType):
+                    self.library_data(chain[j - 1], instructions[i + j][0].argval)
+            after = instructions[i + len(chain)][0] if i + len(chain) < len(instructions) else None
+            unseeded = _unseeded(chain[-1], after)  # what the chain reaches, called with no argument
+            if unseeded is not None:
+                where = f" line {line}" if line is not None else ""
+                self.state.append(f"{qualified_name(func)}{where}: {unseeded}")
+            if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and ins.argval in globals_:
+                chain = chain[1:]  # the global itself is named by value()
+            for reached in chain:
+                state = _global_state(reached)
+                if state is not None:
+                    where = f" line {line}" if line is not None else ""
+                    self.state.append(f"{qualified_name(func)}{where}: {state}")
+                    break
             variable = _environment_variable(obj, [other for other, _ in instructions[i + 1:i + 5]], resolve)
             following = [other for other, _ in instructions[i + 1:i + 3]]
             what = None
@@ -754,8 +819,12 @@ class _Walker:
         if note:
             self.notes.append(note)
         _put(self.helpers, qualified_name(klass), digest)
-        for base in klass.__bases__:
-            self.value(base, qualified_name(base), set())
+        for base in (*klass.__bases__, type(klass)):  # its metaclass too (its __call__, __getattr__)
+            module = dependencies.module_of(base)
+            if module is not None and dependencies.classify_module(_real_module(module)) != "user":
+                self.library(module)  # a library's base class or metaclass: by its version
+            elif base is not klass:
+                self.value(base, qualified_name(base), set())
         attributes = klass.__dict__
         for name, attr in attributes.items():  # a method replaced, added or removed counts
             self.watch.read(attributes, name, attr, owner=klass)
@@ -784,6 +853,32 @@ class _Walker:
 
     def value(self, value: Any, label: str, names: set[str]) -> None:
         """Count one global (or closure) value by its kind."""
+        state = _global_state(value)
+        if state is not None:
+            self.state.append(f"{label}: {state}")
+            return
+        owner = _bound_self(value)
+        if owner is not None:
+            self.bound_method(value, owner, label, names)
+            return
+        if isinstance(value, weakref.ref):
+            # By its referent, and a referent gone or another one (a WeakMethod's too) walks again.
+            referent = value()
+            self.value(referent, f"{label}.<referent>", names)
+            self.watch.check(lambda: value() is referent)
+            return
+        if isinstance(value, (weakref.WeakValueDictionary, weakref.WeakKeyDictionary, weakref.WeakSet)):
+            # By what it holds now; an item added, removed, gone or replaced walks again.
+            items = dict(value.items()) if not isinstance(value, weakref.WeakSet) else list(value)
+            self.value(items, f"{label}.<items>", names)
+            held = _weak_items(value)
+            self.watch.check(lambda: _weak_items(value) == held)
+            return
+        if isinstance(value, weakref.ProxyTypes):
+            # The referent cannot be reached from a proxy, only seen through it: named, not counted.
+            self.ignored[label] = ("not hashable: a weakref.proxy, whose referent pairio cannot reach to count it; "
+                                   "read the object itself (or a weakref.ref to it)")
+            return
         if isinstance(value, functools.partial):
             # partial(scale, factor=3): the function by its code, the bound arguments by value.
             self.value(value.func, label, names)
@@ -840,8 +935,12 @@ class _Walker:
             # so by value beside its library's version, checked at every call if it can change.
             self.library_value(label, value, module)
             self.library(module)
+            self.container_extras(label, value, names)
+            if module == "argparse":  # a parser's parse_args() reads sys.argv
+                self.script_arguments()
         elif kind != "user":
             self.library(module)
+            self.library_callable(label, value, module, names)
         elif isinstance(value, type):
             self.cls(value)
         elif isinstance(value, types.FunctionType):
@@ -856,8 +955,49 @@ class _Walker:
                                      f"at every call, so not counted; pass it as an argument")
             else:
                 self.data(label, value)
+                self.container_extras(label, value, names)
             if isinstance(tp, type) and not isinstance(value, types.BuiltinFunctionType):
                 self.value(tp, qualified_name(tp), names)
+
+    def container_extras(self, label: str, value: Any, names: set[str]) -> None:
+        """What a subclass of dict, list or set holds beside its items, which its hash does not see:
+        its attributes, a defaultdict's ``default_factory`` (by its code, and replaced: walked again)."""
+        if not isinstance(value, (dict, list, set)):
+            return
+        attributes = _instance_dict(value)
+        if attributes is not None:
+            self.data(f"{label}.<attributes>", attributes)
+        if isinstance(value, collections.defaultdict):
+            factory = value.default_factory
+            self.value(factory, f"{label}.<default_factory>", names)
+            self.watch.check(lambda: value.default_factory is factory)
+
+    def bound_method(self, method: Any, owner: Any, label: str, names: set[str]) -> None:
+        """A bound method held in a global (``LOOKUP = CONFIG.get``, ``SCALE = model.scale``): by the
+        method's name and code, and by the object it is bound to, checked at every call as that object
+        would be. One that only adds to its object (``ITEMS.append``) is the code's own record."""
+        name = getattr(method, "__name__", None)
+        if isinstance(method, types.MethodType):
+            self.value(method.__func__, label, names)
+        elif name in _WRITE_METHODS:
+            self.written[label] = _WRITTEN_NOTE
+            return
+        _put(self.constants, f"{label}.<method>", hash_value(str(name), label))
+        self.value(owner, f"{label}.<self>", names)
+
+    def library_callable(self, label: str, value: Any, module: str, names: set[str]) -> None:
+        """A library's function or class held in a global (``OP = np.add``) counts by its name (rebound
+        to another, the key changes); a callable object (an ``operator.itemgetter``, an
+        ``np.vectorize``, a ``poly1d``) by value, with the user code it holds."""
+        if isinstance(value, (type, types.FunctionType)) or (_function_like(value) and _named_by(value, module)):
+            _put(self.constants, label, hash_value(f"<library callable> {_library_name(value, module)}", label))
+            return
+        for attr in list((_instance_dict(value) or {}).values()):
+            held = dependencies.module_of(attr)
+            if (_is_code_like(attr) and held is not None and not isinstance(attr, types.ModuleType)
+                    and dependencies.classify_module(_real_module(held)) == "user"):
+                self.value(attr, f"{label}.<holds>", names)
+        self.library_value(label, value, module)
 
     def data(self, label: str, value: Any, strict: bool = False) -> None:
         """Count ``value`` by its typed hash, under ``label`` (listed as ignored if it cannot be hashed)."""
@@ -916,6 +1056,8 @@ class _Walker:
     def module(self, module: types.ModuleType, names: set[str]) -> None:
         if dependencies.classify_module(module.__name__) != "user":
             self.library(module.__name__)
+            if module.__name__ == "argparse":  # a parser made in the code reads sys.argv
+                self.script_arguments()
             return
         self._keep.append(module)
         attrs = vars(module)
@@ -935,6 +1077,28 @@ class _Walker:
             absent = [name for name in names if name not in attrs]
             self.watch.check(lambda: not any(name in attrs for name in absent))
 
+    def library_data(self, module: types.ModuleType, name: str) -> None:
+        """A library module's data the code reads (``sys.argv``, ``np.pi``): by value, by identity and
+        contents at every call (``sys.argv = [...]``, a list changed in place)."""
+        attrs = vars(module)
+        value = attrs.get(name, _UNRESOLVED)
+        if (value is _UNRESOLVED or (id(module), name) in self._seen_attributes or callable(value)
+                or not _is_constant(value) or dependencies.classify_module(module.__name__) == "user"):
+            return
+        self._seen_attributes.add((id(module), name))
+        self._keep.append(module)
+        self.watch.read(attrs, name, value)
+        self.data(f"{module.__name__}.{name}", value)
+
+    def script_arguments(self) -> None:
+        """``sys.argv``, which ``argparse`` reads without the code naming it: by value, checked at every call."""
+        attrs = vars(sys)
+        if (id(sys), "argv") in self._seen_attributes or "argv" not in attrs:
+            return
+        self._seen_attributes.add((id(sys), "argv"))
+        self.watch.read(attrs, "argv", attrs["argv"])
+        self.data("sys.argv", attrs["argv"])
+
     def library(self, module: str) -> None:
         module = _real_module(module)
         if dependencies.classify_module(module) == "stdlib":
@@ -945,6 +1109,206 @@ class _Walker:
 
 
 _UNRESOLVED = object()
+# Python's own builtins, as they were when pairio was imported: one set or replaced later counts.
+_ORIGINAL_BUILTINS = dict(vars(builtins))
+_global_loads_cache: weakref.WeakKeyDictionary[types.CodeType, tuple[str, ...]] = weakref.WeakKeyDictionary()
+
+
+def _global_loads(code: types.CodeType) -> tuple[str, ...]:
+    """The names ``code`` (and nested code) reads as globals or builtins."""
+    try:
+        return _global_loads_cache[code]
+    except KeyError:
+        pass
+    found = tuple(sorted({ins.argval for ins, _ in _instructions(code)
+                          if ins.opname in ("LOAD_GLOBAL", "LOAD_NAME") and isinstance(ins.argval, str)}))
+    _global_loads_cache[code] = found
+    return found
+
+
+_HISTORY_NAMES = frozenset({"In", "Out", "_ih", "_oh", "_dh", "_i", "_ii", "_iii", "_", "__", "___"})
+
+
+def _ipython_history(globals_: dict[str, Any]) -> bool:
+    """True for an IPython user namespace (its ``In`` is its input history ``_ih``)."""
+    history = globals_.get("_ih")
+    return history is not None and globals_.get("In") is history and "Out" in globals_
+
+
+def _is_history_name(name: str) -> bool:
+    """``In``, ``Out``, ``_``, ``_i3``, ``_12``...: IPython's history, which changes with every cell."""
+    if name in _HISTORY_NAMES:
+        return True
+    digits = name[2:] if name.startswith("_i") else name[1:] if name.startswith("_") else ""
+    return digits.isdigit()
+
+
+def _weak_items(value: Any) -> tuple[int, ...]:
+    """The identities of what a weak container holds now (its keys and values)."""
+    if isinstance(value, weakref.WeakSet):
+        return tuple(map(id, list(value)))
+    return tuple(id(item) for pair in list(value.items()) for item in pair)
+
+
+def _bound_self(value: Any) -> Any:
+    """The object a bound method is bound to (not a module: ``max`` is bound to ``builtins``), or None."""
+    if not isinstance(value, (types.MethodType, types.BuiltinMethodType, types.MethodWrapperType)):
+        return None
+    owner = getattr(value, "__self__", None)
+    return None if owner is None or isinstance(owner, types.ModuleType) else owner
+
+
+def _instance_dict(value: Any) -> dict[str, Any] | None:
+    """``value.__dict__`` if it is a dict of its own (not a class's mappingproxy), else None."""
+    try:
+        attributes = object.__getattribute__(value, "__dict__")
+    except (AttributeError, TypeError):
+        return None
+    return attributes if type(attributes) is dict else None
+
+
+def _function_like(value: Any) -> bool:
+    """A function, builtin, ufunc, method descriptor or compiled (Cython) function: named, not data."""
+    if isinstance(value, (types.FunctionType, types.BuiltinFunctionType, types.MethodDescriptorType,
+                          types.ClassMethodDescriptorType, types.WrapperDescriptorType, types.MethodWrapperType)):
+        return True
+    name = type(value).__name__
+    return name == "ufunc" or "function" in name or name.endswith("method")
+
+
+def _named_by(value: Any, module: str) -> bool:
+    """True if ``value`` is what its module and qualified name give (``np.add`` is ``numpy.add``); a
+    function-like object made at run time (``np.frompyfunc(f, 1, 1)``) is not: its name says nothing
+    of what it runs."""
+    try:
+        owner = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+        obj: Any = sys.modules.get(owner if isinstance(owner, str) else module)
+        if obj is None or not isinstance(name, str):
+            return False
+        for part in name.split("."):
+            obj = vars(obj).get(part, _UNRESOLVED) if isinstance(obj, (types.ModuleType, type)) else _UNRESOLVED
+        return obj is value
+    except Exception:  # a __getattr__ of the library's raising
+        return False
+
+
+def _library_name(value: Any, module: str) -> str:
+    try:
+        owner = getattr(value, "__module__", None)
+        name = getattr(value, "__qualname__", None) or getattr(value, "__name__", None)
+    except Exception:  # a __getattr__ of the library's raising
+        owner = name = None
+    return f"{owner if isinstance(owner, str) else module}.{name if isinstance(name, str) else type(value).__qualname__}"
+
+
+# Functions whose result depends on global state the key cannot hold: module, function name(s), what.
+_STATE_FUNCTIONS = (
+    ("time", ("time", "time_ns", "monotonic", "monotonic_ns", "perf_counter", "perf_counter_ns", "process_time",
+              "process_time_ns", "thread_time", "localtime", "gmtime", "ctime", "asctime", "strftime"),
+     "reads the clock"),
+    ("os", ("urandom", "getrandom"), "draws from the operating system's randomness"),
+    ("uuid", ("uuid1", "uuid4"), "makes a new random or time-based UUID"),
+    ("secrets", ("token_bytes", "token_hex", "token_urlsafe", "randbelow", "randbits", "choice"),
+     "draws from the operating system's randomness"),
+    ("decimal", ("getcontext", "localcontext"), "reads decimal's global context (precision, rounding)"),
+    ("locale", ("getlocale", "localeconv", "setlocale"), "reads the global locale"),
+    ("numpy", ("get_printoptions", "printoptions", "geterr", "getbufsize", "seterr", "errstate"),
+     "reads numpy's global settings"),
+    ("pandas", ("get_option", "option_context", "describe_option"), "reads pandas's global options"),
+)
+_STATE_OBJECTS = (("pandas", "options", "reads pandas's global options (pd.options)"),)
+_CLOCK_METHODS = frozenset({"now", "utcnow", "today"})
+# Made without a seed, these draw one from the operating system's entropy: module, names.
+_UNSEEDED = (("random", ("Random",)), ("numpy.random", ("default_rng", "RandomState", "Generator", "SeedSequence")))
+
+
+def _unseeded(value: Any, call: dis.Instruction | None) -> str | None:
+    """What ``value`` called with no argument (``call`` the instruction after it) makes, if it draws a
+    seed from the operating system's entropy (``np.random.default_rng()``, ``random.Random()``)."""
+    if call is None or call.opname != "CALL" or call.arg != 0:
+        return None
+    for module, names in _UNSEEDED:
+        found = sys.modules.get(module)
+        for name in names:
+            if found is not None and getattr(found, name, None) is value:
+                return f"{module}.{name}() without a seed draws one from the operating system's entropy"
+    return None
+_state_functions: dict[int, tuple[Any, str]] = {}
+_state_modules: set[str] = set()
+
+
+def _global_state(value: Any) -> str | None:
+    """What global state a function or object held or called reads that no key can hold (the random
+    module's or numpy's global random state, the clock, decimal's context, a library's global
+    settings), or None."""
+    owner = getattr(value, "__self__", None) if isinstance(value, (types.MethodType, types.BuiltinMethodType)) else None
+    name = getattr(value, "__name__", "?") if owner is not None else None
+    if owner is not None and not isinstance(owner, types.ModuleType):
+        random = sys.modules.get("random")
+        if random is not None and owner is getattr(random, "_inst", None):
+            return f"random.{name}() draws from the random module's global state"
+        mtrand = sys.modules.get("numpy.random.mtrand")
+        if mtrand is not None and owner is getattr(mtrand, "_rand", None):
+            return f"numpy.random.{name}() draws from numpy's global random state"
+        if isinstance(owner, type) and issubclass(owner, datetime.date) and name in _CLOCK_METHODS:
+            return f"{owner.__qualname__}.{name}() reads the clock"
+    loaded = tuple(m for m in ("time", "os", "uuid", "secrets", "decimal", "locale", "numpy", "pandas")
+                   if m in sys.modules)
+    if len(loaded) != len(_state_modules):
+        for module, functions, what in _STATE_FUNCTIONS:
+            if module in sys.modules:
+                for function in functions:
+                    obj = getattr(sys.modules[module], function, None)
+                    if obj is not None:
+                        _state_functions[id(obj)] = (obj, f"{module}.{function}() {what}")
+        for module, attribute, what in _STATE_OBJECTS:
+            obj = getattr(sys.modules.get(module), attribute, None)
+            if obj is not None:
+                _state_functions[id(obj)] = (obj, what)
+        _state_modules.clear()
+        _state_modules.update(loaded)
+    known = _state_functions.get(id(value))
+    return known[1] if known is not None and known[0] is value else None
+
+
+def _submodule(module: types.ModuleType, name: str) -> Any:
+    """``module.name`` for a submodule a package gives lazily (numpy's ``np.random``), imported as the
+    code would import it; else :data:`_UNRESOLVED`."""
+    full = f"{module.__name__}.{name}"
+    if full in sys.modules:
+        return sys.modules[full]
+    if "__getattr__" not in vars(module) or "__path__" not in vars(module):
+        return _UNRESOLVED
+    try:
+        import importlib.util
+
+        return importlib.import_module(full) if importlib.util.find_spec(full) is not None else _UNRESOLVED
+    except Exception:  # importing runs the package's code: any error means "cannot tell"
+        return _UNRESOLVED
+
+
+def _attribute_chain(obj: Any, following: list[dis.Instruction]) -> list[Any]:
+    """``obj`` and what the attributes loaded after it reach through modules and classes
+    (``np.random.rand``, ``datetime.datetime.now``), without running any other code."""
+    out = [obj]
+    for ins in following:
+        if ins.opname not in ("LOAD_ATTR", "LOAD_METHOD") or not isinstance(ins.argval, str):
+            break
+        name = ins.argval
+        if isinstance(obj, types.ModuleType):
+            obj = vars(obj).get(name, _UNRESOLVED) if name in vars(obj) else _submodule(obj, name)
+        elif isinstance(obj, type) and any(name in vars(k) for k in obj.__mro__):
+            try:
+                obj = getattr(obj, name)
+            except Exception:  # a descriptor of the class's raising
+                break
+        else:
+            break
+        if obj is _UNRESOLVED:
+            break
+        out.append(obj)
+    return out
 
 
 def _put(table: dict[str, str], label: str, digest: str) -> None:

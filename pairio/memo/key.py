@@ -143,6 +143,13 @@ class KeyMaker:
                       f"directly (an environment variable by its literal name, or pass its value as an "
                       f"argument), list a library in dependencies=[...], or raise version= when it "
                       f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
+        new = [d for d in code.state if d not in self._warned_globals]
+        if new:
+            self._warned_globals.update(new)
+            warn_user(f"pairio: {code.function} reads global state that no key can hold ({'; '.join(new)}): "
+                      f"it is not counted, so a result that depends on it is reused as it is. Pass what it "
+                      f"gives as an argument (a seed or a Generator, a timestamp, the settings). "
+                      f"(explain()['not_counted']['global_state'] lists them.)")
         for label, why in code.large.items():
             if label not in self._warned_globals:
                 self._warned_globals.add(label)
@@ -366,6 +373,7 @@ class KeyMaker:
                 "dynamic_lookups": list(code.pop("dynamic")),
                 "large_mutable_globals": code.pop("large"),
                 "written_only_globals": code.pop("written"),
+                "global_state": list(code.pop("state")),
                 "notes": list(code.pop("notes")),
             },
         }
