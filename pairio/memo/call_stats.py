@@ -12,7 +12,6 @@ at most its last second of counts.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import sys
@@ -69,7 +68,6 @@ _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -
 _unread: list[tuple[str, Path, Any, str, str, float]] = []
 
 
-@functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
            waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
            remote: bool = False, downloaded: int = 0, uploaded: int = 0,
