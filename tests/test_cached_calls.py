@@ -910,6 +910,20 @@ def test_stats_counts_hits_misses_and_seconds_per_function():
     assert pa.stats() == {}
 
 
+def test_every_hit_of_one_key_is_counted_in_stats_the_totals_and_the_hourly_counts(pairio_home):
+    from pairio.lifecycle import counts
+
+    square(7)
+    pa.reset_stats()
+    call_stats.clear_persistent(pairio_home)
+    for _ in range(3000):  # many hits whose load took the same time to the nanosecond
+        square(7)
+    assert pa.stats()[square.name]["hits"] == 3000
+    assert call_stats.read_persistent(pairio_home)[square.name]["hits"] == 3000
+    store = EmbeddedStore(pairio_home)
+    assert counts.totals(counts.read(store, 0))["hits"] == 3000
+
+
 def test_time_saved_is_compute_minus_load_in_logs_and_stats(caplog, capsys):
     import re
 

@@ -1056,3 +1056,41 @@ def test_instances_made_of_one_memoized_value_by_a_class_restored_by_state_are_c
     assert type(loaded[0]) is cls and loaded[0] == cls(shared)
     with pytest.raises(pa.UntrustedContentError, match="per load"):
         safe_loads(pickle.dumps([_NewOf(cls, shared) for _ in range(40)], protocol=protocol))
+
+
+# --- pickles that can only build plain data (loaded alike with or without trust) ----------------
+
+
+@pytest.mark.parametrize("protocol", range(6))
+@pytest.mark.parametrize("payload", PAYLOADS, ids=lambda p: p.__name__)
+@pytest.mark.parametrize("where", WHERE)
+def test_no_payload_is_taken_for_plain_data(marker, payload, protocol, where):
+    from pairio.content.pickles import calls_nothing
+
+    assert not calls_nothing(pickle.dumps(hidden(payload(), where), protocol=protocol))
+
+
+_PLAIN_DATA = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20)
+    | st.binary(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.tuples(inner, inner)
+    | st.dictionaries(st.text(max_size=5), inner, max_size=4) | st.frozensets(st.integers(), max_size=4),
+    max_leaves=12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(value=_PLAIN_DATA, protocol=st.integers(0, 5))
+def test_a_pickle_taken_for_plain_data_loads_alike_as_data_only(value, protocol):
+    from pairio.content.pickles import calls_nothing
+
+    data = pickle.dumps(value, protocol=protocol)
+    if calls_nothing(data):
+        assert safe_loads(data) == pickle.loads(data) == value
+
+
+def test_small_results_are_mostly_taken_for_plain_data():
+    from pairio.content.pickles import CALLS_NOTHING_MAX, calls_nothing
+
+    assert all(calls_nothing(pickle.dumps(v, protocol=5)) for v in (3, 2.5, None, True, "xyz", [1, 2], {"a": 1}))
+    assert not calls_nothing(pickle.dumps(collections.OrderedDict(a=1), protocol=5))  # names a class
+    assert not calls_nothing(pickle.dumps("x" * CALLS_NOTHING_MAX, protocol=5))  # too long to look through

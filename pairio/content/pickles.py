@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import pickle
+import re
 import struct
 import sys
 from collections.abc import Callable
@@ -48,6 +49,22 @@ SMALL_OBJECT = 8 << 20
 # after that one read. Below SIGNATURE_MIN_SIZE, so such objects are always hashed whole.
 _FIRST_READ = 64 << 10
 _CHUNK = 1 << 20
+
+# The opcodes that make a pickle more than data: naming a global (GLOBAL, STACK_GLOBAL, INST, and
+# the extension registry's EXT1/2/4), calling (REDUCE, OBJ, NEWOBJ, NEWOBJ_EX), setting state
+# (BUILD), persistent ids (PERSID, BINPERSID) and out-of-band buffers (NEXT_BUFFER, READONLY_BUFFER).
+_CALLING_OPCODES = re.compile(b"[ciRbo\x81\x92\x93\x82\x83\x84PQ\x97\x98]")
+# The longest pickle calls_nothing looks through (a longer one is taken as calling).
+CALLS_NOTHING_MAX = 1024
+
+
+def calls_nothing(data: bytes) -> bool:
+    """True if the pickle ``data`` (at most :data:`CALLS_NOTHING_MAX` bytes) can only build plain
+    data: none of its bytes is an opcode that names a global, calls, sets state or takes a
+    buffer (looked for in every byte, operands included: a false alarm only means False). Such a
+    pickle builds the same value however it is unpickled, with or without trust: nothing to refuse."""
+    return len(data) <= CALLS_NOTHING_MAX and _CALLING_OPCODES.search(data) is None
+
 
 # (file, buffer_callback) -> a pickler with a .dump(value) method
 PicklerFactory = Callable[[Any, Callable[[pickle.PickleBuffer], bool]], Any]

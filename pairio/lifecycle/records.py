@@ -15,6 +15,7 @@ each entry evicted; entries used long ago keep an old, lower ``L``.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import fnmatch
 import json
@@ -261,6 +262,9 @@ class _Hits:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.pending: dict[tuple[EmbeddedStore, str, str], int] = {}
+        # Hits as made, (store, collection, key), appended without the lock (a hit is the commonest
+        # call) and counted into ``pending`` under it by the writer.
+        self.made: collections.deque[tuple[EmbeddedStore, str, str]] = collections.deque()
         self.records: list[tuple[EmbeddedStore, Entry | Callable[[], Entry]]] = []
 
 
@@ -274,9 +278,7 @@ def hit(cfg: Config, collection: str, key: str, store: EmbeddedStore | None = No
     store = local_store(cfg) if store is None else store
     if not keeps_records(store):
         return
-    ident = (store, collection, key)
-    with hits.lock:
-        hits.pending[ident] = hits.pending.get(ident, 0) + 1
+    hits.made.append((store, collection, key))
     _writer.notify()
 
 
@@ -288,6 +290,10 @@ def flush() -> None:
 def _write_queued() -> None:
     hits = _hits
     with hits.lock:
+        made, pending = hits.made, hits.pending
+        while made:
+            ident = made.popleft()
+            pending[ident] = pending.get(ident, 0) + 1
         pending, queued = hits.pending, hits.records
         hits.pending, hits.records = {}, []
     if pending or queued:
@@ -329,7 +335,7 @@ def _write(pending: dict[tuple[EmbeddedStore, str, str], int],
 
 
 def _has_work() -> bool:
-    return bool(_hits.pending or _hits.records)
+    return bool(_hits.pending or _hits.records or _hits.made)
 
 
 def _forget() -> None:

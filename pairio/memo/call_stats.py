@@ -12,7 +12,7 @@ at most its last second of counts.
 
 from __future__ import annotations
 
-import functools
+import collections
 import logging
 import os
 import sys
@@ -67,9 +67,13 @@ _pending: dict[tuple[Path, str], list[float]] = {}  # (database dir, function) -
 # Hits whose computing seconds are still only in their store, read when the counts are next
 # read or written: (function, database dir, store, collection, key of the result, time of the hit).
 _unread: list[tuple[str, Path, Any, str, str, float]] = []
+# Quiet calls not counted yet (see record): (0 for a hit, 1 for a miss, function, database dir,
+# store, collection, key of a hit's result (its computing seconds read later, as _unread's; None
+# for a miss), seconds saved but those / seconds computed, time of the call). A deque: appended
+# without the lock, taken from the other end under it.
+_quiet_calls: collections.deque[tuple[int, str, Path, Any, str, str | None, float, float]] = collections.deque()
 
 
-@functools.lru_cache(maxsize=8192)  # asked on every hit of the same keys
 def record(function: str, key: str, hit: bool, seconds: float, database_dir: Path,
            waited: bool = False, verbose: bool = False, reason: str = "", loaded: float = 0.0,
            remote: bool = False, downloaded: int = 0, uploaded: int = 0,
@@ -94,6 +98,17 @@ def record(function: str, key: str, hit: bool, seconds: float, database_dir: Pat
     the call too (default: those of ``seconds_at``; without either, none).
     """
     logged = logger.isEnabledFor(logging.INFO)
+    if not (logged or verbose or remote or downloaded or uploaded):
+        # The commonest calls, quiet ones: queued as they are, and counted (in this process's counts,
+        # the table's and the hourly counts) when any of them is next read or written.
+        if hit and seconds_at is not None and counted is None:
+            _quiet_calls.append((0, function, database_dir, *seconds_at, seconds - loaded, time.time()))
+            _writer.notify()
+            return
+        if not hit and seconds_at is None and counted is not None:
+            _quiet_calls.append((1, function, database_dir, *counted, None, seconds, time.time()))
+            _writer.notify()
+            return
     if seconds_at is not None and (logged or verbose):
         store, collection, result_key = seconds_at
         seconds, seconds_at = _read_seconds(store, collection, result_key).get(result_key, 0.0), None
@@ -187,6 +202,7 @@ def _read_seconds(store: Any, collection: str, *keys: str) -> dict[str, float]:
 def _add_unread_seconds() -> None:
     """Count the computing seconds of the hits counted without them (:func:`record`'s ``seconds_at``)."""
     with _lock:
+        _count_quiet_calls()
         if not _unread:
             return
         unread = list(_unread)
@@ -205,6 +221,32 @@ def _add_unread_seconds() -> None:
                     _process.setdefault(function, [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
                     _pending.setdefault((directory, function), [0, 0, 0.0, 0.0, 0, 0, 0])[2] += saved
                     counts.add(store, collection, function, seconds_saved=saved, at=at)
+
+
+def _count_quiet_calls() -> None:
+    """Count the calls :func:`record` queued (called holding ``_lock``): as it counts any other call,
+    the hourly counts in the hour each was made."""
+    queued = _quiet_calls
+    while queued:
+        try:
+            column, function, directory, store, collection, key, seconds, at = queued.popleft()
+        except IndexError:  # (taken by another thread meanwhile: never, under the lock)
+            break
+        row = _process.get(function)
+        if row is None:
+            row = _process[function] = [0, 0, 0.0, 0.0, 0, 0, 0]
+        row[column] += 1
+        row[2 + column] += seconds
+        row = _pending.get((directory, function))
+        if row is None:
+            row = _pending[(directory, function)] = [0, 0, 0.0, 0.0, 0, 0, 0]
+        row[column] += 1
+        row[2 + column] += seconds
+        if column == 0:
+            counts.add(store, collection, function, hits=1, seconds_saved=seconds, at=at)
+            _unread.append((function, directory, store, collection, key, at))
+        else:
+            counts.add(store, collection, function, misses=1, seconds_computed=seconds, at=at)
 
 
 def stats() -> dict[str, dict[str, Any]]:
@@ -354,7 +396,7 @@ def _connect(directory: Path, write: bool = True) -> _Connection:
 
 
 def _has_work() -> bool:
-    return bool(_pending or _unread)
+    return bool(_pending or _unread or _quiet_calls)
 
 
 def _forget() -> None:
@@ -364,6 +406,7 @@ def _forget() -> None:
     _lock = threading.Lock()
     _pending.clear()
     _unread.clear()
+    _quiet_calls.clear()
 
 
 _writer = DeferredWriter("pairio-stats", _write, _has_work, interval_s=_FLUSH_INTERVAL_S, forget=_forget)

@@ -348,7 +348,8 @@ class CachedFunction:
             digest_text = found.get(keys[-1]) if mmap else None
         if sha1 is None:
             return _MISSING
-        if not is_sha1_hex(sha1):
+        # (A value that names a row is a SHA-1: rows are kept by theirs.)
+        if row is None and not is_sha1_hex(sha1):
             if not quiet:
                 _warn(f"{self.name}: the value stored under key {key} is {sha1!r}, not a SHA-1; recomputing")
             return _MISSING

@@ -230,23 +230,25 @@ def load_result(store: ContentStore, sha1: str, restore_paths: bool = False, mma
     A result from elsewhere (see :mod:`pairio.content.trust`; ``trusted`` is what the pair naming it
     says, if signed) is loaded as data only: UntrustedContentError if it would call anything else.
     """
-    safe = safe_for(cfg or get_config(), store, sha1, trusted)
+    # The bytes of a small object, if here already: a row just read (checked, not kept), or kept
+    # verified in this process.
+    recent = None if row is not None or mmap else _recent.get(sha1)
+    safe = safe_for(cfg or get_config(), store, sha1, trusted, row if recent is None else recent)
     if restore_paths:
         token = _restore_paths.set(True)
         try:
-            return _load_result(store, sha1, mmap, row, safe)
+            return _load_result(store, sha1, mmap, row, safe, recent)
         finally:
             _restore_paths.reset(token)
-    return _load_result(store, sha1, mmap, row, safe)
+    return _load_result(store, sha1, mmap, row, safe, recent)
 
 
-def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None, safe: pickles.Safe) -> Any:
+def _load_result(store: ContentStore, sha1: str, mmap: bool, row: bytes | None, safe: pickles.Safe,
+                 recent: bytes | None) -> Any:
     if row is not None:  # the bytes are here already: only checked, not kept
         return pickles.loads(store.check_row(sha1, row), safe)
-    if not mmap:
-        data = _recent.get(sha1)
-        if data is not None:
-            return pickles.loads(data, safe)
+    if recent is not None:
+        return pickles.loads(recent, safe)
     try:
         return pickles.load(store, sha1, mmap=mmap, remember=keep_recent_bytes, safe=safe)
     except ContentNotFoundError:
