@@ -113,6 +113,12 @@ class KeyMaker:
             self._read_signature()
             self._plain_keys = {}
 
+    def _not_warned_yet(self, names: Iterable[str]) -> list[str]:
+        """Those of ``names`` not warned about yet in this process, marked warned from now on."""
+        new = [name for name in names if name not in self._warned_globals]
+        self._warned_globals.update(new)
+        return new
+
     # --- the code part ---------------------------------------------------------------
 
     @property
@@ -134,18 +140,14 @@ class KeyMaker:
         self._type_parts = {}
         self._plain_keys = {}
         self._code = code
-        new = [d for d in code.dynamic if d not in self._warned_globals]
-        if new:
-            self._warned_globals.update(new)
+        if self._not_warned_yet(code.dynamic):
             warn_user(f"pairio: {code.function} looks code or settings up by a name computed at run time "
                       f"({'; '.join(code.dynamic)}): pairio cannot see what that reaches, so a "
                       f"change there would not change the key (a stale hit). Refer to the helper "
                       f"directly (an environment variable by its literal name, or pass its value as an "
                       f"argument), list a library in dependencies=[...], or raise version= when it "
                       f"changes. (explain()['not_counted']['dynamic_lookups'] lists them.)")
-        new = [d for d in code.state if d not in self._warned_globals]
-        if new:
-            self._warned_globals.update(new)
+        if new := self._not_warned_yet(code.state):
             warn_user(f"pairio: {code.function} reads global state that no key can hold ({'; '.join(new)}): "
                       f"it is not counted, so a result that depends on it is reused as it is. Pass what it "
                       f"gives as an argument (a seed or a Generator, a timestamp, the settings). "
