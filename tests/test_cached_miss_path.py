@@ -161,3 +161,115 @@ def test_a_forked_child_does_not_share_its_parents_kept_key_locks(tmp_path):
                 os._exit(code)
         _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def quickly_doubled(x):
+    return 2 * x
+
+
+def slowly_doubled(x):
+    import time
+
+    time.sleep(0.03)  # over the quick limit
+    return 2 * x
+
+
+@pytest.fixture
+def claims(monkeypatch):
+    """What each cached miss from now on did under its key's lock: (listed as a holder, looked again)."""
+    seen = []
+    real_claim, real_still = flight.claim, decorator.CachedFunction._still_missing
+
+    def claim(database_dir, key, label, collection="", listed=True):
+        seen.append([listed, False])
+        return real_claim(database_dir, key, label, collection, listed)
+
+    def still_missing(self, cfg, key):
+        seen[-1][1] = True
+        return real_still(self, cfg, key)
+
+    monkeypatch.setattr(flight, "claim", claim)
+    monkeypatch.setattr(decorator.CachedFunction, "_still_missing", still_missing)
+    return seen
+
+
+def test_a_step_whose_last_computation_was_quick_is_not_listed_nor_looked_up_again(claims, pairio_home):
+    from pairio.key_lock_files import holders
+
+    step = pa.cached(quickly_doubled)
+    assert step(1) == 2  # its first miss: nothing is known of its time yet
+    assert step(2) == 4 and step(3) == 6
+    assert claims == [[True, True], [False, False], [False, False]]
+    assert holders(pairio_home) == []
+    assert step(3) == 6 and len(claims) == 3  # a hit claims nothing
+
+
+def test_a_slow_step_stays_listed_in_flight_and_looked_up_again_under_its_lock(claims):
+    step = pa.cached(slowly_doubled)
+    assert step(1) == 2 and step(2) == 4
+    assert claims == [[True, True], [True, True]]
+
+
+def test_a_quick_step_waiting_for_another_holder_still_finds_its_result(lookups):
+    import threading
+
+    RUNS.clear()
+    step = pa.cached(doubled)
+    assert step(1) == 2  # quick from now on
+    key = step.key(7)
+    cfg = get_config()
+    holding, done = threading.Event(), threading.Event()
+
+    def another_computer():
+        # Its own lock (a thread's descriptor locks as another process's does) and its own connection.
+        with flight.claim(cfg.database_dir, key, "elsewhere"):
+            holding.set()
+            done.wait(0.2)  # the step is waiting now, for as long as this holds the lock
+            other = EmbeddedStore(cfg.database_dir)
+            other.set_many(cfg.collection, {key: store_result(content_store(cfg), 14), seconds_key(key): "1"})
+            other.close()
+
+    thread = threading.Thread(target=another_computer)
+    thread.start()
+    holding.wait()
+    try:
+        assert step(7) == 14
+    finally:
+        done.set()
+        thread.join()
+    assert RUNS == [1]  # found after the wait, not computed
+    assert lookups[-2:] == [key, key]
+
+
+def _scale(x):
+    return 10 * x
+
+
+def _other_scale(x):
+    return 100 * x
+
+
+def scaled_then_swapped(x):
+    global _scale
+    result = _scale(x)
+    _scale = _other_scale  # the next call reads the new helper: a new key
+    return result
+
+
+def test_a_miss_records_the_code_its_key_was_made_of_though_a_helper_changed_while_it_ran(pairio_home):
+    from pairio.deferred import drain_all
+
+    global _scale
+    step = pa.cached(scaled_then_swapped)
+    try:
+        code = step.explain(1)["code"]["digest"]
+        assert step(1) == 10
+        drain_all()
+        (entry,) = pa.entries()
+        assert entry.code["digest"] == code  # not the code with the new helper
+        assert step.explain(1)["code"]["digest"] != code and step(1) == 100
+    finally:
+        _scale = globals()["_scale_original"]
+
+
+_scale_original = _scale

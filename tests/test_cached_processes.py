@@ -406,11 +406,11 @@ def test_a_result_stored_between_the_lookup_and_the_claim_is_used(monkeypatch):
 
     real_claim = flight.claim
 
-    def claim_after_another_computer(database_dir, key, label, *rest):
+    def claim_after_another_computer(database_dir, key, label, *rest, **options):
         # Another process stored the result and let go after our lookup missed.
         sha1 = values.store_result(pa.content_store(pa.get_config()), "from the other computer")
         pa.set(key, sha1)
-        return real_claim(database_dir, key, label, *rest)
+        return real_claim(database_dir, key, label, *rest, **options)
 
     monkeypatch.setattr(flight, "claim", claim_after_another_computer)
     assert triple(2) == "from the other computer"

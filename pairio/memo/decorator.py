@@ -163,6 +163,7 @@ class CachedFunction:
         self._method = (len(parts) >= 2 and parts[-2] != "<locals>" and self._keys.self_name == "self")
         self._places: _Places | None = None
         self._warned_too_large = False
+        self._quick = False  # whether its last computation in this process took under _QUICK_S
 
     def __repr__(self) -> str:
         return f"<pairio.cached {self.name}>"
@@ -206,11 +207,17 @@ class CachedFunction:
     def _compute(self, cfg: Config, key: str, args: tuple, kwargs: dict) -> Any:
         if cfg.cache == "readonly":
             return self._run_and_store(cfg, key, args, kwargs, store=False)
-        with flight.claim(cfg.database_dir, key, self.name, cfg.collection) as waited:
+        # A step whose last computation here was quick (under _QUICK_S) is not listed among the
+        # computations in flight (it is over before anyone could look), and, unless it waited for
+        # another holder, its pair is not looked for again under the lock: that look finds a result
+        # only if another computer stored it in the instants between our lookup and our claim, and
+        # costs more than computing such a step twice in that rare case.
+        quick = self._quick
+        with flight.claim(cfg.database_dir, key, self.name, cfg.collection, listed=not quick) as waited:
             # Look again even if no one was waited for: another computer may have stored the
             # result and let go between our lookup and our claim (a bare read of the pair says
             # whether one is there now).
-            if cfg.cache != "refresh" and (waited or not self._still_missing(cfg, key)):
+            if cfg.cache != "refresh" and (waited or not (quick or self._still_missing(cfg, key))):
                 found = self._lookup(cfg, key, waited=waited, quiet=not waited)
                 if found is not _MISSING:
                     return found
@@ -239,6 +246,7 @@ class CachedFunction:
                   args: tuple, kwargs: dict) -> Any:
         """Store (unless ``store`` is False) and count a result computed since ``started``."""
         seconds = time.perf_counter() - started
+        self._quick = seconds < _QUICK_S
         reason, uploaded = "", 0
         if store:
             try:
@@ -779,6 +787,8 @@ class _ArgumentDigest:
 
 
 _THREADED_DIGEST_BYTES = 1 << 20
+# A computation under this many seconds is quick: see CachedFunction._compute.
+_QUICK_S = 0.01
 _SCALAR_RESULTS = frozenset({int, str, float})
 # Arguments no one can change after the call (a record of them may be made later).
 _IMMUTABLE_ARGUMENTS = frozenset({int, str, float, bool, type(None), bytes, complex})

@@ -170,10 +170,11 @@ def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _Ra
 class _Claim:
     """:func:`claim`'s hold of one key (a plain context manager: every miss takes one)."""
 
-    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_lock", "_holder")
+    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_listed", "_lock", "_holder")
 
-    def __init__(self, database_dir: Path, key: str, label: str, collection: str) -> None:
+    def __init__(self, database_dir: Path, key: str, label: str, collection: str, listed: bool = True) -> None:
         self._database_dir, self._key, self._label, self._collection = database_dir, key, label, collection
+        self._listed = listed
         self._lock: KeyLockFile | _RangeLock | None = None
         self._holder: tuple[str, int] | None = None
 
@@ -189,11 +190,12 @@ class _Claim:
         except OSError as exc:
             _unlocked(database_dir, label, key, exc)
             return False
-        try:
-            self._holder = write_holder(database_dir, key, label, self._collection)
-        except BaseException:
-            lock.release()
-            raise
+        if self._listed:
+            try:
+                self._holder = write_holder(database_dir, key, label, self._collection)
+            except BaseException:
+                lock.release()
+                raise
         self._lock = lock
         return waited
 
@@ -204,11 +206,13 @@ class _Claim:
             lock.release()
 
 
-def claim(database_dir: Path, key: str, label: str, collection: str = "") -> contextlib.AbstractContextManager[bool]:
+def claim(database_dir: Path, key: str, label: str, collection: str = "",
+          listed: bool = True) -> contextlib.AbstractContextManager[bool]:
     """Hold the lock of ``key`` for the block, saying who holds it (see
-    :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``);
+    :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``;
+    not with ``listed=False``, for a computation over before anyone could look);
     yields True if another holder had to be waited for."""
-    return _Claim(database_dir, key, label, collection)
+    return _Claim(database_dir, key, label, collection, listed)
 
 
 _NO_LOCKS = NO_LOCKS_ERRNOS

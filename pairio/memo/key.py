@@ -92,7 +92,8 @@ class KeyMaker:
         # each with the prefix SHA-1 it was made from: such a call is keyed again without hashing
         # while that prefix is the current one (each code description makes a new one).
         self._plain_keys: dict[tuple, tuple[tuple[str, dict[str, str], dict[str, str]], Any]] = {}
-        self.last: tuple[str, dict[str, str], dict[str, str]] | None = None
+        # (key, argument hashes, type versions, the code description the key was made with)
+        self.last: tuple[str, dict[str, str], dict[str, str], CodeDescription] | None = None
 
     def _read_signature(self) -> None:
         """The signature and the defaults as the function has them now (``__defaults__`` and
@@ -290,7 +291,7 @@ class KeyMaker:
         """
         code = self._code
         if code is None or not code.watch.fresh():  # a global rebound, a helper redefined...
-            self._refresh()
+            code = self._refresh()
         self._check_defaults()
         plain: dict | None = self._plain_keys
         if (type(args) is tuple and len(args) == self._arity and not kwargs and file_hash is None and not method
@@ -318,7 +319,7 @@ class KeyMaker:
             type_versions, part = self._type_part(types)
             h.update(part)  # as key_from_hashes adds them
         key = h.hexdigest()
-        self.last = last = (key, hashes, type_versions)
+        self.last = last = (key, hashes, type_versions, code)
         if plain is not None:
             if len(plain) >= _PLAIN_KEYS:  # ever new arguments: keep it bounded
                 plain.clear()

@@ -12,15 +12,19 @@ from ..lifecycle.calls import KeyParts
 from ..lifecycle.summary import summarize
 
 if TYPE_CHECKING:
+    from .code import CodeDescription
     from .key import KeyMaker
 
 # KeyMaker -> its code part as records keep it (computed once per function).
 _code_parts: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
-def code_parts(keys: KeyMaker) -> dict[str, Any]:
-    """The code digest of ``keys``'s function and the digests of its parts."""
-    code = keys.code  # as it is now: a helper redefined since the last call has a new description
+def code_parts(keys: KeyMaker, code: CodeDescription | None = None) -> dict[str, Any]:
+    """The code digest of ``keys``'s function and the digests of its parts (of ``code``, its
+    description a key was made with; by default as it is now: a helper redefined since the last
+    call has a new description)."""
+    if code is None:
+        code = keys.code
     cached = _code_parts.get(keys)
     if cached is not None and cached[0] is code:
         return cached[1]
@@ -48,12 +52,14 @@ def taken_now(keys: KeyMaker, method: bool, key: str, args: tuple, kwargs: dict)
     argument hashes of ``key``), to finish the parts later."""
     last = getattr(keys, "last", None)
     if last is not None and last[0] == key:
-        hashes, type_versions = last[1], last[2]
+        # The key was just made: its parts are those it was made of (the code not described again).
+        hashes, type_versions, code = last[1], last[2], last[3]
     else:
         types: set[type] = set()
+        code = keys.code
         hashes = keys.argument_hashes(args, kwargs, method=method, types=types)
         type_versions = keys.type_dependencies(types) if types else {}
-    return code_parts(keys), keys.code.dependencies, hashes, type_versions
+    return code_parts(keys, code), code.dependencies, hashes, type_versions
 
 
 def finish_key_parts(keys: KeyMaker, code: dict[str, Any], code_dependencies: dict[str, Any],
