@@ -20,6 +20,7 @@ passes it on: a hit never pays for it).
 
 from __future__ import annotations
 
+import functools
 import os
 import reprlib
 import threading
@@ -118,12 +119,23 @@ def _remembered_link(value: Any, name: str | None, checker: Checker | None) -> d
     return found[1]
 
 
+def _prefix(objects_dir: str) -> str:
+    """``objects_dir`` as the absolute prefix of its objects' paths (an absolute one made once:
+    every miss asks; a relative one depends on the working directory)."""
+    return _absolute_prefix(objects_dir) if os.path.isabs(objects_dir) else os.path.join(os.path.abspath(objects_dir), "")
+
+
+@functools.lru_cache(maxsize=16)
+def _absolute_prefix(objects_dir: str) -> str:
+    return os.path.join(os.path.normpath(objects_dir), "")
+
+
 def links(bound: list[tuple[str, Any]], objects_dir: str, checker: Checker | None = None) -> list[dict[str, str]]:
     """The inputs of a call's arguments ``[(name, value)]``: ``{"argument", "collection", "key"}``
     for another cached call's result (if ``checker`` finds it unchanged since), ``{"argument", "uri"}``
     for content."""
     out: list[dict[str, str]] = []
-    prefix = os.path.join(os.path.abspath(objects_dir), "")
+    prefix = _prefix(objects_dir)
     for name, value in bound:
         link = _link(value, prefix, name, checker)
         if link is not None:

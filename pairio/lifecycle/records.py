@@ -234,10 +234,28 @@ def recount_size(connection: sqlite3.Connection) -> None:
 
 
 def _row(entry: Entry) -> list[Any]:
-    values = [json.dumps(getattr(entry, c), separators=(",", ":")) if c in _JSON_COLUMNS else getattr(entry, c)
-              for c in _COLUMNS[:-1]]
+    values = [_json(getattr(entry, c)) if c in _JSON_COLUMNS else getattr(entry, c) for c in _COLUMNS[:-1]]
     values.append((entry.hits + 1) * max(entry.seconds, MIN_SECONDS) / max(entry.size, 1))
     return values
+
+
+class _LastCode:
+    """The JSON text of the newest ``code`` column written, with the very dict it was made of, as
+    one pair (read and replaced whole: threads never see the text of other parts). The misses of one
+    function share their code parts (one dict per code description, never changed), the largest
+    JSON of a record."""
+
+    made: tuple[Any, str] = (None, "")
+
+
+def _json(value: Any) -> str:
+    parts, text = _LastCode.made
+    if value is parts:
+        return text
+    text = json.dumps(value, separators=(",", ":"))
+    if type(value) is dict and "digest" in value:
+        _LastCode.made = (value, text)
+    return text
 
 
 def add_soon(store: EmbeddedStore, entry: Entry | Callable[[], Entry]) -> None:
