@@ -518,9 +518,14 @@ def _add_counts(connection, rows: Sequence[tuple], now: float | None = None) -> 
 def _record_rows(records: Sequence[ServerRecord]) -> list[tuple]:
     """The rows of ``records`` for :data:`_UPSERT_RECORD`: one per key (the last), in key order."""
     latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
-    return [(_b(r.collection), _b(r.key), r.function, r.code, json_column(r.dependencies),
-             json_column(r.arguments), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
-             r.last_used, json_column(r.inputs) if r.inputs else "[]") for _, r in sorted(latest.items())]
+    return [_record_row(r) for _, r in sorted(latest.items())]
+
+
+def _record_row(r: ServerRecord) -> tuple:
+    """One row of :data:`_RECORD_COLUMNS`."""
+    return (_b(r.collection), _b(r.key), r.function, r.code, json_column(r.dependencies),
+            json_column(r.arguments), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
+            r.last_used, json_column(r.inputs) if r.inputs else "[]")
 
 
 def _write_records(connection, rows: list[tuple], records: Sequence[ServerRecord], now: float) -> None:
@@ -570,7 +575,7 @@ class PostgresRecords(RecordStore):
         if len(pairs) == 1 and len(records) == 1:  # the usual set: scalars, far cheaper to send than arrays
             ((key, value),) = pairs.items()
             if value is not None and records[0].key == key and records[0].collection == collection:
-                row = _record_rows(records)[0]
+                row = _record_row(records[0])
                 self.pairs.run(lambda c: c.execute(_SET_ONE_WITH_RECORD, (name, row[1], _b(value), *row)))
                 return
         upserts = [(_b(k), _b(v)) for k, v in pairs.items() if v is not None]
