@@ -38,6 +38,31 @@ def test_a_newer_pairio_upgrades_an_older_schema_keeping_the_pairs(postgres_url)
     database.close()
 
 
+def test_schema_4_with_the_index_on_created_is_migrated_without_it_and_keeps_its_records(postgres_url):
+    from pairio.server.backends.postgres import PostgresRecords
+    from pairio.server.backends.records import ServerRecord
+
+    def record(key: str, created: float) -> ServerRecord:
+        return ServerRecord("c", key, "f", "", {}, {}, 10, 1.0, "h", created, "lab")
+
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert migrate(connection, target=4) == 0
+        assert connection.execute("SELECT to_regclass('pairio_records_by_created') IS NOT NULL").fetchone()[0]
+    old = PostgresDatabase(postgres_url)
+    with psycopg.connect(postgres_url, autocommit=True) as connection:  # a record written at schema 4
+        connection.execute("INSERT INTO pairio_records (collection, key, function, code, dependencies, arguments, "
+                           "size, seconds, host, created, channel, last_used) VALUES "
+                           "('c', 'a', 'f', '', '{}', '{}', 10, 1.0, 'h', 100.0, 'lab', 0)")
+    records = PostgresRecords(old)
+    records.set_with_records("c", {"b": "w"}, [record("b", 200.0)])
+    assert old.schema_version() == SCHEMA_VERSION == 5
+    with psycopg.connect(postgres_url, autocommit=True) as connection:
+        assert not connection.execute("SELECT to_regclass('pairio_records_by_created') IS NOT NULL").fetchone()[0]
+    assert records.get("c", "a") == record("a", 100.0)
+    assert [r.key for r in records.records(["c"])] == ["b", "a"]  # newest first, without the index
+    old.close()
+
+
 def test_an_older_pairio_refuses_a_newer_schema_and_changes_nothing(postgres_url):
     first = PostgresStore(postgres_url)
     first.set("c", "k", "v")

@@ -90,3 +90,25 @@ def test_database_with_damaged_pages_is_reported_as_corrupt(tmp_path):
         f.write(b"\xa5" * 4096 * 24)  # past the tables and indexes made before the pairs
     with pytest.raises(pa.StoreUnavailableError, match="kv.sqlite3.*corrupt"):
         EmbeddedStore(tmp_path).get_many("c", [f"key-{i}" for i in range(2000)])
+
+
+def test_set_many_with_commits_the_pairs_and_the_other_rows_together_or_neither(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    with store.transaction(immediate=True) as connection:
+        connection.execute("CREATE TABLE beside (key TEXT PRIMARY KEY, n INTEGER NOT NULL CHECK (n > 0))")
+    store.set("c", "gone", "old")
+    store.set_many_with("c", {"k": "v"}, "INSERT INTO beside VALUES (?, ?)", [("k", 1)])
+    store.set_many_with("c", {"k2": "v2", "gone": None}, "INSERT INTO beside VALUES (?, ?)", [("k2", 2), ("k3", 3)])
+    store.set_many_with("c", {"k4": "v4"}, "INSERT INTO beside VALUES (?, ?)", [])
+    assert store.get_many("c", ["k", "k2", "gone", "k4"]) == {"k": "v", "k2": "v2", "k4": "v4"}
+    with pytest.raises(pa.StoreUnavailableError):  # the second row is refused: nothing of the call stays
+        store.set_many_with("c", {"k5": "v5"}, "INSERT INTO beside VALUES (?, ?)", [("k5", 5), ("k6", 0)])
+    with pytest.raises(pa.StoreUnavailableError):
+        store.set_many_with("c", {"k": "new"}, "INSERT INTO nowhere VALUES (?, ?)", [("k", 1)])
+    assert store.get_many("c", ["k", "k5"]) == {"k": "v"}
+    with store.transaction() as connection:
+        assert connection.execute("SELECT key, n FROM beside ORDER BY key").fetchall() == [
+            ("k", 1), ("k2", 2), ("k3", 3)]
+    store.set("c", "after", "ok")  # no transaction left open
+    assert store.get("c", "after") == "ok"
+    store.close()

@@ -638,6 +638,38 @@ class EmbeddedStore(KeyValueStore):
         with self.transaction(immediate=True) as connection:
             self.write_pairs(connection, collection, pairs)
 
+    def set_many_with(self, collection: str, pairs: Mapping[str, str | None], sql: str, rows: Sequence[tuple]) -> None:
+        """:meth:`set_many` and ``sql`` (a statement on a table beside the pairs) run on each of
+        ``rows``, in one transaction: it commits both or neither. The same as a :meth:`transaction`
+        running :meth:`write_pairs` and ``sql``, at the cost of four statements and no more (a
+        miss's set with its record is the hot path of a server's writes)."""
+        try:
+            connection = self._writer()
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise self._error(exc) from exc
+        try:
+            if len(pairs) == 1:
+                ((key, value),) = pairs.items()
+                if value is None:
+                    connection.execute(_DELETE, (collection, key))
+                else:
+                    connection.execute(_SET, (collection, key, value))
+            else:
+                self.write_pairs(connection, collection, pairs)
+            if len(rows) == 1:
+                connection.execute(sql, rows[0])
+            elif rows:
+                connection.executemany(sql, rows)
+            connection.execute("COMMIT")
+        except BaseException as exc:
+            if connection.in_transaction:  # a failed COMMIT may leave it open
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise self._error(exc) from exc
+            raise
+
     def write_pairs(self, connection: sqlite3.Connection, collection: str, pairs: Mapping[str, str | None]) -> None:
         """:meth:`set_many` inside a :meth:`transaction` of this store (with the tables beside the pairs)."""
         upserts = [(collection, k, v) for k, v in pairs.items() if v is not None]

@@ -29,7 +29,7 @@ from ...kv.base import KeyValueStore
 from .base import Coordination, Lease
 from .records import COUNT_FIELDS, CountRow, RecordStore, ServerRecord, json_column, miss_rows
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 # Each step upgrades the schema from version i to i + 1; never edit a step that shipped.
 MIGRATIONS: list[list[str]] = [
     # 1: the pairs.
@@ -64,6 +64,13 @@ MIGRATIONS: list[list[str]] = [
     # 4: the inputs of each record (its provenance): a list of links.
     [
         "ALTER TABLE pairio_records ADD COLUMN inputs jsonb NOT NULL DEFAULT '[]'::jsonb",
+    ],
+    # 5: no index on the records' created (as the embedded records, schema 3). Keeping it cost every
+    # set with a record a second b-tree entry and its WAL (a record set again with a new created, as
+    # a miss sends it, was never a HOT update); listing newest first scans the collections' records
+    # and keeps the newest (a top-N sort), as listing by size, seconds or hits always did.
+    [
+        "DROP INDEX IF EXISTS pairio_records_by_created",
     ],
 ]
 assert len(MIGRATIONS) == SCHEMA_VERSION
@@ -511,9 +518,14 @@ def _add_counts(connection, rows: Sequence[tuple], now: float | None = None) -> 
 def _record_rows(records: Sequence[ServerRecord]) -> list[tuple]:
     """The rows of ``records`` for :data:`_UPSERT_RECORD`: one per key (the last), in key order."""
     latest = {(r.collection, r.key): r for r in records}  # one row per key in one statement
-    return [(_b(r.collection), _b(r.key), r.function, r.code, json_column(r.dependencies),
-             json_column(r.arguments), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
-             r.last_used, json_column(r.inputs) if r.inputs else "[]") for _, r in sorted(latest.items())]
+    return [_record_row(r) for _, r in sorted(latest.items())]
+
+
+def _record_row(r: ServerRecord) -> tuple:
+    """One row of :data:`_RECORD_COLUMNS`."""
+    return (_b(r.collection), _b(r.key), r.function, r.code, json_column(r.dependencies),
+            json_column(r.arguments), r.size, r.seconds, r.host, r.created, r.channel, r.hits,
+            r.last_used, json_column(r.inputs) if r.inputs else "[]")
 
 
 def _write_records(connection, rows: list[tuple], records: Sequence[ServerRecord], now: float) -> None:
@@ -563,7 +575,7 @@ class PostgresRecords(RecordStore):
         if len(pairs) == 1 and len(records) == 1:  # the usual set: scalars, far cheaper to send than arrays
             ((key, value),) = pairs.items()
             if value is not None and records[0].key == key and records[0].collection == collection:
-                row = _record_rows(records)[0]
+                row = _record_row(records[0])
                 self.pairs.run(lambda c: c.execute(_SET_ONE_WITH_RECORD, (name, row[1], _b(value), *row)))
                 return
         upserts = [(_b(k), _b(v)) for k, v in pairs.items() if v is not None]
