@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 
 import pytest
@@ -109,6 +110,26 @@ def test_set_many_with_commits_the_pairs_and_the_other_rows_together_or_neither(
     with store.transaction() as connection:
         assert connection.execute("SELECT key, n FROM beside ORDER BY key").fetchall() == [
             ("k", 1), ("k2", 2), ("k3", 3)]
+    store.set("c", "after", "ok")  # no transaction left open
+    assert store.get("c", "after") == "ok"
+    store.close()
+
+
+def test_write_pairs_sets_and_deletes_one_pair_or_many_and_rolls_back_with_its_transaction(tmp_path):
+    store = EmbeddedStore(tmp_path)
+    store.set_many("c", {"a": "old", "b": "old", "gone": "old", "kept": "old"})
+    with store.transaction(immediate=True) as connection:
+        store.write_pairs(connection, "c", {"a": "new"})
+    with store.transaction(immediate=True) as connection:
+        store.write_pairs(connection, "c", {"gone": None})
+    with store.transaction(immediate=True) as connection:
+        store.write_pairs(connection, "c", {"b": "new", "kept": None, "fresh": "v", "never": None})
+    assert store.get_many("c", ["a", "b", "gone", "kept", "fresh", "never"]) == {"a": "new", "b": "new", "fresh": "v"}
+    for pairs in ({"a": "lost"}, {"a": None}, {"a": None, "b": "lost", "more": "lost"}):
+        with pytest.raises(sqlite3.OperationalError), store.transaction(immediate=True) as connection:
+            store.write_pairs(connection, "c", pairs)
+            connection.execute("INSERT INTO nowhere VALUES (1)")  # a later statement fails
+        assert store.get_many("c", ["a", "b", "more"]) == {"a": "new", "b": "new"}
     store.set("c", "after", "ok")  # no transaction left open
     assert store.get("c", "after") == "ok"
     store.close()

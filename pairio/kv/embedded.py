@@ -649,14 +649,7 @@ class EmbeddedStore(KeyValueStore):
         except sqlite3.Error as exc:
             raise self._error(exc) from exc
         try:
-            if len(pairs) == 1:
-                ((key, value),) = pairs.items()
-                if value is None:
-                    connection.execute(_DELETE, (collection, key))
-                else:
-                    connection.execute(_SET, (collection, key, value))
-            else:
-                self.write_pairs(connection, collection, pairs)
+            self.write_pairs(connection, collection, pairs)
             if len(rows) == 1:
                 connection.execute(sql, rows[0])
             elif rows:
@@ -672,9 +665,16 @@ class EmbeddedStore(KeyValueStore):
 
     def write_pairs(self, connection: sqlite3.Connection, collection: str, pairs: Mapping[str, str | None]) -> None:
         """:meth:`set_many` inside a :meth:`transaction` of this store (with the tables beside the pairs)."""
-        upserts = [(collection, k, v) for k, v in pairs.items() if v is not None]
-        deletes = [(collection, k) for k, v in pairs.items() if v is None]
         try:
+            if len(pairs) == 1:  # one pair (a miss's result): one statement, no executemany of one row
+                ((key, value),) = pairs.items()
+                if value is None:
+                    connection.execute(_DELETE, (collection, key))
+                else:
+                    connection.execute(_SET, (collection, key, value))
+                return
+            upserts = [(collection, k, v) for k, v in pairs.items() if v is not None]
+            deletes = [(collection, k) for k, v in pairs.items() if v is None]
             if upserts:
                 connection.executemany(_SET, upserts)
             if deletes:
