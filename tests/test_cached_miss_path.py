@@ -256,20 +256,19 @@ def scaled_then_swapped(x):
     return result
 
 
-def test_a_miss_records_the_code_its_key_was_made_of_though_a_helper_changed_while_it_ran(pairio_home):
+@pytest.fixture
+def scale_restored(monkeypatch):
+    """``_scale`` set back after the test to what it is now (:func:`scaled_then_swapped` changes it)."""
+    monkeypatch.setitem(globals(), "_scale", _scale)
+
+
+def test_a_miss_records_the_code_its_key_was_made_of_though_a_helper_changed_while_it_ran(pairio_home, scale_restored):
     from pairio.deferred import drain_all
 
-    global _scale
     step = pa.cached(scaled_then_swapped)
-    try:
-        code = step.explain(1)["code"]["digest"]
-        assert step(1) == 10
-        drain_all()
-        (entry,) = pa.entries()
-        assert entry.code["digest"] == code  # not the code with the new helper
-        assert step.explain(1)["code"]["digest"] != code and step(1) == 100
-    finally:
-        _scale = globals()["_scale_original"]
-
-
-_scale_original = _scale
+    code = step.explain(1)["code"]["digest"]
+    assert step(1) == 10
+    drain_all()
+    (entry,) = pa.entries()
+    assert entry.code["digest"] == code  # not the code with the new helper
+    assert step.explain(1)["code"]["digest"] != code and step(1) == 100
