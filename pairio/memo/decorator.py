@@ -521,15 +521,19 @@ class CachedFunction:
         reason and record, if made already (sent to the server with the pairs)."""
         store = local_store(cfg)
         if made is None and not want_reason and cfg.max_size is None and not self._method:
-            bound = self._keys.bind(args, kwargs)
-            if all(type(value) in _IMMUTABLE_ARGUMENTS for _, value in bound):
-                # Nothing of such a call can change: its record is made by the background writer.
+            keys = self._keys
+            if keys.of_types(args, kwargs, _IMMUTABLE_ARGUMENTS):
+                # Nothing of such a call can change: its record is made (and the call bound, with
+                # the defaults of now) by the background writer.
                 if pairs:
                     store.set_many(collection, pairs)
-                now = taken_now(self._keys, False, key, args, kwargs)
-                calls.miss_record_soon(cfg, lambda: calls.MissedCall(
-                    self.name, collection, key, finish_key_parts(self._keys, *now, bound), bound),
-                    stored.sha1, list(stored.files), stored.size, seconds)
+                now, bind = taken_now(keys, False, key, args, kwargs), keys.binder(args, kwargs)
+
+                def missed_call() -> calls.MissedCall:
+                    bound = bind()
+                    return calls.MissedCall(self.name, collection, key, finish_key_parts(keys, *now, bound), bound)
+
+                calls.miss_record_soon(cfg, missed_call, stored.sha1, list(stored.files), stored.size, seconds)
                 return "", None
         if made is None:
             call = self._missed_call(cfg, collection, key, args, kwargs)
