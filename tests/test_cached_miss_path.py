@@ -272,3 +272,47 @@ def test_a_miss_records_the_code_its_key_was_made_of_though_a_helper_changed_whi
     (entry,) = pa.entries()
     assert entry.code["digest"] == code  # not the code with the new helper
     assert step.explain(1)["code"]["digest"] != code and step(1) == 100
+
+
+def scaled_by_default(x, factor=2):
+    return x * factor
+
+
+def test_a_miss_records_the_defaults_of_its_call_though_they_are_rebound_before_the_record_is_written(
+        monkeypatch):
+    # The record of a call of immutable arguments is made by the background writer, later: it
+    # binds the call with the defaults the function had when it ran.
+    step = pa.cached(scaled_by_default)
+    assert step(3) == 6
+    monkeypatch.setattr(scaled_by_default, "__defaults__", (5,))
+    (entry,) = step.entries()
+    assert entry.summary == {"x": "3", "factor": "2"}
+    assert step(3) == 15 and step.key(3) != entry.key  # the new default counts in the key
+
+
+def test_a_call_with_a_mutable_default_is_recorded_as_it_ran():
+    def total(x, extra=[1]):  # noqa: B006 (the mutable default is the point)
+        return x + sum(extra)
+
+    step = pa.cached(total)
+    assert step(1) == 2
+    total.__defaults__[0].append(10)  # mutated in place after the call
+    (entry,) = step.entries()
+    assert entry.summary["extra"] == "[1]"
+
+
+def test_a_pair_set_after_a_hit_of_it_in_this_thread_is_read_with_its_new_value():
+    # The one-statement set of a few pairs runs on the connection the thread's hits read through:
+    # what that reader keeps of pairs it found must go with the write (no other connection's
+    # commit tells it).
+    cfg = get_config()
+    store = EmbeddedStore(cfg.database_dir)
+    content = content_store(cfg)
+    first, second = store_result(content, 1), store_result(content, 2)
+    key = "ab" * 20
+    store.set_many("c", {key: first})
+    for _ in range(3):  # found more than once: kept by the reader
+        assert store.get_with_object("c", key, content.small)[0] == first
+    store.set_many("c", {key: second, seconds_key(key): "1"})
+    assert store.get_with_object("c", key, content.small)[0] == second
+    assert store.get("c", key) == second

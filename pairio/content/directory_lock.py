@@ -40,35 +40,49 @@ _POLL_S = 0.005
 
 
 class _SharedGuard:
-    """One descriptor per process holding the shared lock, counted across threads:
-    flock is per open file, so the last thread out unlocks it for all."""
+    """One descriptor per process holding the shared lock, counted across threads: flock is per
+    open file, so the last thread out unlocks it for all. The context manager of :func:`writing`
+    itself (every miss takes it: nothing is made per use)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._name = str(path)
         self._mutex = threading.Lock()
         self._fd: int | None = None
-        self._pid = os.getpid()
         self._count = 0
 
-    def acquire(self) -> None:
+    def __enter__(self) -> None:
         with self._mutex:
-            if self._pid != os.getpid():  # inherited through fork: the parent's lock, not ours
-                self._fd, self._count, self._pid = None, 0, os.getpid()
             if self._count == 0:
                 if self._fd is None:
                     self._fd = _open(self.path)
-                lock_or_go_on(self._fd, fcntl.LOCK_SH, str(self.path))
+                lock_or_go_on(self._fd, fcntl.LOCK_SH, self._name)
             self._count += 1
 
-    def release(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         with self._mutex:
             self._count -= 1
             if self._count == 0 and self._fd is not None:
-                lock_or_go_on(self._fd, fcntl.LOCK_UN, str(self.path))
+                lock_or_go_on(self._fd, fcntl.LOCK_UN, self._name)
+
+    def forget_after_fork(self) -> None:
+        """In a child of fork(): the inherited descriptor shares the parent's lock (unlocking it
+        would let go of the parent's), so it is left alone, and the child opens its own."""
+        self._mutex, self._fd, self._count = threading.Lock(), None, 0
 
 
 _guards: dict[Path, _SharedGuard] = {}
 _guards_lock = threading.Lock()
+
+
+def _forget_guards_after_fork() -> None:
+    global _guards_lock
+    _guards_lock = threading.Lock()
+    for guard in _guards.values():
+        guard.forget_after_fork()
+
+
+os.register_at_fork(after_in_child=_forget_guards_after_fork)
 
 
 def _open(path: Path) -> int:
@@ -80,21 +94,6 @@ def _open(path: Path) -> int:
                or StoreUnavailableError(f"cannot open the content lock {str(path)!r}: {exc.strerror or exc}")) from exc
 
 
-class _Writing:
-    """:func:`writing`'s hold of one guard (a plain context manager: a miss takes one)."""
-
-    __slots__ = ("_guard",)
-
-    def __init__(self, guard: _SharedGuard) -> None:
-        self._guard = guard
-
-    def __enter__(self) -> None:
-        self._guard.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self._guard.release()
-
-
 def writing(content_dir: Path) -> contextlib.AbstractContextManager[None]:
     """Hold the content directory shared while storing content and setting its pair."""
     if fcntl is None:
@@ -103,7 +102,7 @@ def writing(content_dir: Path) -> contextlib.AbstractContextManager[None]:
     if guard is None:
         with _guards_lock:
             guard = _guards.setdefault(content_dir, _SharedGuard(content_dir / GUARD_FILENAME))
-    return _Writing(guard)
+    return guard
 
 
 @contextlib.contextmanager

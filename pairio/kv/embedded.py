@@ -464,6 +464,20 @@ class EmbeddedStore(KeyValueStore):
             connection = self._connection()
         return connection
 
+    def _writer_reading(self) -> sqlite3.Connection:
+        """This thread's connection for one statement writing pairs: the reader of
+        :meth:`get_with_object` where the thread has one (a statement writing only the pairs locks
+        only them, though objects are attached). SQLite keeps a connection's cache of pages across
+        its own commits, not another's: a miss's lookup after the previous miss's write then reads
+        its pages from memory. What the reader kept of pairs found before goes (its own writes
+        do not change ``data_version``)."""
+        local = self._local
+        reader = local.__dict__.get("objects_reader")
+        if reader is None or getattr(self._connection(), "read_only", False):
+            return self._writer()
+        local.objects_seen.values.clear()
+        return reader
+
     @contextlib.contextmanager
     def transaction(self, immediate: bool = False) -> Iterator[sqlite3.Connection]:
         """This thread's connection inside one transaction (``immediate``: take the write lock
@@ -558,6 +572,8 @@ class EmbeddedStore(KeyValueStore):
             return False
         try:
             reader.execute(f"ATTACH DATABASE ? AS {_OBJECTS_SCHEMA}", (target,))
+            if not read_only:
+                reader.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error:
             reader.close()
             return False
@@ -631,7 +647,7 @@ class EmbeddedStore(KeyValueStore):
             # runs as one transaction, costs a third less than BEGIN, the upserts and COMMIT.
             args = [a for k, v in pairs.items() for a in (collection, k, v)]
             try:
-                self._writer().execute(_set_rows(len(pairs)), args)
+                self._writer_reading().execute(_set_rows(len(pairs)), args)
             except sqlite3.Error as exc:
                 raise self._error(exc) from exc
             return

@@ -24,7 +24,7 @@ from typing import Any
 from ..deferred import DeferredWriter
 from ..errors import PairioError
 from ..lifecycle import counts
-from ..result_keys import seconds_key
+from ..result_keys import read_sides, seconds_key
 from ..wal import open_wal, sqlite3
 
 logger = logging.getLogger("pairio")
@@ -184,16 +184,15 @@ def _seconds(seconds: float) -> str:
 def _read_seconds(store: Any, collection: str, *keys: str) -> dict[str, float]:
     """The seconds the results of ``keys`` took to compute, as kept in ``store`` (absent,
     unreadable or not a number: left out)."""
-    by_seconds_key = {seconds_key(key): key for key in keys}
     try:
-        found = store.get_many(collection, by_seconds_key)
+        found = read_sides(lambda asked: store.get_many(collection, asked), seconds_key, keys)
     except PairioError as exc:
         logger.debug("could not read the computing seconds of cached results: %s", exc)
         return {}
     out = {}
-    for skey, text in found.items():
+    for key, text in found.items():
         try:
-            out[by_seconds_key[skey]] = float(text)
+            out[key] = float(text)
         except ValueError:
             continue
     return out

@@ -35,7 +35,16 @@ from ..errors import (
     UntrustedContentError,
 )
 from ..hashing import is_sha1_hex
-from ..result_keys import argument_key, seconds_key, side_keys, types_key
+from ..result_keys import (
+    argument_key,
+    asked_keys,
+    earlier_key,
+    read_sides,
+    seconds_key,
+    side_keys,
+    side_value,
+    types_key,
+)
 from ..user_warnings import warn_user
 
 if TYPE_CHECKING:
@@ -345,15 +354,14 @@ class CachedFunction:
                 return _MISSING  # no database, and none can be made there: nothing is stored
             from_server = False
         else:
-            skey = seconds_key(key)
             from . import remote  # (imported where a server is used)
 
             server = remote.ServerLink(cfg)
             # With mmap, the result's argument digest too (its arrays then need no hashing as arguments).
-            keys = [key, skey, argument_key(key)] if mmap else [key, skey]
+            keys = [key, *asked_keys(seconds_key, key), *(asked_keys(argument_key, key) if mmap else ())]
             found, from_server = server.get_pairs(collection, keys, f"{self.name} {key[:8]}: looking up")
-            sha1, seconds_text, row = found.get(key), found.get(skey), None
-            digest_text = found.get(keys[-1]) if mmap else None
+            sha1, seconds_text, row = found.get(key), side_value(found, seconds_key, key), None
+            digest_text = side_value(found, argument_key, key) if mmap else None
         if sha1 is None:
             return _MISSING
         # (A value that names a row is a SHA-1: rows are kept by theirs.)
@@ -397,7 +405,8 @@ class CachedFunction:
         if mmap and _nbytes(result) >= _THREADED_DIGEST_BYTES:
             # A read-only memory map of a verified object: its stored argument digest is its hash.
             if server is None:
-                digest_text = places.kv.get(collection, argument_key(key))
+                digest_text = read_sides(lambda asked: places.kv.get_many(collection, asked), argument_key,
+                                         [key]).get(key)
             digest = parse_argument(digest_text)[1]
             if digest is not None:
                 remember_frozen(result, digest)
@@ -512,15 +521,19 @@ class CachedFunction:
         reason and record, if made already (sent to the server with the pairs)."""
         store = local_store(cfg)
         if made is None and not want_reason and cfg.max_size is None and not self._method:
-            bound = self._keys.bind(args, kwargs)
-            if all(type(value) in _IMMUTABLE_ARGUMENTS for _, value in bound):
-                # Nothing of such a call can change: its record is made by the background writer.
+            keys = self._keys
+            if keys.of_types(args, kwargs, _IMMUTABLE_ARGUMENTS):
+                # Nothing of such a call can change: its record is made (and the call bound, with
+                # the defaults of now) by the background writer.
                 if pairs:
                     store.set_many(collection, pairs)
-                now = taken_now(self._keys, False, key, args, kwargs)
-                calls.miss_record_soon(cfg, lambda: calls.MissedCall(
-                    self.name, collection, key, finish_key_parts(self._keys, *now, bound), bound),
-                    stored.sha1, list(stored.files), stored.size, seconds)
+                now, bind = taken_now(keys, False, key, args, kwargs), keys.binder(args, kwargs)
+
+                def missed_call() -> calls.MissedCall:
+                    bound = bind()
+                    return calls.MissedCall(self.name, collection, key, finish_key_parts(keys, *now, bound), bound)
+
+                calls.miss_record_soon(cfg, missed_call, stored.sha1, list(stored.files), stored.size, seconds)
                 return "", None
         if made is None:
             call = self._missed_call(cfg, collection, key, args, kwargs)
@@ -622,18 +635,30 @@ class CachedFunction:
     def _lookup_refs(self, cfg: Config, keys: list[str], calls: list[tuple]) -> dict[str, Ref]:
         """The Refs of those of ``keys`` that are stored, each key's three pairs asked for at once."""
         collection = self._collection(cfg)
-        wanted = [k for key in keys for k in (key, argument_key(key), types_key(key))]
         if cfg.get_from == "local":
-            try:
-                found = local_store(cfg).get_many(collection, wanted)
-            except StoreNotWritableError:
-                return {}
+            store = local_store(cfg)
+
+            def get_many(wanted: list[str]) -> dict[str, str]:
+                return store.get_many(collection, wanted)
         else:
             from . import remote
 
-            found, _ = remote.ServerLink(cfg).get_pairs(collection, wanted, f"{self.name} {keys[0][:8]}: looking up "
-                                                    f"{'a Ref' if len(keys) == 1 else f'{len(keys)} Refs'}",
-                                                    inline=False)
+            server = remote.ServerLink(cfg)
+            doing = f"{self.name} {keys[0][:8]}: looking up {'a Ref' if len(keys) == 1 else f'{len(keys)} Refs'}"
+
+            def get_many(wanted: list[str]) -> dict[str, str]:
+                return server.get_pairs(collection, wanted, doing, inline=False)[0]
+        try:
+            found = get_many([k for key in keys for k in (key, argument_key(key), types_key(key))])
+            # A result stored by an earlier version keeps its side pairs under the keys it used.
+            earlier = [k for key in keys if key in found and argument_key(key) not in found
+                       for k in (earlier_key(argument_key, key), earlier_key(types_key, key))]
+            if earlier:
+                found.update(get_many(earlier))
+        except StoreNotWritableError:
+            if cfg.get_from == "local":
+                return {}
+            raise
         out = {}
         content = content_store(cfg)
         for key, call in zip(keys, calls, strict=True):
@@ -642,12 +667,12 @@ class CachedFunction:
                 continue
             if cfg.get_from == "local" and not content.has(sha1):
                 continue  # its content is gone, and no server could have it: a miss
-            size, digest = parse_argument(found.get(argument_key(key)))
+            size, digest = parse_argument(side_value(found, argument_key, key))
             if size is None and content.has(sha1):
                 size = content.size(sha1)
             call_stats.record(self.name, key, True, 0.0, cfg.database_dir, verbose=self._shows_line(cfg),
                               counted=(local_store(cfg), collection))
-            out[key] = Ref(sha1, size, self.name, collection, key, digest, found.get(types_key(key), ""), call, self)
+            out[key] = Ref(sha1, size, self.name, collection, key, digest, side_value(found, types_key, key) or "", call, self)
         return out
 
     # --- controls -------------------------------------------------------------------------

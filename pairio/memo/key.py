@@ -103,6 +103,7 @@ class KeyMaker:
         self.signature = inspect.signature(func)
         self._defaults = {p.name: p.default for p in self.signature.parameters.values()
                           if p.default is not inspect.Parameter.empty}
+        self._default_types = frozenset(type(value) for value in self._defaults.values())
         self._defaults_now = now  # last: a thread that sees it sees the defaults read with it
 
     def _check_defaults(self) -> None:
@@ -184,9 +185,27 @@ class KeyMaker:
 
     # --- the call part ---------------------------------------------------------------
 
+    def of_types(self, args: Sequence[Any], kwargs: dict[str, Any], types: frozenset[type]) -> bool:
+        """True if every argument of this call and every default of the function is of one of
+        ``types`` (exactly: not a subclass), told without binding the call."""
+        self._check_defaults()
+        return (self._default_types <= types and all(type(value) in types for value in args)
+                and all(type(value) in types for value in kwargs.values()))
+
+    def binder(self, args: Sequence[Any], kwargs: dict[str, Any]) -> Callable[[], list[tuple[str, Any]]]:
+        """A function giving :meth:`bind` of this call as it is now (with the defaults the function
+        has now), to be called later: by the background writer of a miss's record."""
+        self._check_defaults()
+        signature, defaults = self.signature, self._defaults
+        return lambda: self._bind(args, kwargs, signature, defaults)
+
     def bind(self, args: Sequence[Any], kwargs: dict[str, Any]) -> list[tuple[str, Any]]:
         """The arguments by name in signature order, defaults applied (TypeError as Python would)."""
         self._check_defaults()
+        return self._bind(args, kwargs, self.signature, self._defaults)
+
+    def _bind(self, args: Sequence[Any], kwargs: dict[str, Any], signature: inspect.Signature,
+              defaults: dict[str, Any]) -> list[tuple[str, Any]]:
         if self._simple and len(args) <= len(self._positional):
             bound = dict(zip(self._positional, args, strict=False))
             ok = True
@@ -197,15 +216,15 @@ class KeyMaker:
                 bound[name] = value
             if ok:
                 try:
-                    return [(name, bound[name] if name in bound else self._defaults[name])
+                    return [(name, bound[name] if name in bound else defaults[name])
                             for name in self._order]
                 except KeyError:
                     pass  # a missing argument: let Signature.bind say which
         try:
-            ba = self.signature.bind(*args, **kwargs)
+            ba = signature.bind(*args, **kwargs)
         except TypeError as exc:
             # As Python names the function in such errors: which call was wrong matters in a pipeline.
-            raise TypeError(f"{qualified_name(self.func)}() {exc} (signature: {self.signature})") from None
+            raise TypeError(f"{qualified_name(self.func)}() {exc} (signature: {signature})") from None
         ba.apply_defaults()
         return list(ba.arguments.items())
 
