@@ -112,7 +112,7 @@ class _Holders:
         os.pwrite(file[0], data.ljust(file[1]), 0)
         file[1] = max(file[1], len(data))
 
-    def add(self, directory: str, key: str, collection: str, function: str) -> int | None:
+    def add(self, directory: str, key: str, collection: str, function: str, started: float | None = None) -> int | None:
         with self.lock:
             if os.getpid() != self.pid:  # a forked child: its parent's files are not its own
                 self._reset()
@@ -122,7 +122,7 @@ class _Holders:
             # strings escaped by it), at a fraction of its cost: this runs on every miss.
             info = (f'{{"key": {_json_text(key)}, "collection": {_json_text(collection)}, '
                     f'"function": {_json_text(function)}, "host": {self.host_json}, "pid": {self.pid}, '
-                    f'"started": {time.time()!r}}}')
+                    f'"started": {time.time() if started is None else started!r}}}')
             self.held.setdefault(directory, {})[token] = info
             try:
                 self._write(directory)
@@ -150,12 +150,14 @@ def _json_texts(text: str) -> str:
     return json.dumps(text)
 
 
-def write_holder(database_dir: Path, key: str, function: str, collection: str = "") -> tuple[str, int] | None:
+def write_holder(database_dir: Path, key: str, function: str, collection: str = "",
+                 started: float | None = None) -> tuple[str, int] | None:
     """Say that this process holds ``key``'s lock to compute ``function`` (for ``collection``), in its
-    holder file: one small write in place (no fsync). Returns what :func:`remove_holder` takes, or
-    None if it cannot be written (the computation goes on: only the status page's list misses it)."""
+    holder file: one small write in place (no fsync). ``started``: when it took the lock (default:
+    now). Returns what :func:`remove_holder` takes, or None if it cannot be written (the computation
+    goes on: only the status page's list misses it)."""
     directory = os.fspath(database_dir)
-    token = _holders.add(directory, key, collection, function)
+    token = _holders.add(directory, key, collection, function, started)
     return None if token is None else (directory, token)
 
 

@@ -4,6 +4,9 @@ is still found and not computed again."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 import pairio as pa
@@ -202,6 +205,37 @@ def test_a_step_whose_last_computation_was_quick_is_not_listed_nor_looked_up_aga
     assert claims == [[True, True], [False, False], [False, False]]
     assert holders(pairio_home) == []
     assert step(3) == 6 and len(claims) == 3  # a hit claims nothing
+
+
+_GATE = threading.Event()
+
+
+def doubled_unless_held(x):
+    if x < 0:
+        _GATE.wait(60)  # runs until the test lets it go
+    return 2 * x
+
+
+def test_a_quick_step_that_runs_long_is_listed_in_flight_while_it_runs(claims, pairio_home):
+    from pairio.key_lock_files import holders
+
+    step = pa.cached(doubled_unless_held)
+    assert step(1) == 2 and step(2) == 4  # quick: its claims are not listed at once
+    runner = threading.Thread(target=step, args=(-1,))
+    before = time.time()
+    runner.start()
+    try:
+        waited_until = time.monotonic() + 30
+        while not holders(pairio_home):  # listed by the background lister once held past 10 ms
+            assert time.monotonic() < waited_until, "the long call was never listed in flight"
+            time.sleep(0.005)
+        (held,) = holders(pairio_home)
+        assert held["key"] == step.key(-1) and held["function"] == step.name
+        assert before <= held["started"] <= time.time()  # since it took the lock, not since listed
+    finally:
+        _GATE.set()
+        runner.join()
+    assert claims[-1] == [False, False] and holders(pairio_home) == []
 
 
 def test_a_slow_step_stays_listed_in_flight_and_looked_up_again_under_its_lock(claims):

@@ -217,7 +217,8 @@ class CachedFunction:
         if cfg.cache == "readonly":
             return self._run_and_store(cfg, key, args, kwargs, store=False)
         # A step whose last computation here was quick (under _QUICK_S) is not listed among the
-        # computations in flight (it is over before anyone could look), and, unless it waited for
+        # computations in flight at once (it is usually over before anyone could look; flight lists
+        # it if it holds its lock past 10 ms), and, unless it waited for
         # another holder, its pair is not looked for again under the lock: that look finds a result
         # only if another computer stored it in the instants between our lookup and our claim, and
         # costs more than computing such a step twice in that rare case.

@@ -28,9 +28,11 @@ import errno
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from ..deferred import DeferredWriter
 from ..files import NO_LOCKS_ERRNOS, ensure_dir
 from ..key_lock_files import (
     OPEN_FLAGS,
@@ -167,16 +169,46 @@ def _lock(database_dir: Path, key: str, kept: bool = False) -> KeyLockFile | _Ra
     return KeyLockFile(os.path.join(database_dir, "locks", f"{key}.lock"))
 
 
+class _Unlisted:
+    """The claims held now without a holder file (``listed=False``: a quick step's), each with the
+    time it took its lock: a background thread lists those held past :data:`_LIST_AFTER_S`, so a
+    step quick until now that runs long is in flight on the status page as any other."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.claims: dict[int, _Claim] = {}
+
+    def list_overdue(self) -> None:
+        due = time.time() - _LIST_AFTER_S
+        with self.lock:  # a claim let go meanwhile is not listed; one let go after takes its listing
+            for held in self.claims.values():
+                if held._holder is None and held._began <= due:
+                    held._holder = write_holder(held._database_dir, held._key, held._label, held._collection,
+                                                started=held._began)
+
+    def forget(self) -> None:
+        self.lock = threading.Lock()  # a forked child holds none of its parent's claims
+        self.claims = {}
+
+
+# An unlisted claim held this long is listed (by the thread below, every so often while one is held).
+_LIST_AFTER_S = 0.01
+_unlisted = _Unlisted()
+_lister = DeferredWriter("pairio-flight", _unlisted.list_overdue, lambda: bool(_unlisted.claims),
+                         interval_s=_LIST_AFTER_S, forget=_unlisted.forget)
+
+
 class _Claim:
     """:func:`claim`'s hold of one key (a plain context manager: every miss takes one)."""
 
-    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_listed", "_lock", "_holder")
+    __slots__ = ("_database_dir", "_key", "_label", "_collection", "_listed", "_lock", "_holder", "_began")
 
     def __init__(self, database_dir: Path, key: str, label: str, collection: str, listed: bool = True) -> None:
         self._database_dir, self._key, self._label, self._collection = database_dir, key, label, collection
         self._listed = listed
         self._lock: KeyLockFile | _RangeLock | None = None
         self._holder: tuple[str, int] | None = None
+        self._began = 0.0
 
     def __enter__(self) -> bool:
         database_dir, key, label = self._database_dir, self._key, self._label
@@ -196,12 +228,22 @@ class _Claim:
             except BaseException:
                 lock.release()
                 raise
+        else:
+            self._began = time.time()
+            unlisted = _unlisted
+            with unlisted.lock:
+                unlisted.claims[id(self)] = self
+            _lister.notify()
         self._lock = lock
         return waited
 
     def __exit__(self, *exc: object) -> None:
         lock, self._lock = self._lock, None
         if lock is not None:
+            if not self._listed:
+                unlisted = _unlisted
+                with unlisted.lock:
+                    unlisted.claims.pop(id(self), None)
             remove_holder(self._holder)  # before the lock goes: a file whose key is free is a dead holder's
             lock.release()
 
@@ -210,7 +252,8 @@ def claim(database_dir: Path, key: str, label: str, collection: str = "",
           listed: bool = True) -> contextlib.AbstractContextManager[bool]:
     """Hold the lock of ``key`` for the block, saying who holds it (see
     :func:`pairio.key_lock_files.write_holder`: ``label`` is the function, computing for ``collection``;
-    not with ``listed=False``, for a computation over before anyone could look);
+    with ``listed=False`` only once held past 10 ms, for a computation usually over before anyone
+    could look);
     yields True if another holder had to be waited for."""
     return _Claim(database_dir, key, label, collection, listed)
 
