@@ -10,9 +10,12 @@ import sys
 import textwrap
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pairio.memo import same_objects
-from pairio.memo.code import describe_function
+from pairio.memo.arguments import hash_value
+from pairio.memo.code import Watch, _content_check, _immutable, describe_function
 
 _MODULE = """
 A_LIST = [1, 2, 3]
@@ -122,3 +125,53 @@ def test_a_list_is_read_by_the_addresses_of_its_items():
     assert read(items) == struct.pack(f"{len(items)}P", *map(id, items))
     assert read(items[:-1]) == b""  # another length: never read past the list's array
     assert same_objects.list_addresses(3) is None  # a few: compared one by one
+
+
+_scalars = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.sampled_from([0.0, 1.0, -0.0, 2.5]),
+                     st.text(max_size=2))
+_settings = st.recursive(_scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=30), st.dictionaries(st.one_of(st.integers(-3, 3), st.text(max_size=2)), inner,
+                                                  max_size=10)), max_leaves=60)
+
+
+def _containers(value, found):
+    if isinstance(value, (list, dict)):
+        found.append(value)
+        for item in value.values() if isinstance(value, dict) else value:
+            _containers(item, found)
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(values=st.lists(st.one_of(st.lists(_settings, min_size=1, max_size=30), _settings), min_size=1, max_size=4),
+       new=_scalars, data=st.data())
+def test_a_watch_is_fresh_only_while_the_typed_hash_of_what_it_read_is_unchanged(values, new, data):
+    namespace = {f"G{i}": value for i, value in enumerate(values)}
+    watch = Watch()
+    for name, value in namespace.items():
+        watch.read(namespace, name, value)
+        if not _immutable(value):
+            watch.check(_content_check(value, hash_value(value, name), name, False))
+    watch.freeze()
+    assert watch.fresh() and not watch.changed()
+    before = {name: hash_value(value, name) for name, value in namespace.items()}
+    targets = _containers(list(namespace.values()), [])[1:]
+    lists = [target for target in targets if isinstance(target, list)]
+    if len(lists) > 1 and lists[0] and data.draw(st.booleans()):  # an item moved from one list to another
+        source, target = data.draw(st.permutations(lists).filter(lambda two: two[0]))[:2]
+        target.insert(data.draw(st.sampled_from([0, len(target)])), source.pop(data.draw(st.sampled_from([0, -1]))))
+    elif targets and data.draw(st.booleans()):
+        target = data.draw(st.sampled_from(targets))
+        if isinstance(target, list) and target and data.draw(st.booleans()):
+            target[data.draw(st.integers(0, len(target) - 1))] = new
+        elif isinstance(target, list):
+            target.insert(data.draw(st.integers(0, len(target))), target.pop() if target and data.draw(
+                st.booleans()) else new)
+        else:
+            target[data.draw(st.one_of(st.integers(-3, 3), st.text(max_size=2)))] = new
+    else:
+        namespace[data.draw(st.sampled_from(sorted(namespace)))] = new
+    fresh = watch.fresh()
+    assert fresh == (not watch.changed())
+    if fresh:  # a watch that says "unchanged" must be right: else a stale hit
+        assert {name: hash_value(value, name) for name, value in namespace.items()} == before
