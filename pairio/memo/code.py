@@ -91,7 +91,7 @@ class Watch:
         self._held: list[Held] = []
         self._sizes: list[tuple[Any, int]] = []
         self._frozen: tuple = ()
-        self._at_once: Callable[[], bool] | None = None
+        self._at_once: tuple = ()
 
     def read(self, mapping: Any, name: str, value: Any, owner: Any = None) -> None:
         """``mapping[name]`` (a module's or function's globals, a class's ``__dict__``) was ``value``."""
@@ -150,28 +150,41 @@ class Watch:
                 sized.append(container)
                 lengths.append(len(objects) // 2 if is_dict else len(objects))
         addresses = list_addresses(len(expected))
+        known = addresses(expected) if addresses is not None else b""
         others = tuple(check for check in self._checks if not isinstance(check, Held))
-        self._at_once = None if addresses is None else _at_once(
-            [(mapping, getter) for mapping, getter, _, _ in reads], functions, cells, sources,
-            list(zip(sized, lengths, strict=True)), others, addresses, expected)
+        # (``expected`` is kept: while its objects live, no other object can have one of their addresses.)
+        self._at_once = (tuple((mapping, getter) for mapping, getter, _, _ in reads), functions, cells,
+                         tuple(sources), tuple(sized), lengths, addresses, known, others, tuple(expected))
         return self
 
     def fresh(self) -> bool:
         """True while nothing the walk read has changed.
 
         Everything compared by identity is gathered into one list of this call's own, whose item
-        addresses are read in one go and compared with those of the objects read then (see
-        :func:`_at_once`). When anything differs, or for a few objects, each signal is checked on
-        its own (:meth:`changed`): a container holding, put back, an equal item of the same type is
-        then told from a change by its values."""
-        at_once = self._at_once
-        if at_once is not None:
-            try:
-                if at_once():
-                    return True
-            except (KeyError, ValueError, AttributeError, TypeError, RuntimeError):  # a name deleted, a cell emptied
-                pass
-        return not self.changed()
+        addresses are read in one go and compared with those of the objects read then (none of
+        them moves while :meth:`freeze` keeps them). When anything differs, or for a few objects,
+        each signal is checked on its own (:meth:`changed`): a container holding, put back, an
+        equal item of the same type is then told from a change by its values."""
+        groups, functions, cells, sources, sized, lengths, addresses, known, others, _ = self._at_once
+        if addresses is None:
+            return not self.changed()
+        items: list[Any] = []
+        extend = items.extend
+        try:
+            for mapping, getter in groups:
+                extend(getter(mapping))
+            extend(map(_CODE, functions))
+            if cells:
+                extend(map(_CONTENTS, cells))
+            any(map(extend, sources))  # (extend gives None: each source is gathered)
+            if addresses(items) != known or (sized and list(map(len, sized)) != lengths):
+                return not self.changed()
+            for check in others:
+                if not check():
+                    return False
+        except (KeyError, ValueError, AttributeError, TypeError, RuntimeError):  # a name deleted, a cell emptied
+            return not self.changed()
+        return True
 
     def changed(self) -> bool:
         """True once anything the walk read has changed, each signal checked on its own."""
@@ -193,43 +206,6 @@ class Watch:
         except (KeyError, ValueError, AttributeError, TypeError):  # a name deleted, a cell emptied
             return True
         return False
-
-
-def _at_once(reads: list[tuple[Any, Callable[[Any], tuple]]], functions: tuple, cells: tuple, sources: list[Any],
-             sizes: list[tuple[Any, int]], checks: tuple, addresses: Callable[[list], bytes],
-             expected: list[Any]) -> Callable[[], bool]:
-    """A function, made for one watch, that is True while each read gives what it gave, each function
-    has its ``__code__``, each cell its contents and each source (a container, a dict's values) its
-    items (together, ``expected``), each sized object its length, and each other check holds.
-
-    The objects are gathered by one list display, ``[*read0(mapping0), function0.__code__, ...,
-    *source0, ...]``, and compared by the addresses of its items, in one read: no call per signal.
-    Its text names only the objects' places (``read0``...), never a user's name or value. The
-    objects expected are kept by it: while they live, no other object can have one of their
-    addresses."""
-    namespace: dict[str, Any] = {"addresses": addresses, "known": addresses(expected), "expected": tuple(expected)}
-    parts: list[str] = []
-    for i, (mapping, read) in enumerate(reads):
-        namespace[f"mapping{i}"], namespace[f"read{i}"] = mapping, read
-        parts.append(f"*read{i}(mapping{i})")
-    for i, function in enumerate(functions):
-        namespace[f"function{i}"] = function
-        parts.append(f"function{i}.__code__")
-    for i, cell in enumerate(cells):
-        namespace[f"cell{i}"] = cell
-        parts.append(f"cell{i}.cell_contents")
-    for i, source in enumerate(sources):
-        namespace[f"source{i}"] = source
-        parts.append(f"*source{i}")
-    conditions = ["addresses([" + ", ".join(parts) + "]) == known"]
-    for i, (sized, length) in enumerate(sizes):
-        namespace[f"sized{i}"] = sized
-        conditions.append(f"len(sized{i}) == {int(length)}")
-    for i, check in enumerate(checks):
-        namespace[f"check{i}"] = check
-        conditions.append(f"check{i}()")
-    exec(f"def at_once():\n    return {' and '.join(conditions)}\n", namespace)  # text of places only
-    return namespace["at_once"]
 
 
 _ALWAYS_FRESH = Watch().freeze()
