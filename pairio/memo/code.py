@@ -59,7 +59,7 @@ from typing import Any
 from ..hashing import canonical_json
 from . import dependencies
 from .arguments import hash_value
-from .same_objects import holds_same
+from .same_objects import Held, holds_same, list_addresses
 from .source import TOKEN_FORMAT, source_digest
 
 _CONSTANT_TYPES = (type(None), bool, int, float, complex, str, bytes)
@@ -82,13 +82,16 @@ class Watch:
     or any mutable value read changed its contents."""
 
     def __init__(self) -> None:
-        self._reads: dict[int, tuple[Any, list[str], list[Any]]] = {}
+        self._reads: dict[int, tuple[Any, list[str], list[Any], Any]] = {}
         self._functions: list[Any] = []
         self._codes: list[Any] = []
         self._cells: list[Any] = []
         self._contents: list[Any] = []
         self._checks: list[Callable[[], bool]] = []
+        self._held: list[Held] = []
+        self._sizes: list[tuple[Any, int]] = []
         self._frozen: tuple = ()
+        self._at_once: tuple = ()
 
     def read(self, mapping: Any, name: str, value: Any, owner: Any = None) -> None:
         """``mapping[name]`` (a module's or function's globals, a class's ``__dict__``) was ``value``."""
@@ -114,40 +117,95 @@ class Watch:
     def check(self, check: Callable[[], bool]) -> None:
         """``check()`` is True while a mutable value has the contents it was counted with."""
         self._checks.append(check)
+        if isinstance(check, Held):
+            self._held.append(check)
+
+    def size(self, sized: Any, length: int) -> None:
+        """``len(sized)`` was ``length`` (a class gaining or losing an attribute)."""
+        self._sizes.append((sized, length))
 
     def freeze(self) -> Watch:
-        # Each mapping's names are read in one call, and every comparison is of identity:
-        # ``THRESHOLD = 1.0`` after ``1`` is a change.
-        reads = tuple((mapping, _names_getter(names), tuple(values), owner)
+        # Each mapping's names are read in one call (a single name twice: itemgetter gives a tuple
+        # only for two names or more), and every comparison is of identity: ``THRESHOLD = 1.0``
+        # after ``1`` is a change.
+        reads = tuple((mapping, operator.itemgetter(*(names * 2 if len(names) == 1 else names)),
+                       tuple(values * 2 if len(values) == 1 else values), owner)
                       for mapping, names, values, owner in self._reads.values())
-        self._frozen = (reads, tuple(self._functions), tuple(self._codes), tuple(self._cells),
-                        tuple(self._contents), tuple(self._checks))
+        functions, codes, cells, contents = (tuple(self._functions), tuple(self._codes), tuple(self._cells),
+                                             tuple(self._contents))
+        checks = tuple(check.check if isinstance(check, Held) else check for check in self._checks)
+        self._frozen = (reads, functions, codes, cells, contents, checks, tuple(self._sizes))
+        # All at once (see fresh): what each read gave, each __code__, each cell's contents and the
+        # items of each container of settings, in one list, compared by identity with what they were.
+        expected = [value for _, _, values, _ in reads for value in values]
+        expected += [*codes, *contents]
+        sources: list[Any] = []
+        sized = [container for container, _ in self._sizes]
+        lengths = [length for _, length in self._sizes]
+        for held in self._held:
+            for container, objects in held.parts:
+                is_dict = type(container) is dict
+                sources += (container, container.values()) if is_dict else (container,)
+                expected += objects
+                sized.append(container)
+                lengths.append(len(objects) // 2 if is_dict else len(objects))
+        addresses = list_addresses(len(expected))
+        known = addresses(expected) if addresses is not None else b""
+        others = tuple(check for check in self._checks if not isinstance(check, Held))
+        # (``expected`` is kept: while its objects live, no other object can have one of their addresses.)
+        self._at_once = (tuple((mapping, getter) for mapping, getter, _, _ in reads), functions, cells,
+                         tuple(sources), tuple(sized), lengths, addresses, known, others, tuple(expected))
         return self
 
     def fresh(self) -> bool:
-        """True while nothing the walk read has changed (an identity comparison per name)."""
-        reads, functions, codes, cells, contents, checks = self._frozen
+        """True while nothing the walk read has changed.
+
+        Everything compared by identity is gathered into one list of this call's own, whose item
+        addresses are read in one go and compared with those of the objects read then (none of
+        them moves while :meth:`freeze` keeps them). When anything differs, or for a few objects,
+        each signal is checked on its own (:meth:`changed`): a container holding, put back, an
+        equal item of the same type is then told from a change by its values."""
+        groups, functions, cells, sources, sized, lengths, addresses, known, others, _ = self._at_once
+        if addresses is None:
+            return not self.changed()
+        items: list[Any] = []
+        extend = items.extend
+        try:
+            for mapping, getter in groups:
+                extend(getter(mapping))
+            extend(map(_CODE, functions))
+            if cells:
+                extend(map(_CONTENTS, cells))
+            any(map(extend, sources))  # (extend gives None: each source is gathered)
+            if addresses(items) != known or (sized and list(map(len, sized)) != lengths):
+                return not self.changed()
+            for check in others:
+                if not check():
+                    return False
+        except (KeyError, ValueError, AttributeError, TypeError, RuntimeError):  # a name deleted, a cell emptied
+            return not self.changed()
+        return True
+
+    def changed(self) -> bool:
+        """True once anything the walk read has changed, each signal checked on its own."""
+        reads, functions, codes, cells, contents, checks, sizes = self._frozen
         try:
             for mapping, read, values, _ in reads:
                 if not all(map(operator.is_, read(mapping), values)):
-                    return False
+                    return True
             if not all(map(operator.is_, map(_CODE, functions), codes)):
-                return False
+                return True
             if cells and not all(map(operator.is_, map(_CONTENTS, cells), contents)):
-                return False
+                return True
+            for sized, length in sizes:
+                if len(sized) != length:
+                    return True
             for check in checks:
                 if not check():
-                    return False
+                    return True
         except (KeyError, ValueError, AttributeError, TypeError):  # a name deleted, a cell emptied
-            return False
-        return True
-
-
-def _names_getter(names: list[str]) -> Callable[[Any], tuple]:
-    """``mapping -> (mapping[name] for name in names)`` as a tuple, in one call."""
-    if len(names) == 1:
-        return lambda mapping, name=names[0]: (mapping[name],)
-    return operator.itemgetter(*names)
+            return True
+        return False
 
 
 _ALWAYS_FRESH = Watch().freeze()
@@ -828,8 +886,7 @@ class _Walker:
         attributes = klass.__dict__
         for name, attr in attributes.items():  # a method replaced, added or removed counts
             self.watch.read(attributes, name, attr, owner=klass)
-        count = len(attributes)
-        self.watch.check(lambda: len(attributes) == count)
+        self.watch.size(attributes, len(attributes))
         inside = f"{klass.__qualname__}."
         if not issubclass(klass, enum.Enum):
             # Class-level data (SCALE = 10 in the body) by value: set later (Scaler.SCALE = 20), the

@@ -14,6 +14,10 @@ the tuple object itself, so a copy of a list into a tuple and one read of those 
 tell the same at C speed (about 1.4 us for 1,000 items). The layout is checked once against
 ``id()`` before it is trusted; elsewhere (PyPy, another layout) items are compared one by one.
 The addresses stay meaningful because each check keeps the objects it compares with alive.
+
+A caller checking many containers at once (a :class:`.code.Watch`) reads each check's ``parts``,
+gathers all their items into one list of its own, and reads that list's addresses from the list's
+own array in one go (:func:`list_addresses`): no copy into a tuple, one read for all.
 """
 
 from __future__ import annotations
@@ -50,7 +54,22 @@ def _addresses() -> Callable[[tuple], bytes] | None:
     return addresses
 
 
-def holds_same(value: Any, otherwise: Callable[[], bool]) -> Callable[[], bool]:
+class Held:
+    """The check :func:`holds_same` makes: called, True while the value holds the very objects it
+    held, or else while ``otherwise()`` is; ``parts`` are its mutable containers, each with the objects
+    it held then (a dict's keys, then its values), for a caller that checks many at once."""
+
+    __slots__ = ("check", "parts")
+
+    def __init__(self, check: Callable[[], bool], parts: tuple[tuple[Any, tuple], ...]) -> None:
+        self.check = check
+        self.parts = parts
+
+    def __call__(self) -> bool:
+        return self.check()
+
+
+def holds_same(value: Any, otherwise: Callable[[], bool]) -> Held:
     """A check that is True while ``value`` (builtin containers of scalars, functions and classes)
     holds, all through, the very objects it holds now, or else while ``otherwise()`` is True."""
     mutable: list[Any] = []
@@ -62,10 +81,12 @@ def holds_same(value: Any, otherwise: Callable[[], bool]) -> Callable[[], bool]:
         items = (*container, *container.values()) if type(container) is dict else container
         stack.extend(item for item in items if type(item) in _CONTAINERS)
     if not mutable:  # a tuple or frozenset of scalars, functions and classes cannot change
-        return _true
+        return Held(_true, ())
+    parts = tuple((container, (*container, *container.values()) if type(container) is dict else tuple(container))
+                  for container in mutable)
     if len(mutable) == 1:
-        return _held(mutable[0], otherwise)
-    checks = [_held(container, _false) for container in mutable]
+        return Held(_held(parts[0], otherwise), parts)
+    checks = [_held(part, _false) for part in parts]
 
     def check_all() -> bool:
         for check in checks:
@@ -73,7 +94,7 @@ def holds_same(value: Any, otherwise: Callable[[], bool]) -> Callable[[], bool]:
                 return otherwise()
         return True
 
-    return check_all
+    return Held(check_all, parts)
 
 
 def _false() -> bool:
@@ -84,13 +105,13 @@ def _true() -> bool:
     return True
 
 
-def _held(container: list | dict | set, otherwise: Callable[[], bool]) -> Callable[[], bool]:
-    """A check that ``container`` holds the objects it holds now, in the same order, or else that
+def _held(part: tuple[Any, tuple], otherwise: Callable[[], bool]) -> Callable[[], bool]:
+    """A check that a container holds ``objects`` (``part``: the two), in the same order, or else that
     ``otherwise()`` is True."""
+    container, items = part
     is_dict = type(container) is dict
-    keys = tuple(container)
-    values = tuple(container.values()) if is_dict else ()  # type: ignore[union-attr]
-    items, length = keys + values, len(container)
+    length = len(items) // 2 if is_dict else len(items)
+    keys, values = (items[:length], items[length:]) if is_dict else (items, ())
     addresses = _addresses() if len(items) > _ONE_BY_ONE else None
     if addresses is None:
         if is_dict:
@@ -112,3 +133,42 @@ def _held(container: list | dict | set, otherwise: Callable[[], bool]) -> Callab
                   kept: tuple = items, o: Callable[[], bool] = otherwise) -> bool:
             return (len(c) == n and read(tuple(c)) == b) or o()
     return check
+
+
+@functools.cache
+def _list_header() -> int | None:
+    """Where a list keeps the address of its array of items, from the list's own address (CPython;
+    checked once against ``id()``), or None where that cannot be read."""
+    pointer = struct.calcsize("P")
+    header = object.__basicsize__ + struct.calcsize("n")  # the object's head and its item count
+    if (sys.implementation.name != "cpython" or tuple.__itemsize__ != pointer
+            or list.__basicsize__ != header + 2 * pointer):  # the array's address and its capacity
+        return None
+    import ctypes  # only here: a few ms, paid by the first check of a large container
+
+    probe = [object(), "probe", 1 << 70, None]
+    array = ctypes.c_void_p.from_address(id(probe) + header).value
+    if not array or ctypes.string_at(array, pointer * len(probe)) != struct.pack(f"{len(probe)}P", *map(id, probe)):
+        return None
+    return header
+
+
+def list_addresses(length: int) -> Callable[[list], bytes] | None:
+    """For lists of ``length`` items: a function giving the bytes of their items' addresses, read
+    from the list's own array (no copy); None for a few items (compared one by one, which is
+    cheaper) or where a list cannot be read so. Only for a list of the caller's own, which nothing
+    else can change, nor move its array, while it is read."""
+    header = _list_header()
+    if header is None or length <= _ONE_BY_ONE:
+        return None
+    import ctypes
+
+    array_at = (ctypes.c_char * (length * tuple.__itemsize__)).from_address
+    address_at = ctypes.c_void_p.from_address
+
+    def addresses(items: list) -> bytes:
+        if len(items) != length:  # (never read past the array)
+            return b""
+        return array_at(address_at(id(items) + header).value).raw
+
+    return addresses
