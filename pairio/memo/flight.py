@@ -176,19 +176,19 @@ class _Unlisted:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.claims: dict[int, _Claim] = {}
+        self.claims: set[_Claim] = set()
 
     def list_overdue(self) -> None:
         due = time.time() - _LIST_AFTER_S
         with self.lock:  # a claim let go meanwhile is not listed; one let go after takes its listing
-            for held in self.claims.values():
+            for held in self.claims:
                 if held._holder is None and held._began <= due:
                     held._holder = write_holder(held._database_dir, held._key, held._label, held._collection,
                                                 started=held._began)
 
     def forget(self) -> None:
         self.lock = threading.Lock()  # a forked child holds none of its parent's claims
-        self.claims = {}
+        self.claims = set()
 
 
 # An unlisted claim held this long is listed (by the thread below, every so often while one is held).
@@ -232,7 +232,7 @@ class _Claim:
             self._began = time.time()
             unlisted = _unlisted
             with unlisted.lock:
-                unlisted.claims[id(self)] = self
+                unlisted.claims.add(self)
             _lister.notify()
         self._lock = lock
         return waited
@@ -243,7 +243,7 @@ class _Claim:
             if not self._listed:
                 unlisted = _unlisted
                 with unlisted.lock:
-                    unlisted.claims.pop(id(self), None)
+                    unlisted.claims.discard(self)
             remove_holder(self._holder)  # before the lock goes: a file whose key is free is a dead holder's
             lock.release()
 
