@@ -115,3 +115,24 @@ def test_a_teammate_hits_a_result_an_earlier_version_stored_on_the_server_with_i
             assert "computed in 0.50s" in line
             found = ramp.ref(700)
             assert (found.size, found.digest, found.types) == (made.size, made.digest, made.types)
+
+
+def test_pairio_sync_sends_the_side_pairs_an_earlier_version_kept_so_a_teammate_sees_the_seconds(tmp_path, caplog):
+    with ServerProcess(tmp_path / "server", default_settings()) as server:
+        shared = {"url": server.url, "channel": "lab-rw", "password": RW_PASSWORD, "collection": "spikes"}
+        with pa.config(database_path=str(tmp_path / "a"), collection="spikes"):  # recorded, no server
+            np.testing.assert_array_equal(ramp(900), np.arange(900, dtype=np.float64))
+            key = ramp.key(900)
+            store = local_store(pa.get_config())
+            earlier = as_written_before(store, "spikes", key)
+            store.set("spikes", earlier_key(seconds_key, key), "0.5")
+        with pa.config(**shared, database_path=str(tmp_path / "a"), set_to="local_and_remote"):
+            assert pa.sync().pushed == 1
+            with pa.config(get_from="remote"):
+                sent = pa.get_many(list(earlier), "spikes")
+            assert {k: v for k, v in sent.items() if v is not None} == {**earlier, earlier_key(seconds_key, key): "0.5"}
+        with pa.config(**shared, database_path=str(tmp_path / "b"), get_from="remote"):
+            caplog.set_level(logging.INFO, logger="pairio")
+            np.testing.assert_array_equal(ramp(900), np.arange(900, dtype=np.float64))
+            line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("hit"))
+            assert "computed in 0.50s" in line
